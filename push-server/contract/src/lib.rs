@@ -1,0 +1,182 @@
+//! The contract between `push-server`, `push-operator` and the tests.
+//!
+//! Every name that one side writes and another side reads lives here, once:
+//! environment variables, ports, HTTP paths, metric names, Kubernetes labels
+//! and the publish message shape. Change a name here and both binaries (and
+//! the Rust tests) follow; the Python/Node e2e suites read the same values
+//! through `push-server contract` output rather than copying them.
+
+use serde::{Deserialize, Serialize};
+
+/// Environment variables `push-server` reads (each also a `--flag`).
+pub mod env {
+    /// Socket.io + publish API listener, `HOST:PORT`.
+    pub const LISTEN: &str = "PUSH_LISTEN";
+    /// Admin listener (`/metrics`, `/healthz`, `/readyz`), `HOST:PORT`.
+    /// Kept apart from [`LISTEN`] so exposing the client port never exposes metrics.
+    pub const ADMIN_LISTEN: &str = "PUSH_ADMIN_LISTEN";
+    /// Node identity in logs and metrics; defaults to the hostname (the pod name).
+    pub const NODE_ID: &str = "PUSH_NODE_ID";
+    /// Redis URL; absent = single node with the in-memory adapter.
+    pub const REDIS_URL: &str = "PUSH_REDIS_URL";
+    /// Redis password, merged into [`REDIS_URL`] (comes from a Secret in Kubernetes).
+    pub const REDIS_PASSWORD: &str = "PUSH_REDIS_PASSWORD";
+    /// Redis pub/sub channel other systems publish to.
+    pub const REDIS_CHANNEL: &str = "PUSH_REDIS_CHANNEL";
+    /// Bearer token of the publish API; unset = API disabled.
+    pub const API_TOKEN: &str = "PUSH_API_TOKEN";
+    /// HS256 secret; when set every connection must carry a valid JWT.
+    pub const JWT_SECRET: &str = "PUSH_JWT_SECRET";
+    /// PEM public key file (RS256 or ES256); when set every connection must carry a valid JWT.
+    pub const JWT_PUBLIC_KEY_FILE: &str = "PUSH_JWT_PUBLIC_KEY_FILE";
+    /// Optional expected `iss` claim.
+    pub const JWT_ISSUER: &str = "PUSH_JWT_ISSUER";
+    /// Optional expected `aud` claim.
+    pub const JWT_AUDIENCE: &str = "PUSH_JWT_AUDIENCE";
+    /// Largest accepted message (publish body, polling body, WebSocket frame).
+    pub const MAX_PAYLOAD_BYTES: &str = "PUSH_MAX_PAYLOAD_BYTES";
+    /// Window over which clients are moved off on SIGTERM.
+    pub const DRAIN_SECONDS: &str = "PUSH_DRAIN_SECONDS";
+    /// express-session cookie-signing secret; set = shared-session mode on.
+    pub const SESSION_SECRET: &str = "PUSH_SESSION_SECRET";
+    /// express-session cookie name.
+    pub const SESSION_COOKIE: &str = "PUSH_SESSION_COOKIE";
+    /// connect-redis key prefix.
+    pub const SESSION_PREFIX: &str = "PUSH_SESSION_PREFIX";
+    /// Dotted JSON path of the user id inside the stored session.
+    pub const SESSION_USER_PATH: &str = "PUSH_SESSION_USER_PATH";
+    /// Path of the official socket.io client bundle served to the demo page.
+    pub const CLIENT_JS: &str = "PUSH_CLIENT_JS";
+    /// Log filter (tracing `EnvFilter` syntax).
+    pub const LOG: &str = "PUSH_LOG";
+    /// `text` or `json`.
+    pub const LOG_FORMAT: &str = "PUSH_LOG_FORMAT";
+}
+
+/// Default values both sides assume.
+pub mod defaults {
+    pub const PORT: u16 = 3000;
+    pub const ADMIN_PORT: u16 = 9090;
+    pub const LISTEN: &str = "0.0.0.0:3000";
+    pub const ADMIN_LISTEN: &str = "0.0.0.0:9090";
+    pub const DRAIN_SECONDS: u64 = 30;
+    /// Same as socket.io's `maxHttpBufferSize`.
+    pub const MAX_PAYLOAD_BYTES: usize = 1_000_000;
+    pub const REDIS_CHANNEL: &str = "push:publish";
+    pub const SESSION_COOKIE: &str = "connect.sid";
+    pub const SESSION_PREFIX: &str = "sess:";
+    pub const SESSION_USER_PATH: &str = "passport.user";
+    pub const NAMESPACE: &str = "/";
+}
+
+/// HTTP paths.
+pub mod paths {
+    pub const SOCKET_IO: &str = "/socket.io/";
+    pub const PUBLISH: &str = "/api/v1/publish";
+    pub const METRICS: &str = "/metrics";
+    pub const HEALTHZ: &str = "/healthz";
+    pub const READYZ: &str = "/readyz";
+}
+
+/// Prometheus metric names as they appear in the text exposition
+/// (counters carry the `_total` suffix there).
+pub mod metrics {
+    /// Gauge, label [`TRANSPORT`]: live socket.io connections on this node.
+    /// The autoscaler sums it over transports.
+    pub const CONNECTIONS: &str = "push_connections";
+    /// Label of [`CONNECTIONS`]: `websocket` or `polling`.
+    pub const TRANSPORT: &str = "transport";
+    /// Counter: messages written to client sockets.
+    pub const MESSAGES_DELIVERED: &str = "push_messages_delivered_total";
+    /// Counter, labels `source` (`http`, `redis`) and `result`.
+    pub const PUBLISH_REQUESTS: &str = "push_publish_requests_total";
+    /// Histogram: publish accepted → written to local sockets, seconds.
+    pub const PUBLISH_LATENCY: &str = "push_publish_delivery_latency_seconds";
+    /// Gauge 1/0: Redis link state (absent in single-node mode).
+    pub const REDIS_UP: &str = "push_redis_up";
+    /// Gauge 1/0: this node is draining.
+    pub const DRAINING: &str = "push_draining";
+}
+
+/// Client-facing socket.io event names and rooms.
+pub mod socket {
+    pub const SUBSCRIBE: &str = "subscribe";
+    pub const UNSUBSCRIBE: &str = "unsubscribe";
+    /// A JWT's `sub` (or a session's user) puts the socket in `user:<sub>`.
+    pub const USER_ROOM_PREFIX: &str = "user:";
+
+    /// The room of one user's connections.
+    pub fn user_room(user: &str) -> String {
+        format!("{USER_ROOM_PREFIX}{user}")
+    }
+}
+
+/// Kubernetes names shared by the operator, the chart and the tests.
+pub mod kube {
+    pub const GROUP: &str = "pushcluster.dev";
+    pub const VERSION: &str = "v1alpha1";
+    pub const KIND: &str = "PushCluster";
+    /// Server-side-apply field manager of the operator.
+    pub const FIELD_MANAGER: &str = "pushcluster-operator";
+
+    pub const LABEL_NAME: &str = "app.kubernetes.io/name";
+    pub const LABEL_INSTANCE: &str = "app.kubernetes.io/instance";
+    pub const LABEL_COMPONENT: &str = "app.kubernetes.io/component";
+    pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+    pub const LABEL_PART_OF: &str = "app.kubernetes.io/part-of";
+
+    pub const APP_NAME: &str = "pushcluster";
+    pub const COMPONENT_SERVER: &str = "push-server";
+    pub const COMPONENT_REDIS: &str = "redis";
+    pub const MANAGED_BY: &str = "pushcluster-operator";
+
+    /// Pod template annotation: hash of config + referenced secrets; a change rolls the pods.
+    pub const ANNOTATION_CONFIG_HASH: &str = "pushcluster.dev/config-hash";
+    /// Set on scale-in victims just before the replica count drops.
+    pub const ANNOTATION_POD_DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-cost";
+}
+
+/// Where a publish is addressed. Exactly one target per message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PublishTarget {
+    Room(String),
+    User(String),
+    Broadcast,
+}
+
+/// The message shape of `POST /api/v1/publish` and of the Redis publish channel
+/// once validated: `{"event", "data", "room"|"user"|"broadcast": true, "namespace"?}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PublishRequest {
+    pub event: String,
+    #[serde(default)]
+    pub data: serde_json::Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub broadcast: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_room_has_prefix() {
+        assert_eq!(socket::user_room("42"), "user:42");
+    }
+
+    #[test]
+    fn publish_request_round_trips_with_the_documented_shape() {
+        let raw = r#"{"event":"news","data":{"a":1},"room":"sports"}"#;
+        let req: PublishRequest = serde_json::from_str(raw).expect("valid");
+        assert_eq!(req.room.as_deref(), Some("sports"));
+        assert!(!req.broadcast);
+        assert_eq!(serde_json::to_string(&req).expect("ser"), raw);
+    }
+}
