@@ -136,6 +136,32 @@ pub mod kube {
     pub const ANNOTATION_POD_DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-cost";
 }
 
+/// `push-operator run` as the Helm chart deploys it: the env vars the chart
+/// sets (each also a `--flag`) and the operator's admin port.
+pub mod operator {
+    pub mod env {
+        /// Pod name from the downward API: the leader-election holder identity.
+        pub const POD_NAME: &str = "POD_NAME";
+        /// Pod namespace from the downward API: where the leader-election Lease lives.
+        pub const POD_NAMESPACE: &str = "POD_NAMESPACE";
+        /// Comma-separated namespaces to watch; unset or empty = all namespaces.
+        pub const WATCH_NAMESPACES: &str = "PUSH_OPERATOR_WATCH_NAMESPACES";
+        /// Name of the leader-election Lease (in [`POD_NAMESPACE`]); unset = no
+        /// leader election (a single replica acts alone).
+        pub const LEASE_NAME: &str = "PUSH_OPERATOR_LEASE_NAME";
+        /// Admin listener (`/metrics`, `/healthz`, `/readyz`), `HOST:PORT`.
+        pub const ADMIN_LISTEN: &str = "PUSH_OPERATOR_ADMIN_LISTEN";
+        /// Log filter (tracing `EnvFilter` syntax).
+        pub const LOG: &str = "PUSH_OPERATOR_LOG";
+        /// `text` or `json`.
+        pub const LOG_FORMAT: &str = "PUSH_OPERATOR_LOG_FORMAT";
+    }
+    pub const ADMIN_PORT: u16 = 8080;
+    pub const ADMIN_LISTEN: &str = "0.0.0.0:8080";
+    /// Default Lease name the chart uses.
+    pub const LEASE_NAME: &str = "pushcluster-operator";
+}
+
 /// Where a publish is addressed. Exactly one target per message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
