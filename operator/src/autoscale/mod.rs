@@ -1,0 +1,1 @@
+//! Connection-count autoscaling (being written).

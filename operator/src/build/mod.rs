@@ -1,0 +1,1 @@
+//! Pure builders, one module per family of owned objects (being written).

@@ -1,0 +1,1 @@
+//! The reconcile pipeline (being written).

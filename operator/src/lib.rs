@@ -1,0 +1,23 @@
+//! pushcluster operator: turns a `PushCluster` into push-server pods, a Redis
+//! that links them, sticky exposure and connection-based autoscaling.
+//!
+//! Layout (one concern per module):
+//! - [`resources`]: the `PushCluster` CRD types.
+//! - [`validate`]: spec → `ValidatedCluster`, the only input the builders accept.
+//! - [`build`]: pure builders, one per family of owned objects.
+//! - [`controller`]: the reconcile pipeline (validate → build → apply → status).
+//! - [`autoscale`]: connection-count autoscaling (pure decision + scrape + scale-in).
+//! - [`local`]: local mode, the same plan run as processes on one machine.
+//! - [`metrics`], [`telemetry`]: the operator's own observability.
+
+pub mod autoscale;
+pub mod build;
+pub mod controller;
+pub mod error;
+pub mod local;
+pub mod metrics;
+pub mod resources;
+pub mod telemetry;
+pub mod validate;
+
+pub use error::{Error, Result};

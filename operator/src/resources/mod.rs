@@ -1,0 +1,4 @@
+//! Custom resource types owned by this operator.
+pub mod pushcluster;
+
+pub use pushcluster::*;

@@ -1,0 +1,601 @@
+//! The `PushCluster` custom resource: spec, status, defaults and CEL rules.
+//!
+//! Doc comments become the CRD's field descriptions (`kubectl explain`).
+//! Cross-field constraints are CEL rules so the API server rejects a bad
+//! spec with a message the user understands; `kube/cel` lets the unit tests
+//! evaluate the very same rules without an API server.
+
+use k8s_openapi::api::core::v1::{
+    Affinity, EnvVar, LocalObjectReference, ResourceRequirements, Toleration,
+    TopologySpreadConstraint,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Default push-server image (tag = the operator's own version).
+pub const DEFAULT_IMAGE: &str = concat!(
+    "ghcr.io/pushcluster/push-server:",
+    env!("CARGO_PKG_VERSION")
+);
+/// Default image of the operator-managed Redis.
+pub const DEFAULT_REDIS_IMAGE: &str = "docker.io/library/redis:7.2-alpine";
+pub const DEFAULT_DRAIN_SECONDS: i32 = 30;
+pub const MAX_DRAIN_SECONDS: i32 = 3600;
+
+/// A horizontally scaled socket.io push cluster: push-server pods linked by
+/// Redis, sticky routing in front, optional autoscaling on live connections.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "pushcluster.dev",
+    version = "v1alpha1",
+    kind = "PushCluster",
+    plural = "pushclusters",
+    shortname = "pc",
+    category = "all",
+    namespaced,
+    status = "PushClusterStatus",
+    derive = "PartialEq",
+    doc = "A horizontally scaled socket.io push cluster: push-server pods linked by Redis, sticky routing in front, autoscaling on live connection count.",
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.selector"
+    ),
+    printcolumn(
+        name = "Desired",
+        type_ = "integer",
+        json_path = ".spec.replicas",
+        description = "Desired push-server replicas"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "integer",
+        json_path = ".status.readyReplicas",
+        description = "Ready push-server replicas"
+    ),
+    printcolumn(
+        name = "Connections",
+        type_ = "integer",
+        json_path = ".status.connections",
+        description = "Live socket.io connections across ready pods"
+    ),
+    printcolumn(
+        name = "Recommended",
+        type_ = "integer",
+        json_path = ".status.autoscaler.recommendedReplicas",
+        description = "Replicas the connection autoscaler recommends",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Endpoint",
+        type_ = "string",
+        json_path = ".status.endpoint",
+        description = "Where clients connect"
+    ),
+    printcolumn(
+        name = "Status",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        description = "Ready condition"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[x_kube(
+    validation = Rule::new("!has(self.autoscaling) || !self.autoscaling.enabled || (self.replicas >= self.autoscaling.minReplicas && self.replicas <= self.autoscaling.maxReplicas)")
+        .message("spec.replicas must lie within spec.autoscaling.minReplicas..maxReplicas while autoscaling is enabled")
+        .field_path(".replicas")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct PushClusterSpec {
+    /// push-server container image.
+    #[serde(default = "default_image")]
+    #[schemars(length(min = 1))]
+    pub image: String,
+
+    /// Image pull policy of the push-server container (Always, IfNotPresent, Never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<PullPolicy>,
+
+    /// Number of push-server pods. Written by `kubectl scale`, an HPA/KEDA (through the
+    /// scale subresource) or, when spec.autoscaling.enabled, by the operator itself.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub replicas: i32,
+
+    /// CPU/memory requests and limits of the push-server container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+
+    /// The Redis that links the pods: exactly one of `managed` or `external`.
+    #[serde(default)]
+    pub redis: RedisSpec,
+
+    /// How clients reach the cluster, with sticky sessions: exactly one of
+    /// `gateway`, `ingress` or `service`.
+    #[serde(default)]
+    pub exposure: ExposureSpec,
+
+    /// Secret references for the publish API token, JWT verification and shared sessions.
+    #[serde(default)]
+    pub auth: AuthSpec,
+
+    /// Seconds over which a stopping pod moves its clients off (spread, not all at once).
+    /// The pod's terminationGracePeriodSeconds is set above it.
+    #[serde(default = "default_drain_seconds")]
+    #[schemars(range(min = 0, max = 3600))]
+    pub drain_seconds: i32,
+
+    /// Largest accepted message in bytes (publish body, polling body, WebSocket frame).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1024, max = 104857600))]
+    pub max_payload_bytes: Option<i64>,
+
+    /// Autoscaling on live connection count, done by the operator. Leave disabled to let
+    /// an HPA or KEDA drive the scale subresource instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<AutoscalingSpec>,
+
+    /// Extra environment variables for the push-server container (escape hatch). Variables
+    /// the operator sets itself cannot be overridden here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+
+    /// Pod-level overrides (scheduling, metadata, service account) for the push-server pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_overrides: Option<PodOverrides>,
+}
+
+/// Image pull policy.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+pub enum PullPolicy {
+    Always,
+    IfNotPresent,
+    Never,
+}
+
+/// Which Redis links the push-server pods.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("has(self.managed) != has(self.external)").message("spec.redis: set exactly one of managed or external"))]
+#[serde(rename_all = "camelCase")]
+pub struct RedisSpec {
+    /// The operator runs Redis for this cluster (StatefulSet, Service, generated password
+    /// Secret, NetworkPolicy admitting only this cluster's push pods).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed: Option<ManagedRedis>,
+    /// Use an existing Redis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<ExternalRedis>,
+}
+
+impl Default for RedisSpec {
+    fn default() -> Self {
+        Self {
+            managed: Some(ManagedRedis::default()),
+            external: None,
+        }
+    }
+}
+
+/// A Redis the operator provisions.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagedRedis {
+    /// Redis container image.
+    #[serde(default = "default_redis_image")]
+    pub image: String,
+    /// CPU/memory requests and limits of the Redis container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Keep Redis data on a PersistentVolumeClaim (append-only file). Without it Redis is a
+    /// pure pub/sub link and keeps nothing across restarts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistence: Option<RedisPersistence>,
+}
+
+impl Default for ManagedRedis {
+    fn default() -> Self {
+        Self {
+            image: default_redis_image(),
+            resources: None,
+            persistence: None,
+        }
+    }
+}
+
+/// Persistent storage for the managed Redis.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RedisPersistence {
+    /// Volume size, e.g. `1Gi`.
+    #[serde(default = "default_persistence_size")]
+    pub size: String,
+    /// StorageClass of the claim; the cluster default when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+}
+
+/// An existing Redis.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalRedis {
+    /// `redis://` or `rediss://` URL without the password (host, port, db).
+    #[schemars(regex(pattern = r"^rediss?://[^\s]+$"))]
+    pub url: String,
+    /// Secret key holding the Redis password, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_secret_ref: Option<SecretKeyRef>,
+}
+
+/// A key in a Secret of the PushCluster's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    /// Secret name.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key within the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+/// How clients reach the cluster.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("(has(self.gateway) ? 1 : 0) + (has(self.ingress) ? 1 : 0) + (has(self.service) ? 1 : 0) == 1").message("spec.exposure: set exactly one of gateway, ingress or service"))]
+#[x_kube(validation = Rule::new("!has(self.tls) || has(self.host)").message("spec.exposure.tls needs spec.exposure.host"))]
+#[x_kube(validation = Rule::new("!has(self.gateway) && !has(self.ingress) || has(self.host)").message("spec.exposure.host is required for the gateway and ingress modes"))]
+#[serde(rename_all = "camelCase")]
+pub struct ExposureSpec {
+    /// Public host name clients use (required for gateway and ingress).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// TLS for the host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSpec>,
+    /// Gateway API HTTPRoute with cookie session persistence on a parent Gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<GatewayExposure>,
+    /// Ingress with the controller's sticky-session annotations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<IngressExposure>,
+    /// Service only, with ClientIP session affinity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceExposure>,
+}
+
+impl Default for ExposureSpec {
+    fn default() -> Self {
+        Self {
+            host: None,
+            tls: None,
+            gateway: None,
+            ingress: None,
+            service: Some(ServiceExposure::default()),
+        }
+    }
+}
+
+/// TLS settings of the exposure.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsSpec {
+    /// Secret of type kubernetes.io/tls holding the certificate for `host`.
+    pub secret_name: String,
+}
+
+/// HTTPRoute exposure.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayExposure {
+    /// The Gateway the HTTPRoute attaches to.
+    pub parent_ref: GatewayParentRef,
+    /// Name of the session-persistence cookie.
+    #[serde(default = "default_affinity_cookie")]
+    pub cookie_name: String,
+}
+
+/// A parent Gateway reference.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayParentRef {
+    /// Gateway name.
+    pub name: String,
+    /// Gateway namespace; the PushCluster's namespace when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Listener name on the Gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub section_name: Option<String>,
+}
+
+/// Ingress exposure.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IngressExposure {
+    /// IngressClass name.
+    pub class_name: String,
+    /// Which controller serves that class; decides the sticky-session annotations.
+    #[serde(default)]
+    pub controller: IngressController,
+    /// How the controller keeps a client on its pod. `ipHash` is ingress-nginx only.
+    #[serde(default)]
+    pub affinity: IngressAffinity,
+    /// Name of the affinity cookie (cookie affinity).
+    #[serde(default = "default_affinity_cookie")]
+    pub cookie_name: String,
+    /// Extra annotations for the Ingress (merged; the operator's sticky annotations win).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Supported ingress controllers.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum IngressController {
+    /// ingress-nginx (kubernetes/ingress-nginx).
+    #[default]
+    Nginx,
+    /// Traefik's Kubernetes Ingress provider.
+    Traefik,
+}
+
+/// Sticky-session mechanism.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum IngressAffinity {
+    /// A cookie pins the client to its pod (persistent mode on ingress-nginx).
+    #[default]
+    Cookie,
+    /// Consistent hash of the client address (ingress-nginx `upstream-hash-by`).
+    IpHash,
+}
+
+/// Service-only exposure.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceExposure {
+    /// Service type of the client Service.
+    #[serde(default)]
+    pub service_type: ServiceType,
+    /// ClientIP affinity timeout in seconds.
+    #[serde(default = "default_affinity_timeout")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub affinity_timeout_seconds: i32,
+}
+
+impl Default for ServiceExposure {
+    fn default() -> Self {
+        Self {
+            service_type: ServiceType::default(),
+            affinity_timeout_seconds: default_affinity_timeout(),
+        }
+    }
+}
+
+/// Client Service type.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema,
+)]
+pub enum ServiceType {
+    #[default]
+    ClusterIP,
+    NodePort,
+    LoadBalancer,
+}
+
+/// Secret references for authentication. Nothing secret is ever written in the spec.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthSpec {
+    /// Bearer token of the publish API. When unset the operator generates one into the
+    /// Secret `<name>-api-token` (key `token`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_token_secret_ref: Option<SecretKeyRef>,
+    /// Require a JWT on every connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<JwtAuth>,
+    /// Accept express-session cookies whose session lives in this cluster's Redis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<SessionAuth>,
+}
+
+/// JWT verification: exactly one of an HS256 secret or an RS256/ES256 public key.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("has(self.secretRef) != has(self.publicKeySecretRef)").message("spec.auth.jwt: set exactly one of secretRef (HS256) or publicKeySecretRef (RS256/ES256)"))]
+#[serde(rename_all = "camelCase")]
+pub struct JwtAuth {
+    /// HS256 shared secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretKeyRef>,
+    /// PEM public key (RS256 or ES256), mounted into the pods as a file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key_secret_ref: Option<SecretKeyRef>,
+    /// Expected `iss` claim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// Expected `aud` claim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+}
+
+/// Shared sessions written by express-session + connect-redis.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionAuth {
+    /// The express-session cookie-signing secret.
+    pub secret_ref: SecretKeyRef,
+    /// Session cookie name.
+    #[serde(default = "default_session_cookie")]
+    pub cookie_name: String,
+    /// connect-redis key prefix.
+    #[serde(default = "default_session_prefix")]
+    pub prefix: String,
+    /// Dotted JSON path of the user id inside the session.
+    #[serde(default = "default_session_user_path")]
+    pub user_path: String,
+}
+
+/// Autoscaling on live connection count.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("self.minReplicas <= self.maxReplicas").message("spec.autoscaling.minReplicas must not exceed maxReplicas"))]
+#[serde(rename_all = "camelCase")]
+pub struct AutoscalingSpec {
+    /// Let the operator scale on connections. Must stay false while an HPA or KEDA drives
+    /// the scale subresource: the operator never fights an external scaler.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Lower bound of replicas.
+    #[serde(default = "default_min_replicas")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub min_replicas: i32,
+    /// Upper bound of replicas.
+    #[serde(default = "default_max_replicas")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_replicas: i32,
+    /// Live connections one pod should carry.
+    #[serde(default = "default_target_connections")]
+    #[schemars(range(min = 1))]
+    pub target_connections_per_pod: i64,
+    /// Scale up only to the lowest recommendation of this window (0 = at once).
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 3600))]
+    pub scale_up_stabilization_seconds: i32,
+    /// Scale down only to the highest recommendation of this window.
+    #[serde(default = "default_scale_down_window")]
+    #[schemars(range(min = 0, max = 3600))]
+    pub scale_down_stabilization_seconds: i32,
+    /// At most this many pods are removed in one scale-in step.
+    #[serde(default = "default_max_scale_in_step")]
+    #[schemars(range(min = 1, max = 100))]
+    pub max_scale_in_step: i32,
+}
+
+/// Pod-level overrides for the push-server pods.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodOverrides {
+    /// Extra pod labels (the operator's selector labels win).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Extra pod annotations.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+    /// Replaces the default spread of pods across nodes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub topology_spread_constraints: Vec<TopologySpreadConstraint>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority_class_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_pull_secrets: Vec<LocalObjectReference>,
+}
+
+/// Observed state, written by the operator only.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PushClusterStatus {
+    /// metadata.generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Current push-server pods (scale subresource).
+    #[serde(default)]
+    pub replicas: i32,
+    /// Ready push-server pods.
+    #[serde(default)]
+    pub ready_replicas: i32,
+    /// Label selector of the pods, in string form (scale subresource, HPA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+    /// Where clients connect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// Live connections summed over the pods that answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connections: Option<i64>,
+    /// The connection autoscaler's view.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaler: Option<AutoscalerStatus>,
+    /// Ready, RedisReady, ExposureReady, Progressing, Degraded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// What the connection autoscaler last decided.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoscalerStatus {
+    /// Replicas recommended by the last step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recommended_replicas: Option<i32>,
+    /// Pods whose connection gauge was read in the last step.
+    #[serde(default)]
+    pub pods_measured: i32,
+    /// Ready pods that did not answer in time in the last step.
+    #[serde(default)]
+    pub pods_unmeasured: i32,
+    /// When the operator last changed spec.replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scale_time: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+}
+
+fn default_image() -> String {
+    DEFAULT_IMAGE.to_string()
+}
+fn default_replicas() -> i32 {
+    2
+}
+fn default_drain_seconds() -> i32 {
+    DEFAULT_DRAIN_SECONDS
+}
+fn default_redis_image() -> String {
+    DEFAULT_REDIS_IMAGE.to_string()
+}
+fn default_persistence_size() -> String {
+    "1Gi".to_string()
+}
+fn default_affinity_cookie() -> String {
+    "pushcluster-affinity".to_string()
+}
+fn default_affinity_timeout() -> i32 {
+    10800
+}
+fn default_session_cookie() -> String {
+    push_contract::defaults::SESSION_COOKIE.to_string()
+}
+fn default_session_prefix() -> String {
+    push_contract::defaults::SESSION_PREFIX.to_string()
+}
+fn default_session_user_path() -> String {
+    push_contract::defaults::SESSION_USER_PATH.to_string()
+}
+fn default_min_replicas() -> i32 {
+    1
+}
+fn default_max_replicas() -> i32 {
+    10
+}
+fn default_target_connections() -> i64 {
+    5000
+}
+fn default_scale_down_window() -> i32 {
+    300
+}
+fn default_max_scale_in_step() -> i32 {
+    1
+}

@@ -1,0 +1,1 @@
+//! TODO: validate (being written).
