@@ -1,1 +1,134 @@
-fn main() {}
+//! `push-loadgen`: an Engine.IO 4 / socket.io v5 load generator speaking the
+//! protocol directly over tokio (WebSocket and long-polling), spread over
+//! several worker processes, comparing push-server with the Node reference.
+
+mod cli;
+mod client;
+mod fleet;
+mod launch;
+mod protocol;
+mod publisher;
+mod report;
+mod rss;
+mod scenario;
+mod spec;
+mod stats;
+mod suite;
+mod worker;
+
+use anyhow::Context as _;
+use clap::Parser as _;
+
+use cli::{Cli, Cmd, FanoutArgs, ReportArgs, SuiteArgs, secs};
+use launch::{Cluster, LaunchConfig};
+use scenario::fanout::FanoutConfig;
+use scenario::polling::PollingConfig;
+use spec::Transport;
+use suite::{SuiteConfig, SuiteResult};
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Cmd::Worker { spec } => Ok(worker::main(&spec)?),
+        Cmd::Report(args) => report(&args),
+        Cmd::Suite(args) => runtime()?.block_on(suite(args)),
+        Cmd::Fanout(args) => runtime()?.block_on(fanout(args)),
+    }
+}
+
+/// The coordinator: one thread is plenty (the workers do the client work).
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
+async fn suite(a: SuiteArgs) -> anyhow::Result<()> {
+    let cfg = SuiteConfig {
+        launch: LaunchConfig {
+            kind: a.server,
+            nodes: 1,
+            push_server_bin: a.push_server_bin,
+            node_script: a.node_script,
+            server_cpus: (!a.server_cpus.is_empty()).then_some(a.server_cpus),
+            api_token: a.api_token,
+        },
+        scenarios: a.scenarios,
+        idle_sizes: a.idle_sizes,
+        idle_hold: secs(a.idle_hold_secs),
+        connect_rate: a.connect_rate,
+        fanout: FanoutConfig {
+            clients: a.fanout_clients,
+            rooms: a.fanout_rooms,
+            transport: Transport::Websocket,
+            connect_rate: a.connect_rate,
+            rates: a.fanout_rates,
+            step: secs(a.step_secs),
+            grace: secs(5),
+        },
+        cross_nodes: a.cross_nodes,
+        cross: FanoutConfig {
+            clients: a.cross_clients,
+            rooms: a.cross_rooms,
+            transport: Transport::Websocket,
+            connect_rate: a.connect_rate,
+            rates: a.cross_rates,
+            step: secs(a.cross_secs),
+            grace: secs(5),
+        },
+        polling: PollingConfig {
+            sizes: a.polling_sizes,
+            rooms: a.polling_rooms,
+            connect_rate: a.connect_rate / 2.0,
+            msgs_per_client_per_s: a.polling_msgs_per_client_per_s,
+            step: secs(a.step_secs),
+            grace: secs(5),
+        },
+    };
+    let result = suite::run(&cfg).await?;
+    let json = serde_json::to_string_pretty(&result)?;
+    std::fs::write(&a.out, json).with_context(|| format!("writing {}", a.out.display()))?;
+    eprintln!("wrote {}", a.out.display());
+    Ok(())
+}
+
+async fn fanout(a: FanoutArgs) -> anyhow::Result<()> {
+    let cluster = Cluster::attach(a.urls, a.pids, a.api_token);
+    let cfg = FanoutConfig {
+        clients: a.clients,
+        rooms: a.rooms,
+        transport: a.transport,
+        connect_rate: a.connect_rate,
+        rates: a.rates,
+        step: secs(a.step_secs),
+        grace: secs(5),
+    };
+    let result = scenario::fanout::run(&cluster, &cfg, 0).await?;
+    let json = serde_json::to_string_pretty(&result)?;
+    match a.out {
+        Some(path) => {
+            std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))?
+        }
+        None => println!("{json}"),
+    }
+    Ok(())
+}
+
+fn report(a: &ReportArgs) -> anyhow::Result<()> {
+    let read = |path: &std::path::Path| -> anyhow::Result<SuiteResult> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a suite result", path.display()))
+    };
+    let machine = match &a.machine {
+        Some(path) => {
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+        }
+        None => String::new(),
+    };
+    print!(
+        "{}",
+        report::render(&read(&a.push)?, &read(&a.node)?, &machine)
+    );
+    Ok(())
+}

@@ -1,0 +1,138 @@
+//! Command-line interface: `suite`, `fanout` (against running servers),
+//! `report`, and the internal `worker`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::launch::ServerKind;
+use crate::spec::Transport;
+use crate::suite::Scenario;
+
+#[derive(Parser)]
+#[command(
+    name = "push-loadgen",
+    version,
+    about = "socket.io load generator: push-server vs the Node reference"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Start servers of one kind and run every scenario against them; write JSON.
+    Suite(SuiteArgs),
+    /// One fan-out run against servers that are already running (the smoke test).
+    Fanout(FanoutArgs),
+    /// Render the side-by-side Markdown from two `suite` results.
+    Report(ReportArgs),
+    /// Internal: one worker process (spawned by the others).
+    #[command(hide = true)]
+    Worker { spec: String },
+}
+
+#[derive(Args)]
+pub struct SuiteArgs {
+    #[arg(long, value_enum)]
+    pub server: ServerKind,
+    #[arg(long, default_value = "target/release/push-server")]
+    pub push_server_bin: PathBuf,
+    #[arg(long, default_value = "bench/node-reference/server.js")]
+    pub node_script: PathBuf,
+    /// CPUs for the servers (`taskset -c`); empty = no pinning. Pin the generator yourself.
+    #[arg(long, default_value = "0")]
+    pub server_cpus: String,
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "idle,fanout,cross,polling"
+    )]
+    pub scenarios: Vec<Scenario>,
+    /// New connections per second.
+    #[arg(long, default_value_t = 2000.0)]
+    pub connect_rate: f64,
+    #[arg(long, value_delimiter = ',', default_value = "1000,19000")]
+    pub idle_sizes: Vec<usize>,
+    #[arg(long, default_value_t = 10)]
+    pub idle_hold_secs: u64,
+    #[arg(long, default_value_t = 10_000)]
+    pub fanout_clients: usize,
+    #[arg(long, default_value_t = 10)]
+    pub fanout_rooms: usize,
+    /// Publishes per second, one step each; stops at the first overloaded step.
+    #[arg(long, value_delimiter = ',', default_value = "10,25,50,100,200,400")]
+    pub fanout_rates: Vec<f64>,
+    #[arg(long, default_value_t = 5)]
+    pub step_secs: u64,
+    #[arg(long, default_value_t = 2)]
+    pub cross_nodes: usize,
+    #[arg(long, default_value_t = 1_000)]
+    pub cross_clients: usize,
+    #[arg(long, default_value_t = 100)]
+    pub cross_rooms: usize,
+    #[arg(long, value_delimiter = ',', default_value = "1000")]
+    pub cross_rates: Vec<f64>,
+    #[arg(long, default_value_t = 10)]
+    pub cross_secs: u64,
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1000,3000,6000,10000,15000,19000"
+    )]
+    pub polling_sizes: Vec<usize>,
+    #[arg(long, default_value_t = 100)]
+    pub polling_rooms: usize,
+    #[arg(long, default_value_t = 0.5)]
+    pub polling_msgs_per_client_per_s: f64,
+    #[arg(long, default_value = "bench-token")]
+    pub api_token: String,
+    /// Where to write the JSON result.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(Args)]
+pub struct FanoutArgs {
+    /// Server base URLs (`http://IP:PORT`); clients spread over them, publishes go to the first.
+    #[arg(long = "url", required = true)]
+    pub urls: Vec<String>,
+    #[arg(long)]
+    pub api_token: String,
+    /// Server PIDs whose RSS to report (optional).
+    #[arg(long = "pid")]
+    pub pids: Vec<u32>,
+    #[arg(long, value_enum, default_value = "websocket")]
+    pub transport: Transport,
+    #[arg(long, default_value_t = 100)]
+    pub clients: usize,
+    #[arg(long, default_value_t = 10)]
+    pub rooms: usize,
+    #[arg(long, value_delimiter = ',', default_value = "10")]
+    pub rates: Vec<f64>,
+    #[arg(long, default_value_t = 2)]
+    pub step_secs: u64,
+    #[arg(long, default_value_t = 500.0)]
+    pub connect_rate: f64,
+    /// Where to write the JSON result (stdout otherwise).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct ReportArgs {
+    #[arg(long)]
+    pub push: PathBuf,
+    #[arg(long)]
+    pub node: PathBuf,
+    /// Text describing the machine and the run (nproc, free -h, uname -a, rustc, load).
+    #[arg(long)]
+    pub machine: Option<PathBuf>,
+}
+
+pub fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}

@@ -1,0 +1,216 @@
+//! Starts what a run measures: redis-server (for several nodes) and the server
+//! nodes, push-server or the Node reference, pinned with `taskset`. Everything
+//! started here is killed when the [`Cluster`] is dropped.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use push_contract::{defaults, env, paths, socket};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, Command};
+
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ServerKind {
+    /// This project's push-server.
+    Push,
+    /// socket.io 4.8 + @socket.io/redis-adapter (bench/node-reference).
+    Node,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error("cannot start {0}: {1}")]
+    Spawn(String, std::io::Error),
+    #[error("{0} did not become ready within {READY_TIMEOUT:?}")]
+    NotReady(String),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("http client: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+#[derive(Debug, Clone)]
+pub struct LaunchConfig {
+    pub kind: ServerKind,
+    pub nodes: usize,
+    pub push_server_bin: PathBuf,
+    pub node_script: PathBuf,
+    /// `taskset -c` list for the servers (and redis); `None` = no pinning.
+    pub server_cpus: Option<String>,
+    pub api_token: String,
+}
+
+/// Running server nodes: their URLs and PIDs (for RSS).
+pub struct Cluster {
+    pub urls: Vec<String>,
+    pub pids: Vec<u32>,
+    pub api_token: String,
+    _children: Vec<Child>,
+}
+
+fn free_port() -> Result<u16, std::io::Error> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn pinned(program: &str, cpus: &Option<String>) -> Command {
+    match cpus {
+        Some(cpus) => {
+            let mut cmd = Command::new("taskset");
+            cmd.arg("-c").arg(cpus).arg(program);
+            cmd
+        }
+        None => Command::new(program),
+    }
+}
+
+/// The Node reference's one JSON argument, built from the contract.
+pub fn node_config(listen: &str, redis_url: Option<&str>, token: &str) -> serde_json::Value {
+    serde_json::json!({
+        "listen": listen,
+        "redisUrl": redis_url,
+        "apiToken": token,
+        "socketPath": paths::SOCKET_IO,
+        "publishPath": paths::PUBLISH,
+        "subscribeEvent": socket::SUBSCRIBE,
+        "unsubscribeEvent": socket::UNSUBSCRIBE,
+        "userRoomPrefix": socket::USER_ROOM_PREFIX,
+        "maxPayloadBytes": defaults::MAX_PAYLOAD_BYTES,
+    })
+}
+
+impl Cluster {
+    /// Servers started by someone else (the smoke test): nothing to kill.
+    pub fn attach(urls: Vec<String>, pids: Vec<u32>, api_token: String) -> Cluster {
+        Cluster {
+            urls,
+            pids,
+            api_token,
+            _children: Vec::new(),
+        }
+    }
+
+    pub async fn start(cfg: &LaunchConfig) -> Result<Cluster, LaunchError> {
+        let mut children = Vec::new();
+        let redis_url = if cfg.nodes > 1 {
+            let port = free_port()?;
+            let child = pinned("redis-server", &cfg.server_cpus)
+                .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+                .args(["--save", "", "--appendonly", "no"])
+                .stdout(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .map_err(|e| LaunchError::Spawn("redis-server".into(), e))?;
+            children.push(child);
+            wait_redis(port).await?;
+            Some(format!("redis://127.0.0.1:{port}/?protocol=resp3"))
+        } else {
+            None
+        };
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()?;
+        let (mut urls, mut pids) = (Vec::new(), Vec::new());
+        for n in 0..cfg.nodes {
+            let listen = format!("127.0.0.1:{}", free_port()?);
+            let admin = format!("127.0.0.1:{}", free_port()?);
+            let mut cmd = match cfg.kind {
+                ServerKind::Push => {
+                    let mut cmd =
+                        pinned(&cfg.push_server_bin.display().to_string(), &cfg.server_cpus);
+                    cmd.env(env::LISTEN, &listen)
+                        .env(env::ADMIN_LISTEN, &admin)
+                        .env(env::NODE_ID, format!("bench-{n}"))
+                        .env(env::API_TOKEN, &cfg.api_token)
+                        .env(env::LOG, "warn");
+                    if let Some(url) = &redis_url {
+                        cmd.env(env::REDIS_URL, url);
+                    }
+                    cmd
+                }
+                ServerKind::Node => {
+                    let mut cmd = pinned("node", &cfg.server_cpus);
+                    let config = node_config(&listen, redis_url.as_deref(), &cfg.api_token);
+                    cmd.arg(&cfg.node_script).arg(config.to_string());
+                    cmd
+                }
+            };
+            let child = cmd
+                .stdout(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .map_err(|e| LaunchError::Spawn(format!("{:?} node {n}", cfg.kind), e))?;
+            pids.push(child.id().unwrap_or(0));
+            children.push(child);
+            let url = format!("http://{listen}");
+            let probe = format!("{url}{}?EIO=4&transport=polling", paths::SOCKET_IO);
+            wait_http(&http, &probe, &format!("{:?} node {n}", cfg.kind)).await?;
+            if cfg.kind == ServerKind::Push && redis_url.is_some() {
+                let ready = format!("http://{admin}{}", paths::READYZ);
+                wait_http(&http, &ready, &format!("push-server node {n} /readyz")).await?;
+            }
+            urls.push(url);
+        }
+        Ok(Cluster {
+            urls,
+            pids,
+            api_token: cfg.api_token.clone(),
+            _children: children,
+        })
+    }
+}
+
+async fn wait_http(http: &reqwest::Client, url: &str, what: &str) -> Result<(), LaunchError> {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    while Instant::now() < deadline {
+        if let Ok(resp) = http.get(url).send().await
+            && resp.status().is_success()
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(LaunchError::NotReady(what.to_string()))
+}
+
+async fn wait_redis(port: u16) -> Result<(), LaunchError> {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    while Instant::now() < deadline {
+        if let Ok(mut conn) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+            let mut buf = [0u8; 7];
+            if conn.write_all(b"PING\r\n").await.is_ok()
+                && conn.read_exact(&mut buf).await.is_ok()
+                && &buf == b"+PONG\r\n"
+            {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(LaunchError::NotReady("redis-server".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_config_takes_every_name_from_the_contract() {
+        let cfg = node_config("127.0.0.1:1", Some("redis://x/?protocol=resp3"), "t");
+        assert_eq!(cfg["publishPath"], paths::PUBLISH);
+        assert_eq!(cfg["socketPath"], paths::SOCKET_IO);
+        assert_eq!(cfg["subscribeEvent"], socket::SUBSCRIBE);
+        assert_eq!(cfg["redisUrl"], "redis://x/?protocol=resp3");
+        assert!(
+            node_config("a:1", None, "t")["redisUrl"].is_null(),
+            "single node has no redis"
+        );
+    }
+}

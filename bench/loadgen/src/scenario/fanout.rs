@@ -1,0 +1,199 @@
+//! Fan-out (and cross-node, the same over several nodes): N clients in R
+//! rooms, publishes at a stepped rate through the publish API of node 0,
+//! delivered messages/s, publish→delivery latency and losses per step.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{ScenarioError, await_deliveries, template};
+use crate::fleet::{ConnectOutcome, Fleet, FleetReport, plan_workers};
+use crate::launch::Cluster;
+use crate::publisher::{PublishOutcome, Publisher};
+use crate::spec::Transport;
+use crate::stats::Latency;
+
+/// A step is overloaded past this p99; later (faster) steps are skipped.
+pub const OVERLOAD_P99_MS: f64 = 1_000.0;
+/// ... or past this share of lost deliveries.
+pub const OVERLOAD_LOSS: f64 = 0.01;
+
+#[derive(Debug, Clone)]
+pub struct FanoutConfig {
+    pub clients: usize,
+    pub rooms: usize,
+    pub transport: Transport,
+    pub connect_rate: f64,
+    /// Publishes per second, one step each, in order.
+    pub rates: Vec<f64>,
+    pub step: Duration,
+    /// How long to wait for the tail of deliveries after the last publish.
+    pub grace: Duration,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct FanoutStep {
+    pub rate: f64,
+    pub achieved_rate: f64,
+    pub accepted: u64,
+    pub publish_failed: u64,
+    pub expected: u64,
+    pub received: u64,
+    pub lost: u64,
+    /// Deliveries per second, from the first publish to the last delivery.
+    pub delivered_per_s: f64,
+    pub latency: Latency,
+    /// Latency of the clients on each node (node 0 takes the publishes).
+    pub latency_by_node: Vec<Latency>,
+    pub overloaded: bool,
+    pub first_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct FanoutResult {
+    pub nodes: usize,
+    pub clients: usize,
+    pub connected: usize,
+    pub rooms: usize,
+    pub steps: Vec<FanoutStep>,
+    pub dropped: usize,
+    pub unstamped: u64,
+    pub first_errors: Vec<String>,
+}
+
+impl FanoutResult {
+    /// The fastest step that was not overloaded.
+    pub fn best(&self) -> Option<&FanoutStep> {
+        self.steps
+            .iter()
+            .filter(|s| !s.overloaded)
+            .max_by(|a, b| a.delivered_per_s.total_cmp(&b.delivered_per_s))
+    }
+}
+
+/// Whether a step's figures count as overloaded.
+pub fn is_overloaded(expected: u64, received: u64, p99_ms: f64) -> bool {
+    let lost = expected.saturating_sub(received) as f64;
+    p99_ms > OVERLOAD_P99_MS || (expected > 0 && lost / expected as f64 > OVERLOAD_LOSS)
+}
+
+/// Summarises one step from what was published and what the clients got.
+pub fn summarise(
+    rate: f64,
+    step: u32,
+    publish: &PublishOutcome,
+    connect: &ConnectOutcome,
+    report: &FleetReport,
+) -> FanoutStep {
+    let expected = publish.expected_deliveries(&connect.per_room);
+    let (received, latency, latency_by_node, last_ns) = match report.steps.get(&step) {
+        Some(d) => (
+            d.received,
+            Latency::of(&d.latency_us),
+            d.latency_us_by_node.values().map(Latency::of).collect(),
+            d.last_received_ns,
+        ),
+        None => (0, Latency::default(), Vec::new(), 0),
+    };
+    let window_s = (last_ns.saturating_sub(publish.start_ns) as f64 / 1e9)
+        .max(publish.elapsed_s)
+        .max(1e-9);
+    FanoutStep {
+        rate,
+        achieved_rate: publish.achieved_rate,
+        accepted: publish.accepted,
+        publish_failed: publish.failed,
+        expected,
+        received,
+        lost: expected.saturating_sub(received),
+        delivered_per_s: received as f64 / window_s,
+        overloaded: is_overloaded(expected, received, latency.p99_ms),
+        latency,
+        latency_by_node,
+        first_error: publish.first_error.clone(),
+    }
+}
+
+pub async fn run(
+    cluster: &Cluster,
+    cfg: &FanoutConfig,
+    first_step: u32,
+) -> Result<FanoutResult, ScenarioError> {
+    let mut fleet = Fleet::new();
+    let specs = plan_workers(
+        &template(cluster, cfg.transport, cfg.rooms, cfg.connect_rate),
+        0,
+        cfg.clients,
+        0,
+    );
+    let connect = fleet.add(specs).await?;
+    let publisher = Publisher::new(&cluster.urls[0], &cluster.api_token)?;
+    let mut steps = Vec::new();
+    let mut last_report = None;
+    for (i, &rate) in cfg.rates.iter().enumerate() {
+        let step = first_step + i as u32;
+        let publish = publisher.run(step, cfg.rooms, rate, cfg.step).await;
+        let expected = publish.expected_deliveries(&connect.per_room);
+        let report = await_deliveries(&mut fleet, step, expected, cfg.grace).await?;
+        let summary = summarise(rate, step, &publish, &connect, &report);
+        let overloaded = summary.overloaded;
+        eprintln!(
+            "fanout step {step}: {rate}/s -> {:.0} deliveries/s, p99 {:.2} ms, lost {}",
+            summary.delivered_per_s, summary.latency.p99_ms, summary.lost
+        );
+        steps.push(summary);
+        last_report = Some(report);
+        if overloaded {
+            break;
+        }
+    }
+    let (dropped, unstamped, mut first_errors) = match last_report {
+        Some(r) => (r.dropped, r.unstamped, r.first_errors),
+        None => (0, 0, Vec::new()),
+    };
+    first_errors.extend(connect.first_errors);
+    first_errors.truncate(8);
+    Ok(FanoutResult {
+        nodes: cluster.urls.len(),
+        clients: cfg.clients,
+        connected: connect.ok,
+        rooms: cfg.rooms,
+        steps,
+        dropped,
+        unstamped,
+        first_errors,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overload_table() {
+        let cases = [
+            ("healthy", 1000, 1000, 5.0, false),
+            ("slow p99", 1000, 1000, 1500.0, true),
+            ("2% lost", 1000, 980, 5.0, true),
+            ("0.5% lost is tolerated", 1000, 995, 5.0, false),
+            ("nothing expected", 0, 0, 0.0, false),
+        ];
+        for (name, expected, received, p99, want) in cases {
+            assert_eq!(is_overloaded(expected, received, p99), want, "case {name}");
+        }
+    }
+
+    #[test]
+    fn best_skips_overloaded_steps() {
+        let step = |d, overloaded| FanoutStep {
+            delivered_per_s: d,
+            overloaded,
+            ..Default::default()
+        };
+        let result = FanoutResult {
+            steps: vec![step(10.0, false), step(30.0, false), step(50.0, true)],
+            ..Default::default()
+        };
+        assert_eq!(result.best().map(|s| s.delivered_per_s), Some(30.0));
+    }
+}

@@ -1,0 +1,84 @@
+//! The benchmark scenarios. Each takes running servers ([`Cluster`]) and
+//! returns a serializable result; `suite` runs them all and `report` turns
+//! two suites' results into the side-by-side table.
+
+pub mod fanout;
+pub mod idle;
+pub mod polling;
+
+use std::time::{Duration, Instant};
+
+use crate::fleet::{Fleet, FleetError, FleetReport};
+use crate::launch::Cluster;
+use crate::spec::{Transport, WorkerSpec};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error(transparent)]
+    Fleet(#[from] FleetError),
+    #[error(transparent)]
+    Launch(#[from] crate::launch::LaunchError),
+    #[error("publisher: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("cannot read the RSS of server pids {0:?}")]
+    Rss(Vec<u32>),
+}
+
+/// Worker template for `cluster`'s nodes.
+pub fn template(
+    cluster: &Cluster,
+    transport: Transport,
+    rooms: usize,
+    connect_rate: f64,
+) -> WorkerSpec {
+    WorkerSpec {
+        urls: cluster.urls.clone(),
+        socket_path: push_contract::paths::SOCKET_IO.to_string(),
+        transport,
+        first_client: 0,
+        clients: 0,
+        rooms,
+        sources: Vec::new(),
+        connect_rate,
+        subscribe_event: push_contract::socket::SUBSCRIBE.to_string(),
+    }
+}
+
+/// Polls the workers until `step` has `expected` deliveries or `grace` has
+/// passed since the call; returns the last report.
+pub async fn await_deliveries(
+    fleet: &mut Fleet,
+    step: u32,
+    expected: u64,
+    grace: Duration,
+) -> Result<FleetReport, ScenarioError> {
+    let deadline = Instant::now() + grace;
+    loop {
+        let report = fleet.report().await?;
+        if report.received(step) >= expected || Instant::now() >= deadline {
+            return Ok(report);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Polls RSS until it moves less than 1% over three readings a second apart
+/// (or `max_wait` passes); returns the last reading in KiB.
+pub async fn settled_rss_kib(pids: &[u32], max_wait: Duration) -> Result<u64, ScenarioError> {
+    let deadline = Instant::now() + max_wait;
+    let mut readings: Vec<u64> = Vec::new();
+    loop {
+        let now = crate::rss::rss_kib(pids).ok_or_else(|| ScenarioError::Rss(pids.to_vec()))?;
+        readings.push(now);
+        if let [.., a, _, c] = readings.as_slice()
+            && readings.len() >= 3
+            && a.abs_diff(*c) * 100 <= *c
+        {
+            return Ok(now);
+        }
+        if Instant::now() >= deadline {
+            return Ok(now);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
