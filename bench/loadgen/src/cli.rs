@@ -27,6 +27,9 @@ pub enum Cmd {
     Suite(SuiteArgs),
     /// One fan-out run against servers that are already running (the smoke test).
     Fanout(FanoutArgs),
+    /// Start servers of one kind, print their URLs, PIDs and the contract names
+    /// as one JSON line, and keep them until stdin closes (for the smoke test).
+    Serve(ServeArgs),
     /// Render the side-by-side Markdown from two `suite` results.
     Report(ReportArgs),
     /// Internal: one worker process (spawned by the others).
@@ -64,7 +67,11 @@ pub struct SuiteArgs {
     #[arg(long, default_value_t = 10)]
     pub fanout_rooms: usize,
     /// Publishes per second, one step each; stops at the first overloaded step.
-    #[arg(long, value_delimiter = ',', default_value = "10,25,50,100,200,400")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "10,20,40,80,120,160,240,320,480,640,960"
+    )]
     pub fanout_rates: Vec<f64>,
     #[arg(long, default_value_t = 5)]
     pub step_secs: u64,
@@ -93,6 +100,23 @@ pub struct SuiteArgs {
     /// Where to write the JSON result.
     #[arg(long)]
     pub out: PathBuf,
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    #[arg(long, value_enum)]
+    pub server: ServerKind,
+    #[arg(long, default_value_t = 1)]
+    pub nodes: usize,
+    #[arg(long, default_value = "target/release/push-server")]
+    pub push_server_bin: PathBuf,
+    #[arg(long, default_value = "bench/node-reference/server.js")]
+    pub node_script: PathBuf,
+    /// CPUs for the servers (`taskset -c`); empty = no pinning.
+    #[arg(long, default_value = "")]
+    pub server_cpus: String,
+    #[arg(long)]
+    pub api_token: String,
 }
 
 #[derive(Args)]

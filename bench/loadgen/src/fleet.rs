@@ -33,6 +33,7 @@ pub enum FleetError {
 }
 
 struct Worker {
+    pid: u32,
     _child: Child,
     stdin: ChildStdin,
     stdout: Lines<BufReader<ChildStdout>>,
@@ -121,6 +122,13 @@ impl Fleet {
         self.workers.len()
     }
 
+    /// The generator's processes: this one (the publisher) and every worker.
+    pub fn generator_pids(&self) -> Vec<u32> {
+        std::iter::once(std::process::id())
+            .chain(self.workers.iter().map(|w| w.pid))
+            .collect()
+    }
+
     /// Starts one worker per spec and waits until every client attempt is over.
     pub async fn add(&mut self, specs: Vec<WorkerSpec>) -> Result<ConnectOutcome, FleetError> {
         let exe = std::env::current_exe()?;
@@ -137,7 +145,9 @@ impl Fleet {
                 .map_err(|e| FleetError::Spawn(exe.display().to_string(), e))?;
             let stdin = child.stdin.take().ok_or(FleetError::WorkerGone)?;
             let stdout = BufReader::new(child.stdout.take().ok_or(FleetError::WorkerGone)?).lines();
+            let pid = child.id().unwrap_or(0);
             self.workers.push(Worker {
+                pid,
                 _child: child,
                 stdin,
                 stdout,

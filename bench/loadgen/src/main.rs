@@ -6,10 +6,10 @@ mod cli;
 mod client;
 mod fleet;
 mod launch;
+mod procfs;
 mod protocol;
 mod publisher;
 mod report;
-mod rss;
 mod scenario;
 mod spec;
 mod stats;
@@ -19,7 +19,7 @@ mod worker;
 use anyhow::Context as _;
 use clap::Parser as _;
 
-use cli::{Cli, Cmd, FanoutArgs, ReportArgs, SuiteArgs, secs};
+use cli::{Cli, Cmd, FanoutArgs, ReportArgs, ServeArgs, SuiteArgs, secs};
 use launch::{Cluster, LaunchConfig};
 use scenario::fanout::FanoutConfig;
 use scenario::polling::PollingConfig;
@@ -32,6 +32,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Report(args) => report(&args),
         Cmd::Suite(args) => runtime()?.block_on(suite(args)),
         Cmd::Fanout(args) => runtime()?.block_on(fanout(args)),
+        Cmd::Serve(args) => runtime()?.block_on(serve(args)),
     }
 }
 
@@ -110,6 +111,32 @@ async fn fanout(a: FanoutArgs) -> anyhow::Result<()> {
         }
         None => println!("{json}"),
     }
+    Ok(())
+}
+
+async fn serve(a: ServeArgs) -> anyhow::Result<()> {
+    use tokio::io::AsyncReadExt as _;
+    let cfg = LaunchConfig {
+        kind: a.server,
+        nodes: a.nodes,
+        push_server_bin: a.push_server_bin,
+        node_script: a.node_script,
+        server_cpus: (!a.server_cpus.is_empty()).then_some(a.server_cpus),
+        api_token: a.api_token,
+    };
+    let cluster = Cluster::start(&cfg).await?;
+    let line = serde_json::json!({
+        "urls": cluster.urls,
+        "pids": cluster.pids,
+        "contract": launch::node_config("", None, ""),
+        "benchEvent": publisher::BENCH_EVENT,
+        "roomNames": [spec::room_name(0), spec::room_name(1)],
+    });
+    println!("{line}");
+    // Hold the servers until whoever started us closes our stdin.
+    let mut sink = Vec::new();
+    tokio::io::stdin().read_to_end(&mut sink).await?;
+    drop(cluster);
     Ok(())
 }
 

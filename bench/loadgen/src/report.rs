@@ -200,7 +200,7 @@ pub fn render(push: &SuiteResult, node: &SuiteResult, machine: &str) -> String {
         for s in r.polling.iter().flat_map(|p| &p.steps) {
             let _ = writeln!(
                 out,
-                "| {name} | {} | {} | {:.1} | {:.1} | {:.1} | {} | {} | {} |",
+                "| {name} | {} | {} | {:.1} | {:.1} | {:.1} | {} | {} | {:.0}% / {:.0}% | {} |",
                 s.clients,
                 s.connected,
                 s.rss_kib as f64 / 1024.0,
@@ -208,6 +208,8 @@ pub fn render(push: &SuiteResult, node: &SuiteResult, machine: &str) -> String {
                 s.fanout.latency.p99_ms,
                 s.fanout.expected,
                 s.fanout.lost,
+                s.fanout.server_cpu_pct,
+                s.fanout.generator_cpu_pct,
                 if s.passed { "yes" } else { "no" }
             );
         }
@@ -245,7 +247,7 @@ fn step_row(out: &mut String, name: &str, f: &FanoutResult, s: &FanoutStep) {
         .collect();
     let _ = writeln!(
         out,
-        "| {name} | {} | {} | {} | {} ({:.0}) | {:.0} | {:.2} | {:.2} | {:.2} | {} | {} | {}{} |",
+        "| {name} | {} | {} | {} | {} ({:.0}) | {:.0} | {:.2} | {:.2} | {:.2} | {} | {} | {}{} | {:.0}% / {:.0}% |",
         f.nodes,
         f.connected,
         f.rooms,
@@ -258,7 +260,9 @@ fn step_row(out: &mut String, name: &str, f: &FanoutResult, s: &FanoutStep) {
         per_node.join(" / "),
         s.expected,
         s.lost,
-        if s.overloaded { " (overloaded)" } else { "" }
+        if s.overloaded { " (overloaded)" } else { "" },
+        s.server_cpu_pct,
+        s.generator_cpu_pct
     );
 }
 

@@ -68,7 +68,7 @@ pub async fn settled_rss_kib(pids: &[u32], max_wait: Duration) -> Result<u64, Sc
     let deadline = Instant::now() + max_wait;
     let mut readings: Vec<u64> = Vec::new();
     loop {
-        let now = crate::rss::rss_kib(pids).ok_or_else(|| ScenarioError::Rss(pids.to_vec()))?;
+        let now = crate::procfs::rss_kib(pids).ok_or_else(|| ScenarioError::Rss(pids.to_vec()))?;
         readings.push(now);
         if let [.., a, _, c] = readings.as_slice()
             && readings.len() >= 3
@@ -80,5 +80,30 @@ pub async fn settled_rss_kib(pids: &[u32], max_wait: Duration) -> Result<u64, Sc
             return Ok(now);
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// CPU use of the servers and of the generator over a measured window.
+pub struct CpuWindow {
+    started: Instant,
+    server: f64,
+    generator: f64,
+}
+
+impl CpuWindow {
+    pub fn start(cluster: &Cluster, fleet: &Fleet) -> CpuWindow {
+        CpuWindow {
+            started: Instant::now(),
+            server: crate::procfs::cpu_seconds(&cluster.pids),
+            generator: crate::procfs::cpu_seconds(&fleet.generator_pids()),
+        }
+    }
+
+    /// (server %, generator %) of one CPU since `start`.
+    pub fn percent(&self, cluster: &Cluster, fleet: &Fleet) -> (f64, f64) {
+        let wall = self.started.elapsed().as_secs_f64().max(1e-9);
+        let server = crate::procfs::cpu_seconds(&cluster.pids) - self.server;
+        let generator = crate::procfs::cpu_seconds(&fleet.generator_pids()) - self.generator;
+        (100.0 * server / wall, 100.0 * generator / wall)
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ScenarioError, await_deliveries, fanout, template};
+use super::{CpuWindow, ScenarioError, await_deliveries, fanout, template};
 use crate::fleet::{ConnectOutcome, Fleet, plan_workers};
 use crate::launch::Cluster;
 use crate::publisher::Publisher;
@@ -79,10 +79,12 @@ pub async fn run(
             }
             result.first_errors.extend(more.first_errors);
         }
+        let cpu = CpuWindow::start(cluster, &fleet);
         let publish = publisher.run(step, cfg.rooms, rate, cfg.step).await;
         let expected = publish.expected_deliveries(&connect.per_room);
         let report = await_deliveries(&mut fleet, step, expected, cfg.grace).await?;
-        let summary = fanout::summarise(rate, step, &publish, &connect, &report);
+        let mut summary = fanout::summarise(rate, step, &publish, &connect, &report);
+        (summary.server_cpu_pct, summary.generator_cpu_pct) = cpu.percent(cluster, &fleet);
         let passed = step_passes(size, connect.ok, summary.lost, summary.latency.p99_ms);
         eprintln!(
             "polling {size} clients ({} connected): p99 {:.1} ms, lost {}, {}",
@@ -95,7 +97,7 @@ pub async fn run(
             clients: size,
             connected: connect.ok,
             failed: connect.failed,
-            rss_kib: crate::rss::rss_kib(&cluster.pids).unwrap_or(0),
+            rss_kib: crate::procfs::rss_kib(&cluster.pids).unwrap_or(0),
             fanout: summary,
             passed,
         });
