@@ -1,0 +1,129 @@
+"""Helpers of the chart and manifest checks: the real helm binary, chart
+rendering for each documented values combination, and the shared contract
+read from its one source (push-server/contract/src/lib.rs).
+
+(A uniquely named module, not conftest.py, so test files can import it
+while other e2e suites have conftest.py files of their own.)"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "pushcluster-operator"
+CRD_FILE = REPO / "crds" / "pushcluster.yaml"
+CONTRACT_RS = REPO / "push-server" / "contract" / "src" / "lib.rs"
+RELEASE = "pc"
+RELEASE_NAMESPACE = "pushcluster-system"
+
+# Every values combination the chart documents (values.yaml comments, README).
+VALUE_COMBINATIONS: dict[str, dict] = {
+    "default": {},
+    "namespaced-rbac": {"watchNamespaces": ["team-a", "team-b"]},
+    "service-monitor": {"metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}}},
+    "dashboard": {"dashboard": {"enabled": True, "namespace": "monitoring"}},
+    "crd-install-off": {"crd": {"install": False}},
+    "crd-not-kept": {"crd": {"keep": False}},
+    "single-replica-no-leader-election": {"replicaCount": 1, "leaderElection": {"enabled": False}},
+    "existing-service-account": {"serviceAccount": {"create": False, "name": "ops-robot"}},
+    "everything-on": {
+        "watchNamespaces": ["team-a"],
+        "metrics": {"serviceMonitor": {"enabled": True}},
+        "dashboard": {"enabled": True},
+        "image": {"repository": "registry.example/push-operator", "tag": "dev", "pullPolicy": "Always"},
+        "imagePullSecrets": [{"name": "regcred"}],
+        "podAnnotations": {"example.com/team": "push"},
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ops", "effect": "NoSchedule"}],
+        "priorityClassName": "system-cluster-critical",
+    },
+}
+
+
+def find_helm() -> str:
+    """The real helm that .ci/setup installs into .tools/bin (or one on PATH)."""
+    local = REPO / ".tools" / "bin" / "helm"
+    if local.is_file():
+        return str(local)
+    found = shutil.which("helm")
+    if not found:
+        pytest.fail("helm not found: run .ci/setup (installs it into .tools/bin)")
+    return found
+
+
+@pytest.fixture(scope="session")
+def helm() -> str:
+    return find_helm()
+
+
+def run_helm(helm: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([helm, *args], capture_output=True, text=True, timeout=120)
+    if check and proc.returncode != 0:
+        pytest.fail(f"helm {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
+    return proc
+
+
+def template(helm: str, values: dict, tmp_path: Path, *extra: str, check: bool = True) -> subprocess.CompletedProcess:
+    values_file = tmp_path / "values.yaml"
+    values_file.write_text(yaml.safe_dump(values))
+    return run_helm(
+        helm, "template", RELEASE, str(CHART), "--namespace", RELEASE_NAMESPACE,
+        "-f", str(values_file), *extra, check=check,
+    )
+
+
+def render(helm: str, values: dict, tmp_path: Path, *extra: str) -> list[dict]:
+    """The chart's objects for these values, as `helm install` would send them."""
+    out = template(helm, values, tmp_path, *extra).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def one(objects: list[dict], kind: str, name: str | None = None) -> dict:
+    found = [o for o in objects if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)]
+    assert len(found) == 1, f"expected one {kind} {name or ''}, found {[o['metadata']['name'] for o in found]}"
+    return found[0]
+
+
+def parse_contract(source: str) -> dict[str, dict[str, str | int]]:
+    """`pub const NAME: T = value;` of lib.rs, keyed by module path ("env",
+    "operator::env", ...). Reads the contract's one copy; copies nothing."""
+    consts: dict[str, dict] = {}
+    stack: list[tuple[str, int]] = []  # (module, brace depth at which it opened)
+    depth = 0
+    for line in source.splitlines():
+        code = line.split("//", 1)[0]
+        module = re.match(r"\s*pub mod (\w+)\s*\{", code)
+        if module:
+            stack.append((module.group(1), depth))
+        const = re.match(r'\s*pub const (\w+): [^=]+= (?:"([^"]*)"|([0-9_]+));', code)
+        if const and stack:
+            path = "::".join(m for m, _ in stack)
+            value = const.group(2) if const.group(2) is not None else int(const.group(3).replace("_", ""))
+            consts.setdefault(path, {})[const.group(1)] = value
+        depth += code.count("{") - code.count("}")
+        while stack and depth <= stack[-1][1]:
+            stack.pop()
+    return consts
+
+
+@pytest.fixture(scope="session")
+def contract() -> dict[str, dict[str, str | int]]:
+    return parse_contract(CONTRACT_RS.read_text())
+
+
+def find_binary(name: str, env_var: str) -> Path | None:
+    """$ENV_VAR, else $CARGO_TARGET_DIR/debug/NAME, else <repo>/target/debug/NAME."""
+    candidates = []
+    if os.environ.get(env_var):
+        candidates.append(Path(os.environ[env_var]))
+    if os.environ.get("CARGO_TARGET_DIR"):
+        candidates.append(Path(os.environ["CARGO_TARGET_DIR"]) / "debug" / name)
+    candidates.append(REPO / "target" / "debug" / name)
+    return next((c for c in candidates if c.is_file() and os.access(c, os.X_OK)), None)

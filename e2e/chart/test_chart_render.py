@@ -1,0 +1,141 @@
+"""The chart as the real helm binary lints and renders it, for every documented
+values combination, validated against the real Kubernetes schemas."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+
+from chartlib import CHART, REPO, VALUE_COMBINATIONS, render, run_helm, template
+
+KUBERNETES_VERSIONS = ["1.30.0", "1.37.0"]
+# Kinds the Kubernetes schemas do not know. Each is validated against its own
+# CRD schema elsewhere (test_servicemonitor_matches_its_crd_schema).
+CUSTOM_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+
+COMBOS = sorted(VALUE_COMBINATIONS)
+
+
+@pytest.mark.parametrize("combo", COMBOS)
+def test_helm_lint_strict_passes(helm, combo, tmp_path):
+    values = tmp_path / "values.yaml"
+    values.write_text(json.dumps(VALUE_COMBINATIONS[combo]))
+    proc = run_helm(helm, "lint", "--strict", str(CHART), "-f", str(values), check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "0 chart(s) failed" in proc.stdout
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("combo", COMBOS)
+def test_rendered_objects_pass_strict_kubernetes_schemas(helm, combo, version, tmp_path):
+    objects = render(helm, VALUE_COMBINATIONS[combo], tmp_path, "--kube-version", version)
+    assert objects, "the chart rendered nothing"
+    checked = 0
+    for obj in objects:
+        if (obj["apiVersion"], obj["kind"]) in CUSTOM_KINDS:
+            continue
+        try:
+            kubernetes_validate.validate(obj, version, strict=True)
+        except kubernetes_validate.ValidationError as err:
+            path = ".".join(str(p) for p in err.path)
+            pytest.fail(f"{obj['kind']}/{obj['metadata']['name']} invalid for {version}: {path}: {err.message}")
+        except kubernetes_validate.SchemaNotFoundError:
+            pytest.fail(f"no Kubernetes {version} schema for {obj['apiVersion']} {obj['kind']}: unknown kind or version")
+        checked += 1
+    assert checked >= 6
+
+
+def test_servicemonitor_matches_its_crd_schema(helm, tmp_path):
+    """ServiceMonitor is a Prometheus Operator CRD, which kubernetes-validate
+    skips: check it with the validator generated from that CRD's schema
+    (npm @kubernetes-models/prometheus-operator; like the API server it does
+    not reject unknown fields, so the fields are also compared below)."""
+    objects = render(helm, VALUE_COMBINATIONS["service-monitor"], tmp_path)
+    monitors = [o for o in objects if o["kind"] == "ServiceMonitor"]
+    assert len(monitors) == 1
+    proc = subprocess.run(
+        ["node", str(Path(__file__).with_name("validate_custom_resources.mjs"))],
+        input=json.dumps(monitors), capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "ServiceMonitor/pc-pushcluster-operator ok" in proc.stdout
+    spec = monitors[0]["spec"]
+    assert set(spec) == {"selector", "namespaceSelector", "endpoints"}
+    assert set(spec["endpoints"][0]) == {"port", "path", "interval", "scrapeTimeout"}
+
+
+def test_custom_resource_validator_rejects_a_bad_servicemonitor(helm, tmp_path):
+    """The validator above can fail: a wrong type and a bad duration are caught."""
+    objects = render(helm, VALUE_COMBINATIONS["service-monitor"], tmp_path)
+    monitor = next(o for o in objects if o["kind"] == "ServiceMonitor")
+    monitor["spec"]["endpoints"][0]["port"] = 8080
+    monitor["spec"]["endpoints"][0]["interval"] = "thirty seconds"
+    proc = subprocess.run(
+        ["node", str(Path(__file__).with_name("validate_custom_resources.mjs"))],
+        input=json.dumps([monitor]), capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 1
+    assert "endpoints/0/port must be string" in proc.stdout
+    assert "endpoints/0/interval must match pattern" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "values, expected",
+    [
+        ({"replicaCont": 3}, "replicaCont"),  # top-level typo
+        ({"leaderElection": {"enable": False}}, "enable"),  # nested typo
+        ({"metrics": {"serviceMonitor": {"enabeld": True}}}, "enabeld"),
+        ({"replicaCount": "two"}, "replicaCount"),  # wrong type
+        ({"log": {"format": "xml"}}, "format"),  # not one of json/text
+        ({"watchNamespaces": ["Team_A"]}, "watchNamespaces"),  # not a namespace name
+        ({"metrics": {"serviceMonitor": {"interval": "30 seconds"}}}, "interval"),
+    ],
+    ids=["top-level-typo", "nested-typo", "servicemonitor-typo", "wrong-type", "bad-enum",
+         "bad-namespace-name", "bad-duration"],
+)
+def test_bad_values_fail_with_a_message_naming_the_key(helm, tmp_path, values, expected):
+    proc = template(helm, values, tmp_path, check=False)
+    assert proc.returncode != 0, f"helm template accepted {values}"
+    assert "values don't meet the specifications of the schema" in proc.stderr
+    assert expected in proc.stderr, proc.stderr
+
+
+def test_several_replicas_without_leader_election_are_refused(helm, tmp_path):
+    proc = template(helm, {"replicaCount": 2, "leaderElection": {"enabled": False}}, tmp_path, check=False)
+    assert proc.returncode != 0
+    assert "replicaCount > 1 needs leaderElection.enabled=true" in proc.stderr
+
+
+def test_kubernetes_older_than_1_30_is_refused(helm, tmp_path):
+    proc = template(helm, {}, tmp_path, "--kube-version", "1.29.0", check=False)
+    assert proc.returncode != 0
+    assert "kubeVersion" in proc.stderr or "incompatible" in proc.stderr, proc.stderr
+
+
+def test_install_dry_run_prints_the_next_command(helm, tmp_path):
+    proc = run_helm(helm, "install", "pc", str(CHART), "--namespace", "pushcluster-system",
+                    "--dry-run=client")
+    assert "NOTES:" in proc.stdout
+    notes = proc.stdout.split("NOTES:", 1)[1]
+    assert "kubectl apply -f examples/chat.yaml" in notes
+    assert (REPO / "examples" / "chat.yaml").is_file(), "NOTES names an example that does not exist"
+    assert "kind: PushCluster" in notes
+    assert "kubectl get pushcluster -w" in notes
+
+
+def test_defaults_validate_against_values_schema():
+    """values.yaml itself satisfies values.schema.json (helm checks this too,
+    but this names the offending key without helm)."""
+    import jsonschema
+    import yaml
+
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    jsonschema.Draft7Validator.check_schema(schema)
+    errors = [f"{'.'.join(map(str, e.path))}: {e.message}" for e in jsonschema.Draft7Validator(schema).iter_errors(values)]
+    assert errors == []
+    assert set(values) <= set(schema["properties"]), "values.yaml has keys the schema does not list"
