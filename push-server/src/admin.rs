@@ -1,0 +1,42 @@
+//! The admin port: `/metrics`, `/healthz`, `/readyz`. Kept off the client port so
+//! exposing clients never exposes metrics.
+
+use axum::{
+    Router,
+    extract::State,
+    http::{StatusCode, header},
+    response::IntoResponse,
+    routing::get,
+};
+use push_contract::paths;
+
+use crate::state::SharedState;
+
+pub fn router(state: SharedState) -> Router {
+    Router::new()
+        .route(paths::HEALTHZ, get(|| async { "ok\n" }))
+        .route(paths::READYZ, get(readyz))
+        .route(paths::METRICS, get(metrics))
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<SharedState>) -> impl IntoResponse {
+    match state.ready() {
+        Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
+        Err(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {}\n", why.as_str()),
+        ),
+    }
+}
+
+async fn metrics(State(state): State<SharedState>) -> impl IntoResponse {
+    state.refresh_connection_gauge();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+}

@@ -1,0 +1,385 @@
+//! Command line / environment configuration, validated into a typed [`Config`].
+//!
+//! Every flag falls back to the environment variable named in the contract, so the
+//! operator only sets env vars. Invalid combinations are refused here, before anything
+//! binds, with a message naming the variable.
+
+use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::Parser;
+use push_contract::{defaults, env};
+use redis::{ConnectionInfo, IntoConnectionInfo, ProtocolVersion};
+
+use crate::{error::ConfigError, socket::auth::JwtVerifier};
+
+/// Flags as the user typed them (or as the environment provided them).
+#[derive(Debug, Clone, Parser)]
+#[command(name = "push-server", version, about = "socket.io push node")]
+pub struct Cli {
+    /// socket.io + publish API listener.
+    #[arg(long, env = env::LISTEN, default_value = defaults::LISTEN)]
+    pub listen: SocketAddr,
+    /// Admin listener (/metrics, /healthz, /readyz).
+    #[arg(long, env = env::ADMIN_LISTEN, default_value = defaults::ADMIN_LISTEN)]
+    pub admin_listen: SocketAddr,
+    /// Node identity in logs and metrics (default: hostname).
+    #[arg(long, env = env::NODE_ID)]
+    pub node_id: Option<String>,
+    /// Redis URL; unset = single node with the in-memory adapter.
+    #[arg(long, env = env::REDIS_URL)]
+    pub redis_url: Option<String>,
+    /// Redis password, merged into the URL.
+    #[arg(long, env = env::REDIS_PASSWORD, hide_env_values = true)]
+    pub redis_password: Option<String>,
+    /// Redis pub/sub channel other systems publish to.
+    #[arg(long, env = env::REDIS_CHANNEL, default_value = defaults::REDIS_CHANNEL)]
+    pub redis_channel: String,
+    /// Bearer token of the publish API; unset = API disabled.
+    #[arg(long, env = env::API_TOKEN, hide_env_values = true)]
+    pub api_token: Option<String>,
+    /// HS256 secret: every connection must carry a valid JWT.
+    #[arg(long, env = env::JWT_SECRET, hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// PEM public key file (RS256 or ES256): every connection must carry a valid JWT.
+    #[arg(long, env = env::JWT_PUBLIC_KEY_FILE)]
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// Expected `iss` claim.
+    #[arg(long, env = env::JWT_ISSUER)]
+    pub jwt_issuer: Option<String>,
+    /// Expected `aud` claim.
+    #[arg(long, env = env::JWT_AUDIENCE)]
+    pub jwt_audience: Option<String>,
+    /// Largest accepted message: publish body, polling body, WebSocket message.
+    #[arg(long, env = env::MAX_PAYLOAD_BYTES, default_value_t = defaults::MAX_PAYLOAD_BYTES)]
+    pub max_payload_bytes: usize,
+    /// Window over which clients are moved off on SIGTERM.
+    #[arg(long, env = env::DRAIN_SECONDS, default_value_t = defaults::DRAIN_SECONDS)]
+    pub drain_seconds: u64,
+    /// express-session cookie secret; set = shared-session mode on (needs Redis).
+    #[arg(long, env = env::SESSION_SECRET, hide_env_values = true)]
+    pub session_secret: Option<String>,
+    #[arg(long, env = env::SESSION_COOKIE, default_value = defaults::SESSION_COOKIE)]
+    pub session_cookie: String,
+    #[arg(long, env = env::SESSION_PREFIX, default_value = defaults::SESSION_PREFIX)]
+    pub session_prefix: String,
+    #[arg(long, env = env::SESSION_USER_PATH, default_value = defaults::SESSION_USER_PATH)]
+    pub session_user_path: String,
+    /// Official socket.io client bundle served to the demo page.
+    #[arg(long, env = env::CLIENT_JS)]
+    pub client_js: Option<PathBuf>,
+    /// Log filter (tracing EnvFilter syntax).
+    #[arg(long, env = env::LOG, default_value = "info")]
+    pub log: String,
+    /// `text` or `json`.
+    #[arg(long, env = env::LOG_FORMAT, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Shared-session settings (express-session + connect-redis).
+#[derive(Clone)]
+pub struct SessionConfig {
+    pub secret: String,
+    pub cookie: String,
+    pub prefix: String,
+    pub user_path: String,
+}
+
+/// The validated configuration `run` works from.
+#[derive(Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub node_id: String,
+    /// RESP3, password merged in.
+    pub redis: Option<ConnectionInfo>,
+    pub redis_channel: String,
+    pub api_token: Option<String>,
+    pub jwt: Option<JwtVerifier>,
+    pub session: Option<SessionConfig>,
+    pub max_payload_bytes: usize,
+    pub drain: Duration,
+    pub client_js: Option<PathBuf>,
+    pub log: String,
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// Validates the flags; the error names the variable to fix.
+    pub fn from_cli(cli: Cli) -> Result<Self, ConfigError> {
+        let node_id = match cli.node_id {
+            Some(id) if id.trim().is_empty() => return Err(ConfigError::Empty(env::NODE_ID)),
+            Some(id) => id,
+            None => hostname::get()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| "push-server".to_owned()),
+        };
+        let redis = match cli.redis_url {
+            Some(url) => Some(redis_connection_info(&url, cli.redis_password.as_deref())?),
+            None if cli.redis_password.is_some() => {
+                return Err(ConfigError::Requires(env::REDIS_PASSWORD, env::REDIS_URL));
+            }
+            None => None,
+        };
+        if cli.redis_channel.is_empty() {
+            return Err(ConfigError::Empty(env::REDIS_CHANNEL));
+        }
+        if cli.api_token.as_deref().is_some_and(str::is_empty) {
+            return Err(ConfigError::Empty(env::API_TOKEN));
+        }
+        let jwt = JwtVerifier::from_settings(
+            cli.jwt_secret.as_deref(),
+            cli.jwt_public_key_file.as_deref(),
+            cli.jwt_issuer.as_deref(),
+            cli.jwt_audience.as_deref(),
+        )?;
+        let session = match cli.session_secret {
+            Some(secret) if secret.is_empty() => {
+                return Err(ConfigError::Empty(env::SESSION_SECRET));
+            }
+            Some(_) if redis.is_none() => {
+                return Err(ConfigError::Requires(env::SESSION_SECRET, env::REDIS_URL));
+            }
+            Some(secret) => {
+                if cli.session_cookie.is_empty() {
+                    return Err(ConfigError::Empty(env::SESSION_COOKIE));
+                }
+                if cli.session_user_path.is_empty() {
+                    return Err(ConfigError::Empty(env::SESSION_USER_PATH));
+                }
+                Some(SessionConfig {
+                    secret,
+                    cookie: cli.session_cookie,
+                    prefix: cli.session_prefix,
+                    user_path: cli.session_user_path,
+                })
+            }
+            None => None,
+        };
+        if cli.max_payload_bytes == 0 {
+            return Err(ConfigError::Invalid {
+                var: env::MAX_PAYLOAD_BYTES,
+                reason: "must be greater than 0".into(),
+            });
+        }
+        if let Some(path) = &cli.client_js
+            && !path.is_file()
+        {
+            return Err(ConfigError::Invalid {
+                var: env::CLIENT_JS,
+                reason: format!("{} is not a readable file", path.display()),
+            });
+        }
+        Ok(Self {
+            listen: cli.listen,
+            admin_listen: cli.admin_listen,
+            node_id,
+            redis,
+            redis_channel: cli.redis_channel,
+            api_token: cli.api_token,
+            jwt,
+            session,
+            max_payload_bytes: cli.max_payload_bytes,
+            drain: Duration::from_secs(cli.drain_seconds),
+            client_js: cli.client_js,
+            log: cli.log,
+            log_format: cli.log_format,
+        })
+    }
+}
+
+/// Parses the user's Redis URL, forces RESP3 (the adapter's push messages need it)
+/// and merges a separately supplied password.
+pub fn redis_connection_info(
+    url: &str,
+    password: Option<&str>,
+) -> Result<ConnectionInfo, ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid {
+        var: env::REDIS_URL,
+        reason,
+    };
+    if url.contains("protocol=") && !url.contains("protocol=resp3") {
+        return Err(invalid(
+            "only protocol=resp3 is supported (the fan-out adapter needs RESP3); omit it to get it"
+                .into(),
+        ));
+    }
+    let info = url
+        .into_connection_info()
+        .map_err(|e| invalid(e.to_string()))?;
+    let mut settings = info
+        .redis_settings()
+        .clone()
+        .set_protocol(ProtocolVersion::RESP3);
+    if let Some(password) = password {
+        if password.is_empty() {
+            return Err(ConfigError::Empty(env::REDIS_PASSWORD));
+        }
+        settings = settings.set_password(password);
+    }
+    Ok(info.set_redis_settings(settings))
+}
+
+fn set_or_unset<T>(value: &Option<T>) -> &'static str {
+    if value.is_some() { "set" } else { "unset" }
+}
+
+/// The effective configuration, secrets redacted: printed at start.
+impl fmt::Display for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "node_id={}", self.node_id)?;
+        writeln!(
+            f,
+            "listen={} admin_listen={}",
+            self.listen, self.admin_listen
+        )?;
+        match &self.redis {
+            Some(info) => writeln!(
+                f,
+                "redis={} db={} password={} channel={}",
+                info.addr(),
+                info.redis_settings().db(),
+                if info.redis_settings().password().is_some() {
+                    "set"
+                } else {
+                    "unset"
+                },
+                self.redis_channel
+            )?,
+            None => writeln!(f, "redis=none (single node, in-memory adapter)")?,
+        }
+        writeln!(f, "publish_api_token={}", set_or_unset(&self.api_token))?;
+        match &self.jwt {
+            Some(jwt) => writeln!(f, "jwt={jwt}")?,
+            None => writeln!(f, "jwt=off (anyone may connect and join any room)")?,
+        }
+        match &self.session {
+            Some(s) => writeln!(
+                f,
+                "session=on cookie={} prefix={} user_path={} secret=set",
+                s.cookie, s.prefix, s.user_path
+            )?,
+            None => writeln!(f, "session=off")?,
+        }
+        writeln!(
+            f,
+            "max_payload_bytes={} drain_seconds={}",
+            self.max_payload_bytes,
+            self.drain.as_secs()
+        )?;
+        write!(
+            f,
+            "client_js={}",
+            self.client_js
+                .as_ref()
+                .map_or("default lookup".into(), |p| p.display().to_string())
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        let mut argv = vec!["push-server"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).expect("flags parse")
+    }
+
+    #[test]
+    fn invalid_combinations_are_refused_naming_the_variable() {
+        let cases: &[(&str, &[&str], &str)] = &[
+            ("empty api token", &["--api-token", ""], env::API_TOKEN),
+            (
+                "password without url",
+                &["--redis-password", "pw"],
+                env::REDIS_URL,
+            ),
+            (
+                "session without redis",
+                &["--session-secret", "s"],
+                env::REDIS_URL,
+            ),
+            (
+                "zero payload",
+                &["--max-payload-bytes", "0"],
+                env::MAX_PAYLOAD_BYTES,
+            ),
+            (
+                "resp2 url",
+                &["--redis-url", "redis://h:1/?protocol=resp2"],
+                env::REDIS_URL,
+            ),
+            (
+                "not a redis url",
+                &["--redis-url", "http://h"],
+                env::REDIS_URL,
+            ),
+            (
+                "both jwt keys",
+                &["--jwt-secret", "s", "--jwt-public-key-file", "/nonexistent"],
+                env::JWT_SECRET,
+            ),
+            (
+                "missing key file",
+                &["--jwt-public-key-file", "/nonexistent.pem"],
+                env::JWT_PUBLIC_KEY_FILE,
+            ),
+            (
+                "missing client js",
+                &["--client-js", "/nonexistent.js"],
+                env::CLIENT_JS,
+            ),
+            ("empty node id", &["--node-id", " "], env::NODE_ID),
+        ];
+        for (name, args, var) in cases {
+            let err = match Config::from_cli(cli(args)) {
+                Ok(_) => panic!("case {name:?}: accepted"),
+                Err(e) => e.to_string(),
+            };
+            assert!(
+                err.contains(var),
+                "case {name:?}: {err:?} does not name {var}"
+            );
+        }
+    }
+
+    #[test]
+    fn redis_url_gets_resp3_and_the_password() {
+        let info =
+            redis_connection_info("redis://127.0.0.1:6390/2", Some("s3cret")).expect("valid");
+        assert_eq!(info.redis_settings().protocol(), ProtocolVersion::RESP3);
+        assert_eq!(info.redis_settings().password(), Some("s3cret"));
+        assert_eq!(info.redis_settings().db(), 2);
+        let info =
+            redis_connection_info("redis://127.0.0.1:6390/?protocol=resp3", None).expect("valid");
+        assert_eq!(info.redis_settings().protocol(), ProtocolVersion::RESP3);
+    }
+
+    #[test]
+    fn display_redacts_secrets() {
+        let config = Config::from_cli(cli(&[
+            "--redis-url",
+            "redis://:urlpass@127.0.0.1:6390",
+            "--api-token",
+            "tok-abc",
+            "--jwt-secret",
+            "jwt-xyz",
+            "--session-secret",
+            "sess-123",
+        ]))
+        .expect("valid");
+        let shown = config.to_string();
+        for secret in ["urlpass", "tok-abc", "jwt-xyz", "sess-123"] {
+            assert!(!shown.contains(secret), "{secret} leaked in {shown}");
+        }
+        assert!(shown.contains("publish_api_token=set"));
+    }
+}

@@ -1,0 +1,177 @@
+//! Client-port connections: an accept loop that can cut any single TCP connection.
+//!
+//! Why: moving a client off during a drain must look like a transport loss to the
+//! client (it then reconnects through the load balancer). socketioxide only offers a
+//! namespace disconnect (`io server disconnect`, after which the official client does
+//! NOT reconnect) or closing every socket at once. So each socket.io session is mapped
+//! to the TCP connections it uses, and the drain cuts those.
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    io,
+    pin::Pin,
+    sync::{
+        Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use axum::{Router, extract::Request};
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo},
+    server::conn::auto::Builder,
+    service::TowerToHyperService,
+};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    net::{TcpListener, TcpStream},
+};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tower::ServiceExt;
+
+/// Put into every request's extensions: cancelling `token` cuts the request's TCP connection.
+#[derive(Clone)]
+pub struct ConnHandle {
+    pub id: u64,
+    pub token: CancellationToken,
+}
+
+static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
+
+/// socket.io session id → the connections it was seen on.
+#[derive(Default)]
+pub struct ConnRegistry {
+    by_sid: Mutex<HashMap<String, Vec<ConnHandle>>>,
+}
+
+impl ConnRegistry {
+    pub fn attach(&self, sid: &str, conn: &ConnHandle) {
+        if let Ok(mut map) = self.by_sid.lock() {
+            let conns = map.entry(sid.to_owned()).or_default();
+            conns.retain(|c| !c.token.is_cancelled());
+            if !conns.iter().any(|c| c.id == conn.id) {
+                conns.push(conn.clone());
+            }
+        }
+    }
+
+    pub fn forget(&self, sid: &str) {
+        if let Ok(mut map) = self.by_sid.lock() {
+            map.remove(sid);
+        }
+    }
+
+    /// Cuts every connection of a session; returns whether any was known.
+    pub fn cut(&self, sid: &str) -> bool {
+        let conns = self.by_sid.lock().ok().and_then(|mut m| m.remove(sid));
+        let known = conns.as_ref().is_some_and(|c| !c.is_empty());
+        for conn in conns.into_iter().flatten() {
+            conn.token.cancel();
+        }
+        known
+    }
+}
+
+/// A TCP stream that fails every read and write once its token is cancelled.
+struct Cuttable {
+    inner: TcpStream,
+    cut: Pin<Box<WaitForCancellationFutureOwned>>,
+}
+
+impl Cuttable {
+    fn check(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        match self.cut.as_mut().poll(cx) {
+            Poll::Ready(()) => Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "connection cut by drain",
+            )),
+            Poll::Pending => Ok(()),
+        }
+    }
+}
+
+impl AsyncRead for Cuttable {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if let Err(e) = self.check(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Cuttable {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if let Err(e) = self.check(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Serves `router` on `listener` until `stop_accepting` fires; every connection is a
+/// child of `cut_all`, so cancelling it closes everything that is left.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    stop_accepting: CancellationToken,
+    cut_all: CancellationToken,
+) {
+    loop {
+        let stream = tokio::select! {
+            _ = stop_accepting.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let token = cut_all.child_token();
+        let handle = ConnHandle {
+            id: NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed),
+            token: token.clone(),
+        };
+        let service = router
+            .clone()
+            .map_request(move |mut req: Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(handle.clone());
+                req
+            });
+        let io = TokioIo::new(Cuttable {
+            inner: stream,
+            cut: Box::pin(token.clone().cancelled_owned()),
+        });
+        tokio::spawn(async move {
+            let builder = Builder::new(TokioExecutor::new());
+            let connection =
+                builder.serve_connection_with_upgrades(io, TowerToHyperService::new(service));
+            tokio::select! {
+                _ = connection => {}
+                _ = token.cancelled() => {}
+            }
+            // Marks the handle dead so the registry drops it.
+            token.cancel();
+        });
+    }
+}

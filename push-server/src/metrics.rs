@@ -1,0 +1,186 @@
+//! Prometheus metrics, names from the contract.
+
+use prometheus_client::{
+    encoding::{EncodeLabelSet, EncodeLabelValue, text::encode},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+use push_contract::metrics as names;
+
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)] // label values as they appear in the exposition
+pub enum Transport {
+    websocket,
+    polling,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TransportLabels {
+    transport: Transport,
+}
+
+/// Where a publish came from.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum Source {
+    http,
+    redis,
+}
+
+/// What became of a publish.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum Outcome {
+    /// Handed to Redis (http) or delivered locally (redis).
+    accepted,
+    /// Redis down: delivered on this node only.
+    local_only,
+    invalid,
+    unauthorized,
+    too_large,
+    disabled,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PublishLabels {
+    source: Source,
+    result: Outcome,
+}
+
+/// Every metric of a node, registered once.
+pub struct Metrics {
+    registry: Registry,
+    connections: Family<TransportLabels, Gauge>,
+    pub messages_delivered: Counter,
+    publish_requests: Family<PublishLabels, Counter>,
+    pub publish_latency: Histogram,
+    pub redis_up: Gauge,
+    pub draining: Gauge,
+}
+
+/// Strips the `_total` the encoder appends to counters again.
+fn counter_name(exposed: &'static str) -> &'static str {
+    exposed.strip_suffix("_total").unwrap_or(exposed)
+}
+
+impl Metrics {
+    pub fn new(with_redis: bool) -> Self {
+        let mut registry = Registry::default();
+        let connections = Family::<TransportLabels, Gauge>::default();
+        registry.register(
+            names::CONNECTIONS,
+            "Live socket.io connections on this node by transport",
+            connections.clone(),
+        );
+        let messages_delivered = Counter::default();
+        registry.register(
+            counter_name(names::MESSAGES_DELIVERED),
+            "Messages written to client sockets",
+            messages_delivered.clone(),
+        );
+        let publish_requests = Family::<PublishLabels, Counter>::default();
+        registry.register(
+            counter_name(names::PUBLISH_REQUESTS),
+            "Publish requests by source and result",
+            publish_requests.clone(),
+        );
+        let publish_latency = Histogram::new([
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+        ]);
+        registry.register(
+            names::PUBLISH_LATENCY,
+            "Publish accepted to written to local sockets, seconds",
+            publish_latency.clone(),
+        );
+        let redis_up = Gauge::default();
+        if with_redis {
+            registry.register(
+                names::REDIS_UP,
+                "Redis link state (1 up, 0 down)",
+                redis_up.clone(),
+            );
+        }
+        let draining = Gauge::default();
+        registry.register(
+            names::DRAINING,
+            "1 while this node drains",
+            draining.clone(),
+        );
+        // Both series exist from the start so dashboards and the autoscaler see zeros.
+        for transport in [Transport::websocket, Transport::polling] {
+            connections
+                .get_or_create(&TransportLabels { transport })
+                .set(0);
+        }
+        Self {
+            registry,
+            connections,
+            messages_delivered,
+            publish_requests,
+            publish_latency,
+            redis_up,
+            draining,
+        }
+    }
+
+    pub fn publish(&self, source: Source, result: Outcome) {
+        self.publish_requests
+            .get_or_create(&PublishLabels { source, result })
+            .inc();
+    }
+
+    pub fn set_connections(&self, websocket: usize, polling: usize) {
+        let set = |transport, n: usize| {
+            self.connections
+                .get_or_create(&TransportLabels { transport })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        };
+        set(Transport::websocket, websocket);
+        set(Transport::polling, polling);
+    }
+
+    /// The text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_uses_the_contract_names() {
+        let metrics = Metrics::new(true);
+        metrics.publish(Source::http, Outcome::accepted);
+        metrics.messages_delivered.inc();
+        metrics.set_connections(2, 1);
+        let text = metrics.encode();
+        for name in [
+            names::MESSAGES_DELIVERED,
+            names::PUBLISH_REQUESTS,
+            names::REDIS_UP,
+            names::DRAINING,
+        ] {
+            assert!(
+                text.contains(&format!("\n{name}")),
+                "{name} missing in\n{text}"
+            );
+        }
+        assert!(text.contains(&format!("{}_bucket", names::PUBLISH_LATENCY)));
+        assert!(text.contains(&format!(
+            "{}{{{}=\"websocket\"}} 2",
+            names::CONNECTIONS,
+            names::TRANSPORT
+        )));
+        assert!(text.contains("source=\"http\",result=\"accepted\""));
+    }
+
+    #[test]
+    fn redis_gauge_absent_in_single_node_mode() {
+        assert!(!Metrics::new(false).encode().contains(names::REDIS_UP));
+    }
+}

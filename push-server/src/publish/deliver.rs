@@ -1,0 +1,58 @@
+//! The one delivery path: write a validated message to this node's matching sockets.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use socketioxide::{BroadcastError, SocketIo, adapter::Adapter};
+
+use super::{Message, now_us};
+use crate::metrics::Metrics;
+
+/// Delivery to local sockets, with the adapter type erased so HTTP handlers and the
+/// channel subscriber are not generic.
+pub trait LocalDelivery: Send + Sync + 'static {
+    /// Returns how many sockets the message was written to.
+    fn deliver<'a>(&'a self, message: &'a Message) -> BoxFuture<'a, usize>;
+}
+
+pub struct SocketDelivery<A: Adapter> {
+    pub io: SocketIo<A>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl<A: Adapter> LocalDelivery for SocketDelivery<A> {
+    fn deliver<'a>(&'a self, message: &'a Message) -> BoxFuture<'a, usize> {
+        Box::pin(async move {
+            let Some(ns) = self.io.of(&message.namespace) else {
+                return 0;
+            };
+            // local(): other nodes receive the message from the Redis channel themselves.
+            let operator = match message.room() {
+                Some(room) => ns.local().to(room),
+                None => ns.local(),
+            };
+            let matching = operator.clone().sockets().len();
+            let failed = match operator.emit(&message.event, &message.data).await {
+                Ok(()) => 0,
+                Err(BroadcastError::Socket(errors)) => {
+                    tracing::debug!(
+                        failed = errors.len(),
+                        "some sockets could not take the message"
+                    );
+                    errors.len()
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "delivery failed");
+                    matching
+                }
+            };
+            let delivered = matching.saturating_sub(failed);
+            self.metrics.messages_delivered.inc_by(delivered as u64);
+            if let Some(origin) = message.origin_us {
+                let seconds = now_us().saturating_sub(origin) as f64 / 1e6;
+                self.metrics.publish_latency.observe(seconds);
+            }
+            delivered
+        })
+    }
+}

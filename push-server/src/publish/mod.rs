@@ -1,0 +1,249 @@
+//! Publishing: one message shape, validated the same way whether it came over HTTP or
+//! the Redis channel, and one delivery path (each node writes to its LOCAL sockets).
+//!
+//! Exactly-once across the cluster: the HTTP API does not deliver, it PUBLISHes onto the
+//! Redis channel every node subscribes to; each node then delivers to its own sockets
+//! only (`local()`). Using the adapter's cluster broadcast instead would deliver twice to
+//! remote sockets (every node would re-broadcast what it received) and would hide the
+//! publish→delivery latency on the receiving nodes.
+
+pub mod channel;
+pub mod deliver;
+pub mod http;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use push_contract::{PublishRequest, PublishTarget, defaults, socket::user_room};
+use serde::{Deserialize, Serialize};
+
+/// Events the socket.io protocol reserves; publishing them would confuse clients.
+const RESERVED_EVENTS: &[&str] = &[
+    "connect",
+    "connect_error",
+    "disconnect",
+    "disconnecting",
+    "newListener",
+    "removeListener",
+];
+const MAX_EVENT_LEN: usize = 200;
+
+/// A message that passed validation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub event: String,
+    pub data: serde_json::Value,
+    pub target: PublishTarget,
+    pub namespace: String,
+    /// Wall clock (µs since the epoch) when the first node accepted it.
+    pub origin_us: Option<u64>,
+}
+
+impl Message {
+    /// The socket.io room to write to, `None` for a namespace-wide broadcast.
+    pub fn room(&self) -> Option<String> {
+        match &self.target {
+            PublishTarget::Room(room) => Some(room.clone()),
+            PublishTarget::User(user) => Some(user_room(user)),
+            PublishTarget::Broadcast => None,
+        }
+    }
+}
+
+/// What travels on the Redis channel: the public shape plus the origin timestamp
+/// (other systems may omit it).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Envelope {
+    #[serde(flatten)]
+    pub request: PublishRequest,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin_us: Option<u64>,
+}
+
+/// Why a message was refused; the text names the bad field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidMessage {
+    #[error("body is not valid JSON in the publish shape: {0}")]
+    Json(String),
+    #[error("field `event` must be a non-empty string of at most {MAX_EVENT_LEN} bytes")]
+    Event,
+    #[error("field `event`: {0:?} is reserved by socket.io")]
+    ReservedEvent(String),
+    #[error("exactly one of `room`, `user` or `broadcast: true` must be given")]
+    Target,
+    #[error("field `{0}` must be a non-empty string of at most 200 bytes")]
+    EmptyTarget(&'static str),
+    #[error("field `namespace`: unknown namespace {0:?}")]
+    Namespace(String),
+}
+
+pub fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        .unwrap_or_default()
+}
+
+/// Parses and validates a publish body (HTTP or Redis channel).
+pub fn parse(body: &[u8], namespaces: &[&str]) -> Result<Message, InvalidMessage> {
+    let envelope: Envelope =
+        serde_json::from_slice(body).map_err(|e| InvalidMessage::Json(e.to_string()))?;
+    validate(envelope.request, envelope.origin_us, namespaces)
+}
+
+/// The checks of the publish shape, pure.
+pub fn validate(
+    request: PublishRequest,
+    origin_us: Option<u64>,
+    namespaces: &[&str],
+) -> Result<Message, InvalidMessage> {
+    if request.event.is_empty() || request.event.len() > MAX_EVENT_LEN {
+        return Err(InvalidMessage::Event);
+    }
+    if RESERVED_EVENTS.contains(&request.event.as_str()) {
+        return Err(InvalidMessage::ReservedEvent(request.event));
+    }
+    let non_empty = |field, value: String| {
+        if value.is_empty() || value.len() > 200 {
+            Err(InvalidMessage::EmptyTarget(field))
+        } else {
+            Ok(value)
+        }
+    };
+    let target = match (request.room, request.user, request.broadcast) {
+        (Some(room), None, false) => PublishTarget::Room(non_empty("room", room)?),
+        (None, Some(user), false) => PublishTarget::User(non_empty("user", user)?),
+        (None, None, true) => PublishTarget::Broadcast,
+        _ => return Err(InvalidMessage::Target),
+    };
+    let namespace = request
+        .namespace
+        .unwrap_or_else(|| defaults::NAMESPACE.to_owned());
+    if !namespaces.contains(&namespace.as_str()) {
+        return Err(InvalidMessage::Namespace(namespace));
+    }
+    Ok(Message {
+        event: request.event,
+        data: request.data,
+        target,
+        namespace,
+        origin_us,
+    })
+}
+
+/// The Redis channel form of a validated message, stamped with `origin_us`.
+pub fn envelope(message: &Message, origin_us: u64) -> Vec<u8> {
+    let (room, user, broadcast) = match &message.target {
+        PublishTarget::Room(r) => (Some(r.clone()), None, false),
+        PublishTarget::User(u) => (None, Some(u.clone()), false),
+        PublishTarget::Broadcast => (None, None, true),
+    };
+    let envelope = Envelope {
+        request: PublishRequest {
+            event: message.event.clone(),
+            data: message.data.clone(),
+            room,
+            user,
+            broadcast,
+            namespace: Some(message.namespace.clone()),
+        },
+        origin_us: Some(origin_us),
+    };
+    // Serializing owned JSON values into a Vec cannot fail.
+    serde_json::to_vec(&envelope).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NS: &[&str] = &["/"];
+
+    #[test]
+    fn publish_bodies_are_validated() {
+        let cases: &[(&str, &str, Result<PublishTarget, &str>)] = &[
+            (
+                "room",
+                r#"{"event":"e","data":1,"room":"r"}"#,
+                Ok(PublishTarget::Room("r".into())),
+            ),
+            (
+                "user",
+                r#"{"event":"e","user":"u"}"#,
+                Ok(PublishTarget::User("u".into())),
+            ),
+            (
+                "broadcast",
+                r#"{"event":"e","broadcast":true}"#,
+                Ok(PublishTarget::Broadcast),
+            ),
+            ("not json", "nope", Err("not valid JSON")),
+            (
+                "missing event",
+                r#"{"room":"r"}"#,
+                Err("missing field `event`"),
+            ),
+            (
+                "event not a string",
+                r#"{"event":5,"room":"r"}"#,
+                Err("invalid type"),
+            ),
+            (
+                "empty event",
+                r#"{"event":"","room":"r"}"#,
+                Err("field `event`"),
+            ),
+            (
+                "reserved event",
+                r#"{"event":"disconnect","room":"r"}"#,
+                Err("reserved"),
+            ),
+            ("no target", r#"{"event":"e"}"#, Err("exactly one")),
+            (
+                "two targets",
+                r#"{"event":"e","room":"r","user":"u"}"#,
+                Err("exactly one"),
+            ),
+            (
+                "room and broadcast",
+                r#"{"event":"e","room":"r","broadcast":true}"#,
+                Err("exactly one"),
+            ),
+            (
+                "empty room",
+                r#"{"event":"e","room":""}"#,
+                Err("field `room`"),
+            ),
+            (
+                "unknown namespace",
+                r#"{"event":"e","room":"r","namespace":"/x"}"#,
+                Err("unknown namespace"),
+            ),
+        ];
+        for (name, body, want) in cases {
+            let got = parse(body.as_bytes(), NS);
+            match (got, want) {
+                (Ok(message), Ok(target)) => assert_eq!(&message.target, target, "case {name}"),
+                (Err(e), Err(fragment)) => {
+                    assert!(e.to_string().contains(fragment), "case {name}: {e}")
+                }
+                (got, want) => panic!("case {name}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn envelope_round_trips_with_the_origin_stamp() {
+        let message = parse(br#"{"event":"e","data":{"k":[1,2]},"user":"u7"}"#, NS).expect("valid");
+        let wire = envelope(&message, 42);
+        let back = parse(&wire, NS).expect("valid");
+        assert_eq!(back.origin_us, Some(42));
+        assert_eq!(back.room().as_deref(), Some("user:u7"));
+        assert_eq!(
+            Message {
+                origin_us: None,
+                ..back
+            },
+            message
+        );
+    }
+}

@@ -1,0 +1,337 @@
+//! Who a connection is: JWT verification and the rooms a verified identity may join.
+
+use std::{fmt, path::Path, sync::Arc};
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, errors::ErrorKind};
+use push_contract::{env, socket::USER_ROOM_PREFIX};
+use serde::Deserialize;
+
+use crate::error::ConfigError;
+
+/// Why a connection was refused; the text is what the client sees in `connect_error`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("authentication required: pass a JWT as auth.token")]
+    MissingToken,
+    #[error("authentication required: pass a JWT as auth.token or a valid session cookie")]
+    MissingCredentials,
+    #[error("token expired")]
+    Expired,
+    #[error("token not yet valid")]
+    NotYetValid,
+    #[error("invalid token: {0}")]
+    InvalidToken(String),
+    #[error("invalid rooms claim: {0}")]
+    InvalidRoomsClaim(String),
+    #[error("invalid session: {0}")]
+    InvalidSession(&'static str),
+    #[error("session store unavailable")]
+    SessionStoreDown,
+    #[error("server is draining: reconnect to another node")]
+    Draining,
+}
+
+/// The rooms an identity may subscribe to.
+#[derive(Clone, Debug)]
+pub enum RoomPolicy {
+    /// No `rooms` claim: any room except other users' rooms.
+    Any,
+    /// The `rooms` claim's glob patterns.
+    Globs { patterns: Vec<String>, set: GlobSet },
+}
+
+/// Why a subscribe was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    Empty,
+    TooLong,
+    UserRoom,
+    NotAllowed,
+}
+
+impl Refusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::Empty => "room name is empty",
+            Refusal::TooLong => "room name longer than 200 bytes",
+            Refusal::UserRoom => "user rooms are joined from the token, not by subscribing",
+            Refusal::NotAllowed => "not allowed by the token's rooms claim",
+        }
+    }
+}
+
+pub const MAX_ROOM_LEN: usize = 200;
+
+impl RoomPolicy {
+    pub fn from_claim(patterns: Option<Vec<String>>) -> Result<Self, AuthError> {
+        let Some(patterns) = patterns else {
+            return Ok(Self::Any);
+        };
+        let mut builder = GlobSetBuilder::new();
+        for pattern in &patterns {
+            let glob =
+                Glob::new(pattern).map_err(|e| AuthError::InvalidRoomsClaim(e.to_string()))?;
+            builder.add(glob);
+        }
+        let set = builder
+            .build()
+            .map_err(|e| AuthError::InvalidRoomsClaim(e.to_string()))?;
+        Ok(Self::Globs { patterns, set })
+    }
+
+    /// Whether a socket may subscribe to `room`. `authenticated` = JWT or session mode,
+    /// where `user:` rooms come only from the credential.
+    pub fn decide(&self, room: &str, authenticated: bool) -> Result<(), Refusal> {
+        if room.is_empty() {
+            return Err(Refusal::Empty);
+        }
+        if room.len() > MAX_ROOM_LEN {
+            return Err(Refusal::TooLong);
+        }
+        if authenticated && room.starts_with(USER_ROOM_PREFIX) {
+            return Err(Refusal::UserRoom);
+        }
+        match self {
+            Self::Any => Ok(()),
+            Self::Globs { set, .. } if set.is_match(room) => Ok(()),
+            Self::Globs { .. } => Err(Refusal::NotAllowed),
+        }
+    }
+}
+
+/// A verified connection: its user (if any) and what it may join.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    pub user: Option<String>,
+    pub rooms: RoomPolicy,
+}
+
+impl Identity {
+    pub fn anonymous() -> Self {
+        Self {
+            user: None,
+            rooms: RoomPolicy::Any,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    sub: String,
+    #[serde(default)]
+    rooms: Option<Vec<String>>,
+}
+
+/// Verifies connection tokens against one key.
+#[derive(Clone)]
+pub struct JwtVerifier {
+    key: Arc<DecodingKey>,
+    validation: Validation,
+    description: String,
+}
+
+impl fmt::Display for JwtVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.description)
+    }
+}
+
+impl JwtVerifier {
+    /// `None` when neither a secret nor a key file is configured.
+    pub fn from_settings(
+        secret: Option<&str>,
+        public_key_file: Option<&Path>,
+        issuer: Option<&str>,
+        audience: Option<&str>,
+    ) -> Result<Option<Self>, ConfigError> {
+        let (key, algorithm, description) = match (secret, public_key_file) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Exclusive(
+                    env::JWT_SECRET,
+                    env::JWT_PUBLIC_KEY_FILE,
+                ));
+            }
+            (None, None) => {
+                if issuer.is_some() || audience.is_some() {
+                    return Err(ConfigError::Requires(env::JWT_ISSUER, env::JWT_SECRET));
+                }
+                return Ok(None);
+            }
+            (Some(""), None) => return Err(ConfigError::Empty(env::JWT_SECRET)),
+            (Some(secret), None) => (
+                DecodingKey::from_secret(secret.as_bytes()),
+                Algorithm::HS256,
+                "HS256 secret".to_owned(),
+            ),
+            (None, Some(path)) => {
+                let pem = std::fs::read(path).map_err(|source| ConfigError::Read {
+                    var: env::JWT_PUBLIC_KEY_FILE,
+                    path: path.to_owned(),
+                    source,
+                })?;
+                if let Ok(key) = DecodingKey::from_rsa_pem(&pem) {
+                    (
+                        key,
+                        Algorithm::RS256,
+                        format!("RS256 key {}", path.display()),
+                    )
+                } else if let Ok(key) = DecodingKey::from_ec_pem(&pem) {
+                    (
+                        key,
+                        Algorithm::ES256,
+                        format!("ES256 key {}", path.display()),
+                    )
+                } else {
+                    return Err(ConfigError::Invalid {
+                        var: env::JWT_PUBLIC_KEY_FILE,
+                        reason: format!(
+                            "{} is neither an RSA nor an EC public key PEM",
+                            path.display()
+                        ),
+                    });
+                }
+            }
+        };
+        let mut validation = Validation::new(algorithm);
+        validation.leeway = 5;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        if let Some(issuer) = issuer {
+            validation.set_issuer(&[issuer]);
+        }
+        match audience {
+            Some(audience) => validation.set_audience(&[audience]),
+            None => validation.validate_aud = false,
+        }
+        Ok(Some(Self {
+            key: Arc::new(key),
+            validation,
+            description,
+        }))
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+        let data =
+            decode::<Claims>(token, &self.key, &self.validation).map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => AuthError::Expired,
+                ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+                _ => AuthError::InvalidToken(e.to_string()),
+            })?;
+        if data.claims.sub.is_empty() {
+            return Err(AuthError::InvalidToken("empty sub claim".into()));
+        }
+        Ok(Identity {
+            user: Some(data.claims.sub),
+            rooms: RoomPolicy::from_claim(data.claims.rooms)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{EncodingKey, Header, encode};
+    use serde_json::json;
+
+    fn now() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or_default()
+    }
+
+    fn token(secret: &str, claims: serde_json::Value) -> String {
+        encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .expect("encode")
+    }
+
+    #[test]
+    fn tokens_are_checked() {
+        let verifier = JwtVerifier::from_settings(Some("k"), None, None, None)
+            .expect("valid")
+            .expect("configured");
+        let cases = [
+            (
+                "valid",
+                token("k", json!({"sub": "u1", "exp": now() + 60})),
+                Ok("u1"),
+            ),
+            (
+                "expired",
+                token("k", json!({"sub": "u1", "exp": now() - 3600})),
+                Err(AuthError::Expired),
+            ),
+            (
+                "not yet valid",
+                token(
+                    "k",
+                    json!({"sub": "u1", "exp": now() + 600, "nbf": now() + 300}),
+                ),
+                Err(AuthError::NotYetValid),
+            ),
+        ];
+        for (name, tok, want) in cases {
+            let got = verifier.verify(&tok).map(|id| id.user.unwrap_or_default());
+            assert_eq!(got.as_deref().map_err(Clone::clone), want, "case {name}");
+        }
+        for (name, tok) in [
+            (
+                "wrong key",
+                token("other", json!({"sub": "u1", "exp": now() + 60})),
+            ),
+            ("no exp", token("k", json!({"sub": "u1"}))),
+            ("not a jwt", "garbage".to_owned()),
+            (
+                "bad rooms glob",
+                token(
+                    "k",
+                    json!({"sub": "u", "exp": now() + 60, "rooms": ["a[" ]}),
+                ),
+            ),
+        ] {
+            assert!(verifier.verify(&tok).is_err(), "case {name} accepted");
+        }
+    }
+
+    #[test]
+    fn room_policy_decides() {
+        let globs =
+            RoomPolicy::from_claim(Some(vec!["news.*".into(), "team-42".into()])).expect("globs");
+        let cases = [
+            ("glob match", &globs, "news.sport", true, Ok(())),
+            ("exact match", &globs, "team-42", true, Ok(())),
+            (
+                "no match",
+                &globs,
+                "team-43",
+                true,
+                Err(Refusal::NotAllowed),
+            ),
+            (
+                "user room refused when authenticated",
+                &RoomPolicy::Any,
+                "user:bob",
+                true,
+                Err(Refusal::UserRoom),
+            ),
+            (
+                "user room allowed in open mode",
+                &RoomPolicy::Any,
+                "user:bob",
+                false,
+                Ok(()),
+            ),
+            ("empty", &RoomPolicy::Any, "", false, Err(Refusal::Empty)),
+        ];
+        for (name, policy, room, authenticated, want) in cases {
+            assert_eq!(policy.decide(room, authenticated), want, "case {name}");
+        }
+        let long = "x".repeat(MAX_ROOM_LEN + 1);
+        assert_eq!(RoomPolicy::Any.decide(&long, false), Err(Refusal::TooLong));
+    }
+}

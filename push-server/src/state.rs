@@ -1,0 +1,145 @@
+//! State shared by the HTTP handlers, the socket handlers and the background tasks.
+
+use std::sync::{
+    Arc, OnceLock,
+    atomic::{AtomicBool, Ordering},
+};
+
+use crate::{
+    config::Config, conn::ConnRegistry, metrics::Metrics, publish::deliver::LocalDelivery,
+    redis_link::RedisLink, shutdown::Shutdown,
+};
+
+/// Live socket counts by transport: (websocket, polling).
+pub type SocketCounter = dyn Fn() -> (usize, usize) + Send + Sync;
+
+/// What exists only once socket.io (and Redis, when configured) is up.
+pub struct Started {
+    pub delivery: Arc<dyn LocalDelivery>,
+    pub link: Option<RedisLink>,
+    pub counter: Box<SocketCounter>,
+}
+
+pub struct AppState {
+    pub config: Config,
+    pub metrics: Arc<Metrics>,
+    pub shutdown: Shutdown,
+    pub conns: ConnRegistry,
+    pub started: OnceLock<Started>,
+    warned_open_rooms: AtomicBool,
+}
+
+pub type SharedState = Arc<AppState>;
+
+/// Why a node is not ready, for the /readyz body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotReady {
+    Starting,
+    Draining,
+    RedisDown,
+}
+
+impl NotReady {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotReady::Starting => "starting",
+            NotReady::Draining => "draining",
+            NotReady::RedisDown => "redis link down",
+        }
+    }
+}
+
+/// Readiness as a pure decision.
+pub fn readiness(started: bool, draining: bool, redis: Option<bool>) -> Result<(), NotReady> {
+    if draining {
+        Err(NotReady::Draining)
+    } else if !started {
+        Err(NotReady::Starting)
+    } else if redis == Some(false) {
+        Err(NotReady::RedisDown)
+    } else {
+        Ok(())
+    }
+}
+
+impl AppState {
+    pub fn new(config: Config, shutdown: Shutdown) -> SharedState {
+        let metrics = Arc::new(Metrics::new(config.redis.is_some()));
+        Arc::new(Self {
+            config,
+            metrics,
+            shutdown,
+            conns: ConnRegistry::default(),
+            started: OnceLock::new(),
+            warned_open_rooms: AtomicBool::new(false),
+        })
+    }
+
+    pub fn draining(&self) -> bool {
+        self.shutdown.drain.is_cancelled()
+    }
+
+    pub fn redis_up(&self) -> Option<bool> {
+        self.config
+            .redis
+            .as_ref()
+            .map(|_| self.metrics.redis_up.get() == 1)
+    }
+
+    pub fn ready(&self) -> Result<(), NotReady> {
+        readiness(
+            self.started.get().is_some(),
+            self.draining(),
+            self.redis_up(),
+        )
+    }
+
+    /// Refreshes the connection gauge from the live sockets (this also sees
+    /// polling→websocket upgrades, which have no hook).
+    pub fn refresh_connection_gauge(&self) {
+        if let Some(started) = self.started.get() {
+            let (websocket, polling) = (started.counter)();
+            self.metrics.set_connections(websocket, polling);
+        }
+    }
+
+    /// Logs once that rooms are open to anyone (no JWT, no sessions).
+    pub fn warn_open_rooms_once(&self) {
+        if !self.warned_open_rooms.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "no JWT or session configured: anyone may connect and join any room (development setting)"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readiness_decides() {
+        let cases = [
+            ("ready single node", true, false, None, Ok(())),
+            ("ready with redis", true, false, Some(true), Ok(())),
+            ("starting", false, false, None, Err(NotReady::Starting)),
+            (
+                "draining wins",
+                true,
+                true,
+                Some(true),
+                Err(NotReady::Draining),
+            ),
+            (
+                "redis down",
+                true,
+                false,
+                Some(false),
+                Err(NotReady::RedisDown),
+            ),
+        ];
+        for (name, started, draining, redis, want) in cases {
+            assert_eq!(readiness(started, draining, redis), want, "case {name}");
+        }
+    }
+}
