@@ -4,9 +4,13 @@
 //! environment variables, ports, HTTP paths, metric names, Kubernetes labels
 //! and the publish message shape. Change a name here and both binaries (and
 //! the Rust tests) follow; the Python/Node e2e suites read the same values
-//! through `push-server contract` output rather than copying them.
+//! from the committed `e2e/contract.json`, rendered by [`contract_json`] (a test
+//! fails while it is stale: `UPDATE_CONTRACT_JSON=1 cargo test -p push-contract`).
 
 use serde::{Deserialize, Serialize};
+
+mod json;
+pub use json::{contract_json, contract_json_text};
 
 /// Environment variables `push-server` reads (each also a `--flag`).
 pub mod env {
