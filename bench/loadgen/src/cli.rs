@@ -56,7 +56,7 @@ pub struct SuiteArgs {
     )]
     pub scenarios: Vec<Scenario>,
     /// New connections per second.
-    #[arg(long, default_value_t = 2000.0)]
+    #[arg(long, default_value_t = 1000.0)]
     pub connect_rate: f64,
     #[arg(long, value_delimiter = ',', default_value = "1000,19000")]
     pub idle_sizes: Vec<usize>,
