@@ -1,0 +1,133 @@
+"""Helpers of the real-cluster suite: kubectl/helm against the cluster in
+KUBECONFIG, polling with deadlines, and port-forwards that are always stopped.
+
+(A uniquely named module, not conftest.py, so tests can import it while other
+e2e suites have conftest.py files of their own.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "chart"))
+from chartlib import CHART, CONTRACT_RS, REPO, find_helm, parse_contract  # noqa: E402
+
+T = TypeVar("T")
+CONTRACT = parse_contract(CONTRACT_RS.read_text())
+EXAMPLE = REPO / "examples" / "chat.yaml"
+
+
+def tool(name: str) -> str:
+    local = REPO / ".tools" / "bin" / name
+    if local.is_file():
+        return str(local)
+    found = shutil.which(name)
+    if not found:
+        pytest.fail(f"{name} not found: run .ci/setup (installs it into .tools/bin)")
+    return found
+
+
+def kubectl(*args: str, stdin: str | None = None, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+    proc = subprocess.run([tool("kubectl"), *args], input=stdin, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
+    return proc
+
+
+def kubectl_json(*args: str) -> dict:
+    return json.loads(kubectl(*args, "-o", "json").stdout)
+
+
+def helm(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    proc = subprocess.run([find_helm(), *args], capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise AssertionError(f"helm {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
+    return proc
+
+
+def unreachable_reason() -> str | None:
+    """Why no cluster can be used, or None when one answers."""
+    config = os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
+    if not any(Path(p).is_file() for p in config.split(os.pathsep) if p):
+        return f"no Kubernetes cluster: KUBECONFIG is unset and {config} does not exist (the kind workflow sets one up)"
+    proc = kubectl("version", "-o", "json", "--request-timeout=10s", check=False, timeout=30)
+    if proc.returncode != 0 or "serverVersion" not in proc.stdout:
+        return f"no Kubernetes cluster reachable through {config}: {proc.stderr.strip()[:300]}"
+    return None
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 180, interval: float = 2) -> T:
+    """Polls until probe returns something truthy; fails naming `what` at the deadline."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = probe()
+            if result:
+                return result
+        except (AssertionError, subprocess.SubprocessError, OSError, KeyError, ValueError) as err:
+            last_error = err
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}" + (f" (last error: {last_error})" if last_error else ""))
+
+
+def condition(obj: dict, kind: str) -> dict | None:
+    return next((c for c in obj.get("status", {}).get("conditions", []) if c["type"] == kind), None)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class PortForward:
+    """`kubectl port-forward` to a Service, in its own process group, killed on exit."""
+
+    def __init__(self, namespace: str, service: str, remote_port: int):
+        self.namespace, self.service, self.remote_port = namespace, service, remote_port
+        self.local_port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.local_port}"
+
+    def __enter__(self) -> PortForward:
+        self.proc = subprocess.Popen(
+            [tool("kubectl"), "port-forward", "-n", self.namespace, f"svc/{self.service}",
+             f"{self.local_port}:{self.remote_port}", "--address", "127.0.0.1"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        )
+
+        def listening() -> bool:
+            assert self.proc is not None and self.proc.poll() is None, "kubectl port-forward exited"
+            with socket.create_connection(("127.0.0.1", self.local_port), timeout=2):
+                return True
+
+        wait_for(f"port-forward to svc/{self.service}", listening, timeout=60, interval=0.5)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+__all__ = ["CHART", "CONTRACT", "EXAMPLE", "REPO", "PortForward", "condition", "helm", "kubectl",
+           "kubectl_json", "unreachable_reason", "wait_for"]

@@ -1,0 +1,177 @@
+"""The user's path on a real cluster, in order: the chart installs the
+operator, an example PushCluster becomes Ready, real socket.io clients
+connect through a port-forward and receive what the publish API sends, the
+cluster scales through the scale subresource, switches exposure mode, and on
+deletion everything it owned goes away."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+
+import pytest
+import requests
+import socketio
+import yaml
+
+from clusterlib import CONTRACT, EXAMPLE, PortForward, condition, kubectl, kubectl_json, wait_for
+
+pytestmark = pytest.mark.usefixtures("cluster")
+
+NAME = "chat"
+OWNED_KINDS = ("deployments.apps,statefulsets.apps,services,secrets,configmaps,"
+               "poddisruptionbudgets.policy,networkpolicies.networking.k8s.io,ingresses.networking.k8s.io")
+PORT = CONTRACT["defaults"]["PORT"]
+
+
+def push_cluster(namespace: str) -> dict:
+    return kubectl_json("get", "pushcluster", NAME, "-n", namespace)
+
+
+def owned_objects(namespace: str, uid: str) -> list[str]:
+    items = kubectl_json("get", OWNED_KINDS, "-n", namespace)["items"]
+    return sorted(
+        f"{o['kind']}/{o['metadata']['name']}" for o in items
+        if any(ref["uid"] == uid for ref in o["metadata"].get("ownerReferences", []))
+    )
+
+
+def ready(namespace: str, replicas: int) -> dict | None:
+    pc = push_cluster(namespace)
+    status = pc.get("status", {})
+    ok = (condition(pc, "Ready") or {}).get("status") == "True"
+    fresh = status.get("observedGeneration") == pc["metadata"]["generation"]
+    return pc if ok and fresh and status.get("readyReplicas") == replicas else None
+
+
+def client_service(namespace: str, uid: str) -> dict:
+    services = [
+        s for s in kubectl_json("get", "services", "-n", namespace)["items"]
+        if any(r["uid"] == uid for r in s["metadata"].get("ownerReferences", []))
+        and s["spec"].get("clusterIP") != "None"
+        and s["metadata"]["labels"].get(CONTRACT["kube"]["LABEL_COMPONENT"]) == CONTRACT["kube"]["COMPONENT_SERVER"]
+    ]
+    assert len(services) == 1, f"expected one client Service, found {[s['metadata']['name'] for s in services]}"
+    return services[0]
+
+
+@pytest.fixture(scope="module")
+def chat(operator_ready, push_namespace, server_image) -> dict:
+    """examples/chat.yaml, in the test namespace, with the image under test."""
+    manifest = yaml.safe_load(EXAMPLE.read_text())
+    manifest["metadata"]["namespace"] = push_namespace
+    manifest["spec"].update(image=server_image, imagePullPolicy="IfNotPresent", replicas=2, drainSeconds=5)
+    kubectl("apply", "-f", "-", stdin=yaml.safe_dump(manifest))
+    pc = wait_for("PushCluster chat to be Ready with 2 ready replicas", lambda: ready(push_namespace, 2), timeout=420)
+    return {"namespace": push_namespace, "uid": pc["metadata"]["uid"]}
+
+
+def test_operator_runs_with_leader_election(operator_ready):
+    ns = operator_ready["namespace"]
+    pods = kubectl_json("get", "pods", "-n", ns, "-l", "app.kubernetes.io/name=pushcluster-operator")["items"]
+    assert len(pods) == 2
+    lease = wait_for("the operator's Lease to have a holder",
+                     lambda: kubectl_json("get", "lease", CONTRACT["operator"]["LEASE_NAME"], "-n", ns)["spec"].get("holderIdentity"))
+    assert lease in {p["metadata"]["name"] for p in pods}
+
+
+def test_example_becomes_ready_and_owns_its_objects(chat):
+    pc = push_cluster(chat["namespace"])
+    assert pc["status"]["endpoint"]
+    assert pc["status"]["selector"]
+    owned = owned_objects(chat["namespace"], chat["uid"])
+    kinds = {o.split("/")[0] for o in owned}
+    assert {"Deployment", "Service", "StatefulSet", "PodDisruptionBudget"} <= kinds, owned
+    assert client_service(chat["namespace"], chat["uid"])["spec"]["sessionAffinity"] == "ClientIP"
+
+
+def api_token(namespace: str) -> str:
+    pc = push_cluster(namespace)
+    ref = pc["spec"].get("auth", {}).get("apiTokenSecretRef") or {"name": f"{NAME}-api-token", "key": "token"}
+    secret = kubectl_json("get", "secret", ref["name"], "-n", namespace)
+    return base64.b64decode(secret["data"][ref["key"]]).decode()
+
+
+@pytest.mark.parametrize("transports", [["websocket"], ["polling"]], ids=["websocket", "long-polling"])
+def test_client_receives_a_publish_through_a_port_forward(chat, transports):
+    service = client_service(chat["namespace"], chat["uid"])
+    port = next((p["port"] for p in service["spec"]["ports"] if p.get("targetPort") in (PORT, "http")),
+                service["spec"]["ports"][0]["port"])
+    received: list[dict] = []
+    arrived = threading.Event()
+    with PortForward(chat["namespace"], service["metadata"]["name"], port) as forward:
+        client = socketio.Client(reconnection=False)
+
+        @client.on("news")
+        def on_news(data):
+            received.append(data)
+            arrived.set()
+
+        client.connect(forward.url, transports=transports, socketio_path=CONTRACT["paths"]["SOCKET_IO"].strip("/"),
+                       wait_timeout=20)
+        try:
+            ack = client.call(CONTRACT["socket"]["SUBSCRIBE"], {"rooms": ["e2e"]}, timeout=10)
+            assert ack["joined"] == ["e2e"], ack
+            message = {"event": "news", "room": "e2e", "data": {"transports": transports}}
+            response = requests.post(forward.url + CONTRACT["paths"]["PUBLISH"], data=json.dumps(message),
+                                     headers={"Authorization": f"Bearer {api_token(chat['namespace'])}",
+                                              "Content-Type": "application/json"}, timeout=10)
+            assert response.status_code == 202, response.text
+            assert arrived.wait(15), "the published message never reached the client"
+            assert received == [{"transports": transports}]
+            unauthorized = requests.post(forward.url + CONTRACT["paths"]["PUBLISH"], data=json.dumps(message),
+                                         headers={"Authorization": "Bearer wrong"}, timeout=10)
+            assert unauthorized.status_code == 401
+        finally:
+            client.disconnect()
+
+
+def test_kubectl_scale_goes_through_the_scale_subresource(chat):
+    ns = chat["namespace"]
+    kubectl("scale", f"pushcluster/{NAME}", "-n", ns, "--replicas=3")
+    wait_for("PushCluster chat to be Ready with 3 ready replicas", lambda: ready(ns, 3), timeout=300)
+    scale = json.loads(kubectl("get", "--raw", f"/apis/pushcluster.dev/v1alpha1/namespaces/{ns}/pushclusters/{NAME}/scale").stdout)
+    assert scale["spec"]["replicas"] == 3 and scale["status"]["replicas"] == 3
+    assert scale["status"]["selector"]
+    pods = kubectl_json("get", "pods", "-n", ns, "-l", scale["status"]["selector"])["items"]
+    assert len([p for p in pods if p["status"].get("phase") == "Running"]) >= 3
+
+
+def owned_ingresses(namespace: str, uid: str) -> list[dict]:
+    return [i for i in kubectl_json("get", "ingresses.networking.k8s.io", "-n", namespace)["items"]
+            if any(r["uid"] == uid for r in i["metadata"].get("ownerReferences", []))]
+
+
+def test_switching_exposure_mode_replaces_the_exposure_object(chat):
+    ns, uid = chat["namespace"], chat["uid"]
+    to_ingress = {"spec": {"exposure": {"service": None, "host": "chat.e2e.test",
+                                        "ingress": {"className": "nginx", "controller": "nginx", "affinity": "cookie"}}}}
+    kubectl("patch", "pushcluster", NAME, "-n", ns, "--type=merge", "-p", json.dumps(to_ingress))
+    ingress = wait_for("the operator to create the Ingress", lambda: owned_ingresses(ns, uid), timeout=120)[0]
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+    assert ingress["spec"]["rules"][0]["host"] == "chat.e2e.test"
+    assert ingress["metadata"]["annotations"].get("nginx.ingress.kubernetes.io/affinity") == "cookie"
+
+    to_service = {"spec": {"exposure": {"ingress": None, "host": None, "service": {}}}}
+    kubectl("patch", "pushcluster", NAME, "-n", ns, "--type=merge", "-p", json.dumps(to_service))
+    wait_for("the operator to remove the Ingress", lambda: not owned_ingresses(ns, uid), timeout=120)
+    assert client_service(ns, uid)["spec"]["sessionAffinity"] == "ClientIP"
+
+
+def test_bad_spec_is_rejected_by_the_api_server_with_a_clear_message(chat):
+    both = {"spec": {"redis": {"external": {"url": "redis://example:6379"}}}}
+    proc = kubectl("patch", "pushcluster", NAME, "-n", chat["namespace"], "--type=merge", "-p", json.dumps(both), check=False)
+    assert proc.returncode != 0
+    assert "set exactly one of managed or external" in proc.stderr
+
+
+def test_deleting_it_removes_everything_it_owned(chat):
+    ns, uid = chat["namespace"], chat["uid"]
+    owned_before = owned_objects(ns, uid)
+    assert owned_before
+    selector = f"{CONTRACT['kube']['LABEL_INSTANCE']}={NAME}"
+    kubectl("delete", "pushcluster", NAME, "-n", ns, "--wait=true", "--timeout=120s")
+    wait_for(f"garbage collection of {owned_before}", lambda: owned_objects(ns, uid) == [], timeout=180)
+    wait_for("the push-server and redis pods to go away",
+             lambda: kubectl_json("get", "pods", "-n", ns, "-l", selector)["items"] == [], timeout=180)
