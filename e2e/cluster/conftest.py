@@ -7,6 +7,8 @@ Environment:
   PUSHCLUSTER_E2E_WATCH "namespace" (default: the operator watches only the test
                         namespace, safe on a shared cluster) or "all" (the chart's
                         default ClusterRole install; the kind workflow uses it)
+  PUSHCLUSTER_E2E_REQUIRE_CLUSTER=1  fail instead of skipping when no cluster answers
+                        (the kind workflow sets it, so a broken cluster cannot pass)
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ def image_env(var: str, repository: str) -> tuple[str, str]:
 @pytest.fixture(scope="session")
 def cluster() -> None:
     reason = unreachable_reason()
+    if reason and os.environ.get("PUSHCLUSTER_E2E_REQUIRE_CLUSTER") == "1":
+        pytest.fail(reason)
     if reason:
         pytest.skip(reason)
 
