@@ -12,8 +12,8 @@ use std::{
     io,
     pin::Pin,
     sync::{
-        Mutex,
-        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     task::{Context, Poll},
     time::Duration,
@@ -37,6 +37,9 @@ use tower::ServiceExt;
 pub struct ConnHandle {
     pub id: u64,
     pub token: CancellationToken,
+    /// False once the TCP stream is dropped (the connection is really gone, upgraded
+    /// WebSockets included).
+    alive: Arc<AtomicBool>,
 }
 
 static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
@@ -51,7 +54,7 @@ impl ConnRegistry {
     pub fn attach(&self, sid: &str, conn: &ConnHandle) {
         if let Ok(mut map) = self.by_sid.lock() {
             let conns = map.entry(sid.to_owned()).or_default();
-            conns.retain(|c| !c.token.is_cancelled());
+            conns.retain(|c| c.alive.load(Ordering::Relaxed));
             if !conns.iter().any(|c| c.id == conn.id) {
                 conns.push(conn.clone());
             }
@@ -79,6 +82,13 @@ impl ConnRegistry {
 struct Cuttable {
     inner: TcpStream,
     cut: Pin<Box<WaitForCancellationFutureOwned>>,
+    alive: Arc<AtomicBool>,
+}
+
+impl Drop for Cuttable {
+    fn drop(&mut self) {
+        self.alive.store(false, Ordering::Relaxed);
+    }
 }
 
 impl Cuttable {
@@ -148,9 +158,11 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let token = cut_all.child_token();
+        let alive = Arc::new(AtomicBool::new(true));
         let handle = ConnHandle {
             id: NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed),
             token: token.clone(),
+            alive: alive.clone(),
         };
         let service = router
             .clone()
@@ -161,17 +173,18 @@ pub async fn serve(
         let io = TokioIo::new(Cuttable {
             inner: stream,
             cut: Box::pin(token.clone().cancelled_owned()),
+            alive,
         });
         tokio::spawn(async move {
             let builder = Builder::new(TokioExecutor::new());
             let connection =
                 builder.serve_connection_with_upgrades(io, TowerToHyperService::new(service));
+            // An upgraded connection (WebSocket) outlives this future: its stream was
+            // handed over and is still cut through the same token.
             tokio::select! {
                 _ = connection => {}
                 _ = token.cancelled() => {}
             }
-            // Marks the handle dead so the registry drops it.
-            token.cancel();
         });
     }
 }

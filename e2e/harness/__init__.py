@@ -1,0 +1,37 @@
+"""Shared helpers of the end-to-end suites (local-mode, bench, push_server).
+
+- `REPO`, `contract()`: names from e2e/contract.json (rendered from the Rust contract
+  crate; never copy strings).
+- `find_binary(name, env_var)`: $ENV_VAR, else $CARGO_TARGET_DIR/debug/<name>, else
+  <repo>/target/debug/<name>; `require_binary` skips the test with a clear message.
+- `free_port()`, `wait_until(predicate, timeout, what)`: readiness by polling, never sleeps.
+- `Processes`: starts processes in their own process group, kills every group at exit.
+- `RedisServer`: a real redis-server on a free port (kill / restart on the same port).
+- `PushServer`: a push-server process with env from the contract; metrics, publish,
+  readiness, SIGTERM.
+- `NodeClients`: e2e/clients/client.js (official socket.io client), JSON lines parsed;
+  `run_node_json(script, spec)` for one-shot scripts (e.g. clients/session.js).
+
+Fixtures wrapping them live in e2e/conftest.py.
+"""
+
+from .core import REPO, contract, find_binary, free_port, require_binary, wait_until
+from .procs import Processes
+from .redis_server import RedisServer
+from .push_server import PushServer, parse_metrics
+from .node_clients import NodeClients, run_node_json
+
+__all__ = [
+    "REPO",
+    "contract",
+    "find_binary",
+    "free_port",
+    "require_binary",
+    "wait_until",
+    "Processes",
+    "RedisServer",
+    "PushServer",
+    "parse_metrics",
+    "NodeClients",
+    "run_node_json",
+]

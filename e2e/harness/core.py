@@ -1,0 +1,63 @@
+"""Repository paths, the contract, binaries, ports and polling."""
+
+import functools
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Callable, TypeVar
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
+
+
+@functools.cache
+def contract() -> dict:
+    """e2e/contract.json: {"env": {"LISTEN": "PUSH_LISTEN", ...}, "paths": {...}, ...}."""
+    return json.loads((REPO / "e2e" / "contract.json").read_text())
+
+
+def find_binary(name: str, env_var: str) -> Path | None:
+    candidates = [os.environ.get(env_var)]
+    if os.environ.get("CARGO_TARGET_DIR"):
+        candidates.append(str(Path(os.environ["CARGO_TARGET_DIR"]) / "debug" / name))
+    candidates.append(str(REPO / "target" / "debug" / name))
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return Path(candidate)
+    return None
+
+
+def require_binary(name: str, env_var: str) -> Path:
+    path = find_binary(name, env_var)
+    if path is None:
+        pytest.skip(f"{name} not built: run `cargo build -p {name}` or set {env_var}")
+    return path
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on right now (the OS picks it)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate: Callable[[], T], timeout: float = 10.0, what: str = "condition",
+               interval: float = 0.05) -> T:
+    """Polls `predicate` until it returns something truthy; fails after `timeout`."""
+    deadline = time.monotonic() + timeout
+    last_error = None
+    while True:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as e:  # noqa: BLE001 (a probe may fail while starting)
+            last_error = e
+        if time.monotonic() > deadline:
+            detail = f" (last error: {last_error!r})" if last_error else ""
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}{detail}")
+        time.sleep(interval)

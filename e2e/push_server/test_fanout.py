@@ -1,0 +1,72 @@
+"""Cross-node fan-out with the official JS client: every transport, every target,
+HTTP and Redis-channel publishes, exactly once per client."""
+
+import json
+
+import pytest
+
+from harness import NodeClients, contract
+from conftest import API_TOKEN
+
+TRANSPORTS = {
+    "websocket": {"transports": ["websocket"]},
+    "polling": {"transports": ["polling"]},
+    "polling-then-upgrade": {},
+}
+
+
+@pytest.mark.parametrize("mode", TRANSPORTS)
+def test_room_publish_on_b_reaches_client_on_a_exactly_once(processes, cluster, mode):
+    a, b = cluster
+    client = NodeClients(processes, {"url": a.url, "rooms": ["sports"], **TRANSPORTS[mode]})
+    client.wait_ready()
+    if mode == "polling-then-upgrade":
+        client.wait("upgrade")
+        assert client.of("open")[0]["transport"] == "polling"
+        assert client.of("upgrade")[0]["transport"] == "websocket"
+    expected_transport = "polling" if mode == "polling" else "websocket"
+    assert a.metric("CONNECTIONS", transport=expected_transport) == 1
+
+    response = b.publish({"event": "score", "data": {"n": 1}, "room": "sports"}, API_TOKEN)
+    assert response.status_code == 202, response.text
+    assert response.json()["fanout"] == "cluster"
+
+    events = client.settle("score", 1)
+    assert [e["data"] for e in events] == [{"n": 1}]
+    assert a.metric("MESSAGES_DELIVERED") == 1
+    assert b.metric("MESSAGES_DELIVERED") == 0
+
+
+def test_every_target_via_http_and_redis_is_delivered_once_per_client(processes, cluster, redis_server):
+    a, b = cluster
+    channel = contract()["defaults"]["REDIS_CHANNEL"]
+    # Per node: one client in room "news", one not; user u1 is connected on both nodes.
+    # JWT off: the user room is joined by name for this test (open development mode).
+    clients = {}
+    for node in (a, b):
+        clients[(node.node_id, "news")] = NodeClients(processes, {"url": node.url, "rooms": ["news"]})
+        clients[(node.node_id, "user")] = NodeClients(processes, {"url": node.url, "rooms": ["user:u1"]})
+        clients[(node.node_id, "other")] = NodeClients(processes, {"url": node.url, "rooms": ["other"]})
+    for c in clients.values():
+        c.wait_ready()
+
+    sends = [
+        ("http-a", lambda body: a.publish(body, API_TOKEN).status_code),
+        ("http-b", lambda body: b.publish(body, API_TOKEN).status_code),
+        ("redis", lambda body: redis_server.publish(channel, json.dumps(body))),
+    ]
+    for source, send in sends:
+        assert send({"event": "room", "data": source, "room": "news"}) in (202, 2)
+        assert send({"event": "user", "data": source, "user": "u1"}) in (202, 2)
+        assert send({"event": "all", "data": source, "broadcast": True}) in (202, 2)
+
+    sources = sorted(s for s, _ in sends)
+    for (node, kind), c in clients.items():
+        assert sorted(e["data"] for e in c.settle("all", 3)) == sources, (node, kind)
+        room = sorted(e["data"] for e in c.events("room"))
+        user = sorted(e["data"] for e in c.events("user"))
+        assert room == (sources if kind == "news" else []), (node, kind)
+        assert user == (sources if kind == "user" else []), (node, kind)
+    # Redis-channel messages are counted per node by source.
+    for node in (a, b):
+        assert node.metric("PUBLISH_REQUESTS", source="redis", result="accepted") == 9
