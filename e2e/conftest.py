@@ -19,3 +19,19 @@ def redis_server(processes):
     from harness import RedisServer
 
     return RedisServer(processes).start()
+
+
+@pytest.fixture
+def py_clients():
+    """py_clients() -> a new PyClient; all are disconnected at teardown."""
+    from harness import PyClient
+
+    made = []
+
+    def make():
+        made.append(PyClient())
+        return made[-1]
+
+    yield make
+    for client in made:
+        client.close()

@@ -11,6 +11,7 @@
   readiness, SIGTERM.
 - `NodeClients`: e2e/clients/client.js (official socket.io client), JSON lines parsed;
   `run_node_json(script, spec)` for one-shot scripts (e.g. clients/session.js).
+- `PyClient`: python-socketio client recording events and the connect_error message.
 
 Fixtures wrapping them live in e2e/conftest.py.
 """
@@ -20,6 +21,7 @@ from .procs import Processes
 from .redis_server import RedisServer
 from .push_server import PushServer, parse_metrics
 from .node_clients import NodeClients, run_node_json
+from .py_client import PyClient
 
 __all__ = [
     "REPO",
@@ -34,4 +36,5 @@ __all__ = [
     "parse_metrics",
     "NodeClients",
     "run_node_json",
+    "PyClient",
 ]
