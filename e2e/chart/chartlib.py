@@ -7,6 +7,7 @@ while other e2e suites have conftest.py files of their own.)"""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -127,3 +128,26 @@ def find_binary(name: str, env_var: str) -> Path | None:
         candidates.append(Path(os.environ["CARGO_TARGET_DIR"]) / "debug" / name)
     candidates.append(REPO / "target" / "debug" / name)
     return next((c for c in candidates if c.is_file() and os.access(c, os.X_OK)), None)
+
+
+CUSTOM_RESOURCE_VALIDATOR = Path(__file__).with_name("validate_custom_resources.mjs")
+
+
+def validate_custom_resources(objects: list[dict]) -> subprocess.CompletedProcess:
+    """Custom resources against their own CRDs' schemas (validate_custom_resources.mjs)."""
+    return subprocess.run(["node", str(CUSTOM_RESOURCE_VALIDATOR)], input=json.dumps(objects),
+                          capture_output=True, text=True, timeout=60)
+
+
+def kubernetes_schema_errors(obj: dict, version: str) -> str | None:
+    """kubernetes-validate --strict for one object; an unknown kind is an error too."""
+    import kubernetes_validate
+
+    try:
+        kubernetes_validate.validate(obj, version, strict=True)
+    except kubernetes_validate.ValidationError as err:
+        path = ".".join(str(p) for p in err.path)
+        return f"{obj['kind']}/{obj['metadata']['name']} invalid for {version}: {path}: {err.message}"
+    except kubernetes_validate.SchemaNotFoundError:
+        return f"no Kubernetes {version} schema for {obj['apiVersion']} {obj['kind']}: unknown kind or version"
+    return None

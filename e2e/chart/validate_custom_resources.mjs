@@ -1,9 +1,13 @@
 // Validates custom resources (a JSON array on stdin) against the schemas of
 // their own CRDs, with the validators npm @kubernetes-models generates from
 // those CRDs. Prints "<Kind>/<name> ok" or the errors; exits 1 on any error.
+import { HTTPRoute } from "@kubernetes-models/gateway-api/gateway.networking.k8s.io/v1/HTTPRoute";
 import { ServiceMonitor } from "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor";
 
-const MODELS = { "monitoring.coreos.com/v1/ServiceMonitor": ServiceMonitor };
+const MODELS = {
+  "gateway.networking.k8s.io/v1/HTTPRoute": HTTPRoute,
+  "monitoring.coreos.com/v1/ServiceMonitor": ServiceMonitor,
+};
 
 let input = "";
 for await (const chunk of process.stdin) input += chunk;
