@@ -73,7 +73,7 @@ def operator_release(cluster, run_id, push_namespace) -> dict:
     crd_existed = kubectl("get", "crd", CRD_NAME, check=False).returncode == 0
     watch_all = os.environ.get("PUSHCLUSTER_E2E_WATCH", "namespace") == "all"
     args = [
-        "upgrade", "--install", release, str(CHART), "--namespace", namespace, "--create-namespace",
+        "upgrade", "--install", release, str(CHART), "--namespace", namespace,
         "--set", f"image.repository={repository}", "--set-string", f"image.tag={tag}",
         "--set", "image.pullPolicy=IfNotPresent",
         # A CRD another release installed stays with that release.
@@ -82,14 +82,21 @@ def operator_release(cluster, run_id, push_namespace) -> dict:
     if not watch_all:
         args += ["--set-json", f'watchNamespaces=["{push_namespace}"]']
     try:
+        # The restricted Pod Security Standard, enforced by the API server: the
+        # operator's pods must be admitted under it.
+        kubectl("create", "namespace", namespace)
+        kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted",
+                "pod-security.kubernetes.io/enforce-version=latest")
         helm(*args)
         yield {"name": release, "namespace": namespace, "watch_all": watch_all}
     finally:
-        helm("uninstall", release, "--namespace", namespace, "--wait", "--ignore-not-found")
-        kubectl("delete", "namespace", namespace, "--wait=false", "--ignore-not-found", check=False)
-        if not crd_existed:
-            # The chart keeps the CRD on uninstall (resource-policy keep); this run created it.
-            kubectl("delete", "crd", CRD_NAME, "--ignore-not-found", "--wait=false", check=False)
+        try:
+            helm("uninstall", release, "--namespace", namespace, "--wait", "--ignore-not-found")
+        finally:
+            kubectl("delete", "namespace", namespace, "--wait=false", "--ignore-not-found", check=False)
+            if not crd_existed:
+                # The chart keeps the CRD on uninstall (resource-policy keep); this run created it.
+                kubectl("delete", "crd", CRD_NAME, "--ignore-not-found", "--wait=false", check=False)
 
 
 @pytest.fixture(scope="session")

@@ -63,8 +63,12 @@ def chat(operator_ready, push_namespace, server_image) -> dict:
     manifest["metadata"]["namespace"] = push_namespace
     manifest["spec"].update(image=server_image, imagePullPolicy="IfNotPresent", replicas=2, drainSeconds=5)
     kubectl("apply", "-f", "-", stdin=yaml.safe_dump(manifest))
-    pc = wait_for("PushCluster chat to be Ready with 2 ready replicas", lambda: ready(push_namespace, 2), timeout=420)
-    return {"namespace": push_namespace, "uid": pc["metadata"]["uid"]}
+    try:
+        pc = wait_for("PushCluster chat to be Ready with 2 ready replicas", lambda: ready(push_namespace, 2), timeout=420)
+        yield {"namespace": push_namespace, "uid": pc["metadata"]["uid"]}
+    finally:
+        # While the operator still runs, so no finalizer can hold the namespace.
+        kubectl("delete", "pushcluster", NAME, "-n", push_namespace, "--ignore-not-found", "--timeout=120s", check=False)
 
 
 def test_operator_runs_with_leader_election(operator_ready):
@@ -151,7 +155,9 @@ def test_switching_exposure_mode_replaces_the_exposure_object(chat):
     ingress = wait_for("the operator to create the Ingress", lambda: owned_ingresses(ns, uid), timeout=120)[0]
     assert ingress["spec"]["ingressClassName"] == "nginx"
     assert ingress["spec"]["rules"][0]["host"] == "chat.e2e.test"
-    assert ingress["metadata"]["annotations"].get("nginx.ingress.kubernetes.io/affinity") == "cookie"
+    annotations = ingress["metadata"]["annotations"]
+    assert annotations.get("nginx.ingress.kubernetes.io/affinity") == "cookie"
+    assert annotations.get("nginx.ingress.kubernetes.io/affinity-mode") == "persistent"
 
     to_service = {"spec": {"exposure": {"ingress": None, "host": None, "service": {}}}}
     kubectl("patch", "pushcluster", NAME, "-n", ns, "--type=merge", "-p", json.dumps(to_service))
