@@ -88,7 +88,7 @@ def operator_release(cluster, run_id, push_namespace) -> dict:
         kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted",
                 "pod-security.kubernetes.io/enforce-version=latest")
         helm(*args)
-        yield {"name": release, "namespace": namespace, "watch_all": watch_all}
+        yield {"name": release, "namespace": namespace, "watch_all": watch_all, "crd_installed": not crd_existed}
     finally:
         try:
             helm("uninstall", release, "--namespace", namespace, "--wait", "--ignore-not-found")

@@ -15,7 +15,7 @@ import requests
 import socketio
 import yaml
 
-from clusterlib import CONTRACT, EXAMPLE, PortForward, condition, kubectl, kubectl_json, wait_for
+from clusterlib import CONTRACT, EXAMPLE, REPO, PortForward, condition, kubectl, kubectl_json, wait_for
 
 pytestmark = pytest.mark.usefixtures("cluster")
 
@@ -78,6 +78,18 @@ def test_operator_runs_with_leader_election(operator_ready):
     lease = wait_for("the operator's Lease to have a holder",
                      lambda: kubectl_json("get", "lease", CONTRACT["operator"]["LEASE_NAME"], "-n", ns)["spec"].get("holderIdentity"))
     assert lease in {p["metadata"]["name"] for p in pods}
+
+
+def test_the_cluster_serves_the_committed_crd(operator_ready):
+    live = kubectl_json("get", "crd", "pushclusters.pushcluster.dev")
+    committed = yaml.safe_load((REPO / "crds" / "pushcluster.yaml").read_text())
+    assert live["spec"]["names"] == {**committed["spec"]["names"], "listKind": "PushClusterList"}
+    for live_version, version in zip(live["spec"]["versions"], committed["spec"]["versions"], strict=True):
+        assert live_version["name"] == version["name"]
+        assert live_version["subresources"] == version["subresources"]
+        assert live_version["schema"] == version["schema"]
+    if operator_ready["crd_installed"]:
+        assert live["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
 
 
 def test_example_becomes_ready_and_owns_its_objects(chat):
