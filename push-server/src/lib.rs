@@ -224,7 +224,7 @@ async fn serve_clients(
     .await;
     stop_accepting.cancel();
     // Whatever is left (late upgrades, sessions without a known connection).
-    let _ = tokio::time::timeout(Duration::from_secs(5), (closer.close_all)()).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), (closer.close_all)()).await;
     cut_all.cancel();
     tracing::info!("drained");
     Ok(())
