@@ -91,9 +91,12 @@ def test_unknown_namespace_gets_connect_error_and_others_are_fine(processes, nod
     watcher.wait_ready()
     ws = _raw_ws(node)
     ws.send("40/nope,")
-    reply = ws.recv()
-    assert reply.startswith("44/nope,"), reply
-    assert "Invalid namespace" in reply
+    seen = []
+    while not (seen and seen[-1].startswith("44/")):
+        seen.append(ws.recv())
+        assert len(seen) < 5, seen
+    assert seen[-1].startswith("44/nope,"), seen
+    assert "Invalid namespace" in seen[-1], seen
     ws.close()
     assert node.publish({"event": "ok", "data": 1, "room": "r"}, API_TOKEN).status_code == 202
     assert len(watcher.settle("ok", 1)) == 1
