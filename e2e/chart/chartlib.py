@@ -1,6 +1,7 @@
 """Helpers of the chart and manifest checks: the real helm binary, chart
-rendering for each documented values combination, and the shared contract
-read from its one source (push-server/contract/src/lib.rs).
+rendering for each documented values combination; the contract and binary
+lookup come from the shared e2e harness (e2e/contract.json, rendered from the
+Rust contract crate).
 
 (A uniquely named module, not conftest.py, so test files can import it
 while other e2e suites have conftest.py files of their own.)"""
@@ -8,19 +9,19 @@ while other e2e suites have conftest.py files of their own.)"""
 from __future__ import annotations
 
 import json
-import os
-import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # e2e/: the shared harness
+from harness import REPO, contract as load_contract, find_binary  # noqa: E402,F401
+
 CHART = REPO / "charts" / "pushcluster-operator"
 CRD_FILE = REPO / "crds" / "pushcluster.yaml"
-CONTRACT_RS = REPO / "push-server" / "contract" / "src" / "lib.rs"
 RELEASE = "pc"
 RELEASE_NAMESPACE = "pushcluster-system"
 
@@ -64,6 +65,11 @@ def helm() -> str:
     return find_helm()
 
 
+@pytest.fixture(scope="session")
+def contract() -> dict:
+    return load_contract()
+
+
 def run_helm(helm: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     proc = subprocess.run([helm, *args], capture_output=True, text=True, timeout=120)
     if check and proc.returncode != 0:
@@ -90,44 +96,6 @@ def one(objects: list[dict], kind: str, name: str | None = None) -> dict:
     found = [o for o in objects if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)]
     assert len(found) == 1, f"expected one {kind} {name or ''}, found {[o['metadata']['name'] for o in found]}"
     return found[0]
-
-
-def parse_contract(source: str) -> dict[str, dict[str, str | int]]:
-    """`pub const NAME: T = value;` of lib.rs, keyed by module path ("env",
-    "operator::env", ...). Reads the contract's one copy; copies nothing."""
-    consts: dict[str, dict] = {}
-    stack: list[tuple[str, int]] = []  # (module, brace depth at which it opened)
-    depth = 0
-    for line in source.splitlines():
-        code = line.split("//", 1)[0]
-        module = re.match(r"\s*pub mod (\w+)\s*\{", code)
-        if module:
-            stack.append((module.group(1), depth))
-        const = re.match(r'\s*pub const (\w+): [^=]+= (?:"([^"]*)"|([0-9_]+));', code)
-        if const and stack:
-            path = "::".join(m for m, _ in stack)
-            value = const.group(2) if const.group(2) is not None else int(const.group(3).replace("_", ""))
-            consts.setdefault(path, {})[const.group(1)] = value
-        depth += code.count("{") - code.count("}")
-        while stack and depth <= stack[-1][1]:
-            stack.pop()
-    return consts
-
-
-@pytest.fixture(scope="session")
-def contract() -> dict[str, dict[str, str | int]]:
-    return parse_contract(CONTRACT_RS.read_text())
-
-
-def find_binary(name: str, env_var: str) -> Path | None:
-    """$ENV_VAR, else $CARGO_TARGET_DIR/debug/NAME, else <repo>/target/debug/NAME."""
-    candidates = []
-    if os.environ.get(env_var):
-        candidates.append(Path(os.environ[env_var]))
-    if os.environ.get("CARGO_TARGET_DIR"):
-        candidates.append(Path(os.environ["CARGO_TARGET_DIR"]) / "debug" / name)
-    candidates.append(REPO / "target" / "debug" / name)
-    return next((c for c in candidates if c.is_file() and os.access(c, os.X_OK)), None)
 
 
 CUSTOM_RESOURCE_VALIDATOR = Path(__file__).with_name("validate_custom_resources.mjs")

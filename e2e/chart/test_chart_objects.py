@@ -16,29 +16,10 @@ import pytest
 import yaml
 
 from chartlib import (
-    CHART, CRD_FILE, RELEASE_NAMESPACE, REPO, VALUE_COMBINATIONS, one, parse_contract, render, run_helm,
+    CHART, CRD_FILE, RELEASE_NAMESPACE, REPO, VALUE_COMBINATIONS, one, render, run_helm,
 )
 
 DEPLOYMENT = "pc-pushcluster-operator"
-
-
-# --- the contract parser the checks below rely on ---------------------------
-
-@pytest.mark.parametrize(
-    "source, expected",
-    [
-        ('pub mod env {\n    pub const A: &str = "X";\n}\n', {"env": {"A": "X"}}),
-        ('pub mod a {\n    pub mod b {\n        pub const P: u16 = 8_080;\n    }\n    pub const Q: &str = "q";\n}\n',
-         {"a::b": {"P": 8080}, "a": {"Q": "q"}}),
-        ('pub mod m {\n    pub fn f() -> String {\n        format!("{x}")\n    }\n}\npub const TOP: &str = "t";\n',
-         {}),
-        ('pub mod m {\n    // pub const C: &str = "commented";\n    pub const D: &str = "d"; // trailing\n}\n',
-         {"m": {"D": "d"}}),
-    ],
-    ids=["flat-module", "nested-module-and-number", "function-braces-and-top-level-const", "comments"],
-)
-def test_parse_contract(source, expected):
-    assert parse_contract(source) == expected
 
 
 # --- CRD: one source, upgraded by helm upgrade, kept on uninstall -----------

@@ -13,18 +13,18 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "chart"))
-from chartlib import CHART, CONTRACT_RS, REPO, find_helm, parse_contract  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # e2e/: the shared harness
+from harness import REPO, contract, free_port, wait_until  # noqa: E402
 
 T = TypeVar("T")
-CONTRACT = parse_contract(CONTRACT_RS.read_text())
+CONTRACT = contract()
+CHART = REPO / "charts" / "pushcluster-operator"
 EXAMPLE = REPO / "examples" / "chat.yaml"
 
 
@@ -50,7 +50,7 @@ def kubectl_json(*args: str) -> dict:
 
 
 def helm(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    proc = subprocess.run([find_helm(), *args], capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run([tool("helm"), *args], capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         raise AssertionError(f"helm {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
     return proc
@@ -69,27 +69,11 @@ def unreachable_reason() -> str | None:
 
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 180, interval: float = 2) -> T:
     """Polls until probe returns something truthy; fails naming `what` at the deadline."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            result = probe()
-            if result:
-                return result
-        except (AssertionError, subprocess.SubprocessError, OSError, KeyError, ValueError) as err:
-            last_error = err
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}" + (f" (last error: {last_error})" if last_error else ""))
+    return wait_until(probe, timeout=timeout, what=what, interval=interval)
 
 
 def condition(obj: dict, kind: str) -> dict | None:
     return next((c for c in obj.get("status", {}).get("conditions", []) if c["type"] == kind), None)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class PortForward:
