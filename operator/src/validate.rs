@@ -1,1 +1,362 @@
-//! TODO: validate (being written).
+//! `PushCluster` → [`ValidatedCluster`], the only input the builders accept.
+//!
+//! Runs the CRD's own CEL rules client-side (so `render` rejects what the API
+//! server would) and then the checks CEL cannot express: names too long for
+//! the derived objects, env vars that collide with the operator's own,
+//! combinations a mode does not support. Every error names the field.
+
+use crate::resources::{
+    ExposureSpec, IngressAffinity, IngressController, PushCluster, PushClusterSpec,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::{Resource, ResourceExt};
+
+/// Longest StatefulSet name: the controller-revision-hash label value
+/// `<name>-<10 char hash>` must fit a 63-character label value.
+const MAX_STATEFULSET_NAME: usize = 52;
+/// Longest DNS-1035 label (Service names).
+const MAX_DNS_LABEL: usize = 63;
+
+/// Why a PushCluster cannot be turned into objects. The message starts with the field path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ValidationError {
+    /// JSON path of the offending field, e.g. `spec.exposure.ingress.affinity`.
+    pub field: String,
+    pub message: String,
+}
+
+impl ValidationError {
+    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Names of every object derived from one PushCluster, computed once here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DerivedNames {
+    /// Deployment, client Service, PodDisruptionBudget, Ingress/HTTPRoute.
+    pub server: String,
+    /// Headless Service of the push pods (per-pod DNS, metrics scraping).
+    pub headless: String,
+    /// Managed Redis StatefulSet, Service and NetworkPolicy.
+    pub redis: String,
+    /// Generated managed-Redis password Secret.
+    pub redis_password_secret: String,
+    /// Generated publish API token Secret.
+    pub api_token_secret: String,
+}
+
+impl DerivedNames {
+    pub fn for_cluster(name: &str) -> Self {
+        Self {
+            server: name.to_string(),
+            headless: format!("{name}-headless"),
+            redis: format!("{name}-redis"),
+            redis_password_secret: format!("{name}-redis-password"),
+            api_token_secret: format!("{name}-api-token"),
+        }
+    }
+}
+
+/// A PushCluster that passed every check: the builders trust it as is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidatedCluster {
+    pub name: String,
+    pub namespace: String,
+    /// `None` when rendering a file that never reached an API server.
+    pub uid: Option<String>,
+    pub generation: Option<i64>,
+    /// Controller owner reference put on every derived object (`None` without a uid).
+    pub owner_reference: Option<OwnerReference>,
+    /// The spec with serde defaults resolved.
+    pub spec: PushClusterSpec,
+    pub names: DerivedNames,
+}
+
+/// Validate a PushCluster. `default_namespace` is used when metadata.namespace is unset.
+pub fn validate(
+    cluster: &PushCluster,
+    default_namespace: &str,
+) -> Result<ValidatedCluster, Vec<ValidationError>> {
+    let mut errors = cel_errors(cluster);
+    let name = cluster.metadata.name.clone().unwrap_or_default();
+    errors.extend(name_errors(&name));
+    errors.extend(spec_errors(&cluster.spec));
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let namespace = cluster
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| default_namespace.to_string());
+    Ok(ValidatedCluster {
+        names: DerivedNames::for_cluster(&name),
+        namespace,
+        uid: cluster.metadata.uid.clone(),
+        generation: cluster.metadata.generation,
+        owner_reference: cluster.controller_owner_ref(&()),
+        spec: cluster.spec.clone(),
+        name: cluster.name_any(),
+    })
+}
+
+/// Join errors into one message, one error per line.
+pub fn describe(errors: &[ValidationError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The CRD's CEL rules, evaluated as the API server would on create.
+fn cel_errors(cluster: &PushCluster) -> Vec<ValidationError> {
+    match kube::core::cel::validate_cel(cluster) {
+        Ok(()) => Vec::new(),
+        Err(errs) => errs
+            .into_vec()
+            .into_iter()
+            .map(|e| {
+                let field = if e.field_path.is_empty() {
+                    "spec".to_string()
+                } else {
+                    e.field_path.trim_start_matches('.').to_string()
+                };
+                ValidationError::new(field, e.message)
+            })
+            .collect(),
+    }
+}
+
+/// The name must be a DNS-1035 label short enough for every derived name.
+fn name_errors(name: &str) -> Vec<ValidationError> {
+    let field = "metadata.name";
+    if name.is_empty() {
+        return vec![ValidationError::new(field, "is required")];
+    }
+    let dns1035 = name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.ends_with('-');
+    if !dns1035 {
+        return vec![ValidationError::new(
+            field,
+            format!(
+                "{name:?} must be a DNS-1035 label (lower-case letters, digits and '-', starting with a letter) because Services are named after it"
+            ),
+        )];
+    }
+    let names = DerivedNames::for_cluster(name);
+    let max = (MAX_DNS_LABEL - (names.headless.len() - name.len()))
+        .min(MAX_STATEFULSET_NAME - (names.redis.len() - name.len()));
+    if name.len() > max {
+        return vec![ValidationError::new(
+            field,
+            format!(
+                "{name:?} is {} characters; at most {max} fit the derived object names ({:?}, {:?})",
+                name.len(),
+                names.headless,
+                names.redis
+            ),
+        )];
+    }
+    Vec::new()
+}
+
+fn spec_errors(spec: &PushClusterSpec) -> Vec<ValidationError> {
+    let mut errors = exposure_errors(&spec.exposure);
+    let reserved = crate::build::deployment::operator_env_names();
+    for (i, var) in spec.env.iter().enumerate() {
+        if reserved.contains(&var.name.as_str()) {
+            errors.push(ValidationError::new(
+                format!("spec.env[{i}].name"),
+                format!(
+                    "{} is set by the operator; use the matching spec field instead",
+                    var.name
+                ),
+            ));
+        }
+    }
+    errors
+}
+
+fn exposure_errors(exposure: &ExposureSpec) -> Vec<ValidationError> {
+    let mut errors = Vec::new();
+    if let Some(ingress) = &exposure.ingress {
+        if ingress.class_name.is_empty() {
+            errors.push(ValidationError::new(
+                "spec.exposure.ingress.className",
+                "must name an IngressClass",
+            ));
+        }
+        if ingress.controller == IngressController::Traefik
+            && ingress.affinity == IngressAffinity::IpHash
+        {
+            errors.push(ValidationError::new(
+                "spec.exposure.ingress.affinity",
+                "ipHash is supported by ingress-nginx only; use cookie with Traefik",
+            ));
+        }
+    }
+    if exposure.gateway.is_some() && exposure.tls.is_some() {
+        errors.push(ValidationError::new(
+            "spec.exposure.tls",
+            "TLS terminates on the Gateway listener in gateway mode; configure it on the Gateway",
+        ));
+    }
+    if let Some(host) = &exposure.host
+        && (host.is_empty() || host.contains(['/', ':', ' ']))
+    {
+        errors.push(ValidationError::new(
+            "spec.exposure.host",
+            format!("{host:?} must be a bare host name (no scheme, port or path)"),
+        ));
+    }
+    errors
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster(yaml: &str) -> PushCluster {
+        serde_yaml_ng::from_str(yaml).expect("test yaml parses")
+    }
+
+    const BASE: &str = "apiVersion: pushcluster.dev/v1alpha1\nkind: PushCluster\nmetadata: {name: chat, namespace: ns}\n";
+
+    #[test]
+    fn accepts_or_rejects_each_case_naming_the_field() {
+        // (case, spec yaml, expected failing field or None)
+        let cases: &[(&str, &str, Option<&str>)] = &[
+            ("defaults", "spec: {}", None),
+            (
+                "both redis modes",
+                "spec: {redis: {managed: {}, external: {url: 'redis://r:6379'}}}",
+                Some("spec.redis"),
+            ),
+            (
+                "two exposure modes",
+                "spec: {exposure: {host: a.b, service: {}, ingress: {className: nginx}}}",
+                Some("spec.exposure"),
+            ),
+            (
+                "ingress without host",
+                "spec: {exposure: {ingress: {className: nginx}}}",
+                Some("spec.exposure"),
+            ),
+            (
+                "min above max",
+                "spec: {autoscaling: {enabled: true, minReplicas: 5, maxReplicas: 2}}",
+                Some("spec.autoscaling"),
+            ),
+            (
+                "replicas outside autoscaling bounds",
+                "spec: {replicas: 20, autoscaling: {enabled: true, minReplicas: 1, maxReplicas: 5}}",
+                Some("spec.replicas"),
+            ),
+            (
+                "replicas outside bounds but autoscaling off",
+                "spec: {replicas: 20, autoscaling: {enabled: false, minReplicas: 1, maxReplicas: 5}}",
+                None,
+            ),
+            (
+                "jwt with both keys",
+                "spec: {auth: {jwt: {secretRef: {name: a, key: b}, publicKeySecretRef: {name: a, key: c}}}}",
+                Some("spec.auth.jwt"),
+            ),
+            (
+                "traefik ip hash",
+                "spec: {exposure: {host: a.b, ingress: {className: traefik, controller: traefik, affinity: ipHash}}}",
+                Some("spec.exposure.ingress.affinity"),
+            ),
+            (
+                "empty ingress class",
+                "spec: {exposure: {host: a.b, ingress: {className: ''}}}",
+                Some("spec.exposure.ingress.className"),
+            ),
+            (
+                "tls in gateway mode",
+                "spec: {exposure: {host: a.b, tls: {secretName: t}, gateway: {parentRef: {name: g}}}}",
+                Some("spec.exposure.tls"),
+            ),
+            (
+                "host with scheme",
+                "spec: {exposure: {host: 'https://a.b', ingress: {className: nginx}}}",
+                Some("spec.exposure.host"),
+            ),
+            (
+                "env collides with operator",
+                "spec: {env: [{name: PUSH_REDIS_URL, value: x}]}",
+                Some("spec.env[0].name"),
+            ),
+        ];
+        for (case, spec, want) in cases {
+            let got = validate(&cluster(&format!("{BASE}{spec}")), "default");
+            match (want, got) {
+                (None, Ok(_)) => {}
+                (None, Err(e)) => panic!("case {case:?}: unexpected errors {e:?}"),
+                (Some(field), Ok(_)) => panic!("case {case:?}: accepted, want error on {field}"),
+                (Some(field), Err(errs)) => assert!(
+                    errs.iter().any(|e| e.field == *field),
+                    "case {case:?}: want error on {field}, got {errs:?}"
+                ),
+            }
+        }
+    }
+
+    #[test]
+    fn cel_messages_reach_the_user() {
+        let errs = validate(
+            &cluster(&format!(
+                "{BASE}spec: {{redis: {{managed: {{}}, external: {{url: 'redis://r'}}}}}}"
+            )),
+            "default",
+        )
+        .expect_err("two redis modes rejected");
+        assert!(
+            describe(&errs).contains("set exactly one of managed or external"),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn names_are_checked_for_derived_objects() {
+        let cases: &[(&str, &str, bool)] = &[
+            ("short", "chat", true),
+            ("upper case", "Chat", false),
+            ("starts with digit", "1chat", false),
+            ("trailing dash", "chat-", false),
+            ("longest that fits", &"a".repeat(46), true),
+            (
+                "one too long for the redis statefulset",
+                &"a".repeat(47),
+                false,
+            ),
+        ];
+        for (case, name, ok) in cases {
+            assert_eq!(name_errors(name).is_empty(), *ok, "case {case:?}");
+        }
+    }
+
+    #[test]
+    fn namespace_defaults_and_owner_reference_needs_uid() {
+        let yaml = "apiVersion: pushcluster.dev/v1alpha1\nkind: PushCluster\nmetadata: {name: chat}\nspec: {}";
+        let vc = validate(&cluster(yaml), "team").expect("valid");
+        assert_eq!(vc.namespace, "team");
+        assert!(vc.owner_reference.is_none());
+        let with_uid = "apiVersion: pushcluster.dev/v1alpha1\nkind: PushCluster\nmetadata: {name: chat, uid: u1}\nspec: {}";
+        let owner = validate(&cluster(with_uid), "team")
+            .expect("valid")
+            .owner_reference
+            .expect("owner ref with uid");
+        assert_eq!(owner.uid, "u1");
+        assert_eq!(owner.controller, Some(true));
+    }
+}

@@ -26,6 +26,8 @@ pub const MAX_DRAIN_SECONDS: i32 = 3600;
 
 /// A horizontally scaled socket.io push cluster: push-server pods linked by
 /// Redis, sticky routing in front, optional autoscaling on live connections.
+// Each printcolumn(...) repeats `type_ = "..."`, which clippy mistakes for a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "pushcluster.dev",

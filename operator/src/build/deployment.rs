@@ -1,0 +1,409 @@
+//! The push-server Deployment and the container environment it runs with.
+//!
+//! [`push_server_env`] is its own function because local mode runs
+//! push-server processes with exactly that environment.
+
+use super::labels::{self, Component};
+use crate::resources::PullPolicy;
+use crate::validate::ValidatedCluster;
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
+    HTTPGetAction, KeyToPath, ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec,
+    Probe, SeccompProfile, SecretKeySelector, SecretVolumeSource, SecurityContext,
+    TopologySpreadConstraint, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use push_contract::{defaults, env, kube as names, paths};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+pub const CONTAINER_NAME: &str = "push-server";
+pub const HTTP_PORT_NAME: &str = "http";
+pub const ADMIN_PORT_NAME: &str = "admin";
+/// Where the JWT public key Secret is mounted.
+pub const JWT_KEY_DIR: &str = "/etc/pushcluster/jwt";
+pub const JWT_KEY_FILE: &str = "public-key.pem";
+/// The push-server image's non-root user.
+pub const RUN_AS_USER: i64 = 65532;
+/// Time beyond the drain window for the process to exit after the last client left.
+pub const TERMINATION_MARGIN_SECONDS: i64 = 15;
+
+/// Env vars the operator sets itself; `spec.env` may not override them.
+pub fn operator_env_names() -> [&'static str; 17] {
+    [
+        env::LISTEN,
+        env::ADMIN_LISTEN,
+        env::NODE_ID,
+        env::REDIS_URL,
+        env::REDIS_PASSWORD,
+        env::API_TOKEN,
+        env::JWT_SECRET,
+        env::JWT_PUBLIC_KEY_FILE,
+        env::JWT_ISSUER,
+        env::JWT_AUDIENCE,
+        env::MAX_PAYLOAD_BYTES,
+        env::DRAIN_SECONDS,
+        env::SESSION_SECRET,
+        env::SESSION_COOKIE,
+        env::SESSION_PREFIX,
+        env::SESSION_USER_PATH,
+        env::LOG_FORMAT,
+    ]
+}
+
+/// The Redis URL the pods use (password comes separately, from a Secret).
+/// socketioxide-redis needs RESP3, so `protocol=resp3` is added when absent.
+pub fn redis_url(vc: &ValidatedCluster) -> String {
+    match &vc.spec.redis.external {
+        Some(external) if external.url.contains("protocol=") => external.url.clone(),
+        Some(external) => {
+            let sep = if external.url.contains('?') { '&' } else { '?' };
+            format!("{}{sep}protocol=resp3", external.url)
+        }
+        None => format!(
+            "redis://{}.{}.svc:{}/0?protocol=resp3",
+            vc.names.redis,
+            vc.namespace,
+            super::redis::REDIS_PORT
+        ),
+    }
+}
+
+/// The Secret key holding the publish API token (the user's, or the generated one).
+pub fn api_token_secret(vc: &ValidatedCluster) -> crate::resources::SecretKeyRef {
+    vc.spec
+        .auth
+        .api_token_secret_ref
+        .clone()
+        .unwrap_or_else(|| crate::resources::SecretKeyRef {
+            name: vc.names.api_token_secret.clone(),
+            key: super::secrets::API_TOKEN_KEY.to_string(),
+        })
+}
+
+/// The Secret key holding the Redis password, if Redis has one.
+pub fn redis_password_secret(vc: &ValidatedCluster) -> Option<crate::resources::SecretKeyRef> {
+    match &vc.spec.redis.external {
+        Some(external) => external.password_secret_ref.clone(),
+        None => Some(crate::resources::SecretKeyRef {
+            name: vc.names.redis_password_secret.clone(),
+            key: super::secrets::REDIS_PASSWORD_KEY.to_string(),
+        }),
+    }
+}
+
+fn value(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar {
+        name: name.to_string(),
+        value: Some(value.into()),
+        value_from: None,
+    }
+}
+
+fn from_secret(name: &str, secret: &crate::resources::SecretKeyRef) -> EnvVar {
+    EnvVar {
+        name: name.to_string(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.name.clone(),
+                key: secret.key.clone(),
+                optional: Some(false),
+            }),
+            ..Default::default()
+        }),
+    }
+}
+
+/// The push-server container environment: operator-set variables (names from
+/// `push_contract::env`) followed by the user's `spec.env`. Secrets only by reference.
+pub fn push_server_env(vc: &ValidatedCluster) -> Vec<EnvVar> {
+    let spec = &vc.spec;
+    let mut vars = vec![
+        value(env::LISTEN, defaults::LISTEN),
+        value(env::ADMIN_LISTEN, defaults::ADMIN_LISTEN),
+        EnvVar {
+            name: env::NODE_ID.to_string(),
+            value: None,
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    api_version: None,
+                    field_path: "metadata.name".to_string(),
+                }),
+                ..Default::default()
+            }),
+        },
+        value(env::REDIS_URL, redis_url(vc)),
+    ];
+    if let Some(password) = redis_password_secret(vc) {
+        vars.push(from_secret(env::REDIS_PASSWORD, &password));
+    }
+    vars.push(from_secret(env::API_TOKEN, &api_token_secret(vc)));
+    if let Some(jwt) = &spec.auth.jwt {
+        if let Some(secret) = &jwt.secret_ref {
+            vars.push(from_secret(env::JWT_SECRET, secret));
+        }
+        if jwt.public_key_secret_ref.is_some() {
+            vars.push(value(
+                env::JWT_PUBLIC_KEY_FILE,
+                format!("{JWT_KEY_DIR}/{JWT_KEY_FILE}"),
+            ));
+        }
+        if let Some(issuer) = &jwt.issuer {
+            vars.push(value(env::JWT_ISSUER, issuer.clone()));
+        }
+        if let Some(audience) = &jwt.audience {
+            vars.push(value(env::JWT_AUDIENCE, audience.clone()));
+        }
+    }
+    if let Some(session) = &spec.auth.session {
+        vars.push(from_secret(env::SESSION_SECRET, &session.secret_ref));
+        vars.push(value(env::SESSION_COOKIE, session.cookie_name.clone()));
+        vars.push(value(env::SESSION_PREFIX, session.prefix.clone()));
+        vars.push(value(env::SESSION_USER_PATH, session.user_path.clone()));
+    }
+    if let Some(max) = spec.max_payload_bytes {
+        vars.push(value(env::MAX_PAYLOAD_BYTES, max.to_string()));
+    }
+    vars.push(value(env::DRAIN_SECONDS, spec.drain_seconds.to_string()));
+    vars.push(value(env::LOG_FORMAT, "json"));
+    vars.extend(spec.env.iter().cloned());
+    vars
+}
+
+fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_string()),
+            port: IntOrString::String(ADMIN_PORT_NAME.to_string()),
+            ..Default::default()
+        }),
+        period_seconds: Some(period),
+        failure_threshold: Some(failures),
+        timeout_seconds: Some(2),
+        ..Default::default()
+    }
+}
+
+fn container(vc: &ValidatedCluster) -> Container {
+    let spec = &vc.spec;
+    let mut mounts = vec![VolumeMount {
+        name: "tmp".to_string(),
+        mount_path: "/tmp".to_string(),
+        ..Default::default()
+    }];
+    if spec
+        .auth
+        .jwt
+        .as_ref()
+        .is_some_and(|j| j.public_key_secret_ref.is_some())
+    {
+        mounts.push(VolumeMount {
+            name: "jwt-public-key".to_string(),
+            mount_path: JWT_KEY_DIR.to_string(),
+            read_only: Some(true),
+            ..Default::default()
+        });
+    }
+    Container {
+        name: CONTAINER_NAME.to_string(),
+        image: Some(spec.image.clone()),
+        image_pull_policy: spec.image_pull_policy.map(|p| {
+            match p {
+                PullPolicy::Always => "Always",
+                PullPolicy::IfNotPresent => "IfNotPresent",
+                PullPolicy::Never => "Never",
+            }
+            .to_string()
+        }),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some(HTTP_PORT_NAME.to_string()),
+                container_port: i32::from(defaults::PORT),
+                protocol: Some("TCP".to_string()),
+                ..Default::default()
+            },
+            ContainerPort {
+                name: Some(ADMIN_PORT_NAME.to_string()),
+                container_port: i32::from(defaults::ADMIN_PORT),
+                protocol: Some("TCP".to_string()),
+                ..Default::default()
+            },
+        ]),
+        env: Some(push_server_env(vc)),
+        resources: spec.resources.clone(),
+        readiness_probe: Some(http_probe(paths::READYZ, 5, 2)),
+        liveness_probe: Some(http_probe(paths::HEALTHZ, 10, 3)),
+        security_context: Some(restricted_container_security()),
+        volume_mounts: Some(mounts),
+        ..Default::default()
+    }
+}
+
+/// Container security for the restricted Pod Security Standard.
+pub fn restricted_container_security() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".to_string()]),
+            add: None,
+        }),
+        seccomp_profile: Some(runtime_default_seccomp()),
+        ..Default::default()
+    }
+}
+
+pub fn runtime_default_seccomp() -> SeccompProfile {
+    SeccompProfile {
+        type_: "RuntimeDefault".to_string(),
+        localhost_profile: None,
+    }
+}
+
+fn volumes(vc: &ValidatedCluster) -> Vec<Volume> {
+    let mut volumes = vec![Volume {
+        name: "tmp".to_string(),
+        empty_dir: Some(EmptyDirVolumeSource {
+            size_limit: Some(Quantity("64Mi".to_string())),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }];
+    if let Some(key) = vc
+        .spec
+        .auth
+        .jwt
+        .as_ref()
+        .and_then(|j| j.public_key_secret_ref.as_ref())
+    {
+        volumes.push(Volume {
+            name: "jwt-public-key".to_string(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(key.name.clone()),
+                items: Some(vec![KeyToPath {
+                    key: key.key.clone(),
+                    path: JWT_KEY_FILE.to_string(),
+                    ..Default::default()
+                }]),
+                default_mode: Some(0o444),
+                optional: Some(false),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+    }
+    volumes
+}
+
+/// The pod template without the config-hash annotation.
+fn pod_template(vc: &ValidatedCluster) -> PodTemplateSpec {
+    let overrides = vc.spec.pod_overrides.clone().unwrap_or_default();
+    let selector = labels::selector_labels(vc, Component::Server);
+    let mut pod_labels = overrides.labels.clone();
+    pod_labels.extend(labels::labels(vc, Component::Server));
+    let mut annotations = overrides.annotations.clone();
+    annotations.extend([
+        ("prometheus.io/scrape".to_string(), "true".to_string()),
+        (
+            "prometheus.io/port".to_string(),
+            defaults::ADMIN_PORT.to_string(),
+        ),
+        ("prometheus.io/path".to_string(), paths::METRICS.to_string()),
+    ]);
+    let spread = if overrides.topology_spread_constraints.is_empty() {
+        vec![TopologySpreadConstraint {
+            max_skew: 1,
+            topology_key: "kubernetes.io/hostname".to_string(),
+            when_unsatisfiable: "ScheduleAnyway".to_string(),
+            label_selector: Some(LabelSelector {
+                match_labels: Some(selector),
+                match_expressions: None,
+            }),
+            ..Default::default()
+        }]
+    } else {
+        overrides.topology_spread_constraints.clone()
+    };
+    let grace = i64::from(vc.spec.drain_seconds) + TERMINATION_MARGIN_SECONDS;
+    PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(pod_labels),
+            annotations: Some(annotations),
+            ..Default::default()
+        }),
+        spec: Some(PodSpec {
+            containers: vec![container(vc)],
+            volumes: Some(volumes(vc)),
+            termination_grace_period_seconds: Some(grace),
+            security_context: Some(PodSecurityContext {
+                run_as_non_root: Some(true),
+                run_as_user: Some(RUN_AS_USER),
+                run_as_group: Some(RUN_AS_USER),
+                fs_group: Some(RUN_AS_USER),
+                seccomp_profile: Some(runtime_default_seccomp()),
+                ..Default::default()
+            }),
+            automount_service_account_token: Some(false),
+            topology_spread_constraints: Some(spread),
+            node_selector: (!overrides.node_selector.is_empty())
+                .then(|| overrides.node_selector.clone()),
+            tolerations: (!overrides.tolerations.is_empty()).then(|| overrides.tolerations.clone()),
+            affinity: overrides.affinity.clone(),
+            priority_class_name: overrides.priority_class_name.clone(),
+            service_account_name: overrides.service_account_name.clone(),
+            image_pull_secrets: (!overrides.image_pull_secrets.is_empty())
+                .then(|| overrides.image_pull_secrets.clone()),
+            ..Default::default()
+        }),
+    }
+}
+
+/// Hash of the pod template and of the referenced Secrets' contents: a change
+/// to either rolls the pods. `spec.replicas` is not in it, so scaling never rolls.
+pub fn config_hash(template: &PodTemplateSpec, secrets_digest: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(serde_json::to_vec(template).unwrap_or_default());
+    hasher.update(secrets_digest.as_bytes());
+    let digest = hasher.finalize();
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The push-server Deployment. `secrets_digest` summarises the referenced
+/// Secrets' data (empty when rendering without a cluster).
+pub fn deployment(vc: &ValidatedCluster, secrets_digest: &str) -> Deployment {
+    let mut template = pod_template(vc);
+    let hash = config_hash(&template, secrets_digest);
+    if let Some(meta) = template.metadata.as_mut() {
+        meta.annotations
+            .get_or_insert_with(BTreeMap::new)
+            .insert(names::ANNOTATION_CONFIG_HASH.to_string(), hash);
+    }
+    Deployment {
+        metadata: labels::object_meta(vc, &vc.names.server, Component::Server),
+        spec: DeploymentSpec {
+            replicas: Some(vc.spec.replicas),
+            selector: LabelSelector {
+                match_labels: Some(labels::selector_labels(vc, Component::Server)),
+                match_expressions: None,
+            },
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".to_string()),
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_unavailable: Some(IntOrString::Int(0)),
+                    max_surge: Some(IntOrString::String("25%".to_string())),
+                }),
+            }),
+            revision_history_limit: Some(5),
+            template,
+            ..Default::default()
+        },
+        status: None,
+    }
+}

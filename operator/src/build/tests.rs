@@ -1,0 +1,659 @@
+//! Table tests of the builders, one row per spec variant.
+
+use super::*;
+use crate::resources::PushCluster;
+use crate::validate::{ValidatedCluster, validate};
+use push_contract::{env, kube as names};
+
+fn cluster(spec: &str) -> ValidatedCluster {
+    let yaml = format!(
+        "apiVersion: pushcluster.dev/v1alpha1\nkind: PushCluster\nmetadata: {{name: chat, namespace: ns, uid: u1}}\nspec: {spec}"
+    );
+    let pc: PushCluster = serde_yaml_ng::from_str(&yaml).expect("test yaml parses");
+    validate(&pc, "default").expect("test spec is valid")
+}
+
+/// (case, spec yaml, expected (kind, name) list).
+type ObjectSetCase<'a> = (&'a str, &'a str, Vec<(ObjectKind, String)>);
+/// (case, spec yaml, env name, expected value).
+type EnvCase<'a> = (&'a str, &'a str, &'a str, Option<&'a str>);
+/// (case, spec yaml, env name, expected secret name and key).
+type SecretEnvCase<'a> = (&'a str, &'a str, &'a str, Option<(&'a str, &'a str)>);
+/// (case, spec yaml, kind, JSON pointer, expected value).
+type ExposureCase<'a> = (&'a str, &'a str, ObjectKind, &'a str, &'a str);
+/// (case, spec yaml, generated secrets, unwanted objects).
+type PruneCase<'a> = (&'a str, &'a str, &'a [&'a str], &'a [(ObjectKind, &'a str)]);
+
+fn kinds(objects: &[DesiredObject]) -> Vec<(ObjectKind, String)> {
+    objects.iter().map(|o| (o.kind(), o.name())).collect()
+}
+
+fn find<'a>(objects: &'a [DesiredObject], kind: ObjectKind, name: &str) -> &'a DesiredObject {
+    objects
+        .iter()
+        .find(|o| o.kind() == kind && o.name() == name)
+        .unwrap_or_else(|| panic!("no {kind:?} {name}"))
+}
+
+fn env_value(vc: &ValidatedCluster, name: &str) -> Option<String> {
+    deployment::push_server_env(vc)
+        .into_iter()
+        .find(|v| v.name == name)
+        .and_then(|v| v.value)
+}
+
+fn env_secret(vc: &ValidatedCluster, name: &str) -> Option<(String, String)> {
+    deployment::push_server_env(vc)
+        .into_iter()
+        .find(|v| v.name == name)
+        .and_then(|v| v.value_from)
+        .and_then(|f| f.secret_key_ref)
+        .map(|s| (s.name, s.key))
+}
+
+#[test]
+fn object_set_per_spec_variant() {
+    use ObjectKind::*;
+    let base = |extra: &[(ObjectKind, &str)]| {
+        let mut v = vec![
+            (Service, "chat"),
+            (Service, "chat-headless"),
+            (Deployment, "chat"),
+            (PodDisruptionBudget, "chat"),
+        ];
+        v.extend_from_slice(extra);
+        v.into_iter()
+            .map(|(k, n)| (k, n.to_string()))
+            .collect::<Vec<_>>()
+    };
+    let redis: &[(ObjectKind, &str)] = &[
+        (Service, "chat-redis"),
+        (StatefulSet, "chat-redis"),
+        (NetworkPolicy, "chat-redis"),
+    ];
+    let cases: Vec<ObjectSetCase> = vec![
+        ("managed redis, service exposure", "{}", base(redis)),
+        (
+            "external redis",
+            "{redis: {external: {url: 'redis://r:6379'}}}",
+            base(&[]),
+        ),
+        (
+            "ingress",
+            "{redis: {external: {url: 'redis://r'}}, exposure: {host: a.b, ingress: {className: nginx}}}",
+            base(&[(Ingress, "chat")]),
+        ),
+        (
+            "gateway",
+            "{redis: {external: {url: 'redis://r'}}, exposure: {host: a.b, gateway: {parentRef: {name: gw}}}}",
+            base(&[(HttpRoute, "chat")]),
+        ),
+    ];
+    for (case, spec, want) in cases {
+        let mut got = kinds(&desired_objects(&cluster(spec), ""));
+        let mut want = want;
+        got.sort();
+        want.sort();
+        assert_eq!(got, want, "case {case:?}");
+    }
+}
+
+#[test]
+fn every_object_is_labelled_and_owned() {
+    let vc = cluster("{exposure: {host: a.b, ingress: {className: nginx}}}");
+    for object in desired_objects(&vc, "") {
+        let json = object.to_json().expect("serializes");
+        let meta = &json["metadata"];
+        assert_eq!(meta["namespace"], "ns", "{:?}", object.kind());
+        assert_eq!(
+            meta["labels"][names::LABEL_MANAGED_BY],
+            names::MANAGED_BY,
+            "{:?}",
+            object.kind()
+        );
+        assert_eq!(
+            meta["labels"][names::LABEL_INSTANCE],
+            "chat",
+            "{:?}",
+            object.kind()
+        );
+        assert_eq!(
+            meta["ownerReferences"][0]["uid"],
+            "u1",
+            "{:?}",
+            object.kind()
+        );
+        assert_eq!(
+            meta["ownerReferences"][0]["kind"],
+            "PushCluster",
+            "{:?}",
+            object.kind()
+        );
+        assert!(
+            json["apiVersion"].is_string() && json["kind"].is_string(),
+            "{:?}",
+            object.kind()
+        );
+    }
+}
+
+#[test]
+fn env_per_spec_variant() {
+    // (case, spec, env name, expected plain value)
+    let cases: &[EnvCase] = &[
+        (
+            "managed redis url with resp3",
+            "{}",
+            env::REDIS_URL,
+            Some("redis://chat-redis.ns.svc:6379/0?protocol=resp3"),
+        ),
+        (
+            "external url gets resp3",
+            "{redis: {external: {url: 'redis://r:6379/1'}}}",
+            env::REDIS_URL,
+            Some("redis://r:6379/1?protocol=resp3"),
+        ),
+        (
+            "external url with query",
+            "{redis: {external: {url: 'rediss://r:6379?x=1'}}}",
+            env::REDIS_URL,
+            Some("rediss://r:6379?x=1&protocol=resp3"),
+        ),
+        (
+            "external url keeps protocol",
+            "{redis: {external: {url: 'redis://r?protocol=resp3'}}}",
+            env::REDIS_URL,
+            Some("redis://r?protocol=resp3"),
+        ),
+        (
+            "drain seconds",
+            "{drainSeconds: 45}",
+            env::DRAIN_SECONDS,
+            Some("45"),
+        ),
+        (
+            "listen from contract",
+            "{}",
+            env::LISTEN,
+            Some(push_contract::defaults::LISTEN),
+        ),
+        (
+            "admin listen from contract",
+            "{}",
+            env::ADMIN_LISTEN,
+            Some(push_contract::defaults::ADMIN_LISTEN),
+        ),
+        (
+            "max payload",
+            "{maxPayloadBytes: 2048}",
+            env::MAX_PAYLOAD_BYTES,
+            Some("2048"),
+        ),
+        (
+            "no max payload by default",
+            "{}",
+            env::MAX_PAYLOAD_BYTES,
+            None,
+        ),
+        (
+            "jwt public key file",
+            "{auth: {jwt: {publicKeySecretRef: {name: k, key: pem}}}}",
+            env::JWT_PUBLIC_KEY_FILE,
+            Some("/etc/pushcluster/jwt/public-key.pem"),
+        ),
+        (
+            "jwt issuer",
+            "{auth: {jwt: {secretRef: {name: k, key: s}, issuer: me}}}",
+            env::JWT_ISSUER,
+            Some("me"),
+        ),
+        (
+            "session cookie default",
+            "{auth: {session: {secretRef: {name: s, key: k}}}}",
+            env::SESSION_COOKIE,
+            Some("connect.sid"),
+        ),
+        (
+            "user env kept",
+            "{env: [{name: PUSH_LOG, value: debug}]}",
+            env::LOG,
+            Some("debug"),
+        ),
+    ];
+    for (case, spec, name, want) in cases {
+        assert_eq!(
+            env_value(&cluster(spec), name).as_deref(),
+            *want,
+            "case {case:?}"
+        );
+    }
+}
+
+#[test]
+fn secrets_only_by_reference() {
+    // (case, spec, env name, expected secret name/key)
+    let cases: &[SecretEnvCase] = &[
+        (
+            "generated api token",
+            "{}",
+            env::API_TOKEN,
+            Some(("chat-api-token", "token")),
+        ),
+        (
+            "user api token",
+            "{auth: {apiTokenSecretRef: {name: mine, key: t}}}",
+            env::API_TOKEN,
+            Some(("mine", "t")),
+        ),
+        (
+            "managed redis password",
+            "{}",
+            env::REDIS_PASSWORD,
+            Some(("chat-redis-password", "password")),
+        ),
+        (
+            "external redis password",
+            "{redis: {external: {url: 'redis://r', passwordSecretRef: {name: rp, key: p}}}}",
+            env::REDIS_PASSWORD,
+            Some(("rp", "p")),
+        ),
+        (
+            "external redis without password",
+            "{redis: {external: {url: 'redis://r'}}}",
+            env::REDIS_PASSWORD,
+            None,
+        ),
+        (
+            "jwt hs256",
+            "{auth: {jwt: {secretRef: {name: j, key: s}}}}",
+            env::JWT_SECRET,
+            Some(("j", "s")),
+        ),
+        (
+            "session secret",
+            "{auth: {session: {secretRef: {name: s, key: k}}}}",
+            env::SESSION_SECRET,
+            Some(("s", "k")),
+        ),
+    ];
+    for (case, spec, name, want) in cases {
+        let got = env_secret(&cluster(spec), name);
+        assert_eq!(
+            got,
+            want.map(|(a, b)| (a.to_string(), b.to_string())),
+            "case {case:?}"
+        );
+    }
+    let vc = cluster("{auth: {jwt: {secretRef: {name: j, key: s}}}}");
+    assert!(
+        deployment::push_server_env(&vc)
+            .iter()
+            .all(|v| v.value.as_deref().is_none_or(|s| !s.contains("j/s"))),
+        "no secret value inlined"
+    );
+}
+
+#[test]
+fn deployment_is_secure_and_drains() {
+    let vc = cluster("{drainSeconds: 40, replicas: 4}");
+    let objects = desired_objects(&vc, "");
+    let DesiredObject::Deployment(d) = find(&objects, ObjectKind::Deployment, "chat") else {
+        panic!("not a deployment")
+    };
+    let spec = &d.spec;
+    assert_eq!(spec.replicas, Some(4));
+    let rolling = spec
+        .strategy
+        .as_ref()
+        .and_then(|s| s.rolling_update.as_ref())
+        .expect("rolling");
+    assert_eq!(
+        rolling.max_unavailable,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(0))
+    );
+    let pod = spec.template.spec.as_ref().expect("pod spec");
+    assert!(pod.termination_grace_period_seconds.expect("grace") > 40);
+    let psc = pod.security_context.as_ref().expect("pod security");
+    assert_eq!(psc.run_as_non_root, Some(true));
+    assert_eq!(
+        psc.seccomp_profile.as_ref().map(|s| s.type_.as_str()),
+        Some("RuntimeDefault")
+    );
+    let c = &pod.containers[0];
+    let sc = c.security_context.as_ref().expect("container security");
+    assert_eq!(sc.read_only_root_filesystem, Some(true));
+    assert_eq!(sc.allow_privilege_escalation, Some(false));
+    assert_eq!(
+        sc.capabilities.as_ref().and_then(|c| c.drop.clone()),
+        Some(vec!["ALL".to_string()])
+    );
+    let ready = c
+        .readiness_probe
+        .as_ref()
+        .and_then(|p| p.http_get.as_ref())
+        .expect("readiness");
+    assert_eq!(ready.path.as_deref(), Some(push_contract::paths::READYZ));
+    let live = c
+        .liveness_probe
+        .as_ref()
+        .and_then(|p| p.http_get.as_ref())
+        .expect("liveness");
+    assert_eq!(live.path.as_deref(), Some(push_contract::paths::HEALTHZ));
+    assert!(
+        c.volume_mounts
+            .iter()
+            .flatten()
+            .any(|m| m.mount_path == "/tmp")
+    );
+    let spread = pod.topology_spread_constraints.as_ref().expect("spread");
+    assert_eq!(spread[0].when_unsatisfiable, "ScheduleAnyway");
+    let ann = spec
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.annotations.as_ref())
+        .expect("annotations");
+    assert_eq!(
+        ann["prometheus.io/port"],
+        push_contract::defaults::ADMIN_PORT.to_string()
+    );
+    assert!(ann.contains_key(names::ANNOTATION_CONFIG_HASH));
+}
+
+fn hash_of(vc: &ValidatedCluster, digest: &str) -> String {
+    let objects = desired_objects(vc, digest);
+    let DesiredObject::Deployment(d) = find(&objects, ObjectKind::Deployment, "chat") else {
+        panic!("not a deployment")
+    };
+    d.spec
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.annotations.as_ref())
+        .expect("ann")[names::ANNOTATION_CONFIG_HASH]
+        .clone()
+}
+
+#[test]
+fn config_hash_rolls_on_config_and_secret_change_not_on_scale() {
+    let base = hash_of(&cluster("{replicas: 2}"), "s1");
+    assert_eq!(
+        base,
+        hash_of(&cluster("{replicas: 7}"), "s1"),
+        "scaling must not roll pods"
+    );
+    assert_ne!(
+        base,
+        hash_of(&cluster("{replicas: 2, image: other:1}"), "s1"),
+        "image change rolls"
+    );
+    assert_ne!(
+        base,
+        hash_of(&cluster("{replicas: 2, drainSeconds: 5}"), "s1"),
+        "drain change rolls"
+    );
+    assert_ne!(
+        base,
+        hash_of(&cluster("{replicas: 2}"), "s2"),
+        "secret rotation rolls"
+    );
+}
+
+#[test]
+fn jwt_public_key_is_mounted_as_file() {
+    let vc = cluster("{auth: {jwt: {publicKeySecretRef: {name: k, key: pem}}}}");
+    let objects = desired_objects(&vc, "");
+    let DesiredObject::Deployment(d) = find(&objects, ObjectKind::Deployment, "chat") else {
+        panic!("not a deployment")
+    };
+    let pod = d.spec.template.spec.as_ref().expect("pod");
+    let volume = pod
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.secret.is_some())
+        .expect("secret volume");
+    let secret = volume.secret.as_ref().expect("secret");
+    assert_eq!(secret.secret_name.as_deref(), Some("k"));
+    assert_eq!(
+        secret.items.as_ref().map(|i| i[0].key.as_str()),
+        Some("pem")
+    );
+    assert!(
+        pod.containers[0]
+            .volume_mounts
+            .iter()
+            .flatten()
+            .any(|m| m.mount_path == deployment::JWT_KEY_DIR)
+    );
+}
+
+#[test]
+fn exposure_affinity_per_mode() {
+    // (case, spec, object kind, JSON pointer, expected value)
+    let cases: &[ExposureCase] = &[
+        (
+            "service clientip",
+            "{}",
+            ObjectKind::Service,
+            "/spec/sessionAffinity",
+            "ClientIP",
+        ),
+        (
+            "service lb type",
+            "{exposure: {service: {serviceType: LoadBalancer}}}",
+            ObjectKind::Service,
+            "/spec/type",
+            "LoadBalancer",
+        ),
+        (
+            "nginx cookie",
+            "{exposure: {host: a.b, ingress: {className: nginx}}}",
+            ObjectKind::Ingress,
+            "/metadata/annotations/nginx.ingress.kubernetes.io~1affinity",
+            "cookie",
+        ),
+        (
+            "nginx persistent",
+            "{exposure: {host: a.b, ingress: {className: nginx}}}",
+            ObjectKind::Ingress,
+            "/metadata/annotations/nginx.ingress.kubernetes.io~1affinity-mode",
+            "persistent",
+        ),
+        (
+            "nginx cookie name",
+            "{exposure: {host: a.b, ingress: {className: nginx, cookieName: c1}}}",
+            ObjectKind::Ingress,
+            "/metadata/annotations/nginx.ingress.kubernetes.io~1session-cookie-name",
+            "c1",
+        ),
+        (
+            "nginx ws timeout",
+            "{exposure: {host: a.b, ingress: {className: nginx}}}",
+            ObjectKind::Ingress,
+            "/metadata/annotations/nginx.ingress.kubernetes.io~1proxy-read-timeout",
+            "3600",
+        ),
+        (
+            "nginx ip hash",
+            "{exposure: {host: a.b, ingress: {className: nginx, affinity: ipHash}}}",
+            ObjectKind::Ingress,
+            "/metadata/annotations/nginx.ingress.kubernetes.io~1upstream-hash-by",
+            "$binary_remote_addr",
+        ),
+        (
+            "ingress class",
+            "{exposure: {host: a.b, ingress: {className: internal}}}",
+            ObjectKind::Ingress,
+            "/spec/ingressClassName",
+            "internal",
+        ),
+        (
+            "ingress tls",
+            "{exposure: {host: a.b, tls: {secretName: cert}, ingress: {className: nginx}}}",
+            ObjectKind::Ingress,
+            "/spec/tls/0/secretName",
+            "cert",
+        ),
+        (
+            "traefik sticky on service",
+            "{exposure: {host: a.b, ingress: {className: traefik, controller: traefik}}}",
+            ObjectKind::Service,
+            "/metadata/annotations/traefik.ingress.kubernetes.io~1service.sticky.cookie",
+            "true",
+        ),
+        (
+            "gateway cookie",
+            "{exposure: {host: a.b, gateway: {parentRef: {name: gw}}}}",
+            ObjectKind::HttpRoute,
+            "/spec/rules/0/sessionPersistence/type",
+            "Cookie",
+        ),
+        (
+            "gateway parent",
+            "{exposure: {host: a.b, gateway: {parentRef: {name: gw, namespace: infra}}}}",
+            ObjectKind::HttpRoute,
+            "/spec/parentRefs/0/namespace",
+            "infra",
+        ),
+    ];
+    for (case, spec, kind, pointer, want) in cases {
+        let objects = desired_objects(&cluster(spec), "");
+        let object = find(&objects, *kind, "chat").to_json().expect("json");
+        assert_eq!(
+            object.pointer(pointer).and_then(|v| v.as_str()),
+            Some(*want),
+            "case {case:?}: {object}"
+        );
+    }
+    let nginx = desired_objects(
+        &cluster("{exposure: {host: a.b, ingress: {className: nginx}}}"),
+        "",
+    );
+    let svc = find(&nginx, ObjectKind::Service, "chat")
+        .to_json()
+        .expect("json");
+    assert!(
+        svc.pointer("/spec/sessionAffinity").is_none(),
+        "no ClientIP affinity behind an ingress"
+    );
+}
+
+#[test]
+fn redis_network_policy_admits_only_push_pods() {
+    let vc = cluster("{}");
+    let np = find(
+        &desired_objects(&vc, ""),
+        ObjectKind::NetworkPolicy,
+        "chat-redis",
+    )
+    .to_json()
+    .expect("json");
+    assert_eq!(
+        np["spec"]["podSelector"]["matchLabels"][names::LABEL_COMPONENT],
+        names::COMPONENT_REDIS
+    );
+    let from = &np["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"];
+    assert_eq!(from[names::LABEL_COMPONENT], names::COMPONENT_SERVER);
+    assert_eq!(from[names::LABEL_INSTANCE], "chat");
+    assert_eq!(np["spec"]["ingress"][0]["ports"][0]["port"], 6379);
+}
+
+#[test]
+fn redis_persistence_variants() {
+    let plain = find(
+        &desired_objects(&cluster("{}"), ""),
+        ObjectKind::StatefulSet,
+        "chat-redis",
+    )
+    .to_json()
+    .expect("json");
+    assert!(plain["spec"]["volumeClaimTemplates"].is_null());
+    let persistent = find(
+        &desired_objects(
+            &cluster("{redis: {managed: {persistence: {size: 5Gi}}}}"),
+            "",
+        ),
+        ObjectKind::StatefulSet,
+        "chat-redis",
+    )
+    .to_json()
+    .expect("json");
+    assert_eq!(
+        persistent["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"],
+        "5Gi"
+    );
+    assert!(persistent.to_string().contains("\"--appendonly\",\"yes\""));
+}
+
+#[test]
+fn generated_secrets_and_pruning_per_variant() {
+    use ObjectKind::*;
+    let cases: &[PruneCase] = &[
+        (
+            "defaults",
+            "{}",
+            &["chat-api-token", "chat-redis-password"],
+            &[(Ingress, "chat"), (HttpRoute, "chat")],
+        ),
+        (
+            "external redis, own token, ingress",
+            "{redis: {external: {url: 'redis://r'}}, auth: {apiTokenSecretRef: {name: t, key: k}}, exposure: {host: a.b, ingress: {className: nginx}}}",
+            &[],
+            &[
+                (Service, "chat-redis"),
+                (StatefulSet, "chat-redis"),
+                (NetworkPolicy, "chat-redis"),
+                (Secret, "chat-redis-password"),
+                (Secret, "chat-api-token"),
+                (HttpRoute, "chat"),
+            ],
+        ),
+    ];
+    for (case, spec, secrets_want, unwanted_want) in cases {
+        let vc = cluster(spec);
+        let names: Vec<String> = secrets::generated_secrets(&vc)
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(
+            names,
+            secrets_want
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>(),
+            "case {case:?}"
+        );
+        let mut unwanted = unwanted_objects(&vc);
+        let mut want: Vec<(ObjectKind, String)> = unwanted_want
+            .iter()
+            .map(|(k, n)| (*k, n.to_string()))
+            .collect();
+        unwanted.sort();
+        want.sort();
+        assert_eq!(unwanted, want, "case {case:?}");
+    }
+    let value = secrets::random_value();
+    assert_eq!(value.len(), 64);
+    assert_ne!(value, secrets::random_value());
+}
+
+#[test]
+fn endpoint_per_mode() {
+    let cases: &[(&str, &str, &str)] = &[
+        ("service", "{}", "http://chat.ns.svc:3000"),
+        (
+            "ingress",
+            "{exposure: {host: a.b, ingress: {className: nginx}}}",
+            "http://a.b",
+        ),
+        (
+            "ingress tls",
+            "{exposure: {host: a.b, tls: {secretName: c}, ingress: {className: nginx}}}",
+            "https://a.b",
+        ),
+    ];
+    for (case, spec, want) in cases {
+        assert_eq!(exposure::endpoint(&cluster(spec)), *want, "case {case:?}");
+    }
+}
