@@ -10,7 +10,7 @@
 
 use super::decision::PodLoad;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, Patch};
 use push_contract::kube::ANNOTATION_POD_DELETION_COST;
 use serde_json::json;
 
@@ -90,7 +90,7 @@ pub async fn mark(pods: &Api<Pod>, patches: &[CostPatch]) -> Result<(), kube::Er
         match pods
             .patch(
                 &patch.pod,
-                &PatchParams::default(),
+                &super::patch_params(),
                 &Patch::Merge(merge_patch(patch)),
             )
             .await

@@ -1,0 +1,258 @@
+//! One autoscaling step against the Kubernetes API: the thin shell around
+//! [`decide`]. The controller calls [`Autoscaler::step`] from its reconcile
+//! (and requeues after [`STEP_INTERVAL`]), and [`prepare_scale_in`] right before
+//! it applies a Deployment with fewer replicas than it has now.
+//!
+//! The rule with external scalers: while `spec.autoscaling.enabled` is false
+//! the operator never writes spec.replicas — HPA, KEDA or `kubectl scale` own it
+//! through the scale subresource. While it is true, the operator owns it and
+//! refuses to act when an HPA (KEDA's ScaledObject creates one, `keda-hpa-*`)
+//! targets the same PushCluster: it publishes a Warning Event and keeps only
+//! measuring until one of the two is removed.
+//!
+//! The operator writes replicas with a JSON merge patch on the scale
+//! subresource (`PATCH .../pushclusters/NAME/scale`, `{"spec":{"replicas":N}}`):
+//! the same door `kubectl scale` and the HPA use, RBAC can grant it alone
+//! (`pushclusters/scale`: patch), and the body cannot touch any other field.
+
+use super::decision::{Direction, History, Plan, Policy, decide};
+use super::patch_params;
+use super::scale_in::{choose_victims, cost_patches, mark};
+use super::scrape::{SCRAPE_TIMEOUT, client as scrape_client, scrape_all, targets_from_pods};
+use crate::resources::{AutoscalerStatus, PushCluster};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, ListParams, Patch};
+use kube::runtime::events::{Event, EventType};
+use kube::{Client, ResourceExt};
+use push_contract::kube::{GROUP, KIND};
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How often a PushCluster with autoscaling is re-evaluated (the HPA's default sync period).
+pub const STEP_INTERVAL: Duration = Duration::from_secs(15);
+
+/// What one step found and did, for the status and the Events.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepReport {
+    /// status.connections: the sum over the pods that answered (None: none answered).
+    pub connections: Option<i64>,
+    /// status.autoscaler.
+    pub status: AutoscalerStatus,
+    /// The decision, when autoscaling is enabled.
+    pub plan: Option<Plan>,
+    /// An Event to publish for this step, if it is worth one.
+    pub event: Option<StepEvent>,
+}
+
+/// An Event of one step (kube's `Event` is neither `Clone` nor `Debug`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepEvent {
+    pub warning: bool,
+    pub reason: &'static str,
+    pub note: String,
+}
+
+impl StepEvent {
+    /// The Event for the controller's `Recorder::publish`.
+    pub fn to_event(&self) -> Event {
+        Event {
+            type_: if self.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: self.reason.to_string(),
+            // Event notes are limited to 1 kB.
+            note: Some(self.note.chars().take(1000).collect()),
+            action: "Autoscale".to_string(),
+            secondary: None,
+        }
+    }
+}
+
+/// Per-PushCluster recommendation histories (in memory: see [`History`] for what
+/// a restart or leader change means) and the scrape client.
+pub struct Autoscaler {
+    histories: Mutex<HashMap<String, History>>,
+    http: reqwest::Client,
+    admin_port: u16,
+}
+
+impl Autoscaler {
+    pub fn new(admin_port: u16) -> Self {
+        Self {
+            histories: Mutex::default(),
+            http: scrape_client(SCRAPE_TIMEOUT),
+            admin_port,
+        }
+    }
+
+    /// Forget a deleted PushCluster's history.
+    pub fn forget(&self, pc: &PushCluster) {
+        if let Ok(mut h) = self.histories.lock() {
+            h.remove(&key(pc));
+        }
+    }
+
+    /// Measure the ready pods matching `selector`; when autoscaling is enabled and
+    /// no HPA targets this PushCluster, decide and write spec.replicas.
+    pub async fn step(
+        &self,
+        client: &Client,
+        pc: &PushCluster,
+        selector: &str,
+    ) -> Result<StepReport, kube::Error> {
+        let ns = pc.namespace().unwrap_or_default();
+        let name = pc.name_any();
+        let pods = Api::<Pod>::namespaced(client.clone(), &ns)
+            .list(&ListParams::default().labels(selector))
+            .await?
+            .items;
+        let loads = scrape_all(
+            &self.http,
+            &targets_from_pods(&pods, self.admin_port),
+            SCRAPE_TIMEOUT,
+        )
+        .await;
+        let measurement = super::Measurement::of(&loads);
+        let previous = pc.status.as_ref().and_then(|s| s.autoscaler.clone());
+        let mut status = AutoscalerStatus {
+            recommended_replicas: None,
+            pods_measured: measurement.pods_measured,
+            pods_unmeasured: measurement.pods_unmeasured,
+            last_scale_time: previous.and_then(|p| p.last_scale_time),
+        };
+        let connections = (measurement.pods_measured > 0).then_some(measurement.total);
+        let mut report = StepReport {
+            connections,
+            status: status.clone(),
+            plan: None,
+            event: None,
+        };
+        let Some(spec) = pc.spec.autoscaling.as_ref().filter(|a| a.enabled) else {
+            return Ok(report);
+        };
+        let policy = Policy::from(spec);
+        let now = Instant::now();
+        let plan = {
+            let histories = self.histories.lock();
+            let empty = History::default();
+            let history = histories.as_ref().ok().and_then(|h| h.get(&key(pc)));
+            decide(
+                &policy,
+                pc.spec.replicas,
+                &loads,
+                history.unwrap_or(&empty),
+                now,
+            )
+        };
+        if let Ok(mut h) = self.histories.lock() {
+            let keep = policy.scale_up_window.max(policy.scale_down_window);
+            h.entry(key(pc))
+                .or_default()
+                .record(now, plan.recommended, keep);
+        }
+        status.recommended_replicas = Some(plan.recommended);
+
+        let hpas = Api::<HorizontalPodAutoscaler>::namespaced(client.clone(), &ns)
+            .list(&ListParams::default())
+            .await?
+            .items;
+        if let Some(hpa) = external_scaler(&hpas, &name) {
+            report.event = Some(event(
+                true,
+                "ExternalScalerConflict",
+                format!(
+                    "HorizontalPodAutoscaler {hpa} targets this PushCluster while spec.autoscaling.enabled is true; the operator does not scale it. Remove the HPA/ScaledObject or set spec.autoscaling.enabled=false. {}",
+                    plan.reason
+                ),
+            ));
+        } else if plan.direction != Direction::Hold {
+            set_replicas(&Api::namespaced(client.clone(), &ns), &name, plan.replicas).await?;
+            status.last_scale_time = Some(Time(k8s_openapi::jiff::Timestamp::now()));
+            let reason = match plan.direction {
+                Direction::Up => "ScaledUp",
+                _ => "ScaledDown",
+            };
+            report.event = Some(event(false, reason, plan.reason.clone()));
+        } else if measurement.pods_measured == 0 && measurement.pods_unmeasured > 0 {
+            report.event = Some(event(true, "MetricsUnavailable", plan.reason.clone()));
+        }
+        report.status = status;
+        report.plan = Some(plan);
+        Ok(report)
+    }
+}
+
+fn key(pc: &PushCluster) -> String {
+    format!("{}/{}", pc.namespace().unwrap_or_default(), pc.name_any())
+}
+
+fn event(warning: bool, reason: &'static str, note: String) -> StepEvent {
+    StepEvent {
+        warning,
+        reason,
+        note,
+    }
+}
+
+/// The name of an HPA whose scaleTargetRef is this PushCluster, if any.
+pub fn external_scaler(hpas: &[HorizontalPodAutoscaler], cluster: &str) -> Option<String> {
+    hpas.iter()
+        .find(|hpa| {
+            let t = &hpa.spec.scale_target_ref;
+            let group = t
+                .api_version
+                .as_deref()
+                .and_then(|v| v.split_once('/'))
+                .map(|(g, _)| g);
+            t.kind == KIND && t.name == cluster && group == Some(GROUP)
+        })
+        .map(|hpa| hpa.name_any())
+}
+
+/// Write spec.replicas through the scale subresource.
+pub async fn set_replicas(
+    api: &Api<PushCluster>,
+    name: &str,
+    replicas: i32,
+) -> Result<(), kube::Error> {
+    api.patch_scale(
+        name,
+        &patch_params(),
+        &Patch::Merge(json!({ "spec": { "replicas": replicas } })),
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Before a Deployment goes from `from` to `to` replicas (`to < from`): mark the
+/// `from - to` least-loaded ready pods (scraped now) with a low
+/// pod-deletion-cost and clear stale marks. Returns the victims. An error means
+/// not every victim is marked: the caller should not lower the replicas yet.
+pub async fn prepare_scale_in(
+    pods_api: &Api<Pod>,
+    http: &reqwest::Client,
+    admin_port: u16,
+    selector: &str,
+    from: i32,
+    to: i32,
+) -> Result<Vec<String>, kube::Error> {
+    let pods = pods_api
+        .list(&ListParams::default().labels(selector))
+        .await?
+        .items;
+    let loads = scrape_all(http, &targets_from_pods(&pods, admin_port), SCRAPE_TIMEOUT).await;
+    let k = usize::try_from(from.saturating_sub(to)).unwrap_or(0);
+    let victims = choose_victims(&loads, k);
+    mark(pods_api, &cost_patches(&pods, &victims)).await?;
+    Ok(victims)
+}
+
+#[cfg(test)]
+#[path = "step_tests.rs"]
+mod tests;
