@@ -45,7 +45,8 @@ app.kubernetes.io/part-of: pushcluster
 {{/*
 Rules the controller needs in every namespace it watches: read its
 PushClusters and write their status, and own (server-side apply, prune)
-every object it builds for them. e2e/chart/test_rbac.py checks these equal
+every object it builds for them, and run the autoscaler (HPA conflict check,
+scale subresource, pod-deletion-cost). e2e/chart/test_chart_rbac.py checks these equal
 `push-operator rbac` (derived from the operator's code): no more, no less.
 */}}
 {{- define "pushcluster-operator.watchedRules" -}}
@@ -55,6 +56,12 @@ every object it builds for them. e2e/chart/test_rbac.py checks these equal
 - apiGroups: ["pushcluster.dev"]
   resources: ["pushclusters/status"]
   verbs: ["get", "patch"]
+- apiGroups: ["pushcluster.dev"]
+  resources: ["pushclusters/scale"]
+  verbs: ["patch"]
+- apiGroups: ["autoscaling"]
+  resources: ["horizontalpodautoscalers"]
+  verbs: ["list"]
 - apiGroups: ["apps"]
   resources: ["deployments", "statefulsets"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
