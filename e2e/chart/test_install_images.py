@@ -180,6 +180,10 @@ def test_dockerignore_keeps_build_inputs_and_drops_local_state():
     workspace = tomllib.loads((REPO / "Cargo.toml").read_text())["workspace"]["members"]
     needed = ["Cargo.toml", "Cargo.lock", "push-server/web/package.json", "push-server/web/package-lock.json",
               "push-server/web/index.html"] + [f"{m}/Cargo.toml" for m in workspace] + [f"{m}/src/main.rs" for m in workspace if (REPO / m / "src" / "main.rs").exists()]
+    # Files compiled into the binaries.
+    for source in [p for m in workspace for p in (REPO / m / "src").rglob("*.rs")]:
+        for included in re.findall(r'include_(?:str|bytes)!\("([^"]+)"\)', source.read_text()):
+            needed.append(str((source.parent / included).resolve().relative_to(REPO)))
     assert [p for p in needed if dockerignored(p, patterns)] == []
     for local in ["target/debug/push-server", ".git/HEAD", "push-server/web/node_modules/x.js", ".tools/bin/helm"]:
         assert dockerignored(local, patterns), f"{local} would be sent to the build context"
