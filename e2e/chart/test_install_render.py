@@ -54,10 +54,11 @@ def test_render_output_passes_strict_kubernetes_schemas(operator_bin, example, v
 
 def test_render_rejects_an_invalid_manifest_naming_the_field(operator_bin, tmp_path):
     bad = yaml.safe_load(EXAMPLES[0].read_text())
-    bad["spec"]["replicas"] = -3
+    bad["spec"]["redis"] = {"managed": {}, "external": {"url": "redis://redis.example:6379"}}
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(bad))
     proc = subprocess.run([operator_bin, "render", "-f", str(path)], capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0
-    assert "replicas" in proc.stderr
+    assert "spec.redis" in proc.stderr
+    assert proc.stdout.strip() == "", "nothing is rendered from an invalid manifest"
     assert "panicked" not in proc.stderr
