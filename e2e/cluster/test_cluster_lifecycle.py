@@ -80,6 +80,17 @@ def test_operator_runs_with_leader_election(operator_ready):
     assert lease in {p["metadata"]["name"] for p in pods}
 
 
+def test_operator_metrics_service_reaches_the_admin_endpoints(operator_ready):
+    ns = operator_ready["namespace"]
+    services = kubectl_json("get", "services", "-n", ns, "-l", "app.kubernetes.io/component=metrics")["items"]
+    assert len(services) == 1
+    with PortForward(ns, services[0]["metadata"]["name"], CONTRACT["operator"]["ADMIN_PORT"]) as forward:
+        assert requests.get(forward.url + CONTRACT["paths"]["HEALTHZ"], timeout=10).status_code == 200
+        metrics = requests.get(forward.url + CONTRACT["paths"]["METRICS"], timeout=10)
+        assert metrics.status_code == 200
+        assert "# TYPE" in metrics.text
+
+
 def test_the_cluster_serves_the_committed_crd(operator_ready):
     live = kubectl_json("get", "crd", "pushclusters.pushcluster.dev")
     committed = yaml.safe_load((REPO / "crds" / "pushcluster.yaml").read_text())
