@@ -6,9 +6,11 @@
 //!   with a bounded timeout.
 //! - [`scale_in`]: choosing the least-loaded pods and marking them with
 //!   `controller.kubernetes.io/pod-deletion-cost` before the replica count drops.
+//! - [`local`]: the same decision over local mode's push-server processes.
 //! - [`step`]: one step against the Kubernetes API (measure, decide, write
 //!   replicas through the scale subresource, refuse to fight an HPA).
 pub mod decision;
+pub mod local;
 pub mod scale_in;
 pub mod scrape;
 pub mod step;
