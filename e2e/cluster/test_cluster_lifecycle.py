@@ -15,7 +15,7 @@ import requests
 import socketio
 import yaml
 
-from clusterlib import CONTRACT, EXAMPLE, REPO, PortForward, condition, kubectl, kubectl_json, wait_for
+from clusterlib import CHART, CONTRACT, EXAMPLE, REPO, PortForward, condition, helm, kubectl, kubectl_json, wait_for
 
 pytestmark = pytest.mark.usefixtures("cluster")
 
@@ -163,6 +163,18 @@ def test_kubectl_scale_goes_through_the_scale_subresource(chat):
     assert scale["status"]["selector"]
     pods = kubectl_json("get", "pods", "-n", ns, "-l", scale["status"]["selector"])["items"]
     assert len([p for p in pods if p["status"].get("phase") == "Running"]) >= 3
+
+
+def test_helm_upgrade_rolls_the_operator_and_keeps_the_cluster(chat, operator_ready):
+    release, ns = operator_ready["name"], operator_ready["namespace"]
+    helm("upgrade", release, str(CHART), "--namespace", ns, "--reuse-values", "--set", "log.level=debug")
+    deployment = operator_ready["deployment"]["metadata"]["name"]
+    kubectl("rollout", "status", f"deployment/{deployment}", "-n", ns, "--timeout=300s", timeout=320)
+    env = kubectl_json("get", "deployment", deployment, "-n", ns)["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": CONTRACT["operator::env"]["LOG"], "value": "debug"} in env
+    assert kubectl("get", "crd", "pushclusters.pushcluster.dev", check=False).returncode == 0
+    replicas = push_cluster(chat["namespace"])["spec"]["replicas"]
+    wait_for("PushCluster chat to stay Ready", lambda: ready(chat["namespace"], replicas), timeout=120)
 
 
 def owned_ingresses(namespace: str, uid: str) -> list[dict]:
