@@ -18,11 +18,93 @@ struct Cli {
 enum Command {
     /// Print the PushCluster CustomResourceDefinition as YAML.
     Crd,
+    /// Print every object the operator would create for a PushCluster manifest
+    /// (one YAML stream; no cluster needed). Invalid input exits non-zero naming the field.
+    Render(RenderArgs),
+    /// Run the PushCluster of a manifest on this machine: redis-server, push-server
+    /// processes and nginx, supervised; prints `endpoint: <url>` when ready.
+    Local(LocalArgs),
+}
+
+#[derive(clap::Args)]
+struct RenderArgs {
+    /// The PushCluster manifest (`-` for stdin).
+    #[arg(short = 'f', long = "file")]
+    manifest: std::path::PathBuf,
+    /// Namespace for a manifest without metadata.namespace (default: `default`).
+    #[arg(short = 'n', long)]
+    namespace: Option<String>,
+}
+
+/// Secrets the manifest references come from env `PUSHCLUSTER_SECRET_<NAME>_<KEY>` or the
+/// file `<secrets-dir>/<name>/<key>`; a missing publish API token is generated and printed.
+#[derive(clap::Args)]
+struct LocalArgs {
+    /// The PushCluster manifest; edits are applied while running.
+    #[arg(short = 'f', long = "file")]
+    manifest: std::path::PathBuf,
+    /// Port of the nginx front door (default: 8080 when free, else any free port).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Directory of Secret files, laid out `<name>/<key>`.
+    #[arg(long, default_value = "secrets")]
+    secrets_dir: std::path::PathBuf,
+    /// push-server binary (default: $PUSH_SERVER_BIN, else next to this executable).
+    #[arg(long)]
+    server_bin: Option<std::path::PathBuf>,
+    /// Write a JSON snapshot of the processes (pids, ports) here on every change.
+    #[arg(long, hide = true)]
+    state_file: Option<std::path::PathBuf>,
+    /// Route without stickiness (proves the e2e suite catches "Session ID unknown").
+    #[arg(long, hide = true)]
+    no_affinity: bool,
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Crd => print!("{}", serde_yaml_ng::to_string(&PushCluster::crd())?),
+        Command::Render(args) => render(args)?,
+        Command::Local(args) => run_local(args)?,
+    }
+    Ok(())
+}
+
+fn run_local(args: LocalArgs) -> anyhow::Result<()> {
+    // Logs on stderr: stdout carries only the `endpoint:` / `api-token:` lines.
+    let filter = tracing_subscriber::EnvFilter::try_from_env(push_contract::operator::env::LOG)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let options = push_operator::local::Options {
+        manifest: args.manifest,
+        port: args.port,
+        secrets_dir: args.secrets_dir,
+        server_bin: args.server_bin,
+        state_file: args.state_file,
+        no_affinity: args.no_affinity,
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(push_operator::local::run(options))?;
+    Ok(())
+}
+
+fn render(args: RenderArgs) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let manifest = if args.manifest.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).context("reading stdin")?
+    } else {
+        std::fs::read_to_string(&args.manifest)
+            .with_context(|| format!("reading {}", args.manifest.display()))?
+    };
+    match push_operator::render::render(&manifest, args.namespace.as_deref()) {
+        Ok(stream) => print!("{stream}"),
+        // A plain message (no backtrace): the user fixes the manifest, not the code.
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
     }
     Ok(())
 }

@@ -1,0 +1,50 @@
+//! Free loopback ports, probed by binding (the ports are released before use, so a
+//! race with another process is possible but rare; a node that cannot bind crashes and
+//! is restarted by the supervisor).
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+
+const LOOPBACK: Ipv4Addr = Ipv4Addr::LOCALHOST;
+
+/// Whether `port` is free on loopback right now.
+pub fn is_free(port: u16) -> bool {
+    TcpListener::bind((LOOPBACK, port)).is_ok()
+}
+
+/// Two consecutive free ports (client, admin) on loopback.
+pub fn consecutive_pair() -> std::io::Result<(SocketAddr, SocketAddr)> {
+    for _ in 0..100 {
+        let first = TcpListener::bind((LOOPBACK, 0))?;
+        let port = first.local_addr()?.port();
+        let Some(next) = port.checked_add(1) else {
+            continue;
+        };
+        if TcpListener::bind((LOOPBACK, next)).is_ok() {
+            return Ok((
+                SocketAddr::from((LOOPBACK, port)),
+                SocketAddr::from((LOOPBACK, next)),
+            ));
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        "no two consecutive free ports found",
+    ))
+}
+
+/// One free port on loopback.
+pub fn any() -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind((LOOPBACK, 0))?;
+    listener.local_addr()
+}
+
+/// The front door: `requested` when given (0 = any free port), else 8080 when free,
+/// else any free port.
+pub fn front(requested: Option<u16>) -> std::io::Result<SocketAddr> {
+    match requested {
+        Some(0) => any(),
+        Some(port) => Ok(SocketAddr::from((LOOPBACK, port))),
+        None if is_free(8080) => Ok(SocketAddr::from((LOOPBACK, 8080))),
+        None => any(),
+    }
+}

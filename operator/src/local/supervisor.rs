@@ -1,0 +1,638 @@
+//! The ReplicaSet-like loop of local mode. Every tick it reaps dead processes, restarts
+//! crashed nodes with backoff, polls readiness, applies manifest edits through
+//! [`plan::next_step`], keeps nginx's view in line, and publishes a status snapshot.
+//! All decisions live in `plan`; this file only carries them out.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch as tokio_watch};
+
+use super::child::Child;
+use super::desired::{self, Desired};
+use super::nginx::{Backend, Nginx, Site};
+use super::plan::{self, Affinity, NodeSlot, NodeView, SecretValues};
+use super::redis::RedisServer;
+use super::secrets::{self, SecretSources};
+use super::watch::{self as manifest, ManifestWatch};
+use super::{LocalError, Options, ports};
+
+const TICK: Duration = Duration::from_millis(200);
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time a draining node gets beyond its drain window before it is killed.
+const DRAIN_MARGIN: Duration = Duration::from_secs(15);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A node that ran this long before dying starts its backoff from scratch.
+const STABLE_RUN: Duration = Duration::from_secs(10);
+
+/// Requests from outside the loop (the local autoscaler).
+#[derive(Debug, Clone)]
+pub enum Control {
+    /// Run `replicas` nodes; on scale-in drain these names first.
+    Scale {
+        replicas: usize,
+        drain_first: Vec<String>,
+    },
+}
+
+/// One node as the status snapshot shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NodeStatus {
+    pub name: String,
+    pub pid: i32,
+    pub client: SocketAddr,
+    pub admin: SocketAddr,
+    /// `starting`, `ready`, `draining` or `crashed`.
+    pub phase: &'static str,
+    pub restarts: u32,
+}
+
+/// The supervisor's outside interface: send [`Control`]s, watch the nodes.
+#[derive(Clone)]
+pub struct Handle {
+    pub control: mpsc::Sender<Control>,
+    pub nodes: tokio_watch::Receiver<Vec<NodeStatus>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Phase {
+    Starting { since: Instant },
+    Ready,
+    Draining { deadline: Instant },
+    Crashed { restart_at: Instant },
+}
+
+struct Node {
+    slot: NodeSlot,
+    ordinal: u64,
+    fingerprint: u64,
+    env: Vec<(String, String)>,
+    child: Option<Child>,
+    phase: Phase,
+    /// In nginx: from its first readiness until it is gone.
+    routed: bool,
+    restarts: u32,
+    started: Instant,
+}
+
+impl Node {
+    fn phase_name(&self) -> &'static str {
+        match self.phase {
+            Phase::Starting { .. } => "starting",
+            Phase::Ready => "ready",
+            Phase::Draining { .. } => "draining",
+            Phase::Crashed { .. } => "crashed",
+        }
+    }
+}
+
+pub struct Supervisor {
+    options: Options,
+    binary: PathBuf,
+    workdir: PathBuf,
+    front: SocketAddr,
+    sources: SecretSources,
+    watch: ManifestWatch,
+    desired: Desired,
+    /// Set by [`Control::Scale`] until the manifest's own replicas change.
+    scale_override: Option<(usize, Vec<String>)>,
+    nodes: Vec<Node>,
+    next_ordinal: u64,
+    redis: Option<RedisServer>,
+    nginx: Option<Nginx>,
+    http: reqwest::Client,
+    announced: bool,
+    control_rx: mpsc::Receiver<Control>,
+    status_tx: tokio_watch::Sender<Vec<NodeStatus>>,
+    last_state: String,
+}
+
+impl Supervisor {
+    /// Reads the manifest, starts Redis (managed) and prepares the loop.
+    pub async fn start(
+        options: Options,
+        binary: PathBuf,
+        workdir: PathBuf,
+    ) -> Result<(Self, Handle), LocalError> {
+        let io = |what: &str| {
+            let what = what.to_owned();
+            move |source| LocalError::Io { what, source }
+        };
+        let mut watch = ManifestWatch::new(&options.manifest);
+        let text = watch.changed()?.unwrap_or_default();
+        let cluster = manifest::parse(&options.manifest, &text)?;
+        let front = ports::front(options.port).map_err(io("choosing the front port"))?;
+        let redis = match cluster.spec.redis.managed {
+            Some(_) => {
+                let addr = ports::any().map_err(io("choosing the Redis port"))?;
+                let server = RedisServer::start(addr, secrets::generate_token(), &workdir)?;
+                wait_for("redis-server", &workdir, || server.ready()).await?;
+                Some(server)
+            }
+            None => None,
+        };
+        let sources = SecretSources {
+            dir: options.secrets_dir.clone(),
+        };
+        let previous = SecretValues::new();
+        let ctx = context(
+            &options,
+            &binary,
+            &workdir,
+            &sources,
+            redis.as_ref(),
+            &previous,
+        );
+        let (desired, token) = desired::resolve(cluster, &ctx)?;
+        if let Some(token) = token {
+            println!("api-token: {token}");
+        }
+        let (control, control_rx) = mpsc::channel(16);
+        let (status_tx, nodes) = tokio_watch::channel(Vec::new());
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_millis(800))
+            .build()
+            .map_err(|e| LocalError::Io {
+                what: "building the HTTP client".into(),
+                source: std::io::Error::other(e),
+            })?;
+        let supervisor = Self {
+            options,
+            binary,
+            workdir,
+            front,
+            sources,
+            watch,
+            desired,
+            scale_override: None,
+            nodes: Vec::new(),
+            next_ordinal: 0,
+            redis,
+            nginx: None,
+            http,
+            announced: false,
+            control_rx,
+            status_tx,
+            last_state: String::new(),
+        };
+        Ok((supervisor, Handle { control, nodes }))
+    }
+
+    /// Supervises until `shutdown` completes or a fatal error; stops everything either way.
+    pub async fn run(
+        mut self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), LocalError> {
+        tokio::pin!(shutdown);
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let result = loop {
+            tokio::select! {
+                _ = &mut shutdown => break Ok(()),
+                Some(control) = self.control_rx.recv() => match control {
+                    Control::Scale { replicas, drain_first } => {
+                        self.scale_override = Some((replicas, drain_first));
+                    }
+                },
+                _ = tick.tick() => {
+                    if let Err(e) = self.tick().await {
+                        break Err(e);
+                    }
+                }
+            }
+        };
+        self.stop().await;
+        result
+    }
+
+    async fn tick(&mut self) -> Result<(), LocalError> {
+        self.poll_manifest();
+        self.reap();
+        self.restart_due();
+        self.check_readiness().await?;
+        if let Some(redis) = &mut self.redis
+            && let Err(e) = redis.restart_if_dead()
+        {
+            tracing::error!(error = %e, "restarting redis-server failed");
+        }
+        self.step();
+        self.route()?;
+        self.announce().await;
+        self.publish_status();
+        Ok(())
+    }
+
+    /// Applies an edited manifest; a bad edit is reported and the running one kept.
+    fn poll_manifest(&mut self) {
+        let text = match self.watch.changed() {
+            Ok(Some(text)) => text,
+            Ok(None) => return,
+            Err(e) => {
+                return tracing::error!(error = %e, "manifest unreadable: keeping the running cluster");
+            }
+        };
+        let resolved = manifest::parse(self.watch.path(), &text)
+            .map_err(LocalError::from)
+            .and_then(|cluster| {
+                let ctx = context(
+                    &self.options,
+                    &self.binary,
+                    &self.workdir,
+                    &self.sources,
+                    self.redis.as_ref(),
+                    &self.desired.secrets,
+                );
+                desired::resolve(cluster, &ctx)
+            });
+        match resolved {
+            Ok((desired, token)) => {
+                if let Some(token) = token {
+                    println!("api-token: {token}");
+                }
+                if desired.replicas != self.desired.replicas {
+                    self.scale_override = None;
+                }
+                tracing::info!(replicas = desired.replicas, "manifest changed: applying");
+                self.desired = desired;
+            }
+            Err(e) => eprintln!(
+                "error: {e}\n(keeping the running cluster; fix the manifest and save again)"
+            ),
+        }
+    }
+
+    /// Notices exits: a draining node is gone for good, any other one is restarted later.
+    fn reap(&mut self) {
+        let now = Instant::now();
+        self.nodes.retain_mut(|node| {
+            let alive = node.child.as_mut().is_some_and(Child::alive);
+            match node.phase {
+                _ if alive => true,
+                Phase::Draining { .. } => {
+                    tracing::info!(node = %node.slot.name, "drained and stopped");
+                    false
+                }
+                Phase::Crashed { .. } => true,
+                Phase::Starting { .. } | Phase::Ready => {
+                    let status = node.child.as_ref().and_then(Child::exit_status);
+                    if node.started.elapsed() >= STABLE_RUN {
+                        node.restarts = 0;
+                    }
+                    let backoff = backoff(node.restarts);
+                    tracing::warn!(node = %node.slot.name, ?status, ?backoff, "push-server exited: restarting");
+                    node.phase = Phase::Crashed { restart_at: now + backoff };
+                    true
+                }
+            }
+        });
+    }
+
+    fn restart_due(&mut self) {
+        let now = Instant::now();
+        for i in 0..self.nodes.len() {
+            if let Phase::Crashed { restart_at } = self.nodes[i].phase
+                && now >= restart_at
+            {
+                self.nodes[i].restarts += 1;
+                if let Err(e) = self.spawn_node(i) {
+                    tracing::error!(error = %e, "restart failed");
+                    self.nodes[i].phase = Phase::Crashed {
+                        restart_at: now + backoff(self.nodes[i].restarts),
+                    };
+                }
+            }
+        }
+    }
+
+    fn spawn_node(&mut self, i: usize) -> Result<(), LocalError> {
+        let node = &mut self.nodes[i];
+        let mut cmd = tokio::process::Command::new(&self.binary);
+        for (name, _) in std::env::vars() {
+            // Only the manifest configures nodes; keep log and bundle settings of the shell.
+            if name.starts_with("PUSH_")
+                && name != push_contract::env::LOG
+                && name != push_contract::env::CLIENT_JS
+            {
+                cmd.env_remove(name);
+            }
+        }
+        cmd.envs(node.env.iter().map(|(k, v)| (k, v)));
+        let log = self.workdir.join(format!("{}.log", node.slot.name));
+        node.child = Some(Child::spawn(&node.slot.name, cmd, &log)?);
+        node.started = Instant::now();
+        node.phase = Phase::Starting {
+            since: node.started,
+        };
+        Ok(())
+    }
+
+    fn add_node(&mut self) -> Result<(), LocalError> {
+        let (client, admin) = ports::consecutive_pair().map_err(|source| LocalError::Io {
+            what: "choosing node ports".into(),
+            source,
+        })?;
+        let slot = NodeSlot {
+            name: format!("{}-{}", self.desired.cluster.name, self.next_ordinal),
+            client,
+            admin,
+        };
+        let env = {
+            let locate = |name: &str, key: &str| self.sources.locate(name, key);
+            plan::node_env(
+                &self.desired.template,
+                &slot,
+                &self.desired.overrides,
+                &self.desired.secrets,
+                &locate,
+            )?
+        };
+        tracing::info!(node = %slot.name, %client, %admin, "starting push-server");
+        self.nodes.push(Node {
+            slot,
+            ordinal: self.next_ordinal,
+            fingerprint: self.desired.fingerprint,
+            env,
+            child: None,
+            phase: Phase::Starting {
+                since: Instant::now(),
+            },
+            routed: false,
+            restarts: 0,
+            started: Instant::now(),
+        });
+        self.next_ordinal += 1;
+        self.spawn_node(self.nodes.len() - 1)
+    }
+
+    async fn check_readiness(&mut self) -> Result<(), LocalError> {
+        let probes = self.nodes.iter().map(|node| {
+            let starting = matches!(node.phase, Phase::Starting { .. });
+            let url = format!("http://{}{}", node.slot.admin, push_contract::paths::READYZ);
+            let http = self.http.clone();
+            async move {
+                if !starting {
+                    return false;
+                }
+                matches!(http.get(url).send().await, Ok(r) if r.status().is_success())
+            }
+        });
+        let results = futures::future::join_all(probes).await;
+        for (node, ready) in self.nodes.iter_mut().zip(results) {
+            if let Phase::Starting { since } = node.phase {
+                if ready {
+                    tracing::info!(node = %node.slot.name, "ready");
+                    node.phase = Phase::Ready;
+                    node.routed = true;
+                } else if !self.announced && since.elapsed() > START_TIMEOUT {
+                    return Err(LocalError::NotReady(
+                        node.slot.name.clone(),
+                        START_TIMEOUT.as_secs(),
+                        self.workdir.clone(),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One [`plan::next_step`]: start new nodes, drain victims.
+    fn step(&mut self) {
+        let (replicas, prefer) = match &self.scale_override {
+            Some((replicas, prefer)) => (*replicas, prefer.clone()),
+            None => (self.desired.replicas, Vec::new()),
+        };
+        let views: Vec<NodeView> = self
+            .nodes
+            .iter()
+            .map(|n| NodeView {
+                name: n.slot.name.clone(),
+                ordinal: n.ordinal,
+                fingerprint: n.fingerprint,
+                ready: n.phase == Phase::Ready,
+                draining: matches!(n.phase, Phase::Draining { .. }),
+            })
+            .collect();
+        let step = plan::next_step(&views, replicas, self.desired.fingerprint, &prefer);
+        for _ in 0..step.start {
+            if let Err(e) = self.add_node() {
+                tracing::error!(error = %e, "starting a node failed");
+                break;
+            }
+        }
+        let window = Duration::from_secs(self.desired.drain_seconds) + DRAIN_MARGIN;
+        for name in step.drain {
+            if let Some(node) = self.nodes.iter_mut().find(|n| n.slot.name == name) {
+                tracing::info!(node = %name, "draining");
+                node.phase = Phase::Draining {
+                    deadline: Instant::now() + window,
+                };
+                if let Some(child) = &mut node.child {
+                    child.signal(libc::SIGTERM);
+                }
+            }
+        }
+        let now = Instant::now();
+        for node in &mut self.nodes {
+            if let (Phase::Draining { deadline }, Some(child)) = (node.phase, &mut node.child)
+                && now > deadline
+            {
+                tracing::warn!(node = %node.slot.name, "drain overran its window: killing");
+                child.signal(libc::SIGKILL);
+            }
+        }
+    }
+
+    /// Starts or updates nginx with the routed nodes.
+    fn route(&mut self) -> Result<(), LocalError> {
+        let affinity = if self.options.no_affinity {
+            Affinity::Off
+        } else {
+            self.desired.affinity.clone()
+        };
+        let backends: Vec<Backend> = self
+            .nodes
+            .iter()
+            .filter(|n| n.routed)
+            .map(|n| Backend {
+                name: n.slot.name.clone(),
+                addr: n.slot.client,
+                accepts_new: !matches!(n.phase, Phase::Draining { .. }),
+            })
+            .collect();
+        let site = Site {
+            dir: self.workdir.join("nginx"),
+            listen: self.front,
+            affinity,
+            backends,
+        };
+        match &mut self.nginx {
+            None if site.backends.is_empty() => {}
+            None => self.nginx = Some(Nginx::start(site)?),
+            Some(nginx) => {
+                if let Err(e) = nginx.restart_if_dead() {
+                    tracing::error!(error = %e, "restarting nginx failed");
+                }
+                nginx.update(site)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Prints the endpoint once the front door answers with every initial node ready.
+    async fn announce(&mut self) {
+        if self.announced || self.nginx.is_none() {
+            return;
+        }
+        let ready = self
+            .nodes
+            .iter()
+            .filter(|n| n.phase == Phase::Ready)
+            .count();
+        if ready < self.desired.replicas {
+            return;
+        }
+        let url = format!("http://{}", self.front);
+        if matches!(self.http.get(format!("{url}/")).send().await, Ok(r) if r.status().is_success())
+        {
+            println!("endpoint: {url}");
+            self.announced = true;
+        }
+    }
+
+    fn publish_status(&mut self) {
+        let nodes: Vec<NodeStatus> = self
+            .nodes
+            .iter()
+            .map(|n| NodeStatus {
+                name: n.slot.name.clone(),
+                pid: n.child.as_ref().map(Child::pid).unwrap_or(0),
+                client: n.slot.client,
+                admin: n.slot.admin,
+                phase: n.phase_name(),
+                restarts: n.restarts,
+            })
+            .collect();
+        self.status_tx.send_if_modified(|old| {
+            let changed = *old != nodes;
+            if changed {
+                old.clone_from(&nodes);
+            }
+            changed
+        });
+        if let Some(path) = &self.options.state_file {
+            let state = serde_json::json!({
+                "endpoint": format!("http://{}", self.front),
+                "ready": self.announced,
+                "workdir": self.workdir,
+                "nodes": nodes,
+                "nginx": self.nginx.as_ref().map(|n| serde_json::json!({"pid": n.pid(), "conf": n.site().dir.join("nginx.conf")})),
+                "redis": self.redis.as_ref().map(|r| serde_json::json!({"pid": r.pid(), "addr": r.addr, "password": r.password})),
+            });
+            let text = state.to_string();
+            if text != self.last_state {
+                let tmp = path.with_extension("tmp");
+                if std::fs::write(&tmp, &text)
+                    .and_then(|()| std::fs::rename(&tmp, path))
+                    .is_ok()
+                {
+                    self.last_state = text;
+                }
+            }
+        }
+    }
+
+    /// Stops everything: nginx first (no new traffic), nodes at once (a second SIGTERM
+    /// cuts the drain short), Redis last.
+    async fn stop(mut self) {
+        if let Some(nginx) = self.nginx.take() {
+            nginx.stop().await;
+        }
+        let mut stopping = Vec::new();
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                child.signal(libc::SIGTERM);
+                stopping.push(child);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        futures::future::join_all(
+            stopping
+                .into_iter()
+                .map(|c| c.stop(libc::SIGTERM, Duration::from_secs(3))),
+        )
+        .await;
+        if let Some(redis) = self.redis.take() {
+            redis.stop().await;
+        }
+        if let Some(path) = &self.options.state_file {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Exponential restart backoff: 0.5 s, 1 s, 2 s ... capped at 30 s.
+pub fn backoff(restarts: u32) -> Duration {
+    Duration::from_millis(500)
+        .saturating_mul(2u32.saturating_pow(restarts.min(16)))
+        .min(MAX_BACKOFF)
+}
+
+fn context<'a>(
+    options: &'a Options,
+    binary: &'a std::path::Path,
+    workdir: &'a std::path::Path,
+    sources: &'a SecretSources,
+    redis: Option<&RedisServer>,
+    previous: &'a SecretValues,
+) -> desired::Context<'a> {
+    desired::Context {
+        binary,
+        workdir,
+        sources,
+        redis: redis.map(|r| (format!("{}/0?protocol=resp3", r.url()), r.password.clone())),
+        previous,
+        affinity_override: options.no_affinity.then_some(Affinity::Off),
+    }
+}
+
+/// Polls `ready` every 100 ms up to [`START_TIMEOUT`].
+async fn wait_for<F, Fut>(
+    what: &str,
+    workdir: &std::path::Path,
+    mut ready: F,
+) -> Result<(), LocalError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + START_TIMEOUT;
+    while Instant::now() < deadline {
+        if ready().await {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(LocalError::NotReady(
+        what.into(),
+        START_TIMEOUT.as_secs(),
+        workdir.to_owned(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_a_cap() {
+        let cases = [(0, 500), (1, 1000), (3, 4000), (6, 30_000), (40, 30_000)];
+        for (restarts, ms) in cases {
+            assert_eq!(
+                backoff(restarts),
+                Duration::from_millis(ms),
+                "after {restarts} restarts"
+            );
+        }
+    }
+}
