@@ -1,0 +1,108 @@
+"""examples/autoscaling: every manifest is valid against its real schema (Kubernetes
+schemas for the HPA, the operator's own CRD for PushClusters, KEDA's and the
+Prometheus Operator's CRDs for the rest), and the pieces fit together: the
+external scalers target the PushCluster that has operator autoscaling off, on the
+metric name and labels the contract defines."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from harness import REPO, contract, require_binary
+
+EXAMPLES = REPO / "examples" / "autoscaling"
+VALIDATOR = Path(__file__).with_name("validate_custom_resources.mjs")
+K8S_VERSION = "1.35"
+C = contract()
+
+
+def load(name: str) -> dict:
+    return yaml.safe_load((EXAMPLES / name).read_text())
+
+
+def validate_custom_resources(objects: list[dict]) -> subprocess.CompletedProcess:
+    return subprocess.run(["node", str(VALIDATOR)], input=json.dumps(objects), capture_output=True,
+                          text=True, timeout=60, cwd=VALIDATOR.parent)
+
+
+@pytest.fixture(scope="module")
+def crd_schema() -> dict:
+    binary = require_binary("push-operator", "PUSH_OPERATOR_BIN")
+    out = subprocess.run([str(binary), "crd"], capture_output=True, text=True, timeout=30, check=True)
+    crd = yaml.safe_load(out.stdout)
+    return crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+
+
+def test_hpa_is_valid_for_kubernetes_and_the_check_can_fail():
+    hpa = load("hpa.yaml")
+    kubernetes_validate.validate(hpa, K8S_VERSION, strict=True)
+    broken = copy.deepcopy(hpa)
+    broken["spec"]["metrics"][0]["pods"]["target"]["averagevalue"] = "1"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, K8S_VERSION, strict=True)
+
+
+def test_keda_and_podmonitor_are_valid_for_their_crds():
+    objects = [load("keda-scaledobject.yaml"), load("podmonitor.yaml")]
+    result = validate_custom_resources(objects)
+    assert result.returncode == 0, result.stdout + result.stderr
+    broken = copy.deepcopy(objects[0])
+    del broken["spec"]["triggers"]
+    result = validate_custom_resources([broken])
+    assert result.returncode == 1 and "triggers" in result.stdout, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("name", ["pushcluster-operator-autoscaling.yaml", "pushcluster-external-scaler.yaml"])
+def test_pushclusters_are_valid_for_the_operators_crd(crd_schema, name):
+    jsonschema.validate(load(name), crd_schema)
+    broken = load(name)
+    broken["spec"]["autoscaling"]["maxScaleInStep"] = "one"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, crd_schema)
+
+
+def test_operator_autoscaling_example_is_enabled_within_bounds():
+    spec = load("pushcluster-operator-autoscaling.yaml")["spec"]
+    scaling = spec["autoscaling"]
+    assert scaling["enabled"] is True
+    assert scaling["minReplicas"] <= spec["replicas"] <= scaling["maxReplicas"]
+
+
+def test_external_scalers_target_the_cluster_with_operator_autoscaling_off():
+    cluster = load("pushcluster-external-scaler.yaml")
+    assert cluster["spec"]["autoscaling"]["enabled"] is False
+    api_version = f"{C['kube']['GROUP']}/{C['kube']['VERSION']}"
+    for scaler in (load("hpa.yaml"), load("keda-scaledobject.yaml")):
+        ref = scaler["spec"]["scaleTargetRef"]
+        assert (ref["apiVersion"], ref["kind"], ref["name"]) == (
+            api_version, C["kube"]["KIND"], cluster["metadata"]["name"]), scaler["kind"]
+        assert scaler["metadata"]["namespace"] == cluster["metadata"]["namespace"], scaler["kind"]
+
+
+def test_scalers_read_the_contract_metric_from_the_push_server_pods():
+    metric = C["metrics"]["CONNECTIONS"]
+    assert load("hpa.yaml")["spec"]["metrics"][0]["pods"]["metric"]["name"] == metric
+    adapter = load("prometheus-adapter-values.yaml")["rules"]["custom"][0]
+    assert adapter["seriesQuery"].startswith(metric + "{") and adapter["name"]["as"] == metric
+
+    monitor = load("podmonitor.yaml")
+    assert monitor["spec"]["selector"]["matchLabels"] == {
+        C["kube"]["LABEL_NAME"]: C["kube"]["APP_NAME"],
+        C["kube"]["LABEL_COMPONENT"]: C["kube"]["COMPONENT_SERVER"],
+    }
+    endpoint = monitor["spec"]["podMetricsEndpoints"][0]
+    assert endpoint["path"] == C["paths"]["METRICS"]
+    # The KEDA query selects the cluster by the label the PodMonitor relabels onto every series.
+    relabel = endpoint["relabelings"][0]
+    instance = C["kube"]["LABEL_INSTANCE"].replace(".", "_").replace("/", "_").replace("-", "_")
+    assert relabel["sourceLabels"] == [f"__meta_kubernetes_pod_label_{instance}"]
+    query = load("keda-scaledobject.yaml")["spec"]["triggers"][0]["metadata"]["query"]
+    assert f'{metric}{{' in query and f'{relabel["targetLabel"]}="chat"' in query
