@@ -94,6 +94,7 @@ class LocalCluster:
             [binary("push-operator"), "local", "-f", str(self.manifest_path), "--port", "0",
              "--state-file", str(self.state_path), "--secrets-dir", str(self.workdir / "secrets"), *self.extra_args],
             stdout=subprocess.PIPE, stderr=self.log, text=True, env=env, start_new_session=True,
+            cwd=REPO,  # as `make run`: push-server finds the demo page's client bundle from here
         )
         threading.Thread(target=self._read_stdout, daemon=True).start()
         try:
