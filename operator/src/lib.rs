@@ -8,6 +8,7 @@
 //! - [`controller`]: the reconcile pipeline (validate → build → apply → status).
 //! - [`autoscale`]: connection-count autoscaling (pure decision + scrape + scale-in).
 //! - [`local`]: local mode, the same plan run as processes on one machine.
+//! - [`render`]: `push-operator render`, the desired objects as a YAML stream.
 //! - [`metrics`], [`telemetry`]: the operator's own observability.
 
 pub mod autoscale;
@@ -16,6 +17,7 @@ pub mod controller;
 pub mod error;
 pub mod local;
 pub mod metrics;
+pub mod render;
 pub mod resources;
 pub mod telemetry;
 pub mod validate;
