@@ -9,7 +9,8 @@ use super::scrape::{SCRAPE_TIMEOUT, ScrapeTarget, client as scrape_client, scrap
 use crate::resources::AutoscalingSpec;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Step period of local mode: loopback scrapes are cheap, and a short period
 /// lets the configured windows, not the period, set the reaction time.
@@ -68,16 +69,13 @@ pub async fn step<N: LocalNodes>(
 }
 
 /// Steps every [`LOCAL_STEP_INTERVAL`] until `shutdown` resolves or the
-/// supervisor goes away. Returns at once when autoscaling is not enabled.
+/// supervisor goes away. `spec` is asked every step, so enabling, disabling or
+/// retuning `spec.autoscaling` in the manifest takes effect while running.
 pub async fn run<N: LocalNodes>(
-    spec: Option<AutoscalingSpec>,
+    mut spec: impl FnMut() -> Option<AutoscalingSpec>,
     nodes: N,
     shutdown: impl Future<Output = ()>,
 ) {
-    let Some(spec) = spec.filter(|s| s.enabled) else {
-        return;
-    };
-    let policy = Policy::from(&spec);
     let http = scrape_client(SCRAPE_TIMEOUT);
     let mut history = History::default();
     let mut ticks = tokio::time::interval(LOCAL_STEP_INTERVAL);
@@ -89,6 +87,12 @@ pub async fn run<N: LocalNodes>(
             _ = &mut shutdown => return,
             _ = ticks.tick() => {}
         }
+        let Some(policy) = spec().filter(|s| s.enabled).map(|s| Policy::from(&s)) else {
+            // Off: the manifest's replicas rule; a later enable starts afresh.
+            history = History::default();
+            last_recommended = None;
+            continue;
+        };
         let Some((plan, sent)) = step(&policy, &mut history, &nodes, &http, Instant::now()).await
         else {
             continue;
@@ -110,6 +114,68 @@ pub async fn run<N: LocalNodes>(
             tracing::warn!("local supervisor gone: autoscaler stops");
             return;
         }
+    }
+}
+
+/// `spec.autoscaling` of the manifest file, re-read when the file changes; a
+/// file that does not parse keeps the last good value (the supervisor reports
+/// the error).
+pub struct ManifestAutoscaling {
+    path: PathBuf,
+    modified: Option<SystemTime>,
+    last: Option<AutoscalingSpec>,
+}
+
+impl ManifestAutoscaling {
+    pub fn new(path: &Path) -> Self {
+        Self {
+            path: path.to_owned(),
+            modified: None,
+            last: None,
+        }
+    }
+
+    pub fn current(&mut self) -> Option<AutoscalingSpec> {
+        let modified = std::fs::metadata(&self.path)
+            .and_then(|m| m.modified())
+            .ok();
+        if modified.is_some() && modified != self.modified {
+            self.modified = modified;
+            if let Ok(cluster) = std::fs::read_to_string(&self.path)
+                .map_err(|e| e.to_string())
+                .and_then(|text| {
+                    crate::local::watch::parse(&self.path, &text).map_err(|e| e.to_string())
+                })
+            {
+                self.last = cluster.spec.autoscaling;
+            }
+        }
+        self.last.clone()
+    }
+}
+
+impl LocalNodes for crate::local::Handle {
+    fn nodes(&self) -> Vec<LocalNode> {
+        self.nodes
+            .borrow()
+            .iter()
+            .map(|n| LocalNode {
+                name: n.name.clone(),
+                admin: n.admin,
+                ready: n.phase == "ready",
+                draining: n.phase == "draining",
+            })
+            .collect()
+    }
+
+    async fn scale(&self, replicas: usize, drain_first: Vec<String>) -> bool {
+        self.control
+            .send(crate::local::Control::Scale {
+                replicas,
+                drain_first,
+            })
+            .await
+            .is_ok()
     }
 }
 

@@ -90,9 +90,18 @@ pub async fn run(options: Options) -> Result<(), LocalError> {
         source,
     })?;
     tracing::info!(workdir = %workdir.display(), "logs and nginx config live here");
-    let (supervisor, _handle) =
+    let mut autoscaling = crate::autoscale::local::ManifestAutoscaling::new(&options.manifest);
+    let (supervisor, handle) =
         supervisor::Supervisor::start(options, binary, workdir.clone()).await?;
+    // spec.autoscaling: the controller's decision over these processes (autoscale::local);
+    // it scales through `handle` like `Control::Scale`, and stops with the supervisor.
+    let autoscaler = tokio::spawn(crate::autoscale::local::run(
+        move || autoscaling.current(),
+        handle,
+        std::future::pending::<()>(),
+    ));
     let result = supervisor.run(shutdown_signal()).await;
+    autoscaler.abort();
     if result.is_ok() {
         let _ = std::fs::remove_dir_all(&workdir);
     }
