@@ -15,7 +15,10 @@ const readline = require("readline");
 
 const spec = JSON.parse(process.argv[2] || "{}");
 const count = spec.count || 1;
-const out = (obj) => process.stdout.write(JSON.stringify({ t: Date.now(), ...obj }) + "\n");
+// t: wall clock in ms; us: wall clock in µs (for latency against another process' clock).
+const { performance } = require("perf_hooks");
+const nowUs = () => Math.round((performance.timeOrigin + performance.now()) * 1000);
+const out = (obj) => process.stdout.write(JSON.stringify({ t: Date.now(), us: nowUs(), ...obj }) + "\n");
 
 const agentOpts = spec.sourceAddress ? { localAddress: spec.sourceAddress } : undefined;
 const sockets = [];

@@ -38,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 pub use crate::{config::Config, error::RunError, shutdown::Shutdown};
 use crate::{
     conn::ConnHandle,
-    publish::deliver::{LocalDelivery, SocketDelivery},
+    publish::deliver::SocketDelivery,
     redis_link::RedisLink,
     state::{AppState, SharedState, Started},
 };
@@ -176,13 +176,14 @@ async fn serve_clients(
                 .await
                 .map_err(RunError::Adapter)?;
             state.metrics.redis_up.set(1);
-            let _ = state.started.set(started(&io, &state, Some(link.clone())));
+            let ready = started(&io, &state, Some(link.clone()));
+            let delivery = ready.delivery.clone();
+            let _ = state.started.set(ready);
             tokio::spawn(link.clone().watch(
                 state.metrics.clone(),
                 Duration::from_secs(1),
                 stop.clone(),
             ));
-            let delivery = started_delivery(&state);
             publish::channel::subscribe(
                 &link,
                 &state.config.redis_channel,
@@ -228,24 +229,6 @@ async fn serve_clients(
     cut_all.cancel();
     tracing::info!("drained");
     Ok(())
-}
-
-fn started_delivery(state: &SharedState) -> Arc<dyn LocalDelivery> {
-    match state.started.get() {
-        Some(started) => started.delivery.clone(),
-        None => unreachable_delivery(),
-    }
-}
-
-/// Never used: `started` is set right before. Kept total instead of panicking.
-fn unreachable_delivery() -> Arc<dyn LocalDelivery> {
-    struct Nowhere;
-    impl LocalDelivery for Nowhere {
-        fn deliver<'a>(&'a self, _: &'a publish::Message) -> futures::future::BoxFuture<'a, usize> {
-            Box::pin(async { 0 })
-        }
-    }
-    Arc::new(Nowhere)
 }
 
 /// The adapter-specific operations the drain needs, type-erased.
