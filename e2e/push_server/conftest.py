@@ -4,7 +4,7 @@ import pytest
 
 from harness import PushServer
 
-API_TOKEN = "e2e-publish-token"
+from push_suite import API_TOKEN
 
 
 @pytest.fixture

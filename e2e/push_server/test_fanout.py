@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from harness import NodeClients, contract
-from conftest import API_TOKEN
+from harness import NodeClients, contract, wait_until
+from push_suite import API_TOKEN
 
 TRANSPORTS = {
     "websocket": {"transports": ["websocket"]},
@@ -70,3 +70,18 @@ def test_every_target_via_http_and_redis_is_delivered_once_per_client(processes,
     # Redis-channel messages are counted per node by source.
     for node in (a, b):
         assert node.metric("PUBLISH_REQUESTS", source="redis", result="accepted") == 9
+
+
+@pytest.mark.parametrize("transports", [["websocket"], ["polling"], ["polling", "websocket"]],
+                         ids=["websocket", "polling", "polling-then-upgrade"])
+def test_python_socketio_client_on_a_gets_publish_from_b_once(cluster, py_clients, transports):
+    a, b = cluster
+    client = py_clients()
+    assert client.connect(a.url, transports=transports), client.error_message()
+    assert client.subscribe("py")["joined"] == ["py"]
+    if transports == ["polling", "websocket"]:
+        wait_until(lambda: client.sio.transport() == "websocket", 10, "the upgrade to websocket")
+    assert b.publish({"event": "m", "data": "x", "room": "py"}, API_TOKEN).status_code == 202
+    assert b.publish({"event": "end", "room": "py"}, API_TOKEN).status_code == 202
+    wait_until(lambda: client.received("end"), 10, "the sentinel")
+    assert client.received("m") == ["x"]

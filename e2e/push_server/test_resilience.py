@@ -5,7 +5,7 @@ import subprocess
 import time
 
 from harness import NodeClients, contract, require_binary, wait_until
-from conftest import API_TOKEN
+from push_suite import API_TOKEN
 
 
 def test_redis_outage_keeps_local_delivery_and_fanout_resumes(processes, redis_server, cluster):
