@@ -204,13 +204,28 @@ pub fn redis_connection_info(
         var: env::REDIS_URL,
         reason,
     };
-    if url.contains("protocol=") && !url.contains("protocol=resp3") {
-        return Err(invalid(
-            "only protocol=resp3 is supported (the fan-out adapter needs RESP3); omit it to get it"
-                .into(),
-        ));
+    // RESP3 is forced below; a `protocol` parameter may only ask for it (any case).
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut kept = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some((key, value)) if key.eq_ignore_ascii_case("protocol") => {
+                if !value.eq_ignore_ascii_case("resp3") {
+                    return Err(invalid(
+                        "only protocol=resp3 is supported (the fan-out adapter needs RESP3)".into(),
+                    ));
+                }
+            }
+            _ => kept.push(pair),
+        }
     }
+    let url = if kept.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
     let info = url
+        .as_str()
         .into_connection_info()
         .map_err(|e| invalid(e.to_string()))?;
     let mut settings = info
@@ -358,9 +373,13 @@ mod tests {
         assert_eq!(info.redis_settings().protocol(), ProtocolVersion::RESP3);
         assert_eq!(info.redis_settings().password(), Some("s3cret"));
         assert_eq!(info.redis_settings().db(), 2);
-        let info =
-            redis_connection_info("redis://127.0.0.1:6390/?protocol=resp3", None).expect("valid");
-        assert_eq!(info.redis_settings().protocol(), ProtocolVersion::RESP3);
+        for url in [
+            "redis://127.0.0.1:6390/?protocol=resp3",
+            "redis://127.0.0.1:6390/?protocol=RESP3",
+        ] {
+            let info = redis_connection_info(url, None).expect(url);
+            assert_eq!(info.redis_settings().protocol(), ProtocolVersion::RESP3);
+        }
     }
 
     #[test]

@@ -28,7 +28,9 @@ async fn main() -> ExitCode {
         (Err(e), _) => return fail(&format!("cannot listen on {}: {e}", config.listen)),
         (_, Err(e)) => return fail(&format!("cannot listen on {}: {e}", config.admin_listen)),
     };
-    tracing::info!(client = ?client.local_addr().ok(), admin = ?admin.local_addr().ok(), "listening");
+    if let (Ok(client), Ok(admin)) = (client.local_addr(), admin.local_addr()) {
+        tracing::info!(%client, %admin, "listening");
+    }
     let shutdown = Shutdown::new();
     if let Err(e) = shutdown.on_signals() {
         return fail(&format!("cannot install signal handlers: {e}"));
