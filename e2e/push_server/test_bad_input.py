@@ -118,3 +118,18 @@ def test_malformed_packets_close_only_the_sender(processes, node, garbage):
     assert node.readyz() == 200
     assert node.publish({"event": "ok", "data": 1, "room": "r"}, API_TOKEN).status_code == 202
     assert len(watcher.settle("ok", 1)) == 1
+
+
+def test_bad_redis_channel_messages_are_counted_and_dropped(processes, redis_server, cluster):
+    a, b = cluster
+    client = NodeClients(processes, {"url": a.url, "transports": ["websocket"], "rooms": ["r"]})
+    client.wait_ready()
+    channel = contract()["defaults"]["REDIS_CHANNEL"]
+    for garbage in ["not json", '{"room":"r"}', '{"event":"e","room":"r","user":"u"}', "[1,2]"]:
+        assert redis_server.publish(channel, garbage) == 2  # both nodes are subscribed
+    assert redis_server.publish(channel, json.dumps({"event": "ok", "data": 1, "room": "r"})) == 2
+    assert [e["data"] for e in client.settle("ok", 1)] == [1]
+    for node in (a, b):
+        wait_until(lambda: node.metric("PUBLISH_REQUESTS", source="redis", result="invalid") == 4, 5,
+                   f"{node.node_id} counted the bad messages")
+        assert node.readyz() == 200

@@ -31,6 +31,11 @@ def test_redis_outage_keeps_local_delivery_and_fanout_resumes(processes, redis_s
         wait_until(lambda: node.metric("REDIS_UP") == 1 and node.readyz() == 200, 20,
                    f"{node.node_id} back")
     assert a.proc.poll() is None and b.proc.poll() is None
+    # Both nodes re-subscribed: the publish channel and the socket.io adapter's channel.
+    channel = contract()["defaults"]["REDIS_CHANNEL"]
+    for chan in (channel, "pushcluster-request#/#"):
+        wait_until(lambda: redis_server.cli("PUBSUB", "NUMSUB", chan).split()[-1] == "2", 10,
+                   f"both nodes subscribed to {chan} again")
     # Both clients stayed connected through the outage; fan-out resumes, no restart.
     for sender in (b, a):
         response = sender.publish({"event": "m", "data": f"after-{sender.node_id}", "room": "r"}, API_TOKEN)
