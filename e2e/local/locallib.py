@@ -191,22 +191,32 @@ class LocalCluster:
                 self.proc.wait()
         self.proc = None
         self.log.close()
-        survivors = [pid for pid in self.seen_pids if _alive(pid)]
-        for pid in survivors:
-            os.kill(pid, signal.SIGKILL)
-        assert not survivors, f"processes left behind by push-operator local: {survivors}"
+        # Every child leads its own process group (nginx workers are in the master's).
+        survivors = _live_members(self.seen_pids)
+        for pgid in {pgid for _, pgid in survivors}:
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        assert not survivors, f"processes left behind by push-operator local (pid, group): {survivors}"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is dead for our purposes.
-    try:
-        return "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
-    except OSError:
-        return False
+def _live_members(groups: set[int]) -> list[tuple[int, int]]:
+    """(pid, pgid) of every live, non-zombie process in one of `groups`."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # pid (comm) state ppid pgrp ...: comm may hold spaces, so split after the ')'.
+        fields = stat[stat.rindex(")") + 2:].split()
+        state, pgid = fields[0], int(fields[2])
+        if pgid in groups and state != "Z":
+            out.append((int(entry.name), pgid))
+    return out
 
 
 class Swarm:

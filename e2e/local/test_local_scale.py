@@ -4,8 +4,11 @@ over the drain window instead of arriving as one storm."""
 
 from __future__ import annotations
 
+import copy
 import time
 from collections import Counter
+
+import yaml
 
 from locallib import LocalCluster, Swarm, manifest, record_measurement, wait_until
 
@@ -27,6 +30,13 @@ def test_scale_out_and_in_by_editing_the_manifest(tmp_path):
             swarms = (first, second)
             spread = {n["name"]: cluster.connections(n) for n in cluster.nodes("ready")}
             assert len(spread) == 5 and all(spread.values()), f"not every node has clients: {spread}"
+
+            # A bad edit is reported and changes nothing.
+            bad = copy.deepcopy(cluster.spec)
+            bad["spec"]["redis"] = {"managed": {}, "external": {"url": "redis://elsewhere:6379"}}
+            cluster.manifest_path.write_text(yaml.safe_dump(bad))
+            wait_until(lambda: "set exactly one of managed or external" in cluster.log_tail(), 10, "the bad edit reported")
+            assert len(cluster.nodes("ready")) == 5
 
             scale_in_at = time.time() * 1000
             cluster.set_replicas(2)

@@ -39,6 +39,14 @@ impl Child {
             .open(log)
             .map_err(spawn_err)?;
         let err = out.try_clone().map_err(spawn_err)?;
+        // SAFETY: prctl is async-signal-safe; it only asks the kernel to SIGKILL the child
+        // when this (spawning) thread dies, so a SIGKILLed supervisor leaves no node behind.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
         cmd.process_group(0)
             .stdin(Stdio::null())
             .stdout(out)

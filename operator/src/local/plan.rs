@@ -177,6 +177,17 @@ fn resolve(
     ))
 }
 
+/// Points a node's environment at the (new) ports of `slot`.
+pub fn rebind(env: &mut [(String, String)], slot: &NodeSlot) {
+    for (name, value) in env.iter_mut() {
+        if name == env::LISTEN {
+            *value = slot.client.to_string();
+        } else if name == env::ADMIN_LISTEN {
+            *value = slot.admin.to_string();
+        }
+    }
+}
+
 /// Every (Secret name, key, variable) the template references.
 pub fn secret_refs(template: &[EnvVar]) -> Vec<(String, String, String)> {
     template

@@ -125,6 +125,19 @@ fn node_env_resolves_and_overrides() {
 }
 
 #[test]
+fn rebind_moves_only_the_listeners() {
+    let mut env = vec![
+        (env::LISTEN.to_string(), "127.0.0.1:1".to_string()),
+        (env::ADMIN_LISTEN.to_string(), "127.0.0.1:2".to_string()),
+        (env::DRAIN_SECONDS.to_string(), "5".to_string()),
+    ];
+    rebind(&mut env, &slot());
+    assert_eq!(lookup(&env, env::LISTEN), Some("127.0.0.1:4000"));
+    assert_eq!(lookup(&env, env::ADMIN_LISTEN), Some("127.0.0.1:4001"));
+    assert_eq!(lookup(&env, env::DRAIN_SECONDS), Some("5"));
+}
+
+#[test]
 fn a_missing_secret_says_where_to_put_it() {
     let template = vec![from_secret(env::JWT_SECRET, "jwt", "key")];
     let err = node_env(

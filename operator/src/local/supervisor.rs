@@ -25,6 +25,10 @@ const DRAIN_MARGIN: Duration = Duration::from_secs(15);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// A node that ran this long before dying starts its backoff from scratch.
 const STABLE_RUN: Duration = Duration::from_secs(10);
+/// A node dying this soon after start, this many times in a row, gets new ports
+/// (another process may have taken its ports between probing and binding).
+const QUICK_CRASH: Duration = Duration::from_secs(2);
+const QUICK_CRASHES_BEFORE_NEW_PORTS: u32 = 3;
 
 /// Requests from outside the loop (the local autoscaler).
 #[derive(Debug, Clone)]
@@ -73,6 +77,7 @@ struct Node {
     /// In nginx: from its first readiness until it is gone.
     routed: bool,
     restarts: u32,
+    quick_crashes: u32,
     started: Instant,
 }
 
@@ -279,6 +284,11 @@ impl Supervisor {
                     if node.started.elapsed() >= STABLE_RUN {
                         node.restarts = 0;
                     }
+                    if node.started.elapsed() < QUICK_CRASH {
+                        node.quick_crashes += 1;
+                    } else {
+                        node.quick_crashes = 0;
+                    }
                     let backoff = backoff(node.restarts);
                     tracing::warn!(node = %node.slot.name, ?status, ?backoff, "push-server exited: restarting");
                     node.phase = Phase::Crashed { restart_at: now + backoff };
@@ -295,6 +305,9 @@ impl Supervisor {
                 && now >= restart_at
             {
                 self.nodes[i].restarts += 1;
+                if self.nodes[i].quick_crashes >= QUICK_CRASHES_BEFORE_NEW_PORTS {
+                    self.move_node(i);
+                }
                 if let Err(e) = self.spawn_node(i) {
                     tracing::error!(error = %e, "restart failed");
                     self.nodes[i].phase = Phase::Crashed {
@@ -302,6 +315,21 @@ impl Supervisor {
                     };
                 }
             }
+        }
+    }
+
+    /// New ports for a node that keeps dying at start (nginx follows on this tick).
+    fn move_node(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        match ports::consecutive_pair() {
+            Ok((client, admin)) => {
+                tracing::warn!(node = %node.slot.name, %client, %admin, "crashing at start: moving to new ports");
+                node.slot.client = client;
+                node.slot.admin = admin;
+                plan::rebind(&mut node.env, &node.slot);
+                node.quick_crashes = 0;
+            }
+            Err(e) => tracing::error!(error = %e, "no free ports to move a crashing node to"),
         }
     }
 
@@ -359,6 +387,7 @@ impl Supervisor {
             },
             routed: false,
             restarts: 0,
+            quick_crashes: 0,
             started: Instant::now(),
         });
         self.next_ordinal += 1;
@@ -568,6 +597,7 @@ impl Supervisor {
         if let Some(path) = &self.options.state_file {
             let _ = std::fs::remove_file(path);
         }
+        tracing::info!("stopped nginx, every push-server and redis-server");
     }
 }
 
