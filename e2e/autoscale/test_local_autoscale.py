@@ -1,0 +1,131 @@
+"""Connection autoscaling end to end, in local mode: real push-server processes
+behind real nginx, official socket.io clients (socket.io-client 4.8).
+
+Load past the target raises the recommendation at once and the replicas after
+the scale-up window; removing load lowers the replicas only after the
+scale-down window; the node drained is the least-loaded one, and its clients
+reconnect to the others, spread over the drain window, none lost."""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "local"))
+
+from locallib import LocalCluster, Swarm, manifest, record_measurement, wait_until  # noqa: E402
+
+TARGET = 20
+UP_WINDOW = 2
+DOWN_WINDOW = 6
+DRAIN_SECONDS = 4
+# autoscale::local::LOCAL_STEP_INTERVAL
+STEP_PERIOD = 1.0
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+STEP = re.compile(r"autoscale step: (?P<verb>[^:]+): recommended (?P<recommended>\d+)")
+VICTIMS = re.compile(r'victims=\[(?P<names>[^\]]*)\]')
+
+
+def autoscaled_manifest() -> dict:
+    spec = manifest("auto", 1, DRAIN_SECONDS, "cookie")
+    spec["spec"]["autoscaling"] = {
+        "enabled": True, "minReplicas": 1, "maxReplicas": 3, "targetConnectionsPerPod": TARGET,
+        "scaleUpStabilizationSeconds": UP_WINDOW, "scaleDownStabilizationSeconds": DOWN_WINDOW,
+        "maxScaleInStep": 1,
+    }
+    return spec
+
+
+def steps(cluster: LocalCluster) -> list[dict]:
+    """The operator's `autoscale step` log lines: verb, recommended, victims."""
+    out = []
+    for line in (cluster.workdir / "operator.log").read_text().splitlines():
+        line = ANSI.sub("", line)
+        m = STEP.search(line)
+        if m:
+            v = VICTIMS.search(line)
+            victims = re.findall(r'"([^"]+)"', v["names"]) if v else []
+            out.append({"verb": m["verb"], "recommended": int(m["recommended"]), "victims": victims})
+    return out
+
+
+def test_scale_on_connections_up_then_down_draining_the_least_loaded(tmp_path):
+    swarms: list[Swarm] = []
+
+    def swarm(count: int) -> Swarm:
+        s = Swarm({"url": cluster.endpoint, "count": count, "transports": ["websocket"], "withCredentials": True})
+        swarms.append(s)
+        s.wait_ready()
+        return s
+
+    with LocalCluster(tmp_path, autoscaled_manifest()) as cluster:
+        try:
+            wait_until(lambda: len(cluster.nodes("ready")) == 1, 30, "the one node ready")
+            # --- up: 50 connections on one node, target 20 -> 3 nodes --------------
+            stay = swarm(20)
+            load_started = time.monotonic()
+            leave = swarm(30)
+            wait_until(lambda: any(s["recommended"] == 3 for s in steps(cluster)), 10,
+                       "a recommendation of 3 in the operator log", interval=0.05)
+            recommended_at = time.monotonic()
+            assert len([n for n in cluster.nodes() if n["phase"] != "draining"]) == 1, \
+                "replicas rose with the recommendation, before the scale-up window passed"
+            wait_until(lambda: any(s["verb"] == "scale up 1 -> 3" for s in steps(cluster)), UP_WINDOW + 5,
+                       "scale up 1 -> 3 after the scale-up window", interval=0.05)
+            scaled_up_after = time.monotonic() - recommended_at
+            wait_until(lambda: len(cluster.nodes("ready")) == 3, 30, "3 ready nodes")
+            ready_after = time.monotonic() - recommended_at
+            # The window holds the rise until every recommendation in it agrees: about
+            # UP_WINDOW after the first high one (give or take one step period).
+            assert UP_WINDOW - STEP_PERIOD - 0.2 <= scaled_up_after <= UP_WINDOW + 3, \
+                f"scaled up {scaled_up_after:.2f} s after the recommendation rose"
+
+            # New clients spread over the 3 nodes; the first node keeps the 50.
+            spread_clients = swarm(10)
+            wait_until(lambda: sum(cluster.connections(n) for n in cluster.nodes("ready")) == 60, 10, "60 connections")
+
+            # --- down: 30 leave -> 30 connections -> 2 nodes, after the window -----
+            left_at = time.monotonic()
+            leave.close()
+            wait_until(lambda: sum(cluster.connections(n) for n in cluster.nodes("ready")) == 30, 10, "30 connections")
+            loads = {n["name"]: cluster.connections(n) for n in cluster.nodes("ready")}
+            assert len(loads) == 3, loads
+            draining = wait_until(lambda: cluster.nodes("draining"), DOWN_WINDOW + 5, "a node draining")
+            drained_after = time.monotonic() - left_at
+            victim = draining[0]["name"]
+            # The window counts from the last step that still saw the load: up to one
+            # step period (1 s in local mode) before the load left.
+            assert DOWN_WINDOW - STEP_PERIOD - 0.2 <= drained_after <= DOWN_WINDOW + 3, \
+                f"scaled down {drained_after:.2f} s after the load left"
+            assert loads[victim] == min(loads.values()), f"drained {victim} with {loads[victim]} of {loads}"
+            down = [s for s in steps(cluster) if s["verb"].startswith("scale down")]
+            assert down and down[0]["verb"] == "scale down 3 -> 2" and down[0]["victims"] == [victim], down
+
+            # Its clients reconnect to the two others; nobody is lost or disconnected twice.
+            wait_until(lambda: len(cluster.nodes()) == 2, DRAIN_SECONDS + 20, "the drained node gone")
+            wait_until(lambda: sum(cluster.connections(n) for n in cluster.nodes("ready")) == 30, 20,
+                       "all 30 clients connected to the 2 survivors")
+            moved = [e for s in (stay, spread_clients) for e in s.of("disconnect")]
+            per_client = Counter((id(s), e["i"]) for s in (stay, spread_clients) for e in s.of("disconnect"))
+            assert len(moved) == loads[victim], f"{len(moved)} disconnects for {loads[victim]} clients on {victim}"
+            assert not per_client or max(per_client.values()) == 1, per_client.most_common(3)
+            offsets = sorted((e["t"] - moved[0]["t"]) / 1000 for e in moved) if moved else [0.0]
+            # Still 2: 30 connections / 20 per node, the recommendation holds.
+            assert len([n for n in cluster.nodes() if n["phase"] != "draining"]) == 2
+            assert all(s["recommended"] >= 2 for s in steps(cluster)[-1:]), steps(cluster)[-3:]
+
+            record_measurement("autoscale_reaction", {
+                "target_per_pod": TARGET, "up_window_s": UP_WINDOW, "down_window_s": DOWN_WINDOW,
+                "recommendation_after_load_started_s": round(recommended_at - load_started, 2),
+                "scale_up_after_recommendation_s": round(scaled_up_after, 2),
+                "nodes_ready_after_recommendation_s": round(ready_after, 2),
+                "scale_down_after_load_left_s": round(drained_after, 2),
+                "victim_load": loads[victim], "loads": loads,
+                "moved_clients": len(moved), "reconnect_span_s": round(offsets[-1] - offsets[0], 2),
+            })
+        finally:
+            for s in swarms:
+                s.close()
