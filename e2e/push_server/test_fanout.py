@@ -35,6 +35,11 @@ def test_room_publish_on_b_reaches_client_on_a_exactly_once(processes, cluster, 
     assert [e["data"] for e in events] == [{"n": 1}]
     assert a.metric("MESSAGES_DELIVERED") == 1
     assert b.metric("MESSAGES_DELIVERED") == 0
+    # Every node observes publish→delivery latency against the origin's stamp.
+    latency = contract()["metrics"]["PUBLISH_LATENCY"]
+    for node in (a, b):
+        [count] = [v for n, _, v in node.metrics() if n == f"{latency}_count"]
+        assert count == 1, node.node_id
 
 
 def test_every_target_via_http_and_redis_is_delivered_once_per_client(processes, cluster, redis_server):
