@@ -72,11 +72,7 @@ pub fn app(state: SharedState) -> Router {
 /// retries, through the load balancer, elsewhere) and maps session ids to connections.
 async fn socket_gate(State(state): State<SharedState>, req: Request, next: Next) -> Response {
     if req.uri().path().starts_with(paths::SOCKET_IO) {
-        let sid = req
-            .uri()
-            .query()
-            .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("sid=")));
-        match sid {
+        match req.uri().query().and_then(engine_sid) {
             None if state.draining() => {
                 return (
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -94,6 +90,14 @@ async fn socket_gate(State(state): State<SharedState>, req: Request, next: Next)
         }
     }
     next.run(req).await
+}
+
+/// The Engine.IO session id of a request (`sid=` query parameter); none = a new handshake.
+fn engine_sid(query: &str) -> Option<&str> {
+    query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("sid="))
+        .filter(|sid| !sid.is_empty())
 }
 
 fn configure<A: Adapter>(builder: SocketIoBuilder<A>, state: &SharedState) -> SocketIoBuilder<A> {
@@ -255,5 +259,28 @@ fn closer_for<A: Adapter>(io: SocketIo<A>) -> Closer {
             let io = close_io.clone();
             Box::pin(async move { io.close().await })
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::engine_sid;
+
+    #[test]
+    fn engine_sid_is_found_in_the_query() {
+        let cases = [
+            ("handshake", "EIO=4&transport=polling", None),
+            (
+                "polling request",
+                "EIO=4&transport=polling&sid=abc",
+                Some("abc"),
+            ),
+            ("sid first", "sid=xyz&EIO=4", Some("xyz")),
+            ("empty sid is a handshake", "EIO=4&sid=", None),
+            ("lookalike key", "EIO=4&xsid=abc", None),
+        ];
+        for (name, query, want) in cases {
+            assert_eq!(engine_sid(query), want, "case {name}");
+        }
     }
 }
