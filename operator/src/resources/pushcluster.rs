@@ -451,8 +451,11 @@ pub struct SessionAuth {
 #[x_kube(validation = Rule::new("self.minReplicas <= self.maxReplicas").message("spec.autoscaling.minReplicas must not exceed maxReplicas"))]
 #[serde(rename_all = "camelCase")]
 pub struct AutoscalingSpec {
-    /// Let the operator scale on connections. Must stay false while an HPA or KEDA drives
-    /// the scale subresource: the operator never fights an external scaler.
+    /// Let the operator scale on connections. When true the operator owns spec.replicas
+    /// (written through the scale subresource) and, while an HPA (KEDA creates one) targets
+    /// this PushCluster, scales nothing and warns (Event ExternalScalerConflict). Keep false
+    /// to let an HPA, KEDA or `kubectl scale` drive the scale subresource: the operator then
+    /// never writes spec.replicas. One scaler owns replicas, never two.
     #[serde(default)]
     pub enabled: bool,
     /// Lower bound of replicas.
@@ -542,7 +545,8 @@ pub struct PushClusterStatus {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AutoscalerStatus {
-    /// Replicas recommended by the last step.
+    /// Replicas recommended by the last step (connections / target within min..max), before
+    /// the stabilisation windows and the scale-in step limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recommended_replicas: Option<i32>,
     /// Pods whose connection gauge was read in the last step.
