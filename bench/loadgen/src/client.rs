@@ -40,8 +40,8 @@ pub enum ClientError {
     Refused(String),
     #[error("connection closed during setup")]
     ClosedDuringSetup,
-    #[error("setup timed out after {0:?}")]
-    SetupTimeout(Duration),
+    #[error("setup timed out after {0:?} waiting for {1}")]
+    SetupTimeout(Duration, &'static str),
 }
 
 /// State shared by all clients of one worker.
@@ -93,6 +93,21 @@ pub fn socket_addr(base_url: &str) -> Result<SocketAddr, ClientError> {
         .ok_or_else(|| ClientError::BadUrl(base_url.to_string()))
 }
 
+const STAGE_CONNECT: &str = "the TCP/HTTP connection";
+const STAGE_UPGRADE: &str = "the WebSocket upgrade";
+const STAGE_OPEN: &str = "the Engine.IO open packet";
+const STAGE_NAMESPACE: &str = "the namespace connect";
+const STAGE_ACK: &str = "the subscribe ack";
+
+/// What setup waits for once `inbound` has arrived (for timeout messages).
+fn stage_after(inbound: &Inbound<'_>, current: &'static str) -> &'static str {
+    match inbound {
+        Inbound::Open { .. } => STAGE_NAMESPACE,
+        Inbound::Connected => STAGE_ACK,
+        _ => current,
+    }
+}
+
 /// Setup progress, shared by both transports: what to send next, if anything.
 enum Step {
     Wait,
@@ -136,12 +151,15 @@ pub async fn run_websocket(
     shared: &Shared,
     ready: oneshot::Sender<Result<(), String>>,
 ) {
-    let setup = tokio::time::timeout(SETUP_TIMEOUT, websocket_setup(&plan));
+    let mut stage = STAGE_CONNECT;
+    let setup = tokio::time::timeout(SETUP_TIMEOUT, websocket_setup(&plan, &mut stage));
     let mut ws = match setup.await {
         Ok(Ok(ws)) => ws,
-        Ok(Err(e)) => return drop(ready.send(Err(e.to_string()))),
+        Ok(Err(e)) => return drop(ready.send(Err(format!("{e} (while waiting for {stage})")))),
         Err(_) => {
-            return drop(ready.send(Err(ClientError::SetupTimeout(SETUP_TIMEOUT).to_string())));
+            return drop(ready.send(Err(
+                ClientError::SetupTimeout(SETUP_TIMEOUT, stage).to_string(),
+            )));
         }
     };
     shared.open.fetch_add(1, Ordering::Relaxed);
@@ -170,7 +188,7 @@ pub async fn run_websocket(
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 
-async fn websocket_setup(plan: &ClientPlan) -> Result<Ws, ClientError> {
+async fn websocket_setup(plan: &ClientPlan, stage: &mut &'static str) -> Result<Ws, ClientError> {
     let addr = socket_addr(&plan.base_url)?;
     let socket = TcpSocket::new_v4()?;
     socket.bind(SocketAddr::new(plan.source.into(), 0))?;
@@ -181,14 +199,18 @@ async fn websocket_setup(plan: &ClientPlan) -> Result<Ws, ClientError> {
     let config = WebSocketConfig::default()
         .read_buffer_size(4096)
         .write_buffer_size(0);
+    *stage = STAGE_UPGRADE;
     let (mut ws, _) = tokio_tungstenite::client_async_with_config(url, tcp, Some(config)).await?;
+    *stage = STAGE_OPEN;
     let mut setup = Setup {
         plan,
         subscribed: false,
     };
     while let Some(msg) = ws.next().await {
         let Message::Text(text) = msg? else { continue };
-        match setup.on(&protocol::decode(&text)?)? {
+        let inbound = protocol::decode(&text)?;
+        *stage = stage_after(&inbound, *stage);
+        match setup.on(&inbound)? {
             Step::Wait => {}
             Step::Send(packet) => ws.send(Message::text(packet)).await?,
             Step::Ready => return Ok(ws),
@@ -204,12 +226,15 @@ pub async fn run_polling(
     shared: &Shared,
     ready: oneshot::Sender<Result<(), String>>,
 ) {
-    let setup = tokio::time::timeout(SETUP_TIMEOUT, polling_setup(&plan, &http));
+    let mut stage = STAGE_CONNECT;
+    let setup = tokio::time::timeout(SETUP_TIMEOUT, polling_setup(&plan, &http, &mut stage));
     let (url, backlog) = match setup.await {
         Ok(Ok(ok)) => ok,
-        Ok(Err(e)) => return drop(ready.send(Err(e.to_string()))),
+        Ok(Err(e)) => return drop(ready.send(Err(format!("{e} (while waiting for {stage})")))),
         Err(_) => {
-            return drop(ready.send(Err(ClientError::SetupTimeout(SETUP_TIMEOUT).to_string())));
+            return drop(ready.send(Err(
+                ClientError::SetupTimeout(SETUP_TIMEOUT, stage).to_string(),
+            )));
         }
     };
     shared.open.fetch_add(1, Ordering::Relaxed);
@@ -249,6 +274,7 @@ async fn polling_loop(
 async fn polling_setup(
     plan: &ClientPlan,
     http: &reqwest::Client,
+    stage: &mut &'static str,
 ) -> Result<(String, String), ClientError> {
     let base = format!(
         "{}{}?EIO=4&transport=polling",
@@ -256,6 +282,7 @@ async fn polling_setup(
         plan.socket_path
     );
     let mut payload = get(http, &base).await?;
+    *stage = STAGE_OPEN;
     let mut url = None;
     let mut setup = Setup {
         plan,
@@ -267,6 +294,7 @@ async fn polling_setup(
             let mut ready = None;
             while let Some(packet) = packets.next() {
                 let inbound = protocol::decode(packet)?;
+                *stage = stage_after(&inbound, *stage);
                 if let Inbound::Open { sid } = inbound {
                     url = Some(format!("{base}&sid={sid}"));
                 }

@@ -16,6 +16,8 @@ mod stats;
 mod suite;
 mod worker;
 
+use std::io::Write as _;
+
 use anyhow::Context as _;
 use clap::Parser as _;
 
@@ -109,7 +111,7 @@ async fn fanout(a: FanoutArgs) -> anyhow::Result<()> {
         Some(path) => {
             std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))?
         }
-        None => println!("{json}"),
+        None => writeln!(std::io::stdout(), "{json}").context("writing to stdout")?,
     }
     Ok(())
 }
@@ -132,7 +134,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         "benchEvent": publisher::BENCH_EVENT,
         "roomNames": [spec::room_name(0), spec::room_name(1)],
     });
-    println!("{line}");
+    writeln!(std::io::stdout(), "{line}").context("writing to stdout")?;
     // Hold the servers until whoever started us closes our stdin.
     let mut sink = Vec::new();
     tokio::io::stdin().read_to_end(&mut sink).await?;
@@ -153,9 +155,7 @@ fn report(a: &ReportArgs) -> anyhow::Result<()> {
         }
         None => String::new(),
     };
-    print!(
-        "{}",
-        report::render(&read(&a.push)?, &read(&a.node)?, &machine)
-    );
+    let markdown = report::render(&read(&a.push)?, &read(&a.node)?, &machine);
+    write!(std::io::stdout(), "{markdown}").context("writing to stdout")?;
     Ok(())
 }
