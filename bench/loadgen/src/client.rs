@@ -209,7 +209,7 @@ async fn websocket_setup(plan: &ClientPlan, stage: &mut &'static str) -> Result<
     while let Some(msg) = ws.next().await {
         let Message::Text(text) = msg? else { continue };
         let inbound = protocol::decode(&text)?;
-        *stage = stage_after(&inbound, *stage);
+        *stage = stage_after(&inbound, stage);
         match setup.on(&inbound)? {
             Step::Wait => {}
             Step::Send(packet) => ws.send(Message::text(packet)).await?,
@@ -294,7 +294,7 @@ async fn polling_setup(
             let mut ready = None;
             while let Some(packet) = packets.next() {
                 let inbound = protocol::decode(packet)?;
-                *stage = stage_after(&inbound, *stage);
+                *stage = stage_after(&inbound, stage);
                 if let Inbound::Open { sid } = inbound {
                     url = Some(format!("{base}&sid={sid}"));
                 }
