@@ -33,7 +33,8 @@ def test_redis_outage_keeps_local_delivery_and_fanout_resumes(processes, redis_s
     assert a.proc.poll() is None and b.proc.poll() is None
     # Both nodes re-subscribed: the publish channel and the socket.io adapter's channel.
     channel = contract()["defaults"]["REDIS_CHANNEL"]
-    for chan in (channel, "pushcluster-request#/#"):
+    adapter_channel = f"{contract()['cluster']['ADAPTER_PREFIX']}-request#/#"
+    for chan in (channel, adapter_channel):
         wait_until(lambda: redis_server.cli("PUBSUB", "NUMSUB", chan).split()[-1] == "2", 10,
                    f"both nodes subscribed to {chan} again")
     # Both clients stayed connected through the outage; fan-out resumes, no restart.

@@ -169,7 +169,7 @@ async fn serve_clients(
         Some(link) => {
             let ctr = RedisAdapterCtr::new_with_driver(
                 link.clone(),
-                RedisAdapterConfig::new().with_prefix("pushcluster"),
+                RedisAdapterConfig::new().with_prefix(push_contract::cluster::ADAPTER_PREFIX),
             );
             let builder = configure(
                 SocketIo::builder().with_adapter::<ClusterAdapter<_>>(ctr),

@@ -42,6 +42,7 @@ pub fn contract_json() -> Value {
             REDIS_UP, DRAINING,
         ],
         "socket" => socket [SUBSCRIBE, UNSUBSCRIBE, USER_ROOM_PREFIX],
+        "cluster" => cluster [ADAPTER_PREFIX],
         "kube" => kube [
             GROUP, VERSION, KIND, FIELD_MANAGER, LABEL_NAME, LABEL_INSTANCE, LABEL_COMPONENT,
             LABEL_MANAGED_BY, LABEL_PART_OF, APP_NAME, COMPONENT_SERVER, COMPONENT_REDIS,

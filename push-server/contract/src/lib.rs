@@ -115,6 +115,13 @@ pub mod socket {
     }
 }
 
+/// How the nodes of one cluster find each other in Redis.
+pub mod cluster {
+    /// Channel prefix of the socket.io Redis adapter; it subscribes
+    /// `<prefix>-request#<namespace>#` (and per-node channels).
+    pub const ADAPTER_PREFIX: &str = "pushcluster";
+}
+
 /// Kubernetes names shared by the operator, the chart and the tests.
 pub mod kube {
     pub const GROUP: &str = "pushcluster.dev";
