@@ -136,3 +136,17 @@ def test_bad_redis_channel_messages_are_counted_and_dropped(processes, redis_ser
         wait_until(lambda: node.metric("PUBLISH_REQUESTS", source="redis", result="invalid") == 4, 5,
                    f"{node.node_id} counted the bad messages")
         assert node.readyz() == 200
+
+
+def test_room_limits_per_request_and_per_connection(node, py_clients):
+    client = py_clients()
+    assert client.connect(node.url)
+    assert "at most 100 rooms" in client.subscribe(*[f"r{i}" for i in range(101)])["error"]
+    joined = 0
+    for batch in range(11):
+        ack = client.subscribe(*[f"room-{batch}-{i}" for i in range(100)])
+        joined += len(ack["joined"])
+        if batch == 10:
+            assert {r["reason"] for r in ack["refused"]} == {"this connection is in too many rooms"}
+    assert 990 <= joined <= 1000, joined
+    assert node.readyz() == 200

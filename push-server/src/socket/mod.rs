@@ -20,6 +20,9 @@ use crate::{ClusterAdapter, conn::ConnHandle, session, state::SharedState};
 
 /// Most rooms one subscribe may name.
 pub const MAX_ROOMS_PER_REQUEST: usize = 100;
+/// Most rooms one connection may be in (its own room and user room included): bounds
+/// what one client can make the node hold.
+pub const MAX_ROOMS_PER_SOCKET: usize = 1000;
 
 #[derive(Debug, Default, Deserialize)]
 struct AuthPayload {
@@ -165,9 +168,20 @@ async fn on_subscribe<A: Adapter>(
                 .unwrap_or_else(Identity::anonymous);
             let mut joined = Vec::new();
             let mut refused = Vec::new();
+            let mut room_count = socket.rooms().len();
             for room in req.rooms {
+                if room_count >= MAX_ROOMS_PER_SOCKET {
+                    refused.push(Refused {
+                        room,
+                        reason: "this connection is in too many rooms",
+                    });
+                    continue;
+                }
                 match identity.rooms.decide(&room, identity.user.is_some()) {
-                    Ok(()) => joined.push(room),
+                    Ok(()) => {
+                        room_count += 1;
+                        joined.push(room);
+                    }
                     Err(refusal) => refused.push(Refused {
                         room,
                         reason: refusal.as_str(),
