@@ -8,7 +8,9 @@ reconnect to the others, spread over the drain window, none lost."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import sys
 import time
 from collections import Counter
@@ -27,13 +29,14 @@ STEP_PERIOD = 1.0
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 STEP = re.compile(r"autoscale step: (?P<verb>[^:]+): recommended (?P<recommended>\d+)")
 VICTIMS = re.compile(r'victims=\[(?P<names>[^\]]*)\]')
+UNMEASURED = re.compile(r"\bunmeasured=(?P<n>\d+)")
 
 
-def autoscaled_manifest() -> dict:
-    spec = manifest("auto", 1, DRAIN_SECONDS, "cookie")
+def autoscaled_manifest(replicas: int = 1, up_window: int = UP_WINDOW, down_window: int = DOWN_WINDOW) -> dict:
+    spec = manifest("auto", replicas, DRAIN_SECONDS, "cookie")
     spec["spec"]["autoscaling"] = {
         "enabled": True, "minReplicas": 1, "maxReplicas": 3, "targetConnectionsPerPod": TARGET,
-        "scaleUpStabilizationSeconds": UP_WINDOW, "scaleDownStabilizationSeconds": DOWN_WINDOW,
+        "scaleUpStabilizationSeconds": up_window, "scaleDownStabilizationSeconds": down_window,
         "maxScaleInStep": 1,
     }
     return spec
@@ -48,7 +51,9 @@ def steps(cluster: LocalCluster) -> list[dict]:
         if m:
             v = VICTIMS.search(line)
             victims = re.findall(r'"([^"]+)"', v["names"]) if v else []
-            out.append({"verb": m["verb"], "recommended": int(m["recommended"]), "victims": victims})
+            u = UNMEASURED.search(line)
+            out.append({"verb": m["verb"], "recommended": int(m["recommended"]), "victims": victims,
+                        "unmeasured": int(u["n"]) if u else 0})
     return out
 
 
@@ -129,3 +134,36 @@ def test_scale_on_connections_up_then_down_draining_the_least_loaded(tmp_path):
         finally:
             for s in swarms:
                 s.close()
+
+
+def test_a_node_that_does_not_answer_never_causes_a_scale_down(tmp_path):
+    """2 nodes at target; the busier one is frozen (SIGSTOP: its admin port accepts
+    but never answers). Counted as zero the load left would ask for 1 node; counted
+    at target, as the decision does on the way down, it holds 2."""
+    down_window = 2
+    with LocalCluster(tmp_path, autoscaled_manifest(replicas=2, up_window=0, down_window=down_window)) as cluster:
+        wait_until(lambda: len(cluster.nodes("ready")) == 2, 30, "2 ready nodes")
+        clients = Swarm({"url": cluster.endpoint, "count": 2 * TARGET, "transports": ["websocket"],
+                         "withCredentials": True})
+        frozen = None
+        try:
+            clients.wait_ready()
+            loads = {n["name"]: (n, cluster.connections(n)) for n in cluster.nodes("ready")}
+            frozen, frozen_load = max(loads.values(), key=lambda v: v[1])
+            assert frozen_load >= TARGET, loads
+            os.kill(frozen["pid"], signal.SIGSTOP)
+            wait_until(lambda: any(s["unmeasured"] == 1 for s in steps(cluster)), 10,
+                       "a step with the frozen node unmeasured")
+            # Observe the steps of a whole scale-down window and more: the decision must hold 2.
+            deadline = time.monotonic() + down_window + 3 * STEP_PERIOD
+            while time.monotonic() < deadline:
+                active = [n for n in cluster.nodes() if n["phase"] != "draining"]
+                assert len(active) == 2, f"scaled down on missing data: {active}"
+                time.sleep(0.2)
+            assert not [s for s in steps(cluster) if s["verb"].startswith("scale down")], steps(cluster)
+            held = [s for s in steps(cluster) if s["unmeasured"] == 1]
+            assert held and all(s["recommended"] == 2 for s in held), held
+        finally:
+            if frozen:
+                os.kill(frozen["pid"], signal.SIGCONT)
+            clients.close()

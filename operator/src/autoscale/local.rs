@@ -81,7 +81,7 @@ pub async fn run<N: LocalNodes>(
     let mut ticks = tokio::time::interval(LOCAL_STEP_INTERVAL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
-    let mut last_recommended = None;
+    let mut last_seen = None;
     loop {
         tokio::select! {
             _ = &mut shutdown => return,
@@ -90,14 +90,20 @@ pub async fn run<N: LocalNodes>(
         let Some(policy) = spec().filter(|s| s.enabled).map(|s| Policy::from(&s)) else {
             // Off: the manifest's replicas rule; a later enable starts afresh.
             history = History::default();
-            last_recommended = None;
+            last_seen = None;
             continue;
         };
         let Some((plan, sent)) = step(&policy, &mut history, &nodes, &http, Instant::now()).await
         else {
             continue;
         };
-        if plan.direction != Direction::Hold || last_recommended != Some(plan.recommended) {
+        // Log every change of decision or of what could be measured, not every hold.
+        let seen = (
+            plan.recommended,
+            plan.measurement.pods_measured,
+            plan.measurement.pods_unmeasured,
+        );
+        if plan.direction != Direction::Hold || last_seen != Some(seen) {
             tracing::info!(
                 recommended = plan.recommended,
                 replicas = plan.replicas,
@@ -109,7 +115,7 @@ pub async fn run<N: LocalNodes>(
                 plan.reason
             );
         }
-        last_recommended = Some(plan.recommended);
+        last_seen = Some(seen);
         if !sent {
             tracing::warn!("local supervisor gone: autoscaler stops");
             return;
