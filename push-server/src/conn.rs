@@ -7,7 +7,7 @@
 //! to the TCP connections it uses, and the drain cuts those.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     future::Future,
     io,
     pin::Pin,
@@ -44,10 +44,13 @@ pub struct ConnHandle {
 
 static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
 
-/// socket.io session id → the connections it was seen on.
+/// socket.io session id → the connections it was seen on, and the sessions already
+/// moved off (their later requests are refused, so a long-polling client that was
+/// between two polls when its connection was cut leaves too).
 #[derive(Default)]
 pub struct ConnRegistry {
     by_sid: Mutex<HashMap<String, Vec<ConnHandle>>>,
+    moved_off: Mutex<HashSet<String>>,
 }
 
 impl ConnRegistry {
@@ -67,14 +70,20 @@ impl ConnRegistry {
         }
     }
 
-    /// Cuts every connection of a session; returns whether any was known.
-    pub fn cut(&self, sid: &str) -> bool {
+    /// Moves a session off: cuts every connection it was seen on and refuses its
+    /// later requests.
+    pub fn cut(&self, sid: &str) {
+        if let Ok(mut moved) = self.moved_off.lock() {
+            moved.insert(sid.to_owned());
+        }
         let conns = self.by_sid.lock().ok().and_then(|mut m| m.remove(sid));
-        let known = conns.as_ref().is_some_and(|c| !c.is_empty());
         for conn in conns.into_iter().flatten() {
             conn.token.cancel();
         }
-        known
+    }
+
+    pub fn is_moved_off(&self, sid: &str) -> bool {
+        self.moved_off.lock().is_ok_and(|m| m.contains(sid))
     }
 }
 

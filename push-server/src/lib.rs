@@ -81,6 +81,15 @@ async fn socket_gate(State(state): State<SharedState>, req: Request, next: Next)
                 )
                     .into_response();
             }
+            Some(sid) if state.conns.is_moved_off(sid) => {
+                // Engine.IO's own answer for a gone session: the client reconnects.
+                return (
+                    StatusCode::BAD_REQUEST,
+                    [("content-type", "application/json")],
+                    r#"{"code":1,"message":"Session ID unknown"}"#,
+                )
+                    .into_response();
+            }
             Some(sid) => {
                 if let Some(conn) = req.extensions().get::<ConnHandle>() {
                     state.conns.attach(sid, conn);
@@ -222,9 +231,7 @@ async fn serve_clients(
     let ids = (closer.ids)();
     tracing::info!(sockets = ids.len(), window = ?state.config.drain, "draining");
     drain::run(ids, state.config.drain, &shutdown.abort, |sid| {
-        if !state.conns.cut(sid) {
-            (closer.disconnect)(sid);
-        }
+        state.conns.cut(sid)
     })
     .await;
     stop_accepting.cancel();
@@ -238,23 +245,13 @@ async fn serve_clients(
 /// The adapter-specific operations the drain needs, type-erased.
 struct Closer {
     ids: Box<dyn Fn() -> Vec<String> + Send + Sync>,
-    disconnect: Box<dyn Fn(&str) + Send + Sync>,
     close_all: Box<dyn Fn() -> futures::future::BoxFuture<'static, ()> + Send + Sync>,
 }
 
 fn closer_for<A: Adapter>(io: SocketIo<A>) -> Closer {
-    let (ids_io, disconnect_io, close_io) = (io.clone(), io.clone(), io);
+    let (ids_io, close_io) = (io.clone(), io);
     Closer {
         ids: Box::new(move || ids_io.sockets().iter().map(|s| s.id.to_string()).collect()),
-        disconnect: Box::new(move |sid| {
-            if let Some(socket) = disconnect_io
-                .sockets()
-                .into_iter()
-                .find(|s| s.id.to_string() == sid)
-            {
-                let _ = socket.disconnect();
-            }
-        }),
         close_all: Box::new(move || {
             let io = close_io.clone();
             Box::pin(async move { io.close().await })

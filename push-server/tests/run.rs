@@ -34,7 +34,11 @@ async fn start(shutdown: Shutdown, extra: &[&str]) -> Node {
         client: format!("http://{}", client.local_addr().expect("addr")),
         admin: format!("http://{}", admin.local_addr().expect("addr")),
         task: tokio::spawn(run(Listeners { client, admin }, config, shutdown)),
-        http: reqwest::Client::new(),
+        // No pooling: each request on its own connection, like a client behind a proxy.
+        http: reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .expect("http client"),
     }
 }
 
@@ -85,7 +89,8 @@ impl Node {
     }
 
     /// Engine.IO handshake plus socket.io CONNECT over long-polling.
-    async fn open_polling_socket(&self, handshake: &str) {
+    /// Returns the session id.
+    async fn open_polling_socket(&self, handshake: &str) -> String {
         let open = self.http.get(handshake).send().await.expect("handshake");
         assert_eq!(open.status().as_u16(), 200);
         let open = open.text().await.expect("body");
@@ -102,6 +107,18 @@ impl Node {
             .await
             .expect("connect");
         assert_eq!(connect.status().as_u16(), 200);
+        sid
+    }
+
+    /// POSTs an Engine.IO pong for `sid`: 200 while the session is served.
+    async fn poll_status(&self, handshake: &str, sid: &str) -> u16 {
+        self.http
+            .post(format!("{handshake}&sid={sid}"))
+            .body("3")
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
     }
 
     async fn metrics(&self) -> String {
@@ -190,8 +207,9 @@ async fn drain_flips_readiness_refuses_handshakes_and_returns() {
     );
     // Two sockets over a 4 s window: the second batch is due 2 s in, so the node is
     // still draining (not gone) while the checks below run.
+    let mut sids = Vec::new();
     for _ in 0..2 {
-        node.open_polling_socket(&handshake).await;
+        sids.push(node.open_polling_socket(&handshake).await);
     }
     let polling_gauge = format!(
         "{}{{{}=\"polling\"}} 2",
@@ -206,7 +224,7 @@ async fn drain_flips_readiness_refuses_handshakes_and_returns() {
     shutdown.drain.cancel();
     eventually("not ready", || async { node.ready().await == 503 }).await;
     assert_eq!(
-        node.status(handshake).await,
+        node.status(handshake.clone()).await,
         503,
         "new handshakes refused while draining"
     );
@@ -214,6 +232,18 @@ async fn drain_flips_readiness_refuses_handshakes_and_returns() {
         node.metrics()
             .await
             .contains(&format!("{} 1", metrics::DRAINING))
+    );
+    // First batch (at 0 s): one session moved off. No connection of it is open (the
+    // client does not pool), so it is its next request that is refused.
+    let mut statuses = Vec::new();
+    for sid in &sids {
+        statuses.push(node.poll_status(&handshake, sid).await);
+    }
+    statuses.sort_unstable();
+    assert_eq!(
+        statuses,
+        [200, 400],
+        "one moved off in the first batch, one still served"
     );
     let result = tokio::time::timeout(Duration::from_secs(10), node.task).await;
     assert!(
