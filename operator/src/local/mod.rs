@@ -6,11 +6,13 @@
 //!
 //! Modules: [`plan`] (pure decisions), [`nginx`] (config rendering + process),
 //! [`redis`], [`secrets`], [`watch`] (the manifest file), [`desired`] (the manifest
-//! resolved for this machine), [`supervisor`] (the loop), [`child`], [`ports`].
+//! resolved for this machine), [`supervisor`] (the loop), [`node`] (one process and its restarts), [`child`],
+//! [`ports`].
 
 pub mod child;
 pub mod desired;
 pub mod nginx;
+pub mod node;
 pub mod plan;
 pub mod ports;
 pub mod redis;

@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, watch as tokio_watch};
 use super::child::Child;
 use super::desired::{self, Desired};
 use super::nginx::{Backend, Nginx, Site};
+use super::node::{Node, Phase, backoff};
 use super::plan::{self, Affinity, NodeSlot, NodeView, SecretValues};
 use super::redis::RedisServer;
 use super::secrets::{self, SecretSources};
@@ -22,13 +23,6 @@ const TICK: Duration = Duration::from_millis(200);
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// Time a draining node gets beyond its drain window before it is killed.
 const DRAIN_MARGIN: Duration = Duration::from_secs(15);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// A node that ran this long before dying starts its backoff from scratch.
-const STABLE_RUN: Duration = Duration::from_secs(10);
-/// A node dying this soon after start, this many times in a row, gets new ports
-/// (another process may have taken its ports between probing and binding).
-const QUICK_CRASH: Duration = Duration::from_secs(2);
-const QUICK_CRASHES_BEFORE_NEW_PORTS: u32 = 3;
 
 /// Requests from outside the loop (the local autoscaler).
 #[derive(Debug, Clone)]
@@ -57,39 +51,6 @@ pub struct NodeStatus {
 pub struct Handle {
     pub control: mpsc::Sender<Control>,
     pub nodes: tokio_watch::Receiver<Vec<NodeStatus>>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Phase {
-    Starting { since: Instant },
-    Ready,
-    Draining { deadline: Instant },
-    Crashed { restart_at: Instant },
-}
-
-struct Node {
-    slot: NodeSlot,
-    ordinal: u64,
-    fingerprint: u64,
-    env: Vec<(String, String)>,
-    child: Option<Child>,
-    phase: Phase,
-    /// In nginx: from its first readiness until it is gone.
-    routed: bool,
-    restarts: u32,
-    quick_crashes: u32,
-    started: Instant,
-}
-
-impl Node {
-    fn phase_name(&self) -> &'static str {
-        match self.phase {
-            Phase::Starting { .. } => "starting",
-            Phase::Ready => "ready",
-            Phase::Draining { .. } => "draining",
-            Phase::Crashed { .. } => "crashed",
-        }
-    }
 }
 
 pub struct Supervisor {
@@ -280,18 +241,7 @@ impl Supervisor {
                 }
                 Phase::Crashed { .. } => true,
                 Phase::Starting { .. } | Phase::Ready => {
-                    let status = node.child.as_ref().and_then(Child::exit_status);
-                    if node.started.elapsed() >= STABLE_RUN {
-                        node.restarts = 0;
-                    }
-                    if node.started.elapsed() < QUICK_CRASH {
-                        node.quick_crashes += 1;
-                    } else {
-                        node.quick_crashes = 0;
-                    }
-                    let backoff = backoff(node.restarts);
-                    tracing::warn!(node = %node.slot.name, ?status, ?backoff, "push-server exited: restarting");
-                    node.phase = Phase::Crashed { restart_at: now + backoff };
+                    node.crashed(now);
                     true
                 }
             }
@@ -304,55 +254,17 @@ impl Supervisor {
             if let Phase::Crashed { restart_at } = self.nodes[i].phase
                 && now >= restart_at
             {
-                self.nodes[i].restarts += 1;
-                if self.nodes[i].quick_crashes >= QUICK_CRASHES_BEFORE_NEW_PORTS {
-                    self.move_node(i);
-                }
-                if let Err(e) = self.spawn_node(i) {
+                let node = &mut self.nodes[i];
+                node.restarts += 1;
+                node.move_if_crash_looping();
+                if let Err(e) = node.spawn(&self.binary, &self.workdir) {
                     tracing::error!(error = %e, "restart failed");
-                    self.nodes[i].phase = Phase::Crashed {
-                        restart_at: now + backoff(self.nodes[i].restarts),
+                    node.phase = Phase::Crashed {
+                        restart_at: now + backoff(node.restarts),
                     };
                 }
             }
         }
-    }
-
-    /// New ports for a node that keeps dying at start (nginx follows on this tick).
-    fn move_node(&mut self, i: usize) {
-        let node = &mut self.nodes[i];
-        match ports::consecutive_pair() {
-            Ok((client, admin)) => {
-                tracing::warn!(node = %node.slot.name, %client, %admin, "crashing at start: moving to new ports");
-                node.slot.client = client;
-                node.slot.admin = admin;
-                plan::rebind(&mut node.env, &node.slot);
-                node.quick_crashes = 0;
-            }
-            Err(e) => tracing::error!(error = %e, "no free ports to move a crashing node to"),
-        }
-    }
-
-    fn spawn_node(&mut self, i: usize) -> Result<(), LocalError> {
-        let node = &mut self.nodes[i];
-        let mut cmd = tokio::process::Command::new(&self.binary);
-        for (name, _) in std::env::vars() {
-            // Only the manifest configures nodes; keep log and bundle settings of the shell.
-            if name.starts_with("PUSH_")
-                && name != push_contract::env::LOG
-                && name != push_contract::env::CLIENT_JS
-            {
-                cmd.env_remove(name);
-            }
-        }
-        cmd.envs(node.env.iter().map(|(k, v)| (k, v)));
-        let log = self.workdir.join(format!("{}.log", node.slot.name));
-        node.child = Some(Child::spawn(&node.slot.name, cmd, &log)?);
-        node.started = Instant::now();
-        node.phase = Phase::Starting {
-            since: node.started,
-        };
-        Ok(())
     }
 
     fn add_node(&mut self) -> Result<(), LocalError> {
@@ -376,22 +288,11 @@ impl Supervisor {
             )?
         };
         tracing::info!(node = %slot.name, %client, %admin, "starting push-server");
-        self.nodes.push(Node {
-            slot,
-            ordinal: self.next_ordinal,
-            fingerprint: self.desired.fingerprint,
-            env,
-            child: None,
-            phase: Phase::Starting {
-                since: Instant::now(),
-            },
-            routed: false,
-            restarts: 0,
-            quick_crashes: 0,
-            started: Instant::now(),
-        });
+        let mut node = Node::new(slot, self.next_ordinal, self.desired.fingerprint, env);
         self.next_ordinal += 1;
-        self.spawn_node(self.nodes.len() - 1)
+        node.spawn(&self.binary, &self.workdir)?;
+        self.nodes.push(node);
+        Ok(())
     }
 
     async fn check_readiness(&mut self) -> Result<(), LocalError> {
@@ -601,13 +502,6 @@ impl Supervisor {
     }
 }
 
-/// Exponential restart backoff: 0.5 s, 1 s, 2 s ... capped at 30 s.
-pub fn backoff(restarts: u32) -> Duration {
-    Duration::from_millis(500)
-        .saturating_mul(2u32.saturating_pow(restarts.min(16)))
-        .min(MAX_BACKOFF)
-}
-
 fn context<'a>(
     options: &'a Options,
     binary: &'a std::path::Path,
@@ -648,21 +542,4 @@ where
         START_TIMEOUT.as_secs(),
         workdir.to_owned(),
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_a_cap() {
-        let cases = [(0, 500), (1, 1000), (3, 4000), (6, 30_000), (40, 30_000)];
-        for (restarts, ms) in cases {
-            assert_eq!(
-                backoff(restarts),
-                Duration::from_millis(ms),
-                "after {restarts} restarts"
-            );
-        }
-    }
 }
