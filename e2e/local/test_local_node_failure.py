@@ -12,7 +12,8 @@ import time
 from locallib import LocalCluster, Swarm, manifest, record_measurement, wait_until
 
 CLIENTS = 30
-# Measured on the 2-core CI machine: about 0.3-0.6 s; the bound leaves room for load.
+# Measured here (2 cores, other builds running): 0.2-0.3 s for the slowest client; the
+# bound leaves room for a loaded CI machine.
 RECONNECT_BOUND_S = 5.0
 
 
