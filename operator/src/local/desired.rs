@@ -111,3 +111,113 @@ fn jwt_key_file(
     })?;
     Ok(Some(path))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::local::watch::parse;
+
+    const CHAT: &str = "apiVersion: pushcluster.dev/v1alpha1\nkind: PushCluster\nmetadata: {name: chat}\nspec: {replicas: 3, drainSeconds: 5}\n";
+
+    fn ctx<'a>(sources: &'a SecretSources, previous: &'a SecretValues) -> Context<'a> {
+        Context {
+            binary: Path::new("/bin/push-server"),
+            workdir: Path::new("/nonexistent"),
+            sources,
+            redis: Some((
+                "redis://127.0.0.1:7000/0?protocol=resp3".into(),
+                "pw".into(),
+            )),
+            previous,
+            affinity_override: None,
+        }
+    }
+
+    fn sources() -> SecretSources {
+        SecretSources {
+            dir: PathBuf::from("/nonexistent/secrets"),
+        }
+    }
+
+    #[test]
+    fn the_deployment_env_is_what_nodes_run() {
+        let (sources, previous) = (sources(), SecretValues::new());
+        let cluster = parse(Path::new("chat.yaml"), CHAT).expect("valid");
+        let (desired, token) =
+            resolve(cluster.clone(), &ctx(&sources, &previous)).expect("resolves");
+        assert_eq!(desired.replicas, 3);
+        assert_eq!(desired.drain_seconds, 5);
+        assert_eq!(
+            desired.affinity,
+            Affinity::ClientAddress,
+            "service exposure"
+        );
+        assert_eq!(
+            desired.template,
+            push_server_env(&cluster),
+            "the controller's env, not a copy"
+        );
+        let token = token.expect("no token Secret named: generated");
+        assert_eq!(
+            desired
+                .secrets
+                .get(&(cluster.names.api_token_secret.clone(), "token".into())),
+            Some(&token)
+        );
+        // Same manifest again (an edit elsewhere): same token, not printed again.
+        let (again, printed) =
+            resolve(cluster, &ctx(&sources, &desired.secrets)).expect("resolves");
+        assert_eq!(printed, None);
+        assert_eq!(again.fingerprint, desired.fingerprint);
+    }
+
+    #[test]
+    fn config_edits_change_the_fingerprint_and_replicas_do_not() {
+        let (sources, none) = (sources(), SecretValues::new());
+        let parsed = |text: &str| parse(Path::new("m.yaml"), text).expect("valid");
+        let base = resolve(parsed(CHAT), &ctx(&sources, &none))
+            .expect("resolves")
+            .0;
+        let cases = [
+            (
+                "replicas only",
+                CHAT.replace("replicas: 3", "replicas: 5"),
+                false,
+            ),
+            (
+                "drain window",
+                CHAT.replace("drainSeconds: 5", "drainSeconds: 6"),
+                true,
+            ),
+            (
+                "image",
+                CHAT.replace("replicas: 3", "replicas: 3, image: other:1"),
+                true,
+            ),
+        ];
+        for (name, text, rolls) in cases {
+            // With the previous secrets, as the supervisor does: the generated token stays.
+            let edited = resolve(parsed(&text), &ctx(&sources, &base.secrets))
+                .expect("resolves")
+                .0;
+            assert_eq!(edited.fingerprint != base.fingerprint, rolls, "case {name}");
+        }
+    }
+
+    #[test]
+    fn a_missing_jwt_secret_is_an_error_naming_where_to_put_it() {
+        let (sources, previous) = (sources(), SecretValues::new());
+        let text = CHAT.replace(
+            "drainSeconds: 5",
+            "drainSeconds: 5, auth: {jwt: {secretRef: {name: chat-jwt, key: secret}}}",
+        );
+        let cluster = parse(Path::new("m.yaml"), &text).expect("valid");
+        let err = resolve(cluster, &ctx(&sources, &previous)).expect_err("missing secret");
+        let msg = err.to_string();
+        assert!(msg.contains("PUSHCLUSTER_SECRET_CHAT_JWT_SECRET"), "{msg}");
+        assert!(
+            msg.contains("/nonexistent/secrets/chat-jwt/secret"),
+            "{msg}"
+        );
+    }
+}
