@@ -15,6 +15,8 @@ pub mod autoscale;
 pub mod build;
 pub mod controller;
 pub mod error;
+#[cfg(test)]
+pub mod fixtures;
 pub mod local;
 pub mod metrics;
 pub mod render;

@@ -21,9 +21,33 @@ enum Command {
     /// Print every object the operator would create for a PushCluster manifest
     /// (one YAML stream; no cluster needed). Invalid input exits non-zero naming the field.
     Render(RenderArgs),
+    /// Print the RBAC PolicyRules the operator needs (YAML: namespaced, leaderElection, cluster).
+    Rbac,
+    /// Run the controller against the cluster of the current kubeconfig / service account.
+    Run(RunArgs),
     /// Run the PushCluster of a manifest on this machine: redis-server, push-server
     /// processes and nginx, supervised; prints `endpoint: <url>` when ready.
     Local(LocalArgs),
+}
+
+/// Flags of `push-operator run`; each also reads the env var the Helm chart sets.
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Comma-separated namespaces to watch; empty = all namespaces.
+    #[arg(long, env = push_contract::operator::env::WATCH_NAMESPACES, default_value = "")]
+    watch_namespaces: String,
+    /// Admin listener (`/metrics`, `/healthz`, `/readyz`).
+    #[arg(long, env = push_contract::operator::env::ADMIN_LISTEN, default_value = push_contract::operator::ADMIN_LISTEN)]
+    admin_listen: std::net::SocketAddr,
+    /// Name of the leader-election Lease (in --pod-namespace); unset = no leader election.
+    #[arg(long, env = push_contract::operator::env::LEASE_NAME)]
+    lease_name: Option<String>,
+    /// This pod's name: leader-election identity and Event reporting instance.
+    #[arg(long, env = push_contract::operator::env::POD_NAME)]
+    pod_name: Option<String>,
+    /// This pod's namespace: where the Lease lives.
+    #[arg(long, env = push_contract::operator::env::POD_NAMESPACE)]
+    pod_namespace: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -64,6 +88,11 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Crd => print!("{}", serde_yaml_ng::to_string(&PushCluster::crd())?),
         Command::Render(args) => render(args)?,
+        Command::Rbac => print!(
+            "{}",
+            serde_yaml_ng::to_string(&push_operator::controller::rbac::policy_rules())?
+        ),
+        Command::Run(args) => run_controller(args)?,
         Command::Local(args) => run_local(args)?,
     }
     Ok(())
@@ -107,4 +136,23 @@ fn render(args: RenderArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn run_controller(args: RunArgs) -> anyhow::Result<()> {
+    use push_operator::controller::run;
+    push_operator::telemetry::init();
+    let config = run::RunConfig {
+        namespaces: run::parse_namespaces(&args.watch_namespaces),
+        admin_listen: args.admin_listen,
+        lease: args.lease_name.map(|name| run::LeaseConfig {
+            name,
+            namespace: args.pod_namespace.unwrap_or_else(|| "default".to_string()),
+            holder: args
+                .pod_name
+                .clone()
+                .unwrap_or_else(|| format!("push-operator-{}", std::process::id())),
+        }),
+        pod_name: args.pod_name,
+    };
+    tokio::runtime::Runtime::new()?.block_on(run::run(config))
 }

@@ -1,1 +1,114 @@
-//! TODO: metrics (being written).
+//! The operator's own Prometheus metrics: reconcile runs, failures by error
+//! label, reconcile duration.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::time::Instant;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub error: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub reconciles: Counter,
+    pub failures: Family<ErrorLabels, Counter>,
+    pub duration: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("pushcluster_operator");
+        let reconciles = Counter::default();
+        let failures = Family::<ErrorLabels, Counter>::default();
+        let duration = Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]);
+        registry.register("reconcile_runs", "Reconciles started", reconciles.clone());
+        registry.register(
+            "reconcile_failures",
+            "Reconciles that failed, by error kind",
+            failures.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Reconcile duration in seconds",
+            duration.clone(),
+        );
+        Self {
+            registry,
+            reconciles,
+            failures,
+            duration,
+        }
+    }
+}
+
+impl Metrics {
+    /// Count a run; the returned guard records the duration when dropped.
+    pub fn reconcile_started(&self) -> DurationGuard<'_> {
+        self.reconciles.inc();
+        DurationGuard {
+            histogram: &self.duration,
+            start: Instant::now(),
+        }
+    }
+
+    pub fn reconcile_failed(&self, error: &crate::Error) {
+        self.failures
+            .get_or_create(&ErrorLabels {
+                error: error.metric_label().to_string(),
+            })
+            .inc();
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// Records the elapsed time into the duration histogram on drop.
+pub struct DurationGuard<'a> {
+    histogram: &'a Histogram,
+    start: Instant,
+}
+
+impl Drop for DurationGuard<'_> {
+    fn drop(&mut self) {
+        self.histogram.observe(self.start.elapsed().as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_runs_failures_and_durations() {
+        let m = Metrics::default();
+        drop(m.reconcile_started());
+        m.reconcile_failed(&crate::Error::InvalidSpec("x".into()));
+        let text = m.encode();
+        assert!(
+            text.contains("pushcluster_operator_reconcile_runs_total 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "pushcluster_operator_reconcile_failures_total{error=\"invalid_spec\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("pushcluster_operator_reconcile_duration_seconds_count 1"),
+            "{text}"
+        );
+    }
+}

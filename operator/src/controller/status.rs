@@ -1,0 +1,375 @@
+//! The status, computed purely from what the apply step observed.
+//!
+//! Conditions: `Ready`, `RedisReady`, `ExposureReady`, `Progressing`,
+//! `Degraded`, each with a reason and a message. A condition keeps its
+//! lastTransitionTime while its status does not change.
+
+use crate::resources::PushClusterStatus;
+use k8s_openapi::api::apps::v1::DeploymentStatus;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+pub const READY: &str = "Ready";
+pub const REDIS_READY: &str = "RedisReady";
+pub const EXPOSURE_READY: &str = "ExposureReady";
+pub const PROGRESSING: &str = "Progressing";
+pub const DEGRADED: &str = "Degraded";
+
+/// What blocks the cluster from being applied at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Blocker {
+    /// The spec failed validation; the message names the field.
+    InvalidSpec(String),
+    /// Referenced Secrets (or keys) that do not exist, as `name/key`.
+    MissingSecrets(Vec<String>),
+}
+
+/// State of the exposure object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExposureState {
+    /// Applied (or nothing to apply: service mode).
+    Configured(String),
+    /// Gateway mode but the HTTPRoute API is not served by this cluster.
+    GatewayApiMissing,
+}
+
+/// What the apply step saw.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Observed {
+    pub generation: Option<i64>,
+    pub desired_replicas: i32,
+    /// metadata.generation and status of the Deployment as returned by the apply.
+    pub deployment_generation: Option<i64>,
+    pub deployment: Option<DeploymentStatus>,
+    /// `None` for an external Redis; else ready replicas of the managed StatefulSet.
+    pub redis_ready_replicas: Option<i32>,
+    pub exposure: Option<ExposureState>,
+    pub blocker: Option<Blocker>,
+    pub selector: Option<String>,
+    pub endpoint: Option<String>,
+}
+
+fn condition(type_: &str, ok: bool, reason: &str, message: impl Into<String>) -> Condition {
+    Condition {
+        type_: type_.to_string(),
+        status: if ok { "True" } else { "False" }.to_string(),
+        reason: reason.to_string(),
+        message: message.into(),
+        observed_generation: None,
+        last_transition_time: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+    }
+}
+
+/// The new status. `previous` supplies lastTransitionTime of unchanged conditions
+/// and the fields other writers own (connections, autoscaler).
+pub fn compute(
+    observed: &Observed,
+    previous: Option<&PushClusterStatus>,
+    now: Time,
+) -> PushClusterStatus {
+    let deployment = observed.deployment.clone().unwrap_or_default();
+    let replicas = deployment.replicas.unwrap_or(0);
+    let ready = deployment.ready_replicas.unwrap_or(0);
+    let updated = deployment.updated_replicas.unwrap_or(0);
+    let mut conditions = Vec::new();
+
+    let degraded = match &observed.blocker {
+        Some(Blocker::InvalidSpec(message)) => {
+            condition(DEGRADED, true, "InvalidSpec", message.clone())
+        }
+        Some(Blocker::MissingSecrets(missing)) => condition(
+            DEGRADED,
+            true,
+            "SecretMissing",
+            format!(
+                "referenced Secret keys not found: {}; nothing is applied until they exist",
+                missing.join(", ")
+            ),
+        ),
+        None => condition(DEGRADED, false, "AsExpected", "spec applied"),
+    };
+    let redis = match observed.redis_ready_replicas {
+        None if observed.blocker.is_some() => {
+            condition(REDIS_READY, false, "NotApplied", "spec not applied")
+        }
+        None => condition(REDIS_READY, true, "External", "using the external Redis"),
+        Some(n) if n > 0 => condition(REDIS_READY, true, "Running", "managed Redis is ready"),
+        Some(_) => condition(
+            REDIS_READY,
+            false,
+            "Starting",
+            "managed Redis has no ready pod yet",
+        ),
+    };
+    let exposure = match &observed.exposure {
+        Some(ExposureState::Configured(what)) => {
+            condition(EXPOSURE_READY, true, "Configured", what.clone())
+        }
+        Some(ExposureState::GatewayApiMissing) => condition(
+            EXPOSURE_READY,
+            false,
+            "GatewayAPIMissing",
+            "the HTTPRoute API (gateway.networking.k8s.io/v1) is not installed; install the Gateway API CRDs or choose another exposure mode",
+        ),
+        None => condition(EXPOSURE_READY, false, "NotApplied", "spec not applied"),
+    };
+    let rolled_out = observed.blocker.is_none()
+        && observed.deployment_generation.is_some()
+        && deployment.observed_generation >= observed.deployment_generation
+        && updated >= observed.desired_replicas
+        && ready >= observed.desired_replicas
+        && replicas == observed.desired_replicas;
+    let progressing = if observed.blocker.is_some() {
+        condition(PROGRESSING, false, "Blocked", "see the Degraded condition")
+    } else if rolled_out {
+        condition(
+            PROGRESSING,
+            false,
+            "Complete",
+            format!(
+                "{ready}/{} pods ready and up to date",
+                observed.desired_replicas
+            ),
+        )
+    } else {
+        condition(
+            PROGRESSING,
+            true,
+            "RollingOut",
+            format!(
+                "{updated}/{} pods updated, {ready} ready",
+                observed.desired_replicas
+            ),
+        )
+    };
+    let all_ready = [&degraded].iter().all(|c| c.status == "False")
+        && [&redis, &exposure].iter().all(|c| c.status == "True")
+        && ready >= observed.desired_replicas;
+    let ready_condition = if all_ready {
+        condition(
+            READY,
+            true,
+            "AllReady",
+            format!("{ready}/{} pods ready", observed.desired_replicas),
+        )
+    } else {
+        let (reason, message) = if degraded.status == "True" {
+            (degraded.reason.clone(), degraded.message.clone())
+        } else if redis.status != "True" {
+            ("RedisNotReady".to_string(), redis.message.clone())
+        } else if exposure.status != "True" {
+            ("ExposureNotReady".to_string(), exposure.message.clone())
+        } else {
+            (
+                "PodsNotReady".to_string(),
+                format!("{ready}/{} pods ready", observed.desired_replicas),
+            )
+        };
+        condition(READY, false, &reason, message)
+    };
+    conditions.extend([ready_condition, redis, exposure, progressing, degraded]);
+    for c in &mut conditions {
+        c.observed_generation = observed.generation;
+        c.last_transition_time = previous
+            .and_then(|p| {
+                p.conditions
+                    .iter()
+                    .find(|old| old.type_ == c.type_ && old.status == c.status)
+            })
+            .map(|old| old.last_transition_time.clone())
+            .unwrap_or_else(|| now.clone());
+    }
+    PushClusterStatus {
+        observed_generation: observed.generation,
+        replicas,
+        ready_replicas: ready,
+        selector: observed.selector.clone(),
+        endpoint: observed.endpoint.clone(),
+        connections: previous.and_then(|p| p.connections),
+        autoscaler: previous.and_then(|p| p.autoscaler.clone()),
+        conditions,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(secs: i64) -> Time {
+        Time(k8s_openapi::jiff::Timestamp::from_second(secs).expect("valid"))
+    }
+
+    fn healthy() -> Observed {
+        Observed {
+            generation: Some(3),
+            desired_replicas: 3,
+            deployment_generation: Some(7),
+            deployment: Some(DeploymentStatus {
+                observed_generation: Some(7),
+                replicas: Some(3),
+                ready_replicas: Some(3),
+                updated_replicas: Some(3),
+                ..Default::default()
+            }),
+            redis_ready_replicas: Some(1),
+            exposure: Some(ExposureState::Configured("ClientIP affinity".into())),
+            blocker: None,
+            selector: Some("a=b".into()),
+            endpoint: Some("http://x".into()),
+        }
+    }
+
+    fn get<'a>(s: &'a PushClusterStatus, t: &str) -> &'a Condition {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == t)
+            .expect("condition present")
+    }
+
+    #[test]
+    fn conditions_per_situation() {
+        // (case, observed, [(condition, status, reason)])
+        type Expect = &'static [(&'static str, &'static str, &'static str)];
+        let cases: Vec<(&str, Observed, Expect)> = vec![
+            (
+                "healthy",
+                healthy(),
+                &[
+                    (READY, "True", "AllReady"),
+                    (PROGRESSING, "False", "Complete"),
+                    (DEGRADED, "False", "AsExpected"),
+                ],
+            ),
+            (
+                "rolling out",
+                Observed {
+                    deployment_generation: Some(8),
+                    ..healthy()
+                },
+                &[
+                    (PROGRESSING, "True", "RollingOut"),
+                    (READY, "True", "AllReady"),
+                ],
+            ),
+            (
+                "pods not ready",
+                Observed {
+                    deployment: Some(DeploymentStatus {
+                        observed_generation: Some(7),
+                        replicas: Some(3),
+                        ready_replicas: Some(1),
+                        updated_replicas: Some(3),
+                        ..Default::default()
+                    }),
+                    ..healthy()
+                },
+                &[
+                    (READY, "False", "PodsNotReady"),
+                    (PROGRESSING, "True", "RollingOut"),
+                ],
+            ),
+            (
+                "redis starting",
+                Observed {
+                    redis_ready_replicas: Some(0),
+                    ..healthy()
+                },
+                &[
+                    (REDIS_READY, "False", "Starting"),
+                    (READY, "False", "RedisNotReady"),
+                ],
+            ),
+            (
+                "external redis",
+                Observed {
+                    redis_ready_replicas: None,
+                    ..healthy()
+                },
+                &[
+                    (REDIS_READY, "True", "External"),
+                    (READY, "True", "AllReady"),
+                ],
+            ),
+            (
+                "gateway api missing",
+                Observed {
+                    exposure: Some(ExposureState::GatewayApiMissing),
+                    ..healthy()
+                },
+                &[
+                    (EXPOSURE_READY, "False", "GatewayAPIMissing"),
+                    (READY, "False", "ExposureNotReady"),
+                ],
+            ),
+            (
+                "missing secret",
+                Observed {
+                    blocker: Some(Blocker::MissingSecrets(vec!["jwt/key".into()])),
+                    deployment: None,
+                    exposure: None,
+                    redis_ready_replicas: None,
+                    ..healthy()
+                },
+                &[
+                    (DEGRADED, "True", "SecretMissing"),
+                    (READY, "False", "SecretMissing"),
+                    (PROGRESSING, "False", "Blocked"),
+                ],
+            ),
+            (
+                "invalid spec",
+                Observed {
+                    blocker: Some(Blocker::InvalidSpec("spec.x: bad".into())),
+                    ..Observed::default()
+                },
+                &[
+                    (DEGRADED, "True", "InvalidSpec"),
+                    (READY, "False", "InvalidSpec"),
+                ],
+            ),
+        ];
+        for (case, observed, expect) in cases {
+            let status = compute(&observed, None, ts(100));
+            for (t, s, reason) in expect {
+                let c = get(&status, t);
+                assert_eq!(
+                    (c.status.as_str(), c.reason.as_str()),
+                    (*s, *reason),
+                    "case {case:?}, condition {t}: {}",
+                    c.message
+                );
+            }
+            assert_eq!(status.conditions.len(), 5, "case {case:?}");
+        }
+        let invalid = compute(
+            &Observed {
+                blocker: Some(Blocker::InvalidSpec("spec.x: bad".into())),
+                ..Observed::default()
+            },
+            None,
+            ts(1),
+        );
+        assert_eq!(get(&invalid, DEGRADED).message, "spec.x: bad");
+    }
+
+    #[test]
+    fn transition_time_kept_while_status_unchanged_and_other_writers_fields_kept() {
+        let first = compute(&healthy(), None, ts(100));
+        let mut previous = first.clone();
+        previous.connections = Some(42);
+        let again = compute(&healthy(), Some(&previous), ts(200));
+        assert_eq!(get(&again, READY).last_transition_time, ts(100));
+        assert_eq!(again.connections, Some(42));
+        let flipped = compute(
+            &Observed {
+                redis_ready_replicas: Some(0),
+                ..healthy()
+            },
+            Some(&previous),
+            ts(300),
+        );
+        assert_eq!(get(&flipped, READY).last_transition_time, ts(300));
+        assert_eq!(get(&flipped, PROGRESSING).last_transition_time, ts(100));
+        assert_eq!(flipped.observed_generation, Some(3));
+        assert_eq!(flipped.selector.as_deref(), Some("a=b"));
+    }
+}
