@@ -196,7 +196,12 @@ impl JwtVerifier {
         let mut validation = Validation::new(algorithm);
         validation.leeway = 5;
         validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        // A configured issuer/audience must also be present: jsonwebtoken only checks
+        // the claims a token carries unless they are required.
+        let mut required = vec!["exp", "sub"];
+        required.extend(issuer.map(|_| "iss"));
+        required.extend(audience.map(|_| "aud"));
+        validation.set_required_spec_claims(&required);
         if let Some(issuer) = issuer {
             validation.set_issuer(&[issuer]);
         }
@@ -296,6 +301,42 @@ mod tests {
         ] {
             assert!(verifier.verify(&tok).is_err(), "case {name} accepted");
         }
+    }
+
+    #[test]
+    fn issuer_and_audience_are_enforced_when_configured() {
+        let verifier =
+            JwtVerifier::from_settings(Some("k"), None, Some("auth.example"), Some("push"))
+                .expect("valid")
+                .expect("configured");
+        let base = || json!({"sub": "u1", "exp": now() + 60, "iss": "auth.example", "aud": "push"});
+        let with = |key: &str, value: serde_json::Value| {
+            let mut claims = base();
+            claims[key] = value;
+            token("k", claims)
+        };
+        let without = |key: &str| {
+            let mut claims = base();
+            if let Some(map) = claims.as_object_mut() {
+                map.remove(key);
+            }
+            token("k", claims)
+        };
+        let cases = [
+            ("matching", token("k", base()), true),
+            ("wrong issuer", with("iss", json!("evil.example")), false),
+            ("wrong audience", with("aud", json!("other")), false),
+            ("missing audience", without("aud"), false),
+            ("missing issuer", without("iss"), false),
+        ];
+        for (name, tok, ok) in cases {
+            assert_eq!(verifier.verify(&tok).is_ok(), ok, "case {name}");
+        }
+        // Without a configured audience, a token's `aud` is not checked.
+        let open = JwtVerifier::from_settings(Some("k"), None, None, None)
+            .expect("valid")
+            .expect("configured");
+        assert!(open.verify(&with("aud", json!("anything"))).is_ok());
     }
 
     #[test]
