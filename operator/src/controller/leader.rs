@@ -222,3 +222,110 @@ mod tests {
         assert_eq!(taken.acquire_time, Some(MicroTime(at(100))));
     }
 }
+
+#[cfg(test)]
+mod api_tests {
+    //! The elector against a mock API server: each request as a real one sees it.
+    use super::*;
+    use crate::fixtures::{ApiServerVerifier, Scenario, call, mock_client, not_found};
+    use http::Method;
+    use serde_json::json;
+
+    const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/ops/leases";
+
+    fn lease(holder: &str, renewed: Timestamp) -> serde_json::Value {
+        json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+               "metadata": {"name": "op", "namespace": "ops", "resourceVersion": "41"},
+               "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15,
+                        "renewTime": MicroTime(renewed), "leaseTransitions": 1}})
+    }
+
+    async fn attempt(scenario: Scenario) -> Result<bool, kube::Error> {
+        let (client, handle) = mock_client();
+        let verifier = tokio::spawn(ApiServerVerifier(handle).run(scenario));
+        let api: Api<Lease> = Api::namespaced(client, "ops");
+        let result = tokio::time::timeout(
+            crate::fixtures::SCENARIO_TIMEOUT,
+            try_acquire_or_renew(&api, "op", "me"),
+        )
+        .await
+        .expect("attempt finished");
+        verifier.await.expect("verifier finished");
+        result
+    }
+
+    #[tokio::test]
+    async fn creates_a_missing_lease() {
+        let won = attempt(Scenario(vec![
+            call(Method::GET, &format!("{LEASES}/op")).reply(404, not_found("op")),
+            call(Method::POST, LEASES)
+                .query("")
+                .check(|body| {
+                    assert_eq!(body["metadata"]["name"], "op");
+                    assert_eq!(body["spec"]["holderIdentity"], "me");
+                    assert_eq!(body["spec"]["leaseDurationSeconds"], LEASE_DURATION_SECONDS);
+                })
+                .echo(201),
+        ]))
+        .await;
+        assert!(won.expect("no error"));
+    }
+
+    #[tokio::test]
+    async fn waits_while_another_holder_is_live() {
+        let won = attempt(Scenario(vec![
+            call(Method::GET, &format!("{LEASES}/op")).reply(200, lease("other", Timestamp::now())),
+        ]))
+        .await;
+        assert!(
+            !won.expect("no error"),
+            "no write while another replica leads"
+        );
+    }
+
+    #[tokio::test]
+    async fn takes_over_an_expired_lease_with_optimistic_concurrency() {
+        let expired = Timestamp::now() - SignedDuration::from_secs(60);
+        let won = attempt(Scenario(vec![
+            call(Method::GET, &format!("{LEASES}/op")).reply(200, lease("other", expired)),
+            call(Method::PUT, &format!("{LEASES}/op"))
+                .query("")
+                .check(|body| {
+                    assert_eq!(
+                        body["metadata"]["resourceVersion"], "41",
+                        "replace is conditional"
+                    );
+                    assert_eq!(body["spec"]["holderIdentity"], "me");
+                    assert_eq!(body["spec"]["leaseTransitions"], 2);
+                })
+                .echo(200),
+        ]))
+        .await;
+        assert!(won.expect("no error"));
+    }
+
+    #[tokio::test]
+    async fn losing_the_race_is_not_an_error() {
+        let expired = Timestamp::now() - SignedDuration::from_secs(60);
+        let won = attempt(Scenario(vec![
+            call(Method::GET, &format!("{LEASES}/op")).reply(200, lease("other", expired)),
+            call(Method::PUT, &format!("{LEASES}/op")).query("").reply(
+                409,
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict", "code": 409,
+                       "message": "the object has been modified"}),
+            ),
+        ]))
+        .await;
+        assert!(!won.expect("a conflict means someone else won"));
+    }
+
+    #[test]
+    fn leader_election_permissions_are_in_the_rbac_table() {
+        for verb in ["get", "create", "update"] {
+            assert!(
+                super::super::rbac::allows("coordination.k8s.io", "leases", verb),
+                "{verb}"
+            );
+        }
+    }
+}
