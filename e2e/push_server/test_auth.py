@@ -143,3 +143,21 @@ def test_forged_or_unknown_sessions_are_refused(processes, redis_server, session
         "no cookie": "no session cookie",
     }[case]
     assert expected in error["message"], error
+
+
+def test_user_publish_reaches_every_connection_of_that_user_on_every_node(processes, redis_server,
+                                                                          start_node, py_clients):
+    a = start_node(redis_server.url, node_id="a", JWT_SECRET=SECRET)
+    b = start_node(redis_server.url, node_id="b", JWT_SECRET=SECRET)
+    token = hs256(claims(sub="u9"))
+    on_a = py_clients()
+    assert on_a.connect(a.url, token), on_a.error_message()
+    on_b = NodeClients(processes, {"url": b.url, "auth": {"token": token}})
+    someone_else = NodeClients(processes, {"url": b.url, "auth": {"token": hs256(claims(sub="u10"))}})
+    on_b.wait_ready()
+    someone_else.wait_ready()
+    assert a.publish({"event": "dm", "data": "for u9", "user": "u9"}, API_TOKEN).status_code == 202
+    assert [e["data"] for e in on_b.settle("dm", 1)] == ["for u9"]
+    wait_until(lambda: on_a.received("dm"), 10, "the python client on node a")
+    assert on_a.received("dm") == ["for u9"]
+    assert someone_else.events("dm") == []
