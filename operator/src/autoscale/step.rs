@@ -34,6 +34,11 @@ use std::time::{Duration, Instant};
 
 /// How often a PushCluster with autoscaling is re-evaluated (the HPA's default sync period).
 pub const STEP_INTERVAL: Duration = Duration::from_secs(15);
+/// Least time between two decisions for one PushCluster. Reconciles also run on
+/// every watch event (a replica change causes several): they re-measure but do
+/// not decide again, so `maxScaleInStep` holds per [`STEP_INTERVAL`], not per
+/// event. The slack absorbs requeue timer jitter.
+pub const MIN_DECISION_GAP: Duration = Duration::from_secs(13);
 
 /// What one step found and did, for the status and the Events.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,7 +82,7 @@ impl StepEvent {
 /// Per-PushCluster recommendation histories (in memory: see [`History`] for what
 /// a restart or leader change means) and the scrape client.
 pub struct Autoscaler {
-    histories: Mutex<HashMap<String, History>>,
+    clusters: Mutex<HashMap<String, ClusterMemory>>,
     http: reqwest::Client,
     admin_port: u16,
 }
@@ -85,7 +90,7 @@ pub struct Autoscaler {
 impl Autoscaler {
     pub fn new(admin_port: u16) -> Self {
         Self {
-            histories: Mutex::default(),
+            clusters: Mutex::default(),
             http: scrape_client(SCRAPE_TIMEOUT),
             admin_port,
         }
@@ -93,8 +98,8 @@ impl Autoscaler {
 
     /// Forget a deleted PushCluster's history.
     pub fn forget(&self, pc: &PushCluster) {
-        if let Ok(mut h) = self.histories.lock() {
-            h.remove(&key(pc));
+        if let Ok(mut c) = self.clusters.lock() {
+            c.remove(&key(pc));
         }
     }
 
@@ -138,24 +143,15 @@ impl Autoscaler {
         };
         let policy = Policy::from(spec);
         let now = Instant::now();
-        let plan = {
-            let histories = self.histories.lock();
-            let empty = History::default();
-            let history = histories.as_ref().ok().and_then(|h| h.get(&key(pc)));
-            decide(
-                &policy,
-                pc.spec.replicas,
-                &loads,
-                history.unwrap_or(&empty),
-                now,
-            )
+        let Some(plan) = self.decide_if_due(pc, &policy, &loads, now) else {
+            // Measured only: keep showing the last decision's recommendation.
+            report.status.recommended_replicas = pc
+                .status
+                .as_ref()
+                .and_then(|s| s.autoscaler.as_ref())
+                .and_then(|a| a.recommended_replicas);
+            return Ok(report);
         };
-        if let Ok(mut h) = self.histories.lock() {
-            let keep = policy.scale_up_window.max(policy.scale_down_window);
-            h.entry(key(pc))
-                .or_default()
-                .record(now, plan.recommended, keep);
-        }
         status.recommended_replicas = Some(plan.recommended);
 
         let hpas = Api::<HorizontalPodAutoscaler>::namespaced(client.clone(), &ns)
@@ -186,6 +182,41 @@ impl Autoscaler {
         report.plan = Some(plan);
         Ok(report)
     }
+}
+
+impl Autoscaler {
+    /// Decide and remember the recommendation, unless this cluster's last
+    /// decision is younger than [`MIN_DECISION_GAP`].
+    fn decide_if_due(
+        &self,
+        pc: &PushCluster,
+        policy: &Policy,
+        loads: &[super::PodLoad],
+        now: Instant,
+    ) -> Option<Plan> {
+        let mut clusters = self.clusters.lock().ok()?;
+        let memory = clusters.entry(key(pc)).or_default();
+        if !decision_due(memory.last_decision, now) {
+            return None;
+        }
+        let plan = decide(policy, pc.spec.replicas, loads, &memory.history, now);
+        let keep = policy.scale_up_window.max(policy.scale_down_window);
+        memory.history.record(now, plan.recommended, keep);
+        memory.last_decision = Some(now);
+        Some(plan)
+    }
+}
+
+/// What the autoscaler remembers of one PushCluster (in memory only).
+#[derive(Debug, Default)]
+struct ClusterMemory {
+    history: History,
+    last_decision: Option<Instant>,
+}
+
+/// Whether a new decision may be taken at `now`.
+fn decision_due(last_decision: Option<Instant>, now: Instant) -> bool {
+    last_decision.is_none_or(|last| now.saturating_duration_since(last) >= MIN_DECISION_GAP)
 }
 
 fn key(pc: &PushCluster) -> String {

@@ -80,19 +80,8 @@ async fn serve_calls(mut handle: ApiHandle, calls: Vec<Call>) -> Vec<String> {
 
 /// /metrics servers on 127.0.0.2.., all on one port, each reporting `loads[i]`.
 async fn fake_pods(loads: &[i64]) -> (u16, Vec<String>) {
-    let first = tokio::net::TcpListener::bind("127.0.0.2:0")
-        .await
-        .expect("bind");
-    let port = first.local_addr().expect("addr").port();
-    let mut listeners = vec![first];
-    for i in 1..loads.len() {
-        let ip = format!("127.0.0.{}:{port}", i + 2);
-        listeners.push(
-            tokio::net::TcpListener::bind(ip)
-                .await
-                .expect("bind same port"),
-        );
-    }
+    let listeners = same_port_listeners(loads.len()).await;
+    let port = listeners[0].local_addr().expect("addr").port();
     let mut ips = Vec::new();
     for (listener, &n) in listeners.into_iter().zip(loads) {
         ips.push(listener.local_addr().expect("addr").ip().to_string());
@@ -103,6 +92,28 @@ async fn fake_pods(loads: &[i64]) -> (u16, Vec<String>) {
         tokio::spawn(async move { axum::serve(listener, app).await });
     }
     (port, ips)
+}
+
+/// `n` listeners on 127.0.0.2.. sharing one port; a port taken on one of the
+/// addresses (other tests run concurrently) means trying another.
+async fn same_port_listeners(n: usize) -> Vec<tokio::net::TcpListener> {
+    for _ in 0..50 {
+        let first = tokio::net::TcpListener::bind("127.0.0.2:0")
+            .await
+            .expect("bind");
+        let port = first.local_addr().expect("addr").port();
+        let mut listeners = vec![first];
+        for i in 1..n {
+            match tokio::net::TcpListener::bind(format!("127.0.0.{}:{port}", i + 2)).await {
+                Ok(l) => listeners.push(l),
+                Err(_) => break,
+            }
+        }
+        if listeners.len() == n {
+            return listeners;
+        }
+    }
+    panic!("no port free on 127.0.0.2..{} after 50 tries", n + 1);
 }
 
 fn pod_json(name: &str, ip: &str, cost: Option<&str>) -> Value {
@@ -397,4 +408,92 @@ fn external_scaler_matches_kind_group_and_name() {
             "case: {case}"
         );
     }
+}
+
+#[test]
+fn decisions_are_at_most_one_per_gap() {
+    let t0 = Instant::now();
+    let cases = [
+        ("never decided: due", None, t0, true),
+        (
+            "just decided: not due",
+            Some(t0),
+            t0 + Duration::from_secs(1),
+            false,
+        ),
+        ("one gap later: due", Some(t0), t0 + MIN_DECISION_GAP, true),
+    ];
+    for (case, last, now, want) in cases {
+        assert_eq!(decision_due(last, now), want, "case: {case}");
+    }
+}
+
+#[tokio::test]
+async fn a_second_reconcile_within_the_gap_measures_but_does_not_decide() {
+    let (port, ips) = fake_pods(&[10, 10]).await;
+    let (client, handle) = mock_client();
+    let pc = cluster(
+        "{enabled: true, targetConnectionsPerPod: 100, scaleDownStabilizationSeconds: 0}",
+        2,
+    );
+    let pods = || {
+        list(
+            "PodList",
+            vec![
+                pod_json("chat-a", &ips[0], None),
+                pod_json("chat-b", &ips[1], None),
+            ],
+        )
+    };
+    let scale = json!({
+        "apiVersion": "autoscaling/v1", "kind": "Scale",
+        "metadata": { "name": "chat", "namespace": "apps" }, "spec": { "replicas": 1 }
+    });
+    let calls = vec![
+        Call {
+            method: Method::GET,
+            path: PODS_LIST,
+            content_type: None,
+            body: None,
+            respond: pods(),
+        },
+        Call {
+            method: Method::GET,
+            path: HPA_LIST,
+            content_type: None,
+            body: None,
+            respond: list("HorizontalPodAutoscalerList", vec![]),
+        },
+        Call {
+            method: Method::PATCH,
+            path: "/apis/pushcluster.dev/v1alpha1/namespaces/apps/pushclusters/chat/scale?&fieldManager=pushcluster-autoscaler",
+            content_type: MERGE,
+            body: Some(json!({ "spec": { "replicas": 1 } })),
+            respond: scale,
+        },
+        // The reconcile the replica change triggers: pods only, no second scale-in.
+        Call {
+            method: Method::GET,
+            path: PODS_LIST,
+            content_type: None,
+            body: None,
+            respond: pods(),
+        },
+    ];
+    let server = tokio::spawn(serve_calls(handle, calls));
+    let autoscaler = Autoscaler::new(port);
+    let first = autoscaler
+        .step(&client, &pc, SELECTOR)
+        .await
+        .expect("first step");
+    assert_eq!(first.plan.map(|p| p.replicas), Some(1));
+    let mut again = pc.clone();
+    again.spec.replicas = 2; // as if the watch event raced the write: still 2
+    let second = autoscaler
+        .step(&client, &again, SELECTOR)
+        .await
+        .expect("second step");
+    server.await.expect("api server");
+    assert_eq!(second.plan, None);
+    assert_eq!(second.connections, Some(20));
 }
