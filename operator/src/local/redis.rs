@@ -8,11 +8,14 @@ use std::time::Duration;
 
 use super::child::{Child, ChildError};
 
+const RESTART_INTERVAL: Duration = Duration::from_secs(1);
+
 pub struct RedisServer {
     pub addr: SocketAddr,
     pub password: String,
     dir: PathBuf,
     child: Child,
+    started: std::time::Instant,
 }
 
 impl RedisServer {
@@ -24,6 +27,7 @@ impl RedisServer {
             password,
             dir: dir.to_owned(),
             child,
+            started: std::time::Instant::now(),
         })
     }
 
@@ -36,11 +40,13 @@ impl RedisServer {
         self.child.pid()
     }
 
-    /// Starts it again, same port and password, when it died.
+    /// Starts it again, same port and password, when it died (at most once a second,
+    /// so a server that cannot start does not spin).
     pub fn restart_if_dead(&mut self) -> Result<bool, ChildError> {
-        if self.child.alive() {
+        if self.child.alive() || self.started.elapsed() < RESTART_INTERVAL {
             return Ok(false);
         }
+        self.started = std::time::Instant::now();
         tracing::warn!(addr = %self.addr, status = ?self.child.exit_status(), "redis-server exited: restarting");
         self.child = spawn(self.addr, &self.password, &self.dir)?;
         Ok(true)
