@@ -10,6 +10,8 @@
 //! targets the same PushCluster: it publishes a Warning Event and keeps only
 //! measuring until one of the two is removed.
 //!
+//! [`Autoscaler::before_deployment_apply`] is that hook in one call.
+//!
 //! The operator writes replicas with a JSON merge patch on the scale
 //! subresource (`PATCH .../pushclusters/NAME/scale`, `{"spec":{"replicas":N}}`):
 //! the same door `kubectl scale` and the HPA use, RBAC can grant it alone
@@ -20,6 +22,7 @@ use super::patch_params;
 use super::scale_in::{choose_victims, cost_patches, mark};
 use super::scrape::{SCRAPE_TIMEOUT, client as scrape_client, scrape_all, targets_from_pods};
 use crate::resources::{AutoscalerStatus, PushCluster};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -185,6 +188,38 @@ impl Autoscaler {
 }
 
 impl Autoscaler {
+    /// The scale-in hook: call right before applying the Deployment `deployment`
+    /// with `desired` replicas. When the live Deployment has more, the least-loaded
+    /// pods are marked first (see [`prepare_scale_in`]); returns them (empty when
+    /// nothing is scaled in, or the Deployment does not exist yet). An error means
+    /// the marks are not all written: do not lower the replicas in this reconcile.
+    pub async fn before_deployment_apply(
+        &self,
+        client: &Client,
+        namespace: &str,
+        deployment: &str,
+        selector: &str,
+        desired: i32,
+    ) -> Result<Vec<String>, kube::Error> {
+        let live = Api::<Deployment>::namespaced(client.clone(), namespace)
+            .get_opt(deployment)
+            .await?;
+        let current = live.and_then(|d| d.spec.replicas).unwrap_or(0);
+        if current <= desired {
+            return Ok(Vec::new());
+        }
+        let pods = Api::<Pod>::namespaced(client.clone(), namespace);
+        prepare_scale_in(
+            &pods,
+            &self.http,
+            self.admin_port,
+            selector,
+            current,
+            desired,
+        )
+        .await
+    }
+
     /// Decide and remember the recommendation, unless this cluster's last
     /// decision is younger than [`MIN_DECISION_GAP`].
     fn decide_if_due(

@@ -497,3 +497,95 @@ async fn a_second_reconcile_within_the_gap_measures_but_does_not_decide() {
     assert_eq!(second.plan, None);
     assert_eq!(second.connections, Some(20));
 }
+
+fn deployment_json(replicas: i32) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": { "name": "chat", "namespace": "apps" },
+        "spec": { "replicas": replicas, "selector": { "matchLabels": { "app": "x" } },
+                  "template": { "metadata": { "labels": { "app": "x" } }, "spec": { "containers": [] } } }
+    })
+}
+
+const DEPLOYMENT_GET: &str = "/apis/apps/v1/namespaces/apps/deployments/chat";
+
+#[tokio::test]
+async fn hook_marks_the_lightest_pod_when_the_deployment_shrinks() {
+    let (port, ips) = fake_pods(&[9, 30]).await;
+    let (client, handle) = mock_client();
+    let calls = vec![
+        Call {
+            method: Method::GET,
+            path: DEPLOYMENT_GET,
+            content_type: None,
+            body: None,
+            respond: deployment_json(2),
+        },
+        Call {
+            method: Method::GET,
+            path: PODS_LIST,
+            content_type: None,
+            body: None,
+            respond: list(
+                "PodList",
+                vec![
+                    pod_json("chat-a", &ips[0], None),
+                    pod_json("chat-b", &ips[1], None),
+                ],
+            ),
+        },
+        Call {
+            method: Method::PATCH,
+            path: "/api/v1/namespaces/apps/pods/chat-a?&fieldManager=pushcluster-autoscaler",
+            content_type: MERGE,
+            body: Some(
+                json!({"metadata":{"annotations":{"controller.kubernetes.io/pod-deletion-cost":"-1"}}}),
+            ),
+            respond: pod_json("chat-a", &ips[0], Some("-1")),
+        },
+    ];
+    let server = tokio::spawn(serve_calls(handle, calls));
+    let victims = Autoscaler::new(port)
+        .before_deployment_apply(&client, "apps", "chat", SELECTOR, 1)
+        .await
+        .expect("hook");
+    server.await.expect("api server");
+    assert_eq!(victims, vec!["chat-a".to_string()]);
+}
+
+#[tokio::test]
+async fn hook_does_nothing_more_when_not_shrinking_or_not_created() {
+    for (case, live, status) in [
+        ("same replicas", deployment_json(2), 200),
+        ("more replicas", deployment_json(1), 200),
+        (
+            "no Deployment yet",
+            json!({"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404}),
+            404,
+        ),
+    ] {
+        let (client, mut handle) = mock_client();
+        let server = tokio::spawn(async move {
+            let (request, send) = handle.next_request().await.expect("a GET");
+            assert_eq!(
+                (request.method(), request.uri().to_string()),
+                (&Method::GET, DEPLOYMENT_GET.to_string())
+            );
+            send.send_response(
+                Response::builder()
+                    .status(status)
+                    .body(Body::from(serde_json::to_vec(&live).expect("json")))
+                    .expect("response"),
+            );
+            let extra =
+                tokio::time::timeout(Duration::from_millis(300), handle.next_request()).await;
+            assert!(!matches!(extra, Ok(Some(_))), "unexpected extra call");
+        });
+        let victims = Autoscaler::new(9090)
+            .before_deployment_apply(&client, "apps", "chat", SELECTOR, 2)
+            .await
+            .expect("hook");
+        server.await.unwrap_or_else(|e| panic!("case {case}: {e}"));
+        assert!(victims.is_empty(), "case: {case}");
+    }
+}
