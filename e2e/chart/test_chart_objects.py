@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from chartlib import (
-    CHART, CRD_FILE, RELEASE_NAMESPACE, REPO, VALUE_COMBINATIONS, one, render, run_helm,
+    CHART, CRD_FILE, RELEASE_NAMESPACE, REPO, VALUE_COMBINATIONS, find_binary, one, render, run_helm,
 )
 
 DEPLOYMENT = "pc-pushcluster-operator"
@@ -236,3 +236,20 @@ def test_sync_version_script_bumps_workspace_and_chart(tmp_path):
     assert [(a, b) for a, b in zip(before, after) if a != b] == [
         (f'version = "{workspace_version()}"', 'version = "1.2.3-rc.1"')
     ]
+
+
+# --- the binary reads what the chart sets ---------------------------------------
+
+def test_push_operator_run_reads_every_env_the_chart_sets(helm, tmp_path, contract):
+    binary = find_binary("push-operator", "PUSH_OPERATOR_BIN")
+    if binary is None:
+        pytest.fail("push-operator binary not found: cargo build -p push-operator (or set PUSH_OPERATOR_BIN)")
+    container = operator_pod(render(helm, {}, tmp_path))["containers"][0]
+    proc = subprocess.run([binary, *container["args"], "--help"], capture_output=True, text=True, timeout=60)
+    if proc.returncode != 0 and "unrecognized subcommand" in proc.stderr:
+        pytest.skip(f"{binary} has no `run` subcommand yet (issue 3)")
+    assert proc.returncode == 0, proc.stderr
+    # Logging is set up before argument parsing, from the env alone (operator telemetry).
+    logging = {contract["operator::env"]["LOG"], contract["operator::env"]["LOG_FORMAT"]}
+    flags = {e["name"] for e in container["env"]} - logging
+    assert sorted(f for f in flags if f"[env: {f}=" not in proc.stdout) == [], proc.stdout
