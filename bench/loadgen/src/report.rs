@@ -111,6 +111,16 @@ pub fn render(push: &SuiteResult, node: &SuiteResult, machine: &str) -> String {
         met: fan_ratio.map(|r| r >= TARGET_FANOUT_RATIO),
     });
     rows.push(Row {
+        figure: "fan-out: server CPU per delivered message at that step (µs)".into(),
+        push: pb.as_ref().map(|s| s.server_cpu_us_per_delivery),
+        node: nb.as_ref().map(|s| s.server_cpu_us_per_delivery),
+        decimals: 2,
+        target: format!("≤ Node's / {TARGET_FANOUT_RATIO} (≥ {TARGET_FANOUT_RATIO}× per core)"),
+        met: pb.as_ref().zip(nb.as_ref()).map(|(p, n)| {
+            p.server_cpu_us_per_delivery * TARGET_FANOUT_RATIO <= n.server_cpu_us_per_delivery
+        }),
+    });
+    rows.push(Row {
         figure: "fan-out: p99 at that step (ms)".into(),
         push: pb.as_ref().map(|s| s.latency.p99_ms),
         node: nb.as_ref().map(|s| s.latency.p99_ms),
@@ -247,7 +257,7 @@ fn step_row(out: &mut String, name: &str, f: &FanoutResult, s: &FanoutStep) {
         .collect();
     let _ = writeln!(
         out,
-        "| {name} | {} | {} | {} | {} ({:.0}) | {:.0} | {:.2} | {:.2} | {:.2} | {} | {} | {}{} | {:.0}% / {:.0}% |",
+        "| {name} | {} | {} | {} | {} ({:.0}) | {:.0} | {:.2} | {:.2} | {:.2} | {} | {} | {}{} | {:.0}% / {:.0}% | {:.2} |",
         f.nodes,
         f.connected,
         f.rooms,
@@ -262,7 +272,8 @@ fn step_row(out: &mut String, name: &str, f: &FanoutResult, s: &FanoutStep) {
         s.lost,
         if s.overloaded { " (overloaded)" } else { "" },
         s.server_cpu_pct,
-        s.generator_cpu_pct
+        s.generator_cpu_pct,
+        s.server_cpu_us_per_delivery
     );
 }
 
@@ -287,6 +298,8 @@ mod tests {
     fn suite(server: ServerKind, kib: f64, delivered: f64, p99: f64) -> SuiteResult {
         let step = FanoutStep {
             delivered_per_s: delivered,
+            // Server CPU per delivery scales inversely with throughput here.
+            server_cpu_us_per_delivery: 1000.0 / delivered,
             latency: Latency {
                 p99_ms: p99,
                 ..Default::default()
@@ -328,6 +341,10 @@ mod tests {
         );
         assert!(md.contains("cross-node p99, clients on the other node (ms) | – | – | – | ≤ 5 ms | not measured |"), "{md}");
         assert!(md.contains("WebSocket connections held on one node | 1000 | 1000 | 1.00× | 19000 | **not met** |"), "{md}");
+        assert!(
+            md.contains("| fan-out: server CPU per delivered message at that step (µs) | 5.00 | 10.00 | 0.50× | ≤ Node's / 3 (≥ 3× per core) | **not met** |"),
+            "{md}"
+        );
         assert!(md.contains("nproc 2"));
     }
 }

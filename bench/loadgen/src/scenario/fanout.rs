@@ -52,6 +52,8 @@ pub struct FanoutStep {
     /// the generator side means the generator, not the server, set the limit.
     pub server_cpu_pct: f64,
     pub generator_cpu_pct: f64,
+    /// Server CPU time per delivered message, µs.
+    pub server_cpu_us_per_delivery: f64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -121,6 +123,7 @@ pub fn summarise(
         first_error: publish.first_error.clone(),
         server_cpu_pct: 0.0,
         generator_cpu_pct: 0.0,
+        server_cpu_us_per_delivery: 0.0,
     }
 }
 
@@ -147,7 +150,7 @@ pub async fn run(
         let expected = publish.expected_deliveries(&connect.per_room);
         let report = await_deliveries(&mut fleet, step, expected, cfg.grace).await?;
         let mut summary = summarise(rate, step, &publish, &connect, &report);
-        (summary.server_cpu_pct, summary.generator_cpu_pct) = cpu.percent(cluster, &fleet);
+        cpu.finish(cluster, &fleet, &mut summary);
         let overloaded = summary.overloaded;
         eprintln!(
             "fanout step {step}: {rate}/s -> {:.0} deliveries/s, p99 {:.2} ms, lost {}, cpu server {:.0}% generator {:.0}%",

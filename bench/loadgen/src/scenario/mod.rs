@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::fleet::{Fleet, FleetError, FleetReport};
 use crate::launch::Cluster;
+use crate::scenario::fanout::FanoutStep;
 use crate::spec::{Transport, WorkerSpec};
 
 #[derive(Debug, thiserror::Error)]
@@ -99,11 +100,38 @@ impl CpuWindow {
         }
     }
 
-    /// (server %, generator %) of one CPU since `start`.
-    pub fn percent(&self, cluster: &Cluster, fleet: &Fleet) -> (f64, f64) {
+    /// Writes the CPU use since `start` into `step`.
+    pub fn finish(&self, cluster: &Cluster, fleet: &Fleet, step: &mut FanoutStep) {
         let wall = self.started.elapsed().as_secs_f64().max(1e-9);
         let server = crate::procfs::cpu_seconds(&cluster.pids) - self.server;
         let generator = crate::procfs::cpu_seconds(&fleet.generator_pids()) - self.generator;
-        (100.0 * server / wall, 100.0 * generator / wall)
+        step.server_cpu_pct = 100.0 * server / wall;
+        step.generator_cpu_pct = 100.0 * generator / wall;
+        step.server_cpu_us_per_delivery = per_delivery_us(server, step.received);
+    }
+}
+
+/// Server CPU time per delivered message, µs: a throughput-per-core figure
+/// that holds even when the generator, not the server, limits a step.
+pub fn per_delivery_us(server_cpu_seconds: f64, received: u64) -> f64 {
+    if received == 0 {
+        return 0.0;
+    }
+    server_cpu_seconds * 1e6 / received as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_delivery_table() {
+        let cases = [
+            ("normal", 0.5, 100_000, 5.0),
+            ("nothing delivered", 1.0, 0, 0.0),
+        ];
+        for (name, cpu, received, want) in cases {
+            assert_eq!(per_delivery_us(cpu, received), want, "case {name}");
+        }
     }
 }

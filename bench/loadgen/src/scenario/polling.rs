@@ -84,7 +84,7 @@ pub async fn run(
         let expected = publish.expected_deliveries(&connect.per_room);
         let report = await_deliveries(&mut fleet, step, expected, cfg.grace).await?;
         let mut summary = fanout::summarise(rate, step, &publish, &connect, &report);
-        (summary.server_cpu_pct, summary.generator_cpu_pct) = cpu.percent(cluster, &fleet);
+        cpu.finish(cluster, &fleet, &mut summary);
         let passed = step_passes(size, connect.ok, summary.lost, summary.latency.p99_ms);
         eprintln!(
             "polling {size} clients ({} connected): p99 {:.1} ms, lost {}, {}",
