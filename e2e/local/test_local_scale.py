@@ -18,7 +18,9 @@ DRAIN_SECONDS = 4
 def test_scale_out_and_in_by_editing_the_manifest(tmp_path):
     with LocalCluster(tmp_path, manifest("scale", 3, DRAIN_SECONDS, "cookie")) as cluster:
         common = {"url": cluster.endpoint, "withCredentials": True}
-        first = Swarm({**common, "count": 30, "transports": ["websocket"]})
+        # Long-polling clients too: with cookie affinity their sessions stay on a draining
+        # node until the drain moves them, like the WebSockets.
+        first = Swarm({**common, "count": 30, "transports": ["polling"]})
         second = None
         try:
             first.wait_ready()
