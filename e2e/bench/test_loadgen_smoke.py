@@ -83,20 +83,10 @@ def js_count(proc: subprocess.Popen, expected: int) -> dict:
         time.sleep(0.1)
 
 
-# push-server acks `subscribe` only if its connect handler has run: socketioxide
-# sends the CONNECT packet first and runs an async connect handler on a spawned
-# task, so a `subscribe` sent right after CONNECT can find no handler and is
-# dropped (seen here for ~5% of WebSocket clients; 1 in 200 with the official
-# client). Reported to the push-server owner; XPASS once fixed.
-PUSH_SUBSCRIBE_RACE = pytest.mark.xfail(
-    reason="push-server drops a subscribe sent right after CONNECT (async connect handler race)", strict=False
-)
-
-
 @pytest.mark.parametrize(
     "server,transport",
     [
-        pytest.param("push", "websocket", marks=PUSH_SUBSCRIBE_RACE),
+        ("push", "websocket"),
         ("push", "polling"),
         ("node", "websocket"),
         ("node", "polling"),

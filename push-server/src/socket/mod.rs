@@ -112,7 +112,11 @@ async fn authenticate<A: Adapter>(
     let token = auth.ok().and_then(|a| a.token);
     match identify(&state, token, socket.req_parts()).await {
         Ok(identity) => {
+            if let Some(user) = &identity.user {
+                socket.join(user_room(user));
+            }
             socket.extensions.insert(identity);
+            register_handlers(&socket);
             Ok(())
         }
         Err(e) => {
@@ -131,10 +135,13 @@ async fn on_connect<A: Adapter>(socket: SocketRef<A>, State(state): State<Shared
         .extensions
         .get::<Identity>()
         .unwrap_or_else(Identity::anonymous);
-    if let Some(user) = &identity.user {
-        socket.join(user_room(user));
-    }
     tracing::debug!(sid = %socket.id, user = ?identity.user, transport = ?socket.transport_type(), "connected");
+}
+
+/// Registered by the middleware, before CONNECT is sent: socketioxide runs the
+/// (async) connect handler on a spawned task after sending CONNECT, so handlers
+/// registered there could miss a `subscribe` the client sends right away.
+fn register_handlers<A: Adapter>(socket: &SocketRef<A>) {
     socket.on(SUBSCRIBE, on_subscribe::<A>);
     socket.on(UNSUBSCRIBE, on_unsubscribe::<A>);
     socket.on_disconnect(on_disconnect::<A>);
