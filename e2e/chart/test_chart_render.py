@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 
+import jsonschema
 import pytest
+import yaml
 
 from chartlib import (
     CHART, REPO, VALUE_COMBINATIONS, kubernetes_schema_errors, render, run_helm, template, validate_custom_resources,
@@ -104,23 +106,50 @@ def test_kubernetes_older_than_1_30_is_refused(helm, tmp_path):
     assert "kubeVersion" in proc.stderr or "incompatible" in proc.stderr, proc.stderr
 
 
-def test_install_dry_run_prints_the_next_command(helm, tmp_path):
-    proc = run_helm(helm, "install", "pc", str(CHART), "--namespace", "pushcluster-system",
-                    "--dry-run=client")
+def notes(helm, *extra: str) -> str:
+    proc = run_helm(helm, "install", "pc", str(CHART), "--namespace", "pushcluster-system", "--dry-run=client", *extra)
     assert "NOTES:" in proc.stdout
-    notes = proc.stdout.split("NOTES:", 1)[1]
-    assert "kubectl apply -f examples/chat.yaml" in notes
+    return proc.stdout.split("NOTES:", 1)[1]
+
+
+def inline_manifest(text: str) -> dict:
+    body = text.split("<<'EOF'\n", 1)[1].split("\n  EOF", 1)[0]
+    return yaml.safe_load("\n".join(line.removeprefix("  ") for line in body.splitlines()))
+
+
+def test_install_notes_give_the_next_commands(helm):
+    text = notes(helm)
+    assert "kubectl apply -f examples/chat.yaml" in text
     assert (REPO / "examples" / "chat.yaml").is_file(), "NOTES names an example that does not exist"
-    assert "kind: PushCluster" in notes
-    assert "kubectl get pushcluster -w" in notes
+    assert "kubectl apply -n default -f - <<'EOF'" in text
+    assert "kubectl get pushcluster -n default -w" in text
+    assert "kubectl port-forward -n default svc/chat 3000:3000" in text
+
+
+def test_install_notes_in_namespaced_mode_use_a_watched_namespace(helm):
+    text = notes(helm, "--set-json", 'watchNamespaces=["team-a","team-b"]')
+    assert "examples/chat.yaml" not in text, "chat.yaml is in namespace default, which is not watched"
+    assert "kubectl apply -n team-a -f - <<'EOF'" in text
+    assert "It manages PushClusters in: team-a, team-b." in text
+
+
+def test_the_manifest_in_the_notes_is_a_valid_pushcluster(helm):
+    """Checked against the CRD's own schema, as the API server would."""
+    manifest = inline_manifest(notes(helm))
+    crd = yaml.safe_load((REPO / "crds" / "pushcluster.yaml").read_text())
+    version = next(v for v in crd["spec"]["versions"] if v["served"])
+    assert manifest["apiVersion"] == f"{crd['spec']['group']}/{version['name']}"
+    assert manifest["kind"] == crd["spec"]["names"]["kind"]
+    schema = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    errors = [e.message for e in jsonschema.Draft7Validator(schema).iter_errors(manifest["spec"])]
+    assert errors == []
+    broken = [e.message for e in jsonschema.Draft7Validator(schema).iter_errors({"replicas": "two"})]
+    assert broken, "the schema check can fail"
 
 
 def test_defaults_validate_against_values_schema():
     """values.yaml itself satisfies values.schema.json (helm checks this too,
     but this names the offending key without helm)."""
-    import jsonschema
-    import yaml
-
     schema = json.loads((CHART / "values.schema.json").read_text())
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     jsonschema.Draft7Validator.check_schema(schema)
