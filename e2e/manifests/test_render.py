@@ -176,7 +176,10 @@ HEAD = "apiVersion: pushcluster.dev/v1alpha1\nkind: PushCluster\nmetadata: {name
     ("spec: {exposure: {host: a.b, ingress: {className: t, controller: traefik, affinity: ipHash}}}", "spec.exposure.ingress.affinity"),
     ("spec: {replicas: lots}", "spec.replicas"),
     ("spec: {env: [{name: PUSH_API_TOKEN, value: x}]}", "spec.env[0].name"),
-], ids=["two-redis-modes", "ingress-without-host", "min-above-max", "traefik-ip-hash", "wrong-type", "reserved-env"])
+    ("spec: {replica: 3}", "spec.replica"),
+    ("spec: {replicas: 5000}", "spec.replicas"),
+], ids=["two-redis-modes", "ingress-without-host", "min-above-max", "traefik-ip-hash", "wrong-type", "reserved-env",
+        "misspelt-field", "above-maximum"])
 def test_invalid_spec_is_rejected_naming_the_field(operator, spec, field):
     proc = render(operator, HEAD + spec)
     assert proc.returncode != 0

@@ -66,6 +66,16 @@ pub fn parse_manifests(manifest: &str) -> Result<Vec<PushCluster>, RenderError> 
                 kind: kind.to_string(),
             });
         }
+        let raw: serde_json::Value = serde_yaml_ng::from_value(value.clone())
+            .map_err(|source| RenderError::Parse { doc, source })?;
+        let errors = validate::schema::schema_errors(&raw);
+        if !errors.is_empty() {
+            let name = raw["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            return Err(RenderError::Invalid { doc, name, errors });
+        }
         // Re-read from text: serde_yaml_ng names the failing field's path only when
         // deserializing from a document, not from a Value.
         let text = serde_yaml_ng::to_string(&value)

@@ -5,6 +5,8 @@
 //! the derived objects, env vars that collide with the operator's own,
 //! combinations a mode does not support. Every error names the field.
 
+pub mod schema;
+
 use crate::resources::{
     ExposureSpec, IngressAffinity, IngressController, PushCluster, PushClusterSpec,
 };
@@ -19,7 +21,7 @@ const MAX_DNS_LABEL: usize = 63;
 
 /// Why a PushCluster cannot be turned into objects. The message starts with the field path.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {message}")]
+#[error("{}", self.render())]
 pub struct ValidationError {
     /// JSON path of the offending field, e.g. `spec.exposure.ingress.affinity`.
     pub field: String,
@@ -27,7 +29,16 @@ pub struct ValidationError {
 }
 
 impl ValidationError {
-    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+    /// `field: message`, without repeating the field when the (CEL) message already starts with it.
+    fn render(&self) -> String {
+        if self.message.starts_with(&self.field) {
+            self.message.clone()
+        } else {
+            format!("{}: {}", self.field, self.message)
+        }
+    }
+
+    pub(crate) fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             field: field.into(),
             message: message.into(),
