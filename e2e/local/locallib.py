@@ -11,45 +11,29 @@ import os
 import queue
 import signal
 import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import requests
 import yaml
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
-CONTRACT = json.loads((REPO / "e2e" / "contract.json").read_text())
-API_TOKEN_VAR = CONTRACT["env"]["API_TOKEN"]
-T = TypeVar("T")
+sys.path.insert(0, str(HERE.parent))  # e2e/: the shared harness
+from harness import REPO, contract, find_binary, wait_until  # noqa: E402
+
+CONTRACT = contract()
+__all__ = ["REPO", "wait_until", "LocalCluster", "Swarm", "manifest", "record_measurement"]
 
 
 def binary(name: str) -> str:
     """PUSH_<NAME>_BIN, else $CARGO_TARGET_DIR/debug/<name>, else <repo>/target/debug/<name>."""
-    env = os.environ.get(f"{name.upper().replace('-', '_')}_BIN")
-    candidates = [Path(env)] if env else []
-    if os.environ.get("CARGO_TARGET_DIR"):
-        candidates.append(Path(os.environ["CARGO_TARGET_DIR"]) / "debug" / name)
-    candidates.append(REPO / "target" / "debug" / name)
-    for path in candidates:
-        if path.is_file():
-            return str(path)
-    raise AssertionError(f"{name} not built (looked at {[str(c) for c in candidates]}): run cargo build --workspace --bins")
-
-
-def wait_until(check: Callable[[], T], timeout: float, what: str, interval: float = 0.1) -> T:
-    """Polls `check` until it returns something truthy; fails naming `what`."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+    path = find_binary(name, f"{name.upper().replace('-', '_')}_BIN")
+    if path is None:
+        raise AssertionError(f"{name} not built: run cargo build --workspace --bins (or set {name.upper().replace('-', '_')}_BIN)")
+    return str(path)
 
 
 def manifest(name: str, replicas: int, drain_seconds: int, affinity: str) -> dict:
