@@ -164,7 +164,11 @@ pub enum NginxError {
 pub struct Nginx {
     site: Site,
     child: Child,
+    started: std::time::Instant,
 }
+
+/// Restarting a dead nginx more often than this only spins (e.g. its port is taken).
+const RESTART_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Nginx {
     fn conf(dir: &Path) -> PathBuf {
@@ -211,7 +215,11 @@ impl Nginx {
             .arg("-c")
             .arg(Self::conf(&site.dir));
         let child = Child::spawn("nginx", cmd, &site.dir.join("nginx.out"))?;
-        Ok(Self { site, child })
+        Ok(Self {
+            site,
+            child,
+            started: std::time::Instant::now(),
+        })
     }
 
     pub fn site(&self) -> &Site {
@@ -229,11 +237,12 @@ impl Nginx {
         Ok(())
     }
 
-    /// Starts nginx again with the current site when it died.
+    /// Starts nginx again with the current site when it died (at most once a second).
     pub fn restart_if_dead(&mut self) -> Result<bool, NginxError> {
-        if self.child.alive() {
+        if self.child.alive() || self.started.elapsed() < RESTART_INTERVAL {
             return Ok(false);
         }
+        tracing::warn!(status = ?self.child.exit_status(), "nginx exited: restarting (see {}/error.log)", self.site.dir.display());
         *self = Self::start(self.site.clone())?;
         Ok(true)
     }

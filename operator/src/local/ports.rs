@@ -43,8 +43,32 @@ pub fn any() -> std::io::Result<SocketAddr> {
 pub fn front(requested: Option<u16>) -> std::io::Result<SocketAddr> {
     match requested {
         Some(0) => any(),
-        Some(port) => Ok(SocketAddr::from((LOOPBACK, port))),
+        Some(port) if is_free(port) => Ok(SocketAddr::from((LOOPBACK, port))),
+        Some(port) => Err(std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            format!("port {port} is in use: pick another --port (0 = any free port)"),
+        )),
         None if is_free(8080) => Ok(SocketAddr::from((LOOPBACK, 8080))),
         None => any(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_taken_front_port_is_refused_with_a_hint() {
+        let taken = TcpListener::bind((LOOPBACK, 0)).expect("bind");
+        let port = taken.local_addr().expect("addr").port();
+        let err = front(Some(port)).expect_err("in use");
+        assert!(err.to_string().contains("pick another --port"), "{err}");
+        assert_ne!(front(Some(0)).expect("any").port(), 0);
+    }
+
+    #[test]
+    fn pairs_are_consecutive() {
+        let (client, admin) = consecutive_pair().expect("ports");
+        assert_eq!(admin.port(), client.port() + 1);
     }
 }
