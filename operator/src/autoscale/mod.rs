@@ -14,6 +14,8 @@ pub mod local;
 pub mod scale_in;
 pub mod scrape;
 pub mod step;
+#[cfg(test)]
+pub(crate) mod test_pods;
 
 pub use decision::{Direction, History, Measurement, Plan, PodLoad, Policy, decide};
 pub use step::{Autoscaler, STEP_INTERVAL, StepReport, prepare_scale_in};

@@ -8,10 +8,10 @@
 //! no longer wanted, run the autoscaler step, write the status.
 //!
 //! Extension points:
-//! - autoscaling: [`Context::autoscaler`] is stepped after the apply when
-//!   `spec.autoscaling` is set (see [`autoscale_step`]); a scale-in hook
-//!   (`crate::autoscale::prepare_scale_in`) belongs right before the Deployment
-//!   is applied in [`apply_all`].
+//! - autoscaling: [`Context::autoscaler`] is stepped after the apply (see
+//!   [`autoscale_step`]: measures always, decides when `spec.autoscaling.enabled`),
+//!   and [`scale_in_hook`] marks the least-loaded pods right before a Deployment
+//!   apply that lowers the replicas.
 //! - permissions: every API request must be covered by [`rbac::PERMISSIONS`]
 //!   (the mock-API tests fail otherwise).
 
@@ -296,6 +296,9 @@ async fn apply_all(
         if object.kind() == ObjectKind::HttpRoute && !gateway_installed {
             continue;
         }
+        if object.kind() == ObjectKind::Deployment {
+            scale_in_hook(ctx, pc, vc, &object.name()).await?;
+        }
         let applied = match apply::apply(&ctx.client, &vc.namespace, &object).await {
             Ok(applied) => applied,
             Err(e) => {
@@ -342,6 +345,48 @@ fn exposure_summary(vc: &ValidatedCluster) -> String {
     }
 }
 
+/// Scale-in without a storm (crate::autoscale::scale_in): before the Deployment's
+/// replicas drop — by the connection autoscaler, `kubectl scale`, an HPA or KEDA —
+/// the least-loaded pods get a low pod-deletion-cost. If that fails the reconcile
+/// fails before the apply, so the replicas are not lowered without the marks.
+async fn scale_in_hook(
+    ctx: &Context,
+    pc: &PushCluster,
+    vc: &ValidatedCluster,
+    deployment: &str,
+) -> Result<()> {
+    let Some(autoscaler) = ctx.autoscaler.as_ref() else {
+        return Ok(());
+    };
+    let selector = build::labels::selector_string(vc, build::labels::Component::Server);
+    match autoscaler
+        .before_deployment_apply(
+            &ctx.client,
+            &vc.namespace,
+            deployment,
+            &selector,
+            vc.spec.replicas,
+        )
+        .await
+    {
+        Ok(victims) if victims.is_empty() => Ok(()),
+        Ok(victims) => {
+            let note = format!(
+                "scaling in to {}: the pod(s) with the fewest connections go first and drain: {}",
+                vc.spec.replicas,
+                victims.join(", ")
+            );
+            publish(ctx, pc, EventType::Normal, "ScaleIn", note).await;
+            Ok(())
+        }
+        Err(e) => {
+            let note = format!("marking the pods to remove failed, replicas not lowered yet: {e}");
+            publish(ctx, pc, EventType::Warning, "ScaleInDeferred", note).await;
+            Err(e.into())
+        }
+    }
+}
+
 /// The autoscaler's step (when configured): fills status.connections and
 /// status.autoscaler and says when to come back. Its failures do not fail the reconcile.
 async fn autoscale_step(
@@ -351,7 +396,8 @@ async fn autoscale_step(
     status: &mut PushClusterStatus,
 ) -> Option<Duration> {
     let autoscaler = ctx.autoscaler.as_ref()?;
-    pc.spec.autoscaling.as_ref()?;
+    // Also without spec.autoscaling: status.connections (the Connections column) is
+    // measured for every cluster; the step only decides when autoscaling is enabled.
     match autoscaler.step(&ctx.client, pc, selector).await {
         Ok(report) => {
             status.connections = report.connections;

@@ -103,6 +103,8 @@ pub const PERMISSIONS: &[Permission] = &[
     p("events.k8s.io", "events", "create", Reconcile),
     // kube's Recorder patches an event it already created (a series) within 6 minutes.
     p("events.k8s.io", "events", "patch", Reconcile),
+    // The scale-in hook reads the live replica count before a Deployment apply.
+    p("apps", "deployments", "get", Autoscale),
     p("", "pods", "list", Autoscale),
     p("", "pods", "patch", Autoscale),
     p("autoscaling", "horizontalpodautoscalers", "list", Autoscale),
@@ -178,7 +180,10 @@ mod tests {
             .iter()
             .find(|r| r.resources == ["deployments"])
             .expect("deployments rule");
-        assert_eq!(deployments.verbs, ["create", "patch", "list", "watch"]);
+        assert_eq!(
+            deployments.verbs,
+            ["create", "patch", "list", "watch", "get"]
+        );
         assert_eq!(r.leader_election.len(), 1);
         assert_eq!(r.leader_election[0].resources, ["leases"]);
         assert!(r.namespaced.iter().all(|r| r.resources != ["leases"]));
