@@ -93,8 +93,12 @@ pub async fn run(options: Options) -> Result<(), LocalError> {
     })?;
     tracing::info!(workdir = %workdir.display(), "logs and nginx config live here");
     let mut autoscaling = crate::autoscale::local::ManifestAutoscaling::new(&options.manifest);
-    let (supervisor, handle) =
-        supervisor::Supervisor::start(options, binary, workdir.clone()).await?;
+    let (supervisor, handle) = supervisor::Supervisor::start(options, binary, workdir.clone())
+        .await
+        .inspect_err(|_| {
+            // Only when nothing was logged there yet (a bad manifest): logs are kept.
+            let _ = std::fs::remove_dir(&workdir);
+        })?;
     // spec.autoscaling: the controller's decision over these processes (autoscale::local);
     // it scales through `handle` like `Control::Scale`, and stops with the supervisor.
     let autoscaler = tokio::spawn(crate::autoscale::local::run(
