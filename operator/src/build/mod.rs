@@ -167,3 +167,5 @@ pub fn unwanted_objects(vc: &ValidatedCluster) -> Vec<(ObjectKind, String)> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_exposure;

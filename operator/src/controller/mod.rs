@@ -417,6 +417,10 @@ async fn autoscale_step(
 }
 
 #[cfg(test)]
+mod rbac_coverage_tests;
+#[cfg(test)]
+mod test_calls;
+#[cfg(test)]
 mod tests;
 
 #[cfg(test)]
