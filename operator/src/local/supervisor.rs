@@ -462,7 +462,7 @@ impl Supervisor {
             let text = state.to_string();
             if text != self.last_state {
                 let tmp = path.with_extension("tmp");
-                if std::fs::write(&tmp, &text)
+                if write_private(&tmp, &text)
                     .and_then(|()| std::fs::rename(&tmp, path))
                     .is_ok()
                 {
@@ -518,6 +518,19 @@ fn context<'a>(
         previous,
         affinity_override: options.no_affinity.then_some(Affinity::Off),
     }
+}
+
+/// Writes a file only its owner can read (the state file holds the Redis password).
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(text.as_bytes())
 }
 
 /// Polls `ready` every 100 ms up to [`START_TIMEOUT`].
