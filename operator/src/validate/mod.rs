@@ -338,6 +338,61 @@ mod tests {
     }
 
     #[test]
+    fn each_cel_rule_rejects_with_its_message() {
+        // (rule, spec violating only that rule, message the user sees)
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "one redis mode",
+                "spec: {redis: {managed: {}, external: {url: 'redis://r'}}}",
+                "set exactly one of managed or external",
+            ),
+            (
+                "no redis mode",
+                "spec: {redis: {}}",
+                "set exactly one of managed or external",
+            ),
+            (
+                "one exposure mode",
+                "spec: {exposure: {}}",
+                "set exactly one of gateway, ingress or service",
+            ),
+            (
+                "tls needs host",
+                "spec: {exposure: {tls: {secretName: t}, service: {}}}",
+                "spec.exposure.tls needs spec.exposure.host",
+            ),
+            (
+                "host for gateway",
+                "spec: {exposure: {gateway: {parentRef: {name: g}}}}",
+                "spec.exposure.host is required",
+            ),
+            (
+                "min <= max",
+                "spec: {autoscaling: {minReplicas: 4, maxReplicas: 3}}",
+                "minReplicas must not exceed maxReplicas",
+            ),
+            (
+                "replicas in bounds",
+                "spec: {replicas: 1, autoscaling: {enabled: true, minReplicas: 2, maxReplicas: 3}}",
+                "spec.replicas must lie within",
+            ),
+            (
+                "one jwt key",
+                "spec: {auth: {jwt: {}}}",
+                "set exactly one of secretRef (HS256) or publicKeySecretRef",
+            ),
+        ];
+        for (rule, spec, message) in cases {
+            let errs = validate(&cluster(&format!("{BASE}{spec}")), "default").expect_err(rule);
+            let text = describe(&errs);
+            assert!(
+                text.contains(message),
+                "rule {rule:?}: want {message:?} in {text:?}"
+            );
+        }
+    }
+
+    #[test]
     fn names_are_checked_for_derived_objects() {
         let cases: &[(&str, &str, bool)] = &[
             ("short", "chat", true),
