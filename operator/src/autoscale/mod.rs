@@ -15,6 +15,8 @@ pub mod scale_in;
 pub mod scrape;
 pub mod step;
 #[cfg(test)]
+pub(crate) mod test_api;
+#[cfg(test)]
 pub(crate) mod test_pods;
 
 pub use decision::{Direction, History, Measurement, Plan, PodLoad, Policy, decide};
