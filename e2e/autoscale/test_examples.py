@@ -106,3 +106,20 @@ def test_scalers_read_the_contract_metric_from_the_push_server_pods():
     assert relabel["sourceLabels"] == [f"__meta_kubernetes_pod_label_{instance}"]
     query = load("keda-scaledobject.yaml")["spec"]["triggers"][0]["metadata"]["query"]
     assert f'{metric}{{' in query and f'{relabel["targetLabel"]}="chat"' in query
+
+
+def test_podmonitor_selects_the_rendered_pods_and_their_metrics_port():
+    """`push-operator render` of the external-scaler PushCluster: the PodMonitor's
+    selector matches the Deployment's pod labels and its port name is the container
+    port serving /metrics (the admin port)."""
+    binary = require_binary("push-operator", "PUSH_OPERATOR_BIN")
+    out = subprocess.run([str(binary), "render", "-f", str(EXAMPLES / "pushcluster-external-scaler.yaml")],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    deployments = [d for d in yaml.safe_load_all(out.stdout) if d and d["kind"] == "Deployment"]
+    assert len(deployments) == 1
+    template = deployments[0]["spec"]["template"]
+    monitor = load("podmonitor.yaml")["spec"]
+    assert monitor["selector"]["matchLabels"].items() <= template["metadata"]["labels"].items()
+    ports = {p["name"]: p["containerPort"] for c in template["spec"]["containers"] for p in c.get("ports", [])}
+    assert ports.get(monitor["podMetricsEndpoints"][0]["port"]) == C["defaults"]["ADMIN_PORT"], ports
