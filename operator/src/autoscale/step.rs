@@ -128,6 +128,7 @@ impl Autoscaler {
         .await;
         let measurement = super::Measurement::of(&loads);
         let previous = pc.status.as_ref().and_then(|s| s.autoscaler.clone());
+        let previous_recommended = previous.as_ref().and_then(|p| p.recommended_replicas);
         let mut status = AutoscalerStatus {
             recommended_replicas: None,
             pods_measured: measurement.pods_measured,
@@ -180,6 +181,10 @@ impl Autoscaler {
             report.event = Some(event(false, reason, plan.reason.clone()));
         } else if measurement.pods_measured == 0 && measurement.pods_unmeasured > 0 {
             report.event = Some(event(true, "MetricsUnavailable", plan.reason.clone()));
+        } else if previous_recommended != Some(plan.recommended) {
+            // A hold worth knowing: the recommendation moved but a window or the
+            // tolerance keeps the replicas (the note says which).
+            report.event = Some(event(false, "RecommendationChanged", plan.reason.clone()));
         }
         report.status = status;
         report.plan = Some(plan);

@@ -277,5 +277,73 @@ async fn a_second_reconcile_within_the_gap_measures_but_does_not_decide() {
     assert_eq!(second.connections, Some(20));
 }
 
+#[tokio::test]
+async fn a_hold_reports_a_changed_recommendation_once() {
+    for (case, previous, want_event) in [
+        ("first recommendation: an event", None, true),
+        ("same as the status shows: none", Some(2), false),
+    ] {
+        let (port, ips) = fake_pods(&[100, 104]).await;
+        let (client, handle) = mock_client();
+        let mut pc = cluster("{enabled: true, targetConnectionsPerPod: 100}", 2);
+        pc.status = Some(crate::resources::PushClusterStatus {
+            autoscaler: Some(AutoscalerStatus {
+                recommended_replicas: previous,
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let calls = vec![
+            Call {
+                method: Method::GET,
+                path: PODS_LIST,
+                content_type: None,
+                body: None,
+                respond: list(
+                    "PodList",
+                    vec![
+                        pod_json("chat-a", &ips[0], None),
+                        pod_json("chat-b", &ips[1], None),
+                    ],
+                ),
+            },
+            Call {
+                method: Method::GET,
+                path: HPA_LIST,
+                content_type: None,
+                body: None,
+                respond: list("HorizontalPodAutoscalerList", vec![]),
+            },
+        ];
+        let server = tokio::spawn(serve_calls(handle, calls));
+        let report = Autoscaler::new(port)
+            .step(&client, &pc, SELECTOR)
+            .await
+            .expect("step");
+        server.await.expect("api server");
+        assert_eq!(
+            report.plan.as_ref().map(|p| p.direction),
+            Some(Direction::Hold),
+            "case: {case}"
+        );
+        match report.event {
+            Some(e) if want_event => {
+                assert_eq!(
+                    (e.warning, e.reason),
+                    (false, "RecommendationChanged"),
+                    "case: {case}"
+                );
+                assert!(
+                    e.note.contains("within tolerance"),
+                    "case: {case}: {}",
+                    e.note
+                );
+            }
+            None if !want_event => {}
+            other => panic!("case: {case}: event {other:?}"),
+        }
+    }
+}
+
 #[path = "hook_tests.rs"]
 mod hook_tests;
