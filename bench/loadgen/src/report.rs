@@ -184,16 +184,17 @@ pub fn render(push: &SuiteResult, node: &SuiteResult, machine: &str) -> String {
         let _ = writeln!(out, "\n## {title}\n");
         let _ = writeln!(
             out,
-            "| server | nodes | clients | rooms | publishes/s (achieved) | delivered msgs/s | p50 ms | p99 ms | p999 ms | p99 per node ms | expected | lost |"
+            "| server | nodes | clients | rooms | publishes/s (achieved) | delivered msgs/s | p50 ms | p99 ms | p999 ms | p99 per node ms | expected | lost | CPU server / generator | server µs/delivery |"
         );
         let _ = writeln!(
             out,
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |"
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |"
         );
         for (name, f) in [("push-server", p), ("Node", n)] {
-            for s in f.map(|f| f.steps.as_slice()).unwrap_or_default() {
-                let f = f.expect("steps come from a result");
-                step_row(&mut out, name, f, s);
+            for f in f.into_iter() {
+                for s in &f.steps {
+                    step_row(&mut out, name, f, s);
+                }
             }
         }
     }
@@ -343,6 +344,12 @@ mod tests {
         assert!(md.contains("WebSocket connections held on one node | 1000 | 1000 | 1.00× | 19000 | **not met** |"), "{md}");
         assert!(
             md.contains("| fan-out: server CPU per delivered message at that step (µs) | 5.00 | 10.00 | 0.50× | ≤ Node's / 3 (≥ 3× per core) | **not met** |"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| expected | lost | CPU server / generator | server µs/delivery |\n| --- |"
+            ),
             "{md}"
         );
         assert!(md.contains("nproc 2"));
