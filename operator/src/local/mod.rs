@@ -17,6 +17,7 @@ pub mod plan;
 pub mod ports;
 pub mod redis;
 pub mod secrets;
+pub mod state_file;
 pub mod supervisor;
 pub mod watch;
 

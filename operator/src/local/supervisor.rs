@@ -16,6 +16,7 @@ use super::node::{Node, Phase, backoff};
 use super::plan::{self, Affinity, NodeSlot, NodeView, SecretValues};
 use super::redis::RedisServer;
 use super::secrets::{self, SecretSources};
+use super::state_file;
 use super::watch::{self as manifest, ManifestWatch};
 use super::{LocalError, Options, ports};
 
@@ -460,14 +461,8 @@ impl Supervisor {
                 "redis": self.redis.as_ref().map(|r| serde_json::json!({"pid": r.pid(), "addr": r.addr, "password": r.password})),
             });
             let text = state.to_string();
-            if text != self.last_state {
-                let tmp = path.with_extension("tmp");
-                if write_private(&tmp, &text)
-                    .and_then(|()| std::fs::rename(&tmp, path))
-                    .is_ok()
-                {
-                    self.last_state = text;
-                }
+            if text != self.last_state && state_file::write(path, &text).is_ok() {
+                self.last_state = text;
             }
         }
     }
@@ -518,19 +513,6 @@ fn context<'a>(
         previous,
         affinity_override: options.no_affinity.then_some(Affinity::Off),
     }
-}
-
-/// Writes a file only its owner can read (the state file holds the Redis password).
-fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(text.as_bytes())
 }
 
 /// Polls `ready` every 100 ms up to [`START_TIMEOUT`].
