@@ -197,7 +197,7 @@ async fn websocket_setup(plan: &ClientPlan, stage: &mut &'static str) -> Result<
     let url = format!("ws://{addr}{}?EIO=4&transport=websocket", plan.socket_path);
     // Small buffers: thousands of mostly idle clients share one process.
     let config = WebSocketConfig::default()
-        .read_buffer_size(4096)
+        .read_buffer_size(1024)
         .write_buffer_size(0);
     *stage = STAGE_UPGRADE;
     let (mut ws, _) = tokio_tungstenite::client_async_with_config(url, tcp, Some(config)).await?;

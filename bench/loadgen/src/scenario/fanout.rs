@@ -14,7 +14,7 @@ use crate::spec::Transport;
 use crate::stats::Latency;
 
 /// A step is overloaded past this p99; later (faster) steps are skipped.
-pub const OVERLOAD_P99_MS: f64 = 100.0;
+pub const OVERLOAD_P99_MS: f64 = 250.0;
 /// ... or past this share of lost deliveries.
 pub const OVERLOAD_LOSS: f64 = 0.01;
 
@@ -193,7 +193,7 @@ mod tests {
     fn overload_table() {
         let cases = [
             ("healthy", 1000, 1000, 5.0, false),
-            ("slow p99", 1000, 1000, 150.0, true),
+            ("slow p99", 1000, 1000, 300.0, true),
             ("2% lost", 1000, 980, 5.0, true),
             ("0.5% lost is tolerated", 1000, 995, 5.0, false),
             ("nothing expected", 0, 0, 0.0, false),
