@@ -1,14 +1,13 @@
 """Helpers of the chart and manifest checks: the real helm binary, chart
-rendering for each documented values combination; the contract and binary
-lookup come from the shared e2e harness (e2e/contract.json, rendered from the
-Rust contract crate).
+rendering for each documented values combination; the contract, binary
+lookup and schema checks come from the shared e2e harness (e2e/contract.json,
+rendered from the Rust contract crate; harness/schemas.py).
 
 (A uniquely named module, not conftest.py, so test files can import it
 while other e2e suites have conftest.py files of their own.)"""
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -19,9 +18,10 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # e2e/: the shared harness
 from harness import REPO, contract as load_contract, find_binary  # noqa: E402,F401
+from harness.schemas import COMMITTED_CRD  # noqa: E402
 
 CHART = REPO / "charts" / "pushcluster-operator"
-CRD_FILE = REPO / "crds" / "pushcluster.yaml"
+CRD_FILE = COMMITTED_CRD
 RELEASE = "pc"
 RELEASE_NAMESPACE = "pushcluster-system"
 
@@ -97,25 +97,3 @@ def one(objects: list[dict], kind: str, name: str | None = None) -> dict:
     assert len(found) == 1, f"expected one {kind} {name or ''}, found {[o['metadata']['name'] for o in found]}"
     return found[0]
 
-
-CUSTOM_RESOURCE_VALIDATOR = Path(__file__).with_name("validate_custom_resources.mjs")
-
-
-def validate_custom_resources(objects: list[dict]) -> subprocess.CompletedProcess:
-    """Custom resources against their own CRDs' schemas (validate_custom_resources.mjs)."""
-    return subprocess.run(["node", str(CUSTOM_RESOURCE_VALIDATOR)], input=json.dumps(objects),
-                          capture_output=True, text=True, timeout=60)
-
-
-def kubernetes_schema_errors(obj: dict, version: str) -> str | None:
-    """kubernetes-validate --strict for one object; an unknown kind is an error too."""
-    import kubernetes_validate
-
-    try:
-        kubernetes_validate.validate(obj, version, strict=True)
-    except kubernetes_validate.ValidationError as err:
-        path = ".".join(str(p) for p in err.path)
-        return f"{obj['kind']}/{obj['metadata']['name']} invalid for {version}: {path}: {err.message}"
-    except kubernetes_validate.SchemaNotFoundError:
-        return f"no Kubernetes {version} schema for {obj['apiVersion']} {obj['kind']}: unknown kind or version"
-    return None

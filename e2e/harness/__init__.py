@@ -12,6 +12,11 @@
 - `NodeClients`: e2e/clients/client.js (official socket.io client), JSON lines parsed;
   `run_node_json(script, spec)` for one-shot scripts (e.g. clients/session.js).
 - `PyClient`: python-socketio client recording events and the connect_error message.
+- schemas: `kubernetes_schema_errors(obj, version)` (kubernetes-validate --strict),
+  `validate_custom_resources(objects)` (e2e/schemas: HTTPRoute, ServiceMonitor, PodMonitor,
+  ScaledObject against their CRDs), `manifest_schema_errors(objects, version)` (each object
+  to the right one of the two), `operator_crd()` / `committed_crd()` → `crd_json_schema(crd)`
+  → `crd_schema_errors(obj, schema)` (PushClusters against the operator's own CRD).
 
 Fixtures wrapping them live in e2e/conftest.py.
 """
@@ -22,6 +27,17 @@ from .redis_server import RedisServer
 from .push_server import PushServer, parse_metrics
 from .node_clients import NodeClients, run_node_json
 from .py_client import PyClient
+from .schemas import (
+    committed_crd,
+    crd_json_schema,
+    crd_schema_errors,
+    has_kubernetes_schema,
+    kubernetes_schema_errors,
+    manifest_schema_errors,
+    openapi_to_jsonschema,
+    operator_crd,
+    validate_custom_resources,
+)
 
 __all__ = [
     "REPO",
@@ -37,4 +53,13 @@ __all__ = [
     "NodeClients",
     "run_node_json",
     "PyClient",
+    "committed_crd",
+    "crd_json_schema",
+    "crd_schema_errors",
+    "has_kubernetes_schema",
+    "kubernetes_schema_errors",
+    "manifest_schema_errors",
+    "openapi_to_jsonschema",
+    "operator_crd",
+    "validate_custom_resources",
 ]
