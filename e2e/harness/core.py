@@ -34,7 +34,11 @@ def find_binary(name: str, env_var: str) -> Path | None:
 def require_binary(name: str, env_var: str) -> Path:
     path = find_binary(name, env_var)
     if path is None:
-        pytest.skip(f"{name} not built: run `cargo build -p {name}` or set {env_var}")
+        message = f"{name} not built: run `cargo build -p {name}` or set {env_var}"
+        # In CI a missing binary is a broken build, never a reason to skip.
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
     return path
 
 
