@@ -11,6 +11,7 @@ pub mod error;
 pub mod metrics;
 pub mod publish;
 pub mod redis_link;
+pub mod request_head;
 pub mod session;
 pub mod shutdown;
 pub mod socket;
@@ -70,7 +71,7 @@ pub fn app(state: SharedState) -> Router {
 
 /// In front of socket.io: refuses new handshakes while draining (the client then
 /// retries, through the load balancer, elsewhere) and maps session ids to connections.
-async fn socket_gate(State(state): State<SharedState>, req: Request, next: Next) -> Response {
+async fn socket_gate(State(state): State<SharedState>, mut req: Request, next: Next) -> Response {
     if req.uri().path().starts_with(paths::SOCKET_IO) {
         match req.uri().query().and_then(engine_sid) {
             None if state.draining() => {
@@ -95,7 +96,12 @@ async fn socket_gate(State(state): State<SharedState>, req: Request, next: Next)
                     state.conns.attach(sid, conn);
                 }
             }
-            None => {}
+            None => {
+                // A new session: its head is kept as long as the session lives.
+                let (mut parts, body) = req.into_parts();
+                request_head::detach(&mut parts);
+                req = Request::from_parts(parts, body);
+            }
         }
     }
     next.run(req).await
@@ -119,6 +125,7 @@ fn configure<A: Adapter>(builder: SocketIoBuilder<A>, state: &SharedState) -> So
         // messages: an oversized one closes that connection (transport error).
         .ws_max_message_size(max)
         .ws_max_frame_size(max)
+        .ws_read_buffer_size(config::WS_READ_BUFFER_BYTES)
 }
 
 fn started<A: Adapter>(io: &SocketIo<A>, state: &SharedState, link: Option<RedisLink>) -> Started {
