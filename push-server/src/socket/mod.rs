@@ -1,12 +1,13 @@
 //! The socket.io namespace: authentication on connect, subscribe / unsubscribe.
 
 pub mod auth;
+mod rooms;
 
 use push_contract::{
     defaults,
     socket::{SUBSCRIBE, UNSUBSCRIBE, user_room},
 };
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use socketioxide::{
     SocketIo,
     adapter::{Adapter, Emitter, LocalAdapter},
@@ -15,41 +16,17 @@ use socketioxide::{
     socket::DisconnectReason,
 };
 
-use self::auth::{AuthError, Identity};
+pub use self::rooms::{MAX_ROOMS_PER_REQUEST, MAX_ROOMS_PER_SOCKET};
+use self::{
+    auth::{AuthError, Identity},
+    rooms::{RoomsRequest, malformed, plan_subscribe, plan_unsubscribe},
+};
 use crate::{ClusterAdapter, conn::ConnHandle, session, state::SharedState};
-
-/// Most rooms one subscribe may name.
-pub const MAX_ROOMS_PER_REQUEST: usize = 100;
-/// Most rooms one connection may be in (its own room and user room included): bounds
-/// what one client can make the node hold.
-pub const MAX_ROOMS_PER_SOCKET: usize = 1000;
 
 #[derive(Debug, Default, Deserialize)]
 struct AuthPayload {
     #[serde(default)]
     token: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct RoomsRequest {
-    rooms: Vec<String>,
-}
-
-#[derive(Debug, Serialize)]
-struct Refused {
-    room: String,
-    reason: &'static str,
-}
-
-#[derive(Debug, Default, Serialize)]
-struct RoomsAck {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    joined: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    left: Option<Vec<String>>,
-    refused: Vec<Refused>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
 }
 
 /// Registers the namespace on a single node.
@@ -131,10 +108,7 @@ async fn on_connect<A: Adapter>(socket: SocketRef<A>, State(state): State<Shared
     if let Some(conn) = socket.req_parts().extensions.get::<ConnHandle>() {
         state.conns.attach(&socket.id.to_string(), conn);
     }
-    let identity = socket
-        .extensions
-        .get::<Identity>()
-        .unwrap_or_else(Identity::anonymous);
+    let identity = identity_of(&socket);
     tracing::debug!(sid = %socket.id, user = ?identity.user, transport = ?socket.transport_type(), "connected");
 }
 
@@ -147,20 +121,6 @@ fn register_handlers<A: Adapter>(socket: &SocketRef<A>) {
     socket.on_disconnect(on_disconnect::<A>);
 }
 
-fn malformed(e: impl std::fmt::Display) -> RoomsAck {
-    RoomsAck {
-        error: Some(format!("expected {{\"rooms\": [\"...\"]}}: {e}")),
-        ..RoomsAck::default()
-    }
-}
-
-fn too_many(rooms: &[String]) -> Option<RoomsAck> {
-    (rooms.len() > MAX_ROOMS_PER_REQUEST).then(|| RoomsAck {
-        error: Some(format!("at most {MAX_ROOMS_PER_REQUEST} rooms per request")),
-        ..RoomsAck::default()
-    })
-}
-
 async fn on_subscribe<A: Adapter>(
     socket: SocketRef<A>,
     TryData(request): TryData<RoomsRequest>,
@@ -168,40 +128,13 @@ async fn on_subscribe<A: Adapter>(
 ) {
     let reply = match request {
         Err(e) => malformed(e),
-        Ok(req) => too_many(&req.rooms).unwrap_or_else(|| {
-            let identity = socket
-                .extensions
-                .get::<Identity>()
-                .unwrap_or_else(Identity::anonymous);
-            let mut joined = Vec::new();
-            let mut refused = Vec::new();
-            let mut room_count = socket.rooms().len();
-            for room in req.rooms {
-                if room_count >= MAX_ROOMS_PER_SOCKET {
-                    refused.push(Refused {
-                        room,
-                        reason: "this connection is in too many rooms",
-                    });
-                    continue;
-                }
-                match identity.rooms.decide(&room, identity.user.is_some()) {
-                    Ok(()) => {
-                        room_count += 1;
-                        joined.push(room);
-                    }
-                    Err(refusal) => refused.push(Refused {
-                        room,
-                        reason: refusal.as_str(),
-                    }),
-                }
+        Ok(req) => {
+            let plan = plan_subscribe(&identity_of(&socket), socket.rooms().len(), req.rooms);
+            if let Some(joined) = &plan.joined {
+                socket.join(joined.clone());
             }
-            socket.join(joined.clone());
-            RoomsAck {
-                joined: Some(joined),
-                refused,
-                ..RoomsAck::default()
-            }
-        }),
+            plan
+        }
     };
     let _ = ack.send(&reply);
 }
@@ -213,31 +146,22 @@ async fn on_unsubscribe<A: Adapter>(
 ) {
     let reply = match request {
         Err(e) => malformed(e),
-        Ok(req) => too_many(&req.rooms).unwrap_or_else(|| {
-            let identity = socket
-                .extensions
-                .get::<Identity>()
-                .unwrap_or_else(Identity::anonymous);
-            // A socket cannot leave its own user room: publishes to the user must reach it.
-            let own = identity.user.as_deref().map(user_room);
-            let (left, kept): (Vec<_>, Vec<_>) =
-                req.rooms.into_iter().partition(|r| Some(r) != own.as_ref());
-            socket.leave(left.clone());
-            let refused = kept
-                .into_iter()
-                .map(|room| Refused {
-                    room,
-                    reason: "the own user room cannot be left",
-                })
-                .collect();
-            RoomsAck {
-                left: Some(left),
-                refused,
-                ..RoomsAck::default()
+        Ok(req) => {
+            let plan = plan_unsubscribe(&identity_of(&socket), req.rooms);
+            if let Some(left) = &plan.left {
+                socket.leave(left.clone());
             }
-        }),
+            plan
+        }
     };
     let _ = ack.send(&reply);
+}
+
+fn identity_of<A: Adapter>(socket: &SocketRef<A>) -> Identity {
+    socket
+        .extensions
+        .get::<Identity>()
+        .unwrap_or_else(Identity::anonymous)
 }
 
 async fn on_disconnect<A: Adapter>(
