@@ -13,54 +13,21 @@ async fn scale_in_marks_victims_before_the_deployment_replicas_drop() {
     let (port, ips) = fake_pods(&[40, 3, 25]).await;
     let (client, handle) = mock_client();
     let pod = |i: usize, cost| pod_json(&format!("chat-{i}"), &ips[i], cost);
-    let pods_list = list(
-        "PodList",
-        vec![pod(0, Some("-1")), pod(1, None), pod(2, None)],
-    );
     let deployment = json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": { "name": "chat", "namespace": "apps" },
         "spec": { "replicas": 1 }
     });
     let calls = vec![
-        Call {
-            method: Method::GET,
-            path: PODS_LIST,
-            content_type: None,
-            body: None,
-            respond: pods_list,
-        },
-        Call {
-            method: Method::PATCH,
-            path: "/api/v1/namespaces/apps/pods/chat-1?&fieldManager=pushcluster-autoscaler",
-            content_type: MERGE,
-            body: Some(
-                json!({"metadata":{"annotations":{"controller.kubernetes.io/pod-deletion-cost":"-2"}}}),
-            ),
-            respond: pod(1, Some("-2")),
-        },
-        Call {
-            method: Method::PATCH,
-            path: "/api/v1/namespaces/apps/pods/chat-2?&fieldManager=pushcluster-autoscaler",
-            content_type: MERGE,
-            body: Some(
-                json!({"metadata":{"annotations":{"controller.kubernetes.io/pod-deletion-cost":"-1"}}}),
-            ),
-            respond: pod(2, Some("-1")),
-        },
+        pods_list(vec![pod(0, Some("-1")), pod(1, None), pod(2, None)]),
+        deletion_cost_patch("chat-1", Some("-2"), pod(1, Some("-2"))),
+        deletion_cost_patch("chat-2", Some("-1"), pod(2, Some("-1"))),
         // chat-0 carries a stale mark from an earlier step and is the busiest: cleared.
+        deletion_cost_patch("chat-0", None, pod(0, None)),
         Call {
             method: Method::PATCH,
-            path: "/api/v1/namespaces/apps/pods/chat-0?&fieldManager=pushcluster-autoscaler",
-            content_type: MERGE,
-            body: Some(
-                json!({"metadata":{"annotations":{"controller.kubernetes.io/pod-deletion-cost":null}}}),
-            ),
-            respond: pod(0, None),
-        },
-        Call {
-            method: Method::PATCH,
-            path: "/apis/apps/v1/namespaces/apps/deployments/chat?&force=true&fieldManager=pushcluster-operator",
+            path: "/apis/apps/v1/namespaces/apps/deployments/chat?&force=true&fieldManager=pushcluster-operator"
+                .to_string(),
             content_type: APPLY,
             body: Some(deployment.clone()),
             respond: deployment.clone(),
@@ -108,35 +75,13 @@ async fn hook_marks_the_lightest_pod_when_the_deployment_shrinks() {
     let (port, ips) = fake_pods(&[9, 30]).await;
     let (client, handle) = mock_client();
     let calls = vec![
-        Call {
-            method: Method::GET,
-            path: DEPLOYMENT_GET,
-            content_type: None,
-            body: None,
-            respond: deployment_json(2),
-        },
-        Call {
-            method: Method::GET,
-            path: PODS_LIST,
-            content_type: None,
-            body: None,
-            respond: list(
-                "PodList",
-                vec![
-                    pod_json("chat-a", &ips[0], None),
-                    pod_json("chat-b", &ips[1], None),
-                ],
-            ),
-        },
-        Call {
-            method: Method::PATCH,
-            path: "/api/v1/namespaces/apps/pods/chat-a?&fieldManager=pushcluster-autoscaler",
-            content_type: MERGE,
-            body: Some(
-                json!({"metadata":{"annotations":{"controller.kubernetes.io/pod-deletion-cost":"-1"}}}),
-            ),
-            respond: pod_json("chat-a", &ips[0], Some("-1")),
-        },
+        get(DEPLOYMENT_GET, deployment_json(2)),
+        pods_list(ready_pods(&ips)),
+        deletion_cost_patch(
+            "chat-a",
+            Some("-1"),
+            pod_json("chat-a", &ips[0], Some("-1")),
+        ),
     ];
     let server = tokio::spawn(serve_calls(handle, calls));
     let victims = Autoscaler::new(port)

@@ -5,7 +5,6 @@
 use super::*;
 use crate::autoscale::test_api::*;
 use crate::autoscale::test_pods::fake_pods;
-use http::Method;
 
 #[tokio::test]
 async fn step_scales_up_through_the_scale_subresource() {
@@ -15,40 +14,10 @@ async fn step_scales_up_through_the_scale_subresource() {
         "{enabled: true, minReplicas: 1, maxReplicas: 10, targetConnectionsPerPod: 100}",
         2,
     );
-    let pods_list = list(
-        "PodList",
-        vec![
-            pod_json("chat-a", &ips[0], None),
-            pod_json("chat-b", &ips[1], None),
-        ],
-    );
-    let scale = json!({
-        "apiVersion": "autoscaling/v1", "kind": "Scale",
-        "metadata": { "name": "chat", "namespace": "apps" },
-        "spec": { "replicas": 6 }, "status": { "replicas": 2 }
-    });
     let calls = vec![
-        Call {
-            method: Method::GET,
-            path: PODS_LIST,
-            content_type: None,
-            body: None,
-            respond: pods_list,
-        },
-        Call {
-            method: Method::GET,
-            path: HPA_LIST,
-            content_type: None,
-            body: None,
-            respond: list("HorizontalPodAutoscalerList", vec![]),
-        },
-        Call {
-            method: Method::PATCH,
-            path: "/apis/pushcluster.dev/v1alpha1/namespaces/apps/pushclusters/chat/scale?&fieldManager=pushcluster-autoscaler",
-            content_type: MERGE,
-            body: Some(json!({ "spec": { "replicas": 6 } })),
-            respond: scale,
-        },
+        pods_list(ready_pods(&ips)),
+        hpa_list(vec![]),
+        scale_patch(6),
     ];
     let server = tokio::spawn(serve_calls(handle, calls));
     let report = Autoscaler::new(port)
@@ -82,27 +51,9 @@ async fn step_does_not_fight_an_hpa_targeting_the_cluster() {
         }
     });
     let calls = vec![
-        Call {
-            method: Method::GET,
-            path: PODS_LIST,
-            content_type: None,
-            body: None,
-            respond: list(
-                "PodList",
-                vec![
-                    pod_json("chat-a", &ips[0], None),
-                    pod_json("chat-b", &ips[1], None),
-                ],
-            ),
-        },
+        pods_list(ready_pods(&ips)),
         // No PATCH of the scale subresource may follow.
-        Call {
-            method: Method::GET,
-            path: HPA_LIST,
-            content_type: None,
-            body: None,
-            respond: list("HorizontalPodAutoscalerList", vec![hpa]),
-        },
+        hpa_list(vec![hpa]),
     ];
     let server = tokio::spawn(serve_calls(handle, calls));
     let report = Autoscaler::new(port)
@@ -125,19 +76,7 @@ async fn step_with_autoscaling_off_only_measures() {
     let (port, ips) = fake_pods(&[7, 5]).await;
     let (client, handle) = mock_client();
     let pc = cluster("{enabled: false}", 2);
-    let calls = vec![Call {
-        method: Method::GET,
-        path: PODS_LIST,
-        content_type: None,
-        body: None,
-        respond: list(
-            "PodList",
-            vec![
-                pod_json("chat-a", &ips[0], None),
-                pod_json("chat-b", &ips[1], None),
-            ],
-        ),
-    }];
+    let calls = vec![pods_list(ready_pods(&ips))];
     let server = tokio::spawn(serve_calls(handle, calls));
     let report = Autoscaler::new(port)
         .step(&client, &pc, SELECTOR)
@@ -215,49 +154,12 @@ async fn a_second_reconcile_within_the_gap_measures_but_does_not_decide() {
         "{enabled: true, targetConnectionsPerPod: 100, scaleDownStabilizationSeconds: 0}",
         2,
     );
-    let pods = || {
-        list(
-            "PodList",
-            vec![
-                pod_json("chat-a", &ips[0], None),
-                pod_json("chat-b", &ips[1], None),
-            ],
-        )
-    };
-    let scale = json!({
-        "apiVersion": "autoscaling/v1", "kind": "Scale",
-        "metadata": { "name": "chat", "namespace": "apps" }, "spec": { "replicas": 1 }
-    });
     let calls = vec![
-        Call {
-            method: Method::GET,
-            path: PODS_LIST,
-            content_type: None,
-            body: None,
-            respond: pods(),
-        },
-        Call {
-            method: Method::GET,
-            path: HPA_LIST,
-            content_type: None,
-            body: None,
-            respond: list("HorizontalPodAutoscalerList", vec![]),
-        },
-        Call {
-            method: Method::PATCH,
-            path: "/apis/pushcluster.dev/v1alpha1/namespaces/apps/pushclusters/chat/scale?&fieldManager=pushcluster-autoscaler",
-            content_type: MERGE,
-            body: Some(json!({ "spec": { "replicas": 1 } })),
-            respond: scale,
-        },
+        pods_list(ready_pods(&ips)),
+        hpa_list(vec![]),
+        scale_patch(1),
         // The reconcile the replica change triggers: pods only, no second scale-in.
-        Call {
-            method: Method::GET,
-            path: PODS_LIST,
-            content_type: None,
-            body: None,
-            respond: pods(),
-        },
+        pods_list(ready_pods(&ips)),
     ];
     let server = tokio::spawn(serve_calls(handle, calls));
     let autoscaler = Autoscaler::new(port);
@@ -293,28 +195,7 @@ async fn a_hold_reports_a_changed_recommendation_once() {
             }),
             ..Default::default()
         });
-        let calls = vec![
-            Call {
-                method: Method::GET,
-                path: PODS_LIST,
-                content_type: None,
-                body: None,
-                respond: list(
-                    "PodList",
-                    vec![
-                        pod_json("chat-a", &ips[0], None),
-                        pod_json("chat-b", &ips[1], None),
-                    ],
-                ),
-            },
-            Call {
-                method: Method::GET,
-                path: HPA_LIST,
-                content_type: None,
-                body: None,
-                respond: list("HorizontalPodAutoscalerList", vec![]),
-            },
-        ];
+        let calls = vec![pods_list(ready_pods(&ips)), hpa_list(vec![])];
         let server = tokio::spawn(serve_calls(handle, calls));
         let report = Autoscaler::new(port)
             .step(&client, &pc, SELECTOR)

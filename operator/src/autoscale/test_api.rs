@@ -19,7 +19,7 @@ pub fn mock_client() -> (Client, ApiHandle) {
 /// One expected request and the answer to give.
 pub struct Call {
     pub method: Method,
-    pub path: &'static str,
+    pub path: String,
     pub content_type: Option<&'static str>,
     pub body: Option<Value>,
     pub respond: Value,
@@ -97,6 +97,65 @@ pub const PODS_LIST: &str = "/api/v1/namespaces/apps/pods?&labelSelector=app.kub
 pub const HPA_LIST: &str = "/apis/autoscaling/v2/namespaces/apps/horizontalpodautoscalers?";
 pub const MERGE: Option<&str> = Some("application/merge-patch+json");
 pub const APPLY: Option<&str> = Some("application/apply-patch+yaml");
+
+const SCALE_PATCH: &str = "/apis/pushcluster.dev/v1alpha1/namespaces/apps/pushclusters/chat/scale?&fieldManager=pushcluster-autoscaler";
+
+/// A GET with no body.
+pub fn get(path: &str, respond: Value) -> Call {
+    Call {
+        method: Method::GET,
+        path: path.to_string(),
+        content_type: None,
+        body: None,
+        respond,
+    }
+}
+
+/// The autoscaler's list of the cluster's pods, answered with `pods`.
+pub fn pods_list(pods: Vec<Value>) -> Call {
+    get(PODS_LIST, list("PodList", pods))
+}
+
+/// Ready pods `chat-a`, `chat-b`, ... at `ips`, without a deletion cost.
+pub fn ready_pods(ips: &[String]) -> Vec<Value> {
+    ips.iter()
+        .zip('a'..)
+        .map(|(ip, letter)| pod_json(&format!("chat-{letter}"), ip, None))
+        .collect()
+}
+
+/// The check for an HPA targeting the cluster, answered with `hpas`.
+pub fn hpa_list(hpas: Vec<Value>) -> Call {
+    get(HPA_LIST, list("HorizontalPodAutoscalerList", hpas))
+}
+
+/// The merge patch of the PushCluster's scale subresource to `replicas`.
+pub fn scale_patch(replicas: i32) -> Call {
+    Call {
+        method: Method::PATCH,
+        path: SCALE_PATCH.to_string(),
+        content_type: MERGE,
+        body: Some(json!({ "spec": { "replicas": replicas } })),
+        respond: json!({
+            "apiVersion": "autoscaling/v1", "kind": "Scale",
+            "metadata": { "name": "chat", "namespace": "apps" },
+            "spec": { "replicas": replicas }
+        }),
+    }
+}
+
+/// The merge patch setting (`Some`) or clearing (`None`) a pod's deletion cost.
+pub fn deletion_cost_patch(pod: &str, cost: Option<&str>, respond: Value) -> Call {
+    Call {
+        method: Method::PATCH,
+        path: format!("/api/v1/namespaces/apps/pods/{pod}?&fieldManager=pushcluster-autoscaler"),
+        content_type: MERGE,
+        body: Some(
+            json!({"metadata":{"annotations":{"controller.kubernetes.io/pod-deletion-cost":cost}}}),
+        ),
+        respond,
+    }
+}
 
 pub fn cluster(autoscaling: &str, replicas: i32) -> PushCluster {
     let yaml = format!(
