@@ -119,14 +119,11 @@ fn scale_in(ips: &[String]) -> Scenario {
     let live = json!({"apiVersion": "apps/v1", "kind": "Deployment",
                       "metadata": {"name": "chat", "namespace": "ns"}, "spec": {"replicas": 2,
                       "selector": {"matchLabels": {"app": "x"}}, "template": {"spec": {"containers": []}}}});
-    Scenario(vec![
-        secret_present("chat-api-token", "token"),
-        secret_present("chat-redis-password", "password"),
-        ssa(NS_API, "services", "chat-redis", "Service", false),
-        ssa_redis_statefulset(false),
-        ssa(NET, "networkpolicies", "chat-redis", "NetworkPolicy", false),
-        ssa(NS_API, "services", "chat", "Service", false),
-        ssa(NS_API, "services", "chat-headless", "Service", false),
+    scenario(vec![
+        generated_secrets_present(),
+        managed_redis_reapplied(),
+        services_reapplied(),
+        vec![
         call(Method::GET, &format!("{APPS}/deployments/chat")).reply(200, live),
         call(Method::GET, &format!("{NS_API}/pods")).query(selector).reply(200, pods.clone()),
         call(Method::PATCH, &format!("{NS_API}/pods/chat-b"))
@@ -142,7 +139,7 @@ fn scale_in(ips: &[String]) -> Scenario {
             assert!(body["note"].as_str().is_some_and(|n| n.ends_with(": chat-b")), "{body}");
         }),
         ssa_deployment(false, |body| assert_eq!(body["spec"]["replicas"], 1)),
-        ssa(POLICY, "poddisruptionbudgets", "chat", "PodDisruptionBudget", false),
+        ssa_pdb(false),
         absent(NET, "ingresses", "chat"),
         absent(GATEWAY, "httproutes", "chat"),
         call(Method::GET, &format!("{NS_API}/pods")).query(selector).reply(200, pods),
@@ -151,6 +148,7 @@ fn scale_in(ips: &[String]) -> Scenario {
             assert_eq!(body["status"]["autoscaler"]["podsMeasured"], 2);
         }),
         event("Updated", "Normal"),
+        ],
     ])
 }
 

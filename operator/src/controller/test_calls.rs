@@ -28,6 +28,57 @@ pub(super) fn context() -> (Arc<Context>, crate::fixtures::ApiServerHandle) {
     (Arc::new(ctx), handle)
 }
 
+/// Builds a scenario from runs of calls, in order.
+pub(super) fn scenario(runs: Vec<Vec<Call>>) -> Scenario {
+    Scenario(runs.into_iter().flatten().collect())
+}
+
+/// The generated Secrets of a cluster with managed Redis, already there.
+pub(super) fn generated_secrets_present() -> Vec<Call> {
+    vec![
+        secret_present("chat-api-token", "token"),
+        secret_present("chat-redis-password", "password"),
+    ]
+}
+
+/// The managed Redis's Service, StatefulSet and NetworkPolicy applied over existing ones.
+pub(super) fn managed_redis_reapplied() -> Vec<Call> {
+    vec![
+        ssa(NS_API, "services", "chat-redis", "Service", false),
+        ssa_redis_statefulset(false),
+        ssa(NET, "networkpolicies", "chat-redis", "NetworkPolicy", false),
+    ]
+}
+
+/// The client Service and the headless Service applied over existing ones.
+pub(super) fn services_reapplied() -> Vec<Call> {
+    vec![
+        ssa(NS_API, "services", "chat", "Service", false),
+        ssa(NS_API, "services", "chat-headless", "Service", false),
+    ]
+}
+
+/// The PodDisruptionBudget apply.
+pub(super) fn ssa_pdb(created: bool) -> Call {
+    ssa(
+        POLICY,
+        "poddisruptionbudgets",
+        "chat",
+        "PodDisruptionBudget",
+        created,
+    )
+}
+
+/// External Redis: none of the managed Redis's objects is there to remove.
+pub(super) fn no_managed_redis_left() -> Vec<Call> {
+    vec![
+        absent(NS_API, "services", "chat-redis"),
+        absent(APPS, "statefulsets", "chat-redis"),
+        absent(NET, "networkpolicies", "chat-redis"),
+        absent(NS_API, "secrets", "chat-redis-password"),
+    ]
+}
+
 /// Server-side apply of `kind`/`name` under `base`; `created` = the object did not exist (201).
 pub(super) fn ssa(
     base: &str,

@@ -30,13 +30,7 @@ pub(super) fn create_from_nothing() -> Scenario {
         ssa_deployment(true, |body| {
             assert_eq!(body["spec"]["replicas"], 2);
         }),
-        ssa(
-            POLICY,
-            "poddisruptionbudgets",
-            "chat",
-            "PodDisruptionBudget",
-            true,
-        ),
+        ssa_pdb(true),
         // An Ingress of the same name owned by something else is left alone.
         owned(
             NET,
@@ -72,31 +66,23 @@ async fn create_from_nothing_applies_everything_with_ssa() {
 
 /// Scenario: image change on an existing cluster (secrets exist, objects exist).
 pub(super) fn image_change() -> Scenario {
-    Scenario(vec![
-        secret_present("chat-api-token", "token"),
-        secret_present("chat-redis-password", "password"),
-        ssa(NS_API, "services", "chat-redis", "Service", false),
-        ssa_redis_statefulset(false),
-        ssa(NET, "networkpolicies", "chat-redis", "NetworkPolicy", false),
-        ssa(NS_API, "services", "chat", "Service", false),
-        ssa(NS_API, "services", "chat-headless", "Service", false),
-        ssa_deployment(false, |body| {
-            assert_eq!(
-                body["spec"]["template"]["spec"]["containers"][0]["image"],
-                "example.com/push:2"
-            );
-        }),
-        ssa(
-            POLICY,
-            "poddisruptionbudgets",
-            "chat",
-            "PodDisruptionBudget",
-            false,
-        ),
-        absent(NET, "ingresses", "chat"),
-        absent(GATEWAY, "httproutes", "chat"),
-        status_patch(|body| assert_eq!(body["status"]["observedGeneration"], 2)),
-        event("Updated", "Normal"),
+    scenario(vec![
+        generated_secrets_present(),
+        managed_redis_reapplied(),
+        services_reapplied(),
+        vec![
+            ssa_deployment(false, |body| {
+                assert_eq!(
+                    body["spec"]["template"]["spec"]["containers"][0]["image"],
+                    "example.com/push:2"
+                );
+            }),
+            ssa_pdb(false),
+            absent(NET, "ingresses", "chat"),
+            absent(GATEWAY, "httproutes", "chat"),
+            status_patch(|body| assert_eq!(body["status"]["observedGeneration"], 2)),
+            event("Updated", "Normal"),
+        ],
     ])
 }
 
@@ -113,86 +99,83 @@ async fn image_change_reapplies_the_deployment() {
 /// Scenario: managed Redis + gateway → external Redis + ingress: the HTTPRoute and
 /// every Redis object go; the generated password Secret too.
 pub(super) fn exposure_and_redis_switch(ingress_exists: bool) -> Scenario {
-    Scenario(vec![
-        secret_present("chat-api-token", "token"),
-        secret_present("redis-auth", "password"),
-        ssa(NS_API, "services", "chat", "Service", false),
-        ssa(NS_API, "services", "chat-headless", "Service", false),
-        ssa_deployment(false, |body| {
-            let env = body["spec"]["template"]["spec"]["containers"][0]["env"].to_string();
-            assert!(
-                env.contains("redis://external:6379?protocol=resp3"),
-                "{env}"
-            );
-        }),
-        ssa(
-            POLICY,
-            "poddisruptionbudgets",
-            "chat",
-            "PodDisruptionBudget",
-            false,
-        ),
-        ssa(NET, "ingresses", "chat", "Ingress", !ingress_exists).check(|body| {
-            assert_eq!(
-                body["metadata"]["annotations"]["nginx.ingress.kubernetes.io/affinity"],
-                "cookie"
-            );
-        }),
-        owned(NS_API, "services", "chat-redis", "v1", "Service", "uid-1"),
-        delete(NS_API, "services", "chat-redis"),
-        owned(
-            APPS,
-            "statefulsets",
-            "chat-redis",
-            "apps/v1",
-            "StatefulSet",
-            "uid-1",
-        ),
-        delete(APPS, "statefulsets", "chat-redis"),
-        owned(
-            NET,
-            "networkpolicies",
-            "chat-redis",
-            "networking.k8s.io/v1",
-            "NetworkPolicy",
-            "uid-1",
-        ),
-        delete(NET, "networkpolicies", "chat-redis"),
-        owned(
-            NS_API,
-            "secrets",
-            "chat-redis-password",
-            "v1",
-            "Secret",
-            "uid-1",
-        ),
-        delete(NS_API, "secrets", "chat-redis-password"),
-        owned(
-            GATEWAY,
-            "httproutes",
-            "chat",
-            "gateway.networking.k8s.io/v1",
-            "HTTPRoute",
-            "uid-1",
-        ),
-        delete(GATEWAY, "httproutes", "chat"),
-        event("Deleted", "Normal").check(|body| {
-            let note = body["note"].as_str().unwrap_or_default();
-            for gone in [
-                "Service/chat-redis",
-                "StatefulSet/chat-redis",
-                "NetworkPolicy/chat-redis",
-                "Secret/chat-redis-password",
-                "HttpRoute/chat",
-            ] {
-                assert!(note.contains(gone), "{gone} not in {note}");
-            }
-        }),
-        status_patch(|body| {
-            assert_eq!(condition(body, "RedisReady")["reason"], "External");
-            assert_eq!(body["status"]["endpoint"], "http://push.example.com");
-        }),
-        event("Updated", "Normal"),
+    scenario(vec![
+        vec![
+            secret_present("chat-api-token", "token"),
+            secret_present("redis-auth", "password"),
+        ],
+        services_reapplied(),
+        vec![
+            ssa_deployment(false, |body| {
+                let env = body["spec"]["template"]["spec"]["containers"][0]["env"].to_string();
+                assert!(
+                    env.contains("redis://external:6379?protocol=resp3"),
+                    "{env}"
+                );
+            }),
+            ssa_pdb(false),
+            ssa(NET, "ingresses", "chat", "Ingress", !ingress_exists).check(|body| {
+                assert_eq!(
+                    body["metadata"]["annotations"]["nginx.ingress.kubernetes.io/affinity"],
+                    "cookie"
+                );
+            }),
+            owned(NS_API, "services", "chat-redis", "v1", "Service", "uid-1"),
+            delete(NS_API, "services", "chat-redis"),
+            owned(
+                APPS,
+                "statefulsets",
+                "chat-redis",
+                "apps/v1",
+                "StatefulSet",
+                "uid-1",
+            ),
+            delete(APPS, "statefulsets", "chat-redis"),
+            owned(
+                NET,
+                "networkpolicies",
+                "chat-redis",
+                "networking.k8s.io/v1",
+                "NetworkPolicy",
+                "uid-1",
+            ),
+            delete(NET, "networkpolicies", "chat-redis"),
+            owned(
+                NS_API,
+                "secrets",
+                "chat-redis-password",
+                "v1",
+                "Secret",
+                "uid-1",
+            ),
+            delete(NS_API, "secrets", "chat-redis-password"),
+            owned(
+                GATEWAY,
+                "httproutes",
+                "chat",
+                "gateway.networking.k8s.io/v1",
+                "HTTPRoute",
+                "uid-1",
+            ),
+            delete(GATEWAY, "httproutes", "chat"),
+            event("Deleted", "Normal").check(|body| {
+                let note = body["note"].as_str().unwrap_or_default();
+                for gone in [
+                    "Service/chat-redis",
+                    "StatefulSet/chat-redis",
+                    "NetworkPolicy/chat-redis",
+                    "Secret/chat-redis-password",
+                    "HttpRoute/chat",
+                ] {
+                    assert!(note.contains(gone), "{gone} not in {note}");
+                }
+            }),
+            status_patch(|body| {
+                assert_eq!(condition(body, "RedisReady")["reason"], "External");
+                assert_eq!(body["status"]["endpoint"], "http://push.example.com");
+            }),
+            event("Updated", "Normal"),
+        ],
     ])
 }
 
@@ -210,25 +193,26 @@ async fn exposure_mode_switch_removes_the_old_objects() {
 
 /// Scenario: a referenced JWT Secret is missing → Degraded condition, nothing applied.
 pub(super) fn missing_secret() -> Scenario {
-    Scenario(vec![
-        secret_present("chat-api-token", "token"),
-        secret_present("chat-redis-password", "password"),
-        secret_absent("jwt-key"),
-        status_patch(|body| {
-            let degraded = condition(body, "Degraded");
-            assert_eq!(
-                (degraded["status"].as_str(), degraded["reason"].as_str()),
-                (Some("True"), Some("SecretMissing"))
-            );
-            assert!(
-                degraded["message"]
-                    .as_str()
-                    .is_some_and(|m| m.contains("jwt-key/secret")),
-                "{degraded}"
-            );
-            assert_eq!(condition(body, "Ready")["status"], "False");
-        }),
-        event("SecretMissing", "Warning"),
+    scenario(vec![
+        generated_secrets_present(),
+        vec![
+            secret_absent("jwt-key"),
+            status_patch(|body| {
+                let degraded = condition(body, "Degraded");
+                assert_eq!(
+                    (degraded["status"].as_str(), degraded["reason"].as_str()),
+                    (Some("True"), Some("SecretMissing"))
+                );
+                assert!(
+                    degraded["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("jwt-key/secret")),
+                    "{degraded}"
+                );
+                assert_eq!(condition(body, "Ready")["status"], "False");
+            }),
+            event("SecretMissing", "Warning"),
+        ],
     ])
 }
 
@@ -255,24 +239,26 @@ pub(super) fn api_error(first: bool) -> Scenario {
             .check(|body| assert_eq!(body["series"]["count"], 2))
             .echo(200)
     };
-    let mut calls = vec![
-        secret_present("chat-api-token", "token"),
-        call(Method::GET, "/apis/gateway.networking.k8s.io/v1").reply(
-            200,
-            json!({"kind": "APIResourceList", "groupVersion": "gateway.networking.k8s.io/v1",
-                   "resources": [{"name": "httproutes", "singularName": "httproute", "namespaced": true,
-                                  "kind": "HTTPRoute", "verbs": ["get", "patch"]}]}),
-        ),
-        ssa(NS_API, "services", "chat", "Service", false),
-        ssa(NS_API, "services", "chat-headless", "Service", false),
-        ssa(APPS, "deployments", "chat", "Deployment", false).reply(
-            500,
-            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "etcdserver: request timed out",
-                   "reason": "InternalError", "code": 500}),
-        ),
-    ];
-    calls.push(failed_event);
-    Scenario(calls)
+    scenario(vec![
+        vec![
+            secret_present("chat-api-token", "token"),
+            call(Method::GET, "/apis/gateway.networking.k8s.io/v1").reply(
+                200,
+                json!({"kind": "APIResourceList", "groupVersion": "gateway.networking.k8s.io/v1",
+                       "resources": [{"name": "httproutes", "singularName": "httproute", "namespaced": true,
+                                      "kind": "HTTPRoute", "verbs": ["get", "patch"]}]}),
+            ),
+        ],
+        services_reapplied(),
+        vec![
+            ssa(APPS, "deployments", "chat", "Deployment", false).reply(
+                500,
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "etcdserver: request timed out",
+                       "reason": "InternalError", "code": 500}),
+            ),
+            failed_event,
+        ],
+    ])
 }
 
 #[tokio::test]
@@ -360,41 +346,34 @@ async fn invalid_spec_is_degraded_and_not_retried() {
 
 /// Scenario: gateway mode without the Gateway API installed; the old Ingress goes.
 pub(super) fn gateway_api_missing() -> Scenario {
-    Scenario(vec![
-        secret_present("chat-api-token", "token"),
-        call(Method::GET, "/apis/gateway.networking.k8s.io/v1")
-            .reply(404, not_found("gateway.networking.k8s.io/v1")),
-        ssa(NS_API, "services", "chat", "Service", false),
-        ssa(NS_API, "services", "chat-headless", "Service", false),
-        ssa_deployment(false, |_| {}),
-        ssa(
-            POLICY,
-            "poddisruptionbudgets",
-            "chat",
-            "PodDisruptionBudget",
-            false,
-        ),
-        absent(NS_API, "services", "chat-redis"),
-        absent(APPS, "statefulsets", "chat-redis"),
-        absent(NET, "networkpolicies", "chat-redis"),
-        absent(NS_API, "secrets", "chat-redis-password"),
-        owned(
-            NET,
-            "ingresses",
-            "chat",
-            "networking.k8s.io/v1",
-            "Ingress",
-            "uid-1",
-        ),
-        delete(NET, "ingresses", "chat"),
-        event("Deleted", "Normal"),
-        status_patch(|body| {
-            let exposure = condition(body, "ExposureReady");
-            assert_eq!(
-                (exposure["status"].as_str(), exposure["reason"].as_str()),
-                (Some("False"), Some("GatewayAPIMissing"))
-            );
-        }),
+    scenario(vec![
+        vec![
+            secret_present("chat-api-token", "token"),
+            call(Method::GET, "/apis/gateway.networking.k8s.io/v1")
+                .reply(404, not_found("gateway.networking.k8s.io/v1")),
+        ],
+        services_reapplied(),
+        vec![ssa_deployment(false, |_| {}), ssa_pdb(false)],
+        no_managed_redis_left(),
+        vec![
+            owned(
+                NET,
+                "ingresses",
+                "chat",
+                "networking.k8s.io/v1",
+                "Ingress",
+                "uid-1",
+            ),
+            delete(NET, "ingresses", "chat"),
+            event("Deleted", "Normal"),
+            status_patch(|body| {
+                let exposure = condition(body, "ExposureReady");
+                assert_eq!(
+                    (exposure["status"].as_str(), exposure["reason"].as_str()),
+                    (Some("False"), Some("GatewayAPIMissing"))
+                );
+            }),
+        ],
     ])
 }
 
@@ -426,38 +405,34 @@ pub(super) fn discovery_with_httproutes() -> Call {
 
 /// Scenario: gateway mode with the Gateway API installed.
 pub(super) fn gateway_applied(route_exists: bool) -> Scenario {
-    Scenario(vec![
-        secret_present("chat-api-token", "token"),
-        discovery_with_httproutes(),
-        ssa(NS_API, "services", "chat", "Service", false),
-        ssa(NS_API, "services", "chat-headless", "Service", false),
-        ssa_deployment(false, |_| {}),
-        ssa(
-            POLICY,
-            "poddisruptionbudgets",
-            "chat",
-            "PodDisruptionBudget",
-            false,
-        ),
-        ssa(GATEWAY, "httproutes", "chat", "HTTPRoute", !route_exists).check(|body| {
-            assert_eq!(body["apiVersion"], "gateway.networking.k8s.io/v1");
-            assert_eq!(body["spec"]["parentRefs"][0]["namespace"], "infra");
-            assert_eq!(
-                body["spec"]["rules"][0]["sessionPersistence"]["type"],
-                "Cookie"
-            );
-            assert_eq!(body["spec"]["hostnames"][0], "a.b");
-        }),
-        absent(NS_API, "services", "chat-redis"),
-        absent(APPS, "statefulsets", "chat-redis"),
-        absent(NET, "networkpolicies", "chat-redis"),
-        absent(NS_API, "secrets", "chat-redis-password"),
-        absent(NET, "ingresses", "chat"),
-        status_patch(|body| {
-            assert_eq!(condition(body, "ExposureReady")["status"], "True");
-            assert_eq!(body["status"]["endpoint"], "http://a.b");
-        }),
-        event("Updated", "Normal"),
+    scenario(vec![
+        vec![
+            secret_present("chat-api-token", "token"),
+            discovery_with_httproutes(),
+        ],
+        services_reapplied(),
+        vec![
+            ssa_deployment(false, |_| {}),
+            ssa_pdb(false),
+            ssa(GATEWAY, "httproutes", "chat", "HTTPRoute", !route_exists).check(|body| {
+                assert_eq!(body["apiVersion"], "gateway.networking.k8s.io/v1");
+                assert_eq!(body["spec"]["parentRefs"][0]["namespace"], "infra");
+                assert_eq!(
+                    body["spec"]["rules"][0]["sessionPersistence"]["type"],
+                    "Cookie"
+                );
+                assert_eq!(body["spec"]["hostnames"][0], "a.b");
+            }),
+        ],
+        no_managed_redis_left(),
+        vec![
+            absent(NET, "ingresses", "chat"),
+            status_patch(|body| {
+                assert_eq!(condition(body, "ExposureReady")["status"], "True");
+                assert_eq!(body["status"]["endpoint"], "http://a.b");
+            }),
+            event("Updated", "Normal"),
+        ],
     ])
 }
 
