@@ -145,6 +145,35 @@ impl Setup<'_> {
     }
 }
 
+/// A client's setup under [`SETUP_TIMEOUT`]: its result, or the timeout.
+type SetupOutcome<T> = Result<Result<T, ClientError>, tokio::time::error::Elapsed>;
+
+/// Reports a client's setup outcome on `ready` (naming the `stage` it stopped at)
+/// and counts a set-up client as open; `None` when the setup failed.
+fn report_setup<T>(
+    setup: SetupOutcome<T>,
+    stage: &'static str,
+    shared: &Shared,
+    ready: oneshot::Sender<Result<(), String>>,
+) -> Option<T> {
+    let outcome = match setup {
+        Ok(Ok(client)) => Ok(client),
+        Ok(Err(e)) => Err(format!("{e} (while waiting for {stage})")),
+        Err(_) => Err(ClientError::SetupTimeout(SETUP_TIMEOUT, stage).to_string()),
+    };
+    match outcome {
+        Ok(client) => {
+            shared.open.fetch_add(1, Ordering::Relaxed);
+            let _ = ready.send(Ok(()));
+            Some(client)
+        }
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            None
+        }
+    }
+}
+
 /// Runs one WebSocket client; `ready` gets the setup outcome.
 pub async fn run_websocket(
     plan: ClientPlan,
@@ -152,18 +181,10 @@ pub async fn run_websocket(
     ready: oneshot::Sender<Result<(), String>>,
 ) {
     let mut stage = STAGE_CONNECT;
-    let setup = tokio::time::timeout(SETUP_TIMEOUT, websocket_setup(&plan, &mut stage));
-    let mut ws = match setup.await {
-        Ok(Ok(ws)) => ws,
-        Ok(Err(e)) => return drop(ready.send(Err(format!("{e} (while waiting for {stage})")))),
-        Err(_) => {
-            return drop(ready.send(Err(
-                ClientError::SetupTimeout(SETUP_TIMEOUT, stage).to_string(),
-            )));
-        }
+    let setup = tokio::time::timeout(SETUP_TIMEOUT, websocket_setup(&plan, &mut stage)).await;
+    let Some(mut ws) = report_setup(setup, stage, shared, ready) else {
+        return;
     };
-    shared.open.fetch_add(1, Ordering::Relaxed);
-    let _ = ready.send(Ok(()));
     while let Some(Ok(msg)) = ws.next().await {
         let Message::Text(text) = msg else {
             if matches!(msg, Message::Close(_)) {
@@ -227,18 +248,10 @@ pub async fn run_polling(
     ready: oneshot::Sender<Result<(), String>>,
 ) {
     let mut stage = STAGE_CONNECT;
-    let setup = tokio::time::timeout(SETUP_TIMEOUT, polling_setup(&plan, &http, &mut stage));
-    let (url, backlog) = match setup.await {
-        Ok(Ok(ok)) => ok,
-        Ok(Err(e)) => return drop(ready.send(Err(format!("{e} (while waiting for {stage})")))),
-        Err(_) => {
-            return drop(ready.send(Err(
-                ClientError::SetupTimeout(SETUP_TIMEOUT, stage).to_string(),
-            )));
-        }
+    let setup = tokio::time::timeout(SETUP_TIMEOUT, polling_setup(&plan, &http, &mut stage)).await;
+    let Some((url, backlog)) = report_setup(setup, stage, shared, ready) else {
+        return;
     };
-    shared.open.fetch_add(1, Ordering::Relaxed);
-    let _ = ready.send(Ok(()));
     if let Err(e) = polling_loop(&plan, &http, &url, backlog, shared).await {
         shared.keep_error(e.to_string());
     }
@@ -349,6 +362,47 @@ async fn post(http: &reqwest::Client, url: &str, body: String) -> Result<(), Cli
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn report_setup_reports_each_outcome() {
+        let elapsed = tokio::time::timeout(Duration::ZERO, std::future::pending::<()>())
+            .await
+            .expect_err("pending never completes");
+        // (case, setup outcome, client returned, what `ready` hears)
+        type Case = (
+            &'static str,
+            SetupOutcome<u8>,
+            Option<u8>,
+            Result<(), String>,
+        );
+        let cases: [Case; 3] = [
+            ("set up: counted open", Ok(Ok(7)), Some(7), Ok(())),
+            (
+                "failed: names the stage",
+                Ok(Err(ClientError::ClosedDuringSetup)),
+                None,
+                Err(format!(
+                    "{} (while waiting for {STAGE_UPGRADE})",
+                    ClientError::ClosedDuringSetup
+                )),
+            ),
+            (
+                "timed out: names the stage",
+                Err(elapsed),
+                None,
+                Err(ClientError::SetupTimeout(SETUP_TIMEOUT, STAGE_UPGRADE).to_string()),
+            ),
+        ];
+        for (case, setup, want, want_ready) in cases {
+            let shared = Shared::default();
+            let (ready, reported) = oneshot::channel();
+            let got = report_setup(setup, STAGE_UPGRADE, &shared, ready);
+            assert_eq!(got, want, "case: {case}");
+            assert_eq!(reported.await.ok(), Some(want_ready), "case: {case}");
+            let open = usize::from(want.is_some());
+            assert_eq!(shared.open.load(Ordering::Relaxed), open, "case: {case}");
+        }
+    }
 
     #[test]
     fn socket_addr_table() {
