@@ -107,6 +107,13 @@ pub async fn mark(pods: &Api<Pod>, patches: &[CostPatch]) -> Result<(), kube::Er
 mod tests {
     use super::*;
 
+    fn patch(pod: &str, cost: Option<i32>) -> CostPatch {
+        CostPatch {
+            pod: pod.into(),
+            cost,
+        }
+    }
+
     fn pod(name: &str, cost: Option<&str>) -> Pod {
         let mut p = Pod::default();
         p.metadata.name = Some(name.to_string());
@@ -152,16 +159,7 @@ mod tests {
             (
                 "fresh pods: victims get -2, -1 in order",
                 vec![pod("light", None), pod("lighter", None), pod("busy", None)],
-                vec![
-                    CostPatch {
-                        pod: "light".into(),
-                        cost: Some(-2),
-                    },
-                    CostPatch {
-                        pod: "lighter".into(),
-                        cost: Some(-1),
-                    },
-                ],
+                vec![patch("light", Some(-2)), patch("lighter", Some(-1))],
             ),
             (
                 "stale mark on a busy pod is removed",
@@ -171,18 +169,9 @@ mod tests {
                     pod("busy", Some("-1")),
                 ],
                 vec![
-                    CostPatch {
-                        pod: "light".into(),
-                        cost: Some(-2),
-                    },
-                    CostPatch {
-                        pod: "lighter".into(),
-                        cost: Some(-1),
-                    },
-                    CostPatch {
-                        pod: "busy".into(),
-                        cost: None,
-                    },
+                    patch("light", Some(-2)),
+                    patch("lighter", Some(-1)),
+                    patch("busy", None),
                 ],
             ),
             (
@@ -192,10 +181,7 @@ mod tests {
                     pod("lighter", Some("-5")),
                     pod("busy", None),
                 ],
-                vec![CostPatch {
-                    pod: "lighter".into(),
-                    cost: Some(-1),
-                }],
+                vec![patch("lighter", Some(-1))],
             ),
         ];
         for (case, pods, want) in cases {
@@ -205,18 +191,12 @@ mod tests {
 
     #[test]
     fn merge_patch_writes_a_string_or_null() {
-        let set = merge_patch(&CostPatch {
-            pod: "p".into(),
-            cost: Some(-3),
-        });
+        let set = merge_patch(&patch("p", Some(-3)));
         assert_eq!(
             set,
             json!({"metadata":{"annotations":{"controller.kubernetes.io/pod-deletion-cost":"-3"}}})
         );
-        let clear = merge_patch(&CostPatch {
-            pod: "p".into(),
-            cost: None,
-        });
+        let clear = merge_patch(&patch("p", None));
         assert_eq!(
             clear,
             json!({"metadata":{"annotations":{"controller.kubernetes.io/pod-deletion-cost":null}}})
