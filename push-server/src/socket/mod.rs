@@ -126,17 +126,14 @@ async fn on_subscribe<A: Adapter>(
     TryData(request): TryData<RoomsRequest>,
     ack: AckSender<A>,
 ) {
-    let reply = match request {
+    let plan = match request {
         Err(e) => malformed(e),
-        Ok(req) => {
-            let plan = plan_subscribe(&identity_of(&socket), socket.rooms().len(), req.rooms);
-            if let Some(joined) = &plan.joined {
-                socket.join(joined.clone());
-            }
-            plan
-        }
+        Ok(req) => plan_subscribe(&identity_of(&socket), socket.rooms().len(), req.rooms),
     };
-    let _ = ack.send(&reply);
+    if let Some(joined) = &plan.joined {
+        socket.join(joined.clone());
+    }
+    let _ = ack.send(&plan);
 }
 
 async fn on_unsubscribe<A: Adapter>(
@@ -144,17 +141,14 @@ async fn on_unsubscribe<A: Adapter>(
     TryData(request): TryData<RoomsRequest>,
     ack: AckSender<A>,
 ) {
-    let reply = match request {
+    let plan = match request {
         Err(e) => malformed(e),
-        Ok(req) => {
-            let plan = plan_unsubscribe(&identity_of(&socket), req.rooms);
-            if let Some(left) = &plan.left {
-                socket.leave(left.clone());
-            }
-            plan
-        }
+        Ok(req) => plan_unsubscribe(&identity_of(&socket), req.rooms),
     };
-    let _ = ack.send(&reply);
+    if let Some(left) = &plan.left {
+        socket.leave(left.clone());
+    }
+    let _ = ack.send(&plan);
 }
 
 fn identity_of<A: Adapter>(socket: &SocketRef<A>) -> Identity {
