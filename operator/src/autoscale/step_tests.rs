@@ -6,10 +6,21 @@ use super::*;
 use crate::autoscale::test_api::*;
 use crate::autoscale::test_pods::fake_pods;
 
+/// One autoscaler step against the scripted API server, which must see exactly `calls`.
+async fn step_against(port: u16, pc: &PushCluster, calls: Vec<Call>) -> StepReport {
+    let (client, handle) = mock_client();
+    let server = tokio::spawn(serve_calls(handle, calls));
+    let report = Autoscaler::new(port)
+        .step(&client, pc, SELECTOR)
+        .await
+        .expect("step");
+    server.await.expect("api server");
+    report
+}
+
 #[tokio::test]
 async fn step_scales_up_through_the_scale_subresource() {
     let (port, ips) = fake_pods(&[300, 290]).await;
-    let (client, handle) = mock_client();
     let pc = cluster(
         "{enabled: true, minReplicas: 1, maxReplicas: 10, targetConnectionsPerPod: 100}",
         2,
@@ -19,12 +30,7 @@ async fn step_scales_up_through_the_scale_subresource() {
         hpa_list(vec![]),
         scale_patch(6),
     ];
-    let server = tokio::spawn(serve_calls(handle, calls));
-    let report = Autoscaler::new(port)
-        .step(&client, &pc, SELECTOR)
-        .await
-        .expect("step");
-    server.await.expect("api server");
+    let report = step_against(port, &pc, calls).await;
     assert_eq!(report.connections, Some(590));
     assert_eq!(report.status.recommended_replicas, Some(6));
     assert_eq!(
@@ -40,7 +46,6 @@ async fn step_scales_up_through_the_scale_subresource() {
 #[tokio::test]
 async fn step_does_not_fight_an_hpa_targeting_the_cluster() {
     let (port, ips) = fake_pods(&[300, 290]).await;
-    let (client, handle) = mock_client();
     let pc = cluster("{enabled: true, targetConnectionsPerPod: 100}", 2);
     let hpa = json!({
         "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
@@ -55,12 +60,7 @@ async fn step_does_not_fight_an_hpa_targeting_the_cluster() {
         // No PATCH of the scale subresource may follow.
         hpa_list(vec![hpa]),
     ];
-    let server = tokio::spawn(serve_calls(handle, calls));
-    let report = Autoscaler::new(port)
-        .step(&client, &pc, SELECTOR)
-        .await
-        .expect("step");
-    server.await.expect("api server");
+    let report = step_against(port, &pc, calls).await;
     let event = report.event.expect("a warning");
     assert_eq!(
         (event.warning, event.reason),
@@ -74,15 +74,9 @@ async fn step_does_not_fight_an_hpa_targeting_the_cluster() {
 #[tokio::test]
 async fn step_with_autoscaling_off_only_measures() {
     let (port, ips) = fake_pods(&[7, 5]).await;
-    let (client, handle) = mock_client();
     let pc = cluster("{enabled: false}", 2);
     let calls = vec![pods_list(ready_pods(&ips))];
-    let server = tokio::spawn(serve_calls(handle, calls));
-    let report = Autoscaler::new(port)
-        .step(&client, &pc, SELECTOR)
-        .await
-        .expect("step");
-    server.await.expect("api server");
+    let report = step_against(port, &pc, calls).await;
     assert_eq!(report.connections, Some(12));
     assert_eq!(report.plan, None);
     assert_eq!(report.event, None);
@@ -186,7 +180,6 @@ async fn a_hold_reports_a_changed_recommendation_once() {
         ("same as the status shows: none", Some(2), false),
     ] {
         let (port, ips) = fake_pods(&[100, 104]).await;
-        let (client, handle) = mock_client();
         let mut pc = cluster("{enabled: true, targetConnectionsPerPod: 100}", 2);
         pc.status = Some(crate::resources::PushClusterStatus {
             autoscaler: Some(AutoscalerStatus {
@@ -196,12 +189,7 @@ async fn a_hold_reports_a_changed_recommendation_once() {
             ..Default::default()
         });
         let calls = vec![pods_list(ready_pods(&ips)), hpa_list(vec![])];
-        let server = tokio::spawn(serve_calls(handle, calls));
-        let report = Autoscaler::new(port)
-            .step(&client, &pc, SELECTOR)
-            .await
-            .expect("step");
-        server.await.expect("api server");
+        let report = step_against(port, &pc, calls).await;
         assert_eq!(
             report.plan.as_ref().map(|p| p.direction),
             Some(Direction::Hold),
