@@ -161,7 +161,8 @@ async fn a_hanging_pod_is_unmeasured_and_does_not_block_the_others() {
         ScrapeTarget::new("garbage", garbage),
         ScrapeTarget::new("closed", closed),
     ];
-    let timeout = Duration::from_millis(300);
+    // Generous enough that the healthy pod answers even on a loaded CI machine.
+    let timeout = Duration::from_secs(1);
     let started = Instant::now();
     let loads = scrape_all(&client(timeout), &targets, timeout).await;
     let took = started.elapsed();
@@ -175,8 +176,8 @@ async fn a_hanging_pod_is_unmeasured_and_does_not_block_the_others() {
             PodLoad::unmeasured("closed"),
         ]
     );
-    // Concurrent and bounded: one timeout, not one per pod and not the 30 s hang.
-    assert!(took < Duration::from_secs(3), "scrape took {took:?}");
+    // Concurrent and bounded: about one timeout, not one per pod (5 s) and not the 30 s hang.
+    assert!(took < Duration::from_secs(4), "scrape took {took:?}");
 }
 
 #[tokio::test]
