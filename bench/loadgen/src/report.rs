@@ -201,11 +201,11 @@ pub fn render(push: &SuiteResult, node: &SuiteResult, machine: &str) -> String {
     let _ = writeln!(out, "\n## Long-polling steps\n");
     let _ = writeln!(
         out,
-        "| server | clients | connected | server RSS MiB | p50 ms | p99 ms | expected | lost | pass |"
+        "| server | clients | connected | server RSS MiB | p50 ms | p99 ms | expected | lost | CPU server / generator | pass |"
     );
     let _ = writeln!(
         out,
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
     );
     for (name, r) in [("push-server", push), ("Node", node)] {
         for s in r.polling.iter().flat_map(|p| &p.steps) {
@@ -352,6 +352,7 @@ mod tests {
             ),
             "{md}"
         );
+        assert!(md.contains("| lost | CPU server / generator | pass |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"), "{md}");
         assert!(md.contains("nproc 2"));
     }
 }
