@@ -150,3 +150,15 @@ def test_room_limits_per_request_and_per_connection(node, py_clients):
             assert {r["reason"] for r in ack["refused"]} == {"this connection is in too many rooms"}
     assert 990 <= joined <= 1000, joined
     assert node.readyz() == 200
+
+
+def test_oversized_request_head_gets_431_and_the_node_keeps_serving(node):
+    """The client port caps a request head at 8 KiB (like nginx's default header buffers), so
+    one connection cannot make the node hold hundreds of KiB of headers."""
+    big = {"Cookie": "c=" + "x" * 16_384}
+    response = requests.get(f"{node.url}/socket.io/?EIO=4&transport=polling", headers=big, timeout=5)
+    assert response.status_code == 431, response.text
+    # A normal-sized head (a 6 KiB cookie included) still opens a session.
+    ok = requests.get(f"{node.url}/socket.io/?EIO=4&transport=polling",
+                      headers={"Cookie": "c=" + "x" * 6_000}, timeout=5)
+    assert ok.status_code == 200 and ok.text.startswith("0{"), ok.text

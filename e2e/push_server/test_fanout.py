@@ -90,3 +90,39 @@ def test_python_socketio_client_on_a_gets_publish_from_b_once(cluster, py_client
     assert b.publish({"event": "end", "room": "py"}, API_TOKEN).status_code == 202
     wait_until(lambda: client.received("end"), 10, "the sentinel")
     assert client.received("m") == ["x"]
+
+
+def test_delivery_counts_follow_subscribe_unsubscribe_and_disconnect(processes, start_node):
+    """The count a delivery reports (202 body on a single node, the delivered metric) is kept
+    beside the room map instead of walking the room: it must follow every membership change."""
+    node = start_node()  # no Redis: the 202 body carries the local delivery count
+    news = NodeClients(processes, {"url": node.url, "count": 3, "rooms": ["news"], "transports": ["websocket"]})
+    other = NodeClients(processes, {"url": node.url, "rooms": ["other"], "transports": ["websocket"]})
+    news.wait_ready()
+    other.wait_ready()
+
+    def delivered(body):
+        response = node.publish(body, API_TOKEN)
+        assert response.status_code == 202, response.text
+        return response.json()["delivered"]
+
+    # Subscribing again to a room the socket is in must not count it twice.
+    news.send({"cmd": "emit", "i": 0, "event": "subscribe", "data": {"rooms": ["news", "news"]}, "ack": True})
+    assert news.wait("ack", 1)[0]["ack"]["joined"] == ["news", "news"]
+    assert delivered({"event": "m", "data": 1, "room": "news"}) == 3
+    assert delivered({"event": "m", "data": 2, "broadcast": True}) == 4
+    assert delivered({"event": "m", "data": 3, "room": "nobody"}) == 0
+
+    news.send({"cmd": "emit", "i": 1, "event": "unsubscribe", "data": {"rooms": ["news", "never-joined"]}, "ack": True})
+    news.wait("ack", 2)
+    assert delivered({"event": "m", "data": 4, "room": "news"}) == 2
+
+    other.close()
+    wait_until(lambda: node.connections() == 3, 10, "the closed client to leave")
+    assert delivered({"event": "m", "data": 5, "broadcast": True}) == 3
+    assert delivered({"event": "m", "data": 6, "room": "other"}) == 0
+
+    # What the clients saw agrees with the counts, and so does the metric.
+    seen = sorted(e["data"] for e in news.settle("m", 11))
+    assert seen == [1, 1, 1, 2, 2, 2, 4, 4, 5, 5, 5], seen
+    assert node.metric("MESSAGES_DELIVERED") == 3 + 4 + 2 + 3

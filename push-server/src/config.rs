@@ -19,6 +19,13 @@ use crate::{error::ConfigError, socket::auth::JwtVerifier};
 /// limit); it only takes more reads.
 pub const WS_READ_BUFFER_BYTES: usize = 1024;
 
+/// Cap of hyper's HTTP/1 read buffer per TCP connection (hyper's default lets it grow to
+/// ~400 KiB; 8 KiB is hyper's minimum), so one client cannot make a connection hold a huge
+/// request head. A request whose head exceeds it gets 431, like nginx's default 8 KiB
+/// header buffers; bodies are streamed and not limited by it. (It did not change the idle
+/// memory per WebSocket: the head is copied out of this buffer, see `request_head`.)
+pub const HTTP1_MAX_BUF_BYTES: usize = 8192;
+
 /// Flags as the user typed them (or as the environment provided them).
 #[derive(Debug, Clone, Parser)]
 #[command(name = "push-server", version, about = "socket.io push node")]

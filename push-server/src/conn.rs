@@ -32,6 +32,8 @@ use tokio::{
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tower::ServiceExt;
 
+use crate::config::HTTP1_MAX_BUF_BYTES;
+
 /// Put into every request's extensions: cancelling `token` cuts the request's TCP connection.
 #[derive(Clone)]
 pub struct ConnHandle {
@@ -185,7 +187,8 @@ pub async fn serve(
             alive,
         });
         tokio::spawn(async move {
-            let builder = Builder::new(TokioExecutor::new());
+            let mut builder = Builder::new(TokioExecutor::new());
+            builder.http1().max_buf_size(HTTP1_MAX_BUF_BYTES);
             let connection =
                 builder.serve_connection_with_upgrades(io, TowerToHyperService::new(service));
             // An upgraded connection (WebSocket) outlives this future: its stream was

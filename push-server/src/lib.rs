@@ -134,6 +134,7 @@ fn started<A: Adapter>(io: &SocketIo<A>, state: &SharedState, link: Option<Redis
         delivery: Arc::new(SocketDelivery {
             io: io.clone(),
             metrics: state.metrics.clone(),
+            room_sizes: state.room_sizes.clone(),
         }),
         link,
         counter: Box::new(move || {

@@ -7,7 +7,7 @@ use std::sync::{
 
 use crate::{
     config::Config, conn::ConnRegistry, metrics::Metrics, publish::deliver::LocalDelivery,
-    redis_link::RedisLink, shutdown::Shutdown,
+    redis_link::RedisLink, shutdown::Shutdown, socket::RoomSizes,
 };
 
 /// Live socket counts by transport: (websocket, polling).
@@ -25,6 +25,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub shutdown: Shutdown,
     pub conns: ConnRegistry,
+    /// Members per room on this node (what a delivery reports as reached).
+    pub room_sizes: Arc<RoomSizes>,
     pub started: OnceLock<Started>,
     warned_open_rooms: AtomicBool,
 }
@@ -70,6 +72,7 @@ impl AppState {
             metrics,
             shutdown,
             conns: ConnRegistry::default(),
+            room_sizes: Arc::default(),
             started: OnceLock::new(),
             warned_open_rooms: AtomicBool::new(false),
         })

@@ -6,7 +6,7 @@ use futures::future::BoxFuture;
 use socketioxide::{BroadcastError, SocketIo, adapter::Adapter};
 
 use super::{Message, now_us};
-use crate::metrics::Metrics;
+use crate::{metrics::Metrics, socket::RoomSizes};
 
 /// Delivery to local sockets, with the adapter type erased so HTTP handlers and the
 /// channel subscriber are not generic.
@@ -18,6 +18,8 @@ pub trait LocalDelivery: Send + Sync + 'static {
 pub struct SocketDelivery<A: Adapter> {
     pub io: SocketIo<A>,
     pub metrics: Arc<Metrics>,
+    /// Recipients are counted from here, not by materialising the room.
+    pub room_sizes: Arc<RoomSizes>,
 }
 
 impl<A: Adapter> LocalDelivery for SocketDelivery<A> {
@@ -27,11 +29,12 @@ impl<A: Adapter> LocalDelivery for SocketDelivery<A> {
                 return 0;
             };
             // local(): other nodes receive the message from the Redis channel themselves.
-            let operator = match message.room() {
+            let room = message.room();
+            let matching = self.room_sizes.get(room.as_deref());
+            let operator = match room {
                 Some(room) => ns.local().to(room),
                 None => ns.local(),
             };
-            let matching = operator.clone().sockets().len();
             let failed = match operator.emit(&message.event, &message.data).await {
                 Ok(()) => 0,
                 Err(BroadcastError::Socket(errors)) => {

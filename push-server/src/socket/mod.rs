@@ -1,6 +1,7 @@
 //! The socket.io namespace: authentication on connect, subscribe / unsubscribe.
 
 pub mod auth;
+mod room_sizes;
 mod rooms;
 
 use push_contract::{
@@ -16,10 +17,13 @@ use socketioxide::{
     socket::DisconnectReason,
 };
 
-pub use self::rooms::{MAX_ROOMS_PER_REQUEST, MAX_ROOMS_PER_SOCKET};
 use self::{
     auth::{AuthError, Identity},
     rooms::{RoomsRequest, malformed, plan_subscribe, plan_unsubscribe},
+};
+pub use self::{
+    room_sizes::RoomSizes,
+    rooms::{MAX_ROOMS_PER_REQUEST, MAX_ROOMS_PER_SOCKET},
 };
 use crate::{ClusterAdapter, conn::ConnHandle, session, state::SharedState};
 
@@ -89,11 +93,11 @@ async fn authenticate<A: Adapter>(
     let token = auth.ok().and_then(|a| a.token);
     match identify(&state, token, socket.req_parts()).await {
         Ok(identity) => {
-            if let Some(user) = &identity.user {
-                socket.join(user_room(user));
-            }
-            socket.extensions.insert(identity);
+            // Handlers first: the disconnect handler is what uncounts the socket.
             register_handlers(&socket);
+            let rooms: Vec<String> = identity.user.iter().map(|u| user_room(u)).collect();
+            state.room_sizes.admitted(&socket, &rooms);
+            socket.extensions.insert(identity);
             Ok(())
         }
         Err(e) => {
@@ -125,13 +129,14 @@ async fn on_subscribe<A: Adapter>(
     socket: SocketRef<A>,
     TryData(request): TryData<RoomsRequest>,
     ack: AckSender<A>,
+    State(state): State<SharedState>,
 ) {
     let plan = match request {
         Err(e) => malformed(e),
         Ok(req) => plan_subscribe(&identity_of(&socket), socket.rooms().len(), req.rooms),
     };
     if let Some(joined) = &plan.joined {
-        socket.join(joined.clone());
+        state.room_sizes.join(&socket, joined);
     }
     let _ = ack.send(&plan);
 }
@@ -140,13 +145,14 @@ async fn on_unsubscribe<A: Adapter>(
     socket: SocketRef<A>,
     TryData(request): TryData<RoomsRequest>,
     ack: AckSender<A>,
+    State(state): State<SharedState>,
 ) {
     let plan = match request {
         Err(e) => malformed(e),
         Ok(req) => plan_unsubscribe(&identity_of(&socket), req.rooms),
     };
     if let Some(left) = &plan.left {
-        socket.leave(left.clone());
+        state.room_sizes.leave(&socket, left);
     }
     let _ = ack.send(&plan);
 }
@@ -164,6 +170,7 @@ async fn on_disconnect<A: Adapter>(
     State(state): State<SharedState>,
 ) {
     state.conns.forget(&socket.id.to_string());
+    state.room_sizes.disconnected(&socket);
     match reason {
         DisconnectReason::TransportError | DisconnectReason::PacketParsingError => tracing::info!(
             sid = %socket.id,
