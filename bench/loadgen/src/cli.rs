@@ -70,7 +70,7 @@ pub struct SuiteArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "10,20,40,80,120,160,240,320,480,640,960"
+        default_value = "10,20,30,40,50,60,70,80,100,120,140,160,200,240,320,480,640,960"
     )]
     pub fanout_rates: Vec<f64>,
     #[arg(long, default_value_t = 5)]

@@ -121,6 +121,18 @@ pub fn render(push: &SuiteResult, node: &SuiteResult, machine: &str) -> String {
         }),
     });
     rows.push(Row {
+        figure:
+            "fan-out: of which user space (µs; the rest is kernel TCP, loopback receive included)"
+                .into(),
+        push: pb.as_ref().map(|s| s.server_user_us_per_delivery),
+        node: nb.as_ref().map(|s| s.server_user_us_per_delivery),
+        decimals: 2,
+        target: format!("≤ Node's / {TARGET_FANOUT_RATIO}"),
+        met: pb.as_ref().zip(nb.as_ref()).map(|(p, n)| {
+            p.server_user_us_per_delivery * TARGET_FANOUT_RATIO <= n.server_user_us_per_delivery
+        }),
+    });
+    rows.push(Row {
         figure: "fan-out: p99 at that step (ms)".into(),
         push: pb.as_ref().map(|s| s.latency.p99_ms),
         node: nb.as_ref().map(|s| s.latency.p99_ms),
@@ -184,7 +196,7 @@ pub fn render(push: &SuiteResult, node: &SuiteResult, machine: &str) -> String {
         let _ = writeln!(out, "\n## {title}\n");
         let _ = writeln!(
             out,
-            "| server | nodes | clients | rooms | publishes/s (achieved) | delivered msgs/s | p50 ms | p99 ms | p999 ms | p99 per node ms | expected | lost | CPU server / generator | server µs/delivery |"
+            "| server | nodes | clients | rooms | publishes/s (achieved) | delivered msgs/s | p50 ms | p99 ms | p999 ms | p99 per node ms | expected | lost | CPU server / generator | server µs/delivery (user) |"
         );
         let _ = writeln!(
             out,
@@ -258,7 +270,7 @@ fn step_row(out: &mut String, name: &str, f: &FanoutResult, s: &FanoutStep) {
         .collect();
     let _ = writeln!(
         out,
-        "| {name} | {} | {} | {} | {} ({:.0}) | {:.0} | {:.2} | {:.2} | {:.2} | {} | {} | {}{} | {:.0}% / {:.0}% | {:.2} |",
+        "| {name} | {} | {} | {} | {} ({:.0}) | {:.0} | {:.2} | {:.2} | {:.2} | {} | {} | {}{} | {:.0}% / {:.0}% | {:.2} ({:.2}) |",
         f.nodes,
         f.connected,
         f.rooms,
@@ -274,7 +286,8 @@ fn step_row(out: &mut String, name: &str, f: &FanoutResult, s: &FanoutStep) {
         if s.overloaded { " (overloaded)" } else { "" },
         s.server_cpu_pct,
         s.generator_cpu_pct,
-        s.server_cpu_us_per_delivery
+        s.server_cpu_us_per_delivery,
+        s.server_user_us_per_delivery
     );
 }
 
@@ -301,6 +314,7 @@ mod tests {
             delivered_per_s: delivered,
             // Server CPU per delivery scales inversely with throughput here.
             server_cpu_us_per_delivery: 1000.0 / delivered,
+            server_user_us_per_delivery: 400.0 / delivered,
             latency: Latency {
                 p99_ms: p99,
                 ..Default::default()
@@ -347,8 +361,12 @@ mod tests {
             "{md}"
         );
         assert!(
+            md.contains("| fan-out: of which user space (µs; the rest is kernel TCP, loopback receive included) | 2.00 | 4.00 | 0.50× | ≤ Node's / 3 | **not met** |"),
+            "{md}"
+        );
+        assert!(
             md.contains(
-                "| expected | lost | CPU server / generator | server µs/delivery |\n| --- |"
+                "| expected | lost | CPU server / generator | server µs/delivery (user) |\n| --- |"
             ),
             "{md}"
         );

@@ -54,6 +54,9 @@ pub struct FanoutStep {
     pub generator_cpu_pct: f64,
     /// Server CPU time per delivered message, µs.
     pub server_cpu_us_per_delivery: f64,
+    /// The user-space part of it (the rest is kernel time, mostly TCP on loopback).
+    #[serde(default)]
+    pub server_user_us_per_delivery: f64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -124,6 +127,7 @@ pub fn summarise(
         server_cpu_pct: 0.0,
         generator_cpu_pct: 0.0,
         server_cpu_us_per_delivery: 0.0,
+        server_user_us_per_delivery: 0.0,
     }
 }
 

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::fleet::{Fleet, FleetError, FleetReport};
 use crate::launch::Cluster;
+use crate::procfs::{CpuTime, cpu_time};
 use crate::scenario::fanout::FanoutStep;
 use crate::spec::{Transport, WorkerSpec};
 
@@ -87,27 +88,28 @@ pub async fn settled_rss_kib(pids: &[u32], max_wait: Duration) -> Result<u64, Sc
 /// CPU use of the servers and of the generator over a measured window.
 pub struct CpuWindow {
     started: Instant,
-    server: f64,
-    generator: f64,
+    server: CpuTime,
+    generator: CpuTime,
 }
 
 impl CpuWindow {
     pub fn start(cluster: &Cluster, fleet: &Fleet) -> CpuWindow {
         CpuWindow {
             started: Instant::now(),
-            server: crate::procfs::cpu_seconds(&cluster.pids),
-            generator: crate::procfs::cpu_seconds(&fleet.generator_pids()),
+            server: cpu_time(&cluster.pids),
+            generator: cpu_time(&fleet.generator_pids()),
         }
     }
 
     /// Writes the CPU use since `start` into `step`.
     pub fn finish(&self, cluster: &Cluster, fleet: &Fleet, step: &mut FanoutStep) {
         let wall = self.started.elapsed().as_secs_f64().max(1e-9);
-        let server = crate::procfs::cpu_seconds(&cluster.pids) - self.server;
-        let generator = crate::procfs::cpu_seconds(&fleet.generator_pids()) - self.generator;
-        step.server_cpu_pct = 100.0 * server / wall;
-        step.generator_cpu_pct = 100.0 * generator / wall;
-        step.server_cpu_us_per_delivery = per_delivery_us(server, step.received);
+        let server = cpu_time(&cluster.pids).since(self.server);
+        let generator = cpu_time(&fleet.generator_pids()).since(self.generator);
+        step.server_cpu_pct = 100.0 * server.total() / wall;
+        step.generator_cpu_pct = 100.0 * generator.total() / wall;
+        step.server_cpu_us_per_delivery = per_delivery_us(server.total(), step.received);
+        step.server_user_us_per_delivery = per_delivery_us(server.user, step.received);
     }
 }
 
