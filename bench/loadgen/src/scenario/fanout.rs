@@ -81,6 +81,11 @@ impl FanoutResult {
             .filter(|s| !s.overloaded)
             .max_by(|a, b| a.delivered_per_s.total_cmp(&b.delivered_per_s))
     }
+
+    /// The step run at `rate` publishes/s, to compare two servers under the same load.
+    pub fn at_rate(&self, rate: f64) -> Option<&FanoutStep> {
+        self.steps.iter().find(|s| (s.rate - rate).abs() < 1e-9)
+    }
 }
 
 /// Whether a step's figures count as overloaded.
@@ -219,5 +224,6 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(result.best().map(|s| s.delivered_per_s), Some(30.0));
+        assert!(result.at_rate(7.0).is_none());
     }
 }
