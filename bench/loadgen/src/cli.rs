@@ -58,7 +58,7 @@ pub struct SuiteArgs {
     /// New connections per second.
     #[arg(long, default_value_t = 1000.0)]
     pub connect_rate: f64,
-    #[arg(long, value_delimiter = ',', default_value = "1000,19000")]
+    #[arg(long, value_delimiter = ',', default_value = "1000,3000,19000")]
     pub idle_sizes: Vec<usize>,
     #[arg(long, default_value_t = 10)]
     pub idle_hold_secs: u64,
