@@ -40,7 +40,9 @@ impl RoomSizes {
     /// A socket already uncounted by [`RoomSizes::disconnected`] joins nothing (socketioxide
     /// would keep it in the room forever).
     pub fn join<A: Adapter>(&self, socket: &SocketRef<A>, rooms: &[String]) {
-        self.join_inner(socket, rooms);
+        if let Ok(mut counts) = self.counts.lock() {
+            join_counted(&mut counts, socket, rooms);
+        }
     }
 
     /// Counts a socket the connect middleware admitted (it is not connected yet) and
@@ -48,26 +50,8 @@ impl RoomSizes {
     pub fn admitted<A: Adapter>(&self, socket: &SocketRef<A>, rooms: &[String]) {
         if let Ok(mut counts) = self.counts.lock() {
             counts.sockets += 1;
+            join_counted(&mut counts, socket, rooms);
         }
-        self.join_inner(socket, rooms);
-    }
-
-    fn join_inner<A: Adapter>(&self, socket: &SocketRef<A>, rooms: &[String]) {
-        let Ok(mut counts) = self.counts.lock() else {
-            return;
-        };
-        // Not `socket.connected()`: a subscribe may run between CONNECT and the moment
-        // socketioxide marks the socket connected.
-        if socket.extensions.get::<Departed>().is_some() {
-            return;
-        }
-        let current = socket.rooms();
-        let new = not_in(rooms, &current);
-        if new.is_empty() {
-            return;
-        }
-        socket.join(new.clone());
-        apply(&mut counts.rooms, &new, Change::Join);
     }
 
     /// Leaves `rooms` and uncounts the ones the socket was in.
@@ -75,8 +59,7 @@ impl RoomSizes {
         let Ok(mut counts) = self.counts.lock() else {
             return;
         };
-        let current = socket.rooms();
-        let gone = in_both(rooms, &current);
+        let gone = select(rooms, &socket.rooms(), true);
         socket.leave(gone.clone());
         apply(&mut counts.rooms, &gone, Change::Leave);
     }
@@ -94,6 +77,21 @@ impl RoomSizes {
     }
 }
 
+/// Joins the rooms the socket is not in yet and counts them; the caller holds the lock.
+fn join_counted<A: Adapter>(counts: &mut Counts, socket: &SocketRef<A>, rooms: &[String]) {
+    // Not `socket.connected()`: a subscribe may run between CONNECT and the moment
+    // socketioxide marks the socket connected.
+    if socket.extensions.get::<Departed>().is_some() {
+        return;
+    }
+    let new = select(rooms, &socket.rooms(), false);
+    if new.is_empty() {
+        return;
+    }
+    socket.join(new.clone());
+    apply(&mut counts.rooms, &new, Change::Join);
+}
+
 /// Marks a socket whose disconnect was counted.
 #[derive(Clone)]
 struct Departed;
@@ -104,22 +102,12 @@ enum Change {
     Leave,
 }
 
-/// The requested rooms the socket is not in, each once.
-fn not_in<R: AsRef<str>>(requested: &[String], current: &[R]) -> Vec<String> {
+/// The requested rooms that are (`in_current`) or are not in `current`, each once.
+fn select<R: AsRef<str>>(requested: &[String], current: &[R], in_current: bool) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for room in requested {
-        if !current.iter().any(|c| c.as_ref() == room) && !out.contains(room) {
-            out.push(room.clone());
-        }
-    }
-    out
-}
-
-/// The requested rooms the socket is in, each once.
-fn in_both<R: AsRef<str>>(requested: &[String], current: &[R]) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for room in requested {
-        if current.iter().any(|c| c.as_ref() == room) && !out.contains(room) {
+        let is_in = current.iter().any(|c| c.as_ref() == room);
+        if is_in == in_current && !out.contains(room) {
             out.push(room.clone());
         }
     }
@@ -150,7 +138,7 @@ mod tests {
         v.iter().map(|s| s.to_string()).collect()
     }
 
-    /// name, requested, current, not_in, in_both
+    /// name, requested, current, not in current, in current
     type Case = (
         &'static str,
         &'static [&'static str],
@@ -170,8 +158,16 @@ mod tests {
         ];
         for (name, requested, current, want_new, want_gone) in cases {
             let requested = strings(requested);
-            assert_eq!(not_in(&requested, current), strings(want_new), "{name}");
-            assert_eq!(in_both(&requested, current), strings(want_gone), "{name}");
+            assert_eq!(
+                select(&requested, current, false),
+                strings(want_new),
+                "{name}"
+            );
+            assert_eq!(
+                select(&requested, current, true),
+                strings(want_gone),
+                "{name}"
+            );
         }
     }
 
