@@ -4,7 +4,9 @@
   crate; never copy strings).
 - `find_binary(name, env_var)`: $ENV_VAR, else $CARGO_TARGET_DIR/debug/<name>, else
   <repo>/target/debug/<name>; `require_binary` skips the test with a clear message.
-- `free_port()`, `wait_until(predicate, timeout, what)`: readiness by polling, never sleeps.
+- `reserve_port()`: a port below the ephemeral range, claimed (harness/ports.py says why);
+  `wait_until(predicate, timeout, what, process=p)`: readiness by polling, failing at once
+  with the exit code and log tail when `p` dies.
 - `Processes`: starts processes in their own process group, kills every group at exit.
 - `RedisServer`: a real redis-server on a free port (kill / restart on the same port).
 - `PushServer`: a push-server process with env from the contract; metrics, publish,
@@ -21,7 +23,8 @@
 Fixtures wrapping them live in e2e/conftest.py.
 """
 
-from .core import REPO, contract, find_binary, free_port, require_binary, wait_until
+from .core import REPO, contract, find_binary, log_tail, require_binary, wait_until
+from .ports import reserve_port
 from .procs import Processes
 from .redis_server import RedisServer
 from .push_server import PushServer, parse_metrics
@@ -43,7 +46,8 @@ __all__ = [
     "REPO",
     "contract",
     "find_binary",
-    "free_port",
+    "log_tail",
+    "reserve_port",
     "require_binary",
     "wait_until",
     "Processes",

@@ -3,7 +3,7 @@
 import functools
 import json
 import os
-import socket
+import subprocess
 import time
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -42,19 +42,25 @@ def require_binary(name: str, env_var: str) -> Path:
     return path
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port nothing listens on right now (the OS picks it)."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+def log_tail(path: Path | None, lines: int = 30) -> str:
+    if path is None or not Path(path).is_file():
+        return "(no log)"
+    return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
 
 
 def wait_until(predicate: Callable[[], T], timeout: float = 10.0, what: str = "condition",
-               interval: float = 0.05) -> T:
-    """Polls `predicate` until it returns something truthy; fails after `timeout`."""
+               interval: float = 0.05, process: subprocess.Popen | None = None) -> T:
+    """Polls `predicate` until it returns something truthy; fails after `timeout`.
+
+    With `process`, fails at once when that process has exited (its exit code and the
+    last lines of its log in the message): a crashed server is not a slow one."""
     deadline = time.monotonic() + timeout
     last_error = None
     while True:
+        if process is not None and process.poll() is not None:
+            raise AssertionError(
+                f"{what}: the process exited with code {process.returncode} before that; "
+                f"last lines of its log:\n{log_tail(getattr(process, 'log_path', None))}")
         try:
             value = predicate()
             if value:

@@ -1,12 +1,13 @@
 """A push-server process configured through the contract's env names."""
 
+import json
 import re
 import signal
 import subprocess
 
 import requests
 
-from .core import contract, free_port, require_binary, wait_until
+from .core import contract, require_binary, wait_until
 from .procs import Processes
 
 _SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)')
@@ -31,13 +32,16 @@ class PushServer:
                  node_id: str = "node"):
         self.binary = require_binary("push-server", "PUSH_SERVER_BIN")
         self.procs = procs
-        self.port = free_port()
-        self.admin_port = free_port()
+        # Port 0: the server binds, then reports what it got in the address file.
+        self.port = 0
+        self.admin_port = 0
         self.node_id = node_id
+        self.address_file = procs.log_dir / f"push-server-{node_id}-{id(self)}.addresses.json"
         names = contract()["env"]
         self.env = {
-            names["LISTEN"]: f"127.0.0.1:{self.port}",
-            names["ADMIN_LISTEN"]: f"127.0.0.1:{self.admin_port}",
+            names["LISTEN"]: "127.0.0.1:0",
+            names["ADMIN_LISTEN"]: "127.0.0.1:0",
+            names["ADDRESS_FILE"]: str(self.address_file),
             names["NODE_ID"]: node_id,
             names["LOG"]: "info,push_server=debug",
         }
@@ -57,17 +61,22 @@ class PushServer:
         return f"http://127.0.0.1:{self.admin_port}"
 
     def start(self, ready: bool = True) -> "PushServer":
+        self.address_file.unlink(missing_ok=True)
         self.proc = self.procs.start([self.binary], name=f"push-server-{self.node_id}", env=self.env)
-        wait_until(lambda: self.get_admin("healthz").status_code == 200 or self._exited(), 15,
-                   f"push-server {self.node_id} /healthz")
+        addresses = wait_until(self._addresses, 15, f"push-server {self.node_id} to listen", process=self.proc)
+        self.port = int(addresses["client"].rsplit(":", 1)[1])
+        self.admin_port = int(addresses["admin"].rsplit(":", 1)[1])
+        wait_until(lambda: self.get_admin("healthz").status_code == 200, 15,
+                   f"push-server {self.node_id} /healthz", process=self.proc)
         if ready:
-            wait_until(lambda: self.readyz() == 200 or self._exited(), 15,
-                       f"push-server {self.node_id} ready")
-        assert self.proc.poll() is None, f"push-server exited: {self.log()}"
+            wait_until(lambda: self.readyz() == 200, 15, f"push-server {self.node_id} ready", process=self.proc)
         return self
 
-    def _exited(self) -> bool:
-        return self.proc is not None and self.proc.poll() is not None
+    def _addresses(self) -> dict | None:
+        try:
+            return json.loads(self.address_file.read_text())
+        except FileNotFoundError:
+            return None
 
     def log(self) -> str:
         return self.proc.log_path.read_text() if self.proc else ""

@@ -1,4 +1,4 @@
-"""A real redis-server on a free port."""
+"""A real redis-server on a reserved port (harness.ports: it cannot report a port 0 bind)."""
 
 import shutil
 import signal
@@ -7,7 +7,8 @@ import subprocess
 
 import pytest
 
-from .core import free_port, wait_until
+from .core import wait_until
+from .ports import reserve_port
 from .procs import Processes
 
 
@@ -16,7 +17,7 @@ class RedisServer:
         if shutil.which("redis-server") is None:
             pytest.skip("redis-server not installed (apt-get install redis-server; .ci/setup does it)")
         self.procs = procs
-        self.port = port or free_port()
+        self.port = port or reserve_port()
         self.proc = None
 
     @property
@@ -29,7 +30,7 @@ class RedisServer:
              "--appendonly", "no", "--protected-mode", "no"],
             name=f"redis-{self.port}",
         )
-        wait_until(self.ping, 10, f"redis-server on {self.port}")
+        wait_until(self.ping, 10, f"redis-server on {self.port}", process=self.proc)
         return self
 
     def ping(self) -> bool:

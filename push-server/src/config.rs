@@ -36,6 +36,10 @@ pub struct Cli {
     /// Admin listener (/metrics, /healthz, /readyz).
     #[arg(long, env = env::ADMIN_LISTEN, default_value = defaults::ADMIN_LISTEN)]
     pub admin_listen: SocketAddr,
+    /// Write the bound addresses here as JSON once listening (for supervisors and tests
+    /// that listen on port 0).
+    #[arg(long, env = env::ADDRESS_FILE)]
+    pub address_file: Option<PathBuf>,
     /// Node identity in logs and metrics (default: hostname).
     #[arg(long, env = env::NODE_ID)]
     pub node_id: Option<String>,
@@ -109,6 +113,7 @@ pub struct SessionConfig {
 pub struct Config {
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
+    pub address_file: Option<PathBuf>,
     pub node_id: String,
     /// RESP3, password merged in.
     pub redis: Option<ConnectionInfo>,
@@ -193,6 +198,7 @@ impl Config {
         Ok(Self {
             listen: cli.listen,
             admin_listen: cli.admin_listen,
+            address_file: cli.address_file,
             node_id,
             redis,
             redis_channel: cli.redis_channel,

@@ -50,6 +50,21 @@ pub struct Listeners {
     pub admin: TcpListener,
 }
 
+impl Listeners {
+    /// Writes `{"client": ..., "admin": ...}` to `path` atomically (temp file + rename),
+    /// so a reader never sees half a file.
+    pub fn write_address_file(&self, path: &std::path::Path) -> std::io::Result<()> {
+        let body = serde_json::json!({
+            "client": self.client.local_addr()?.to_string(),
+            "admin": self.admin.local_addr()?.to_string(),
+        });
+        let mut temp = path.as_os_str().to_owned();
+        temp.push(".tmp");
+        std::fs::write(&temp, body.to_string())?;
+        std::fs::rename(&temp, path)
+    }
+}
+
 /// The socket.io adapter over our reconnecting Redis link.
 pub type ClusterAdapter<E> = CustomRedisAdapter<E, RedisLink>;
 

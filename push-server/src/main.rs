@@ -31,11 +31,17 @@ async fn main() -> ExitCode {
     if let (Ok(client), Ok(admin)) = (client.local_addr(), admin.local_addr()) {
         tracing::info!(%client, %admin, "listening");
     }
+    let listeners = Listeners { client, admin };
+    if let Some(path) = &config.address_file
+        && let Err(e) = listeners.write_address_file(path)
+    {
+        return fail(&format!("cannot write {}: {e}", path.display()));
+    }
     let shutdown = Shutdown::new();
     if let Err(e) = shutdown.on_signals() {
         return fail(&format!("cannot install signal handlers: {e}"));
     }
-    match run(Listeners { client, admin }, config, shutdown).await {
+    match run(listeners, config, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e.to_string()),
     }

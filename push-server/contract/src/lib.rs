@@ -19,6 +19,10 @@ pub mod env {
     /// Admin listener (`/metrics`, `/healthz`, `/readyz`), `HOST:PORT`.
     /// Kept apart from [`LISTEN`] so exposing the client port never exposes metrics.
     pub const ADMIN_LISTEN: &str = "PUSH_ADMIN_LISTEN";
+    /// Where to write `{"client": "HOST:PORT", "admin": "HOST:PORT"}` once both listeners
+    /// are bound: how a supervisor learns the ports a `:0` listener got (no race with
+    /// another process between picking a free port and binding it).
+    pub const ADDRESS_FILE: &str = "PUSH_ADDRESS_FILE";
     /// Node identity in logs and metrics; defaults to the hostname (the pod name).
     pub const NODE_ID: &str = "PUSH_NODE_ID";
     /// Redis URL; absent = single node with the in-memory adapter.
@@ -55,6 +59,29 @@ pub mod env {
     pub const LOG: &str = "PUSH_LOG";
     /// `text` or `json`.
     pub const LOG_FORMAT: &str = "PUSH_LOG_FORMAT";
+
+    /// The variables the operator sets on every push-server pod itself; a PushCluster's
+    /// `spec.env` may not override them (the CRD's CEL rule and the Deployment builder
+    /// both read this list).
+    pub const SET_BY_OPERATOR: [&str; 17] = [
+        LISTEN,
+        ADMIN_LISTEN,
+        NODE_ID,
+        REDIS_URL,
+        REDIS_PASSWORD,
+        API_TOKEN,
+        JWT_SECRET,
+        JWT_PUBLIC_KEY_FILE,
+        JWT_ISSUER,
+        JWT_AUDIENCE,
+        MAX_PAYLOAD_BYTES,
+        DRAIN_SECONDS,
+        SESSION_SECRET,
+        SESSION_COOKIE,
+        SESSION_PREFIX,
+        SESSION_USER_PATH,
+        LOG_FORMAT,
+    ];
 }
 
 /// Default values both sides assume.
