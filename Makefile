@@ -1,6 +1,6 @@
 # The two commands of the README. Both install what they need first
 # (.ci/setup is idempotent and fast when everything is already there).
-.PHONY: setup run test
+.PHONY: setup run test kube-up kube-down
 CHART_EXAMPLE ?= examples/chat.yaml
 # Extra flags of `push-operator local`, e.g. LOCAL_ARGS="--port 9000".
 LOCAL_ARGS ?=
@@ -17,3 +17,15 @@ run: setup
 # Everything CI runs.
 test: setup
 	.ci/test
+
+# A real Kubernetes control plane on 127.0.0.1 (etcd, kube-apiserver, controller-manager,
+# scheduler; built from Go modules and cached outside the clone by e2e/kube/build).
+# The last line printed is `export KUBECONFIG=...`: eval "$$(make -s kube-up | tail -1)".
+# State and logs: $$PUSHCLUSTER_KUBE_STATE (default /tmp/pushcluster-kube).
+kube-up:
+	@e2e/kube/build >/dev/null
+	@cd e2e && python3 -m harness.kube up
+
+# Stops exactly what kube-up started (by PID) and removes its state.
+kube-down:
+	@cd e2e && python3 -m harness.kube down
