@@ -12,26 +12,29 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # e2e/: the shared harness
-from harness import REPO, contract, free_port, wait_until  # noqa: E402
+from harness import REPO, contract, reserve_port, wait_until
+from harness.kube import bin_dir
 
 T = TypeVar("T")
 CONTRACT = contract()
 CHART = REPO / "charts" / "pushcluster-operator"
 EXAMPLE = REPO / "examples" / "chat.yaml"
+CRD_NAME = "pushclusters.pushcluster.dev"
 
 
 def tool(name: str) -> str:
-    local = REPO / ".tools" / "bin" / name
-    if local.is_file():
-        return str(local)
+    """kubectl: the one built with the control plane (v1.36.3) when there, else .tools/bin's;
+    helm: .tools/bin's (both installed by .ci/setup)."""
+    candidates = [bin_dir() / name] if name == "kubectl" else []
+    candidates.append(REPO / ".tools" / "bin" / name)
+    for local in candidates:
+        if local.is_file():
+            return str(local)
     found = shutil.which(name)
     if not found:
         pytest.fail(f"{name} not found: run .ci/setup (installs it into .tools/bin)")
@@ -57,10 +60,10 @@ def helm(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
 
 
 def unreachable_reason() -> str | None:
-    """Why no cluster can be used, or None when one answers."""
-    config = os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
-    if not any(Path(p).is_file() for p in config.split(os.pathsep) if p):
-        return f"no Kubernetes cluster: KUBECONFIG is unset and {config} does not exist (the kind workflow sets one up)"
+    """Why the cluster in KUBECONFIG cannot be used, or None when one answers."""
+    config = os.environ.get("KUBECONFIG")
+    if not config or not any(Path(p).is_file() for p in config.split(os.pathsep) if p):
+        return f"KUBECONFIG names no file ({config!r})"
     proc = kubectl("version", "-o", "json", "--request-timeout=10s", check=False, timeout=30)
     if proc.returncode != 0 or "serverVersion" not in proc.stdout:
         return f"no Kubernetes cluster reachable through {config}: {proc.stderr.strip()[:300]}"
@@ -72,6 +75,13 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 180, int
     return wait_until(probe, timeout=timeout, what=what, interval=interval)
 
 
+def restricted_namespace(name: str) -> None:
+    """A namespace where the API server enforces the restricted Pod Security profile."""
+    kubectl("create", "namespace", name)
+    kubectl("label", "namespace", name, "pod-security.kubernetes.io/enforce=restricted",
+            "pod-security.kubernetes.io/enforce-version=latest")
+
+
 def condition(obj: dict, kind: str) -> dict | None:
     return next((c for c in obj.get("status", {}).get("conditions", []) if c["type"] == kind), None)
 
@@ -81,7 +91,7 @@ class PortForward:
 
     def __init__(self, namespace: str, service: str, remote_port: int):
         self.namespace, self.service, self.remote_port = namespace, service, remote_port
-        self.local_port = free_port()
+        self.local_port = reserve_port()
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -113,5 +123,5 @@ class PortForward:
                 self.proc.wait()
 
 
-__all__ = ["CHART", "CONTRACT", "EXAMPLE", "REPO", "PortForward", "condition", "helm", "kubectl",
-           "kubectl_json", "unreachable_reason", "wait_for"]
+__all__ = ["CHART", "CONTRACT", "CRD_NAME", "EXAMPLE", "REPO", "PortForward", "condition", "helm", "kubectl",
+           "kubectl_json", "restricted_namespace", "unreachable_reason", "wait_for"]

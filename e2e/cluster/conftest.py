@@ -1,14 +1,19 @@
-"""Fixtures of the real-cluster suite. Everything runs against the cluster in
-KUBECONFIG and is skipped, with the reason, when none answers.
+"""Fixtures of the real-cluster suite.
+
+The cluster: the one in KUBECONFIG when it answers (kind in the hosted workflow, any
+cluster of yours); otherwise this suite starts the real control plane of e2e/harness/kube.py
+(etcd, kube-apiserver, kube-controller-manager, kube-scheduler built from Go modules) for
+the session and always stops it. Nothing here skips: no control plane is a failure.
+
+Tests marked `pods` need pods that really run (a kubelet); the embedded control plane has
+no node yet, so .ci/test deselects them (`-m "not pods"`).
 
 Environment:
   PUSH_OPERATOR_IMAGE   operator image (default ghcr.io/pushcluster/push-operator:<appVersion>)
   PUSH_SERVER_IMAGE     push-server image (default ghcr.io/pushcluster/push-server:<appVersion>)
-  PUSHCLUSTER_E2E_WATCH "namespace" (default: the operator watches only the test
+  PUSHCLUSTER_E2E_WATCH "namespace" (default: the chart's operator watches only the test
                         namespace, safe on a shared cluster) or "all" (the chart's
                         default ClusterRole install; the kind workflow uses it)
-  PUSHCLUSTER_E2E_REQUIRE_CLUSTER=1  fail instead of skipping when no cluster answers
-                        (the kind workflow sets it, so a broken cluster cannot pass)
 """
 
 from __future__ import annotations
@@ -18,10 +23,8 @@ import secrets
 
 import pytest
 import yaml
-
-from clusterlib import CHART, helm, kubectl, unreachable_reason, wait_for
-
-CRD_NAME = "pushclusters.pushcluster.dev"
+from clusterlib import CHART, CRD_NAME, helm, kubectl, restricted_namespace, unreachable_reason, wait_for
+from harness.kube import ControlPlane, ControlPlaneError
 
 
 def app_version() -> str:
@@ -37,18 +40,69 @@ def image_env(var: str, repository: str) -> tuple[str, str]:
 
 
 @pytest.fixture(scope="session")
-def cluster() -> None:
-    reason = unreachable_reason()
-    if reason and os.environ.get("PUSHCLUSTER_E2E_REQUIRE_CLUSTER") == "1":
-        pytest.fail(reason)
-    if reason:
-        pytest.skip(reason)
+def cluster(tmp_path_factory) -> dict:
+    """{"embedded": bool, "kubeconfig": path}; KUBECONFIG is set for the whole session."""
+    if os.environ.get("KUBECONFIG"):
+        reason = unreachable_reason()
+        if reason:
+            pytest.fail(f"KUBECONFIG is set but its cluster cannot be used: {reason}")
+        yield {"embedded": False, "kubeconfig": os.environ["KUBECONFIG"]}
+        return
+    plane = ControlPlane(tmp_path_factory.mktemp("kube") / "state")
+    try:
+        kubeconfig = plane.up()
+    except ControlPlaneError as e:
+        pytest.fail(f"the embedded control plane did not start: {e}")
+    os.environ["KUBECONFIG"] = str(kubeconfig)
+    try:
+        yield {"embedded": True, "kubeconfig": str(kubeconfig), "plane": plane}
+    finally:
+        del os.environ["KUBECONFIG"]
+        plane.down()
 
 
 @pytest.fixture(scope="session")
 def run_id() -> str:
     return secrets.token_hex(3)
 
+
+@pytest.fixture(scope="session")
+def chart_release(cluster, run_id) -> dict:
+    """The chart, installed cluster-wide (ClusterRole, the chart's default) into a restricted
+    namespace; the CRD comes with it unless another release already owns it. Its operator
+    pods run only where pods run; the suite runs `push-operator run` on the host with this
+    release's ServiceAccount and RBAC instead (e2e/cluster/host_operator.py)."""
+    namespace = f"pc-e2e-{run_id}-system"
+    release = "pushcluster-operator"
+    crd_existed = kubectl("get", "crd", CRD_NAME, check=False).returncode == 0
+    restricted_namespace(namespace)
+    try:
+        helm("install", release, str(CHART), "--namespace", namespace,
+             "--set", f"crd.install={str(not crd_existed).lower()}")
+        wait_for("the PushCluster CRD to be Established", crd_established, timeout=60, interval=0.5)
+        # Established serves the resource; its OpenAPI schema (kubectl explain, strict
+        # field validation on the client side) is published a moment later.
+        wait_for("the PushCluster schema in the server's OpenAPI",
+                 lambda: kubectl("explain", "pushcluster.spec", check=False).returncode == 0, timeout=60, interval=0.5)
+        yield {"name": release, "namespace": namespace, "crd_installed": not crd_existed,
+               "service_account": release}
+    finally:
+        try:
+            helm("uninstall", release, "--namespace", namespace, "--ignore-not-found")
+        finally:
+            kubectl("delete", "namespace", namespace, "--wait=false", "--ignore-not-found", check=False)
+            if not crd_existed:
+                # The chart keeps the CRD on uninstall (resource-policy keep); this run created it.
+                kubectl("delete", "crd", CRD_NAME, "--ignore-not-found", "--wait=false", check=False)
+
+
+def crd_established() -> bool:
+    proc = kubectl("get", "crd", CRD_NAME, "-o",
+                   "jsonpath={.status.conditions[?(@.type=='Established')].status}", check=False)
+    return proc.returncode == 0 and proc.stdout.strip() == "True"
+
+
+# --- the whole user path with running pods (marker `pods`) -------------------------------
 
 @pytest.fixture(scope="session")
 def push_namespace(cluster, run_id) -> str:
@@ -66,9 +120,9 @@ def server_image() -> str:
 
 @pytest.fixture(scope="session")
 def operator_release(cluster, run_id, push_namespace) -> dict:
-    """The chart installed with the images under test; uninstalled afterwards."""
-    namespace = f"pc-e2e-{run_id}-system"
-    release = "pushcluster-operator"
+    """The chart installed with the images under test, its pods running; uninstalled afterwards."""
+    namespace = f"pc-e2e-{run_id}-pods-system"
+    release = "pushcluster-operator-pods"
     repository, tag = image_env("PUSH_OPERATOR_IMAGE", "ghcr.io/pushcluster/push-operator")
     crd_existed = kubectl("get", "crd", CRD_NAME, check=False).returncode == 0
     watch_all = os.environ.get("PUSHCLUSTER_E2E_WATCH", "namespace") == "all"
@@ -82,11 +136,7 @@ def operator_release(cluster, run_id, push_namespace) -> dict:
     if not watch_all:
         args += ["--set-json", f'watchNamespaces=["{push_namespace}"]']
     try:
-        # The restricted Pod Security Standard, enforced by the API server: the
-        # operator's pods must be admitted under it.
-        kubectl("create", "namespace", namespace)
-        kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted",
-                "pod-security.kubernetes.io/enforce-version=latest")
+        restricted_namespace(namespace)
         helm(*args)
         yield {"name": release, "namespace": namespace, "watch_all": watch_all, "crd_installed": not crd_existed}
     finally:
@@ -95,7 +145,6 @@ def operator_release(cluster, run_id, push_namespace) -> dict:
         finally:
             kubectl("delete", "namespace", namespace, "--wait=false", "--ignore-not-found", check=False)
             if not crd_existed:
-                # The chart keeps the CRD on uninstall (resource-policy keep); this run created it.
                 kubectl("delete", "crd", CRD_NAME, "--ignore-not-found", "--wait=false", check=False)
 
 

@@ -2,7 +2,10 @@
 operator, an example PushCluster becomes Ready, real socket.io clients
 connect through a port-forward and receive what the publish API sends, the
 cluster scales through the scale subresource, switches exposure mode, and on
-deletion everything it owned goes away."""
+deletion everything it owned goes away.
+
+Needs pods that really run (marker `pods`): kind in the hosted workflow; on the embedded
+control plane once it has a node agent."""
 
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ import yaml
 
 from clusterlib import CHART, CONTRACT, EXAMPLE, REPO, PortForward, condition, helm, kubectl, kubectl_json, wait_for
 
-pytestmark = pytest.mark.usefixtures("cluster")
+pytestmark = [pytest.mark.usefixtures("cluster"), pytest.mark.pods]
 
 NAME = "chat"
 OWNED_KINDS = ("deployments.apps,statefulsets.apps,services,secrets,configmaps,"

@@ -49,12 +49,14 @@ def bin_dir() -> Path:
 
 def _start_time(pid: int) -> str | None:
     """The process's start time in clock ticks (field 22 of /proc/PID/stat): a PID the
-    kernel reused for another process does not match it."""
+    kernel reused for another process does not match it. None once it has exited (a
+    zombie our own process has not reaped yet counts as exited)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return stat.rsplit(")", 1)[1].split()[19]
+    fields = stat.rsplit(")", 1)[1].split()
+    return None if fields[0] == "Z" else fields[19]
 
 
 def _alive(entry: dict) -> bool:

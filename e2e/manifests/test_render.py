@@ -13,14 +13,12 @@ The examples themselves against the CRD's own schema: test_crd_schema.py.
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from harness import REPO, contract, manifest_schema_errors, require_binary  # noqa: E402
+from harness import REPO, contract, manifest_schema_errors, require_binary
+from invalid_specs import INVALID_SPECS, manifest
 
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
 KUBERNETES_VERSIONS = ["1.30.0", "1.37.0"]
@@ -131,22 +129,10 @@ def test_exposure_object_has_affinity(operator, example, kind, pointer, expected
     assert expected in matching, f"{example}: {kind} {'/'.join(map(str, pointer))} = {matching}"
 
 
-HEAD = "apiVersion: pushcluster.dev/v1alpha1\nkind: PushCluster\nmetadata: {name: bad}\n"
-
-
-@pytest.mark.parametrize("spec, field", [
-    ("spec: {redis: {managed: {}, external: {url: 'redis://r'}}}", "spec.redis"),
-    ("spec: {exposure: {ingress: {className: nginx}}}", "spec.exposure.host"),
-    ("spec: {replicas: 1, autoscaling: {enabled: true, minReplicas: 3, maxReplicas: 2}}", "spec.autoscaling.minReplicas"),
-    ("spec: {exposure: {host: a.b, ingress: {className: t, controller: traefik, affinity: ipHash}}}", "spec.exposure.ingress.affinity"),
-    ("spec: {replicas: lots}", "spec.replicas"),
-    ("spec: {env: [{name: PUSH_API_TOKEN, value: x}]}", "spec.env[0].name"),
-    ("spec: {replica: 3}", "spec.replica"),
-    ("spec: {replicas: 5000}", "spec.replicas"),
-], ids=["two-redis-modes", "ingress-without-host", "min-above-max", "traefik-ip-hash", "wrong-type", "reserved-env",
-        "misspelt-field", "above-maximum"])
+@pytest.mark.parametrize("spec, field", [(spec, field) for _, spec, field in INVALID_SPECS],
+                         ids=[case for case, _, _ in INVALID_SPECS])
 def test_invalid_spec_is_rejected_naming_the_field(operator, spec, field):
-    proc = render(operator, HEAD + spec)
+    proc = render(operator, manifest(spec))
     assert proc.returncode != 0
     assert field in proc.stderr, proc.stderr
     assert proc.stdout == "", "nothing is printed for an invalid spec"

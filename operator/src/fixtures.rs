@@ -70,6 +70,9 @@ pub struct Call {
     pub status: u16,
     /// Response body; `None` echoes the request body back.
     pub response: Option<Value>,
+    /// A plain-text body instead (wins over `response`): what the real API server
+    /// answers for an API group it does not serve, `404 page not found`.
+    pub text: Option<&'static str>,
 }
 
 /// A request as the verifier saw it, for the RBAC coverage check.
@@ -143,7 +146,11 @@ impl ApiServerVerifier {
                 );
             }
             (call.check)(&value);
-            let response = call.response.unwrap_or_else(|| value.clone());
+            let body = match call.text {
+                Some(text) => text.as_bytes().to_vec(),
+                None => serde_json::to_vec(&call.response.unwrap_or_else(|| value.clone()))
+                    .expect("response serializes"),
+            };
             seen.push(Seen {
                 method: parts.method,
                 path: parts.uri.path().to_string(),
@@ -152,9 +159,7 @@ impl ApiServerVerifier {
             send.send_response(
                 Response::builder()
                     .status(call.status)
-                    .body(Body::from(
-                        serde_json::to_vec(&response).expect("response serializes"),
-                    ))
+                    .body(Body::from(body))
                     .expect("response"),
             );
         }
@@ -172,6 +177,7 @@ pub fn call(method: Method, path: &str) -> Call {
         check: Box::new(|_| {}),
         status: 200,
         response: Some(json!({})),
+        text: None,
     }
 }
 
@@ -186,6 +192,13 @@ impl Call {
     }
     pub fn check(mut self, check: impl Fn(&Value) + Send + 'static) -> Self {
         self.check = Box::new(check);
+        self
+    }
+    /// The real API server's answer for a group or resource it does not serve: a
+    /// plain-text 404, not a `Status` object.
+    pub fn unserved(mut self) -> Self {
+        self.status = 404;
+        self.text = Some("404 page not found\n");
         self
     }
     pub fn reply(mut self, status: u16, body: Value) -> Self {

@@ -35,25 +35,7 @@ pub const TERMINATION_MARGIN_SECONDS: i64 = 15;
 
 /// Env vars the operator sets itself; `spec.env` may not override them.
 pub fn operator_env_names() -> [&'static str; 17] {
-    [
-        env::LISTEN,
-        env::ADMIN_LISTEN,
-        env::NODE_ID,
-        env::REDIS_URL,
-        env::REDIS_PASSWORD,
-        env::API_TOKEN,
-        env::JWT_SECRET,
-        env::JWT_PUBLIC_KEY_FILE,
-        env::JWT_ISSUER,
-        env::JWT_AUDIENCE,
-        env::MAX_PAYLOAD_BYTES,
-        env::DRAIN_SECONDS,
-        env::SESSION_SECRET,
-        env::SESSION_COOKIE,
-        env::SESSION_PREFIX,
-        env::SESSION_USER_PATH,
-        env::LOG_FORMAT,
-    ]
+    env::SET_BY_OPERATOR
 }
 
 /// The Redis URL the pods use (password comes separately, from a Secret).

@@ -37,7 +37,13 @@ pub async fn ensure_generated_secrets(
             Some(secret) => present.push(secret),
             None => {
                 let secret = secrets::secret(vc, &generated, secrets::random_value());
-                match api.create(&PostParams::default(), &secret).await {
+                // Created, not applied (an apply would rotate the value), but still
+                // under our field manager so managedFields says who wrote it.
+                let params = PostParams {
+                    field_manager: Some(push_contract::kube::FIELD_MANAGER.to_string()),
+                    ..PostParams::default()
+                };
+                match api.create(&params, &secret).await {
                     Ok(made) => {
                         created.push(generated.name.clone());
                         present.push(made);
@@ -144,8 +150,13 @@ pub async fn prune(client: &Client, vc: &ValidatedCluster) -> Result<Vec<String>
     let mut deleted = Vec::new();
     for (kind, name) in build::unwanted_objects(vc) {
         let api = api(client, &vc.namespace, kind);
-        let Some(existing) = api.get_opt(&name).await? else {
-            continue;
+        let existing = match api.get_opt(&name).await {
+            Ok(Some(existing)) => existing,
+            Ok(None) => continue,
+            // The server does not serve this kind at all (e.g. no Gateway API CRDs):
+            // it answers a plain-text 404, and nothing of that kind can exist.
+            Err(kube::Error::Api(e)) if e.code == 404 => continue,
+            Err(e) => return Err(e.into()),
         };
         let owned = existing
             .owner_references()

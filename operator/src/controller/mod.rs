@@ -123,9 +123,14 @@ fn now() -> Time {
 async fn patch_status(client: &Client, pc: &PushCluster, status: &PushClusterStatus) -> Result<()> {
     let api: Api<PushCluster> =
         Api::namespaced(client.clone(), &pc.namespace().unwrap_or_default());
+    // A merge patch of the whole status, under our field manager (managedFields names us).
+    let params = PatchParams {
+        field_manager: Some(push_contract::kube::FIELD_MANAGER.to_string()),
+        ..PatchParams::default()
+    };
     api.patch_status(
         &pc.name_any(),
-        &PatchParams::default(),
+        &params,
         &Patch::Merge(json!({ "status": status })),
     )
     .await?;

@@ -161,7 +161,7 @@ pub(super) fn secret_present(name: &str, key: &str) -> Call {
 
 pub(super) fn secret_create(name: &'static str, key: &'static str) -> Call {
     call(Method::POST, &format!("{NS_API}/secrets"))
-        .query("")
+        .query("&fieldManager=pushcluster-operator")
         .check(move |body| {
             assert_eq!(body["metadata"]["name"], name);
             assert_eq!(body["metadata"]["ownerReferences"][0]["uid"], "uid-1");
@@ -172,6 +172,12 @@ pub(super) fn secret_create(name: &'static str, key: &'static str) -> Call {
             );
         })
         .echo(201)
+}
+
+/// A GET of a kind whose API the server does not serve (the Gateway API CRDs are not
+/// installed): the real server answers plain text, not a `Status`.
+pub(super) fn unserved(base: &str, resource: &str, name: &str) -> Call {
+    call(Method::GET, &format!("{base}/{resource}/{name}")).unserved()
 }
 
 pub(super) fn absent(base: &str, resource: &str, name: &str) -> Call {
@@ -215,11 +221,14 @@ pub(super) fn delete(base: &str, resource: &str, name: &str) -> Call {
 
 pub(super) fn status_patch(check: impl Fn(&Value) + Send + 'static) -> Call {
     // The API server answers with the whole object.
-    call(Method::PATCH, STATUS).query("").check(check).reply(
-        200,
-        json!({"apiVersion": "pushcluster.dev/v1alpha1", "kind": "PushCluster",
+    call(Method::PATCH, STATUS)
+        .query("&fieldManager=pushcluster-operator")
+        .check(check)
+        .reply(
+            200,
+            json!({"apiVersion": "pushcluster.dev/v1alpha1", "kind": "PushCluster",
                "metadata": {"name": "chat", "namespace": "ns", "uid": "uid-1"}, "spec": {}}),
-    )
+        )
 }
 
 pub(super) fn condition<'a>(body: &'a Value, type_: &str) -> &'a Value {

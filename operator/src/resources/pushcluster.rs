@@ -93,6 +93,7 @@ pub const MAX_DRAIN_SECONDS: i32 = 3600;
         .message("spec.replicas must lie within spec.autoscaling.minReplicas..maxReplicas while autoscaling is enabled")
         .field_path(".replicas")
 )]
+#[x_kube(validation = reserved_env_rule())]
 #[serde(rename_all = "camelCase")]
 pub struct PushClusterSpec {
     /// push-server container image.
@@ -151,6 +152,20 @@ pub struct PushClusterSpec {
     /// Pod-level overrides (scheduling, metadata, service account) for the push-server pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_overrides: Option<PodOverrides>,
+}
+
+/// `spec.env` may not name a variable the operator sets itself (the API server refuses it).
+fn reserved_env_rule() -> kube::core::cel::Rule {
+    let names = push_contract::env::SET_BY_OPERATOR
+        .iter()
+        .map(|name| format!("'{name}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    kube::core::cel::Rule::new(format!(
+        "!has(self.env) || self.env.all(e, !(e.name in [{names}]))"
+    ))
+    .message("spec.env: a variable the operator sets itself cannot be overridden; use the matching spec field instead")
+    .field_path(".env")
 }
 
 /// Image pull policy.
@@ -251,10 +266,13 @@ pub struct SecretKeyRef {
 #[x_kube(validation = Rule::new("(has(self.gateway) ? 1 : 0) + (has(self.ingress) ? 1 : 0) + (has(self.service) ? 1 : 0) == 1").message("spec.exposure: set exactly one of gateway, ingress or service"))]
 #[x_kube(validation = Rule::new("!has(self.tls) || has(self.host)").message("spec.exposure.tls needs spec.exposure.host"))]
 #[x_kube(validation = Rule::new("!has(self.gateway) && !has(self.ingress) || has(self.host)").message("spec.exposure.host is required for the gateway and ingress modes"))]
+#[x_kube(validation = Rule::new("!has(self.gateway) || !has(self.tls)").message("spec.exposure.tls: TLS terminates on the Gateway listener in gateway mode; configure it on the Gateway").field_path(".tls"))]
 #[serde(rename_all = "camelCase")]
 pub struct ExposureSpec {
-    /// Public host name clients use (required for gateway and ingress).
+    /// Public host name clients use (required for gateway and ingress): a bare host name,
+    /// no scheme, port or path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1), regex(pattern = r"^[^/: ]+$"))]
     pub host: Option<String>,
     /// TLS for the host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -316,10 +334,12 @@ pub struct GatewayParentRef {
 }
 
 /// Ingress exposure.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("!has(self.controller) || !has(self.affinity) || self.controller != 'traefik' || self.affinity != 'ipHash'").message("spec.exposure.ingress.affinity: ipHash is supported by ingress-nginx only; use cookie with Traefik").field_path(".affinity"))]
 #[serde(rename_all = "camelCase")]
 pub struct IngressExposure {
     /// IngressClass name.
+    #[schemars(length(min = 1))]
     pub class_name: String,
     /// Which controller serves that class; decides the sticky-session annotations.
     #[serde(default)]

@@ -7,9 +7,7 @@
 
 pub mod schema;
 
-use crate::resources::{
-    ExposureSpec, IngressAffinity, IngressController, PushCluster, PushClusterSpec,
-};
+use crate::resources::{ExposureSpec, PushCluster, PushClusterSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Resource, ResourceExt};
 
@@ -181,44 +179,19 @@ fn name_errors(name: &str) -> Vec<ValidationError> {
 }
 
 fn spec_errors(spec: &PushClusterSpec) -> Vec<ValidationError> {
-    let mut errors = exposure_errors(&spec.exposure);
-    let reserved = crate::build::deployment::operator_env_names();
-    for (i, var) in spec.env.iter().enumerate() {
-        if reserved.contains(&var.name.as_str()) {
-            errors.push(ValidationError::new(
-                format!("spec.env[{i}].name"),
-                format!(
-                    "{} is set by the operator; use the matching spec field instead",
-                    var.name
-                ),
-            ));
-        }
-    }
-    errors
+    // Reserved env names, Traefik + ipHash and Gateway + TLS are CEL rules of the CRD
+    // (see `cel_errors`): the API server and this step judge them with the same rule.
+    exposure_errors(&spec.exposure)
 }
 
 fn exposure_errors(exposure: &ExposureSpec) -> Vec<ValidationError> {
     let mut errors = Vec::new();
-    if let Some(ingress) = &exposure.ingress {
-        if ingress.class_name.is_empty() {
-            errors.push(ValidationError::new(
-                "spec.exposure.ingress.className",
-                "must name an IngressClass",
-            ));
-        }
-        if ingress.controller == IngressController::Traefik
-            && ingress.affinity == IngressAffinity::IpHash
-        {
-            errors.push(ValidationError::new(
-                "spec.exposure.ingress.affinity",
-                "ipHash is supported by ingress-nginx only; use cookie with Traefik",
-            ));
-        }
-    }
-    if exposure.gateway.is_some() && exposure.tls.is_some() {
+    if let Some(ingress) = &exposure.ingress
+        && ingress.class_name.is_empty()
+    {
         errors.push(ValidationError::new(
-            "spec.exposure.tls",
-            "TLS terminates on the Gateway listener in gateway mode; configure it on the Gateway",
+            "spec.exposure.ingress.className",
+            "must name an IngressClass",
         ));
     }
     if let Some(host) = &exposure.host
@@ -305,7 +278,7 @@ mod tests {
             (
                 "env collides with operator",
                 "spec: {env: [{name: PUSH_REDIS_URL, value: x}]}",
-                Some("spec.env[0].name"),
+                Some("spec.env"),
             ),
         ];
         for (case, spec, want) in cases {

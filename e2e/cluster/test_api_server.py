@@ -1,0 +1,92 @@
+"""What the real API server alone judges: the CRD (Established, `kubectl explain` prints our
+descriptions), every example accepted with strict server-side validation, every spec of the
+invalid corpus refused naming the field, and `push-operator render` agreeing with the server
+on every case, accept and reject alike."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+import yaml
+from clusterlib import CRD_NAME, REPO, kubectl, kubectl_json
+from harness import require_binary
+from invalid_specs import INVALID_SPECS, manifest
+
+EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
+
+
+@pytest.fixture(scope="module")
+def namespace(chart_release, run_id) -> str:
+    name = f"pc-e2e-{run_id}-schema"
+    kubectl("create", "namespace", name)
+    yield name
+    kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
+
+
+def committed_crd() -> dict:
+    return yaml.safe_load((REPO / "crds" / "pushcluster.yaml").read_text())
+
+
+def test_the_server_holds_the_committed_crd_established(chart_release):
+    live = kubectl_json("get", "crd", CRD_NAME)
+    committed = committed_crd()
+    conditions = {c["type"]: c["status"] for c in live["status"]["conditions"]}
+    assert conditions.get("Established") == "True" and conditions.get("NamesAccepted") == "True", conditions
+    assert live["spec"]["names"] == {**committed["spec"]["names"], "listKind": "PushClusterList"}
+    for live_version, version in zip(live["spec"]["versions"], committed["spec"]["versions"], strict=True):
+        assert live_version["name"] == version["name"]
+        assert live_version["subresources"] == version["subresources"]
+        assert live_version["schema"] == version["schema"]
+        assert live_version["additionalPrinterColumns"] == version["additionalPrinterColumns"]
+
+
+def spec_property(path: str) -> dict:
+    node = committed_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    for key in path.split("."):
+        node = node["properties"][key]
+    return node
+
+
+@pytest.mark.parametrize("field", ["spec.exposure", "spec.autoscaling", "spec.redis"])
+def test_kubectl_explain_prints_our_descriptions(chart_release, field):
+    out = kubectl("explain", f"pushcluster.{field}").stdout
+    described = spec_property(field)
+    # explain re-wraps long text: compare the first sentence's words.
+    first_words = " ".join(described["description"].split()[:8])
+    assert first_words in " ".join(out.split()), out
+    for child, schema in described.get("properties", {}).items():
+        assert f"{child}\t" in out or f"{child} " in out, f"{field}.{child} missing from:\n{out}"
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_every_example_is_accepted_with_strict_validation(namespace, example):
+    doc = yaml.safe_load(example.read_text())
+    doc["metadata"]["namespace"] = namespace
+    proc = kubectl("apply", "--dry-run=server", "--validate=strict", "-f", "-", stdin=yaml.safe_dump(doc), check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "(server dry run)" in proc.stdout
+
+
+def render(spec_yaml: str) -> subprocess.CompletedProcess:
+    operator = require_binary("push-operator", "PUSH_OPERATOR_BIN")
+    return subprocess.run([operator, "render", "-f", "-"], input=spec_yaml, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("spec, field", [(spec, field) for _, spec, field in INVALID_SPECS],
+                         ids=[case for case, _, _ in INVALID_SPECS])
+def test_invalid_spec_is_refused_by_the_server_and_by_render_naming_the_field(namespace, spec, field):
+    doc = manifest(spec)
+    server = kubectl("apply", "--dry-run=server", "--validate=strict", "-n", namespace, "-f", "-",
+                     stdin=doc, check=False)
+    client = render(doc)
+    assert server.returncode != 0, f"the API server accepted it:\n{server.stdout}"
+    assert field in server.stderr, server.stderr
+    assert client.returncode != 0, f"render accepted what the API server refused:\n{server.stderr}"
+    assert field in client.stderr, client.stderr
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_render_accepts_what_the_server_accepts(example):
+    proc = render(example.read_text())
+    assert proc.returncode == 0, proc.stderr

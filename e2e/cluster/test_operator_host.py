@@ -1,0 +1,212 @@
+"""`push-operator run` against the real API server, authenticated as the chart's
+ServiceAccount with exactly the chart's (cluster-wide) RBAC. For examples/chat.yaml in a
+namespace that enforces the restricted Pod Security profile: the owned objects appear,
+written by server-side apply under `pushcluster-operator`, each with a controller
+ownerReference; status goes through `/status` with observedGeneration; the ReplicaSet
+controller creates the pods without a Pod Security rejection; `kubectl scale` and an HPA
+reach the scale subresource; exposure and Redis mode switches add and prune objects; deletion
+is left to the real garbage collector; the API server never answered 403 or 422."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import yaml
+from clusterlib import CONTRACT, EXAMPLE, condition, kubectl, kubectl_json, restricted_namespace, wait_for
+from harness import Processes
+from host_operator import HostOperator, service_account_kubeconfig
+
+NAME = "chat"
+FIELD_MANAGER = CONTRACT["kube"]["FIELD_MANAGER"]
+OWNED_KINDS = ("deployments.apps,statefulsets.apps,services,secrets,configmaps,"
+               "poddisruptionbudgets.policy,networkpolicies.networking.k8s.io,ingresses.networking.k8s.io")
+
+
+@pytest.fixture(scope="module")
+def namespace(chart_release, run_id) -> str:
+    name = f"pc-e2e-{run_id}-apps"
+    restricted_namespace(name)
+    yield name
+    kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
+
+
+@pytest.fixture(scope="module")
+def operator(chart_release, tmp_path_factory) -> HostOperator:
+    workdir = tmp_path_factory.mktemp("operator")
+    procs = Processes(workdir)
+    kubeconfig = service_account_kubeconfig(workdir / "sa.kubeconfig", chart_release["namespace"],
+                                            chart_release["service_account"])
+    op = HostOperator(procs, kubeconfig, "host-operator", chart_release["namespace"]).start()
+    try:
+        wait_for("the host operator to lead and be ready", op.ready, timeout=60, interval=0.2)
+        yield op
+    finally:
+        procs.kill_all()
+
+
+def push_cluster(namespace: str) -> dict:
+    return kubectl_json("get", "pushcluster", NAME, "-n", namespace, "--show-managed-fields")
+
+
+def owned(namespace: str, uid: str) -> list[dict]:
+    return [o for o in kubectl_json("get", OWNED_KINDS, "-n", namespace, "--show-managed-fields")["items"]
+            if any(r["uid"] == uid for r in o["metadata"].get("ownerReferences", []))]
+
+
+def names(objects: list[dict]) -> set[tuple[str, str]]:
+    return {(o["kind"], o["metadata"]["name"]) for o in objects}
+
+
+@pytest.fixture(scope="module")
+def chat(operator, namespace) -> dict:
+    manifest = yaml.safe_load(EXAMPLE.read_text())
+    manifest["metadata"]["namespace"] = namespace
+    kubectl("apply", "-f", "-", stdin=yaml.safe_dump(manifest))
+    uid = push_cluster(namespace)["metadata"]["uid"]
+    expected = {("Deployment", NAME), ("Service", NAME), ("Service", f"{NAME}-headless"),
+                ("PodDisruptionBudget", NAME), ("StatefulSet", f"{NAME}-redis"), ("Service", f"{NAME}-redis"),
+                ("NetworkPolicy", f"{NAME}-redis"), ("Secret", f"{NAME}-redis-password"),
+                ("Secret", f"{NAME}-api-token")}
+    started = time.monotonic()
+    wait_for(f"the operator to create {sorted(expected)}", lambda: expected <= names(owned(namespace, uid)),
+             timeout=60, interval=0.3)
+    return {"namespace": namespace, "uid": uid, "expected": expected, "seconds": time.monotonic() - started}
+
+
+def test_owned_objects_are_server_side_applied_and_controller_owned(chat):
+    for obj in owned(chat["namespace"], chat["uid"]):
+        what = f"{obj['kind']}/{obj['metadata']['name']}"
+        managers = {(m["manager"], m["operation"]) for m in obj["metadata"].get("managedFields", [])}
+        # Generated Secrets are created once (an apply would rotate them), still under our name.
+        how = "Update" if obj["kind"] == "Secret" else "Apply"
+        assert (FIELD_MANAGER, how) in managers, f"{what}: managed by {managers}"
+        controllers = [r for r in obj["metadata"]["ownerReferences"] if r.get("controller")]
+        assert len(controllers) == 1, f"{what}: {obj['metadata']['ownerReferences']}"
+        ref = controllers[0]
+        assert (ref["kind"], ref["name"], ref["uid"], ref["apiVersion"]) == \
+            ("PushCluster", NAME, chat["uid"], "pushcluster.dev/v1alpha1"), what
+
+
+def test_status_is_written_through_the_status_subresource(chat):
+    pc = wait_for("status.observedGeneration to reach the generation",
+                  lambda: (pc := push_cluster(chat["namespace"])).get("status", {}).get("observedGeneration")
+                  == pc["metadata"]["generation"] and pc, timeout=60, interval=0.3)
+    status_writes = [m for m in pc["metadata"]["managedFields"]
+                     if m["manager"] == FIELD_MANAGER and m.get("subresource") == "status"]
+    assert status_writes, pc["metadata"]["managedFields"]
+    assert pc["status"]["selector"]
+    # No node runs the pods here: Ready must say so, not claim readiness.
+    ready = condition(pc, "Ready")
+    assert ready is not None and ready["status"] == "False", pc["status"]
+    assert pc["status"].get("readyReplicas", 0) == 0
+
+
+def test_restricted_pod_security_admits_the_pods_the_replicaset_creates(chat):
+    ns = chat["namespace"]
+    replicas = kubectl_json("get", "deployment", NAME, "-n", ns)["spec"]["replicas"]
+    selector = push_cluster(ns)["status"]["selector"]
+    wait_for(f"{replicas} push-server pods created by the ReplicaSet",
+             lambda: len(kubectl_json("get", "pods", "-n", ns, "-l", selector)["items"]) == replicas,
+             timeout=60, interval=0.5)
+    wait_for("the managed Redis pod created by the StatefulSet",
+             lambda: kubectl("get", "pod", f"{NAME}-redis-0", "-n", ns, check=False).returncode == 0,
+             timeout=60, interval=0.5)
+    events = kubectl_json("get", "events", "-n", ns)["items"]
+    rejected = [e["message"] for e in events if e.get("reason") == "FailedCreate"]
+    assert rejected == [], rejected
+
+
+def test_kubectl_scale_reaches_the_deployment(chat):
+    ns = chat["namespace"]
+    kubectl("scale", f"pushcluster/{NAME}", "-n", ns, "--replicas=5")
+    wait_for("the Deployment to have 5 replicas",
+             lambda: kubectl_json("get", "deployment", NAME, "-n", ns)["spec"]["replicas"] == 5,
+             timeout=60, interval=0.3)
+    scale = json.loads(kubectl("get", "--raw",
+                               f"/apis/pushcluster.dev/v1alpha1/namespaces/{ns}/pushclusters/{NAME}/scale").stdout)
+    assert scale["spec"]["replicas"] == 5
+    assert scale["status"]["selector"] == push_cluster(ns)["status"]["selector"]
+
+
+def test_an_hpa_on_the_pushcluster_reads_its_scale_subresource(chat):
+    ns = chat["namespace"]
+    hpa = {
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": NAME, "namespace": ns},
+        "spec": {"scaleTargetRef": {"apiVersion": "pushcluster.dev/v1alpha1", "kind": "PushCluster", "name": NAME},
+                 "minReplicas": 2, "maxReplicas": 6,
+                 "metrics": [{"type": "Resource", "resource": {"name": "cpu",
+                                                               "target": {"type": "Utilization", "averageUtilization": 70}}}]},
+    }
+    kubectl("apply", "-f", "-", stdin=json.dumps(hpa))
+    try:
+        def found_target():
+            status = kubectl_json("get", "hpa", NAME, "-n", ns).get("status", {})
+            able = next((c for c in status.get("conditions", []) if c["type"] == "AbleToScale"), None)
+            return able if able and able["reason"] == "SucceededGetScale" else None
+
+        able = wait_for("the HPA controller to read the PushCluster's scale subresource", found_target,
+                        timeout=90, interval=1)
+        assert able["status"] == "True", able
+        status = kubectl_json("get", "hpa", NAME, "-n", ns)["status"]
+        assert status["currentReplicas"] == 5, status
+    finally:
+        kubectl("delete", "hpa", NAME, "-n", ns, "--ignore-not-found")
+
+
+def owned_of_kind(chat: dict, kind: str) -> list[dict]:
+    return [o for o in owned(chat["namespace"], chat["uid"]) if o["kind"] == kind]
+
+
+def test_exposure_switch_adds_the_ingress_and_prunes_it_again(chat):
+    ns = chat["namespace"]
+    to_ingress = {"spec": {"exposure": {"service": None, "host": "chat.e2e.test",
+                                        "ingress": {"className": "nginx", "controller": "nginx", "affinity": "cookie"}}}}
+    kubectl("patch", "pushcluster", NAME, "-n", ns, "--type=merge", "-p", json.dumps(to_ingress))
+    ingress = wait_for("the operator to create the Ingress", lambda: owned_of_kind(chat, "Ingress"),
+                       timeout=60, interval=0.3)[0]
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+    assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/affinity"] == "cookie"
+    to_service = {"spec": {"exposure": {"ingress": None, "host": None, "service": {}}}}
+    kubectl("patch", "pushcluster", NAME, "-n", ns, "--type=merge", "-p", json.dumps(to_service))
+    wait_for("the operator to prune the Ingress", lambda: not owned_of_kind(chat, "Ingress"), timeout=60, interval=0.3)
+    client = next(s for s in owned_of_kind(chat, "Service") if s["metadata"]["name"] == NAME)
+    assert client["spec"]["sessionAffinity"] == "ClientIP"
+
+
+def test_redis_switch_prunes_the_managed_redis_and_brings_it_back(chat):
+    ns = chat["namespace"]
+    managed = {("StatefulSet", f"{NAME}-redis"), ("Service", f"{NAME}-redis"), ("NetworkPolicy", f"{NAME}-redis"),
+               ("Secret", f"{NAME}-redis-password")}
+    kubectl("create", "secret", "generic", "redis-credentials", "-n", ns, "--from-literal=password=e2e")
+    external = {"spec": {"redis": {"managed": None, "external": {
+        "url": "redis://redis.example.internal:6379", "passwordSecretRef": {"name": "redis-credentials", "key": "password"}}}}}
+    kubectl("patch", "pushcluster", NAME, "-n", ns, "--type=merge", "-p", json.dumps(external))
+    wait_for("the managed Redis objects to be pruned",
+             lambda: not (managed & names(owned(chat["namespace"], chat["uid"]))), timeout=60, interval=0.3)
+    env = kubectl_json("get", "deployment", NAME, "-n", ns)["spec"]["template"]["spec"]["containers"][0]["env"]
+    url = next(e["value"] for e in env if e["name"] == CONTRACT["env"]["REDIS_URL"])
+    assert url.startswith("redis://redis.example.internal:6379"), url
+    back = {"spec": {"redis": {"external": None, "managed": {}}}}
+    kubectl("patch", "pushcluster", NAME, "-n", ns, "--type=merge", "-p", json.dumps(back))
+    wait_for("the managed Redis objects to come back",
+             lambda: managed <= names(owned(chat["namespace"], chat["uid"])), timeout=60, interval=0.3)
+
+
+def test_the_api_server_never_refused_the_operator(chat, operator):
+    refusals = operator.api_refusals()
+    assert refusals == [], "\n".join(refusals[:20])
+    assert operator.reconcile_runs() > 0
+
+
+def test_deleting_it_leaves_everything_to_the_garbage_collector(chat):
+    ns, uid = chat["namespace"], chat["uid"]
+    before = names(owned(ns, uid))
+    assert chat["expected"] <= before
+    kubectl("delete", "pushcluster", NAME, "-n", ns, "--wait=true", "--timeout=60s")
+    wait_for(f"garbage collection of {sorted(before)}", lambda: owned(ns, uid) == [], timeout=120, interval=0.5)
+    selector = f"{CONTRACT['kube']['LABEL_INSTANCE']}={NAME}"
+    wait_for("the pods to go away", lambda: kubectl_json("get", "pods", "-n", ns, "-l", selector)["items"] == [],
+             timeout=120, interval=0.5)

@@ -1,0 +1,30 @@
+"""The invalid-spec corpus: PushCluster specs that must be refused, each with the field the
+refusal has to name. `push-operator render` (e2e/manifests/test_render.py) and the real API
+server (e2e/cluster/test_api_server.py) judge the same list and must agree."""
+
+HEAD = "apiVersion: pushcluster.dev/v1alpha1\nkind: PushCluster\nmetadata: {name: bad}\n"
+
+# (id, spec as inline YAML, field the error names)
+INVALID_SPECS = [
+    ("two-redis-modes", "spec: {redis: {managed: {}, external: {url: 'redis://r'}}}", "spec.redis"),
+    ("ingress-without-host", "spec: {exposure: {ingress: {className: nginx}}}", "spec.exposure.host"),
+    ("min-above-max", "spec: {replicas: 1, autoscaling: {enabled: true, minReplicas: 3, maxReplicas: 2}}",
+     "spec.autoscaling.minReplicas"),
+    ("traefik-ip-hash", "spec: {exposure: {host: a.b, ingress: {className: t, controller: traefik, affinity: ipHash}}}",
+     "spec.exposure.ingress.affinity"),
+    ("wrong-type", "spec: {replicas: lots}", "spec.replicas"),
+    ("reserved-env", "spec: {env: [{name: PUSH_API_TOKEN, value: x}]}", "spec.env"),
+    ("misspelt-field", "spec: {replica: 3}", "spec.replica"),
+    ("above-maximum", "spec: {replicas: 5000}", "spec.replicas"),
+    ("negative-replicas", "spec: {replicas: -1}", "spec.replicas"),
+    ("negative-drain", "spec: {drainSeconds: -5}", "spec.drainSeconds"),
+    ("gateway-with-tls", "spec: {exposure: {host: a.b, tls: {secretName: t}, gateway: {parentRef: {name: g}}}}",
+     "spec.exposure.tls"),
+    ("empty-ingress-class", "spec: {exposure: {host: a.b, ingress: {className: ''}}}", "spec.exposure.ingress.className"),
+    ("host-with-scheme", "spec: {exposure: {host: 'https://a.b', ingress: {className: nginx}}}", "spec.exposure.host"),
+    ("misspelt-nested-field", "spec: {redis: {managed: {imag: redis}}}", "spec.redis.managed.imag"),
+]
+
+
+def manifest(spec: str, name: str = "bad") -> str:
+    return HEAD.replace("{name: bad}", f"{{name: {name}}}") + spec
