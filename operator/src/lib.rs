@@ -3,6 +3,7 @@
 //!
 //! Layout (one concern per module):
 //! - [`resources`]: the `PushCluster` CRD types.
+//! - [`manifest`]: the one front door for manifest files (`render`, `local`).
 //! - [`validate`]: spec → `ValidatedCluster`, the only input the builders accept.
 //! - [`build`]: pure builders, one per family of owned objects.
 //! - [`controller`]: the reconcile pipeline (validate → build → apply → status).
@@ -18,6 +19,7 @@ pub mod error;
 #[cfg(test)]
 pub mod fixtures;
 pub mod local;
+pub mod manifest;
 pub mod metrics;
 pub mod render;
 pub mod resources;

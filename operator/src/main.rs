@@ -115,7 +115,11 @@ fn run_local(args: LocalArgs) -> anyhow::Result<()> {
         no_affinity: args.no_affinity,
     };
     let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(push_operator::local::run(options))?;
+    if let Err(e) = runtime.block_on(push_operator::local::run(options)) {
+        // Like `render`: a plain message (the same one for a refused manifest), no backtrace.
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
     Ok(())
 }
 

@@ -6,118 +6,21 @@
 //! never rotates them, so re-rendering is not the way to keep them.
 
 use crate::build::{self, secrets};
-use crate::resources::PushCluster;
-use crate::validate::{self, ValidationError};
-use push_contract::kube as names;
+use crate::manifest::ManifestError;
 
 /// Why a manifest could not be rendered.
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
-    #[error("document {doc}: not valid YAML for a PushCluster: {source}")]
-    Parse {
-        doc: usize,
-        #[source]
-        source: serde_yaml_ng::Error,
-    },
-    #[error(
-        "document {doc}: apiVersion/kind must be {}/{} {}, got {api_version:?} {kind:?}",
-        names::GROUP,
-        names::VERSION,
-        names::KIND
-    )]
-    WrongKind {
-        doc: usize,
-        api_version: String,
-        kind: String,
-    },
-    #[error("document {doc} ({name}): invalid PushCluster:\n{}", validate::describe(.errors))]
-    Invalid {
-        doc: usize,
-        name: String,
-        errors: Vec<ValidationError>,
-    },
-    #[error("no PushCluster found in the input")]
-    Empty,
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
     #[error("serializing the output: {0}")]
     Serialize(String),
-}
-
-/// Parse every YAML document of `manifest` as a PushCluster (defaults applied).
-pub fn parse_manifests(manifest: &str) -> Result<Vec<PushCluster>, RenderError> {
-    let mut clusters = Vec::new();
-    for (i, document) in serde_yaml_ng::Deserializer::from_str(manifest).enumerate() {
-        let doc = i + 1;
-        let value = serde_yaml_ng::Value::deserialize_from(document, doc)?;
-        if value.is_null() {
-            continue;
-        }
-        let api_version = value
-            .get("apiVersion")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default();
-        let kind = value
-            .get("kind")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default();
-        if api_version != format!("{}/{}", names::GROUP, names::VERSION) || kind != names::KIND {
-            return Err(RenderError::WrongKind {
-                doc,
-                api_version: api_version.to_string(),
-                kind: kind.to_string(),
-            });
-        }
-        let raw: serde_json::Value = serde_yaml_ng::from_value(value.clone())
-            .map_err(|source| RenderError::Parse { doc, source })?;
-        let errors = validate::schema::schema_errors(&raw);
-        if !errors.is_empty() {
-            let name = raw["metadata"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            return Err(RenderError::Invalid { doc, name, errors });
-        }
-        // Re-read from text: serde_yaml_ng names the failing field's path only when
-        // deserializing from a document, not from a Value.
-        let text = serde_yaml_ng::to_string(&value)
-            .map_err(|source| RenderError::Parse { doc, source })?;
-        let cluster: PushCluster =
-            serde_yaml_ng::from_str(&text).map_err(|source| RenderError::Parse { doc, source })?;
-        clusters.push(cluster);
-    }
-    if clusters.is_empty() {
-        return Err(RenderError::Empty);
-    }
-    Ok(clusters)
-}
-
-trait DeserializeDoc: Sized {
-    fn deserialize_from(
-        document: serde_yaml_ng::Deserializer<'_>,
-        doc: usize,
-    ) -> Result<Self, RenderError>;
-}
-
-impl DeserializeDoc for serde_yaml_ng::Value {
-    fn deserialize_from(
-        document: serde_yaml_ng::Deserializer<'_>,
-        doc: usize,
-    ) -> Result<Self, RenderError> {
-        serde::Deserialize::deserialize(document)
-            .map_err(|source| RenderError::Parse { doc, source })
-    }
 }
 
 /// Render every PushCluster of `manifest`. `namespace` applies where metadata.namespace is unset.
 pub fn render(manifest: &str, namespace: Option<&str>) -> Result<String, RenderError> {
     let mut out = String::new();
-    for (i, cluster) in parse_manifests(manifest)?.iter().enumerate() {
-        let vc = validate::validate(cluster, namespace.unwrap_or("default")).map_err(|errors| {
-            RenderError::Invalid {
-                doc: i + 1,
-                name: cluster.metadata.name.clone().unwrap_or_default(),
-                errors,
-            }
-        })?;
+    for vc in crate::manifest::read(manifest, namespace)? {
         for generated in secrets::generated_secrets(&vc) {
             let secret = secrets::secret(&vc, &generated, secrets::random_value());
             let mut json =

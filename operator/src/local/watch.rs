@@ -1,12 +1,12 @@
-//! The manifest file: read, validated with the operator's own validate step, and polled
-//! for edits (content digest, so a touch without change does nothing).
+//! The manifest file: read through the operator's one front door ([`crate::manifest`],
+//! the same checks and messages as `push-operator render`) and polled for edits
+//! (content digest, so a touch without change does nothing).
 
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::resources::PushCluster;
-use crate::validate::{self, ValidatedCluster};
+use crate::validate::ValidatedCluster;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
@@ -15,25 +15,19 @@ pub enum ManifestError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path} is not a PushCluster manifest: {source}")]
-    Parse {
+    // Not a `source`: the refusal is the whole message, printed once.
+    #[error("{path}: {refusal}")]
+    Refused {
         path: PathBuf,
-        source: serde_yaml_ng::Error,
+        refusal: crate::manifest::ManifestError,
     },
-    #[error("{path} is invalid:\n{message}")]
-    Invalid { path: PathBuf, message: String },
 }
 
-/// Parses and validates a manifest's text.
+/// Reads a manifest's text through the front door: its one PushCluster, validated.
 pub fn parse(path: &Path, text: &str) -> Result<ValidatedCluster, ManifestError> {
-    let cluster: PushCluster =
-        serde_yaml_ng::from_str(text).map_err(|source| ManifestError::Parse {
-            path: path.to_owned(),
-            source,
-        })?;
-    validate::validate(&cluster, "default").map_err(|errors| ManifestError::Invalid {
+    crate::manifest::read_one(text).map_err(|refusal| ManifestError::Refused {
         path: path.to_owned(),
-        message: validate::describe(&errors),
+        refusal,
     })
 }
 
@@ -85,7 +79,12 @@ mod tests {
     fn parse_reports_what_is_wrong() {
         let path = Path::new("m.yaml");
         let cases = [
-            ("not yaml", "{", "is not a PushCluster manifest"),
+            ("not yaml", "{", "not valid YAML for a PushCluster"),
+            (
+                "misspelt field",
+                "apiVersion: pushcluster.dev/v1alpha1\nkind: PushCluster\nmetadata: {name: a}\nspec: {drainSecnds: 5}\n",
+                "spec.drainSecnds",
+            ),
             (
                 "CEL rule: two redis modes",
                 "apiVersion: pushcluster.dev/v1alpha1\nkind: PushCluster\nmetadata: {name: a}\nspec: {redis: {managed: {}, external: {url: 'redis://x'}}}\n",
