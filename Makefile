@@ -19,11 +19,13 @@ test: setup
 	.ci/test
 
 # A real Kubernetes control plane on 127.0.0.1 (etcd, kube-apiserver, controller-manager,
-# scheduler; built from Go modules and cached outside the clone by e2e/kube/build).
+# scheduler; built from Go modules and cached outside the clone by e2e/kube/build) and a
+# node agent that runs its pods as local processes (e2e/harness/node_agent.py).
 # The last line printed is `export KUBECONFIG=...`: eval "$$(make -s kube-up | tail -1)".
 # State and logs: $$PUSHCLUSTER_KUBE_STATE (default /tmp/pushcluster-kube).
 kube-up:
 	@e2e/kube/build >/dev/null
+	@cargo build -q -p push-server -p push-operator
 	@cd e2e && python3 -m harness.kube up
 
 # Stops exactly what kube-up started (by PID) and removes its state.

@@ -26,7 +26,7 @@ from pathlib import Path
 import requests
 import urllib3
 
-from .core import REPO, log_tail
+from .core import REPO, find_binary, log_tail
 from .ports import reserve_port
 
 DEFAULT_STATE = Path(os.environ.get("PUSHCLUSTER_KUBE_STATE", "/tmp/pushcluster-kube"))
@@ -34,6 +34,7 @@ SERVICE_CIDR = "10.96.0.0/16"
 FIRST_SERVICE_IP = "10.96.0.1"
 # The order they start in; `down` stops them in reverse.
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+NODE = "pushcluster-node"
 
 
 class ControlPlaneError(RuntimeError):
@@ -113,8 +114,9 @@ class ControlPlane:
         return [e for e in entries if _alive(e)]
 
     # --- up ------------------------------------------------------------------
-    def up(self, timeout: float = 180, say=print) -> Path:
-        """Starts everything and waits until it serves; returns the admin kubeconfig."""
+    def up(self, timeout: float = 180, say=print, node: bool = False) -> Path:
+        """Starts everything and waits until it serves; returns the admin kubeconfig.
+        With `node`, also the node agent (harness/node_agent.py), so pods really run."""
         if self.running():
             raise ControlPlaneError(
                 f"a control plane from {self.state} is already running (pids "
@@ -138,6 +140,9 @@ class ControlPlane:
             say(f"kube-apiserver ready on https://127.0.0.1:{self.ports.apiserver}")
             self._start_controllers(deadline=time.monotonic() + timeout)
             say("kube-controller-manager and kube-scheduler ready")
+            if node:
+                self._start_node_agent(deadline=time.monotonic() + timeout)
+                say(f"node agent ready: pods run as local processes, logs under {self.state / 'node' / 'pods'}")
         except BaseException:
             self.down(keep_state=True)
             raise
@@ -276,6 +281,48 @@ class ControlPlane:
                    lambda: self._admin_get(f"{self.server}/api/v1/namespaces/default/serviceaccounts/default")
                    .status_code == 200, deadline)
 
+    def _start_node_agent(self, deadline: float) -> None:
+        binaries = {name: find_binary(name, f"{name.upper().replace('-', '_')}_BIN")
+                    for name in ("push-server", "push-operator")}
+        missing = [name for name, path in binaries.items() if path is None]
+        if missing:
+            raise ControlPlaneError(f"the node agent runs {', '.join(missing)}: build it first "
+                                    "(cargo build -p push-server -p push-operator)")
+        log = open(self.logs / "node-agent.log", "w")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "harness.node_agent", "--kubeconfig", str(self.kubeconfig),
+             "--state", str(self.state / "node"), "--push-server", str(binaries["push-server"]),
+             "--push-operator", str(binaries["push-operator"])],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=REPO / "e2e")
+        proc.log_path = self.logs / "node-agent.log"  # type: ignore[attr-defined]
+        self._entries.append({"name": "node-agent", "pid": proc.pid, "start": _start_time(proc.pid)})
+        self.pids_file.write_text(json.dumps(self._entries, indent=1))
+
+        def node_ready() -> bool:
+            r = self._admin_get(f"{self.server}/api/v1/nodes/{NODE}")
+            if r.status_code != 200:
+                return False
+            node = r.json()
+            return any(c["type"] == "Ready" and c["status"] == "True" for c in node.get("status", {}).get("conditions", []))
+
+        self._wait(proc, "the node agent's Node to be Ready", node_ready, deadline)
+
+    def _stop_pods(self) -> list[str]:
+        """The pods' processes, by the node agent's record: also after the agent crashed."""
+        try:
+            pids = json.loads((self.state / "node" / "pods" / "pids.json").read_text())
+        except (OSError, ValueError):
+            return []
+        stopped = []
+        for pid in pids:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+                stopped.append(f"pod process ({pid})")
+            except ProcessLookupError:
+                pass
+        return stopped
+
     # --- down ----------------------------------------------------------------
     def down(self, keep_state: bool = False, grace: float = 10) -> list[str]:
         """SIGTERM to every process `up` started (newest first), SIGKILL after `grace`
@@ -301,6 +348,8 @@ class ControlPlane:
                 except ProcessLookupError:
                     pass
             stopped.append(f"{entry['name']} ({entry['pid']})")
+        # After the agent (which stops its pods itself): whatever it left, crashed or not.
+        stopped += self._stop_pods()
         # Reap our own children (a fixture's Popen) so none stays a zombie.
         for entry in entries:
             try:
@@ -314,10 +363,21 @@ class ControlPlane:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m harness.kube", description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument("command", choices=["up", "down", "status", "urls"])
     parser.add_argument("--state", type=Path, default=DEFAULT_STATE, help=f"state directory (default {DEFAULT_STATE})")
+    parser.add_argument("--no-node", action="store_true", help="no node agent: the API server and controllers only")
     args = parser.parse_args(argv)
     plane = ControlPlane(args.state)
+    if args.command == "urls":
+        try:
+            services = json.loads((args.state / "node" / "services.json").read_text())
+        except (OSError, ValueError):
+            print(f"no node agent running from {args.state}", file=sys.stderr)
+            return 1
+        for key, svc in sorted(services.items()):
+            for port in svc["ports"]:
+                print(f"{key}:{port}\thttp://{svc['address']}:{port}")
+        return 0
     if args.command == "status":
         running = plane.running()
         print(json.dumps(running, indent=1) if running else f"not running ({args.state})")
@@ -332,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"export KUBECONFIG={plane.kubeconfig}")
         return 0
     try:
-        kubeconfig = plane.up(say=lambda line: print(line, flush=True))
+        kubeconfig = plane.up(say=lambda line: print(line, flush=True), node=not args.no_node)
     except ControlPlaneError as e:
         print(f"kube-up failed: {e}", file=sys.stderr)
         return 1
