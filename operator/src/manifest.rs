@@ -231,7 +231,9 @@ mod tests {
             ),
             (
                 "duplicate name",
-                format!("{HEAD}metadata: {{name: a}}\nspec: {{}}\n---\n{HEAD}metadata: {{name: a}}\nspec: {{}}\n"),
+                format!(
+                    "{HEAD}metadata: {{name: a}}\nspec: {{}}\n---\n{HEAD}metadata: {{name: a}}\nspec: {{}}\n"
+                ),
                 "already defined by document 1",
             ),
             ("deep nesting", deep, "nested deeper than 64"),
