@@ -270,7 +270,7 @@ class NodeAgent:
         EndpointSlices: the API server refuses loopback addresses in an EndpointSlice."""
         selector = svc["spec"]["selector"]
         out: dict[str, list[str]] = {}
-        for run in self.runs.values():
+        for run in list(self.runs.values()):
             labels = run.pod["metadata"].get("labels") or {}
             if run.namespace != svc["metadata"]["namespace"] or run.terminating \
                     or any(labels.get(k) != v for k, v in selector.items()) \
@@ -283,6 +283,11 @@ class NodeAgent:
                 if number:
                     out.setdefault(port.get("name") or "", []).append(f"{run.ip}:{number}")
         return {k: sorted(v) for k, v in out.items()}
+
+    def refresh_endpoints(self) -> None:
+        with self.lock:
+            for _, proxy, svc in list(self.services.values()):
+                proxy.endpoints = self.endpoints(svc)
 
     def sync_services(self) -> None:
         services = self.api.get("/api/v1/services")["items"]
@@ -304,10 +309,10 @@ class NodeAgent:
                 print(f"service {key} at {address} ports {[p['port'] for p in spec['ports']]}", flush=True)
             address, proxy, _ = self.services[key]
             self.services[key] = (address, proxy, svc)
-            proxy.endpoints = self.endpoints(svc)
         for key in list(self.services):
             if key not in seen:
                 self.services.pop(key)[1].close()
+        self.refresh_endpoints()
         (self.state / "services.json").write_text(json.dumps(
             {k: {"address": a, "ports": [p["port"] for p in s["spec"]["ports"]]} for k, (a, _, s) in self.services.items()},
             indent=1))
@@ -333,8 +338,8 @@ class NodeAgent:
         while not self.stopping:
             try:
                 self.heartbeat()
-                self.sync_services()
                 self.sync_pods()
+                self.sync_services()
             except requests.RequestException as e:
                 print(f"API error: {e}", flush=True)
             time.sleep(TICK)
@@ -608,6 +613,9 @@ class NodeAgent:
             run.last_status = fingerprint
 
     def terminate(self, run: PodRun) -> None:
+        # Out of every Service first, as the endpoints controller takes a terminating pod
+        # out at once: no new connection reaches a process that is about to stop.
+        self.refresh_endpoints()
         grace = run.pod["spec"].get("terminationGracePeriodSeconds", 30)
         deletion_grace = run.pod["metadata"].get("deletionGracePeriodSeconds")
         if deletion_grace is not None:
