@@ -58,7 +58,7 @@ def cluster(tmp_path_factory) -> dict:
         yield {"embedded": True, "kubeconfig": str(kubeconfig), "plane": plane}
     finally:
         del os.environ["KUBECONFIG"]
-        plane.down()
+        plane.down(keep_state=True)  # logs stay for a post-mortem; pytest prunes old tmp dirs
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,7 @@ import pytest
 import requests
 import yaml
 from clusterlib import CHART, CONTRACT, EXAMPLE, condition, helm, kubectl, kubectl_json, restricted_namespace, wait_for
-from harness import PyClient
+from harness import NodeClients, PyClient, parse_metrics
 from harness.kube import ControlPlane, ControlPlaneError
 
 NAME = "chat"
@@ -48,7 +48,7 @@ def node_cluster(tmp_path_factory) -> ControlPlane:
             del os.environ["KUBECONFIG"]
         else:
             os.environ["KUBECONFIG"] = previous
-        plane.down()
+        plane.down(keep_state=True)  # logs stay for a post-mortem; pytest prunes old tmp dirs
 
 
 def pods(namespace: str, selector: str) -> list[dict]:
@@ -110,6 +110,11 @@ def push_pods(chat: dict) -> list[dict]:
     return sorted(pods(APPS, chat["selector"]), key=lambda p: p["metadata"]["name"])
 
 
+def service_url(node_cluster: ControlPlane, name: str) -> str:
+    services = json.loads((Path(node_cluster.state) / "node" / "services.json").read_text())
+    return f"http://{services[f'{APPS}/{name}']['address']}:{PORT}"
+
+
 def test_chat_becomes_ready_with_redis_and_three_pods(chat):
     pc = kubectl_json("get", "pushcluster", NAME, "-n", APPS)
     assert pc["status"]["endpoint"]
@@ -140,6 +145,37 @@ def test_publishes_reach_clients_on_other_pods_exactly_once(chat, transports):
     finally:
         for client in clients:
             client.close()
+
+
+def test_official_js_clients_stick_to_their_pods_through_the_service(chat, node_cluster, processes):
+    """The official JS client through the Service (the agent's proxy keeps ClientIP affinity):
+    long-polling-only clients from six source addresses and one polling-then-upgrade client
+    land on more than one pod, never hit "Session ID unknown", and each gets every room
+    publish exactly once."""
+    url = service_url(node_cluster, NAME)
+    clients = [NodeClients(processes, {"url": url, "transports": ["polling"], "rooms": ["js"],
+                                       "sourceAddress": f"127.0.0.{n}"}, name=f"js-polling-{n}")
+               for n in range(2, 8)]
+    clients.append(NodeClients(processes, {"url": url, "rooms": ["js"], "sourceAddress": "127.0.0.9"},
+                               name="js-upgrade"))
+    for client in clients:
+        client.wait_ready(timeout=20)
+    clients[-1].wait("upgrade", timeout=20)
+    per_pod = {p["metadata"]["name"]: requests.get(f"http://{p['status']['podIP']}:{ADMIN_PORT}"
+                                                   f"{CONTRACT['paths']['METRICS']}", timeout=5).text
+               for p in push_pods(chat)}
+    serving = [name for name, text in per_pod.items()
+               if any(n == CONTRACT["metrics"]["CONNECTIONS"] and v > 0 for n, _, v in parse_metrics(text))]
+    assert len(serving) >= 2, f"all clients on one pod: {serving}"
+    headers = {"Authorization": f"Bearer {chat['token']}"}
+    for n in range(3):
+        r = requests.post(url + CONTRACT["paths"]["PUBLISH"], headers=headers,
+                          json={"event": "news", "room": "js", "data": {"n": n}}, timeout=10)
+        assert r.status_code == 202, r.text
+    for client in clients:
+        got = client.settle("news", 3, timeout=15)
+        assert [e["data"] for e in got] == [{"n": 0}, {"n": 1}, {"n": 2}], got
+        assert not client.of("connect_error") and not client.of("disconnect")
 
 
 def test_a_killed_push_server_is_restarted_and_the_cluster_is_ready_again(chat, node_cluster):
@@ -226,11 +262,6 @@ def test_autoscaling_on_live_connections_scales_out_then_in_removing_the_least_l
             client.close()
         kubectl("patch", "pushcluster", NAME, "-n", APPS, "--type=merge", "-p",
                 json.dumps({"spec": {"autoscaling": None, "replicas": 3}}))
-
-
-def service_url(node_cluster: ControlPlane, name: str) -> str:
-    services = json.loads((Path(node_cluster.state) / "node" / "services.json").read_text())
-    return f"http://{services[f'{APPS}/{name}']['address']}:{PORT}"
 
 
 def test_rolling_update_keeps_every_pod_slot_ready_and_keeps_serving(chat, node_cluster):

@@ -356,6 +356,9 @@ class ControlPlane:
                 os.waitpid(entry["pid"], os.WNOHANG)
             except ChildProcessError:
                 pass
+        left = [f"{e['name']} ({e['pid']})" for e in entries if _alive(e)]
+        if left:
+            raise ControlPlaneError(f"still running after kube-down: {', '.join(left)}")
         if not keep_state and self.state.exists():
             shutil.rmtree(self.state, ignore_errors=True)
         return stopped

@@ -105,6 +105,7 @@ class Api:
 
 
 def stable_address(prefix: int, key: str) -> str:
+    """127.<prefix>.x.y from a hash: the same pod name (a StatefulSet's) keeps its address."""
     digest = hashlib.sha256(key.encode()).digest()
     return f"127.{prefix}.{digest[0]}.{max(2, digest[1]) if digest[1] < 255 else 254}"
 
@@ -222,6 +223,9 @@ class NodeAgent:
         self.runs: dict[str, PodRun] = {}
         self.services: dict[str, tuple[str, ServiceProxy, dict]] = {}  # ns/name -> (addr, proxy, svc)
         self.lock = threading.Lock()
+        # Addresses are salted with this agent's state directory: two agents on one machine
+        # (a developer's kube-up and a test run) never hand out the same pod address.
+        self.salt = str(state.resolve())
         self.last_heartbeat = 0.0
         self.stopping = False
 
@@ -299,7 +303,7 @@ class NodeAgent:
             key = f"{meta['namespace']}/{meta['name']}"
             seen.add(key)
             if key not in self.services:
-                address = stable_address(100, key)
+                address = stable_address(100, f"{self.salt}/{key}")
                 try:
                     proxy = ServiceProxy(address, spec["ports"], spec.get("sessionAffinity") == "ClientIP")
                 except OSError as e:
@@ -380,7 +384,7 @@ class NodeAgent:
         key = f"{meta['namespace']}/{meta['name']}"
         pod_dir = self.pods_dir / f"{meta['namespace']}_{meta['name']}"
         pod_dir.mkdir(parents=True, exist_ok=True)
-        run = PodRun(meta["uid"], meta["namespace"], meta["name"], stable_address(1, key), pod_dir, pod)
+        run = PodRun(meta["uid"], meta["namespace"], meta["name"], stable_address(1, f"{self.salt}/{key}"), pod_dir, pod)
         for spec in pod["spec"]["containers"]:
             run.containers[spec["name"]] = Container(spec=spec, log=pod_dir / f"{spec['name']}.log",
                                                      readiness=Probe(spec["readinessProbe"]) if spec.get("readinessProbe") else None,
