@@ -316,7 +316,6 @@ class NodeAgent:
         for key in list(self.services):
             if key not in seen:
                 self.services.pop(key)[1].close()
-        self.refresh_endpoints()
         (self.state / "services.json").write_text(json.dumps(
             {k: {"address": a, "ports": [p["port"] for p in s["spec"]["ports"]]} for k, (a, _, s) in self.services.items()},
             indent=1))
@@ -342,8 +341,12 @@ class NodeAgent:
         while not self.stopping:
             try:
                 self.heartbeat()
-                self.sync_pods()
+                # Services first: a pod started in this tick finds its Services' addresses
+                # (no DNS: names are rewritten once, at container start); endpoints after
+                # the pods, so they reflect this tick's readiness and deletions.
                 self.sync_services()
+                self.sync_pods()
+                self.refresh_endpoints()
             except requests.RequestException as e:
                 print(f"API error: {e}", flush=True)
             time.sleep(TICK)
