@@ -332,3 +332,32 @@ def test_delete_terminates_every_pod_gracefully_and_collects_the_rest(chat, node
     wait_for("garbage collection of the owned objects", lambda: not [
         o for o in kubectl_json("get", "deployments,statefulsets,services,secrets", "-n", APPS)["items"]
         if any(r["uid"] == chat["uid"] for r in o["metadata"].get("ownerReferences", []))], timeout=60, interval=0.5)
+
+
+def test_an_image_the_node_cannot_run_fails_the_pod_with_a_clear_reason(node_cluster):
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "foreign", "namespace": "default"},
+           "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}}
+    kubectl("apply", "-f", "-", stdin=json.dumps(pod))
+    try:
+        waiting = wait_for("the foreign pod's waiting reason", lambda: (
+            s := kubectl_json("get", "pod", "foreign", "-n", "default")["status"].get("containerStatuses"))
+            and s[0]["state"].get("waiting", {}).get("reason") == "ErrImageNeverPull" and s[0]["state"]["waiting"],
+            timeout=60, interval=0.3)
+        assert "nginx:1.27" in waiting["message"], waiting
+    finally:
+        kubectl("delete", "pod", "foreign", "-n", "default", "--wait=true", "--timeout=30s")
+
+
+def test_kube_down_stops_the_pods_even_after_the_agent_crashed(node_cluster, operator):
+    """Last: it takes the node down. The operator's pods still run; SIGKILL the agent, then
+    kube-down must stop them by the agent's record."""
+    state = Path(node_cluster.state)
+    agent = next(e for e in json.loads((state / "pids.json").read_text()) if e["name"] == "node-agent")
+    pod_pids = json.loads((state / "node" / "pods" / "pids.json").read_text())
+    assert len(pod_pids) >= 2, pod_pids
+    os.kill(agent["pid"], signal.SIGKILL)
+    stopped = node_cluster.down(keep_state=True)
+    assert sum(s.startswith("pod process") for s in stopped) == len(pod_pids), stopped
+    for pid in pod_pids:
+        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split(")")[1][:3], \
+            f"pod process {pid} survived kube-down"

@@ -479,8 +479,8 @@ class NodeAgent:
 
     def command(self, spec: dict) -> list[str]:
         image = spec.get("image", "")
-        repository = image.rsplit("@", 1)[0].rsplit(":", 1)[0] if ":" in image.split("/")[-1] else image.rsplit("@", 1)[0]
-        base = repository.split("/")[-1]
+        # registry[:port]/path/name[:tag][@digest] -> name
+        base = image.split("@", 1)[0].split("/")[-1].split(":", 1)[0]
         binary = self.binaries.get(base)
         if base == "redis" or base.startswith("redis"):
             binary = self.binaries.get("redis")
