@@ -124,18 +124,23 @@ def test_chat_becomes_ready_with_redis_and_three_pods(chat):
 
 @pytest.mark.parametrize("transports", [["websocket"], ["polling"]], ids=["websocket", "long-polling"])
 def test_publishes_reach_clients_on_other_pods_exactly_once(chat, transports):
+    """python-socketio clients on two pods; room, user and broadcast publishes made on the
+    third arrive once each through the operator-provisioned Redis. (Without JWT auth a
+    client may join its user's room itself, as the push-server suite's fan-out test does.)"""
     first, second, third = (p["status"]["podIP"] for p in push_pods(chat))
+    user_room = CONTRACT["socket"]["USER_ROOM_PREFIX"] + "u1"
     clients = []
     try:
         for ip in (first, second):
             client = PyClient()
             clients.append(client)
             assert client.connect(f"http://{ip}:{PORT}", transports=transports), client.error_message()
-            assert client.subscribe("e2e")["joined"] == ["e2e"]
+            assert client.subscribe("e2e", user_room)["joined"] == ["e2e", user_room]
         headers = {"Authorization": f"Bearer {chat['token']}"}
-        for n in range(3):
+        targets = [{"room": "e2e"}, {"user": "u1"}, {"broadcast": True}]
+        for n, target in enumerate(targets):
             r = requests.post(f"http://{third}:{PORT}{CONTRACT['paths']['PUBLISH']}", headers=headers,
-                              json={"event": "news", "room": "e2e", "data": {"n": n}}, timeout=10)
+                              json={"event": "news", "data": {"n": n}, **target}, timeout=10)
             assert r.status_code == 202, r.text
             assert r.json()["fanout"] == "cluster"
         for client in clients:
@@ -218,48 +223,61 @@ def test_helm_upgrade_of_the_operator_keeps_the_clients_connected(chat, operator
         client.close()
 
 
-def test_autoscaling_on_live_connections_scales_out_then_in_removing_the_least_loaded(chat):
-    """Target 4 connections per pod: 10 clients on one pod → 3 pods; back to 2 clients on
-    the first pod → the two least-loaded pods are marked with pod-deletion-cost and the
-    real ReplicaSet controller deletes exactly those; their clients are drained."""
-    patch = {"spec": {"replicas": 1, "drainSeconds": 3, "autoscaling": {
-        "enabled": True, "minReplicas": 1, "maxReplicas": 3, "targetConnectionsPerPod": 4,
+def connections(pod: dict) -> float:
+    text = requests.get(f"http://{pod['status']['podIP']}:{ADMIN_PORT}{CONTRACT['paths']['METRICS']}", timeout=5).text
+    return sum(v for n, _, v in parse_metrics(text) if n == CONTRACT["metrics"]["CONNECTIONS"])
+
+
+def test_autoscaling_on_live_connections_scales_out_then_in_removing_the_least_loaded(chat, node_cluster, processes):
+    """Target 8 connections per pod. Twenty official clients on the Service (one pod) -> the
+    operator scrapes the pods' /metrics and scales to 3. Eight more clients spread over the
+    three pods by the Service's ClientIP affinity; the first twenty leave -> scale-in to 1: the
+    least-loaded pods get pod-deletion-cost, the real ReplicaSet controller deletes exactly
+    those, their clients are disconnected spread over drainSeconds, once each, and reconnect
+    to the pod that stays."""
+    drain = 4
+    patch = {"spec": {"replicas": 1, "drainSeconds": drain, "autoscaling": {
+        "enabled": True, "minReplicas": 1, "maxReplicas": 3, "targetConnectionsPerPod": 8,
         "scaleUpStabilizationSeconds": 0, "scaleDownStabilizationSeconds": 3, "maxScaleInStep": 2}}}
     kubectl("patch", "pushcluster", NAME, "-n", APPS, "--type=merge", "-p", json.dumps(patch))
-    first = wait_for("one ready push-server pod", lambda: (p := [x for x in push_pods(chat) if ready(x)
-                                                                  and not x["metadata"].get("deletionTimestamp")])
-                     and len(push_pods(chat)) == 1 and p[0], timeout=120, interval=0.5)
-    clients: list[PyClient] = []
-    drained: list[PyClient] = []
+    wait_for("one ready push-server pod", lambda: len(p := push_pods(chat)) == 1 and ready(p[0]), timeout=120,
+             interval=0.5)
+    url = service_url(node_cluster, NAME)
     try:
-        for _ in range(10):
-            client = PyClient()
-            clients.append(client)
-            assert client.connect(f"http://{first['status']['podIP']}:{PORT}")
+        first = NodeClients(processes, {"url": url, "count": 20, "transports": ["websocket"],
+                                        "sourceAddress": "127.0.1.1"}, name="load")
+        first.wait("connected", 20, timeout=20)
         crossed = time.monotonic()
-        wait_for("3 ready pods after the connection target was crossed", lambda: len(
-            [x for x in push_pods(chat) if ready(x)]) == 3, timeout=90, interval=0.5)
-        print(f"\nautoscale: 10 connections at 4/pod -> 3 ready pods in {time.monotonic() - crossed:.1f} s")
-        others = [x for x in push_pods(chat) if x["metadata"]["name"] != first["metadata"]["name"]]
-        for pod in others:
-            client = PyClient()
-            drained.append(client)
-            assert client.connect(f"http://{pod['status']['podIP']}:{PORT}")
-        disconnects: list[float] = []
-        for client in drained:
-            client.sio.on("disconnect", lambda *_: disconnects.append(time.monotonic()))
-        for client in clients[2:]:
-            client.close()
+        wait_for("3 ready pods after the connection target was crossed",
+                 lambda: len([x for x in push_pods(chat) if ready(x)]) == 3, timeout=90, interval=0.5)
+        scale_out = time.monotonic() - crossed
+        spread = [NodeClients(processes, {"url": url, "transports": ["websocket"], "reconnection": True,
+                                          "sourceAddress": f"127.0.2.{n}"}, name=f"spread-{n}") for n in range(1, 9)]
+        for client in spread:
+            client.wait("connected", timeout=20)
+        first.close()
+        wait_for("the first twenty to be gone from the pods' gauges",
+                 lambda: sum(connections(p) for p in push_pods(chat)) == 8, timeout=30, interval=0.3)
+        load = {p["metadata"]["name"]: connections(p) for p in push_pods(chat)}
         left = time.monotonic()
-        wait_for("scale-in to the first pod", lambda: [x["metadata"]["name"] for x in push_pods(chat)]
-                 == [first["metadata"]["name"]], timeout=120, interval=0.5)
-        print(f"autoscale: load left -> scaled in to 1 pod in {time.monotonic() - left:.1f} s")
-        assert all(c.sio.connected for c in clients[:2]), "clients of the kept pod were disconnected"
-        wait_for("the drained clients to be disconnected", lambda: len(disconnects) == 2, timeout=30, interval=0.1)
-        assert len(disconnects) == 2, "a client was disconnected twice"
+        kept = wait_for("scale-in to one pod", lambda: len(p := [x for x in push_pods(chat)
+                                                                 if not x["metadata"].get("deletionTimestamp")]) == 1
+                        and p[0]["metadata"]["name"], timeout=120, interval=0.3)
+        assert load[kept] == max(load.values()), f"kept {kept} with {load[kept]} of {load}"
+        wait_for("the removed pods to finish draining", lambda: len(push_pods(chat)) == 1, timeout=drain + 60,
+                 interval=0.3)
+        moved = [c for c in spread if c.of("disconnect")]
+        assert len(moved) == sum(load.values()) - load[kept], f"{len(moved)} clients moved; load was {load}"
+        for client in moved:
+            client.wait("connected", n=2, timeout=drain + 20)
+        disconnects = sorted(line["t"] / 1000 for c in moved for line in c.of("disconnect"))
+        assert all(len(c.of("disconnect")) == 1 for c in moved), "a client was disconnected twice"
+        window = disconnects[-1] - disconnects[0]
+        print(f"\nautoscale: 20 connections at 8/pod -> 3 ready pods in {scale_out:.1f} s; load left -> "
+              f"1 pod in {time.monotonic() - left:.1f} s; {len(moved)} clients moved, disconnects spread over "
+              f"{window:.1f} s of a {drain} s drain (load before scale-in {sorted(load.values())})")
+        assert window <= drain + 1
     finally:
-        for client in clients + drained:
-            client.close()
         kubectl("patch", "pushcluster", NAME, "-n", APPS, "--type=merge", "-p",
                 json.dumps({"spec": {"autoscaling": None, "replicas": 3}}))
 
@@ -275,16 +293,21 @@ def test_rolling_update_keeps_every_pod_slot_ready_and_keeps_serving(chat, node_
         p := push_pods(chat)) and len(p) == 3 and all(ready(x) for x in p), timeout=120, interval=0.5)
     url = service_url(node_cluster, NAME)
     received: list[list[int]] = []
+    disconnects: list[list[float]] = []
     clients = []
     for _ in range(3):
         got: list[int] = []
+        gone: list[float] = []
         client = socketio.Client(reconnection=True, reconnection_delay=0.2, reconnection_delay_max=1)
         client.on("tick", lambda data, got=got: got.append(data["n"]))
+        client.on("disconnect", lambda *_, gone=gone: gone.append(time.monotonic()))
+        disconnects.append(gone)
         client.connect(url, transports=["websocket"], wait_timeout=10)
         received.append(got)
         clients.append(client)
     headers = {"Authorization": f"Bearer {chat['token']}"}
     old = {p["metadata"]["name"] for p in push_pods(chat)}
+    drain = kubectl_json("get", "pushcluster", NAME, "-n", APPS)["spec"]["drainSeconds"]
     sent = 0
     fewest_ready = 3
     try:
@@ -313,7 +336,10 @@ def test_rolling_update_keeps_every_pod_slot_ready_and_keeps_serving(chat, node_
         missed = [during - len({n for n in got if n < during}) for got in received]
         duplicates = [len(got) - len(set(got)) for got in received]
         print(f"\nrollout: {during} broadcasts at ~10/s; missed per client {missed}; duplicates {duplicates}; "
-              f"fewest ready pods {fewest_ready}")
+              f"fewest ready pods {fewest_ready}; disconnects per client {[len(d) for d in disconnects]} over "
+              f"{max(max(d) for d in disconnects if d) - min(min(d) for d in disconnects if d):.1f} s "
+              f"(drain window {drain} s)")
+        assert all(disconnects), "a client of an old pod was never moved"
         assert fewest_ready >= 3, f"ready pods fell to {fewest_ready} during the rollout"
         assert duplicates == [0, 0, 0]
     finally:
