@@ -52,6 +52,9 @@ pub struct Cli {
     /// Redis pub/sub channel other systems publish to.
     #[arg(long, env = env::REDIS_CHANNEL, default_value = defaults::REDIS_CHANNEL)]
     pub redis_channel: String,
+    /// Milliseconds a publish waits for Redis before answering 503 + Retry-After.
+    #[arg(long, env = env::REDIS_TIMEOUT_MS, default_value_t = defaults::REDIS_TIMEOUT_MS)]
+    pub redis_timeout_ms: u64,
     /// Bearer token of the publish API; unset = API disabled.
     #[arg(long, env = env::API_TOKEN, hide_env_values = true)]
     pub api_token: Option<String>,
@@ -118,6 +121,8 @@ pub struct Config {
     /// RESP3, password merged in.
     pub redis: Option<ConnectionInfo>,
     pub redis_channel: String,
+    /// A publish answers 503 when Redis has not taken it within this long.
+    pub redis_timeout: Duration,
     pub api_token: Option<String>,
     pub jwt: Option<JwtVerifier>,
     pub session: Option<SessionConfig>,
@@ -148,6 +153,12 @@ impl Config {
         };
         if cli.redis_channel.is_empty() {
             return Err(ConfigError::Empty(env::REDIS_CHANNEL));
+        }
+        if cli.redis_timeout_ms == 0 {
+            return Err(ConfigError::Invalid {
+                var: env::REDIS_TIMEOUT_MS,
+                reason: "must be at least 1 (milliseconds)".into(),
+            });
         }
         if cli.api_token.as_deref().is_some_and(str::is_empty) {
             return Err(ConfigError::Empty(env::API_TOKEN));
@@ -202,6 +213,7 @@ impl Config {
             node_id,
             redis,
             redis_channel: cli.redis_channel,
+            redis_timeout: Duration::from_millis(cli.redis_timeout_ms),
             api_token: cli.api_token,
             jwt,
             session,

@@ -33,8 +33,9 @@ pub enum Source {
 pub enum Outcome {
     /// Handed to Redis (http) or delivered locally (redis).
     accepted,
-    /// Redis down: delivered on this node only.
-    local_only,
+    /// Redis unreachable (down, or no answer within PUSH_REDIS_TIMEOUT_MS): refused with
+    /// 503, delivered nowhere.
+    redis_unavailable,
     invalid,
     unauthorized,
     too_large,

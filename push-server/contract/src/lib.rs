@@ -31,6 +31,8 @@ pub mod env {
     pub const REDIS_PASSWORD: &str = "PUSH_REDIS_PASSWORD";
     /// Redis pub/sub channel other systems publish to.
     pub const REDIS_CHANNEL: &str = "PUSH_REDIS_CHANNEL";
+    /// How long a publish waits for Redis before answering 503 (milliseconds).
+    pub const REDIS_TIMEOUT_MS: &str = "PUSH_REDIS_TIMEOUT_MS";
     /// Bearer token of the publish API; unset = API disabled.
     pub const API_TOKEN: &str = "PUSH_API_TOKEN";
     /// HS256 secret; when set every connection must carry a valid JWT.
@@ -94,6 +96,8 @@ pub mod defaults {
     /// Same as socket.io's `maxHttpBufferSize`.
     pub const MAX_PAYLOAD_BYTES: usize = 1_000_000;
     pub const REDIS_CHANNEL: &str = "push:publish";
+    /// A publish answers 503 after this long without Redis (hundreds of ms, not seconds).
+    pub const REDIS_TIMEOUT_MS: u64 = 500;
     pub const SESSION_COOKIE: &str = "connect.sid";
     pub const SESSION_PREFIX: &str = "sess:";
     pub const SESSION_USER_PATH: &str = "passport.user";

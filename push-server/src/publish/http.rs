@@ -1,5 +1,6 @@
 //! `POST /api/v1/publish`: bearer token, size limit, validation, then onto the Redis
-//! channel (cluster fan-out) or, without a working Redis, straight to local sockets.
+//! channel (cluster fan-out); without Redis configured, straight to this single node's
+//! sockets; with Redis unreachable, 503 + Retry-After at once.
 
 use axum::{
     Json,
@@ -84,40 +85,71 @@ pub async fn publish(State(state): State<SharedState>, headers: HeaderMap, body:
         return error(StatusCode::SERVICE_UNAVAILABLE, "starting");
     };
     let origin = now_us();
-    if let Some(link) = &started.link {
-        let wire = envelope(&message, origin);
-        let published: Result<i64, _> = link
-            .connection()
-            .publish(&state.config.redis_channel, wire)
-            .await;
-        match published {
-            Ok(_) => {
-                count(Outcome::accepted);
-                return reply(
-                    StatusCode::ACCEPTED,
-                    json!({ "accepted": true, "fanout": "cluster" }),
-                );
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "redis publish failed: delivering on this node only")
-            }
+    let Some(link) = &started.link else {
+        // Single node (no Redis): this node's sockets are every socket there is.
+        let local = super::Message {
+            origin_us: Some(origin),
+            ..message
+        };
+        let delivered = started.delivery.deliver(&local).await;
+        count(Outcome::accepted);
+        return reply(
+            StatusCode::ACCEPTED,
+            json!({ "accepted": true, "fanout": "single-node", "delivered": delivered }),
+        );
+    };
+    // The limit applies to what travels: every node drops a channel message over it, so
+    // a body under the limit whose envelope is over it must not be answered 202.
+    let wire = envelope(&message, origin);
+    if wire.len() > limit {
+        count(Outcome::too_large);
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the message is {} bytes once wrapped for the cluster channel; at most {limit} are accepted",
+                wire.len()
+            ),
+        );
+    }
+    // 202 means every node will deliver; without Redis that cannot be promised, so the
+    // answer is an immediate 503 (not a local-only delivery, not an 8 s hang).
+    if state.metrics.redis_up.get() == 0 {
+        count(Outcome::redis_unavailable);
+        return unavailable("redis is unreachable");
+    }
+    let mut connection = link.connection();
+    let publish = connection.publish::<_, _, i64>(&state.config.redis_channel, wire);
+    match tokio::time::timeout(state.config.redis_timeout, publish).await {
+        Ok(Ok(_)) => {
+            count(Outcome::accepted);
+            reply(
+                StatusCode::ACCEPTED,
+                json!({ "accepted": true, "fanout": "cluster" }),
+            )
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "redis publish failed: answered 503");
+            count(Outcome::redis_unavailable);
+            unavailable("redis refused the publish")
+        }
+        Err(_) => {
+            tracing::warn!(timeout = ?state.config.redis_timeout, "redis publish timed out: answered 503");
+            count(Outcome::redis_unavailable);
+            unavailable("redis did not answer in time")
         }
     }
-    let local = super::Message {
-        origin_us: Some(origin),
-        ..message
-    };
-    let delivered = started.delivery.deliver(&local).await;
-    let (outcome, fanout) = if started.link.is_some() {
-        (Outcome::local_only, "local-only: redis down")
-    } else {
-        (Outcome::accepted, "single-node")
-    };
-    count(outcome);
-    reply(
-        StatusCode::ACCEPTED,
-        json!({ "accepted": true, "fanout": fanout, "delivered": delivered }),
-    )
+}
+
+/// 503 + Retry-After: nothing was delivered, the caller should retry.
+fn unavailable(why: &str) -> Response {
+    let mut response = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("{why}: the message was not accepted (delivered nowhere); retry"),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    response
 }
 
 #[cfg(test)]
