@@ -6,6 +6,7 @@ e2e suites have conftest.py files of their own.)"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -75,6 +76,16 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 180, int
     return wait_until(probe, timeout=timeout, what=what, interval=interval)
 
 
+@contextlib.contextmanager
+def temporary_namespace(name: str):
+    """A namespace for the duration of a fixture; deleted without waiting afterwards."""
+    kubectl("create", "namespace", name)
+    try:
+        yield name
+    finally:
+        kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
+
+
 def restricted_namespace(name: str) -> None:
     """A namespace where the API server enforces the restricted Pod Security profile."""
     kubectl("create", "namespace", name)
@@ -124,4 +135,4 @@ class PortForward:
 
 
 __all__ = ["CHART", "CONTRACT", "CRD_NAME", "EXAMPLE", "REPO", "PortForward", "condition", "helm", "kubectl",
-           "kubectl_json", "restricted_namespace", "unreachable_reason", "wait_for"]
+           "kubectl_json", "restricted_namespace", "temporary_namespace", "unreachable_reason", "wait_for"]

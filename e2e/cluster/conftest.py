@@ -23,7 +23,8 @@ import secrets
 
 import pytest
 import yaml
-from clusterlib import CHART, CRD_NAME, helm, kubectl, restricted_namespace, unreachable_reason, wait_for
+from clusterlib import (CHART, CRD_NAME, helm, kubectl, restricted_namespace, temporary_namespace,
+                        unreachable_reason, wait_for)
 from harness.kube import ControlPlane, ControlPlaneError
 
 
@@ -106,10 +107,8 @@ def crd_established() -> bool:
 
 @pytest.fixture(scope="session")
 def push_namespace(cluster, run_id) -> str:
-    name = f"pc-e2e-{run_id}"
-    kubectl("create", "namespace", name)
-    yield name
-    kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
+    with temporary_namespace(f"pc-e2e-{run_id}") as name:
+        yield name
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 import yaml
-from clusterlib import CRD_NAME, REPO, kubectl, kubectl_json
+from clusterlib import CRD_NAME, REPO, kubectl, kubectl_json, temporary_namespace
 from harness import require_binary
 from invalid_specs import INVALID_SPECS, manifest
 
@@ -18,10 +18,8 @@ EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
 
 @pytest.fixture(scope="module")
 def namespace(chart_release, run_id) -> str:
-    name = f"pc-e2e-{run_id}-schema"
-    kubectl("create", "namespace", name)
-    yield name
-    kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
+    with temporary_namespace(f"pc-e2e-{run_id}-schema") as name:
+        yield name
 
 
 def committed_crd() -> dict:

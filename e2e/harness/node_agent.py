@@ -455,27 +455,25 @@ class NodeAgent:
                 env[var["name"]] = expand(var["value"], env)
             elif "valueFrom" in var:
                 source = var["valueFrom"]
-                if "secretKeyRef" in source:
-                    ref = source["secretKeyRef"]
-                    secret = self.api.get(f"/api/v1/namespaces/{run.namespace}/secrets/{ref['name']}")
-                    value = (secret or {}).get("data", {}).get(ref["key"])
-                    if value is None:
-                        if ref.get("optional"):
-                            continue
-                        raise ContainerConfigError(f"secret {ref['name']} key {ref['key']} not found")
-                    env[var["name"]] = base64.b64decode(value).decode()
-                elif "configMapKeyRef" in source:
-                    ref = source["configMapKeyRef"]
-                    cm = self.api.get(f"/api/v1/namespaces/{run.namespace}/configmaps/{ref['name']}")
-                    value = (cm or {}).get("data", {}).get(ref["key"])
-                    if value is None:
-                        if ref.get("optional"):
-                            continue
-                        raise ContainerConfigError(f"configmap {ref['name']} key {ref['key']} not found")
-                    env[var["name"]] = value
+                kind = "secretKeyRef" if "secretKeyRef" in source else "configMapKeyRef" if "configMapKeyRef" in source else None
+                if kind:
+                    value = self.key_ref(run, kind, source[kind])
+                    if value is not None:
+                        env[var["name"]] = value
                 elif "fieldRef" in source:
                     env[var["name"]] = fields.get(source["fieldRef"]["fieldPath"], "")
         return env
+
+    def key_ref(self, run: PodRun, kind: str, ref: dict) -> str | None:
+        """A secretKeyRef / configMapKeyRef value; None when optional and absent."""
+        resource = "secrets" if kind == "secretKeyRef" else "configmaps"
+        obj = self.api.get(f"/api/v1/namespaces/{run.namespace}/{resource}/{ref['name']}") or {}
+        value = (obj.get("data") or {}).get(ref["key"])
+        if value is None:
+            if ref.get("optional"):
+                return None
+            raise ContainerConfigError(f"{resource[:-1]} {ref['name']} key {ref['key']} not found")
+        return base64.b64decode(value).decode() if resource == "secrets" else value
 
     def command(self, spec: dict) -> list[str]:
         image = spec.get("image", "")

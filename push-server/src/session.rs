@@ -74,9 +74,11 @@ pub async fn identify(
         .map_err(|_| AuthError::InvalidSession("stored session is not JSON"))?;
     let user = user_at(&session, &config.user_path)
         .ok_or(AuthError::InvalidSession("session has no user"))?;
+    // The session store decides a session's lifetime; the connection does not expire.
     Ok(Identity {
         user: Some(user),
         rooms: RoomPolicy::Any,
+        expires_at: None,
     })
 }
 

@@ -41,7 +41,7 @@ pub fn contract_json() -> Value {
             CONNECTIONS, TRANSPORT, MESSAGES_DELIVERED, PUBLISH_REQUESTS, PUBLISH_LATENCY,
             REDIS_UP, DRAINING,
         ],
-        "socket" => socket [SUBSCRIBE, UNSUBSCRIBE, USER_ROOM_PREFIX],
+        "socket" => socket [SUBSCRIBE, UNSUBSCRIBE, USER_ROOM_PREFIX, AUTH_EXPIRED],
         "cluster" => cluster [ADAPTER_PREFIX],
         "kube" => kube [
             GROUP, VERSION, KIND, FIELD_MANAGER, LABEL_NAME, LABEL_INSTANCE, LABEL_COMPONENT,

@@ -139,6 +139,9 @@ pub mod socket {
     pub const UNSUBSCRIBE: &str = "unsubscribe";
     /// A JWT's `sub` (or a session's user) puts the socket in `user:<sub>`.
     pub const USER_ROOM_PREFIX: &str = "user:";
+    /// Sent to a socket when its JWT's `exp` passes, `{"reason", "exp"}`, right before
+    /// the server disconnects it: reconnect with a fresh token to continue.
+    pub const AUTH_EXPIRED: &str = "auth_expired";
 
     /// The room of one user's connections.
     pub fn user_room(user: &str) -> String {

@@ -105,6 +105,8 @@ impl RoomPolicy {
 pub struct Identity {
     pub user: Option<String>,
     pub rooms: RoomPolicy,
+    /// The token's `exp` (seconds since the epoch): the socket is disconnected then.
+    pub expires_at: Option<i64>,
 }
 
 impl Identity {
@@ -112,6 +114,7 @@ impl Identity {
         Self {
             user: None,
             rooms: RoomPolicy::Any,
+            expires_at: None,
         }
     }
 }
@@ -119,6 +122,7 @@ impl Identity {
 #[derive(Deserialize)]
 struct Claims {
     sub: String,
+    exp: i64,
     #[serde(default)]
     rooms: Option<Vec<String>>,
 }
@@ -229,6 +233,7 @@ impl JwtVerifier {
         Ok(Identity {
             user: Some(data.claims.sub),
             rooms: RoomPolicy::from_claim(data.claims.rooms)?,
+            expires_at: Some(data.claims.exp),
         })
     }
 }

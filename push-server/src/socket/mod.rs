@@ -6,7 +6,7 @@ mod rooms;
 
 use push_contract::{
     defaults,
-    socket::{SUBSCRIBE, UNSUBSCRIBE, user_room},
+    socket::{AUTH_EXPIRED, SUBSCRIBE, UNSUBSCRIBE, user_room},
 };
 use serde::Deserialize;
 use socketioxide::{
@@ -113,6 +113,9 @@ async fn on_connect<A: Adapter>(socket: SocketRef<A>, State(state): State<Shared
         state.conns.attach(&socket.id.to_string(), conn);
     }
     let identity = identity_of(&socket);
+    if let Some(exp) = identity.expires_at {
+        expire_at(&socket, exp);
+    }
     tracing::debug!(sid = %socket.id, user = ?identity.user, transport = ?socket.transport_type(), "connected");
 }
 
@@ -157,6 +160,36 @@ async fn on_unsubscribe<A: Adapter>(
     let _ = ack.send(&plan);
 }
 
+/// The timer that ends a socket when its token expires; aborted when it leaves first,
+/// so a long-lived token holds nothing for a socket that is gone.
+#[derive(Clone)]
+struct ExpiryTimer(tokio::task::AbortHandle);
+
+/// A token is checked at the handshake only; without this, a socket kept receiving its
+/// user's messages long after its JWT expired. At `exp` it is told why, then disconnected.
+fn expire_at<A: Adapter>(socket: &SocketRef<A>, exp: i64) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default();
+    let wait = std::time::Duration::from_secs_f64((exp as f64 - now).max(0.0));
+    let socket2 = socket.clone();
+    let timer = tokio::spawn(async move {
+        tokio::time::sleep(wait).await;
+        tracing::info!(sid = %socket2.id, exp, "token expired: disconnecting");
+        let _ = socket2.emit(
+            AUTH_EXPIRED,
+            &serde_json::json!({ "reason": "token expired: reconnect with a fresh token", "exp": exp }),
+        );
+        let _ = socket2.disconnect();
+    });
+    socket.extensions.insert(ExpiryTimer(timer.abort_handle()));
+    // Gone before the timer was stored: on_disconnect could not abort it.
+    if !socket.connected() {
+        timer.abort();
+    }
+}
+
 fn identity_of<A: Adapter>(socket: &SocketRef<A>) -> Identity {
     socket
         .extensions
@@ -171,6 +204,9 @@ async fn on_disconnect<A: Adapter>(
 ) {
     state.conns.forget(&socket.id.to_string());
     state.room_sizes.disconnected(&socket);
+    if let Some(ExpiryTimer(timer)) = socket.extensions.get::<ExpiryTimer>() {
+        timer.abort();
+    }
     match reason {
         DisconnectReason::TransportError | DisconnectReason::PacketParsingError => tracing::info!(
             sid = %socket.id,

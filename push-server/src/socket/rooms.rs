@@ -125,6 +125,7 @@ mod tests {
         Identity {
             user: Some(name.to_string()),
             rooms: RoomPolicy::from_claim(patterns).expect("valid test claim"),
+            expires_at: None,
         }
     }
 
