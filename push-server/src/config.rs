@@ -26,6 +26,11 @@ pub const WS_READ_BUFFER_BYTES: usize = 1024;
 /// memory per WebSocket: the head is copied out of this buffer, see `request_head`.)
 pub const HTTP1_MAX_BUF_BYTES: usize = 8192;
 
+/// Most binary attachments one socket.io packet may carry.
+pub const MAX_ATTACHMENTS: usize = 16;
+/// How long the attachments of one packet may take to arrive.
+pub const ATTACHMENT_COMPLETION_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Flags as the user typed them (or as the environment provided them).
 #[derive(Debug, Clone, Parser)]
 #[command(name = "push-server", version, about = "socket.io push node")]

@@ -31,7 +31,7 @@ use axum::{
     routing::{get, post},
 };
 use push_contract::paths;
-use socketioxide::{SocketIo, SocketIoBuilder, TransportType, adapter::Adapter};
+use socketioxide::{ParserConfig, SocketIo, SocketIoBuilder, TransportType, adapter::Adapter};
 use socketioxide_redis::{CustomRedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -141,6 +141,16 @@ fn configure<A: Adapter>(builder: SocketIoBuilder<A>, state: &SharedState) -> So
         .ws_max_message_size(max)
         .ws_max_frame_size(max)
         .ws_read_buffer_size(config::WS_READ_BUFFER_BYTES)
+        // Binary attachments are buffered until a packet is complete: their sum is
+        // bounded by our payload limit (socketioxide's default is 10 MB per socket, which
+        // let 50 sockets pin 485 MB), their count by a small number, their wait by a
+        // short timeout (checked when the next frame arrives; a timer needs an engine patch).
+        .with_parser(
+            ParserConfig::common()
+                .max_incoming_binary_buf_size(max)
+                .max_incoming_binaries(config::MAX_ATTACHMENTS)
+                .packet_completion_timeout(config::ATTACHMENT_COMPLETION_TIMEOUT),
+        )
 }
 
 fn started<A: Adapter>(io: &SocketIo<A>, state: &SharedState, link: Option<RedisLink>) -> Started {
