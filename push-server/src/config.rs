@@ -57,6 +57,12 @@ pub struct Cli {
     /// Redis pub/sub channel other systems publish to.
     #[arg(long, env = env::REDIS_CHANNEL, default_value = defaults::REDIS_CHANNEL)]
     pub redis_channel: String,
+    /// Room requests (subscribe/unsubscribe) one socket may send per second.
+    #[arg(long, env = env::EVENTS_PER_SECOND, default_value_t = defaults::EVENTS_PER_SECOND)]
+    pub events_per_second: u32,
+    /// Room requests one socket may send at once before the per-second rate applies.
+    #[arg(long, env = env::EVENT_BURST, default_value_t = defaults::EVENT_BURST)]
+    pub event_burst: u32,
     /// Milliseconds a publish waits for Redis before answering 503 + Retry-After.
     #[arg(long, env = env::REDIS_TIMEOUT_MS, default_value_t = defaults::REDIS_TIMEOUT_MS)]
     pub redis_timeout_ms: u64,
@@ -128,6 +134,9 @@ pub struct Config {
     pub redis_channel: String,
     /// A publish answers 503 when Redis has not taken it within this long.
     pub redis_timeout: Duration,
+    /// Per-socket budget of room requests: rate per second and burst.
+    pub events_per_second: u32,
+    pub event_burst: u32,
     pub api_token: Option<String>,
     pub jwt: Option<JwtVerifier>,
     pub session: Option<SessionConfig>,
@@ -158,6 +167,12 @@ impl Config {
         };
         if cli.redis_channel.is_empty() {
             return Err(ConfigError::Empty(env::REDIS_CHANNEL));
+        }
+        if cli.events_per_second == 0 || cli.event_burst == 0 {
+            return Err(ConfigError::Invalid {
+                var: env::EVENTS_PER_SECOND,
+                reason: "the event rate and burst must be at least 1".into(),
+            });
         }
         if cli.redis_timeout_ms == 0 {
             return Err(ConfigError::Invalid {
@@ -219,6 +234,8 @@ impl Config {
             redis,
             redis_channel: cli.redis_channel,
             redis_timeout: Duration::from_millis(cli.redis_timeout_ms),
+            events_per_second: cli.events_per_second,
+            event_burst: cli.event_burst,
             api_token: cli.api_token,
             jwt,
             session,

@@ -45,6 +45,10 @@ pub mod env {
     pub const JWT_AUDIENCE: &str = "PUSH_JWT_AUDIENCE";
     /// Largest accepted message (publish body, polling body, WebSocket frame).
     pub const MAX_PAYLOAD_BYTES: &str = "PUSH_MAX_PAYLOAD_BYTES";
+    /// Room requests (`subscribe` / `unsubscribe`) one socket may send per second.
+    pub const EVENTS_PER_SECOND: &str = "PUSH_EVENTS_PER_SECOND";
+    /// How many room requests one socket may send at once before the rate applies.
+    pub const EVENT_BURST: &str = "PUSH_EVENT_BURST";
     /// Window over which clients are moved off on SIGTERM.
     pub const DRAIN_SECONDS: &str = "PUSH_DRAIN_SECONDS";
     /// express-session cookie-signing secret; set = shared-session mode on.
@@ -96,6 +100,8 @@ pub mod defaults {
     /// Same as socket.io's `maxHttpBufferSize`.
     pub const MAX_PAYLOAD_BYTES: usize = 1_000_000;
     pub const REDIS_CHANNEL: &str = "push:publish";
+    pub const EVENTS_PER_SECOND: u32 = 20;
+    pub const EVENT_BURST: u32 = 40;
     /// A publish answers 503 after this long without Redis (hundreds of ms, not seconds).
     pub const REDIS_TIMEOUT_MS: u64 = 500;
     pub const SESSION_COOKIE: &str = "connect.sid";

@@ -1,6 +1,7 @@
 //! The socket.io namespace: authentication on connect, subscribe / unsubscribe.
 
 pub mod auth;
+mod rate;
 mod room_sizes;
 mod rooms;
 
@@ -16,6 +17,7 @@ use socketioxide::{
     handler::ConnectHandler,
     socket::DisconnectReason,
 };
+use std::sync::{Arc, Mutex};
 
 use self::{
     auth::{AuthError, Identity},
@@ -94,7 +96,7 @@ async fn authenticate<A: Adapter>(
     match identify(&state, token, socket.req_parts()).await {
         Ok(identity) => {
             // Handlers first: the disconnect handler is what uncounts the socket.
-            register_handlers(&socket);
+            register_handlers(&socket, &state);
             let rooms: Vec<String> = identity.user.iter().map(|u| user_room(u)).collect();
             state.room_sizes.admitted(&socket, &rooms);
             socket.extensions.insert(identity);
@@ -122,10 +124,43 @@ async fn on_connect<A: Adapter>(socket: SocketRef<A>, State(state): State<Shared
 /// Registered by the middleware, before CONNECT is sent: socketioxide runs the
 /// (async) connect handler on a spawned task after sending CONNECT, so handlers
 /// registered there could miss a `subscribe` the client sends right away.
-fn register_handlers<A: Adapter>(socket: &SocketRef<A>) {
+fn register_handlers<A: Adapter>(socket: &SocketRef<A>, state: &SharedState) {
+    let budget = rate::EventBudget::new(
+        state.config.events_per_second,
+        state.config.event_burst,
+        std::time::Instant::now(),
+    );
+    socket
+        .extensions
+        .insert(Budget(Arc::new(Mutex::new(budget))));
     socket.on(SUBSCRIBE, on_subscribe::<A>);
     socket.on(UNSUBSCRIBE, on_unsubscribe::<A>);
     socket.on_disconnect(on_disconnect::<A>);
+}
+
+/// The socket's inbound event budget (see `rate`).
+#[derive(Clone)]
+struct Budget(Arc<Mutex<rate::EventBudget>>);
+
+/// Whether this room request may be served; refuses (error ack) or disconnects a flood.
+fn within_budget<A: Adapter>(socket: &SocketRef<A>, ack: AckSender<A>) -> Option<AckSender<A>> {
+    let verdict = socket
+        .extensions
+        .get::<Budget>()
+        .map_or(rate::Verdict::Allow, |b| {
+            b.0.lock().map_or(rate::Verdict::Allow, |mut budget| {
+                budget.take(std::time::Instant::now())
+            })
+        });
+    if verdict == rate::Verdict::Allow {
+        return Some(ack);
+    }
+    let _ = ack.send(&rooms::rate_limited());
+    if verdict == rate::Verdict::Disconnect {
+        tracing::info!(sid = %socket.id, "room request flood: disconnecting");
+        let _ = socket.clone().disconnect();
+    }
+    None
 }
 
 async fn on_subscribe<A: Adapter>(
@@ -134,6 +169,9 @@ async fn on_subscribe<A: Adapter>(
     ack: AckSender<A>,
     State(state): State<SharedState>,
 ) {
+    let Some(ack) = within_budget(&socket, ack) else {
+        return;
+    };
     let plan = match request {
         Err(e) => malformed(e),
         Ok(req) => plan_subscribe(&identity_of(&socket), socket.rooms().len(), req.rooms),
@@ -150,6 +188,9 @@ async fn on_unsubscribe<A: Adapter>(
     ack: AckSender<A>,
     State(state): State<SharedState>,
 ) {
+    let Some(ack) = within_budget(&socket, ack) else {
+        return;
+    };
     let plan = match request {
         Err(e) => malformed(e),
         Ok(req) => plan_unsubscribe(&identity_of(&socket), req.rooms),

@@ -46,6 +46,14 @@ pub(super) fn malformed(e: impl std::fmt::Display) -> RoomsAck {
     }
 }
 
+/// The ack of a room request over the socket's event budget: no work was done.
+pub(super) fn rate_limited() -> RoomsAck {
+    RoomsAck {
+        error: Some("rate limited: too many room requests; slow down".to_string()),
+        ..RoomsAck::default()
+    }
+}
+
 fn too_many(rooms: &[String]) -> Option<RoomsAck> {
     (rooms.len() > MAX_ROOMS_PER_REQUEST).then(|| RoomsAck {
         error: Some(format!("at most {MAX_ROOMS_PER_REQUEST} rooms per request")),

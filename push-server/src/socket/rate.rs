@@ -1,0 +1,97 @@
+//! Inbound event budget per socket: a token bucket. One socket flooding `subscribe`
+//! (~77k events/s) delayed every other client of its node by up to ~40 s; now excess
+//! events get an error ack at once, and a socket that keeps flooding is disconnected.
+
+use std::time::Instant;
+
+/// What to do with one inbound event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Allow,
+    /// Over budget: answer with an error, do no work.
+    Refuse,
+    /// Over budget for too long: disconnect the socket.
+    Disconnect,
+}
+
+/// Token bucket: `burst` tokens, refilled at `per_second`; `disconnect_after` refusals
+/// in a row end the socket.
+#[derive(Debug, Clone)]
+pub struct EventBudget {
+    per_second: f64,
+    burst: f64,
+    disconnect_after: u32,
+    tokens: f64,
+    last: Instant,
+    refused_in_a_row: u32,
+}
+
+impl EventBudget {
+    pub fn new(per_second: u32, burst: u32, now: Instant) -> Self {
+        let burst = f64::from(burst.max(1));
+        Self {
+            per_second: f64::from(per_second.max(1)),
+            burst,
+            // A flood of refusals this long (in events) is not a client's retry loop.
+            disconnect_after: (burst as u32).saturating_mul(10).max(100),
+            tokens: burst,
+            last: now,
+            refused_in_a_row: 0,
+        }
+    }
+
+    pub fn take(&mut self, now: Instant) -> Verdict {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.per_second).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            self.refused_in_a_row = 0;
+            return Verdict::Allow;
+        }
+        self.refused_in_a_row = self.refused_in_a_row.saturating_add(1);
+        if self.refused_in_a_row >= self.disconnect_after {
+            Verdict::Disconnect
+        } else {
+            Verdict::Refuse
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn burst_then_refuse_then_refill_then_disconnect_on_a_sustained_flood() {
+        let start = Instant::now();
+        let mut budget = EventBudget::new(10, 5, start);
+        let verdicts: Vec<Verdict> = (0..6).map(|_| budget.take(start)).collect();
+        assert_eq!(verdicts[..5], [Verdict::Allow; 5], "the burst");
+        assert_eq!(verdicts[5], Verdict::Refuse, "over the burst");
+        assert_eq!(
+            budget.take(start + Duration::from_millis(100)),
+            Verdict::Allow,
+            "refilled at 10/s"
+        );
+        let flood: Vec<Verdict> = (0..100)
+            .map(|_| budget.take(start + Duration::from_millis(100)))
+            .collect();
+        assert_eq!(flood[..99], [Verdict::Refuse; 99]);
+        assert_eq!(flood[99], Verdict::Disconnect, "100 refusals in a row");
+    }
+
+    #[test]
+    fn a_steady_client_under_the_rate_is_never_refused() {
+        let start = Instant::now();
+        let mut budget = EventBudget::new(20, 40, start);
+        for i in 0..1000u64 {
+            assert_eq!(
+                budget.take(start + Duration::from_millis(i * 60)),
+                Verdict::Allow,
+                "event {i}"
+            );
+        }
+    }
+}
