@@ -60,6 +60,14 @@ def _start_time(pid: int) -> str | None:
     return None if fields[0] == "Z" else fields[19]
 
 
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
 def _alive(entry: dict) -> bool:
     return _start_time(entry["pid"]) == entry["start"]
 
@@ -321,6 +329,11 @@ class ControlPlane:
                 stopped.append(f"pod process ({pid})")
             except ProcessLookupError:
                 pass
+        # SIGKILL is delivered asynchronously: wait until each is gone (or a zombie for
+        # init to reap), so "stopped" means stopped.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(_running(pid) for pid in pids):
+            time.sleep(0.05)
         return stopped
 
     # --- down ----------------------------------------------------------------

@@ -31,6 +31,13 @@ pub const MAX_ATTACHMENTS: usize = 16;
 /// How long the attachments of one packet may take to arrive.
 pub const ATTACHMENT_COMPLETION_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// This process's soft limit of open files (Linux: /proc/self/limits).
+fn open_file_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
 /// Flags as the user typed them (or as the environment provided them).
 #[derive(Debug, Clone, Parser)]
 #[command(name = "push-server", version, about = "socket.io push node")]
@@ -57,6 +64,12 @@ pub struct Cli {
     /// Redis pub/sub channel other systems publish to.
     #[arg(long, env = env::REDIS_CHANNEL, default_value = defaults::REDIS_CHANNEL)]
     pub redis_channel: String,
+    /// Most client-port connections (0 = open-file limit minus a reserve).
+    #[arg(long, env = env::MAX_CONNECTIONS, default_value_t = 0)]
+    pub max_connections: usize,
+    /// Seconds a client connection may take to send its request head.
+    #[arg(long, env = env::HEADER_TIMEOUT_SECONDS, default_value_t = defaults::HEADER_TIMEOUT_SECONDS)]
+    pub header_timeout_seconds: u64,
     /// Room requests (subscribe/unsubscribe) one socket may send per second.
     #[arg(long, env = env::EVENTS_PER_SECOND, default_value_t = defaults::EVENTS_PER_SECOND)]
     pub events_per_second: u32,
@@ -134,6 +147,10 @@ pub struct Config {
     pub redis_channel: String,
     /// A publish answers 503 when Redis has not taken it within this long.
     pub redis_timeout: Duration,
+    /// Client-port connections admitted at once (the rest are closed at accept).
+    pub max_connections: usize,
+    /// Time a client connection has to send its request head.
+    pub header_timeout: Duration,
     /// Per-socket budget of room requests: rate per second and burst.
     pub events_per_second: u32,
     pub event_burst: u32,
@@ -234,6 +251,13 @@ impl Config {
             redis,
             redis_channel: cli.redis_channel,
             redis_timeout: Duration::from_millis(cli.redis_timeout_ms),
+            max_connections: match cli.max_connections {
+                0 => open_file_limit().map_or(10_000, |limit| {
+                    limit.saturating_sub(defaults::FD_RESERVE).max(1)
+                }),
+                n => n,
+            },
+            header_timeout: Duration::from_secs(cli.header_timeout_seconds.max(1)),
             events_per_second: cli.events_per_second,
             event_burst: cli.event_burst,
             api_token: cli.api_token,

@@ -21,10 +21,11 @@ use std::{
 
 use axum::{Router, extract::Request};
 use hyper_util::{
-    rt::{TokioExecutor, TokioIo},
+    rt::{TokioExecutor, TokioIo, TokioTimer},
     server::conn::auto::Builder,
     service::TowerToHyperService,
 };
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::{TcpListener, TcpStream},
@@ -94,6 +95,9 @@ struct Cuttable {
     inner: TcpStream,
     cut: Pin<Box<WaitForCancellationFutureOwned>>,
     alive: Arc<AtomicBool>,
+    /// This connection's admission: given back when the stream is dropped (an upgraded
+    /// WebSocket keeps it for its whole life).
+    _admitted: OwnedSemaphorePermit,
 }
 
 impl Drop for Cuttable {
@@ -146,11 +150,19 @@ impl AsyncWrite for Cuttable {
     }
 }
 
+/// Admission control of the client port.
+#[derive(Clone)]
+pub struct Admission {
+    pub permits: Arc<Semaphore>,
+    pub header_timeout: Duration,
+}
+
 /// Serves `router` on `listener` until `stop_accepting` fires; every connection is a
 /// child of `cut_all`, so cancelling it closes everything that is left.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
+    admission: Admission,
     stop_accepting: CancellationToken,
     cut_all: CancellationToken,
 ) {
@@ -167,6 +179,12 @@ pub async fn serve(
                 }
             },
         };
+        // At the cap, close at once: the descriptor is free again for the admin port,
+        // Redis and the clients already here.
+        let Ok(admitted) = admission.permits.clone().try_acquire_owned() else {
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let token = cut_all.child_token();
         let alive = Arc::new(AtomicBool::new(true));
@@ -181,14 +199,32 @@ pub async fn serve(
                 req.extensions_mut().insert(handle.clone());
                 req
             });
-        let io = TokioIo::new(Cuttable {
-            inner: stream,
-            cut: Box::pin(token.clone().cancelled_owned()),
-            alive,
-        });
+        let header_timeout = admission.header_timeout;
         tokio::spawn(async move {
+            // hyper's header timeout starts with the first byte: a connection that never
+            // sends one is closed here instead of holding its descriptor forever.
+            // (`peek`, not `readable`: a new socket may report readiness spuriously.)
+            let mut first = [0u8; 1];
+            if !matches!(
+                tokio::time::timeout(header_timeout, stream.peek(&mut first)).await,
+                Ok(Ok(_))
+            ) {
+                return;
+            }
+            let io = TokioIo::new(Cuttable {
+                inner: stream,
+                cut: Box::pin(token.clone().cancelled_owned()),
+                alive,
+                _admitted: admitted,
+            });
             let mut builder = Builder::new(TokioExecutor::new());
-            builder.http1().max_buf_size(HTTP1_MAX_BUF_BYTES);
+            // Without a timer hyper applies no header timeout: a slowloris head (a byte a
+            // minute) held its descriptor forever.
+            builder
+                .http1()
+                .max_buf_size(HTTP1_MAX_BUF_BYTES)
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout);
             let connection =
                 builder.serve_connection_with_upgrades(io, TowerToHyperService::new(service));
             // An upgraded connection (WebSocket) outlives this future: its stream was

@@ -251,9 +251,14 @@ async fn serve_clients(
     let router = router.layer(middleware::from_fn_with_state(state.clone(), socket_gate));
     let stop_accepting = CancellationToken::new();
     let cut_all = CancellationToken::new();
+    let admission = conn::Admission {
+        permits: state.admission.clone(),
+        header_timeout: state.config.header_timeout,
+    };
     tokio::spawn(conn::serve(
         listener,
         router,
+        admission,
         stop_accepting.clone(),
         cut_all.clone(),
     ));

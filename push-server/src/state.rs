@@ -28,6 +28,8 @@ pub struct AppState {
     /// Members per room on this node (what a delivery reports as reached).
     pub room_sizes: Arc<RoomSizes>,
     pub started: OnceLock<Started>,
+    /// One permit per admitted client-port TCP connection (held by the stream).
+    pub admission: Arc<tokio::sync::Semaphore>,
     warned_open_rooms: AtomicBool,
 }
 
@@ -39,6 +41,8 @@ pub enum NotReady {
     Starting,
     Draining,
     RedisDown,
+    /// Near its connection cap: the Service should send new clients elsewhere.
+    NearlyFull,
 }
 
 impl NotReady {
@@ -47,18 +51,26 @@ impl NotReady {
             NotReady::Starting => "starting",
             NotReady::Draining => "draining",
             NotReady::RedisDown => "redis link down",
+            NotReady::NearlyFull => "near the connection cap (PUSH_MAX_CONNECTIONS)",
         }
     }
 }
 
 /// Readiness as a pure decision.
-pub fn readiness(started: bool, draining: bool, redis: Option<bool>) -> Result<(), NotReady> {
+pub fn readiness(
+    started: bool,
+    draining: bool,
+    redis: Option<bool>,
+    nearly_full: bool,
+) -> Result<(), NotReady> {
     if draining {
         Err(NotReady::Draining)
     } else if !started {
         Err(NotReady::Starting)
     } else if redis == Some(false) {
         Err(NotReady::RedisDown)
+    } else if nearly_full {
+        Err(NotReady::NearlyFull)
     } else {
         Ok(())
     }
@@ -67,7 +79,9 @@ pub fn readiness(started: bool, draining: bool, redis: Option<bool>) -> Result<(
 impl AppState {
     pub fn new(config: Config, shutdown: Shutdown) -> SharedState {
         let metrics = Arc::new(Metrics::new(config.redis.is_some()));
+        let admission = Arc::new(tokio::sync::Semaphore::new(config.max_connections));
         Arc::new(Self {
+            admission,
             config,
             metrics,
             shutdown,
@@ -94,7 +108,15 @@ impl AppState {
             self.started.get().is_some(),
             self.draining(),
             self.redis_up(),
+            self.nearly_full(),
         )
+    }
+
+    /// 90% of the connection cap in use: report not-ready before refusing anyone.
+    pub fn nearly_full(&self) -> bool {
+        let max = self.config.max_connections;
+        let used = max.saturating_sub(self.admission.available_permits());
+        used * 10 >= max * 9
     }
 
     /// Refreshes the connection gauge from the live sockets (this also sees
@@ -142,7 +164,20 @@ mod tests {
             ),
         ];
         for (name, started, draining, redis, want) in cases {
-            assert_eq!(readiness(started, draining, redis), want, "case {name}");
+            assert_eq!(
+                readiness(started, draining, redis, false),
+                want,
+                "case {name}"
+            );
         }
+        assert_eq!(
+            readiness(true, false, Some(true), true),
+            Err(NotReady::NearlyFull)
+        );
+        assert_eq!(
+            readiness(true, true, Some(true), true),
+            Err(NotReady::Draining),
+            "draining still wins"
+        );
     }
 }

@@ -49,6 +49,12 @@ pub mod env {
     pub const EVENTS_PER_SECOND: &str = "PUSH_EVENTS_PER_SECOND";
     /// How many room requests one socket may send at once before the rate applies.
     pub const EVENT_BURST: &str = "PUSH_EVENT_BURST";
+    /// Most client-port TCP connections this node holds (0 = its open-file limit minus a
+    /// reserve kept for the admin port, Redis and the publish API).
+    pub const MAX_CONNECTIONS: &str = "PUSH_MAX_CONNECTIONS";
+    /// Seconds a client connection may take to send its request head (slowloris, idle
+    /// connections that never speak are closed after this).
+    pub const HEADER_TIMEOUT_SECONDS: &str = "PUSH_HEADER_TIMEOUT_SECONDS";
     /// Window over which clients are moved off on SIGTERM.
     pub const DRAIN_SECONDS: &str = "PUSH_DRAIN_SECONDS";
     /// express-session cookie-signing secret; set = shared-session mode on.
@@ -100,6 +106,9 @@ pub mod defaults {
     /// Same as socket.io's `maxHttpBufferSize`.
     pub const MAX_PAYLOAD_BYTES: usize = 1_000_000;
     pub const REDIS_CHANNEL: &str = "push:publish";
+    pub const HEADER_TIMEOUT_SECONDS: u64 = 10;
+    /// File descriptors kept out of the client port's reach (admin port, Redis, logs).
+    pub const FD_RESERVE: usize = 256;
     pub const EVENTS_PER_SECOND: u32 = 20;
     pub const EVENT_BURST: u32 = 40;
     /// A publish answers 503 after this long without Redis (hundreds of ms, not seconds).
