@@ -57,14 +57,17 @@ def test_valid_token_joins_user_room_and_rooms_claim_limits_subscribe(jwt_node, 
     assert client.received("news") == [2]
 
 
-@pytest.mark.parametrize("case,token,message", [
-    ("expired", hs256(claims(ttl=-3600)), "token expired"),
-    ("wrong key", hs256(claims(), "another-secret-another-secret-xx"), "invalid token"),
-    ("not yet valid", hs256(claims(nbf=int(time.time()) + 600)), "token not yet valid"),
-    ("garbage", "not-a-jwt", "invalid token"),
-    ("missing", None, "authentication required"),
-])
-def test_bad_tokens_are_refused_with_a_clear_message(jwt_node, py_clients, case, token, message):
+# Tokens are made when the test runs, not at collection: a suite that runs longer than a
+# token's lifetime before reaching this test turned "not yet valid" into "expired" (CI saw it).
+@pytest.mark.parametrize("case,make_token,message", [
+    ("expired", lambda: hs256(claims(ttl=-3600)), "token expired"),
+    ("wrong key", lambda: hs256(claims(), "another-secret-another-secret-xx"), "invalid token"),
+    ("not yet valid", lambda: hs256(claims(nbf=int(time.time()) + 600, ttl=3600)), "token not yet valid"),
+    ("garbage", lambda: "not-a-jwt", "invalid token"),
+    ("missing", lambda: None, "authentication required"),
+], ids=["expired", "wrong key", "not yet valid", "garbage", "missing"])
+def test_bad_tokens_are_refused_with_a_clear_message(jwt_node, py_clients, case, make_token, message):
+    token = make_token()
     client = py_clients()
     assert not client.connect(jwt_node.url, token), f"{case}: accepted"
     assert message in client.error_message(), (case, client.connect_error)
