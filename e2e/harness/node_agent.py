@@ -29,8 +29,9 @@ What it does (and how it maps a container onto this machine):
 - Deletion: preStop (exec or httpGet), SIGTERM, up to terminationGracePeriodSeconds, SIGKILL,
   then the pod object is removed (grace period 0).
 - Services: for every Service with a selector, a TCP proxy on its own loopback address
-  127.100.x.y and the Service's ports, forwarding to the ready endpoints of its
-  EndpointSlices (ClientIP affinity honoured). `<svc>.<ns>.svc[.cluster.local]` and the
+  127.100.x.y and the Service's ports, forwarding to the ready pods its selector picks
+  (ClientIP affinity honoured). Not through EndpointSlices: the API server refuses loopback
+  addresses in them. `<svc>.<ns>.svc[.cluster.local]` and the
   Service's ClusterIP in env and args are replaced by that address (there is no DNS).
   services.json in the state directory lists them (`python3 -m harness.kube urls`).
 - Logs: <state>/pods/<namespace>_<pod>/<container>.log; every process it starts is in
@@ -295,6 +296,11 @@ class NodeAgent:
 
     def sync_services(self) -> None:
         services = self.api.get("/api/v1/services")["items"]
+        # Under the lock: a terminating pod's thread refreshes endpoints meanwhile.
+        with self.lock:
+            self._sync_services(services)
+
+    def _sync_services(self, services: list[dict]) -> None:
         seen = set()
         for svc in services:
             meta, spec = svc["metadata"], svc["spec"]
@@ -618,6 +624,16 @@ class NodeAgent:
             run.last_status = fingerprint
 
     def terminate(self, run: PodRun) -> None:
+        """Runs on its own thread: whatever fails, the pod object is still finalised."""
+        try:
+            self._terminate(run)
+        except Exception as e:  # noqa: BLE001 (logged; the pod must not hang in Terminating)
+            print(f"pod {run.namespace}/{run.name}: termination failed: {e!r}", flush=True)
+            self.stop_containers(run, grace=0)
+        self.api.request("DELETE", f"/api/v1/namespaces/{run.namespace}/pods/{run.name}",
+                         json={"gracePeriodSeconds": 0, "preconditions": {"uid": run.uid}})
+
+    def _terminate(self, run: PodRun) -> None:
         # Out of every Service first, as the endpoints controller takes a terminating pod
         # out at once: no new connection reaches a process that is about to stop.
         self.refresh_endpoints()
@@ -637,8 +653,6 @@ class NodeAgent:
         print(f"pod {run.namespace}/{run.name} terminated ({', '.join(statuses)})", flush=True)
         with (run.dir / "terminated.json").open("w") as f:
             json.dump({n: c.last_exit for n, c in run.containers.items()}, f)
-        self.api.request("DELETE", f"/api/v1/namespaces/{run.namespace}/pods/{run.name}",
-                         json={"gracePeriodSeconds": 0, "preconditions": {"uid": run.uid}})
 
     def stop_containers(self, run: PodRun, grace: float) -> None:
         live = [c for c in run.containers.values() if c.proc and c.proc.poll() is None]
