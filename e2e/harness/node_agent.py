@@ -61,6 +61,8 @@ from pathlib import Path
 import requests
 import yaml
 
+from .procs import Processes
+
 NODE = "pushcluster-node"
 HEARTBEAT = 10.0
 TICK = 0.3
@@ -557,7 +559,7 @@ class NodeAgent:
                         probe.failures, probe.successes = probe.failures + 1, 0
                     threshold = probe.spec.get("failureThreshold", 3)
                     if is_liveness and probe.failures >= threshold:
-                        self.kill(c.proc, signal.SIGKILL)
+                        Processes.signal(c.proc, signal.SIGKILL)
                     elif not is_liveness:
                         if ok and probe.successes >= probe.spec.get("successThreshold", 1):
                             c.ready = True
@@ -657,25 +659,18 @@ class NodeAgent:
     def stop_containers(self, run: PodRun, grace: float) -> None:
         live = [c for c in run.containers.values() if c.proc and c.proc.poll() is None]
         for c in live:
-            self.kill(c.proc, signal.SIGTERM)
+            Processes.signal(c.proc, signal.SIGTERM)
         deadline = time.monotonic() + grace
         for c in live:
             try:
                 c.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                self.kill(c.proc, signal.SIGKILL)
+                Processes.signal(c.proc, signal.SIGKILL)
                 c.proc.wait()
             c.last_exit = {"exitCode": c.proc.returncode, "finishedAt": now(), "startedAt": c.started_at,
                            "reason": "Completed" if c.proc.returncode == 0 else "Error",
                            "signal": -c.proc.returncode if c.proc.returncode < 0 else 0}
             c.proc = None
-
-    @staticmethod
-    def kill(proc: subprocess.Popen, sig: int) -> None:
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            pass
 
     def write_pids(self) -> None:
         pids = [c.proc.pid for run in self.runs.values() for c in run.containers.values() if c.proc]

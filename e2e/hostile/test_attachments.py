@@ -7,30 +7,17 @@ and 50 such sockets raise the node's RSS by a bounded amount."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import websocket
-from harness import PushServer, contract, wait_until
+from harness import PushServer, wait_until
+from harness.raw import rss_mb, socketio_websocket
 
 FRAME = 990_000
 SOCKETS = 50
 
 
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
-
-
 def attacker(url: str) -> websocket.WebSocket:
-    ws = websocket.create_connection(
-        url.replace("http://", "ws://") + contract()["paths"]["SOCKET_IO"] + "?EIO=4&transport=websocket", timeout=10)
-    assert ws.recv().startswith("0")  # Engine.IO open
-    ws.send("40")
-    while (frame := ws.recv()) == "2":  # engineioxide pings at once (issue 16): answer it
-        ws.send("3")
-    assert frame.startswith("40"), frame  # socket.io CONNECT
+    ws = socketio_websocket(url)
     placeholders = [{"_placeholder": True, "num": n} for n in range(10)]
     ws.send("4510-" + json.dumps(["upload", *placeholders]))
     return ws

@@ -5,19 +5,12 @@ are refused without work; the growth is measured and bounded here."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import requests
 from harness import PushServer, contract
+from harness.raw import rss_mb
 
 SEPARATOR = "\x1e"  # Engine.IO v4 packet separator in a polling payload
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
 
 
 def test_polling_posts_full_of_subscribes_do_not_grow_the_node(processes):

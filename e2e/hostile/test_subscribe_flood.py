@@ -9,29 +9,12 @@ from __future__ import annotations
 import json
 import threading
 import time
-from pathlib import Path
 
 import websocket
-from harness import PushServer, PyClient, contract
+from harness import PushServer, PyClient
+from harness.raw import rss_mb, socketio_websocket
 
 API_TOKEN = "flood-token"
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
-
-
-def connect(url: str) -> websocket.WebSocket:
-    ws = websocket.create_connection(
-        url.replace("http://", "ws://") + contract()["paths"]["SOCKET_IO"] + "?EIO=4&transport=websocket", timeout=10)
-    ws.recv()
-    ws.send("40")
-    while ws.recv() == "2":  # engineioxide pings at once (issue 16): answer it
-        ws.send("3")
-    return ws
 
 
 def flood(url: str, seconds: float, report: dict) -> None:
@@ -39,7 +22,7 @@ def flood(url: str, seconds: float, report: dict) -> None:
     disconnected, it connects again and goes on, for `seconds`."""
     sent, connections, end = 0, 0, time.monotonic() + seconds
     while time.monotonic() < end:
-        ws = connect(url)
+        ws = socketio_websocket(url)
         connections += 1
         try:
             while time.monotonic() < end:
