@@ -187,14 +187,19 @@ def test_a_killed_push_server_is_restarted_and_the_cluster_is_ready_again(chat, 
     victim = push_pods(chat)[0]
     pid = int(victim["status"]["containerStatuses"][0]["containerID"].rsplit("//", 1)[1])
     os.kill(pid, signal.SIGKILL)
-    not_ready = wait_for("the PushCluster to report the missing pod", lambda: (
+    degraded = wait_for("the PushCluster to go Degraded", lambda: (
         pc := kubectl_json("get", "pushcluster", NAME, "-n", APPS))
-        and (condition(pc, "Ready") or {}).get("status") == "False" and pc, timeout=30, interval=0.1)
-    assert condition(not_ready, "Ready")["reason"] == "PodsNotReady", condition(not_ready, "Ready")
-    wait_for("the PushCluster Ready again", lambda: (
+        and (condition(pc, "Degraded") or {}).get("status") == "True" and pc, timeout=30, interval=0.1)
+    assert condition(degraded, "Degraded")["reason"] == "PodsUnavailable", condition(degraded, "Degraded")
+    assert condition(degraded, "Ready")["status"] == "False", condition(degraded, "Ready")
+    healed = wait_for("the PushCluster Ready again", lambda: (
         pc := kubectl_json("get", "pushcluster", NAME, "-n", APPS))
-        and (condition(pc, "Ready") or {}).get("status") == "True" and pc["status"].get("readyReplicas") == 3,
-        timeout=60, interval=0.3)
+        and (condition(pc, "Ready") or {}).get("status") == "True" and pc["status"].get("readyReplicas") == 3
+        and pc, timeout=60, interval=0.3)
+    assert condition(healed, "Degraded")["status"] == "False", condition(healed, "Degraded")
+    warnings = kubectl_json("get", "events", "-n", APPS, "--field-selector",
+                            f"involvedObject.name={NAME},reason=PodsUnavailable")["items"]
+    assert warnings and warnings[0]["type"] == "Warning", warnings
     restarted = kubectl_json("get", "pod", victim["metadata"]["name"], "-n", APPS)
     assert restarted["status"]["containerStatuses"][0]["restartCount"] == 1
     assert restarted["status"]["containerStatuses"][0]["lastState"]["terminated"]["exitCode"] == -9

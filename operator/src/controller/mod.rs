@@ -227,11 +227,20 @@ pub async fn reconcile(pc: Arc<PushCluster>, ctx: Arc<Context>) -> Result<Action
     }
 
     let mut new = status::compute(&observed, pc.status.as_ref(), now());
-    let mut next = if new
-        .conditions
-        .iter()
-        .any(|c| c.type_ == status::PROGRESSING && c.status == "True")
-    {
+    let pods_lost = |s: &PushClusterStatus| {
+        s.conditions
+            .iter()
+            .find(|c| {
+                c.type_ == status::DEGRADED
+                    && c.status == "True"
+                    && c.reason == status::PODS_UNAVAILABLE
+            })
+            .cloned()
+    };
+    let newly_lost = pods_lost(&new).filter(|_| pc.status.as_ref().and_then(pods_lost).is_none());
+    let mut next = if new.conditions.iter().any(|c| {
+        (c.type_ == status::PROGRESSING || c.type_ == status::DEGRADED) && c.status == "True"
+    }) {
         PROGRESS_RESYNC
     } else {
         RESYNC
@@ -243,6 +252,9 @@ pub async fn reconcile(pc: Arc<PushCluster>, ctx: Arc<Context>) -> Result<Action
         next = next.min(step);
     }
     patch_status(&ctx.client, &pc, &new).await?;
+    if let Some(lost) = newly_lost {
+        publish(&ctx, &pc, EventType::Warning, &lost.reason, lost.message).await;
+    }
     let generation_changed =
         pc.status.as_ref().and_then(|s| s.observed_generation) != pc.metadata.generation;
     if generation_changed {

@@ -13,6 +13,8 @@ pub const REDIS_READY: &str = "RedisReady";
 pub const EXPOSURE_READY: &str = "ExposureReady";
 pub const PROGRESSING: &str = "Progressing";
 pub const DEGRADED: &str = "Degraded";
+/// Degraded reason: pods were all ready and some no longer are.
+pub const PODS_UNAVAILABLE: &str = "PodsUnavailable";
 
 /// What blocks the cluster from being applied at all.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +74,22 @@ pub fn compute(
     let updated = deployment.updated_replicas.unwrap_or(0);
     let mut conditions = Vec::new();
 
+    // The template is rolled out and the replica count settled, so pods that are
+    // not ready are not new ones still starting.
+    let settled = observed.blocker.is_none()
+        && observed.deployment_generation.is_some()
+        && deployment.observed_generation >= observed.deployment_generation
+        && updated >= observed.desired_replicas
+        && replicas == observed.desired_replicas;
+    // A pod lost after the cluster was whole (crash, failing probe, node loss) is
+    // Degraded until it is back; a cluster still starting or scaling out is not.
+    let was_whole = previous.is_some_and(|p| {
+        p.ready_replicas >= observed.desired_replicas
+            || p.conditions
+                .iter()
+                .any(|c| c.type_ == DEGRADED && c.status == "True" && c.reason == PODS_UNAVAILABLE)
+    });
+    let pods_lost = settled && ready < observed.desired_replicas && was_whole;
     let degraded = match &observed.blocker {
         Some(Blocker::InvalidSpec(message)) => {
             condition(DEGRADED, true, "InvalidSpec", message.clone())
@@ -83,6 +101,15 @@ pub fn compute(
             format!(
                 "referenced Secret keys not found: {}; nothing is applied until they exist",
                 missing.join(", ")
+            ),
+        ),
+        None if pods_lost => condition(
+            DEGRADED,
+            true,
+            PODS_UNAVAILABLE,
+            format!(
+                "{ready}/{} pods ready after all were; waiting for the lost pods to come back",
+                observed.desired_replicas
             ),
         ),
         None => condition(DEGRADED, false, "AsExpected", "spec applied"),
@@ -112,14 +139,20 @@ pub fn compute(
         ),
         None => condition(EXPOSURE_READY, false, "NotApplied", "spec not applied"),
     };
-    let rolled_out = observed.blocker.is_none()
-        && observed.deployment_generation.is_some()
-        && deployment.observed_generation >= observed.deployment_generation
-        && updated >= observed.desired_replicas
-        && ready >= observed.desired_replicas
-        && replicas == observed.desired_replicas;
+    let rolled_out = settled && ready >= observed.desired_replicas;
     let progressing = if observed.blocker.is_some() {
         condition(PROGRESSING, false, "Blocked", "see the Degraded condition")
+    } else if pods_lost {
+        // Nothing is rolling out: the spec is in place and a pod went away.
+        condition(
+            PROGRESSING,
+            false,
+            "Complete",
+            format!(
+                "{updated}/{} pods up to date; see the Degraded condition",
+                observed.desired_replicas
+            ),
+        )
     } else if rolled_out {
         condition(
             PROGRESSING,
@@ -349,6 +382,115 @@ mod tests {
             ts(1),
         );
         assert_eq!(get(&invalid, DEGRADED).message, "spec.x: bad");
+    }
+
+    fn with_ready(ready: i32) -> Observed {
+        Observed {
+            deployment: Some(DeploymentStatus {
+                observed_generation: Some(7),
+                replicas: Some(3),
+                ready_replicas: Some(ready),
+                updated_replicas: Some(3),
+                ..Default::default()
+            }),
+            ..healthy()
+        }
+    }
+
+    #[test]
+    fn a_pod_lost_after_the_cluster_was_whole_is_degraded_until_it_is_back() {
+        // (case, history of ready counts, [(condition, status, reason)] after the last)
+        type Expect = &'static [(&'static str, &'static str, &'static str)];
+        let cases: Vec<(&str, Vec<Observed>, Expect)> = vec![
+            (
+                "first start is not degraded",
+                vec![with_ready(0), with_ready(2)],
+                &[
+                    (DEGRADED, "False", "AsExpected"),
+                    (PROGRESSING, "True", "RollingOut"),
+                ],
+            ),
+            (
+                "a crash after all were ready",
+                vec![healthy(), with_ready(2)],
+                &[
+                    (DEGRADED, "True", PODS_UNAVAILABLE),
+                    (READY, "False", PODS_UNAVAILABLE),
+                    (PROGRESSING, "False", "Complete"),
+                ],
+            ),
+            (
+                "stays degraded while the pod restarts",
+                vec![healthy(), with_ready(2), with_ready(1), with_ready(2)],
+                &[(DEGRADED, "True", PODS_UNAVAILABLE)],
+            ),
+            (
+                "clears once all are back",
+                vec![healthy(), with_ready(2), healthy()],
+                &[
+                    (DEGRADED, "False", "AsExpected"),
+                    (READY, "True", "AllReady"),
+                ],
+            ),
+            (
+                "scaling out is not degraded",
+                vec![
+                    healthy(),
+                    Observed {
+                        desired_replicas: 5,
+                        deployment: Some(DeploymentStatus {
+                            observed_generation: Some(7),
+                            replicas: Some(5),
+                            ready_replicas: Some(3),
+                            updated_replicas: Some(5),
+                            ..Default::default()
+                        }),
+                        ..healthy()
+                    },
+                ],
+                &[
+                    (DEGRADED, "False", "AsExpected"),
+                    (PROGRESSING, "True", "RollingOut"),
+                ],
+            ),
+            (
+                "a rollout is not degraded",
+                vec![
+                    healthy(),
+                    Observed {
+                        deployment_generation: Some(8),
+                        deployment: Some(DeploymentStatus {
+                            observed_generation: Some(8),
+                            replicas: Some(4),
+                            ready_replicas: Some(2),
+                            updated_replicas: Some(1),
+                            ..Default::default()
+                        }),
+                        ..healthy()
+                    },
+                ],
+                &[
+                    (DEGRADED, "False", "AsExpected"),
+                    (PROGRESSING, "True", "RollingOut"),
+                ],
+            ),
+        ];
+        for (case, history, expect) in cases {
+            let mut status = None;
+            for (i, observed) in history.iter().enumerate() {
+                status = Some(compute(observed, status.as_ref(), ts(i as i64)));
+            }
+            let status = status.expect("a history");
+            for (t, s, reason) in expect {
+                let c = get(&status, t);
+                assert_eq!(
+                    (c.status.as_str(), c.reason.as_str()),
+                    (*s, *reason),
+                    "case {case:?}, condition {t}: {}",
+                    c.message
+                );
+            }
+        }
     }
 
     #[test]

@@ -556,7 +556,9 @@ pub struct PushClusterStatus {
     /// The connection autoscaler's view.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoscaler: Option<AutoscalerStatus>,
-    /// Ready, RedisReady, ExposureReady, Progressing, Degraded.
+    /// Ready, RedisReady, ExposureReady, Progressing, Degraded. Degraded is True
+    /// with reason InvalidSpec, SecretMissing, or PodsUnavailable (pods were all
+    /// ready and some no longer are: a crash, a failing probe, a lost node).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 }
