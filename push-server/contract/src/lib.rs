@@ -4,13 +4,14 @@
 //! environment variables, ports, HTTP paths, metric names, Kubernetes labels
 //! and the publish message shape. Change a name here and both binaries (and
 //! the Rust tests) follow; the Python/Node e2e suites read the same values
-//! from the committed `e2e/contract.json`, rendered by [`contract_json`] (a test
+//! from the committed `e2e/contract.json`, rendered by [`json::contract_json`] (a test
 //! fails while it is stale: `UPDATE_CONTRACT_JSON=1 cargo test -p push-contract`).
 
 use serde::{Deserialize, Serialize};
 
-mod json;
-pub use json::{contract_json, contract_json_text};
+/// The constants as JSON for the e2e suites (it reads this file's modules: not
+/// re-exported here, so the two files do not import each other).
+pub mod json;
 
 /// Environment variables `push-server` reads (each also a `--flag`).
 pub mod env {
