@@ -10,7 +10,10 @@ use clap::Parser;
 use push_contract::{defaults, env};
 use redis::{ConnectionInfo, IntoConnectionInfo, ProtocolVersion};
 
-use crate::{error::ConfigError, socket::auth::JwtVerifier};
+use crate::{
+    auth::{jwt::JwtVerifier, session::SessionConfig},
+    error::ConfigError,
+};
 
 /// Initial read buffer of each WebSocket (engineioxide's default is 4 KiB). Clients of
 /// a push node send little (pongs, subscribe requests), and each idle connection holds
@@ -126,15 +129,6 @@ pub enum LogFormat {
     Json,
 }
 
-/// Shared-session settings (express-session + connect-redis).
-#[derive(Clone)]
-pub struct SessionConfig {
-    pub secret: String,
-    pub cookie: String,
-    pub prefix: String,
-    pub user_path: String,
-}
-
 /// The validated configuration `run` works from.
 #[derive(Clone)]
 pub struct Config {
@@ -206,29 +200,13 @@ impl Config {
             cli.jwt_issuer.as_deref(),
             cli.jwt_audience.as_deref(),
         )?;
-        let session = match cli.session_secret {
-            Some(secret) if secret.is_empty() => {
-                return Err(ConfigError::Empty(env::SESSION_SECRET));
-            }
-            Some(_) if redis.is_none() => {
-                return Err(ConfigError::Requires(env::SESSION_SECRET, env::REDIS_URL));
-            }
-            Some(secret) => {
-                if cli.session_cookie.is_empty() {
-                    return Err(ConfigError::Empty(env::SESSION_COOKIE));
-                }
-                if cli.session_user_path.is_empty() {
-                    return Err(ConfigError::Empty(env::SESSION_USER_PATH));
-                }
-                Some(SessionConfig {
-                    secret,
-                    cookie: cli.session_cookie,
-                    prefix: cli.session_prefix,
-                    user_path: cli.session_user_path,
-                })
-            }
-            None => None,
-        };
+        let session = SessionConfig::from_settings(
+            cli.session_secret,
+            cli.session_cookie,
+            cli.session_prefix,
+            cli.session_user_path,
+            redis.is_some(),
+        )?;
         if cli.max_payload_bytes == 0 {
             return Err(ConfigError::Invalid {
                 var: env::MAX_PAYLOAD_BYTES,

@@ -4,6 +4,7 @@
 //! the same [`run`]. [`app`] is the client port's plain HTTP routes.
 
 pub mod admin;
+pub mod auth;
 pub mod config;
 pub mod conn;
 pub mod drain;
@@ -12,7 +13,6 @@ pub mod metrics;
 pub mod publish;
 pub mod redis_link;
 pub mod request_head;
-pub mod session;
 pub mod shutdown;
 pub mod socket;
 pub mod state;

@@ -1,6 +1,5 @@
 //! The socket.io namespace: authentication on connect, subscribe / unsubscribe.
 
-pub mod auth;
 mod rate;
 mod room_sizes;
 mod rooms;
@@ -19,15 +18,20 @@ use socketioxide::{
 };
 use std::sync::{Arc, Mutex};
 
-use self::{
-    auth::{AuthError, Identity},
-    rooms::{RoomsRequest, malformed, plan_subscribe, plan_unsubscribe},
-};
+use self::rooms::{RoomsRequest, malformed, plan_subscribe, plan_unsubscribe};
 pub use self::{
     room_sizes::RoomSizes,
     rooms::{MAX_ROOMS_PER_REQUEST, MAX_ROOMS_PER_SOCKET},
 };
-use crate::{ClusterAdapter, conn::ConnHandle, session, state::SharedState};
+use crate::{
+    ClusterAdapter,
+    auth::{
+        identity::{AuthError, Identity},
+        session,
+    },
+    conn::ConnHandle,
+    state::SharedState,
+};
 
 #[derive(Debug, Default, Deserialize)]
 struct AuthPayload {

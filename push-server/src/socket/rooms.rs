@@ -4,7 +4,7 @@
 use push_contract::socket::user_room;
 use serde::{Deserialize, Serialize};
 
-use super::auth::Identity;
+use crate::auth::identity::Identity;
 
 /// Most rooms one subscribe may name.
 pub const MAX_ROOMS_PER_REQUEST: usize = 100;
@@ -126,7 +126,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::socket::auth::{Refusal, RoomPolicy};
+    use crate::auth::identity::{Refusal, RoomPolicy};
 
     fn user(name: &str, claim: Option<&[&str]>) -> Identity {
         let patterns = claim.map(|c| c.iter().map(|p| p.to_string()).collect());

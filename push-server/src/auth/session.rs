@@ -6,13 +6,55 @@ use base64::{Engine, engine::general_purpose::STANDARD_NO_PAD};
 use hmac::{Hmac, Mac};
 use http::HeaderMap;
 use percent_encoding::percent_decode_str;
+use push_contract::env;
 use redis::{AsyncCommands, aio::ConnectionManager};
 use sha2::Sha256;
 
-use crate::{
-    config::SessionConfig,
-    socket::auth::{AuthError, Identity, RoomPolicy},
-};
+use super::identity::{AuthError, Identity, RoomPolicy};
+use crate::error::ConfigError;
+
+/// Shared-session settings (express-session + connect-redis).
+#[derive(Clone)]
+pub struct SessionConfig {
+    pub secret: String,
+    pub cookie: String,
+    pub prefix: String,
+    pub user_path: String,
+}
+
+impl SessionConfig {
+    /// `None` when no session secret is configured. Sessions live in Redis, so they
+    /// need `redis_configured`.
+    pub fn from_settings(
+        secret: Option<String>,
+        cookie: String,
+        prefix: String,
+        user_path: String,
+        redis_configured: bool,
+    ) -> Result<Option<Self>, ConfigError> {
+        let Some(secret) = secret else {
+            return Ok(None);
+        };
+        if secret.is_empty() {
+            return Err(ConfigError::Empty(env::SESSION_SECRET));
+        }
+        if !redis_configured {
+            return Err(ConfigError::Requires(env::SESSION_SECRET, env::REDIS_URL));
+        }
+        if cookie.is_empty() {
+            return Err(ConfigError::Empty(env::SESSION_COOKIE));
+        }
+        if user_path.is_empty() {
+            return Err(ConfigError::Empty(env::SESSION_USER_PATH));
+        }
+        Ok(Some(Self {
+            secret,
+            cookie,
+            prefix,
+            user_path,
+        }))
+    }
+}
 
 /// The session id inside a signed cookie value, or `None` when the signature is wrong.
 pub fn unsign<'a>(value: &'a str, secret: &str) -> Option<&'a str> {
