@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod publish;
 pub mod redis_link;
 pub mod request_head;
+pub mod room_sizes;
 pub mod shutdown;
 pub mod socket;
 pub mod state;

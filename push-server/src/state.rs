@@ -7,7 +7,7 @@ use std::sync::{
 
 use crate::{
     config::Config, conn::ConnRegistry, metrics::Metrics, publish::deliver::LocalDelivery,
-    redis_link::RedisLink, shutdown::Shutdown, socket::RoomSizes,
+    redis_link::RedisLink, room_sizes::RoomSizes, shutdown::Shutdown,
 };
 
 /// Live socket counts by transport: (websocket, polling).

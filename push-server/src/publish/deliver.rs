@@ -6,7 +6,7 @@ use futures::future::BoxFuture;
 use socketioxide::{BroadcastError, SocketIo, adapter::Adapter};
 
 use super::{Message, now_us};
-use crate::{metrics::Metrics, socket::RoomSizes};
+use crate::{metrics::Metrics, room_sizes::RoomSizes};
 
 /// Delivery to local sockets, with the adapter type erased so HTTP handlers and the
 /// channel subscriber are not generic.

@@ -1,7 +1,6 @@
 //! The socket.io namespace: authentication on connect, subscribe / unsubscribe.
 
 mod rate;
-mod room_sizes;
 mod rooms;
 
 use push_contract::{
@@ -18,11 +17,8 @@ use socketioxide::{
 };
 use std::sync::{Arc, Mutex};
 
+pub use self::rooms::{MAX_ROOMS_PER_REQUEST, MAX_ROOMS_PER_SOCKET};
 use self::rooms::{RoomsRequest, malformed, plan_subscribe, plan_unsubscribe};
-pub use self::{
-    room_sizes::RoomSizes,
-    rooms::{MAX_ROOMS_PER_REQUEST, MAX_ROOMS_PER_SOCKET},
-};
 use crate::{
     ClusterAdapter,
     auth::{

@@ -1,4 +1,5 @@
 //! How many of this node's sockets are in each room, kept beside socketioxide's own room map.
+//! The socket handlers write it, the delivery reads it: it lives below both.
 //!
 //! Why: a delivery reports how many sockets it reached (metrics, the single-node 202 body).
 //! socketioxide can only answer that by materialising the room (`sockets()`: a lookup and an
