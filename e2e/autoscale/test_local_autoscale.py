@@ -69,6 +69,10 @@ def test_scale_on_connections_up_then_down_draining_the_least_loaded(tmp_path):
     with LocalCluster(tmp_path, autoscaled_manifest()) as cluster:
         try:
             wait_until(lambda: len(cluster.nodes("ready")) == 1, 30, "the one node ready")
+            # The window is measured from a rise: the autoscaler must have seen the idle
+            # node first (a first measurement of 120 has no history and scales at once).
+            wait_until(lambda: any(s["recommended"] == 1 for s in steps(cluster)), 10,
+                       "a first step measuring the idle node", interval=0.05)
             # --- up: 120 connections on one node, target 50 -> 3 nodes -------------
             stay = swarm(40)
             load_started = time.monotonic()

@@ -5,7 +5,7 @@
 //! - [`resources`]: the `PushCluster` CRD types.
 //! - [`manifest`]: the one front door for manifest files (`render`, `local`).
 //! - [`validate`]: spec → `ValidatedCluster`, the only input the builders accept.
-//! - [`build`]: pure builders, one per family of owned objects.
+//! - [`objects`]: pure builders of the Kubernetes objects a PushCluster owns, one per family.
 //! - [`controller`]: the reconcile pipeline (validate → build → apply → status).
 //! - [`autoscale`]: connection-count autoscaling (pure decision + scrape + scale-in).
 //! - [`local`]: local mode, the same plan run as processes on one machine.
@@ -13,7 +13,6 @@
 //! - [`metrics`], [`telemetry`]: the operator's own observability.
 
 pub mod autoscale;
-pub mod build;
 pub mod controller;
 pub mod error;
 #[cfg(test)]
@@ -21,6 +20,7 @@ pub mod fixtures;
 pub mod local;
 pub mod manifest;
 pub mod metrics;
+pub mod objects;
 pub mod render;
 pub mod resources;
 pub mod telemetry;

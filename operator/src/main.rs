@@ -106,7 +106,7 @@ fn run_local(args: LocalArgs) -> anyhow::Result<()> {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    let options = push_operator::local::Options {
+    let options = push_operator::local::options::Options {
         manifest: args.manifest,
         port: args.port,
         secrets_dir: args.secrets_dir,

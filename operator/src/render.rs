@@ -5,8 +5,8 @@
 //! random values, marked by a comment: the controller creates them once and
 //! never rotates them, so re-rendering is not the way to keep them.
 
-use crate::build::{self, secrets};
 use crate::manifest::ManifestError;
+use crate::objects::{self, secrets};
 
 /// Why a manifest could not be rendered.
 #[derive(Debug, thiserror::Error)]
@@ -32,7 +32,7 @@ pub fn render(manifest: &str, namespace: Option<&str>) -> Result<String, RenderE
                 to_yaml(&json)?
             ));
         }
-        for object in build::desired_objects(&vc, "") {
+        for object in objects::desired_objects(&vc, "") {
             let json = object
                 .to_json()
                 .map_err(|e| RenderError::Serialize(e.to_string()))?;

@@ -8,7 +8,8 @@
 //! Applies to every scale-in the operator performs on the Deployment: its own
 //! autoscaler, `kubectl scale`, an HPA or KEDA lowering spec.replicas.
 
-use super::decision::PodLoad;
+use super::field_manager::patch_params;
+use super::load::PodLoad;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch};
 use push_contract::kube::ANNOTATION_POD_DELETION_COST;
@@ -90,7 +91,7 @@ pub async fn mark(pods: &Api<Pod>, patches: &[CostPatch]) -> Result<(), kube::Er
         match pods
             .patch(
                 &patch.pod,
-                &super::patch_params(),
+                &patch_params(),
                 &Patch::Merge(merge_patch(patch)),
             )
             .await

@@ -10,7 +10,7 @@
 //! chrono, regex and itertools and splits labels on `,`/`=` without honouring
 //! quotes; the sample line grammar needed here is a few lines and table-tested.
 
-use super::decision::PodLoad;
+use super::load::PodLoad;
 use futures::future::join_all;
 use k8s_openapi::api::core::v1::Pod;
 use push_contract::{metrics::CONNECTIONS, paths::METRICS};

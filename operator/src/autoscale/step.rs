@@ -18,7 +18,8 @@
 //! (`pushclusters/scale`: patch), and the body cannot touch any other field.
 
 use super::decision::{Direction, History, Plan, Policy, decide};
-use super::patch_params;
+use super::field_manager::patch_params;
+use super::load::{Measurement, PodLoad};
 use super::scale_in::{choose_victims, cost_patches, mark};
 use super::scrape::{SCRAPE_TIMEOUT, client as scrape_client, scrape_all, targets_from_pods};
 use crate::resources::{AutoscalerStatus, PushCluster};
@@ -126,7 +127,7 @@ impl Autoscaler {
             SCRAPE_TIMEOUT,
         )
         .await;
-        let measurement = super::Measurement::of(&loads);
+        let measurement = Measurement::of(&loads);
         let previous = pc.status.as_ref().and_then(|s| s.autoscaler.clone());
         let previous_recommended = previous.as_ref().and_then(|p| p.recommended_replicas);
         let mut status = AutoscalerStatus {
@@ -231,7 +232,7 @@ impl Autoscaler {
         &self,
         pc: &PushCluster,
         policy: &Policy,
-        loads: &[super::PodLoad],
+        loads: &[PodLoad],
         now: Instant,
     ) -> Option<Plan> {
         let mut clusters = self.clusters.lock().ok()?;

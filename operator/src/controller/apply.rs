@@ -4,7 +4,7 @@
 //! spec no longer wants.
 
 use crate::Result;
-use crate::build::{self, DesiredObject, ObjectKind, secrets};
+use crate::objects::{self, DesiredObject, ObjectKind, secrets};
 use crate::resources::SecretKeyRef;
 use crate::validate::ValidatedCluster;
 use k8s_openapi::api::core::v1::Secret;
@@ -148,7 +148,7 @@ pub async fn prune(client: &Client, vc: &ValidatedCluster) -> Result<Vec<String>
         return Ok(Vec::new());
     };
     let mut deleted = Vec::new();
-    for (kind, name) in build::unwanted_objects(vc) {
+    for (kind, name) in objects::unwanted_objects(vc) {
         let api = api(client, &vc.namespace, kind);
         let existing = match api.get_opt(&name).await {
             Ok(Some(existing)) => existing,
@@ -185,8 +185,8 @@ pub async fn prune(client: &Client, vc: &ValidatedCluster) -> Result<Vec<String>
 pub async fn gateway_api_installed(client: &Client) -> Result<bool> {
     let request = http::Request::get(format!(
         "/apis/{}/{}",
-        build::exposure::GATEWAY_GROUP,
-        build::exposure::GATEWAY_VERSION
+        objects::exposure::GATEWAY_GROUP,
+        objects::exposure::GATEWAY_VERSION
     ))
     .body(Vec::new())
     .map_err(kube::Error::HttpError)?;
@@ -197,7 +197,7 @@ pub async fn gateway_api_installed(client: &Client) -> Result<bool> {
         Ok(list) => Ok(list
             .resources
             .iter()
-            .any(|r| r.name == build::exposure::HTTPROUTE_PLURAL)),
+            .any(|r| r.name == objects::exposure::HTTPROUTE_PLURAL)),
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(false),
         Err(e) => Err(e.into()),
     }

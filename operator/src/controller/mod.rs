@@ -21,8 +21,8 @@ pub mod rbac;
 pub mod run;
 pub mod status;
 
-use crate::build::{self, ObjectKind};
 use crate::metrics::Metrics;
+use crate::objects::{self, ObjectKind};
 use crate::resources::{PushCluster, PushClusterStatus};
 use crate::validate::{self, ValidatedCluster};
 use crate::{Error, Result};
@@ -198,7 +198,7 @@ pub async fn reconcile(pc: Arc<PushCluster>, ctx: Arc<Context>) -> Result<Action
             return Ok(Action::await_change());
         }
     };
-    let selector = build::labels::selector_string(&vc, build::labels::Component::Server);
+    let selector = objects::labels::selector_string(&vc, objects::labels::Component::Server);
 
     let (created, mut secrets) = apply::ensure_generated_secrets(&ctx.client, &vc).await?;
     // One Event per kind of action: kube's Recorder folds same-reason Events into a series.
@@ -301,7 +301,7 @@ async fn apply_all(
     let mut observed = Observed {
         generation: pc.metadata.generation,
         desired_replicas: vc.spec.replicas,
-        endpoint: Some(build::exposure::endpoint(vc)),
+        endpoint: Some(objects::exposure::endpoint(vc)),
         exposure: Some(if gateway_installed {
             ExposureState::Configured(exposure_summary(vc))
         } else {
@@ -309,7 +309,7 @@ async fn apply_all(
         }),
         ..Observed::default()
     };
-    for object in build::desired_objects(vc, digest) {
+    for object in objects::desired_objects(vc, digest) {
         if object.kind() == ObjectKind::HttpRoute && !gateway_installed {
             continue;
         }
@@ -375,7 +375,7 @@ async fn scale_in_hook(
     let Some(autoscaler) = ctx.autoscaler.as_ref() else {
         return Ok(());
     };
-    let selector = build::labels::selector_string(vc, build::labels::Component::Server);
+    let selector = objects::labels::selector_string(vc, objects::labels::Component::Server);
     match autoscaler
         .before_deployment_apply(
             &ctx.client,

@@ -10,15 +10,18 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch as tokio_watch};
 
 use super::child::Child;
-use super::desired::{self, Desired};
+use super::error::LocalError;
 use super::nginx::{Backend, Nginx, Site};
 use super::node::{Node, Phase, backoff};
+use super::options::Options;
 use super::plan::{self, Affinity, NodeSlot, NodeView, SecretValues};
+use super::ports;
 use super::redis::RedisServer;
+use super::resolved::{self, Resolved};
 use super::secrets::{self, SecretSources};
 use super::state_file;
 use super::watch::{self as manifest, ManifestWatch};
-use super::{LocalError, Options, ports};
+use crate::resources::AutoscalingSpec;
 
 const TICK: Duration = Duration::from_millis(200);
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -52,6 +55,9 @@ pub struct NodeStatus {
 pub struct Handle {
     pub control: mpsc::Sender<Control>,
     pub nodes: tokio_watch::Receiver<Vec<NodeStatus>>,
+    /// `spec.autoscaling` of the manifest the supervisor last applied (a bad edit
+    /// keeps the previous one, as it keeps the running cluster).
+    pub autoscaling: tokio_watch::Receiver<Option<AutoscalingSpec>>,
 }
 
 pub struct Supervisor {
@@ -61,7 +67,7 @@ pub struct Supervisor {
     front: SocketAddr,
     sources: SecretSources,
     watch: ManifestWatch,
-    desired: Desired,
+    resolved: Resolved,
     /// Set by [`Control::Scale`] until the manifest's own replicas change.
     scale_override: Option<(usize, Vec<String>)>,
     nodes: Vec<Node>,
@@ -72,6 +78,7 @@ pub struct Supervisor {
     announced: bool,
     control_rx: mpsc::Receiver<Control>,
     status_tx: tokio_watch::Sender<Vec<NodeStatus>>,
+    autoscaling_tx: tokio_watch::Sender<Option<AutoscalingSpec>>,
     last_state: String,
 }
 
@@ -111,12 +118,14 @@ impl Supervisor {
             redis.as_ref(),
             &previous,
         );
-        let (desired, token) = desired::resolve(cluster, &ctx)?;
+        let (resolved, token) = resolved::resolve(cluster, &ctx)?;
         if let Some(token) = token {
             println!("api-token: {token}");
         }
         let (control, control_rx) = mpsc::channel(16);
         let (status_tx, nodes) = tokio_watch::channel(Vec::new());
+        let (autoscaling_tx, autoscaling) =
+            tokio_watch::channel(resolved.cluster.spec.autoscaling.clone());
         let http = reqwest::Client::builder()
             .timeout(Duration::from_millis(800))
             .build()
@@ -131,7 +140,7 @@ impl Supervisor {
             front,
             sources,
             watch,
-            desired,
+            resolved,
             scale_override: None,
             nodes: Vec::new(),
             next_ordinal: 0,
@@ -141,9 +150,17 @@ impl Supervisor {
             announced: false,
             control_rx,
             status_tx,
+            autoscaling_tx,
             last_state: String::new(),
         };
-        Ok((supervisor, Handle { control, nodes }))
+        Ok((
+            supervisor,
+            Handle {
+                control,
+                nodes,
+                autoscaling,
+            },
+        ))
     }
 
     /// Supervises until `shutdown` completes or a fatal error; stops everything either way.
@@ -208,20 +225,22 @@ impl Supervisor {
                     &self.workdir,
                     &self.sources,
                     self.redis.as_ref(),
-                    &self.desired.secrets,
+                    &self.resolved.secrets,
                 );
-                desired::resolve(cluster, &ctx)
+                resolved::resolve(cluster, &ctx)
             });
         match resolved {
-            Ok((desired, token)) => {
+            Ok((resolved, token)) => {
                 if let Some(token) = token {
                     println!("api-token: {token}");
                 }
-                if desired.replicas != self.desired.replicas {
+                if resolved.replicas != self.resolved.replicas {
                     self.scale_override = None;
                 }
-                tracing::info!(replicas = desired.replicas, "manifest changed: applying");
-                self.desired = desired;
+                tracing::info!(replicas = resolved.replicas, "manifest changed: applying");
+                self.autoscaling_tx
+                    .send_replace(resolved.cluster.spec.autoscaling.clone());
+                self.resolved = resolved;
             }
             Err(e) => eprintln!(
                 "error: {e}\n(keeping the running cluster; fix the manifest and save again)"
@@ -274,22 +293,22 @@ impl Supervisor {
             source,
         })?;
         let slot = NodeSlot {
-            name: format!("{}-{}", self.desired.cluster.name, self.next_ordinal),
+            name: format!("{}-{}", self.resolved.cluster.name, self.next_ordinal),
             client,
             admin,
         };
         let env = {
             let locate = |name: &str, key: &str| self.sources.locate(name, key);
             plan::node_env(
-                &self.desired.template,
+                &self.resolved.template,
                 &slot,
-                &self.desired.overrides,
-                &self.desired.secrets,
+                &self.resolved.overrides,
+                &self.resolved.secrets,
                 &locate,
             )?
         };
         tracing::info!(node = %slot.name, %client, %admin, "starting push-server");
-        let mut node = Node::new(slot, self.next_ordinal, self.desired.fingerprint, env);
+        let mut node = Node::new(slot, self.next_ordinal, self.resolved.fingerprint, env);
         self.next_ordinal += 1;
         node.spawn(&self.binary, &self.workdir)?;
         self.nodes.push(node);
@@ -331,7 +350,7 @@ impl Supervisor {
     fn step(&mut self) {
         let (replicas, prefer) = match &self.scale_override {
             Some((replicas, prefer)) => (*replicas, prefer.clone()),
-            None => (self.desired.replicas, Vec::new()),
+            None => (self.resolved.replicas, Vec::new()),
         };
         let views: Vec<NodeView> = self
             .nodes
@@ -344,14 +363,14 @@ impl Supervisor {
                 draining: matches!(n.phase, Phase::Draining { .. }),
             })
             .collect();
-        let step = plan::next_step(&views, replicas, self.desired.fingerprint, &prefer);
+        let step = plan::next_step(&views, replicas, self.resolved.fingerprint, &prefer);
         for _ in 0..step.start {
             if let Err(e) = self.add_node() {
                 tracing::error!(error = %e, "starting a node failed");
                 break;
             }
         }
-        let window = Duration::from_secs(self.desired.drain_seconds) + DRAIN_MARGIN;
+        let window = Duration::from_secs(self.resolved.drain_seconds) + DRAIN_MARGIN;
         for name in step.drain {
             if let Some(node) = self.nodes.iter_mut().find(|n| n.slot.name == name) {
                 tracing::info!(node = %name, "draining");
@@ -379,7 +398,7 @@ impl Supervisor {
         let affinity = if self.options.no_affinity {
             Affinity::Off
         } else {
-            self.desired.affinity.clone()
+            self.resolved.affinity.clone()
         };
         let backends: Vec<Backend> = self
             .nodes
@@ -420,7 +439,7 @@ impl Supervisor {
             .iter()
             .filter(|n| n.phase == Phase::Ready)
             .count();
-        if ready < self.desired.replicas {
+        if ready < self.resolved.replicas {
             return;
         }
         let url = format!("http://{}", self.front);
@@ -504,8 +523,8 @@ fn context<'a>(
     sources: &'a SecretSources,
     redis: Option<&RedisServer>,
     previous: &'a SecretValues,
-) -> desired::Context<'a> {
-    desired::Context {
+) -> resolved::Context<'a> {
+    resolved::Context {
         binary,
         workdir,
         sources,

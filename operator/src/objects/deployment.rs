@@ -4,16 +4,16 @@
 //! push-server processes with exactly that environment.
 
 use super::labels::{self, Component};
+use super::security::{restricted_container_security, runtime_default_seccomp};
 use crate::resources::PullPolicy;
 use crate::validate::ValidatedCluster;
 use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
-    HTTPGetAction, KeyToPath, ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec,
-    Probe, SeccompProfile, SecretKeySelector, SecretVolumeSource, SecurityContext,
-    TopologySpreadConstraint, Volume, VolumeMount,
+    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction, KeyToPath,
+    ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SecretKeySelector,
+    SecretVolumeSource, TopologySpreadConstraint, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -224,28 +224,6 @@ fn container(vc: &ValidatedCluster) -> Container {
         security_context: Some(restricted_container_security()),
         volume_mounts: Some(mounts),
         ..Default::default()
-    }
-}
-
-/// Container security for the restricted Pod Security Standard.
-pub fn restricted_container_security() -> SecurityContext {
-    SecurityContext {
-        allow_privilege_escalation: Some(false),
-        read_only_root_filesystem: Some(true),
-        run_as_non_root: Some(true),
-        capabilities: Some(Capabilities {
-            drop: Some(vec!["ALL".to_string()]),
-            add: None,
-        }),
-        seccomp_profile: Some(runtime_default_seccomp()),
-        ..Default::default()
-    }
-}
-
-pub fn runtime_default_seccomp() -> SeccompProfile {
-    SeccompProfile {
-        type_: "RuntimeDefault".to_string(),
-        localhost_profile: None,
     }
 }
 

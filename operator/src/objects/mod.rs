@@ -8,6 +8,7 @@ pub mod labels;
 pub mod pdb;
 pub mod redis;
 pub mod secrets;
+pub mod security;
 pub mod services;
 
 use crate::validate::ValidatedCluster;

@@ -1,8 +1,8 @@
 //! The operator-managed Redis: StatefulSet, Service and a NetworkPolicy that
 //! admits only this cluster's push pods on the Redis port.
 
-use super::deployment::{restricted_container_security, runtime_default_seccomp};
 use super::labels::{self, Component};
+use super::security::{restricted_container_security, runtime_default_seccomp};
 use crate::resources::ManagedRedis;
 use crate::validate::ValidatedCluster;
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};

@@ -6,15 +6,15 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::core::v1::EnvVar;
 use push_contract::env;
 
-use super::LocalError;
+use super::error::LocalError;
 use super::plan::{self, Affinity, LocalOverrides, NodeSlot, SecretValues};
 use super::secrets::{self, SecretSources};
-use crate::build::deployment::push_server_env;
+use crate::objects::deployment::push_server_env;
 use crate::validate::ValidatedCluster;
 
 /// The manifest as local mode runs it.
 #[derive(Debug, Clone)]
-pub struct Desired {
+pub struct Resolved {
     pub cluster: ValidatedCluster,
     pub replicas: usize,
     pub affinity: Affinity,
@@ -41,7 +41,7 @@ pub struct Context<'a> {
 pub fn resolve(
     cluster: ValidatedCluster,
     ctx: &Context<'_>,
-) -> Result<(Desired, Option<String>), LocalError> {
+) -> Result<(Resolved, Option<String>), LocalError> {
     let affinity = match &ctx.affinity_override {
         Some(affinity) => affinity.clone(),
         None => plan::affinity_for(&cluster.spec.exposure)?,
@@ -66,7 +66,7 @@ pub fn resolve(
     let locate = |name: &str, key: &str| ctx.sources.locate(name, key);
     let env = plan::node_env(&template, &probe, &overrides, &loaded.values, &locate)?;
     let identity = format!("{}|{}", ctx.binary.display(), cluster.spec.image);
-    let desired = Desired {
+    let resolved = Resolved {
         replicas: usize::try_from(cluster.spec.replicas).unwrap_or(0),
         drain_seconds: u64::try_from(cluster.spec.drain_seconds).unwrap_or(0),
         fingerprint: plan::fingerprint(&identity, &env),
@@ -76,7 +76,7 @@ pub fn resolve(
         overrides,
         cluster,
     };
-    Ok((desired, loaded.generated_api_token))
+    Ok((resolved, loaded.generated_api_token))
 }
 
 /// Writes the JWT public key Secret to a file, as the pod would see it mounted.
@@ -143,32 +143,32 @@ mod tests {
     fn the_deployment_env_is_what_nodes_run() {
         let (sources, previous) = (sources(), SecretValues::new());
         let cluster = parse(Path::new("chat.yaml"), CHAT).expect("valid");
-        let (desired, token) =
+        let (resolved, token) =
             resolve(cluster.clone(), &ctx(&sources, &previous)).expect("resolves");
-        assert_eq!(desired.replicas, 3);
-        assert_eq!(desired.drain_seconds, 5);
+        assert_eq!(resolved.replicas, 3);
+        assert_eq!(resolved.drain_seconds, 5);
         assert_eq!(
-            desired.affinity,
+            resolved.affinity,
             Affinity::ClientAddress,
             "service exposure"
         );
         assert_eq!(
-            desired.template,
+            resolved.template,
             push_server_env(&cluster),
             "the controller's env, not a copy"
         );
         let token = token.expect("no token Secret named: generated");
         assert_eq!(
-            desired
+            resolved
                 .secrets
                 .get(&(cluster.names.api_token_secret.clone(), "token".into())),
             Some(&token)
         );
         // Same manifest again (an edit elsewhere): same token, not printed again.
         let (again, printed) =
-            resolve(cluster, &ctx(&sources, &desired.secrets)).expect("resolves");
+            resolve(cluster, &ctx(&sources, &resolved.secrets)).expect("resolves");
         assert_eq!(printed, None);
-        assert_eq!(again.fingerprint, desired.fingerprint);
+        assert_eq!(again.fingerprint, resolved.fingerprint);
     }
 
     #[test]

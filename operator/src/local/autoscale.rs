@@ -4,13 +4,12 @@
 //! nodes to drain first on scale-in. Decisions are logged (local mode has no
 //! Events); `autoscale step` lines carry `recommended` and `replicas`.
 
-use super::decision::{Direction, History, Plan, Policy, decide};
-use super::scrape::{SCRAPE_TIMEOUT, ScrapeTarget, client as scrape_client, scrape_all};
+use crate::autoscale::decision::{Direction, History, Plan, Policy, decide};
+use crate::autoscale::scrape::{SCRAPE_TIMEOUT, ScrapeTarget, client as scrape_client, scrape_all};
 use crate::resources::AutoscalingSpec;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// Step period of local mode: loopback scrapes are cheap, and a short period
 /// lets the configured windows, not the period, set the reaction time.
@@ -123,44 +122,7 @@ pub async fn run<N: LocalNodes>(
     }
 }
 
-/// `spec.autoscaling` of the manifest file, re-read when the file changes; a
-/// file that does not parse keeps the last good value (the supervisor reports
-/// the error).
-pub struct ManifestAutoscaling {
-    path: PathBuf,
-    modified: Option<SystemTime>,
-    last: Option<AutoscalingSpec>,
-}
-
-impl ManifestAutoscaling {
-    pub fn new(path: &Path) -> Self {
-        Self {
-            path: path.to_owned(),
-            modified: None,
-            last: None,
-        }
-    }
-
-    pub fn current(&mut self) -> Option<AutoscalingSpec> {
-        let modified = std::fs::metadata(&self.path)
-            .and_then(|m| m.modified())
-            .ok();
-        if modified.is_some() && modified != self.modified {
-            self.modified = modified;
-            if let Ok(cluster) = std::fs::read_to_string(&self.path)
-                .map_err(|e| e.to_string())
-                .and_then(|text| {
-                    crate::local::watch::parse(&self.path, &text).map_err(|e| e.to_string())
-                })
-            {
-                self.last = cluster.spec.autoscaling;
-            }
-        }
-        self.last.clone()
-    }
-}
-
-impl LocalNodes for crate::local::Handle {
+impl LocalNodes for super::supervisor::Handle {
     fn nodes(&self) -> Vec<LocalNode> {
         self.nodes
             .borrow()
@@ -176,7 +138,7 @@ impl LocalNodes for crate::local::Handle {
 
     async fn scale(&self, replicas: usize, drain_first: Vec<String>) -> bool {
         self.control
-            .send(crate::local::Control::Scale {
+            .send(super::supervisor::Control::Scale {
                 replicas,
                 drain_first,
             })
