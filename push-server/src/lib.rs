@@ -3,6 +3,7 @@
 //! `main` parses the config, binds and calls [`run`]; tests bind `127.0.0.1:0` and call
 //! the same [`run`]. [`app`] is the client port's plain HTTP routes.
 
+pub mod adapter;
 pub mod admin;
 pub mod auth;
 pub mod config;
@@ -25,25 +26,22 @@ use std::{sync::Arc, time::Duration};
 use axum::{
     Router,
     body::Bytes,
-    extract::{Request, State},
-    http::StatusCode,
-    middleware::{self, Next},
-    response::{IntoResponse, Response},
+    middleware,
     routing::{get, post},
 };
 use push_contract::paths;
-use socketioxide::{ParserConfig, SocketIo, SocketIoBuilder, TransportType, adapter::Adapter};
-use socketioxide_redis::{CustomRedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
+use socketioxide::{SocketIo, SocketIoBuilder};
+use socketioxide_redis::{RedisAdapterConfig, RedisAdapterCtr};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use crate::{config::Config, error::RunError, shutdown::Shutdown};
 use crate::{
-    conn::ConnHandle,
-    publish::deliver::SocketDelivery,
+    adapter::{ClusterAdapter, NodeAdapter, NodeSockets},
+    publish::deliver::{LocalDelivery, SocketDelivery},
     redis_link::RedisLink,
     state::{AppState, SharedState, Started},
 };
+pub use crate::{config::Config, error::RunError, shutdown::Shutdown};
 
 /// The two bound listeners of a node.
 pub struct Listeners {
@@ -66,9 +64,6 @@ impl Listeners {
     }
 }
 
-/// The socket.io adapter over our reconnecting Redis link.
-pub type ClusterAdapter<E> = CustomRedisAdapter<E, RedisLink>;
-
 /// The client port's HTTP routes (the socket.io layer is added by [`run`]).
 pub fn app(state: SharedState) -> Router {
     let bundle = web::load_bundle(state.config.client_js.as_deref()).map(Bytes::from);
@@ -83,95 +78,6 @@ pub fn app(state: SharedState) -> Router {
         )
         .route(paths::PUBLISH, post(publish::http::publish))
         .with_state(state)
-}
-
-/// In front of socket.io: refuses new handshakes while draining (the client then
-/// retries, through the load balancer, elsewhere) and maps session ids to connections.
-async fn socket_gate(State(state): State<SharedState>, mut req: Request, next: Next) -> Response {
-    if req.uri().path().starts_with(paths::SOCKET_IO) {
-        match req.uri().query().and_then(engine_sid) {
-            None if state.draining() => {
-                return (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    [("retry-after", "1")],
-                    "server is draining: reconnect to another node\n",
-                )
-                    .into_response();
-            }
-            Some(sid) if state.conns.is_moved_off(sid) => {
-                // Engine.IO's own answer for a gone session: the client reconnects.
-                return (
-                    StatusCode::BAD_REQUEST,
-                    [("content-type", "application/json")],
-                    r#"{"code":1,"message":"Session ID unknown"}"#,
-                )
-                    .into_response();
-            }
-            Some(sid) => {
-                if let Some(conn) = req.extensions().get::<ConnHandle>() {
-                    state.conns.attach(sid, conn);
-                }
-            }
-            None => {
-                // A new session: its head is kept as long as the session lives.
-                let (mut parts, body) = req.into_parts();
-                request_head::detach(&mut parts);
-                req = Request::from_parts(parts, body);
-            }
-        }
-    }
-    next.run(req).await
-}
-
-/// The Engine.IO session id of a request (`sid=` query parameter); none = a new handshake.
-fn engine_sid(query: &str) -> Option<&str> {
-    query
-        .split('&')
-        .find_map(|pair| pair.strip_prefix("sid="))
-        .filter(|sid| !sid.is_empty())
-}
-
-fn configure<A: Adapter>(builder: SocketIoBuilder<A>, state: &SharedState) -> SocketIoBuilder<A> {
-    let max = state.config.max_payload_bytes;
-    builder
-        .with_state(state.clone())
-        .req_path(paths::SOCKET_IO.trim_end_matches('/').to_owned())
-        .max_payload(max as u64)
-        // engine.io's max_payload covers only polling bodies; these bound WebSocket
-        // messages: an oversized one closes that connection (transport error).
-        .ws_max_message_size(max)
-        .ws_max_frame_size(max)
-        .ws_read_buffer_size(config::WS_READ_BUFFER_BYTES)
-        // Binary attachments are buffered until a packet is complete: their sum is
-        // bounded by our payload limit (socketioxide's default is 10 MB per socket, which
-        // let 50 sockets pin 485 MB), their count by a small number, their wait by a
-        // short timeout (checked when the next frame arrives; a timer needs an engine patch).
-        .with_parser(
-            ParserConfig::common()
-                .max_incoming_binary_buf_size(max)
-                .max_incoming_binaries(config::MAX_ATTACHMENTS)
-                .packet_completion_timeout(config::ATTACHMENT_COMPLETION_TIMEOUT),
-        )
-}
-
-fn started<A: Adapter>(io: &SocketIo<A>, state: &SharedState, link: Option<RedisLink>) -> Started {
-    let counter_io = io.clone();
-    Started {
-        delivery: Arc::new(SocketDelivery {
-            io: io.clone(),
-            metrics: state.metrics.clone(),
-            room_sizes: state.room_sizes.clone(),
-        }),
-        link,
-        counter: Box::new(move || {
-            let sockets = counter_io.sockets();
-            let websocket = sockets
-                .iter()
-                .filter(|s| s.transport_type() == TransportType::Websocket)
-                .count();
-            (websocket, sockets.len() - websocket)
-        }),
-    }
 }
 
 /// Serves a node until its drain (or abort) completes. Returns after every client
@@ -195,61 +101,100 @@ pub async fn run(listeners: Listeners, config: Config, shutdown: Shutdown) -> Re
     }
 }
 
+/// Picks the adapter: Redis when configured (once it first answers), else in-memory.
 async fn serve_clients(
     listener: TcpListener,
     state: SharedState,
     shutdown: &Shutdown,
     stop: &CancellationToken,
 ) -> Result<(), RunError> {
-    let link = match state.config.redis.clone() {
-        Some(info) => match RedisLink::connect_with_retry(info, &shutdown.drain).await {
-            Some(link) => Some(link),
-            None => return Ok(()), // asked to stop before Redis ever answered
-        },
-        None => None,
+    let Some(info) = state.config.redis.clone() else {
+        let builder = SocketIo::builder();
+        return serve_with(builder, None, listener, state, shutdown, stop).await;
     };
-    let (router, closer) = match link {
-        Some(link) => {
-            let ctr = RedisAdapterCtr::new_with_driver(
-                link.clone(),
-                RedisAdapterConfig::new().with_prefix(push_contract::cluster::ADAPTER_PREFIX),
-            );
-            let builder = configure(
-                SocketIo::builder().with_adapter::<ClusterAdapter<_>>(ctr),
-                &state,
-            );
-            let (layer, io) = builder.build_layer();
-            socket::register_cluster(&io)
-                .await
-                .map_err(RunError::Adapter)?;
-            state.metrics.redis_up.set(1);
-            let ready = started(&io, &state, Some(link.clone()));
-            let delivery = ready.delivery.clone();
-            let _ = state.started.set(ready);
-            tokio::spawn(link.clone().watch(
-                state.metrics.clone(),
-                Duration::from_secs(1),
-                stop.clone(),
-            ));
-            publish::channel::subscribe(
-                &link,
-                &state.config.redis_channel,
-                delivery,
-                state.metrics.clone(),
-                state.config.max_payload_bytes,
-                stop.clone(),
-            )
-            .await?;
-            (app(state.clone()).layer(layer), closer_for(io))
-        }
-        None => {
-            let (layer, io) = configure(SocketIo::builder(), &state).build_layer();
-            socket::register_local(&io);
-            let _ = state.started.set(started(&io, &state, None));
-            (app(state.clone()).layer(layer), closer_for(io))
-        }
+    let Some(link) = RedisLink::connect_with_retry(info, &shutdown.drain).await else {
+        return Ok(()); // asked to stop before Redis ever answered
     };
-    let router = router.layer(middleware::from_fn_with_state(state.clone(), socket_gate));
+    state.metrics.redis_up.set(1);
+    let adapter = RedisAdapterCtr::new_with_driver(
+        link.clone(),
+        RedisAdapterConfig::new().with_prefix(push_contract::cluster::ADAPTER_PREFIX),
+    );
+    let builder = SocketIo::builder().with_adapter::<ClusterAdapter>(adapter);
+    serve_with(builder, Some(link), listener, state, shutdown, stop).await
+}
+
+/// The one serve path of both adapters: socket.io up, the client port open until the
+/// drain, the drain.
+async fn serve_with<A: NodeAdapter>(
+    builder: SocketIoBuilder<A>,
+    link: Option<RedisLink>,
+    listener: TcpListener,
+    state: SharedState,
+    shutdown: &Shutdown,
+    stop: &CancellationToken,
+) -> Result<(), RunError> {
+    let (layer, io) = socket::configure(builder, &state).build_layer();
+    socket::register(&io).await.map_err(RunError::Adapter)?;
+    let sockets: Arc<dyn NodeSockets> = Arc::new(io.clone());
+    let delivery: Arc<dyn LocalDelivery> = Arc::new(SocketDelivery {
+        io,
+        metrics: state.metrics.clone(),
+        room_sizes: state.room_sizes.clone(),
+    });
+    let _ = state.started.set(Started {
+        delivery: delivery.clone(),
+        link: link.clone(),
+        sockets: sockets.clone(),
+    });
+    if let Some(link) = link {
+        follow_redis(&link, &state, delivery, stop).await?;
+    }
+    let router = app(state.clone())
+        .layer(layer)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            socket::gate::handshake_gate,
+        ));
+    serve_until_drained(listener, router, &state, sockets.as_ref(), shutdown).await;
+    Ok(())
+}
+
+/// With Redis: keeps `redis_up` true to the link and delivers what the publish channel
+/// carries.
+async fn follow_redis(
+    link: &RedisLink,
+    state: &SharedState,
+    delivery: Arc<dyn LocalDelivery>,
+    stop: &CancellationToken,
+) -> Result<(), RunError> {
+    let metrics = state.metrics.clone();
+    tokio::spawn(
+        link.clone()
+            .watch(metrics.clone(), Duration::from_secs(1), stop.clone()),
+    );
+    let config = &state.config;
+    publish::channel::subscribe(
+        link,
+        &config.redis_channel,
+        delivery,
+        metrics,
+        config.max_payload_bytes,
+        stop.clone(),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Accepts clients until the drain starts, moves them off over the drain window, then
+/// closes whatever is left.
+async fn serve_until_drained(
+    listener: TcpListener,
+    router: Router,
+    state: &SharedState,
+    sockets: &dyn NodeSockets,
+    shutdown: &Shutdown,
+) {
     let stop_accepting = CancellationToken::new();
     let cut_all = CancellationToken::new();
     let admission = conn::Admission {
@@ -267,7 +212,7 @@ async fn serve_clients(
 
     shutdown.drain.cancelled().await;
     state.metrics.draining.set(1);
-    let ids = (closer.ids)();
+    let ids = sockets.ids();
     tracing::info!(sockets = ids.len(), window = ?state.config.drain, "draining");
     drain::run(ids, state.config.drain, &shutdown.abort, |sid| {
         state.conns.cut(sid)
@@ -275,48 +220,7 @@ async fn serve_clients(
     .await;
     stop_accepting.cancel();
     // Whatever is left (late upgrades, sessions without a known connection).
-    let _ = tokio::time::timeout(Duration::from_secs(2), (closer.close_all)()).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), sockets.close_all()).await;
     cut_all.cancel();
     tracing::info!("drained");
-    Ok(())
-}
-
-/// The adapter-specific operations the drain needs, type-erased.
-struct Closer {
-    ids: Box<dyn Fn() -> Vec<String> + Send + Sync>,
-    close_all: Box<dyn Fn() -> futures::future::BoxFuture<'static, ()> + Send + Sync>,
-}
-
-fn closer_for<A: Adapter>(io: SocketIo<A>) -> Closer {
-    let (ids_io, close_io) = (io.clone(), io);
-    Closer {
-        ids: Box::new(move || ids_io.sockets().iter().map(|s| s.id.to_string()).collect()),
-        close_all: Box::new(move || {
-            let io = close_io.clone();
-            Box::pin(async move { io.close().await })
-        }),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::engine_sid;
-
-    #[test]
-    fn engine_sid_is_found_in_the_query() {
-        let cases = [
-            ("handshake", "EIO=4&transport=polling", None),
-            (
-                "polling request",
-                "EIO=4&transport=polling&sid=abc",
-                Some("abc"),
-            ),
-            ("sid first", "sid=xyz&EIO=4", Some("xyz")),
-            ("empty sid is a handshake", "EIO=4&sid=", None),
-            ("lookalike key", "EIO=4&xsid=abc", None),
-        ];
-        for (name, query, want) in cases {
-            assert_eq!(engine_sid(query), want, "case {name}");
-        }
-    }
 }

@@ -6,18 +6,16 @@ use std::sync::{
 };
 
 use crate::{
-    config::Config, conn::ConnRegistry, metrics::Metrics, publish::deliver::LocalDelivery,
-    redis_link::RedisLink, room_sizes::RoomSizes, shutdown::Shutdown,
+    adapter::NodeSockets, config::Config, conn::ConnRegistry, metrics::Metrics,
+    publish::deliver::LocalDelivery, redis_link::RedisLink, room_sizes::RoomSizes,
+    shutdown::Shutdown,
 };
-
-/// Live socket counts by transport: (websocket, polling).
-pub type SocketCounter = dyn Fn() -> (usize, usize) + Send + Sync;
 
 /// What exists only once socket.io (and Redis, when configured) is up.
 pub struct Started {
     pub delivery: Arc<dyn LocalDelivery>,
     pub link: Option<RedisLink>,
-    pub counter: Box<SocketCounter>,
+    pub sockets: Arc<dyn NodeSockets>,
 }
 
 pub struct AppState {
@@ -123,7 +121,7 @@ impl AppState {
     /// polling→websocket upgrades, which have no hook).
     pub fn refresh_connection_gauge(&self) {
         if let Some(started) = self.started.get() {
-            let (websocket, polling) = (started.counter)();
+            let (websocket, polling) = started.sockets.count_by_transport();
             self.metrics.set_connections(websocket, polling);
         }
     }

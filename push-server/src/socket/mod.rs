@@ -1,16 +1,18 @@
-//! The socket.io namespace: authentication on connect, subscribe / unsubscribe.
+//! socket.io on the client port: its settings, the handshake gate in front of it, and
+//! the namespace (authentication on connect, subscribe / unsubscribe).
 
+pub mod gate;
 mod rate;
 mod rooms;
 
 use push_contract::{
-    defaults,
+    defaults, paths,
     socket::{AUTH_EXPIRED, SUBSCRIBE, UNSUBSCRIBE, user_room},
 };
 use serde::Deserialize;
 use socketioxide::{
-    SocketIo,
-    adapter::{Adapter, Emitter, LocalAdapter},
+    ParserConfig, SocketIo, SocketIoBuilder,
+    adapter::Adapter,
     extract::{AckSender, SocketRef, State, TryData},
     handler::ConnectHandler,
     socket::DisconnectReason,
@@ -20,11 +22,12 @@ use std::sync::{Arc, Mutex};
 pub use self::rooms::{MAX_ROOMS_PER_REQUEST, MAX_ROOMS_PER_SOCKET};
 use self::rooms::{RoomsRequest, malformed, plan_subscribe, plan_unsubscribe};
 use crate::{
-    ClusterAdapter,
+    adapter::NodeAdapter,
     auth::{
         identity::{AuthError, Identity},
         session,
     },
+    config,
     conn::ConnHandle,
     state::SharedState,
 };
@@ -35,22 +38,41 @@ struct AuthPayload {
     token: Option<String>,
 }
 
-/// Registers the namespace on a single node.
-pub fn register_local(io: &SocketIo<LocalAdapter>) {
-    io.ns(
-        defaults::NAMESPACE,
-        on_connect::<LocalAdapter>.with(authenticate::<LocalAdapter>),
-    );
+/// socket.io's settings from the node's config.
+pub fn configure<A: Adapter>(
+    builder: SocketIoBuilder<A>,
+    state: &SharedState,
+) -> SocketIoBuilder<A> {
+    let max = state.config.max_payload_bytes;
+    builder
+        .with_state(state.clone())
+        .req_path(paths::SOCKET_IO.trim_end_matches('/').to_owned())
+        .max_payload(max as u64)
+        // engine.io's max_payload covers only polling bodies; these bound WebSocket
+        // messages: an oversized one closes that connection (transport error).
+        .ws_max_message_size(max)
+        .ws_max_frame_size(max)
+        .ws_read_buffer_size(config::WS_READ_BUFFER_BYTES)
+        // Binary attachments are buffered until a packet is complete: their sum is
+        // bounded by our payload limit (socketioxide's default is 10 MB per socket, which
+        // let 50 sockets pin 485 MB), their count by a small number, their wait by a
+        // short timeout (checked when the next frame arrives; a timer needs an engine patch).
+        .with_parser(
+            ParserConfig::common()
+                .max_incoming_binary_buf_size(max)
+                .max_incoming_binaries(config::MAX_ATTACHMENTS)
+                .packet_completion_timeout(config::ATTACHMENT_COMPLETION_TIMEOUT),
+        )
 }
 
-/// Registers the namespace with the Redis adapter (which subscribes its channels).
-pub async fn register_cluster(io: &SocketIo<ClusterAdapter<Emitter>>) -> Result<(), String> {
-    io.ns(
+/// Registers the namespace; with the Redis adapter, once it has subscribed its channels.
+pub async fn register<A: NodeAdapter>(io: &SocketIo<A>) -> Result<(), String> {
+    A::add_namespace(
+        io,
         defaults::NAMESPACE,
-        on_connect::<ClusterAdapter<Emitter>>.with(authenticate::<ClusterAdapter<Emitter>>),
+        on_connect::<A>.with(authenticate::<A>),
     )
     .await
-    .map_err(|e| e.to_string())
 }
 
 async fn identify(

@@ -1,0 +1,92 @@
+//! The two socket.io adapters a node runs on, and `SocketIo<A>` with `A` erased for the
+//! parts of the node that need not be generic (state, drain, connection gauge).
+
+use futures::future::BoxFuture;
+use socketioxide::{
+    SocketIo, TransportType,
+    adapter::{Adapter, Emitter, LocalAdapter},
+    handler::ConnectHandler,
+};
+use socketioxide_redis::CustomRedisAdapter;
+
+use crate::redis_link::RedisLink;
+
+/// Several nodes: socketioxide's Redis adapter over our reconnecting link.
+pub type ClusterAdapter = CustomRedisAdapter<Emitter, RedisLink>;
+/// One node without Redis: socketioxide's in-memory adapter.
+pub type SingleNodeAdapter = LocalAdapter;
+
+/// An adapter a node can serve with. socketioxide only registers namespaces on a
+/// concrete adapter, and each completes the registration its own way.
+pub trait NodeAdapter: Adapter {
+    /// Adds namespace `path`; resolves once its adapter is ready.
+    fn add_namespace<C, T>(
+        io: &SocketIo<Self>,
+        path: &'static str,
+        on_connect: C,
+    ) -> BoxFuture<'static, Result<(), String>>
+    where
+        C: ConnectHandler<Self, T>,
+        T: Send + Sync + 'static;
+}
+
+impl NodeAdapter for SingleNodeAdapter {
+    fn add_namespace<C, T>(
+        io: &SocketIo<Self>,
+        path: &'static str,
+        on_connect: C,
+    ) -> BoxFuture<'static, Result<(), String>>
+    where
+        C: ConnectHandler<Self, T>,
+        T: Send + Sync + 'static,
+    {
+        io.ns(path, on_connect);
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
+
+impl NodeAdapter for ClusterAdapter {
+    fn add_namespace<C, T>(
+        io: &SocketIo<Self>,
+        path: &'static str,
+        on_connect: C,
+    ) -> BoxFuture<'static, Result<(), String>>
+    where
+        C: ConnectHandler<Self, T>,
+        T: Send + Sync + 'static,
+    {
+        // Ready once the adapter has subscribed its Redis channels.
+        let init = io.ns(path, on_connect);
+        Box::pin(async move { init.await.map_err(|e| e.to_string()) })
+    }
+}
+
+/// This node's own sockets, whatever the adapter.
+pub trait NodeSockets: Send + Sync + 'static {
+    /// Live sockets by transport: (websocket, polling).
+    fn count_by_transport(&self) -> (usize, usize);
+    /// The socket.io ids of the live sockets.
+    fn ids(&self) -> Vec<String>;
+    /// Closes every socket that is left.
+    fn close_all(&self) -> BoxFuture<'static, ()>;
+}
+
+impl<A: Adapter> NodeSockets for SocketIo<A> {
+    fn count_by_transport(&self) -> (usize, usize) {
+        let sockets = self.sockets();
+        let websocket = sockets
+            .iter()
+            .filter(|s| s.transport_type() == TransportType::Websocket)
+            .count();
+        (websocket, sockets.len() - websocket)
+    }
+
+    fn ids(&self) -> Vec<String> {
+        self.sockets().iter().map(|s| s.id.to_string()).collect()
+    }
+
+    fn close_all(&self) -> BoxFuture<'static, ()> {
+        let io = self.clone();
+        Box::pin(async move { io.close().await })
+    }
+}
