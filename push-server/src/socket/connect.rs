@@ -1,0 +1,98 @@
+//! The connect step: who the client is (JWT, session cookie, or anyone in open mode),
+//! decided before socket.io sends CONNECT.
+
+use push_contract::socket::user_room;
+use serde::Deserialize;
+use socketioxide::{
+    adapter::Adapter,
+    extract::{SocketRef, State, TryData},
+};
+
+use super::{
+    events::{identity_of, register_handlers},
+    expiry,
+};
+use crate::{
+    auth::{
+        identity::{AuthError, Identity},
+        session,
+    },
+    conn::ConnHandle,
+    state::SharedState,
+};
+
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct AuthPayload {
+    #[serde(default)]
+    token: Option<String>,
+}
+
+/// A JWT when one was sent and JWTs are on, else the session cookie when sessions are
+/// on; open mode (neither configured) lets anyone in.
+async fn identify(
+    state: &SharedState,
+    token: Option<String>,
+    parts: &http::request::Parts,
+) -> Result<Identity, AuthError> {
+    let config = &state.config;
+    if let (Some(jwt), Some(token)) = (&config.jwt, token.as_deref()) {
+        return jwt.verify(token);
+    }
+    if let Some(session) = &config.session {
+        let link = state
+            .started
+            .get()
+            .and_then(|s| s.link.as_ref())
+            .ok_or(AuthError::SessionStoreDown)?;
+        return session::identify(session, &link.connection(), &parts.headers)
+            .await
+            .map_err(|e| match (e, config.jwt.is_some()) {
+                (AuthError::MissingCredentials, false) => {
+                    AuthError::InvalidSession("no session cookie")
+                }
+                (e, _) => e,
+            });
+    }
+    if config.jwt.is_some() {
+        return Err(AuthError::MissingToken);
+    }
+    state.warn_open_rooms_once();
+    Ok(Identity::anonymous())
+}
+
+pub(super) async fn authenticate<A: Adapter>(
+    socket: SocketRef<A>,
+    State(state): State<SharedState>,
+    TryData(auth): TryData<AuthPayload>,
+) -> Result<(), AuthError> {
+    if state.draining() {
+        return Err(AuthError::Draining);
+    }
+    let token = auth.ok().and_then(|a| a.token);
+    match identify(&state, token, socket.req_parts()).await {
+        Ok(identity) => {
+            // Handlers first: the disconnect handler is what uncounts the socket.
+            register_handlers(&socket, &state);
+            let rooms: Vec<String> = identity.user.iter().map(|u| user_room(u)).collect();
+            state.room_sizes.admitted(&socket, &rooms);
+            socket.extensions.insert(identity);
+            Ok(())
+        }
+        Err(e) => {
+            tracing::info!(sid = %socket.id, reason = %e, "connection refused");
+            Err(e)
+        }
+    }
+}
+
+pub(super) async fn on_connect<A: Adapter>(socket: SocketRef<A>, State(state): State<SharedState>) {
+    // The handshake's TCP connection (the WebSocket itself for WebSocket-only clients).
+    if let Some(conn) = socket.req_parts().extensions.get::<ConnHandle>() {
+        state.conns.attach(&socket.id.to_string(), conn);
+    }
+    let identity = identity_of(&socket);
+    if let Some(exp) = identity.expires_at {
+        expiry::expire_at(&socket, exp);
+    }
+    tracing::debug!(sid = %socket.id, user = ?identity.user, transport = ?socket.transport_type(), "connected");
+}
