@@ -79,7 +79,7 @@ class HostOperator:
                    if n == "pushcluster_operator_reconcile_runs_total")
 
     def reconcile_failures(self) -> dict[str, float]:
-        return {labels.get("error", ""): v for n, labels, v in parse_metrics(self.get("METRICS").text)
+        return {labels.get("step", ""): v for n, labels, v in parse_metrics(self.get("METRICS").text)
                 if n == "pushcluster_operator_reconcile_failures_total" and v}
 
     def log(self) -> str:

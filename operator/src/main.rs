@@ -143,7 +143,7 @@ fn render(args: RenderArgs) -> anyhow::Result<()> {
 }
 
 fn run_controller(args: RunArgs) -> anyhow::Result<()> {
-    use push_operator::controller::run;
+    use push_operator::runtime::run;
     push_operator::telemetry::init();
     let config = run::RunConfig {
         namespaces: run::parse_namespaces(&args.watch_namespaces),

@@ -9,14 +9,14 @@ use prometheus_client::registry::Registry;
 use std::time::Instant;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ErrorLabels {
-    pub error: String,
+pub struct StepLabels {
+    pub step: String,
 }
 
 pub struct Metrics {
     registry: Registry,
     pub reconciles: Counter,
-    pub failures: Family<ErrorLabels, Counter>,
+    pub failures: Family<StepLabels, Counter>,
     pub duration: Histogram,
 }
 
@@ -24,12 +24,12 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("pushcluster_operator");
         let reconciles = Counter::default();
-        let failures = Family::<ErrorLabels, Counter>::default();
+        let failures = Family::<StepLabels, Counter>::default();
         let duration = Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]);
         registry.register("reconcile_runs", "Reconciles started", reconciles.clone());
         registry.register(
             "reconcile_failures",
-            "Reconciles that failed, by error kind",
+            "Reconciles that failed, by the step that failed",
             failures.clone(),
         );
         registry.register(
@@ -56,10 +56,11 @@ impl Metrics {
         }
     }
 
-    pub fn reconcile_failed(&self, error: &crate::Error) {
+    /// `step`: which reconcile step failed (`ReconcileError::step`).
+    pub fn reconcile_failed(&self, step: &str) {
         self.failures
-            .get_or_create(&ErrorLabels {
-                error: error.metric_label().to_string(),
+            .get_or_create(&StepLabels {
+                step: step.to_string(),
             })
             .inc();
     }
@@ -94,16 +95,14 @@ mod tests {
     fn counts_runs_failures_and_durations() {
         let m = Metrics::default();
         drop(m.reconcile_started());
-        m.reconcile_failed(&crate::Error::InvalidSpec("x".into()));
+        m.reconcile_failed("apply");
         let text = m.encode();
         assert!(
             text.contains("pushcluster_operator_reconcile_runs_total 1"),
             "{text}"
         );
         assert!(
-            text.contains(
-                "pushcluster_operator_reconcile_failures_total{error=\"invalid_spec\"} 1"
-            ),
+            text.contains("pushcluster_operator_reconcile_failures_total{step=\"apply\"} 1"),
             "{text}"
         );
         assert!(

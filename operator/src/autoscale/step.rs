@@ -22,13 +22,13 @@ use super::field_manager::patch_params;
 use super::load::{Measurement, PodLoad};
 use super::scale_in::{choose_victims, cost_patches, mark};
 use super::scrape::{SCRAPE_TIMEOUT, client as scrape_client, scrape_all, targets_from_pods};
+use crate::events::{EventReason, PendingEvent};
 use crate::resources::{AutoscalerStatus, PushCluster};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, ListParams, Patch};
-use kube::runtime::events::{Event, EventType};
 use kube::{Client, ResourceExt};
 use push_contract::kube::{GROUP, KIND};
 use serde_json::json;
@@ -54,33 +54,7 @@ pub struct StepReport {
     /// The decision, when autoscaling is enabled.
     pub plan: Option<Plan>,
     /// An Event to publish for this step, if it is worth one.
-    pub event: Option<StepEvent>,
-}
-
-/// An Event of one step (kube's `Event` is neither `Clone` nor `Debug`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StepEvent {
-    pub warning: bool,
-    pub reason: &'static str,
-    pub note: String,
-}
-
-impl StepEvent {
-    /// The Event for the controller's `Recorder::publish`.
-    pub fn to_event(&self) -> Event {
-        Event {
-            type_: if self.warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: self.reason.to_string(),
-            // Event notes are limited to 1 kB.
-            note: Some(self.note.chars().take(1000).collect()),
-            action: "Autoscale".to_string(),
-            secondary: None,
-        }
-    }
+    pub event: Option<PendingEvent>,
 }
 
 /// Per-PushCluster recommendation histories (in memory: see [`History`] for what
@@ -164,9 +138,8 @@ impl Autoscaler {
             .await?
             .items;
         if let Some(hpa) = external_scaler(&hpas, &name) {
-            report.event = Some(event(
-                true,
-                "ExternalScalerConflict",
+            report.event = Some(PendingEvent::new(
+                EventReason::ExternalScalerConflict,
                 format!(
                     "HorizontalPodAutoscaler {hpa} targets this PushCluster while spec.autoscaling.enabled is true; the operator does not scale it. Remove the HPA/ScaledObject or set spec.autoscaling.enabled=false. {}",
                     plan.reason
@@ -176,16 +149,22 @@ impl Autoscaler {
             set_replicas(&Api::namespaced(client.clone(), &ns), &name, plan.replicas).await?;
             status.last_scale_time = Some(Time(k8s_openapi::jiff::Timestamp::now()));
             let reason = match plan.direction {
-                Direction::Up => "ScaledUp",
-                _ => "ScaledDown",
+                Direction::Up => EventReason::ScaledUp,
+                _ => EventReason::ScaledDown,
             };
-            report.event = Some(event(false, reason, plan.reason.clone()));
+            report.event = Some(PendingEvent::new(reason, plan.reason.clone()));
         } else if measurement.pods_measured == 0 && measurement.pods_unmeasured > 0 {
-            report.event = Some(event(true, "MetricsUnavailable", plan.reason.clone()));
+            report.event = Some(PendingEvent::new(
+                EventReason::MetricsUnavailable,
+                plan.reason.clone(),
+            ));
         } else if previous_recommended != Some(plan.recommended) {
             // A hold worth knowing: the recommendation moved but a window or the
             // tolerance keeps the replicas (the note says which).
-            report.event = Some(event(false, "RecommendationChanged", plan.reason.clone()));
+            report.event = Some(PendingEvent::new(
+                EventReason::RecommendationChanged,
+                plan.reason.clone(),
+            ));
         }
         report.status = status;
         report.plan = Some(plan);
@@ -262,14 +241,6 @@ fn decision_due(last_decision: Option<Instant>, now: Instant) -> bool {
 
 fn key(pc: &PushCluster) -> String {
     format!("{}/{}", pc.namespace().unwrap_or_default(), pc.name_any())
-}
-
-fn event(warning: bool, reason: &'static str, note: String) -> StepEvent {
-    StepEvent {
-        warning,
-        reason,
-        note,
-    }
 }
 
 /// The name of an HPA whose scaleTargetRef is this PushCluster, if any.

@@ -39,7 +39,7 @@ async fn step_scales_up_through_the_scale_subresource() {
     );
     assert!(report.status.last_scale_time.is_some());
     let event = report.event.expect("an event for the scale-up");
-    assert_eq!((event.warning, event.reason), (false, "ScaledUp"));
+    assert_eq!(event.reason, EventReason::ScaledUp);
     assert!(event.note.starts_with("scale up 2 -> 6"), "{}", event.note);
 }
 
@@ -62,10 +62,7 @@ async fn step_does_not_fight_an_hpa_targeting_the_cluster() {
     ];
     let report = step_against(port, &pc, calls).await;
     let event = report.event.expect("a warning");
-    assert_eq!(
-        (event.warning, event.reason),
-        (true, "ExternalScalerConflict")
-    );
+    assert_eq!(event.reason, EventReason::ExternalScalerConflict);
     assert!(event.note.contains("keda-hpa-chat"), "{}", event.note);
     assert_eq!(report.status.recommended_replicas, Some(6));
     assert!(report.status.last_scale_time.is_none());
@@ -197,11 +194,7 @@ async fn a_hold_reports_a_changed_recommendation_once() {
         );
         match report.event {
             Some(e) if want_event => {
-                assert_eq!(
-                    (e.warning, e.reason),
-                    (false, "RecommendationChanged"),
-                    "case: {case}"
-                );
+                assert_eq!(e.reason, EventReason::RecommendationChanged, "case: {case}");
                 assert!(
                     e.note.contains("within tolerance"),
                     "case: {case}: {}",

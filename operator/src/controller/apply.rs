@@ -1,17 +1,32 @@
-//! The side-effecting steps of a reconcile: generated Secrets (create if
-//! absent, never rotated), referenced Secrets (read for the config hash),
-//! server-side apply of the desired objects, pruning of owned objects the
-//! spec no longer wants.
+//! Step 3 of a reconcile: server-side apply of every object the builders
+//! produce, in order, and what the API server answered (the status's input).
+//! Right before a Deployment apply that lowers the replicas, the least-loaded
+//! pods are marked to go first (see [`scale_in_hook`]).
 
-use crate::Result;
-use crate::objects::{self, DesiredObject, ObjectKind, secrets};
-use crate::resources::SecretKeyRef;
+use super::context::Context;
+use super::plan;
+use super::status::{ExposureState, Observed};
+use crate::events::{EventReason, PendingEvent};
+use crate::objects::{self, DesiredObject, ObjectKind};
+use crate::resources::PushCluster;
 use crate::validate::ValidatedCluster;
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions};
-use kube::{Client, ResourceExt};
-use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
+use kube::Client;
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("discovering whether the Gateway API is served: {0}")]
+    Discovery(#[source] kube::Error),
+    #[error("serializing {object}: {source}")]
+    Serialize {
+        object: String,
+        source: serde_json::Error,
+    },
+    #[error("applying {object} failed: {source}")]
+    Apply { object: String, source: kube::Error },
+    #[error("marking the pods to remove failed, replicas not lowered yet: {0}")]
+    ScaleIn(#[source] kube::Error),
+}
 
 /// Server-side apply under the operator's field manager, forcing ownership of
 /// the fields it sets (`?fieldManager=pushcluster-operator&force=true`).
@@ -19,170 +34,130 @@ pub fn apply_params() -> PatchParams {
     PatchParams::apply(push_contract::kube::FIELD_MANAGER).force()
 }
 
-fn api(client: &Client, ns: &str, kind: ObjectKind) -> Api<DynamicObject> {
-    Api::namespaced_with(client.clone(), ns, &kind.api_resource())
-}
-
-/// Create the generated Secrets that do not exist yet. Returns the names created
-/// and, for every generated Secret, its data (for the config hash).
-pub async fn ensure_generated_secrets(
-    client: &Client,
+/// Applies every desired object; an Event for a failed apply or a scale-in.
+pub async fn apply_all(
+    ctx: &Context,
+    pc: &PushCluster,
     vc: &ValidatedCluster,
-) -> Result<(Vec<String>, Vec<Secret>)> {
-    let api: Api<Secret> = Api::namespaced(client.clone(), &vc.namespace);
-    let mut created = Vec::new();
-    let mut present = Vec::new();
-    for generated in secrets::generated_secrets(vc) {
-        match api.get_opt(&generated.name).await? {
-            Some(secret) => present.push(secret),
-            None => {
-                let secret = secrets::secret(vc, &generated, secrets::random_value());
-                // Created, not applied (an apply would rotate the value), but still
-                // under our field manager so managedFields says who wrote it.
-                let params = PostParams {
-                    field_manager: Some(push_contract::kube::FIELD_MANAGER.to_string()),
-                    ..PostParams::default()
-                };
-                match api.create(&params, &secret).await {
-                    Ok(made) => {
-                        created.push(generated.name.clone());
-                        present.push(made);
-                    }
-                    // Created concurrently: the existing value wins, nothing rotates.
-                    Err(kube::Error::Api(e)) if e.code == 409 => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
-        }
-    }
-    Ok((created, present))
-}
-
-/// Secret keys the spec references (user-managed Secrets).
-pub fn referenced_secret_keys(vc: &ValidatedCluster) -> Vec<SecretKeyRef> {
-    let auth = &vc.spec.auth;
-    let mut refs: Vec<SecretKeyRef> = Vec::new();
-    refs.extend(auth.api_token_secret_ref.clone());
-    refs.extend(
-        vc.spec
-            .redis
-            .external
-            .as_ref()
-            .and_then(|e| e.password_secret_ref.clone()),
-    );
-    if let Some(jwt) = &auth.jwt {
-        refs.extend(jwt.secret_ref.clone());
-        refs.extend(jwt.public_key_secret_ref.clone());
-    }
-    refs.extend(auth.session.as_ref().map(|s| s.secret_ref.clone()));
-    refs
-}
-
-/// Read the referenced Secrets: `Ok(Err(missing))` lists `name/key` that do not exist.
-pub async fn read_referenced_secrets(
-    client: &Client,
-    vc: &ValidatedCluster,
-) -> Result<std::result::Result<Vec<Secret>, Vec<String>>> {
-    let api: Api<Secret> = Api::namespaced(client.clone(), &vc.namespace);
-    let mut found: BTreeMap<String, Option<Secret>> = BTreeMap::new();
-    let mut missing = Vec::new();
-    for key in referenced_secret_keys(vc) {
-        if !found.contains_key(&key.name) {
-            found.insert(key.name.clone(), api.get_opt(&key.name).await?);
-        }
-        let has_key = found
-            .get(&key.name)
-            .and_then(Option::as_ref)
-            .is_some_and(|s| {
-                s.data.as_ref().is_some_and(|d| d.contains_key(&key.key))
-                    || s.string_data
-                        .as_ref()
-                        .is_some_and(|d| d.contains_key(&key.key))
-            });
-        if !has_key {
-            missing.push(format!("{}/{}", key.name, key.key));
-        }
-    }
-    if missing.is_empty() {
-        Ok(Ok(found.into_values().flatten().collect()))
+    digest: &str,
+) -> Result<Observed, ApplyError> {
+    let gateway_installed = if vc.spec.exposure.gateway.is_some() {
+        gateway_api_installed(&ctx.client)
+            .await
+            .map_err(ApplyError::Discovery)?
     } else {
-        Ok(Err(missing))
-    }
-}
-
-/// Digest of Secrets' contents: a rotation changes it and so rolls the pods.
-pub fn secrets_digest(secrets: &[Secret]) -> String {
-    let mut sorted: Vec<&Secret> = secrets.iter().collect();
-    sorted.sort_by_key(|s| s.name_any());
-    let mut hasher = Sha256::new();
-    for secret in sorted {
-        hasher.update(secret.name_any().as_bytes());
-        for (key, value) in secret.data.iter().flatten() {
-            hasher.update(key.as_bytes());
-            hasher.update(&value.0);
+        true
+    };
+    let mut observed = Observed {
+        generation: pc.metadata.generation,
+        desired_replicas: vc.spec.replicas,
+        endpoint: Some(objects::exposure::endpoint(vc)),
+        exposure: Some(if gateway_installed {
+            ExposureState::Configured(plan::exposure_summary(vc))
+        } else {
+            ExposureState::GatewayApiMissing
+        }),
+        ..Observed::default()
+    };
+    for object in objects::desired_objects(vc, digest) {
+        if object.kind() == ObjectKind::HttpRoute && !gateway_installed {
+            continue;
         }
-        for (key, value) in secret.string_data.iter().flatten() {
-            hasher.update(key.as_bytes());
-            hasher.update(value.as_bytes());
+        if object.kind() == ObjectKind::Deployment {
+            scale_in_hook(ctx, pc, vc, &object.name()).await?;
+        }
+        let applied = match apply(&ctx.client, &vc.namespace, &object).await {
+            Ok(applied) => applied,
+            Err(e) => {
+                ctx.publish(
+                    pc,
+                    &PendingEvent::new(EventReason::ApplyFailed, e.to_string()),
+                )
+                .await;
+                return Err(e);
+            }
+        };
+        let status = applied.data.get("status");
+        match object.kind() {
+            ObjectKind::Deployment => {
+                observed.deployment_generation = applied.metadata.generation;
+                observed.deployment = status.and_then(|s| serde_json::from_value(s.clone()).ok());
+            }
+            ObjectKind::StatefulSet => {
+                observed.redis_ready_replicas = Some(
+                    status
+                        .and_then(|s| s.get("readyReplicas"))
+                        .and_then(|r| r.as_i64())
+                        .and_then(|r| i32::try_from(r).ok())
+                        .unwrap_or(0),
+                );
+            }
+            _ => {}
         }
     }
-    hasher.finalize()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Ok(observed)
 }
 
 /// Server-side apply one object; returns it as the API server stored it.
-pub async fn apply(client: &Client, ns: &str, object: &DesiredObject) -> Result<DynamicObject> {
-    let body = object.to_json()?;
-    Ok(api(client, ns, object.kind())
-        .patch(&object.name(), &apply_params(), &Patch::Apply(&body))
-        .await?)
+pub async fn apply(
+    client: &Client,
+    ns: &str,
+    object: &DesiredObject,
+) -> Result<DynamicObject, ApplyError> {
+    let name = || format!("{:?}/{}", object.kind(), object.name());
+    let body = object.to_json().map_err(|source| ApplyError::Serialize {
+        object: name(),
+        source,
+    })?;
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), ns, &object.kind().api_resource());
+    api.patch(&object.name(), &apply_params(), &Patch::Apply(&body))
+        .await
+        .map_err(|source| ApplyError::Apply {
+            object: name(),
+            source,
+        })
 }
 
-/// Delete the owned objects the spec no longer wants. Only objects whose
-/// controller owner is this PushCluster (by uid) are touched, and the delete is
-/// preconditioned on the uid read. Returns `Kind/name` of what was deleted.
-pub async fn prune(client: &Client, vc: &ValidatedCluster) -> Result<Vec<String>> {
-    let Some(uid) = vc.uid.as_deref() else {
-        return Ok(Vec::new());
+/// Scale-in without a storm (crate::autoscale::scale_in): before the Deployment's
+/// replicas drop — by the connection autoscaler, `kubectl scale`, an HPA or KEDA —
+/// the least-loaded pods get a low pod-deletion-cost. If that fails the reconcile
+/// fails before the apply, so the replicas are not lowered without the marks.
+async fn scale_in_hook(
+    ctx: &Context,
+    pc: &PushCluster,
+    vc: &ValidatedCluster,
+    deployment: &str,
+) -> Result<(), ApplyError> {
+    let Some(autoscaler) = ctx.autoscaler.as_ref() else {
+        return Ok(());
     };
-    let mut deleted = Vec::new();
-    for (kind, name) in objects::unwanted_objects(vc) {
-        let api = api(client, &vc.namespace, kind);
-        let existing = match api.get_opt(&name).await {
-            Ok(Some(existing)) => existing,
-            Ok(None) => continue,
-            // The server does not serve this kind at all (e.g. no Gateway API CRDs):
-            // it answers a plain-text 404, and nothing of that kind can exist.
-            Err(kube::Error::Api(e)) if e.code == 404 => continue,
-            Err(e) => return Err(e.into()),
-        };
-        let owned = existing
-            .owner_references()
-            .iter()
-            .any(|o| o.uid == uid && o.controller == Some(true));
-        if !owned {
-            continue;
-        }
-        let params = DeleteParams {
-            preconditions: Some(Preconditions {
-                uid: existing.uid(),
-                resource_version: None,
-            }),
-            ..DeleteParams::background()
-        };
-        match api.delete(&name, &params).await {
-            Ok(_) => deleted.push(format!("{kind:?}/{name}")),
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => return Err(e.into()),
-        }
+    let selector = objects::labels::selector_string(vc, objects::labels::Component::Server);
+    let marked = autoscaler
+        .before_deployment_apply(
+            &ctx.client,
+            &vc.namespace,
+            deployment,
+            &selector,
+            vc.spec.replicas,
+        )
+        .await
+        .map_err(ApplyError::ScaleIn);
+    let event = match &marked {
+        Ok(victims) => plan::scale_in(vc.spec.replicas, victims),
+        Err(e) => Some(PendingEvent::new(
+            EventReason::ScaleInDeferred,
+            e.to_string(),
+        )),
+    };
+    if let Some(event) = event {
+        ctx.publish(pc, &event).await;
     }
-    Ok(deleted)
+    marked.map(|_| ())
 }
 
 /// Whether this API server serves HTTPRoute (the Gateway API CRDs are installed).
-pub async fn gateway_api_installed(client: &Client) -> Result<bool> {
+pub async fn gateway_api_installed(client: &Client) -> Result<bool, kube::Error> {
     let request = http::Request::get(format!(
         "/apis/{}/{}",
         objects::exposure::GATEWAY_GROUP,
@@ -199,6 +174,6 @@ pub async fn gateway_api_installed(client: &Client) -> Result<bool> {
             .iter()
             .any(|r| r.name == objects::exposure::HTTPROUTE_PLURAL)),
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(false),
-        Err(e) => Err(e.into()),
+        Err(e) => Err(e),
     }
 }

@@ -10,7 +10,7 @@ use serde::Serialize;
 pub enum Purpose {
     /// Requests made by one reconcile (checked against the mock-API scenarios).
     Reconcile,
-    /// list+watch of the controller's watched kinds ([`super::run`]).
+    /// list+watch of the controller's watched kinds ([`crate::runtime::run`]).
     Watch,
     /// The connection autoscaler (crate::autoscale).
     Autoscale,

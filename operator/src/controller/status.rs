@@ -4,6 +4,7 @@
 //! `Degraded`, each with a reason and a message. A condition keeps its
 //! lastTransitionTime while its status does not change.
 
+use crate::events::EventReason;
 use crate::resources::PushClusterStatus;
 use k8s_openapi::api::apps::v1::DeploymentStatus;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -14,7 +15,7 @@ pub const EXPOSURE_READY: &str = "ExposureReady";
 pub const PROGRESSING: &str = "Progressing";
 pub const DEGRADED: &str = "Degraded";
 /// Degraded reason: pods were all ready and some no longer are.
-pub const PODS_UNAVAILABLE: &str = "PodsUnavailable";
+pub const PODS_UNAVAILABLE: &str = EventReason::PodsUnavailable.as_str();
 
 /// What blocks the cluster from being applied at all.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,13 +92,16 @@ pub fn compute(
     });
     let pods_lost = settled && ready < observed.desired_replicas && was_whole;
     let degraded = match &observed.blocker {
-        Some(Blocker::InvalidSpec(message)) => {
-            condition(DEGRADED, true, "InvalidSpec", message.clone())
-        }
+        Some(Blocker::InvalidSpec(message)) => condition(
+            DEGRADED,
+            true,
+            EventReason::InvalidSpec.as_str(),
+            message.clone(),
+        ),
         Some(Blocker::MissingSecrets(missing)) => condition(
             DEGRADED,
             true,
-            "SecretMissing",
+            EventReason::SecretMissing.as_str(),
             format!(
                 "referenced Secret keys not found: {}; nothing is applied until they exist",
                 missing.join(", ")

@@ -2,9 +2,18 @@
 //! body checks as a real API server would see them) and the scenario runner.
 
 use super::*;
+// What every controller test file needs, in one place (they glob this module).
+pub(super) use super::plan::{MISSING_DEPENDENCY_RETRY, RESYNC};
+pub(super) use super::status::Blocker;
 use crate::fixtures::*;
+pub(super) use crate::metrics::Metrics;
+pub(super) use crate::resources::PushCluster;
+pub(super) use crate::validate;
 use http::Method;
+pub(super) use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+pub(super) use kube::runtime::controller::Action;
 use serde_json::{Value, json};
+pub(super) use std::sync::Arc;
 
 pub(super) const NS_API: &str = "/api/v1/namespaces/ns";
 pub(super) const APPS: &str = "/apis/apps/v1/namespaces/ns";
@@ -244,7 +253,7 @@ pub(super) async fn run(
     handle: crate::fixtures::ApiServerHandle,
     pc: PushCluster,
     scenario: Scenario,
-) -> (Result<Action>, Vec<Seen>) {
+) -> (Result<Action, ReconcileError>, Vec<Seen>) {
     let (result, seen, _) = run_keeping(ctx, ApiServerVerifier(handle), pc, scenario).await;
     (result, seen)
 }
@@ -254,7 +263,7 @@ pub(super) async fn run_keeping(
     verifier: ApiServerVerifier,
     pc: PushCluster,
     scenario: Scenario,
-) -> (Result<Action>, Vec<Seen>, ApiServerVerifier) {
+) -> (Result<Action, ReconcileError>, Vec<Seen>, ApiServerVerifier) {
     let verifier = tokio::spawn(verifier.run(scenario));
     let result = tokio::time::timeout(
         crate::fixtures::SCENARIO_TIMEOUT,

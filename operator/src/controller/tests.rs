@@ -276,7 +276,7 @@ async fn api_error_is_requeued_with_backoff() {
     )
     .await;
     let error = result.expect_err("apply failed");
-    assert_eq!(error.metric_label(), "kube");
+    assert_eq!(error.step(), "apply");
     assert_eq!(
         error_policy(Arc::new(pc.clone()), &error, ctx.clone()),
         Action::requeue(backoff(1))
@@ -293,7 +293,7 @@ async fn api_error_is_requeued_with_backoff() {
     assert!(
         ctx.metrics
             .encode()
-            .contains("reconcile_failures_total{error=\"kube\"} 2")
+            .contains("reconcile_failures_total{step=\"apply\"} 2")
     );
 }
 
@@ -339,7 +339,11 @@ async fn invalid_spec_is_degraded_and_not_retried() {
         ))),
         ..Default::default()
     };
-    reported.status = Some(status::compute(&observed, None, now()));
+    reported.status = Some(status::compute(
+        &observed,
+        None,
+        Time(k8s_openapi::jiff::Timestamp::now()),
+    ));
     let (ctx, handle) = context();
     let (result, _) = run(ctx, handle, reported, invalid_spec(false)).await;
     assert_eq!(result.expect("not an error"), Action::await_change());

@@ -323,7 +323,7 @@ mod api_tests {
     fn leader_election_permissions_are_in_the_rbac_table() {
         for verb in ["get", "create", "update"] {
             assert!(
-                super::super::rbac::allows("coordination.k8s.io", "leases", verb),
+                crate::controller::rbac::allows("coordination.k8s.io", "leases", verb),
                 "{verb}"
             );
         }

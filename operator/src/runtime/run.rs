@@ -2,7 +2,7 @@
 //! objects they own, serves `/metrics`, `/healthz`, `/readyz` on the admin
 //! port, and stops cleanly on SIGTERM/Ctrl-C.
 
-use super::{Context, error_policy, reconcile};
+use crate::controller::{Context, error_policy, reconcile};
 use crate::metrics::Metrics;
 use crate::resources::PushCluster;
 use axum::Router;

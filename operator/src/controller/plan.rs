@@ -1,0 +1,379 @@
+//! The decisions of a reconcile that are not the status: which Events a step is
+//! worth and when to come back. Pure functions of what the steps observed, so
+//! the shell ([`super::reconcile`]) only sequences awaits.
+
+use super::status::{self, Blocker};
+use crate::events::{EventReason, PendingEvent};
+use crate::resources::PushClusterStatus;
+use crate::validate::ValidatedCluster;
+use std::time::Duration;
+
+/// Re-check a healthy cluster this often (catches rotated referenced Secrets).
+pub const RESYNC: Duration = Duration::from_secs(300);
+/// Re-check while pods roll out, or while pods are missing.
+pub const PROGRESS_RESYNC: Duration = Duration::from_secs(30);
+/// Retry a cluster waiting for a referenced Secret or the Gateway API.
+pub const MISSING_DEPENDENCY_RETRY: Duration = Duration::from_secs(60);
+
+/// Requeue delay after `failures` consecutive failures: 5 s doubling, capped at 5 min.
+pub fn backoff(failures: u32) -> Duration {
+    let secs = 5u64.saturating_mul(1u64 << failures.saturating_sub(1).min(16));
+    Duration::from_secs(secs.min(300))
+}
+
+/// What to publish and when to come back; `requeue: None` = only on a change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub events: Vec<PendingEvent>,
+    pub requeue: Option<Duration>,
+}
+
+pub fn secrets_created(created: &[String]) -> Option<PendingEvent> {
+    // One Event per kind of action: kube's Recorder folds same-reason Events into a series.
+    (!created.is_empty()).then(|| {
+        PendingEvent::new(
+            EventReason::SecretCreated,
+            format!("generated Secret(s) {}", created.join(", ")),
+        )
+    })
+}
+
+pub fn scale_in(replicas: i32, victims: &[String]) -> Option<PendingEvent> {
+    (!victims.is_empty()).then(|| {
+        PendingEvent::new(
+            EventReason::ScaleIn,
+            format!(
+                "scaling in to {replicas}: the pod(s) with the fewest connections go first and drain: {}",
+                victims.join(", ")
+            ),
+        )
+    })
+}
+
+pub fn pruned(deleted: &[String]) -> Option<PendingEvent> {
+    (!deleted.is_empty()).then(|| {
+        PendingEvent::new(
+            EventReason::Deleted,
+            format!(
+                "deleted {}: no longer wanted by the spec",
+                deleted.join(", ")
+            ),
+        )
+    })
+}
+
+/// A blocked cluster: a Warning the first time this Degraded reason and message
+/// is reported for this generation; an invalid spec waits for a change, a
+/// missing Secret is retried.
+pub fn blocked(
+    blocker: &Blocker,
+    previous: Option<&PushClusterStatus>,
+    generation: Option<i64>,
+    new: &PushClusterStatus,
+) -> Plan {
+    let reason = match blocker {
+        Blocker::InvalidSpec(_) => EventReason::InvalidSpec,
+        Blocker::MissingSecrets(_) => EventReason::SecretMissing,
+    };
+    let message = degraded(new).map(|c| c.message.clone()).unwrap_or_default();
+    let repeat = previous.is_some_and(|p| {
+        p.observed_generation == generation
+            && degraded(p).is_some_and(|c| c.reason == reason.as_str() && c.message == message)
+    });
+    Plan {
+        events: if repeat {
+            Vec::new()
+        } else {
+            vec![PendingEvent::new(reason, message)]
+        },
+        requeue: match blocker {
+            Blocker::InvalidSpec(_) => None,
+            Blocker::MissingSecrets(_) => Some(MISSING_DEPENDENCY_RETRY),
+        },
+    }
+}
+
+/// What the steps after the apply observed.
+#[derive(Debug, Clone, Copy)]
+pub struct Applied<'a> {
+    pub previous: Option<&'a PushClusterStatus>,
+    pub generation: Option<i64>,
+    pub new: &'a PushClusterStatus,
+    pub gateway_api_missing: bool,
+    /// The autoscaler's step period, when it runs.
+    pub autoscale_every: Option<Duration>,
+}
+
+/// Events after the status write (pods lost; a generation applied) and the requeue.
+pub fn applied(a: Applied<'_>) -> Plan {
+    let mut events = Vec::new();
+    let pods_lost = |s: &PushClusterStatus| {
+        degraded(s)
+            .filter(|c| c.reason == EventReason::PodsUnavailable.as_str())
+            .cloned()
+    };
+    if let Some(lost) = pods_lost(a.new)
+        && a.previous.and_then(pods_lost).is_none()
+    {
+        events.push(PendingEvent::new(
+            EventReason::PodsUnavailable,
+            lost.message,
+        ));
+    }
+    let previous_generation = a.previous.and_then(|s| s.observed_generation);
+    if previous_generation != a.generation {
+        let reason = if previous_generation.is_none() {
+            EventReason::Created
+        } else {
+            EventReason::Updated
+        };
+        let note = format!("applied generation {}", a.generation.unwrap_or_default());
+        events.push(PendingEvent::new(reason, note));
+    }
+    let unsettled = a.new.conditions.iter().any(|c| {
+        (c.type_ == status::PROGRESSING || c.type_ == status::DEGRADED) && c.status == "True"
+    });
+    let mut requeue = if unsettled { PROGRESS_RESYNC } else { RESYNC };
+    if a.gateway_api_missing {
+        requeue = requeue.min(MISSING_DEPENDENCY_RETRY);
+    }
+    if let Some(every) = a.autoscale_every {
+        requeue = requeue.min(every);
+    }
+    Plan {
+        events,
+        requeue: Some(requeue),
+    }
+}
+
+fn degraded(
+    s: &PushClusterStatus,
+) -> Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    s.conditions
+        .iter()
+        .find(|c| c.type_ == status::DEGRADED && c.status == "True")
+}
+
+/// The exposure, in the words of the ExposureReady condition.
+pub fn exposure_summary(vc: &ValidatedCluster) -> String {
+    let exposure = &vc.spec.exposure;
+    if exposure.gateway.is_some() {
+        format!(
+            "HTTPRoute {} with cookie session persistence",
+            vc.names.server
+        )
+    } else if let Some(ingress) = &exposure.ingress {
+        format!(
+            "Ingress {} ({:?} {:?} affinity)",
+            vc.names.server, ingress.controller, ingress.affinity
+        )
+    } else {
+        format!("Service {} with ClientIP session affinity", vc.names.server)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+    fn status(generation: i64, conditions: &[(&str, &str, &str, &str)]) -> PushClusterStatus {
+        PushClusterStatus {
+            observed_generation: Some(generation),
+            conditions: conditions
+                .iter()
+                .map(|(type_, status, reason, message)| Condition {
+                    type_: type_.to_string(),
+                    status: status.to_string(),
+                    reason: reason.to_string(),
+                    message: message.to_string(),
+                    observed_generation: Some(generation),
+                    last_transition_time: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+                })
+                .collect(),
+            ..PushClusterStatus::default()
+        }
+    }
+
+    fn reasons(plan: &Plan) -> Vec<EventReason> {
+        plan.events.iter().map(|e| e.reason).collect()
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let cases: &[(&str, u32, u64)] = &[
+            ("first failure", 1, 5),
+            ("second", 2, 10),
+            ("third", 3, 20),
+            ("capped", 10, 300),
+            ("huge count does not overflow", u32::MAX, 300),
+        ];
+        for (case, failures, secs) in cases {
+            assert_eq!(
+                backoff(*failures),
+                Duration::from_secs(*secs),
+                "case {case:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_blocker_is_reported_once_per_generation_and_reason() {
+        let invalid = Blocker::InvalidSpec("spec.x: bad".into());
+        let reported = status(2, &[("Degraded", "True", "InvalidSpec", "spec.x: bad")]);
+        // (case, previous, generation, expected events, expected requeue)
+        let cases: Vec<(&str, Option<&PushClusterStatus>, i64, Vec<EventReason>)> = vec![
+            ("first time", None, 2, vec![EventReason::InvalidSpec]),
+            ("same generation, same message", Some(&reported), 2, vec![]),
+            (
+                "a new generation",
+                Some(&reported),
+                3,
+                vec![EventReason::InvalidSpec],
+            ),
+        ];
+        for (case, previous, generation, want) in cases {
+            let plan = blocked(&invalid, previous, Some(generation), &reported);
+            assert_eq!(reasons(&plan), want, "case {case:?}");
+            assert_eq!(
+                plan.requeue, None,
+                "case {case:?}: an invalid spec waits for a change"
+            );
+        }
+        let missing = Blocker::MissingSecrets(vec!["jwt/key".into()]);
+        let new = status(2, &[("Degraded", "True", "SecretMissing", "jwt/key")]);
+        let plan = blocked(&missing, None, Some(2), &new);
+        assert_eq!(reasons(&plan), vec![EventReason::SecretMissing]);
+        assert_eq!(plan.requeue, Some(MISSING_DEPENDENCY_RETRY));
+    }
+
+    #[test]
+    fn after_the_apply_events_and_requeue() {
+        let healthy = status(1, &[("Progressing", "False", "Complete", "")]);
+        let rolling = status(2, &[("Progressing", "True", "RollingOut", "")]);
+        let lost = status(
+            1,
+            &[("Degraded", "True", "PodsUnavailable", "2/3 pods ready")],
+        );
+        // (case, previous, generation, new, gateway missing, autoscaler, events, requeue)
+        type Case<'a> = (
+            &'a str,
+            Option<&'a PushClusterStatus>,
+            i64,
+            &'a PushClusterStatus,
+            bool,
+            Option<Duration>,
+            Vec<EventReason>,
+            Duration,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "created",
+                None,
+                1,
+                &healthy,
+                false,
+                None,
+                vec![EventReason::Created],
+                RESYNC,
+            ),
+            (
+                "unchanged",
+                Some(&healthy),
+                1,
+                &healthy,
+                false,
+                None,
+                vec![],
+                RESYNC,
+            ),
+            (
+                "updated, rolling",
+                Some(&healthy),
+                2,
+                &rolling,
+                false,
+                None,
+                vec![EventReason::Updated],
+                PROGRESS_RESYNC,
+            ),
+            (
+                "pods lost",
+                Some(&healthy),
+                1,
+                &lost,
+                false,
+                None,
+                vec![EventReason::PodsUnavailable],
+                PROGRESS_RESYNC,
+            ),
+            (
+                "still lost: no second warning",
+                Some(&lost),
+                1,
+                &lost,
+                false,
+                None,
+                vec![],
+                PROGRESS_RESYNC,
+            ),
+            (
+                "gateway api missing",
+                Some(&healthy),
+                1,
+                &healthy,
+                true,
+                None,
+                vec![],
+                MISSING_DEPENDENCY_RETRY,
+            ),
+            (
+                "autoscaler steps sooner",
+                Some(&healthy),
+                1,
+                &healthy,
+                false,
+                Some(Duration::from_secs(15)),
+                vec![],
+                Duration::from_secs(15),
+            ),
+        ];
+        for (
+            case,
+            previous,
+            generation,
+            new,
+            gateway_api_missing,
+            autoscale_every,
+            events,
+            requeue,
+        ) in cases
+        {
+            let plan = applied(Applied {
+                previous,
+                generation: Some(generation),
+                new,
+                gateway_api_missing,
+                autoscale_every,
+            });
+            assert_eq!(reasons(&plan), events, "case {case:?}");
+            assert_eq!(plan.requeue, Some(requeue), "case {case:?}");
+        }
+    }
+
+    #[test]
+    fn step_events_only_when_something_happened() {
+        assert_eq!(secrets_created(&[]), None);
+        assert_eq!(
+            secrets_created(&["a".into(), "b".into()]).map(|e| e.note),
+            Some("generated Secret(s) a, b".to_string())
+        );
+        assert_eq!(scale_in(2, &[]), None);
+        assert!(scale_in(1, &["chat-b".into()]).is_some_and(|e| e.note.ends_with(": chat-b")));
+        assert_eq!(pruned(&[]), None);
+        assert_eq!(
+            pruned(&["Ingress/chat".into()]).map(|e| e.reason),
+            Some(EventReason::Deleted)
+        );
+    }
+}

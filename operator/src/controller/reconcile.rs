@@ -1,0 +1,150 @@
+//! The reconcile shell: the named steps in order, with the awaits between them
+//! and nothing else. dereference → validate → build + apply → prune → status;
+//! the decisions are in [`super::plan`] and [`super::status`].
+
+use super::apply::apply_all;
+use super::context::{Context, key};
+use super::dereference::{Dereferenced, dereference};
+use super::error::ReconcileError;
+use super::plan::{self, Applied, Plan};
+use super::prune::prune;
+use super::status::{self, Blocker, ExposureState, Observed};
+use crate::objects::labels::{Component, selector_string};
+use crate::resources::{PushCluster, PushClusterStatus};
+use crate::validate;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One reconcile of one PushCluster.
+pub async fn reconcile(pc: Arc<PushCluster>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
+    let _timer = ctx.metrics.reconcile_started();
+    if pc.meta().deletion_timestamp.is_some() {
+        // Owner references let the garbage collector remove the children.
+        return Ok(Action::await_change());
+    }
+    let namespace = pc.namespace().unwrap_or_default();
+    let vc = match validate::validate(&pc, &namespace) {
+        Ok(vc) => vc,
+        Err(errors) => {
+            let blocker = Blocker::InvalidSpec(validate::describe(&errors));
+            return block(&ctx, &pc, blocker, None).await;
+        }
+    };
+    let selector = selector_string(&vc, Component::Server);
+    let digest = match dereference(&ctx, &pc, &vc).await? {
+        Dereferenced::Complete { digest } => digest,
+        Dereferenced::Missing(missing) => {
+            let blocker = Blocker::MissingSecrets(missing);
+            return block(&ctx, &pc, blocker, Some(selector)).await;
+        }
+    };
+    let mut observed = apply_all(&ctx, &pc, &vc, &digest).await?;
+    observed.selector = Some(selector.clone());
+    if let Some(event) = plan::pruned(&prune(&ctx.client, &vc).await?) {
+        ctx.publish(&pc, &event).await;
+    }
+    let mut new = status::compute(&observed, pc.status.as_ref(), now());
+    let autoscale_every = autoscale_step(&ctx, &pc, &selector, &mut new).await;
+    write_status(&ctx.client, &pc, &new).await?;
+    let plan = plan::applied(Applied {
+        previous: pc.status.as_ref(),
+        generation: pc.metadata.generation,
+        new: &new,
+        gateway_api_missing: observed.exposure == Some(ExposureState::GatewayApiMissing),
+        autoscale_every,
+    });
+    ctx.succeeded(&pc);
+    Ok(carry_out(&ctx, &pc, plan).await)
+}
+
+/// Logs, counts by step and requeues with backoff; never gives up.
+pub fn error_policy(pc: Arc<PushCluster>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
+    ctx.metrics.reconcile_failed(error.step());
+    let failures = ctx.failed(&pc);
+    let delay = plan::backoff(failures);
+    tracing::warn!(cluster = %key(&pc), step = error.step(), %error, failures, ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// Reports a blocker in the status (and once as a Warning Event).
+async fn block(
+    ctx: &Context,
+    pc: &PushCluster,
+    blocker: Blocker,
+    selector: Option<String>,
+) -> Result<Action, ReconcileError> {
+    let observed = Observed {
+        generation: pc.metadata.generation,
+        desired_replicas: pc.spec.replicas,
+        blocker: Some(blocker.clone()),
+        selector,
+        ..Observed::default()
+    };
+    let new = status::compute(&observed, pc.status.as_ref(), now());
+    write_status(&ctx.client, pc, &new).await?;
+    let plan = plan::blocked(&blocker, pc.status.as_ref(), pc.metadata.generation, &new);
+    Ok(carry_out(ctx, pc, plan).await)
+}
+
+async fn carry_out(ctx: &Context, pc: &PushCluster, plan: Plan) -> Action {
+    for event in &plan.events {
+        ctx.publish(pc, event).await;
+    }
+    plan.requeue
+        .map_or_else(Action::await_change, Action::requeue)
+}
+
+/// The autoscaler's step (when configured): fills status.connections and
+/// status.autoscaler and says when to come back. Its failures do not fail the reconcile.
+async fn autoscale_step(
+    ctx: &Context,
+    pc: &PushCluster,
+    selector: &str,
+    status: &mut PushClusterStatus,
+) -> Option<Duration> {
+    let autoscaler = ctx.autoscaler.as_ref()?;
+    // Also without spec.autoscaling: status.connections (the Connections column) is
+    // measured for every cluster; the step only decides when autoscaling is enabled.
+    match autoscaler.step(&ctx.client, pc, selector).await {
+        Ok(report) => {
+            status.connections = report.connections;
+            status.autoscaler = Some(report.status);
+            if let Some(event) = report.event {
+                ctx.publish(pc, &event).await;
+            }
+        }
+        Err(e) => tracing::warn!(cluster = %key(pc), error = %e, "autoscaler step failed"),
+    }
+    Some(crate::autoscale::STEP_INTERVAL)
+}
+
+async fn write_status(
+    client: &Client,
+    pc: &PushCluster,
+    status: &PushClusterStatus,
+) -> Result<(), ReconcileError> {
+    let api: Api<PushCluster> =
+        Api::namespaced(client.clone(), &pc.namespace().unwrap_or_default());
+    // A merge patch of the whole status, under our field manager (managedFields names us).
+    let params = PatchParams {
+        field_manager: Some(push_contract::kube::FIELD_MANAGER.to_string()),
+        ..PatchParams::default()
+    };
+    api.patch_status(
+        &pc.name_any(),
+        &params,
+        &Patch::Merge(json!({ "status": status })),
+    )
+    .await
+    .map_err(ReconcileError::Status)?;
+    Ok(())
+}
+
+fn now() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::now())
+}
