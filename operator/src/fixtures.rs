@@ -73,6 +73,9 @@ pub struct Call {
     /// A plain-text body instead (wins over `response`): what the real API server
     /// answers for an API group it does not serve, `404 page not found`.
     pub text: Option<&'static str>,
+    /// The exact Content-Type the request must carry (`None`: not checked, except
+    /// that a PATCH names one).
+    pub content_type: Option<&'static str>,
 }
 
 /// A request as the verifier saw it, for the RBAC coverage check.
@@ -135,6 +138,18 @@ impl ApiServerVerifier {
             } else {
                 serde_json::from_slice(&bytes).expect("request body is JSON")
             };
+            let content_type = parts
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok());
+            if let Some(want) = call.content_type {
+                assert_eq!(
+                    content_type,
+                    Some(want),
+                    "call {i}: {} {path}",
+                    parts.method
+                );
+            }
             if parts.method == Method::PATCH {
                 let content_type = parts
                     .headers
@@ -165,6 +180,26 @@ impl ApiServerVerifier {
         }
         (seen, self)
     }
+
+    /// Fails if any request arrives within a short while: the scenario was all.
+    pub async fn assert_no_more_calls(mut self) {
+        if let Ok(Some((request, _))) =
+            tokio::time::timeout(Duration::from_millis(300), self.0.next_request()).await
+        {
+            panic!(
+                "unexpected extra call {} {}",
+                request.method(),
+                request.uri()
+            );
+        }
+    }
+}
+
+/// Plays `calls` in order, then asserts nothing else came.
+pub async fn serve_exactly(handle: ApiServerHandle, calls: Vec<Call>) -> Vec<Seen> {
+    let (seen, verifier) = ApiServerVerifier(handle).run(Scenario(calls)).await;
+    verifier.assert_no_more_calls().await;
+    seen
 }
 
 /// Build calls tersely.
@@ -178,6 +213,15 @@ pub fn call(method: Method, path: &str) -> Call {
         status: 200,
         response: Some(json!({})),
         text: None,
+        content_type: None,
+    }
+}
+
+/// A call from a full request target, `path?query` as the client sends it.
+pub fn request(method: Method, target: &str) -> Call {
+    match target.split_once('?') {
+        Some((path, query)) => call(method, path).query(query),
+        None => call(method, target),
     }
 }
 
@@ -200,6 +244,14 @@ impl Call {
         self.status = 404;
         self.text = Some("404 page not found\n");
         self
+    }
+    pub fn content_type(mut self, content_type: &'static str) -> Self {
+        self.content_type = Some(content_type);
+        self
+    }
+    /// The request body must be exactly `want`.
+    pub fn body(self, want: Value) -> Self {
+        self.check(move |got| assert_eq!(got, &want, "request body"))
     }
     pub fn reply(mut self, status: u16, body: Value) -> Self {
         self.status = status;

@@ -4,8 +4,7 @@ use super::super::*;
 use crate::autoscale::scrape::client as scrape_client;
 use crate::autoscale::test_api::*;
 use crate::autoscale::test_pods::fake_pods;
-use http::{Method, Response};
-use kube::client::Body;
+use http::Method;
 use serde_json::Value;
 
 #[tokio::test]
@@ -24,14 +23,13 @@ async fn scale_in_marks_victims_before_the_deployment_replicas_drop() {
         deletion_cost_patch("chat-2", Some("-1"), pod(2, Some("-1"))),
         // chat-0 carries a stale mark from an earlier step and is the busiest: cleared.
         deletion_cost_patch("chat-0", None, pod(0, None)),
-        Call {
-            method: Method::PATCH,
-            path: "/apis/apps/v1/namespaces/apps/deployments/chat?&force=true&fieldManager=pushcluster-operator"
-                .to_string(),
-            content_type: APPLY,
-            body: Some(deployment.clone()),
-            respond: deployment.clone(),
-        },
+        crate::fixtures::request(
+            Method::PATCH,
+            "/apis/apps/v1/namespaces/apps/deployments/chat?&force=true&fieldManager=pushcluster-operator",
+        )
+        .content_type(APPLY)
+        .body(deployment.clone())
+        .reply(200, deployment.clone()),
     ];
     let server = tokio::spawn(serve_calls(handle, calls));
     let pods: Api<Pod> = Api::namespaced(client.clone(), "apps");
@@ -103,23 +101,11 @@ async fn hook_does_nothing_more_when_not_shrinking_or_not_created() {
             404,
         ),
     ] {
-        let (client, mut handle) = mock_client();
-        let server = tokio::spawn(async move {
-            let (request, send) = handle.next_request().await.expect("a GET");
-            assert_eq!(
-                (request.method(), request.uri().to_string()),
-                (&Method::GET, DEPLOYMENT_GET.to_string())
-            );
-            send.send_response(
-                Response::builder()
-                    .status(status)
-                    .body(Body::from(serde_json::to_vec(&live).expect("json")))
-                    .expect("response"),
-            );
-            let extra =
-                tokio::time::timeout(Duration::from_millis(300), handle.next_request()).await;
-            assert!(!matches!(extra, Ok(Some(_))), "unexpected extra call");
-        });
+        let (client, handle) = mock_client();
+        let server = tokio::spawn(serve_calls(
+            handle,
+            vec![crate::fixtures::request(Method::GET, DEPLOYMENT_GET).reply(status, live)],
+        ));
         let victims = Autoscaler::new(9090)
             .before_deployment_apply(&client, "apps", "chat", SELECTOR, 2)
             .await
