@@ -13,21 +13,35 @@ use redis::AsyncCommands;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::{envelope, now_us, parse};
+use super::{Message, envelope, error::PublishError, now_us, parse};
 use crate::{
     metrics::{Outcome, Source},
-    state::SharedState,
+    redis_link::RedisLink,
+    state::{AppState, SharedState},
 };
 
 /// Namespaces a publish may address.
 pub const NAMESPACES: &[&str] = &[push_contract::defaults::NAMESPACE];
 
-fn reply(status: StatusCode, body: serde_json::Value) -> Response {
-    (status, Json(body)).into_response()
+/// A publish the node took (202).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Accepted {
+    /// Onto the Redis channel: every node delivers to its own sockets.
+    Cluster,
+    /// No Redis configured: written to this node's sockets, the only ones there are.
+    SingleNode { delivered: usize },
 }
 
-fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
-    reply(status, json!({ "error": message.to_string() }))
+impl IntoResponse for Accepted {
+    fn into_response(self) -> Response {
+        let body = match self {
+            Self::Cluster => json!({ "accepted": true, "fanout": "cluster" }),
+            Self::SingleNode { delivered } => {
+                json!({ "accepted": true, "fanout": "single-node", "delivered": delivered })
+            }
+        };
+        (StatusCode::ACCEPTED, Json(body)).into_response()
+    }
 }
 
 /// Constant-time-ish comparison: compares digests, so timing says nothing about the token.
@@ -38,118 +52,99 @@ fn token_matches(header: Option<&str>, expected: &str) -> bool {
     Sha256::digest(given.trim().as_bytes()) == Sha256::digest(expected.as_bytes())
 }
 
-pub async fn publish(State(state): State<SharedState>, headers: HeaderMap, body: Body) -> Response {
-    let metrics = &state.metrics;
-    let count = |outcome| metrics.publish(Source::http, outcome);
-    let Some(expected) = state.config.api_token.as_deref() else {
-        count(Outcome::disabled);
-        return error(
-            StatusCode::NOT_FOUND,
-            "publish API disabled: PUSH_API_TOKEN is not set",
-        );
+/// The handler: [`accept`], counted by outcome.
+pub async fn publish(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Accepted, PublishError> {
+    let result = accept(&state, &headers, body).await;
+    let outcome = match &result {
+        Ok(_) => Some(Outcome::accepted),
+        Err(e) => e.outcome(),
     };
+    if let Some(outcome) = outcome {
+        state.metrics.publish(Source::http, outcome);
+    }
+    result
+}
+
+/// Bearer token, size limit, validation, then onto the Redis channel (or, without
+/// Redis configured, to this node's sockets).
+async fn accept(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Accepted, PublishError> {
+    let expected = state
+        .config
+        .api_token
+        .as_deref()
+        .ok_or(PublishError::Disabled)?;
     let auth = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     if !token_matches(auth, expected) {
-        count(Outcome::unauthorized);
-        return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+        return Err(PublishError::Unauthorized);
     }
     let limit = state.config.max_payload_bytes;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    let too_large = || {
-        error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("body larger than {limit} bytes"),
-        )
-    };
     if declared.is_some_and(|n| n > limit) {
-        count(Outcome::too_large);
-        return too_large();
+        return Err(PublishError::TooLarge { limit });
     }
-    let Ok(bytes) = to_bytes(body, limit).await else {
-        count(Outcome::too_large);
-        return too_large();
-    };
-    let message = match parse(&bytes, NAMESPACES) {
-        Ok(message) => message,
-        Err(e) => {
-            count(Outcome::invalid);
-            return error(StatusCode::BAD_REQUEST, e);
-        }
-    };
-    let Some(started) = state.started.get() else {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "starting");
-    };
+    let bytes = to_bytes(body, limit)
+        .await
+        .map_err(|_| PublishError::TooLarge { limit })?;
+    let message = parse(&bytes, NAMESPACES)?;
+    let started = state.started.get().ok_or(PublishError::Starting)?;
     let origin = now_us();
     let Some(link) = &started.link else {
-        // Single node (no Redis): this node's sockets are every socket there is.
-        let local = super::Message {
+        let message = Message {
             origin_us: Some(origin),
             ..message
         };
-        let delivered = started.delivery.deliver(&local).await;
-        count(Outcome::accepted);
-        return reply(
-            StatusCode::ACCEPTED,
-            json!({ "accepted": true, "fanout": "single-node", "delivered": delivered }),
-        );
+        let delivered = started.delivery.deliver(&message).await;
+        return Ok(Accepted::SingleNode { delivered });
     };
-    // The limit applies to what travels: every node drops a channel message over it, so
-    // a body under the limit whose envelope is over it must not be answered 202.
     let wire = envelope(&message, origin);
     if wire.len() > limit {
-        count(Outcome::too_large);
-        return error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "the message is {} bytes once wrapped for the cluster channel; at most {limit} are accepted",
-                wire.len()
-            ),
-        );
+        return Err(PublishError::WrappedTooLarge {
+            size: wire.len(),
+            limit,
+        });
     }
     // 202 means every node will deliver; without Redis that cannot be promised, so the
-    // answer is an immediate 503 (not a local-only delivery, not an 8 s hang).
+    // answer is an immediate 503 (not a delivery to this node only, not an 8 s hang).
     if state.metrics.redis_up.get() == 0 {
-        count(Outcome::redis_unavailable);
-        return unavailable("redis is unreachable");
+        return Err(PublishError::RedisUnavailable("redis is unreachable"));
     }
+    hand_to_redis(link, state, wire).await
+}
+
+/// PUBLISHes onto the cluster channel, waiting at most the configured Redis timeout.
+async fn hand_to_redis(
+    link: &RedisLink,
+    state: &AppState,
+    wire: Vec<u8>,
+) -> Result<Accepted, PublishError> {
     let mut connection = link.connection();
     let publish = connection.publish::<_, _, i64>(&state.config.redis_channel, wire);
     match tokio::time::timeout(state.config.redis_timeout, publish).await {
-        Ok(Ok(_)) => {
-            count(Outcome::accepted);
-            reply(
-                StatusCode::ACCEPTED,
-                json!({ "accepted": true, "fanout": "cluster" }),
-            )
-        }
+        Ok(Ok(_)) => Ok(Accepted::Cluster),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "redis publish failed: answered 503");
-            count(Outcome::redis_unavailable);
-            unavailable("redis refused the publish")
+            Err(PublishError::RedisUnavailable("redis refused the publish"))
         }
         Err(_) => {
             tracing::warn!(timeout = ?state.config.redis_timeout, "redis publish timed out: answered 503");
-            count(Outcome::redis_unavailable);
-            unavailable("redis did not answer in time")
+            Err(PublishError::RedisUnavailable(
+                "redis did not answer in time",
+            ))
         }
     }
-}
-
-/// 503 + Retry-After: nothing was delivered, the caller should retry.
-fn unavailable(why: &str) -> Response {
-    let mut response = error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        format!("{why}: the message was not accepted (delivered nowhere); retry"),
-    );
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-    response
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 
 pub mod channel;
 pub mod deliver;
+pub mod error;
 pub mod http;
 
 use std::time::{SystemTime, UNIX_EPOCH};
