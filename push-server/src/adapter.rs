@@ -16,9 +16,9 @@ pub type ClusterAdapter = CustomRedisAdapter<Emitter, RedisLink>;
 /// One node without Redis: socketioxide's in-memory adapter.
 pub type SingleNodeAdapter = LocalAdapter;
 
-/// An adapter a node can serve with. socketioxide only registers namespaces on a
-/// concrete adapter, and each completes the registration its own way.
-pub trait NodeAdapter: Adapter {
+/// An adapter a node serves with (cluster or single node). socketioxide only registers
+/// namespaces on a concrete adapter, and each completes the registration its own way.
+pub trait ServingAdapter: Adapter {
     /// Adds namespace `path`; resolves once its adapter is ready.
     fn add_namespace<C, T>(
         io: &SocketIo<Self>,
@@ -30,7 +30,7 @@ pub trait NodeAdapter: Adapter {
         T: Send + Sync + 'static;
 }
 
-impl NodeAdapter for SingleNodeAdapter {
+impl ServingAdapter for SingleNodeAdapter {
     fn add_namespace<C, T>(
         io: &SocketIo<Self>,
         path: &'static str,
@@ -45,7 +45,7 @@ impl NodeAdapter for SingleNodeAdapter {
     }
 }
 
-impl NodeAdapter for ClusterAdapter {
+impl ServingAdapter for ClusterAdapter {
     fn add_namespace<C, T>(
         io: &SocketIo<Self>,
         path: &'static str,

@@ -36,8 +36,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    adapter::{ClusterAdapter, NodeAdapter, NodeSockets},
-    publish::deliver::{LocalDelivery, SocketDelivery},
+    adapter::{ClusterAdapter, NodeSockets, ServingAdapter, SingleNodeAdapter},
+    publish::deliver::{NodeDelivery, SocketDelivery},
     redis_link::RedisLink,
     state::{AppState, SharedState, Started},
 };
@@ -109,7 +109,7 @@ async fn serve_clients(
     stop: &CancellationToken,
 ) -> Result<(), RunError> {
     let Some(info) = state.config.redis.clone() else {
-        let builder = SocketIo::builder();
+        let builder: SocketIoBuilder<SingleNodeAdapter> = SocketIo::builder();
         return serve_with(builder, None, listener, state, shutdown, stop).await;
     };
     let Some(link) = RedisLink::connect_with_retry(info, &shutdown.drain).await else {
@@ -126,7 +126,7 @@ async fn serve_clients(
 
 /// The one serve path of both adapters: socket.io up, the client port open until the
 /// drain, the drain.
-async fn serve_with<A: NodeAdapter>(
+async fn serve_with<A: ServingAdapter>(
     builder: SocketIoBuilder<A>,
     link: Option<RedisLink>,
     listener: TcpListener,
@@ -137,7 +137,7 @@ async fn serve_with<A: NodeAdapter>(
     let (layer, io) = socket::configure(builder, &state).build_layer();
     socket::register(&io).await.map_err(RunError::Adapter)?;
     let sockets: Arc<dyn NodeSockets> = Arc::new(io.clone());
-    let delivery: Arc<dyn LocalDelivery> = Arc::new(SocketDelivery {
+    let delivery: Arc<dyn NodeDelivery> = Arc::new(SocketDelivery {
         io,
         metrics: state.metrics.clone(),
         room_sizes: state.room_sizes.clone(),
@@ -165,7 +165,7 @@ async fn serve_with<A: NodeAdapter>(
 async fn follow_redis(
     link: &RedisLink,
     state: &SharedState,
-    delivery: Arc<dyn LocalDelivery>,
+    delivery: Arc<dyn NodeDelivery>,
     stop: &CancellationToken,
 ) -> Result<(), RunError> {
     let metrics = state.metrics.clone();

@@ -31,7 +31,7 @@ pub enum Source {
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
 #[allow(non_camel_case_types)]
 pub enum Outcome {
-    /// Handed to Redis (http) or delivered locally (redis).
+    /// Handed to Redis (http) or delivered to this node's sockets (redis).
     accepted,
     /// Redis unreachable (down, or no answer within PUSH_REDIS_TIMEOUT_MS): refused with
     /// 503, delivered nowhere.
@@ -90,7 +90,7 @@ impl Metrics {
         ]);
         registry.register(
             names::PUBLISH_LATENCY,
-            "Publish accepted to written to local sockets, seconds",
+            "Publish accepted to written to this node's sockets, seconds",
             publish_latency.clone(),
         );
         let redis_up = Gauge::default();

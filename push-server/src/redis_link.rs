@@ -116,7 +116,7 @@ impl RedisLink {
                 if up {
                     tracing::info!("redis link restored");
                 } else {
-                    tracing::warn!("redis link down: local delivery only");
+                    tracing::warn!("redis link down: no cluster fan-out until it is back");
                 }
                 was_up = up;
             }

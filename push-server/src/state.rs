@@ -7,13 +7,13 @@ use std::sync::{
 
 use crate::{
     adapter::NodeSockets, config::Config, conn::ConnRegistry, metrics::Metrics,
-    publish::deliver::LocalDelivery, redis_link::RedisLink, room_sizes::RoomSizes,
+    publish::deliver::NodeDelivery, redis_link::RedisLink, room_sizes::RoomSizes,
     shutdown::Shutdown,
 };
 
 /// What exists only once socket.io (and Redis, when configured) is up.
 pub struct Started {
-    pub delivery: Arc<dyn LocalDelivery>,
+    pub delivery: Arc<dyn NodeDelivery>,
     pub link: Option<RedisLink>,
     pub sockets: Arc<dyn NodeSockets>,
 }

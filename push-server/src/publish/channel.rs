@@ -1,4 +1,4 @@
-//! The Redis publish channel: every node subscribes and delivers to its local sockets.
+//! The Redis publish channel: every node subscribes and delivers to its own sockets.
 
 use std::sync::Arc;
 
@@ -6,7 +6,7 @@ use futures::StreamExt;
 use socketioxide_redis::drivers::Driver;
 use tokio_util::sync::CancellationToken;
 
-use super::{deliver::LocalDelivery, http::NAMESPACES, parse};
+use super::{deliver::NodeDelivery, http::NAMESPACES, parse};
 use crate::{
     metrics::{Metrics, Outcome, Source},
     redis_link::RedisLink,
@@ -20,7 +20,7 @@ const CHANNEL_BUFFER: usize = 8192;
 pub async fn subscribe(
     link: &RedisLink,
     channel: &str,
-    delivery: Arc<dyn LocalDelivery>,
+    delivery: Arc<dyn NodeDelivery>,
     metrics: Arc<Metrics>,
     max_payload: usize,
     stop: CancellationToken,

@@ -8,9 +8,9 @@ use socketioxide::{BroadcastError, SocketIo, adapter::Adapter};
 use super::{Message, now_us};
 use crate::{metrics::Metrics, room_sizes::RoomSizes};
 
-/// Delivery to local sockets, with the adapter type erased so HTTP handlers and the
-/// channel subscriber are not generic.
-pub trait LocalDelivery: Send + Sync + 'static {
+/// Delivery to this node's sockets, with the adapter type erased so HTTP handlers and
+/// the channel subscriber are not generic.
+pub trait NodeDelivery: Send + Sync + 'static {
     /// Returns how many sockets the message was written to.
     fn deliver<'a>(&'a self, message: &'a Message) -> BoxFuture<'a, usize>;
 }
@@ -22,13 +22,14 @@ pub struct SocketDelivery<A: Adapter> {
     pub room_sizes: Arc<RoomSizes>,
 }
 
-impl<A: Adapter> LocalDelivery for SocketDelivery<A> {
+impl<A: Adapter> NodeDelivery for SocketDelivery<A> {
     fn deliver<'a>(&'a self, message: &'a Message) -> BoxFuture<'a, usize> {
         Box::pin(async move {
             let Some(ns) = self.io.of(&message.namespace) else {
                 return 0;
             };
-            // local(): other nodes receive the message from the Redis channel themselves.
+            // local() = this node's sockets only: other nodes receive the message from the
+            // Redis channel themselves.
             let room = message.room();
             let matching = self.room_sizes.get(room.as_deref());
             let operator = match room {

@@ -1,5 +1,5 @@
 //! Publishing: one message shape, validated the same way whether it came over HTTP or
-//! the Redis channel, and one delivery path (each node writes to its LOCAL sockets).
+//! the Redis channel, and one delivery path (each node writes to its OWN sockets).
 //!
 //! Exactly-once across the cluster: the HTTP API does not deliver, it PUBLISHes onto the
 //! Redis channel every node subscribes to; each node then delivers to its own sockets

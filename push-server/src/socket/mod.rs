@@ -16,7 +16,7 @@ use socketioxide::{
 
 use self::connect::{authenticate, on_connect};
 pub use self::rooms::{MAX_ROOMS_PER_REQUEST, MAX_ROOMS_PER_SOCKET};
-use crate::{adapter::NodeAdapter, config, state::SharedState};
+use crate::{adapter::ServingAdapter, config, state::SharedState};
 
 /// socket.io's settings from the node's config.
 pub fn configure<A: Adapter>(
@@ -46,7 +46,7 @@ pub fn configure<A: Adapter>(
 }
 
 /// Registers the namespace; with the Redis adapter, once it has subscribed its channels.
-pub async fn register<A: NodeAdapter>(io: &SocketIo<A>) -> Result<(), String> {
+pub async fn register<A: ServingAdapter>(io: &SocketIo<A>) -> Result<(), String> {
     A::add_namespace(
         io,
         defaults::NAMESPACE,
