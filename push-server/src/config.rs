@@ -8,11 +8,12 @@ use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::Parser;
 use push_contract::{defaults, env};
-use redis::{ConnectionInfo, IntoConnectionInfo, ProtocolVersion};
+use redis::ConnectionInfo;
 
 use crate::{
     auth::{jwt::JwtVerifier, session::SessionConfig},
     error::ConfigError,
+    redis_link,
 };
 
 /// Initial read buffer of each WebSocket (engineioxide's default is 4 KiB). Clients of
@@ -33,6 +34,28 @@ pub const HTTP1_MAX_BUF_BYTES: usize = 8192;
 pub const MAX_ATTACHMENTS: usize = 16;
 /// How long the attachments of one packet may take to arrive.
 pub const ATTACHMENT_COMPLETION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The configured node id, else the hostname (the pod name).
+fn node_id(configured: Option<String>) -> Result<String, ConfigError> {
+    match configured {
+        Some(id) if id.trim().is_empty() => Err(ConfigError::Empty(env::NODE_ID)),
+        Some(id) => Ok(id),
+        None => Ok(hostname::get()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "push-server".to_owned())),
+    }
+}
+
+/// 0 = the open-file limit minus what the admin port, Redis and logs need.
+fn max_connections(configured: usize) -> usize {
+    match configured {
+        0 => open_file_limit().map_or(10_000, |limit| {
+            limit.saturating_sub(defaults::FD_RESERVE).max(1)
+        }),
+        n => n,
+    }
+}
 
 /// This process's soft limit of open files (Linux: /proc/self/limits).
 fn open_file_limit() -> Option<usize> {
@@ -161,16 +184,12 @@ pub struct Config {
 impl Config {
     /// Validates the flags; the error names the variable to fix.
     pub fn from_cli(cli: Cli) -> Result<Self, ConfigError> {
-        let node_id = match cli.node_id {
-            Some(id) if id.trim().is_empty() => return Err(ConfigError::Empty(env::NODE_ID)),
-            Some(id) => id,
-            None => hostname::get()
-                .ok()
-                .and_then(|h| h.into_string().ok())
-                .unwrap_or_else(|| "push-server".to_owned()),
-        };
+        let node_id = node_id(cli.node_id)?;
         let redis = match cli.redis_url {
-            Some(url) => Some(redis_connection_info(&url, cli.redis_password.as_deref())?),
+            Some(url) => Some(redis_link::connection_info(
+                &url,
+                cli.redis_password.as_deref(),
+            )?),
             None if cli.redis_password.is_some() => {
                 return Err(ConfigError::Requires(env::REDIS_PASSWORD, env::REDIS_URL));
             }
@@ -229,12 +248,7 @@ impl Config {
             redis,
             redis_channel: cli.redis_channel,
             redis_timeout: Duration::from_millis(cli.redis_timeout_ms),
-            max_connections: match cli.max_connections {
-                0 => open_file_limit().map_or(10_000, |limit| {
-                    limit.saturating_sub(defaults::FD_RESERVE).max(1)
-                }),
-                n => n,
-            },
+            max_connections: max_connections(cli.max_connections),
             header_timeout: Duration::from_secs(cli.header_timeout_seconds.max(1)),
             events_per_second: cli.events_per_second,
             event_burst: cli.event_burst,
@@ -248,53 +262,6 @@ impl Config {
             log_format: cli.log_format,
         })
     }
-}
-
-/// Parses the user's Redis URL, forces RESP3 (the adapter's push messages need it)
-/// and merges a separately supplied password.
-pub fn redis_connection_info(
-    url: &str,
-    password: Option<&str>,
-) -> Result<ConnectionInfo, ConfigError> {
-    let invalid = |reason: String| ConfigError::Invalid {
-        var: env::REDIS_URL,
-        reason,
-    };
-    // RESP3 is forced below; a `protocol` parameter may only ask for it (any case).
-    let (base, query) = url.split_once('?').unwrap_or((url, ""));
-    let mut kept = Vec::new();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        match pair.split_once('=') {
-            Some((key, value)) if key.eq_ignore_ascii_case("protocol") => {
-                if !value.eq_ignore_ascii_case("resp3") {
-                    return Err(invalid(
-                        "only protocol=resp3 is supported (the fan-out adapter needs RESP3)".into(),
-                    ));
-                }
-            }
-            _ => kept.push(pair),
-        }
-    }
-    let url = if kept.is_empty() {
-        base.to_owned()
-    } else {
-        format!("{base}?{}", kept.join("&"))
-    };
-    let info = url
-        .as_str()
-        .into_connection_info()
-        .map_err(|e| invalid(e.to_string()))?;
-    let mut settings = info
-        .redis_settings()
-        .clone()
-        .set_protocol(ProtocolVersion::RESP3);
-    if let Some(password) = password {
-        if password.is_empty() {
-            return Err(ConfigError::Empty(env::REDIS_PASSWORD));
-        }
-        settings = settings.set_password(password);
-    }
-    Ok(info.set_redis_settings(settings))
 }
 
 fn set_or_unset<T>(value: &Option<T>) -> &'static str {
@@ -419,22 +386,6 @@ mod tests {
                 err.contains(var),
                 "case {name:?}: {err:?} does not name {var}"
             );
-        }
-    }
-
-    #[test]
-    fn redis_url_gets_resp3_and_the_password() {
-        let info =
-            redis_connection_info("redis://127.0.0.1:6390/2", Some("s3cret")).expect("valid");
-        assert_eq!(info.redis_settings().protocol(), ProtocolVersion::RESP3);
-        assert_eq!(info.redis_settings().password(), Some("s3cret"));
-        assert_eq!(info.redis_settings().db(), 2);
-        for url in [
-            "redis://127.0.0.1:6390/?protocol=resp3",
-            "redis://127.0.0.1:6390/?protocol=RESP3",
-        ] {
-            let info = redis_connection_info(url, None).expect(url);
-            assert_eq!(info.redis_settings().protocol(), ProtocolVersion::RESP3);
         }
     }
 

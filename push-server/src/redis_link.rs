@@ -12,15 +12,17 @@ use std::{
     time::Duration,
 };
 
+use push_contract::env;
 use redis::{
-    AsyncCommands, ConnectionInfo, FromRedisValue, PushInfo, PushKind, RedisError, Value,
+    AsyncCommands, ConnectionInfo, FromRedisValue, IntoConnectionInfo, ProtocolVersion, PushInfo,
+    PushKind, RedisError, Value,
     aio::{ConnectionManager, ConnectionManagerConfig},
 };
 use socketioxide_redis::drivers::{ChanItem, Driver, MessageStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::Metrics;
+use crate::{error::ConfigError, metrics::Metrics};
 
 type Handlers = Arc<RwLock<HashMap<String, mpsc::Sender<ChanItem>>>>;
 
@@ -128,6 +130,50 @@ impl RedisLink {
     }
 }
 
+/// Parses the user's Redis URL, forces RESP3 (the adapter's push messages need it)
+/// and merges a separately supplied password.
+pub fn connection_info(url: &str, password: Option<&str>) -> Result<ConnectionInfo, ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid {
+        var: env::REDIS_URL,
+        reason,
+    };
+    // RESP3 is forced below; a `protocol` parameter may only ask for it (any case).
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut kept = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some((key, value)) if key.eq_ignore_ascii_case("protocol") => {
+                if !value.eq_ignore_ascii_case("resp3") {
+                    return Err(invalid(
+                        "only protocol=resp3 is supported (the fan-out adapter needs RESP3)".into(),
+                    ));
+                }
+            }
+            _ => kept.push(pair),
+        }
+    }
+    let url = if kept.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    let info = url
+        .as_str()
+        .into_connection_info()
+        .map_err(|e| invalid(e.to_string()))?;
+    let mut settings = info
+        .redis_settings()
+        .clone()
+        .set_protocol(ProtocolVersion::RESP3);
+    if let Some(password) = password {
+        if password.is_empty() {
+            return Err(ConfigError::Empty(env::REDIS_PASSWORD));
+        }
+        settings = settings.set_password(password);
+    }
+    Ok(info.set_redis_settings(settings))
+}
+
 impl Driver for RedisLink {
     type Error = RedisError;
 
@@ -197,5 +243,20 @@ mod tests {
             data: vec![],
         };
         assert_eq!(pubsub_message(other), None);
+    }
+
+    #[test]
+    fn redis_url_gets_resp3_and_the_password() {
+        let info = connection_info("redis://127.0.0.1:6390/2", Some("s3cret")).expect("valid");
+        assert_eq!(info.redis_settings().protocol(), ProtocolVersion::RESP3);
+        assert_eq!(info.redis_settings().password(), Some("s3cret"));
+        assert_eq!(info.redis_settings().db(), 2);
+        for url in [
+            "redis://127.0.0.1:6390/?protocol=resp3",
+            "redis://127.0.0.1:6390/?protocol=RESP3",
+        ] {
+            let info = connection_info(url, None).expect(url);
+            assert_eq!(info.redis_settings().protocol(), ProtocolVersion::RESP3);
+        }
     }
 }
