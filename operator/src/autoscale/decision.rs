@@ -261,5 +261,4 @@ fn replicas_for(connections: f64, target: f64) -> i32 {
 }
 
 #[cfg(test)]
-#[path = "decision_tests.rs"]
 mod tests;

@@ -11,14 +11,12 @@
 //!   replicas through the scale subresource, refuse to fight an HPA).
 pub mod decision;
 pub mod field_manager;
+#[cfg(test)]
+pub(crate) mod fixtures;
 pub mod load;
 pub mod scale_in;
 pub mod scrape;
 pub mod step;
-#[cfg(test)]
-pub(crate) mod test_api;
-#[cfg(test)]
-pub(crate) mod test_pods;
 
 pub use decision::{Direction, History, Plan, Policy, decide};
 pub use field_manager::FIELD_MANAGER;

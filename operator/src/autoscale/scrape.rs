@@ -196,5 +196,4 @@ pub fn client(timeout: Duration) -> reqwest::Client {
 }
 
 #[cfg(test)]
-#[path = "scrape_tests.rs"]
 mod tests;

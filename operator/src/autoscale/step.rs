@@ -297,5 +297,4 @@ pub async fn prepare_scale_in(
 }
 
 #[cfg(test)]
-#[path = "step_tests.rs"]
 mod tests;

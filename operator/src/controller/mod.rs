@@ -30,8 +30,4 @@ pub use plan::backoff;
 pub use reconcile::{error_policy, reconcile};
 
 #[cfg(test)]
-mod rbac_coverage_tests;
-#[cfg(test)]
-mod test_calls;
-#[cfg(test)]
 mod tests;

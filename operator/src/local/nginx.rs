@@ -260,5 +260,4 @@ impl Nginx {
 }
 
 #[cfg(test)]
-#[path = "nginx_tests.rs"]
 mod tests;

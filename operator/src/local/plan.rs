@@ -269,5 +269,4 @@ pub fn next_step(nodes: &[NodeView], desired: usize, fingerprint: u64, prefer: &
 }
 
 #[cfg(test)]
-#[path = "plan_tests.rs"]
 mod tests;

@@ -168,5 +168,3 @@ pub fn unwanted_objects(vc: &ValidatedCluster) -> Vec<(ObjectKind, String)> {
 
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod tests_exposure;

@@ -431,3 +431,5 @@ fn jwt_public_key_is_mounted_as_file() {
             .any(|m| m.mount_path == deployment::JWT_KEY_DIR)
     );
 }
+
+mod exposure;

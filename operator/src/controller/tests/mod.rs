@@ -1,9 +1,9 @@
 //! The controller against a mock API server: every request's method, path,
 //! query and body as a real API server would see them, in order.
 
-use super::test_calls::*;
 use super::*;
 use crate::fixtures::*;
+use calls::*;
 use http::Method;
 use serde_json::json;
 
@@ -448,3 +448,6 @@ async fn gateway_mode_applies_the_httproute() {
         assert_eq!(result.expect("reconciled"), Action::requeue(RESYNC));
     }
 }
+
+mod calls;
+mod rbac_coverage;

@@ -1,10 +1,8 @@
 //! The RBAC table covers every request of every controller scenario, and every
 //! reconcile entry of the table is used by one (so the table cannot drift).
 
-use super::test_calls::*;
-use super::tests::*;
+use super::calls::*;
 use super::*;
-use crate::fixtures::*;
 use http::Method;
 use serde_json::{Value, json};
 
@@ -154,7 +152,7 @@ fn scale_in(ips: &[String]) -> Scenario {
 
 #[tokio::test]
 async fn scale_in_marks_the_least_loaded_pod_before_the_deployment_apply() {
-    let (port, ips) = crate::autoscale::test_pods::fake_pods(&[25, 4]).await;
+    let (port, ips) = crate::autoscale::fixtures::pods::fake_pods(&[25, 4]).await;
     let (client, handle) = mock_client();
     let autoscaler = Arc::new(crate::autoscale::Autoscaler::new(port));
     let ctx = Arc::new(Context::new(

@@ -1,7 +1,7 @@
 //! Table tests of the exposure, Redis, secret and pruning builders.
 
-use super::tests::*;
 use super::*;
+
 use push_contract::kube as names;
 
 #[test]
@@ -230,6 +230,10 @@ fn endpoint_per_mode() {
         ),
     ];
     for (case, spec, want) in cases {
-        assert_eq!(exposure::endpoint(&cluster(spec)), *want, "case {case:?}");
+        assert_eq!(
+            crate::objects::exposure::endpoint(&cluster(spec)),
+            *want,
+            "case {case:?}"
+        );
     }
 }

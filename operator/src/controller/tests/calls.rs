@@ -1,19 +1,19 @@
 //! Expected API calls for the controller scenarios (method, path, query and
 //! body checks as a real API server would see them) and the scenario runner.
 
-use super::*;
+use crate::controller::*;
 // What every controller test file needs, in one place (they glob this module).
-pub(super) use super::plan::{MISSING_DEPENDENCY_RETRY, RESYNC};
-pub(super) use super::status::Blocker;
+pub(in crate::controller) use crate::controller::plan::{MISSING_DEPENDENCY_RETRY, RESYNC};
+pub(in crate::controller) use crate::controller::status::Blocker;
 use crate::fixtures::*;
-pub(super) use crate::metrics::Metrics;
-pub(super) use crate::resources::PushCluster;
-pub(super) use crate::validate;
+pub(in crate::controller) use crate::metrics::Metrics;
+pub(in crate::controller) use crate::resources::PushCluster;
+pub(in crate::controller) use crate::validate;
 use http::Method;
-pub(super) use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-pub(super) use kube::runtime::controller::Action;
+pub(in crate::controller) use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+pub(in crate::controller) use kube::runtime::controller::Action;
 use serde_json::{Value, json};
-pub(super) use std::sync::Arc;
+pub(in crate::controller) use std::sync::Arc;
 
 pub(super) const NS_API: &str = "/api/v1/namespaces/ns";
 pub(super) const APPS: &str = "/apis/apps/v1/namespaces/ns";

@@ -1,9 +1,9 @@
 //! Mock-API tests of the scale-in path: the least-loaded pods are marked with
 //! pod-deletion-cost before the Deployment's replicas drop.
 use super::super::*;
+use crate::autoscale::fixtures::api::*;
+use crate::autoscale::fixtures::pods::fake_pods;
 use crate::autoscale::scrape::client as scrape_client;
-use crate::autoscale::test_api::*;
-use crate::autoscale::test_pods::fake_pods;
 use http::Method;
 use serde_json::Value;
 

@@ -3,8 +3,8 @@
 //! real HTTP servers on loopback addresses (127.0.0.x, one port), standing in
 //! for pod IPs.
 use super::*;
-use crate::autoscale::test_api::*;
-use crate::autoscale::test_pods::fake_pods;
+use crate::autoscale::fixtures::api::*;
+use crate::autoscale::fixtures::pods::fake_pods;
 
 /// One autoscaler step against the scripted API server, which must see exactly `calls`.
 async fn step_against(port: u16, pc: &PushCluster, calls: Vec<Call>) -> StepReport {
@@ -207,5 +207,4 @@ async fn a_hold_reports_a_changed_recommendation_once() {
     }
 }
 
-#[path = "hook_tests.rs"]
-mod hook_tests;
+mod hook;
