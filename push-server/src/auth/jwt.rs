@@ -58,54 +58,11 @@ impl JwtVerifier {
                 Algorithm::HS256,
                 "HS256 secret".to_owned(),
             ),
-            (None, Some(path)) => {
-                let pem = std::fs::read(path).map_err(|source| ConfigError::Read {
-                    var: env::JWT_PUBLIC_KEY_FILE,
-                    path: path.to_owned(),
-                    source,
-                })?;
-                if let Ok(key) = DecodingKey::from_rsa_pem(&pem) {
-                    (
-                        key,
-                        Algorithm::RS256,
-                        format!("RS256 key {}", path.display()),
-                    )
-                } else if let Ok(key) = DecodingKey::from_ec_pem(&pem) {
-                    (
-                        key,
-                        Algorithm::ES256,
-                        format!("ES256 key {}", path.display()),
-                    )
-                } else {
-                    return Err(ConfigError::Invalid {
-                        var: env::JWT_PUBLIC_KEY_FILE,
-                        reason: format!(
-                            "{} is neither an RSA nor an EC public key PEM",
-                            path.display()
-                        ),
-                    });
-                }
-            }
+            (None, Some(path)) => public_key(path)?,
         };
-        let mut validation = Validation::new(algorithm);
-        validation.leeway = 5;
-        validation.validate_nbf = true;
-        // A configured issuer/audience must also be present: jsonwebtoken only checks
-        // the claims a token carries unless they are required.
-        let mut required = vec!["exp", "sub"];
-        required.extend(issuer.map(|_| "iss"));
-        required.extend(audience.map(|_| "aud"));
-        validation.set_required_spec_claims(&required);
-        if let Some(issuer) = issuer {
-            validation.set_issuer(&[issuer]);
-        }
-        match audience {
-            Some(audience) => validation.set_audience(&[audience]),
-            None => validation.validate_aud = false,
-        }
         Ok(Some(Self {
             key: Arc::new(key),
-            validation,
+            validation: validation(algorithm, issuer, audience),
             description,
         }))
     }
@@ -126,6 +83,58 @@ impl JwtVerifier {
             expires_at: Some(data.claims.exp),
         })
     }
+}
+
+/// An RSA or EC public key PEM: the key, its algorithm, a description for the log.
+fn public_key(path: &Path) -> Result<(DecodingKey, Algorithm, String), ConfigError> {
+    let pem = std::fs::read(path).map_err(|source| ConfigError::Read {
+        var: env::JWT_PUBLIC_KEY_FILE,
+        path: path.to_owned(),
+        source,
+    })?;
+    if let Ok(key) = DecodingKey::from_rsa_pem(&pem) {
+        Ok((
+            key,
+            Algorithm::RS256,
+            format!("RS256 key {}", path.display()),
+        ))
+    } else if let Ok(key) = DecodingKey::from_ec_pem(&pem) {
+        Ok((
+            key,
+            Algorithm::ES256,
+            format!("ES256 key {}", path.display()),
+        ))
+    } else {
+        Err(ConfigError::Invalid {
+            var: env::JWT_PUBLIC_KEY_FILE,
+            reason: format!(
+                "{} is neither an RSA nor an EC public key PEM",
+                path.display()
+            ),
+        })
+    }
+}
+
+/// What a token must carry: a valid signature, `exp` and `sub`, `nbf` when present (5 s
+/// leeway), and the configured `iss` / `aud`.
+fn validation(algorithm: Algorithm, issuer: Option<&str>, audience: Option<&str>) -> Validation {
+    let mut validation = Validation::new(algorithm);
+    validation.leeway = 5;
+    validation.validate_nbf = true;
+    // A configured issuer/audience must also be present: jsonwebtoken only checks
+    // the claims a token carries unless they are required.
+    let mut required = vec!["exp", "sub"];
+    required.extend(issuer.map(|_| "iss"));
+    required.extend(audience.map(|_| "aud"));
+    validation.set_required_spec_claims(&required);
+    if let Some(issuer) = issuer {
+        validation.set_issuer(&[issuer]);
+    }
+    match audience {
+        Some(audience) => validation.set_audience(&[audience]),
+        None => validation.validate_aud = false,
+    }
+    validation
 }
 
 #[cfg(test)]
