@@ -193,46 +193,58 @@ pub async fn serve(
             token: token.clone(),
             alive: alive.clone(),
         };
-        let service = router
-            .clone()
-            .map_request(move |mut req: Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(handle.clone());
-                req
-            });
-        let header_timeout = admission.header_timeout;
-        tokio::spawn(async move {
-            // hyper's header timeout starts with the first byte: a connection that never
-            // sends one is closed here instead of holding its descriptor forever.
-            // (`peek`, not `readable`: a new socket may report readiness spuriously.)
-            let mut first = [0u8; 1];
-            if !matches!(
-                tokio::time::timeout(header_timeout, stream.peek(&mut first)).await,
-                Ok(Ok(_))
-            ) {
-                return;
-            }
-            let io = TokioIo::new(Cuttable {
-                inner: stream,
-                cut: Box::pin(token.clone().cancelled_owned()),
-                alive,
-                _admitted: admitted,
-            });
-            let mut builder = Builder::new(TokioExecutor::new());
-            // Without a timer hyper applies no header timeout: a slowloris head (a byte a
-            // minute) held its descriptor forever.
-            builder
-                .http1()
-                .max_buf_size(HTTP1_MAX_BUF_BYTES)
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout);
-            let connection =
-                builder.serve_connection_with_upgrades(io, TowerToHyperService::new(service));
-            // An upgraded connection (WebSocket) outlives this future: its stream was
-            // handed over and is still cut through the same token.
-            tokio::select! {
-                _ = connection => {}
-                _ = token.cancelled() => {}
-            }
-        });
+        let stream = Cuttable {
+            inner: stream,
+            cut: Box::pin(token.cancelled_owned()),
+            alive,
+            _admitted: admitted,
+        };
+        tokio::spawn(serve_connection(
+            stream,
+            router.clone(),
+            handle,
+            admission.header_timeout,
+        ));
+    }
+}
+
+/// One admitted connection: waits for its first byte, then serves HTTP/1 (upgrades
+/// included) with `handle` in every request, until it ends or is cut.
+async fn serve_connection(
+    stream: Cuttable,
+    router: Router,
+    handle: ConnHandle,
+    header_timeout: Duration,
+) {
+    // hyper's header timeout starts with the first byte: a connection that never
+    // sends one is closed here instead of holding its descriptor forever.
+    // (`peek`, not `readable`: a new socket may report readiness spuriously.)
+    let mut first = [0u8; 1];
+    if !matches!(
+        tokio::time::timeout(header_timeout, stream.inner.peek(&mut first)).await,
+        Ok(Ok(_))
+    ) {
+        return;
+    }
+    let token = handle.token.clone();
+    let service = router.map_request(move |mut req: Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(handle.clone());
+        req
+    });
+    let mut builder = Builder::new(TokioExecutor::new());
+    // Without a timer hyper applies no header timeout: a slowloris head (a byte a
+    // minute) held its descriptor forever.
+    builder
+        .http1()
+        .max_buf_size(HTTP1_MAX_BUF_BYTES)
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let connection = builder
+        .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service));
+    // An upgraded connection (WebSocket) outlives this future: its stream was
+    // handed over and is still cut through the same token.
+    tokio::select! {
+        _ = connection => {}
+        _ = token.cancelled() => {}
     }
 }
