@@ -24,7 +24,7 @@ def socketio_websocket(url: str) -> websocket.WebSocket:
         url.replace("http://", "ws://") + contract()["paths"]["SOCKET_IO"] + "?EIO=4&transport=websocket", timeout=10)
     assert ws.recv().startswith("0")  # Engine.IO open
     ws.send("40")
-    while (frame := ws.recv()) == "2":  # engineioxide pings at once (issue 16): answer it
+    while (frame := ws.recv()) == "2":  # a PING may come first once pingInterval passed
         ws.send("3")
     assert frame.startswith("40"), frame  # socket.io CONNECT
     return ws

@@ -96,6 +96,12 @@ pub struct Cli {
     /// Seconds a client connection may take to send its request head.
     #[arg(long, env = env::HEADER_TIMEOUT_SECONDS, default_value_t = defaults::HEADER_TIMEOUT_SECONDS)]
     pub header_timeout_seconds: u64,
+    /// Engine.IO heartbeat period in milliseconds (socket.io's pingInterval).
+    #[arg(long, env = env::PING_INTERVAL_MS, default_value_t = defaults::PING_INTERVAL_MS)]
+    pub ping_interval_ms: u64,
+    /// Milliseconds a PONG may take before the session is closed (pingTimeout).
+    #[arg(long, env = env::PING_TIMEOUT_MS, default_value_t = defaults::PING_TIMEOUT_MS)]
+    pub ping_timeout_ms: u64,
     /// Room requests (subscribe/unsubscribe) one socket may send per second.
     #[arg(long, env = env::EVENTS_PER_SECOND, default_value_t = defaults::EVENTS_PER_SECOND)]
     pub events_per_second: u32,
@@ -168,6 +174,9 @@ pub struct Config {
     pub max_connections: usize,
     /// Time a client connection has to send its request head.
     pub header_timeout: Duration,
+    /// Engine.IO heartbeat: PING period and how long a PONG may take.
+    pub ping_interval: Duration,
+    pub ping_timeout: Duration,
     /// Per-socket budget of room requests: rate per second and burst.
     pub events_per_second: u32,
     pub event_burst: u32,
@@ -250,6 +259,8 @@ impl Config {
             redis_timeout: Duration::from_millis(cli.redis_timeout_ms),
             max_connections: max_connections(cli.max_connections),
             header_timeout: Duration::from_secs(cli.header_timeout_seconds.max(1)),
+            ping_interval: Duration::from_millis(cli.ping_interval_ms.max(1)),
+            ping_timeout: Duration::from_millis(cli.ping_timeout_ms.max(1)),
             events_per_second: cli.events_per_second,
             event_burst: cli.event_burst,
             api_token: cli.api_token,

@@ -56,6 +56,10 @@ pub mod env {
     /// Seconds a client connection may take to send its request head (slowloris, idle
     /// connections that never speak are closed after this).
     pub const HEADER_TIMEOUT_SECONDS: &str = "PUSH_HEADER_TIMEOUT_SECONDS";
+    /// Engine.IO heartbeat: the server PINGs every this many ms (the first one too)...
+    pub const PING_INTERVAL_MS: &str = "PUSH_PING_INTERVAL_MS";
+    /// ...and closes a session whose PONG has not come within this many ms.
+    pub const PING_TIMEOUT_MS: &str = "PUSH_PING_TIMEOUT_MS";
     /// Window over which clients are moved off on SIGTERM.
     pub const DRAIN_SECONDS: &str = "PUSH_DRAIN_SECONDS";
     /// express-session cookie-signing secret; set = shared-session mode on.
@@ -108,6 +112,9 @@ pub mod defaults {
     pub const MAX_PAYLOAD_BYTES: usize = 1_000_000;
     pub const REDIS_CHANNEL: &str = "push:publish";
     pub const HEADER_TIMEOUT_SECONDS: u64 = 10;
+    /// socket.io's `pingInterval` and `pingTimeout` defaults.
+    pub const PING_INTERVAL_MS: u64 = 25_000;
+    pub const PING_TIMEOUT_MS: u64 = 20_000;
     /// File descriptors kept out of the client port's reach (admin port, Redis, logs).
     pub const FD_RESERVE: usize = 256;
     pub const EVENTS_PER_SECOND: u32 = 20;
@@ -221,6 +228,44 @@ pub mod operator {
     pub const ADMIN_LISTEN: &str = "0.0.0.0:8080";
     /// Default Lease name the chart uses.
     pub const LEASE_NAME: &str = "pushcluster-operator";
+}
+
+/// `push-operator local`'s interface to the people and tests that run it: the lines
+/// it prints on stdout, the node phases of its `--state-file` snapshot, and its
+/// autoscaler's step period and log line.
+pub mod local_mode {
+    /// Stdout line once every initial node is ready and the front door answers:
+    /// `endpoint: http://HOST:PORT`.
+    pub const ENDPOINT_PREFIX: &str = "endpoint: ";
+    /// Stdout line with the publish API token local mode generated (at start, and
+    /// again when a manifest edit generates a new one): `api-token: TOKEN`.
+    pub const API_TOKEN_PREFIX: &str = "api-token: ";
+    /// `nodes[].phase` in the state file: started, not ready yet.
+    pub const PHASE_STARTING: &str = "starting";
+    /// Ready and routed by nginx.
+    pub const PHASE_READY: &str = "ready";
+    /// Leaving (scale-in or replacement): its clients move over the drain window.
+    pub const PHASE_DRAINING: &str = "draining";
+    /// Exited; restarted after a backoff.
+    pub const PHASE_CRASHED: &str = "crashed";
+    /// Step period of the local autoscaler, in milliseconds.
+    pub const STEP_INTERVAL_MS: u64 = 1000;
+    /// Message of the autoscaler's log line, written when its decision (or what it
+    /// could measure) changes: `autoscale step: <reason>`, the reason starting with
+    /// its verb (`scale up 1 -> 3: recommended 3 (...)`); the fields below follow.
+    pub const STEP_MESSAGE: &str = "autoscale step";
+    /// Field of that line: the recommendation before windows and bounds.
+    pub const STEP_RECOMMENDED: &str = "recommended";
+    /// Field: the node count asked for.
+    pub const STEP_REPLICAS: &str = "replicas";
+    /// Field: connections measured in all.
+    pub const STEP_CONNECTIONS: &str = "connections";
+    /// Field: nodes measured.
+    pub const STEP_MEASURED: &str = "measured";
+    /// Field: ready nodes that did not answer the scrape.
+    pub const STEP_UNMEASURED: &str = "unmeasured";
+    /// Field: the nodes to drain first, as a list of names (`["n1", "n2"]`).
+    pub const STEP_VICTIMS: &str = "victims";
 }
 
 /// Where a publish is addressed. Exactly one target per message.

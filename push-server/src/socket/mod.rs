@@ -28,6 +28,8 @@ pub fn configure<A: Adapter>(
         .with_state(state.clone())
         .req_path(paths::SOCKET_IO.trim_end_matches('/').to_owned())
         .max_payload(max as u64)
+        .ping_interval(state.config.ping_interval)
+        .ping_timeout(state.config.ping_timeout)
         // engine.io's max_payload covers only polling bodies; these bound WebSocket
         // messages: an oversized one closes that connection (transport error).
         .ws_max_message_size(max)

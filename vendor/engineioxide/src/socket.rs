@@ -154,6 +154,15 @@ impl Permit<'_> {
     }
 }
 
+/// Clears a socket's "POST in progress" flag when the POST is done.
+pub(crate) struct PostGuard<'a>(&'a AtomicBool);
+
+impl Drop for PostGuard<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct InternalRx {
     pub buffered_rx: Receiver<PacketBuf>,
@@ -199,6 +208,9 @@ where
 
     /// Whether the socket is currently upgrading to a new transport.
     upgrading: AtomicBool,
+
+    /// Whether a polling POST is being read.
+    posting: AtomicBool,
 
     /// Channel to send [`PacketBuf`] to the connection
     ///
@@ -264,6 +276,7 @@ where
             protocol,
             transport: AtomicU8::new(transport as u8),
             upgrading: AtomicBool::new(false),
+            posting: AtomicBool::new(false),
 
             internal_rx: Mutex::new(InternalRx::new(internal_rx, volatile_rx)),
             internal_tx,
@@ -299,8 +312,21 @@ where
     pub(crate) fn is_upgrading(&self) -> bool {
         self.upgrading.load(Ordering::Relaxed)
     }
-    pub(crate) fn start_upgrade(&self) {
-        self.upgrading.store(true, Ordering::Relaxed);
+    /// Claims the upgrade for one WebSocket: false when another one already has it
+    /// (a second WebSocket with the same sid must be refused, not raced).
+    pub(crate) fn claim_upgrade(&self) -> bool {
+        self.upgrading
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Marks a polling POST in progress; `None` when one already is (Engine.IO
+    /// forbids overlapping POSTs on a session). The flag clears when the guard drops.
+    pub(crate) fn start_post(&self) -> Option<PostGuard<'_>> {
+        self.posting
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+            .ok()
+            .map(|_| PostGuard(&self.posting))
     }
 
     /// Spawn the heartbeat job
@@ -356,7 +382,10 @@ where
         #[cfg(feature = "tracing")]
         tracing::debug!(sid = ?self.id, "heartbeat sender routine started");
 
-        let mut interval_tick = tokio::time::interval(interval);
+        // Engine.IO v4: the first PING goes out one `interval` after the handshake,
+        // like every later one (a tokio interval's first tick would fire at once).
+        let mut interval_tick =
+            tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         interval_tick.tick().await;
         // Some clients send the pong packet in first. If that happens, we should consume it.
         heartbeat_rx.try_recv().ok();
@@ -615,6 +644,7 @@ where
             protocol: ProtocolVersion::V4,
             transport: AtomicU8::new(TransportType::Websocket as u8),
             upgrading: AtomicBool::new(false),
+            posting: AtomicBool::new(false),
 
             internal_rx: Mutex::new(InternalRx::new(internal_rx, volatile_rx)),
             internal_tx,

@@ -176,6 +176,11 @@ where
     if !socket.is_http() {
         return Err(Error::TransportMismatch);
     }
+    // Overlapping POSTs could reorder packets: 400 and the session closed, like GETs.
+    let Some(_posting) = socket.start_post() else {
+        socket.close(DisconnectReason::MultipleHttpPollingError);
+        return Err(Error::MultipleHttpPolling);
+    };
 
     let (parts, body) = req.into_parts();
     let content_type = parts.headers.get(CONTENT_TYPE);

@@ -126,7 +126,11 @@ where
     let (socket, ws) = if let Some(sid) = sid {
         match engine.get_socket(sid) {
             None => return Err(Error::UnknownSessionID(sid)),
-            Some(socket) if socket.is_ws() => return Err(Error::MultipleWebsocketRequests),
+            // Already upgraded, or another WebSocket is upgrading it: refused at once
+            // (the connection is dropped), so the real upgrade is not held up.
+            Some(socket) if socket.is_ws() || !socket.claim_upgrade() => {
+                return Err(Error::MultipleWebsocketRequests);
+            }
             Some(socket) => {
                 let mut ws = ws_init().await;
 
@@ -401,9 +405,8 @@ where
     #[cfg(feature = "tracing")]
     tracing::debug!("starting websocket connection upgrade");
 
-    // The socket is upgrading, from now on all polling
+    // The socket is upgrading (claimed in `on_init`): from now on all polling
     // request will return a `Packet::Noop`
-    socket.start_upgrade();
 
     // We send a last Noop request to close a potential waiting polling request.
     socket
