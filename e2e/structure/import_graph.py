@@ -1,7 +1,8 @@
 """Which source file of a Rust crate imports which, and the circles among them.
 
 A file imports another when it names an item of the other's module: a `use`
-(with brace groups expanded) or an inline `crate::…`/`super::…` path. Declaring
+(with brace groups expanded), an inline `crate::…`/`super::…` path, or an inline
+`child::…` path to a module this file declares. Declaring
 a child (`mod x;`) is not an import, so a parent and the tests it declares are
 no circle. `#[path = "…"] mod x;` is followed. Run as a script to print the
 circles of each crate: `python3 e2e/structure/import_graph.py operator/src`.
@@ -15,6 +16,8 @@ from pathlib import Path
 MOD_DECL = re.compile(r'(?:#\[path\s*=\s*"([^"]+)"\]\s*)?(?:pub(?:\([^)]*\))?\s+)?mod\s+(\w+)\s*;')
 USE = re.compile(r'\buse\s+([^;]+);', re.S)
 INLINE = re.compile(r'\b((?:crate|super|self)(?:::\w+)+)')
+# `child::item` in code, where `child` is a module declared in this file.
+RELATIVE = re.compile(r'(?<![\w:])([a-z_][a-z0-9_]*(?:::\w+)+)')
 # One pass, so `//` inside a string is not a comment and `"` in a comment no string.
 LEXEMES = re.compile(r'\br(#*)".*?"\1|"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])\'|//[^\n]*|/\*.*?\*/', re.S)
 
@@ -104,6 +107,8 @@ def graph(src: Path) -> dict[Path, set[Path]]:
         blocks = inline_modules(text)
         found = [(m.start(), p) for m in USE.finditer(text) for p in expand(m.group(1).replace("pub ", ""))]
         found += [(m.start(), m.group(1)) for m in INLINE.finditer(text)]
+        found += [(m.start(), m.group(1)) for m in RELATIVE.finditer(text)
+                  if not m.group(1).startswith(("crate::", "super::", "self::"))]
         for at, name in found:
             # Inside `mod tests { … }` a `super::` is this file's module.
             here = path + tuple(n for start, end, n in blocks if start < at < end)
