@@ -2,18 +2,22 @@
 //! supervisor runs. Each step scrapes every ready node's admin port, decides,
 //! and asks the supervisor for the new node count, naming the least-loaded
 //! nodes to drain first on scale-in. Decisions are logged (local mode has no
-//! Events); `autoscale step` lines carry `recommended` and `replicas`.
+//! Events): `push_contract::local_mode::STEP_*` names the line and its fields.
 
 use crate::autoscale::decision::{Direction, History, Plan, Policy, decide};
 use crate::autoscale::scrape::{SCRAPE_TIMEOUT, ScrapeTarget, client as scrape_client, scrape_all};
 use crate::resources::AutoscalingSpec;
+use push_contract::local_mode::{
+    PHASE_DRAINING, PHASE_READY, STEP_CONNECTIONS, STEP_INTERVAL_MS, STEP_MEASURED, STEP_MESSAGE,
+    STEP_RECOMMENDED, STEP_REPLICAS, STEP_UNMEASURED, STEP_VICTIMS,
+};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// Step period of local mode: loopback scrapes are cheap, and a short period
 /// lets the configured windows, not the period, set the reaction time.
-pub const LOCAL_STEP_INTERVAL: Duration = Duration::from_secs(1);
+pub const LOCAL_STEP_INTERVAL: Duration = Duration::from_millis(STEP_INTERVAL_MS);
 
 /// One node as the autoscaler sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,13 +108,13 @@ pub async fn run<N: LocalNodes>(
         );
         if plan.direction != Direction::Hold || last_seen != Some(seen) {
             tracing::info!(
-                recommended = plan.recommended,
-                replicas = plan.replicas,
-                connections = plan.measurement.total,
-                measured = plan.measurement.pods_measured,
-                unmeasured = plan.measurement.pods_unmeasured,
-                victims = ?plan.victims,
-                "autoscale step: {}",
+                { STEP_RECOMMENDED } = plan.recommended,
+                { STEP_REPLICAS } = plan.replicas,
+                { STEP_CONNECTIONS } = plan.measurement.total,
+                { STEP_MEASURED } = plan.measurement.pods_measured,
+                { STEP_UNMEASURED } = plan.measurement.pods_unmeasured,
+                { STEP_VICTIMS } = ?plan.victims,
+                "{STEP_MESSAGE}: {}",
                 plan.reason
             );
         }
@@ -130,8 +134,8 @@ impl LocalNodes for super::supervisor::Handle {
             .map(|n| LocalNode {
                 name: n.name.clone(),
                 admin: n.admin,
-                ready: n.phase == "ready",
-                draining: n.phase == "draining",
+                ready: n.phase == PHASE_READY,
+                draining: n.phase == PHASE_DRAINING,
             })
             .collect()
     }

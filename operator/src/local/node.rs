@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use super::child::{Child, ChildError};
 use super::plan::{self, NodeSlot};
 use super::ports;
+use push_contract::local_mode::{PHASE_CRASHED, PHASE_DRAINING, PHASE_READY, PHASE_STARTING};
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// A node that ran this long before dying starts its backoff from scratch.
@@ -57,10 +58,10 @@ impl Node {
 
     pub fn phase_name(&self) -> &'static str {
         match self.phase {
-            Phase::Starting { .. } => "starting",
-            Phase::Ready => "ready",
-            Phase::Draining { .. } => "draining",
-            Phase::Crashed { .. } => "crashed",
+            Phase::Starting { .. } => PHASE_STARTING,
+            Phase::Ready => PHASE_READY,
+            Phase::Draining { .. } => PHASE_DRAINING,
+            Phase::Crashed { .. } => PHASE_CRASHED,
         }
     }
 

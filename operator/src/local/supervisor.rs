@@ -22,6 +22,7 @@ use super::secrets::{self, SecretSources};
 use super::state_file;
 use super::watch::{self as manifest, ManifestWatch};
 use crate::resources::AutoscalingSpec;
+use push_contract::local_mode::{API_TOKEN_PREFIX, ENDPOINT_PREFIX};
 
 const TICK: Duration = Duration::from_millis(200);
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -45,7 +46,7 @@ pub struct NodeStatus {
     pub pid: i32,
     pub client: SocketAddr,
     pub admin: SocketAddr,
-    /// `starting`, `ready`, `draining` or `crashed`.
+    /// One of the `push_contract::local_mode::PHASE_*` names.
     pub phase: &'static str,
     pub restarts: u32,
 }
@@ -120,7 +121,7 @@ impl Supervisor {
         );
         let (resolved, token) = resolved::resolve(cluster, &ctx)?;
         if let Some(token) = token {
-            println!("api-token: {token}");
+            println!("{API_TOKEN_PREFIX}{token}");
         }
         let (control, control_rx) = mpsc::channel(16);
         let (status_tx, nodes) = tokio_watch::channel(Vec::new());
@@ -232,7 +233,7 @@ impl Supervisor {
         match resolved {
             Ok((resolved, token)) => {
                 if let Some(token) = token {
-                    println!("api-token: {token}");
+                    println!("{API_TOKEN_PREFIX}{token}");
                 }
                 if resolved.replicas != self.resolved.replicas {
                     self.scale_override = None;
@@ -445,7 +446,7 @@ impl Supervisor {
         let url = format!("http://{}", self.front);
         if matches!(self.http.get(format!("{url}/")).send().await, Ok(r) if r.status().is_success())
         {
-            println!("endpoint: {url}");
+            println!("{ENDPOINT_PREFIX}{url}");
             self.announced = true;
         }
     }
