@@ -11,25 +11,23 @@ from __future__ import annotations
 import os
 import re
 import signal
-import sys
 import time
 from collections import Counter
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "local"))
-
-from locallib import LocalCluster, Swarm, manifest, record_measurement, wait_until  # noqa: E402
+from harness import NodeClients, wait_until
+from harness.local import DRAINING, LOCAL_MODE, READY, LocalCluster, clients, manifest, record_measurement
 
 TARGET = 50
 UP_WINDOW = 2
 DOWN_WINDOW = 6
 DRAIN_SECONDS = 4
-# autoscale::local::LOCAL_STEP_INTERVAL
-STEP_PERIOD = 1.0
+STEP_PERIOD = LOCAL_MODE["STEP_INTERVAL_MS"] / 1000
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
-STEP = re.compile(r"autoscale step: (?P<verb>[^:]+): recommended (?P<recommended>\d+)")
-VICTIMS = re.compile(r'victims=\[(?P<names>[^\]]*)\]')
-UNMEASURED = re.compile(r"\bunmeasured=(?P<n>\d+)")
+# The step line: `<STEP_MESSAGE>: <verb>: ...` then its fields, `<STEP_RECOMMENDED>=3 ...`.
+STEP = re.compile(re.escape(LOCAL_MODE["STEP_MESSAGE"]) + r": (?P<verb>[^:]+):")
+RECOMMENDED = re.compile(r"\b" + re.escape(LOCAL_MODE["STEP_RECOMMENDED"]) + r"=(?P<n>\d+)")
+VICTIMS = re.compile(r"\b" + re.escape(LOCAL_MODE["STEP_VICTIMS"]) + r"=\[(?P<names>[^\]]*)\]")
+UNMEASURED = re.compile(r"\b" + re.escape(LOCAL_MODE["STEP_UNMEASURED"]) + r"=(?P<n>\d+)")
 
 
 def autoscaled_manifest(replicas: int = 1, up_window: int = UP_WINDOW, down_window: int = DOWN_WINDOW) -> dict:
@@ -52,23 +50,23 @@ def steps(cluster: LocalCluster) -> list[dict]:
             v = VICTIMS.search(line)
             victims = re.findall(r'"([^"]+)"', v["names"]) if v else []
             u = UNMEASURED.search(line)
-            out.append({"verb": m["verb"], "recommended": int(m["recommended"]), "victims": victims,
+            out.append({"verb": m["verb"], "recommended": int(RECOMMENDED.search(line)["n"]), "victims": victims,
                         "unmeasured": int(u["n"]) if u else 0})
     return out
 
 
-def test_scale_on_connections_up_then_down_draining_the_least_loaded(tmp_path):
-    swarms: list[Swarm] = []
+def test_scale_on_connections_up_then_down_draining_the_least_loaded(tmp_path, processes):
+    swarms: list[NodeClients] = []
 
-    def swarm(count: int) -> Swarm:
-        s = Swarm({"url": cluster.endpoint, "count": count, "transports": ["websocket"], "withCredentials": True})
+    def swarm(count: int) -> NodeClients:
+        s = clients(processes, {"url": cluster.endpoint, "count": count, "transports": ["websocket"], "withCredentials": True})
         swarms.append(s)
         s.wait_ready()
         return s
 
     with LocalCluster(tmp_path, autoscaled_manifest()) as cluster:
         try:
-            wait_until(lambda: len(cluster.nodes("ready")) == 1, 30, "the one node ready")
+            wait_until(lambda: len(cluster.nodes(READY)) == 1, 30, "the one node ready")
             # The window is measured from a rise: the autoscaler must have seen the idle
             # node first (a first measurement of 120 has no history and scales at once).
             wait_until(lambda: any(s["recommended"] == 1 for s in steps(cluster)), 10,
@@ -80,12 +78,12 @@ def test_scale_on_connections_up_then_down_draining_the_least_loaded(tmp_path):
             wait_until(lambda: any(s["recommended"] == 3 for s in steps(cluster)), 10,
                        "a recommendation of 3 in the operator log", interval=0.05)
             recommended_at = time.monotonic()
-            assert len([n for n in cluster.nodes() if n["phase"] != "draining"]) == 1, \
+            assert len([n for n in cluster.nodes() if n["phase"] != DRAINING]) == 1, \
                 "replicas rose with the recommendation, before the scale-up window passed"
             wait_until(lambda: any(s["verb"] == "scale up 1 -> 3" for s in steps(cluster)), UP_WINDOW + 5,
                        "scale up 1 -> 3 after the scale-up window", interval=0.05)
             scaled_up_after = time.monotonic() - recommended_at
-            wait_until(lambda: len(cluster.nodes("ready")) == 3, 30, "3 ready nodes")
+            wait_until(lambda: len(cluster.nodes(READY)) == 3, 30, "3 ready nodes")
             ready_after = time.monotonic() - recommended_at
             # The window holds the rise until every recommendation in it agrees: about
             # UP_WINDOW after the first high one (give or take one step period).
@@ -94,15 +92,15 @@ def test_scale_on_connections_up_then_down_draining_the_least_loaded(tmp_path):
 
             # New clients spread over the 3 nodes; the first node keeps the 120.
             spread_clients = swarm(30)
-            wait_until(lambda: sum(cluster.connections(n) for n in cluster.nodes("ready")) == 150, 10, "150 connections")
+            wait_until(lambda: sum(cluster.connections(n) for n in cluster.nodes(READY)) == 150, 10, "150 connections")
 
             # --- down: 80 leave -> 70 connections -> 2 nodes, after the window -----
             left_at = time.monotonic()
             leave.close()
-            wait_until(lambda: sum(cluster.connections(n) for n in cluster.nodes("ready")) == 70, 10, "70 connections")
-            loads = {n["name"]: cluster.connections(n) for n in cluster.nodes("ready")}
+            wait_until(lambda: sum(cluster.connections(n) for n in cluster.nodes(READY)) == 70, 10, "70 connections")
+            loads = {n["name"]: cluster.connections(n) for n in cluster.nodes(READY)}
             assert len(loads) == 3, loads
-            draining = wait_until(lambda: cluster.nodes("draining"), DOWN_WINDOW + 5, "a node draining")
+            draining = wait_until(lambda: cluster.nodes(DRAINING), DOWN_WINDOW + 5, "a node draining")
             drained_after = time.monotonic() - left_at
             victim = draining[0]["name"]
             # The window counts from the last step that still saw the load: up to one
@@ -115,7 +113,7 @@ def test_scale_on_connections_up_then_down_draining_the_least_loaded(tmp_path):
 
             # Its clients reconnect to the two others; nobody is lost or disconnected twice.
             wait_until(lambda: len(cluster.nodes()) == 2, DRAIN_SECONDS + 20, "the drained node gone")
-            wait_until(lambda: sum(cluster.connections(n) for n in cluster.nodes("ready")) == 70, 20,
+            wait_until(lambda: sum(cluster.connections(n) for n in cluster.nodes(READY)) == 70, 20,
                        "all 70 clients connected to the 2 survivors")
             moved = [e for s in (stay, spread_clients) for e in s.of("disconnect")]
             per_client = Counter((id(s), e["i"]) for s in (stay, spread_clients) for e in s.of("disconnect"))
@@ -129,7 +127,7 @@ def test_scale_on_connections_up_then_down_draining_the_least_loaded(tmp_path):
             assert offsets[-1] >= 0.5 * DRAIN_SECONDS, f"all moved within {offsets[-1]:.2f} s: a storm"
             assert busiest_second <= 0.5 * len(moved), f"{busiest_second} of {len(moved)} moved in one second"
             # Still 2: 70 connections / 50 per node, the recommendation holds.
-            assert len([n for n in cluster.nodes() if n["phase"] != "draining"]) == 2
+            assert len([n for n in cluster.nodes() if n["phase"] != DRAINING]) == 2
             assert all(s["recommended"] >= 2 for s in steps(cluster)[-1:]), steps(cluster)[-3:]
 
             record_measurement("autoscale_reaction", {
@@ -147,19 +145,19 @@ def test_scale_on_connections_up_then_down_draining_the_least_loaded(tmp_path):
                 s.close()
 
 
-def test_a_node_that_does_not_answer_never_causes_a_scale_down(tmp_path):
+def test_a_node_that_does_not_answer_never_causes_a_scale_down(tmp_path, processes):
     """2 nodes at target; the busier one is frozen (SIGSTOP: its admin port accepts
     but never answers). Counted as zero the load left would ask for 1 node; counted
     at target, as the decision does on the way down, it holds 2."""
     down_window = 2
     with LocalCluster(tmp_path, autoscaled_manifest(replicas=2, up_window=0, down_window=down_window)) as cluster:
-        wait_until(lambda: len(cluster.nodes("ready")) == 2, 30, "2 ready nodes")
-        clients = Swarm({"url": cluster.endpoint, "count": 2 * TARGET, "transports": ["websocket"],
-                         "withCredentials": True})
+        wait_until(lambda: len(cluster.nodes(READY)) == 2, 30, "2 ready nodes")
+        load = clients(processes, {"url": cluster.endpoint, "count": 2 * TARGET, "transports": ["websocket"],
+                                   "withCredentials": True})
         frozen = None
         try:
-            clients.wait_ready()
-            loads = {n["name"]: (n, cluster.connections(n)) for n in cluster.nodes("ready")}
+            load.wait_ready()
+            loads = {n["name"]: (n, cluster.connections(n)) for n in cluster.nodes(READY)}
             frozen, frozen_load = max(loads.values(), key=lambda v: v[1])
             assert frozen_load >= TARGET, loads
             os.kill(frozen["pid"], signal.SIGSTOP)
@@ -168,7 +166,7 @@ def test_a_node_that_does_not_answer_never_causes_a_scale_down(tmp_path):
             # Observe the steps of a whole scale-down window and more: the decision must hold 2.
             deadline = time.monotonic() + down_window + 3 * STEP_PERIOD
             while time.monotonic() < deadline:
-                active = [n for n in cluster.nodes() if n["phase"] != "draining"]
+                active = [n for n in cluster.nodes() if n["phase"] != DRAINING]
                 assert len(active) == 2, f"scaled down on missing data: {active}"
                 time.sleep(0.2)
             assert not [s for s in steps(cluster) if s["verb"].startswith("scale down")], steps(cluster)
@@ -177,4 +175,4 @@ def test_a_node_that_does_not_answer_never_causes_a_scale_down(tmp_path):
         finally:
             if frozen:
                 os.kill(frozen["pid"], signal.SIGCONT)
-            clients.close()
+            load.close()

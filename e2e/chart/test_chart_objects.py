@@ -15,9 +15,8 @@ import tomllib
 import pytest
 import yaml
 
-from chartlib import (
-    CHART, CRD_FILE, RELEASE_NAMESPACE, REPO, VALUE_COMBINATIONS, find_binary, one, render, run_helm,
-)
+from harness import REPO, find_binary
+from harness.chart import CHART, CRD_FILE, RELEASE_NAMESPACE, VALUE_COMBINATIONS, one, render, run_helm
 
 DEPLOYMENT = "pc-pushcluster-operator"
 

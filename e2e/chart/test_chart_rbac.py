@@ -19,7 +19,8 @@ import subprocess
 import pytest
 import yaml
 
-from chartlib import RELEASE_NAMESPACE, VALUE_COMBINATIONS, find_binary, render
+from harness import find_binary
+from harness.chart import RELEASE_NAMESPACE, VALUE_COMBINATIONS, render
 
 Grant = tuple[str, str, str, str]  # (apiGroup, resource, verb, resourceName or "*")
 

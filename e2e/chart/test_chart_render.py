@@ -9,11 +9,11 @@ import jsonschema
 import pytest
 import yaml
 
-from chartlib import CHART, REPO, VALUE_COMBINATIONS, render, run_helm, template
 from harness import (
-    committed_crd, crd_json_schema, crd_schema_errors, has_kubernetes_schema, manifest_schema_errors,
+    REPO, committed_crd, crd_json_schema, crd_schema_errors, has_kubernetes_schema, manifest_schema_errors,
     validate_custom_resources,
 )
+from harness.chart import CHART, VALUE_COMBINATIONS, render, run_helm, template
 
 KUBERNETES_VERSIONS = ["1.30.0", "1.37.0"]
 

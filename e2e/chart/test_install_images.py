@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from chartlib import REPO
+from harness import REPO
 
 # image -> (Dockerfile, cargo package, binary)
 IMAGES = {

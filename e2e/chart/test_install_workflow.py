@@ -10,7 +10,7 @@ import subprocess
 import pytest
 import yaml
 
-from chartlib import REPO
+from harness import REPO
 
 WORKFLOW = REPO / ".github" / "workflows" / "kind-e2e.yaml"
 

@@ -1,41 +1,65 @@
 // One or more official socket.io clients (socket.io-client 4.8), driven by a JSON
-// spec (argv[2]) and reporting every happening as one JSON line on stdout.
+// spec (argv[2]) and reporting every happening as one JSON line on stdout. The one
+// driver of the official client for every suite (harness/node_clients.py runs it).
 //
 // Spec: { url, count=1, transports?: ["websocket"] | ["polling"] (default: polling
 //         then upgrade), upgrade?: bool, auth?: {...}, headers?: {...} (Node only:
-//         sent on every request, e.g. a Cookie), rooms?: [..] (subscribed on connect),
-//         reconnection?: bool (default false), sourceAddress?: "127.0.0.x" }
-// Lines: {type: open|connected|subscribed|event|upgrade|connect_error|disconnect|ready, i, t, ...}
-// stdin: JSON commands {cmd: "emit", i?, event, data, ack?: true} | {cmd: "raw_ws", ...}.
+//         sent on every request, e.g. a Cookie), withCredentials?: bool (Node's cookie
+//         jar: what cookie affinity needs), rooms?: [..] (subscribed on connect),
+//         sourceAddress?: "127.0.0.x" (every client binds it), sources?: ["127.0.0.2", ...]
+//         (client i binds sources[i % n] over keep-alive connections, so client-address
+//         affinity sees several clients),
+//         reconnection?: bool (default false), reconnectionDelay?: ms (default 200),
+//         reconnectionDelayMax?: ms (default 1000), randomizationFactor?: (library default),
+//         rejoinAfterServerDisconnect?: bool (default false: a server-side disconnect is
+//         final for the library; true connects again, as the demo page does) }
+// Lines: {type: open|connected|subscribed|event|ack|upgrade|connect_error|disconnect|ready,
+//         i, t (wall clock, ms), us (wall clock, µs: latency against another process'
+//         clock), ...}; `ready` once every client has connected at least once.
+// stdin: JSON commands {cmd: "emit", i?, event, data, ack?: true}.
 // Stops on stdin EOF or SIGTERM.
 "use strict";
-const { io } = require("socket.io-client");
+const path = require("path");
 const http = require("http");
 const readline = require("readline");
+const { performance } = require("perf_hooks");
+
+// e2e/node_modules first, the demo page's copy as a fallback (both from npm).
+const { io } = require(require.resolve("socket.io-client", {
+  paths: [path.join(__dirname, ".."), path.join(__dirname, "..", "..", "push-server", "web")],
+}));
 
 const spec = JSON.parse(process.argv[2] || "{}");
 const count = spec.count || 1;
-// t: wall clock in ms; us: wall clock in µs (for latency against another process' clock).
-const { performance } = require("perf_hooks");
 const nowUs = () => Math.round((performance.timeOrigin + performance.now()) * 1000);
 const out = (obj) => process.stdout.write(JSON.stringify({ t: Date.now(), us: nowUs(), ...obj }) + "\n");
 
-const agentOpts = spec.sourceAddress ? { localAddress: spec.sourceAddress } : undefined;
+const agentFor = (i) => {
+  if (spec.sources && spec.sources.length) {
+    return new http.Agent({ localAddress: spec.sources[i % spec.sources.length], keepAlive: true });
+  }
+  if (spec.sourceAddress) return new http.Agent({ localAddress: spec.sourceAddress });
+  return undefined;
+};
+
 const sockets = [];
-let connectedOnce = 0;
+let firstConnects = 0;
 for (let i = 0; i < count; i++) {
   const opts = {
     forceNew: true,
     reconnection: spec.reconnection === true,
-    reconnectionDelay: 200,
-    reconnectionDelayMax: 1000,
+    reconnectionDelay: spec.reconnectionDelay ?? 200,
+    reconnectionDelayMax: spec.reconnectionDelayMax ?? 1000,
     auth: spec.auth || {},
     extraHeaders: spec.headers || {},
+    withCredentials: spec.withCredentials === true,
     timeout: 10000,
   };
+  if (spec.randomizationFactor !== undefined) opts.randomizationFactor = spec.randomizationFactor;
   if (spec.transports) opts.transports = spec.transports;
   if (spec.upgrade === false) opts.upgrade = false;
-  if (agentOpts) opts.agent = new http.Agent(agentOpts);
+  const agent = agentFor(i);
+  if (agent) opts.agent = agent;
   const socket = io(spec.url, opts);
   sockets.push(socket);
   // Registered on "open" (before the socket.io CONNECT): the upgrade may finish first.
@@ -43,17 +67,23 @@ for (let i = 0; i < count; i++) {
     out({ type: "open", i, transport: socket.io.engine.transport.name });
     socket.io.engine.once("upgrade", (transport) => out({ type: "upgrade", i, transport: transport.name }));
   });
+  let connectedBefore = false;
   socket.on("connect", () => {
-    const engine = socket.io.engine;
-    out({ type: "connected", i, id: socket.id, transport: engine.transport.name });
+    out({ type: "connected", i, id: socket.id, transport: socket.io.engine.transport.name });
     if (spec.rooms && spec.rooms.length) {
       socket.emit("subscribe", { rooms: spec.rooms }, (ack) => out({ type: "subscribed", i, ack }));
     }
-    connectedOnce += 1;
-    if (connectedOnce === count) out({ type: "ready", count });
+    if (!connectedBefore) {
+      connectedBefore = true;
+      firstConnects += 1;
+      if (firstConnects === count) out({ type: "ready", count });
+    }
   });
   socket.on("connect_error", (err) => out({ type: "connect_error", i, message: err.message }));
-  socket.on("disconnect", (reason) => out({ type: "disconnect", i, reason }));
+  socket.on("disconnect", (reason) => {
+    out({ type: "disconnect", i, reason });
+    if (spec.rejoinAfterServerDisconnect === true && reason === "io server disconnect") socket.connect();
+  });
   socket.onAny((event, data) => out({ type: "event", i, event, data }));
 }
 

@@ -23,8 +23,9 @@ import secrets
 
 import pytest
 import yaml
-from clusterlib import (CHART, CRD_NAME, helm, kubectl, restricted_namespace, temporary_namespace,
-                        unreachable_reason, wait_for)
+
+from harness.cluster import (CHART, CRD_NAME, helm, kubectl, restricted_namespace, temporary_namespace,
+                             unreachable_reason, wait_for)
 from harness.kube import ControlPlane, ControlPlaneError
 
 
@@ -72,7 +73,7 @@ def chart_release(cluster, run_id) -> dict:
     """The chart, installed cluster-wide (ClusterRole, the chart's default) into a restricted
     namespace; the CRD comes with it unless another release already owns it. Its operator
     pods run only where pods run; the suite runs `push-operator run` on the host with this
-    release's ServiceAccount and RBAC instead (e2e/cluster/host_operator.py)."""
+    release's ServiceAccount and RBAC instead (e2e/harness/host_operator.py)."""
     namespace = f"pc-e2e-{run_id}-system"
     release = "pushcluster-operator"
     crd_existed = kubectl("get", "crd", CRD_NAME, check=False).returncode == 0

@@ -9,9 +9,9 @@ import subprocess
 
 import pytest
 import yaml
-from clusterlib import CRD_NAME, REPO, kubectl, kubectl_json, temporary_namespace
-from harness import require_binary
-from invalid_specs import INVALID_SPECS, manifest
+from harness import REPO, require_binary
+from harness.cluster import CRD_NAME, kubectl, kubectl_json, temporary_namespace
+from harness.invalid_specs import INVALID_SPECS, manifest
 
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
 

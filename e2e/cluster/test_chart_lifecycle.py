@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 import yaml
-from clusterlib import CHART, CONTRACT, CRD_NAME, helm, kubectl, kubectl_json, wait_for
+from harness.cluster import CHART, CONTRACT, CRD_NAME, helm, kubectl, kubectl_json, wait_for
 
 PROBE_FIELD = "e2eUpgradeProbe"
 

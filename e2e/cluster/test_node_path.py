@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
-from clusterlib import CHART, CONTRACT, EXAMPLE, condition, helm, kubectl, kubectl_json, restricted_namespace, wait_for
 from harness import NodeClients, PyClient, parse_metrics
+from harness.cluster import CHART, CONTRACT, EXAMPLE, condition, helm, kubectl, kubectl_json, restricted_namespace, wait_for
 from harness.kube import ControlPlane, ControlPlaneError
 
 NAME = "chat"

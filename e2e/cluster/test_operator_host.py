@@ -14,9 +14,9 @@ import time
 
 import pytest
 import yaml
-from clusterlib import CONTRACT, EXAMPLE, condition, kubectl, kubectl_json, restricted_namespace, wait_for
 from harness import Processes
-from host_operator import HostOperator, service_account_kubeconfig
+from harness.cluster import CONTRACT, EXAMPLE, condition, kubectl, kubectl_json, restricted_namespace, wait_for
+from harness.host_operator import HostOperator, service_account_kubeconfig
 
 NAME = "chat"
 FIELD_MANAGER = CONTRACT["kube"]["FIELD_MANAGER"]

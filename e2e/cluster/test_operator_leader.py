@@ -8,9 +8,9 @@ import time
 
 import pytest
 import yaml
-from clusterlib import CONTRACT, kubectl, kubectl_json, wait_for
 from harness import Processes
-from host_operator import HostOperator, service_account_kubeconfig
+from harness.cluster import CONTRACT, kubectl, kubectl_json, wait_for
+from harness.host_operator import HostOperator, service_account_kubeconfig
 
 LEASE = CONTRACT["operator"]["LEASE_NAME"]
 RETRY_SECONDS = 2  # leader.rs RETRY_INTERVAL: how often a standby re-reads the Lease

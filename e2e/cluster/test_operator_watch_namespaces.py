@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from clusterlib import CHART, EXAMPLE, helm, kubectl, kubectl_json, wait_for
 from harness import Processes
-from host_operator import HostOperator, service_account_kubeconfig
+from harness.cluster import CHART, EXAMPLE, helm, kubectl, kubectl_json, wait_for
+from harness.host_operator import HostOperator, service_account_kubeconfig
 
 
 @pytest.fixture(scope="module")

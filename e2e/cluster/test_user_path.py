@@ -18,7 +18,8 @@ import requests
 import socketio
 import yaml
 
-from clusterlib import CHART, CONTRACT, EXAMPLE, REPO, PortForward, condition, helm, kubectl, kubectl_json, wait_for
+from harness import REPO
+from harness.cluster import CHART, CONTRACT, EXAMPLE, PortForward, condition, helm, kubectl, kubectl_json, wait_for
 
 pytestmark = [pytest.mark.usefixtures("cluster"), pytest.mark.pods]
 

@@ -1,4 +1,4 @@
-"""Shared helpers of the end-to-end suites (local-mode, bench, push_server).
+"""The test kit of the end-to-end suites (found through pytest.ini's `pythonpath = e2e`).
 
 - `REPO`, `contract()`: names from e2e/contract.json (rendered from the Rust contract
   crate; never copy strings).
@@ -11,8 +11,9 @@
 - `RedisServer`: a real redis-server on a free port (kill / restart on the same port).
 - `PushServer`: a push-server process with env from the contract; metrics, publish,
   readiness, SIGTERM.
-- `NodeClients`: e2e/clients/client.js (official socket.io client), JSON lines parsed;
-  `run_node_json(script, spec)` for one-shot scripts (e.g. clients/session.js).
+- `NodeClients`: e2e/clients/client.js (official socket.io client), JSON lines parsed; the one
+  wrapper of that driver for every suite. `run_node_json(script, spec)` for one-shot
+  scripts (e.g. clients/session.js).
 - `PyClient`: python-socketio client recording events and the connect_error message.
 - schemas: `kubernetes_schema_errors(obj, version)` (kubernetes-validate --strict),
   `validate_custom_resources(objects)` (e2e/schemas: HTTPRoute, ServiceMonitor, PodMonitor,
@@ -20,7 +21,9 @@
   to the right one of the two), `operator_crd()` / `committed_crd()` → `crd_json_schema(crd)`
   → `crd_schema_errors(obj, schema)` (PushClusters against the operator's own CRD).
 
-Fixtures wrapping them live in e2e/conftest.py.
+Fixtures wrapping them live in e2e/conftest.py. Suite modules, imported by name:
+`harness.local` (local mode), `harness.chart`, `harness.cluster`, `harness.host_operator`,
+`harness.invalid_specs`, `harness.push_suite`; README.md lists them.
 """
 
 from .core import REPO, contract, find_binary, log_tail, require_binary, wait_until

@@ -1,4 +1,5 @@
-"""The official socket.io JS client (e2e/clients/client.js) as JSON-line streams."""
+"""The official socket.io JS client (e2e/clients/client.js) as JSON-line streams: the one
+wrapper of that driver, for every suite."""
 
 import json
 import shutil
@@ -23,7 +24,10 @@ def _require_node() -> None:
 
 
 class NodeClients:
-    """`count` official clients in one node process; `lines` holds what they reported."""
+    """`count` official clients in one node process; `lines` holds what they reported.
+
+    The spec is client.js's (its header lists the keys). Also a context manager that
+    closes the clients on exit; `processes` kills them at teardown in any case."""
 
     def __init__(self, procs: Processes, spec: dict, name: str = "js-client"):
         _require_node()
@@ -54,10 +58,13 @@ class NodeClients:
         return wait_until(lambda: len(self.of(type_, **match)) >= n and self.of(type_, **match),
                           timeout, f"{n} {type_!r} line(s) {match or ''} from {self.spec.get('url')}")
 
-    def wait_ready(self, timeout: float = 15) -> None:
-        """All clients connected (and subscribed, when rooms were given)."""
+    def wait_ready(self, timeout: float = 30) -> None:
+        """Every client connected at least once (and subscribed, when rooms were given)."""
         count = self.spec.get("count", 1)
-        self.wait("connected", count, timeout)
+        try:
+            wait_until(lambda: self.of("ready"), timeout, f"{count} clients connected to {self.spec.get('url')}")
+        except AssertionError as e:
+            raise AssertionError(f"{e}; connect errors: {self.of('connect_error')[:3]}") from None
         if self.spec.get("rooms"):
             self.wait("subscribed", count, timeout)
 
@@ -69,6 +76,13 @@ class NodeClients:
     def events(self, event: str, i: int | None = None) -> list[dict]:
         match = {"event": event} if i is None else {"event": event, "i": i}
         return self.of("event", **match)
+
+    def received(self, event: str) -> dict[int, list]:
+        """Client index → data of every `event` it received, in order."""
+        got: dict[int, list] = {i: [] for i in range(self.spec.get("count", 1))}
+        for line in self.events(event):
+            got[line["i"]].append(line["data"])
+        return got
 
     def settle(self, event: str, expected_total: int, timeout: float = 10, quiet: float = 0.3) -> list[dict]:
         """Waits for `expected_total` events, then `quiet` more seconds so duplicates would show."""
@@ -87,6 +101,12 @@ class NodeClients:
                 self.proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 Processes.signal(self.proc, 9)
+
+    def __enter__(self) -> "NodeClients":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def run_node_json(script: str, spec: dict, timeout: float = 20) -> dict:

@@ -7,7 +7,10 @@ from __future__ import annotations
 import json
 import subprocess
 
-from locallib import ARTIFACTS, HERE, LocalCluster, manifest, wait_until
+from harness import REPO, wait_until
+from harness.local import ARTIFACTS, LocalCluster, manifest
+
+BROWSER = REPO / "e2e" / "clients" / "browser.js"
 
 
 def test_demo_page_shows_a_published_message(tmp_path):
@@ -17,7 +20,7 @@ def test_demo_page_shows_a_published_message(tmp_path):
     text = "hello from the publish API"
     with LocalCluster(tmp_path, manifest("browser", 3, 4, "address")) as cluster:
         spec = {"url": f"{cluster.endpoint}/", "expect": text, "screenshot": str(shot)}
-        browser = subprocess.Popen(["node", str(HERE / "browser.js"), json.dumps(spec)],
+        browser = subprocess.Popen(["node", str(BROWSER), json.dumps(spec)],
                                    stdout=subprocess.PIPE, text=True, start_new_session=True)
         try:
             assert browser.stdout

@@ -10,7 +10,7 @@ import time
 
 import pytest
 from harness import require_binary
-from invalid_specs import INVALID_SPECS, manifest
+from harness.invalid_specs import INVALID_SPECS, manifest
 
 HEAD = "apiVersion: pushcluster.dev/v1alpha1\nkind: PushCluster\nmetadata: {name: bad}\n"
 REFUSED = [(case, manifest(spec)) for case, spec, _ in INVALID_SPECS] + [

@@ -14,7 +14,8 @@ from collections import Counter
 
 import pytest
 
-from locallib import LocalCluster, Swarm, manifest, record_measurement, wait_until
+from harness import wait_until
+from harness.local import READY, LocalCluster, clients, manifest, record_measurement
 
 CLIENTS = 30
 # Measured here (2 cores, other builds running): 0.2-0.3 s for the slowest client; the
@@ -25,16 +26,16 @@ SOURCES = [f"127.0.0.{i}" for i in range(2, 32)]
 
 
 @pytest.mark.parametrize("affinity", ["cookie", "address"])
-def test_sigkilled_node_clients_reconnect_and_node_restarts(tmp_path, affinity):
+def test_sigkilled_node_clients_reconnect_and_node_restarts(tmp_path, processes, affinity):
     with LocalCluster(tmp_path, manifest("kill", 3, 4, affinity)) as cluster:
         common = {"url": cluster.endpoint, "withCredentials": True, "sources": SOURCES}
-        ws = Swarm({**common, "count": CLIENTS // 2, "transports": ["websocket"]})
-        polling = Swarm({**common, "count": CLIENTS // 2, "transports": ["polling"]})
+        ws = clients(processes, {**common, "count": CLIENTS // 2, "transports": ["websocket"]})
+        polling = clients(processes, {**common, "count": CLIENTS // 2, "transports": ["polling"]})
         stop_load = threading.Event()
         try:
             ws.wait_ready()
             polling.wait_ready()
-            nodes = cluster.nodes("ready")
+            nodes = cluster.nodes(READY)
             load = {n["name"]: cluster.connections(n) for n in nodes}
             victim = max(nodes, key=lambda n: load[n["name"]])
             assert load[victim["name"]] > 0, load
@@ -73,14 +74,14 @@ def test_sigkilled_node_clients_reconnect_and_node_restarts(tmp_path, affinity):
 
             # The supervisor brings the node back under the same name and ports.
             def restarted():
-                return [n for n in cluster.nodes("ready") if n["name"] == victim["name"] and n["pid"] != victim["pid"]]
+                return [n for n in cluster.nodes(READY) if n["name"] == victim["name"] and n["pid"] != victim["pid"]]
             node = wait_until(restarted, 30, f"{victim['name']} restarted")[0]
             assert node["restarts"] >= 1 and node["client"] == victim["client"]
 
             # Under load every polling client keeps cycling, so any move caused by the node's
             # return happens now; settled = no client event for 3 s, everyone connected.
             def settled():
-                lifecycle = [e for sw in (ws, polling) for e in sw.events if e["type"] in ("connected", "disconnect")]
+                lifecycle = [e for sw in (ws, polling) for e in sw.lines if e["type"] in ("connected", "disconnect")]
                 quiet = time.time() * 1000 - max(e["t"] for e in lifecycle) > 3000
                 return quiet and all(sw.of("connected", i=i)[-1]["t"] >= max([0] + [d["t"] for d in sw.of("disconnect", i=i)])
                                      for sw in (ws, polling) for i in range(sw.spec["count"]))

@@ -7,15 +7,16 @@ import os
 import signal
 import time
 
-from locallib import LocalCluster, Swarm, manifest, record_measurement, wait_until
+from harness import wait_until
+from harness.local import READY, LocalCluster, clients, manifest, record_measurement
 
 
-def test_fanout_resumes_after_redis_restart(tmp_path):
+def test_fanout_resumes_after_redis_restart(tmp_path, processes):
     with LocalCluster(tmp_path, manifest("redis", 3, 4, "cookie")) as cluster, \
-            Swarm({"url": cluster.endpoint, "count": 12, "withCredentials": True}) as swarm:
+            clients(processes, {"url": cluster.endpoint, "count": 12, "withCredentials": True}) as swarm:
         swarm.wait_ready()
-        before = {n["name"]: n["pid"] for n in cluster.nodes("ready")}
-        spread = {n["name"]: cluster.connections(n) for n in cluster.nodes("ready")}
+        before = {n["name"]: n["pid"] for n in cluster.nodes(READY)}
+        spread = {n["name"]: cluster.connections(n) for n in cluster.nodes(READY)}
         assert len(spread) == 3 and all(spread.values()), spread
         redis_pid = cluster.state()["redis"]["pid"]
 
@@ -41,5 +42,5 @@ def test_fanout_resumes_after_redis_restart(tmp_path):
         for i, got in swarm.received("after").items():
             # Exactly once each; order across nodes is not promised.
             assert sorted(map(str, got)) == sorted(map(str, [*range(10), "via-redis"])), f"client {i}: {got}"
-        assert {n["name"]: n["pid"] for n in cluster.nodes("ready")} == before, "push-servers were restarted"
+        assert {n["name"]: n["pid"] for n in cluster.nodes(READY)} == before, "push-servers were restarted"
         assert swarm.of("disconnect") == [], "clients lost their connection"

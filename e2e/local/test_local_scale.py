@@ -10,27 +10,28 @@ from collections import Counter
 
 import yaml
 
-from locallib import LocalCluster, Swarm, manifest, record_measurement, wait_until
+from harness import wait_until
+from harness.local import READY, LocalCluster, clients, manifest, record_measurement
 
 DRAIN_SECONDS = 4
 
 
-def test_scale_out_and_in_by_editing_the_manifest(tmp_path):
+def test_scale_out_and_in_by_editing_the_manifest(tmp_path, processes):
     with LocalCluster(tmp_path, manifest("scale", 3, DRAIN_SECONDS, "cookie")) as cluster:
         common = {"url": cluster.endpoint, "withCredentials": True}
         # Long-polling clients too: with cookie affinity their sessions stay on a draining
         # node until the drain moves them, like the WebSockets.
-        first = Swarm({**common, "count": 30, "transports": ["polling"]})
+        first = clients(processes, {**common, "count": 30, "transports": ["polling"]})
         second = None
         try:
             first.wait_ready()
             cluster.set_replicas(5)
-            wait_until(lambda: len(cluster.nodes("ready")) == 5, 60, "5 ready nodes after the edit")
+            wait_until(lambda: len(cluster.nodes(READY)) == 5, 60, "5 ready nodes after the edit")
             # Clients arriving after scale-out land on the new nodes too.
-            second = Swarm({**common, "count": 30, "transports": ["websocket"]})
+            second = clients(processes, {**common, "count": 30, "transports": ["websocket"]})
             second.wait_ready()
             swarms = (first, second)
-            spread = {n["name"]: cluster.connections(n) for n in cluster.nodes("ready")}
+            spread = {n["name"]: cluster.connections(n) for n in cluster.nodes(READY)}
             assert len(spread) == 5 and all(spread.values()), f"not every node has clients: {spread}"
 
             # A bad edit is reported and changes nothing.
@@ -38,7 +39,7 @@ def test_scale_out_and_in_by_editing_the_manifest(tmp_path):
             bad["spec"]["redis"] = {"managed": {}, "external": {"url": "redis://elsewhere:6379"}}
             cluster.manifest_path.write_text(yaml.safe_dump(bad))
             wait_until(lambda: "set exactly one of managed or external" in cluster.log_tail(), 10, "the bad edit reported")
-            assert len(cluster.nodes("ready")) == 5
+            assert len(cluster.nodes(READY)) == 5
 
             scale_in_at = time.time() * 1000
             cluster.set_replicas(2)
@@ -50,7 +51,7 @@ def test_scale_out_and_in_by_editing_the_manifest(tmp_path):
                 return [(id(s), e["i"], e["t"]) for s in swarms for e in s.of("disconnect") if e["t"] >= scale_in_at]
             wait_until(lambda: len(disconnects()) >= moved, 10, f"{moved} clients moved off the drained nodes")
             # Every moved client is connected again (to a survivor).
-            total = lambda: sum(cluster.connections(n) for n in cluster.nodes("ready"))  # noqa: E731
+            total = lambda: sum(cluster.connections(n) for n in cluster.nodes(READY))  # noqa: E731
             wait_until(lambda: total() == 60, 20, "all 60 clients connected to the 2 survivors")
 
             per_client = Counter((s, i) for s, i, _ in disconnects())

@@ -8,7 +8,8 @@ import re
 
 import pytest
 
-from locallib import LocalCluster, Swarm, manifest, wait_until
+from harness import NodeClients, wait_until
+from harness.local import READY, LocalCluster, clients, manifest
 
 # Client-address affinity needs several client addresses: all of 127/8 is loopback.
 SOURCES = [f"127.0.0.{i}" for i in range(2, 26)]
@@ -27,17 +28,17 @@ def socketio_statuses(cluster: LocalCluster) -> list[tuple[str, int]]:
     return out
 
 
-def polling_swarm(cluster: LocalCluster, cookie: bool) -> Swarm:
-    return Swarm({"url": cluster.endpoint, "count": CLIENTS, "transports": ["polling"],
+def polling_swarm(processes, cluster: LocalCluster, cookie: bool) -> NodeClients:
+    return clients(processes, {"url": cluster.endpoint, "count": CLIENTS, "transports": ["polling"],
                   "withCredentials": cookie, "sources": SOURCES})
 
 
 @pytest.mark.parametrize("affinity", ["address", "cookie"])
-def test_polling_clients_keep_their_sessions(tmp_path, affinity):
+def test_polling_clients_keep_their_sessions(tmp_path, processes, affinity):
     with LocalCluster(tmp_path, manifest("sticky", 3, 4, affinity)) as cluster, \
-            polling_swarm(cluster, affinity == "cookie") as swarm:
+            polling_swarm(processes, cluster, affinity == "cookie") as swarm:
         swarm.wait_ready()
-        nodes = cluster.nodes("ready")
+        nodes = cluster.nodes(READY)
         assert len(nodes) == 3, cluster.state()
         spread = {n["name"]: cluster.connections(n) for n in nodes}
         assert sum(spread.values()) == CLIENTS and all(spread.values()), f"not spread over all nodes: {spread}"
@@ -58,12 +59,12 @@ def test_polling_clients_keep_their_sessions(tmp_path, affinity):
             assert got == list(range(CYCLES)), f"client {i} got {got}"
 
 
-def test_without_stickiness_sessions_break(tmp_path):
+def test_without_stickiness_sessions_break(tmp_path, processes):
     """The same clients with affinity switched off in nginx: the 400s the check above
     looks for do happen, so that check can fail."""
     spec = manifest("loose", 3, 4, "cookie")
     with LocalCluster(tmp_path, spec, extra_args=("--no-affinity",)) as cluster, \
-            polling_swarm(cluster, True) as swarm:
+            polling_swarm(processes, cluster, True) as swarm:
         def session_unknown():
             return [s for uri, s in socketio_statuses(cluster) if s == 400 and "sid=" in uri]
         wait_until(session_unknown, 30, "HTTP 400 on requests carrying a session id")

@@ -5,14 +5,11 @@ fail (bad type, out-of-range value, unknown field)."""
 from __future__ import annotations
 
 import copy
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from harness import REPO, committed_crd, crd_json_schema, crd_schema_errors, openapi_to_jsonschema  # noqa: E402
+from harness import REPO, committed_crd, crd_json_schema, crd_schema_errors, openapi_to_jsonschema
 
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 from harness import REPO, contract, manifest_schema_errors, require_binary
-from invalid_specs import INVALID_SPECS, manifest
+from harness.invalid_specs import INVALID_SPECS, manifest
 
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
 KUBERNETES_VERSIONS = ["1.30.0", "1.37.0"]

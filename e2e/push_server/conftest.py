@@ -3,8 +3,7 @@
 import pytest
 
 from harness import PushServer
-
-from push_suite import API_TOKEN
+from harness.push_suite import API_TOKEN
 
 
 @pytest.fixture

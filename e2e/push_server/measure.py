@@ -3,21 +3,18 @@ publish→delivery latency across two nodes (HTTP publish on node B, official JS
 on node A, same machine clock).
 
     cargo build --release -p push-server
-    PUSH_SERVER_BIN=$CARGO_TARGET_DIR/release/push-server python3 e2e/push_server/measure.py
+    cd e2e && PUSH_SERVER_BIN=$CARGO_TARGET_DIR/release/push-server python3 -m push_server.measure
 
 Prints one JSON object. Not a test: run by hand (figures depend on the machine).
 """
 
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from harness import NodeClients, Processes, PushServer, RedisServer, wait_until  # noqa: E402
+from harness import NodeClients, Processes, PushServer, RedisServer, wait_until
 
 TOKEN = "measure-token"
 CLIENTS = 1000

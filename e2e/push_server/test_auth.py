@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from harness import NodeClients, run_node_json, wait_until
-from push_suite import API_TOKEN
+from harness.push_suite import API_TOKEN
 
 SECRET = "e2e-jwt-secret-with-enough-bytes-32"
 

@@ -8,7 +8,7 @@ import requests
 import websocket
 
 from harness import NodeClients, contract, wait_until
-from push_suite import API_TOKEN
+from harness.push_suite import API_TOKEN
 
 LIMIT = 4000
 

@@ -11,7 +11,7 @@ import requests
 import websocket
 
 from harness import wait_until
-from push_suite import API_TOKEN
+from harness.push_suite import API_TOKEN
 
 
 class Page:

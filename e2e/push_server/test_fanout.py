@@ -6,7 +6,7 @@ import json
 import pytest
 
 from harness import NodeClients, contract, wait_until
-from push_suite import API_TOKEN
+from harness.push_suite import API_TOKEN
 
 TRANSPORTS = {
     "websocket": {"transports": ["websocket"]},

@@ -5,7 +5,7 @@ import subprocess
 import time
 
 from harness import NodeClients, contract, require_binary, wait_until
-from push_suite import API_TOKEN
+from harness.push_suite import API_TOKEN
 
 
 def test_redis_outage_refuses_publishes_at_once_and_fanout_resumes(processes, redis_server, cluster):

@@ -1,8 +1,6 @@
 """Helpers of the real-cluster suite: kubectl/helm against the cluster in
-KUBECONFIG, polling with deadlines, and port-forwards that are always stopped.
-
-(A uniquely named module, not conftest.py, so tests can import it while other
-e2e suites have conftest.py files of their own.)"""
+KUBECONFIG, polling with deadlines, and port-forwards that are always stopped
+(the suite's fixtures: e2e/cluster/conftest.py)."""
 
 from __future__ import annotations
 
@@ -18,8 +16,10 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
-from harness import REPO, contract, reserve_port, wait_until
-from harness.kube import bin_dir
+
+from .core import REPO, contract, wait_until
+from .kube import bin_dir
+from .ports import reserve_port
 
 T = TypeVar("T")
 CONTRACT = contract()

@@ -1,24 +1,19 @@
-"""Helpers of the chart and manifest checks: the real helm binary, chart
-rendering for each documented values combination; the contract, binary
-lookup and schema checks come from the shared e2e harness (e2e/contract.json,
-rendered from the Rust contract crate; harness/schemas.py).
-
-(A uniquely named module, not conftest.py, so test files can import it
-while other e2e suites have conftest.py files of their own.)"""
+"""Helpers of the chart and manifest checks: the real helm binary, chart rendering
+for each documented values combination. The contract, binary lookup and schema checks
+are the rest of the harness (e2e/contract.json, rendered from the Rust contract crate;
+harness/schemas.py); the `helm` and `contract` fixtures are e2e/chart/conftest.py's."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # e2e/: the shared harness
-from harness import REPO, contract as load_contract, find_binary  # noqa: E402,F401
-from harness.schemas import COMMITTED_CRD  # noqa: E402
+from .core import REPO
+from .schemas import COMMITTED_CRD
 
 CHART = REPO / "charts" / "pushcluster-operator"
 CRD_FILE = COMMITTED_CRD
@@ -58,16 +53,6 @@ def find_helm() -> str:
     if not found:
         pytest.fail("helm not found: run .ci/setup (installs it into .tools/bin)")
     return found
-
-
-@pytest.fixture(scope="session")
-def helm() -> str:
-    return find_helm()
-
-
-@pytest.fixture(scope="session")
-def contract() -> dict:
-    return load_contract()
 
 
 def run_helm(helm: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -1,8 +1,7 @@
-"""Helpers of the local-mode suite: `push-operator local` as a context manager,
-swarms of official socket.io clients, publishing, nginx's access log, metrics.
-
-(A uniquely named module, not conftest.py, so tests can import it while other
-suites have conftest.py files of their own.)"""
+"""Helpers of the local-mode suites (e2e/local, e2e/autoscale): `push-operator local`
+as a context manager, publishing, nginx's access log, metrics, and the official
+socket.io clients as these suites run them. Local mode's interface to tests (its
+stdout lines, the state file's node phases) comes from the contract crate."""
 
 from __future__ import annotations
 
@@ -11,21 +10,26 @@ import os
 import queue
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import requests
 import yaml
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))  # e2e/: the shared harness
-from harness import REPO, contract, find_binary, wait_until  # noqa: E402
+from .core import REPO, contract, find_binary
+from .node_clients import NodeClients
+from .procs import Processes
 
 CONTRACT = contract()
-__all__ = ["REPO", "wait_until", "LocalCluster", "Swarm", "manifest", "record_measurement"]
+LOCAL_MODE = CONTRACT["local_mode"]
+# Node phases of the state file: `cluster.nodes(READY)`.
+READY = LOCAL_MODE["PHASE_READY"]
+DRAINING = LOCAL_MODE["PHASE_DRAINING"]
+# The official clients of these suites behave as the demo page does: reconnect at once
+# (100-500 ms), and connect again after a server-side disconnect.
+RECONNECTING = {"reconnection": True, "reconnectionDelay": 100, "reconnectionDelayMax": 500,
+                "randomizationFactor": 0.2, "rejoinAfterServerDisconnect": True}
 
 
 def binary(name: str) -> str:
@@ -90,11 +94,10 @@ class LocalCluster:
                     line = self.lines.get(timeout=max(0.1, deadline - time.monotonic()))
                 except queue.Empty:
                     raise AssertionError(f"no endpoint line within 90 s:\n{self.log_tail()}") from None
-                key, _, value = line.partition(": ")
-                if key == "api-token":
-                    self.token = value.strip()
-                elif key == "endpoint":
-                    self.endpoint = value.strip()
+                if line.startswith(LOCAL_MODE["API_TOKEN_PREFIX"]):
+                    self.token = line.removeprefix(LOCAL_MODE["API_TOKEN_PREFIX"]).strip()
+                elif line.startswith(LOCAL_MODE["ENDPOINT_PREFIX"]):
+                    self.endpoint = line.removeprefix(LOCAL_MODE["ENDPOINT_PREFIX"]).strip()
         except BaseException:
             self.stop()
             raise
@@ -203,57 +206,10 @@ def _live_members(groups: set[int]) -> list[tuple[int, int]]:
     return out
 
 
-class Swarm:
-    """`node swarm.js SPEC`: events collected by a reader thread."""
-
-    def __init__(self, spec: dict):
-        self.spec = spec
-        self.events: list[dict] = []
-        self.lock = threading.Lock()
-        self.proc = subprocess.Popen(["node", str(HERE / "swarm.js"), json.dumps(spec)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                     start_new_session=True)
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout
-        for line in self.proc.stdout:
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            with self.lock:
-                self.events.append(event)
-
-    def of(self, kind: str, **match: Any) -> list[dict]:
-        with self.lock:
-            return [e for e in self.events if e["type"] == kind and all(e.get(k) == v for k, v in match.items())]
-
-    def wait_ready(self, timeout: float = 30) -> None:
-        wait_until(lambda: self.of("ready"), timeout, f"{self.spec.get('count', 1)} clients connected "
-                   f"(errors: {self.of('connect_error')[:3]})")
-
-    def received(self, event: str) -> dict[int, list]:
-        """Client index → data of every `event` it received, in order."""
-        got: dict[int, list] = {i: [] for i in range(self.spec.get("count", 1))}
-        for e in self.of("event", event=event):
-            got[e["i"]].append(e["data"])
-        return got
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(timeout=10)
-            except (subprocess.TimeoutExpired, ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-
-    def __enter__(self) -> Swarm:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+def clients(processes: Processes, spec: dict, name: str = "js-clients") -> NodeClients:
+    """Official socket.io clients (e2e/clients/client.js) reconnecting as the demo page does
+    (`RECONNECTING`; the spec may override it)."""
+    return NodeClients(processes, {**RECONNECTING, **spec}, name=name)
 
 
 ARTIFACTS = REPO / "e2e" / "artifacts"

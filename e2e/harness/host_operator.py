@@ -11,9 +11,12 @@ import subprocess
 from pathlib import Path
 
 import requests
-from clusterlib import CONTRACT, kubectl
-from harness import Processes, require_binary, reserve_port, wait_until
-from harness.push_server import parse_metrics
+
+from .cluster import CONTRACT, kubectl
+from .core import require_binary, wait_until
+from .ports import reserve_port
+from .procs import Processes
+from .push_server import parse_metrics
 
 OPERATOR_ENV = CONTRACT["operator::env"]
 # What the API server answers when RBAC forbids a call (403) or an object is invalid (422),
