@@ -112,14 +112,17 @@ def test_a_second_websocket_with_the_same_sid_is_closed_at_once(node, when):
 def test_overlapping_polling_posts_get_400_and_close_the_session(node):
     sid = open_polling(node)["sid"]
     url = urlparse(engine_url(node, transport="polling", sid=sid))
-    body = b"40"
-    # The first POST sends its headers and holds its body back, so the second overlaps it.
+    head, rest = b"40\x1e", b"3"
+    # The first POST sends a socket.io CONNECT and holds the rest of its body back...
     first = socket.create_connection((url.hostname, url.port), timeout=5)
     first.sendall(
         f"POST {url.path}?{url.query} HTTP/1.1\r\nHost: {url.netloc}\r\n"
-        f"Content-Type: text/plain;charset=UTF-8\r\nContent-Length: {len(body)}\r\n\r\n".encode())
+        f"Content-Type: text/plain;charset=UTF-8\r\nContent-Length: {len(head + rest)}\r\n\r\n".encode() + head)
+    # ...and the CONNECT's answer on a GET proves the server is inside that POST.
+    connected = requests.get(engine_url(node, transport="polling", sid=sid), timeout=5)
+    assert connected.text.startswith("40"), connected.text
     second = requests.post(engine_url(node, transport="polling", sid=sid), data=b"3", timeout=5)
-    first.sendall(body)
+    first.sendall(rest)
     assert second.status_code == 400, (second.status_code, second.text)
     # The session is gone: its sid is unknown from now on.
     after = requests.get(engine_url(node, transport="polling", sid=sid), timeout=5)

@@ -6,10 +6,7 @@
 
 use std::sync::Arc;
 
-use futures_util::{
-    SinkExt, StreamExt, TryStreamExt,
-    stream::{SplitSink, SplitStream},
-};
+use futures_util::{SinkExt, StreamExt};
 use http::{HeaderValue, Request, Response, StatusCode, request::Parts};
 use smallvec::smallvec;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -21,13 +18,15 @@ use tokio_tungstenite::{
         protocol::{Role, WebSocketConfig},
     },
 };
+use tokio::time::{Duration, Instant};
 use tokio_util::future::FutureExt as _;
 
-use engineioxide_core::{Packet, ProtocolVersion, Sid, Str, TransportType};
+use engineioxide_core::{Packet, PacketBuf, ProtocolVersion, Sid, Str, TransportType};
 
 use crate::{
     DisconnectReason, Socket, body::ResponseBody, config::EngineIoConfig, engine::EngineIo,
-    errors::Error, handler::EngineIoHandler, socket::InternalRx, transport::make_open_packet,
+    errors::Error, handler::EngineIoHandler, queue::QueueRx, socket::InternalRx,
+    transport::make_open_packet,
 };
 
 /// Create a response for websocket upgrade
@@ -64,14 +63,16 @@ pub fn new_req<R: Send + 'static, B, H: EngineIoHandler>(
         .get("Sec-WebSocket-Key")
         .ok_or(Error::InvalidWebSocketKey)?
         .clone();
+    // The connection's task lives as long as the WebSocket: it captures only what it
+    // needs (the upgrade future, the request head boxed), not the whole request.
+    let on_upgrade = hyper::upgrade::on(req);
+    let parts = Box::new(parts);
 
     tokio::spawn(async move {
-        let conn = hyper::upgrade::on(req)
-            .await
-            .map(hyper_util::rt::TokioIo::new);
+        let conn = on_upgrade.await.map(hyper_util::rt::TokioIo::new);
 
         let res = match conn {
-            Ok(conn) => on_init(engine.clone(), conn, protocol, sid, parts).await,
+            Ok(conn) => on_init(engine.clone(), conn, protocol, sid, *parts).await,
             Err(_e) => {
                 #[cfg(feature = "tracing")]
                 tracing::debug!("ws upgrade error: {}", _e);
@@ -117,13 +118,60 @@ pub async fn on_init<H: EngineIoHandler, S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // Boxed: the handshake states are large and needed only for the first frames,
+    // while the connection's task lives as long as the WebSocket.
+    let (socket, ws) = Box::pin(open(&engine, conn, protocol, sid, req_data)).await?;
+    // A session born on this WebSocket beats its heartbeat in the connection's own
+    // task; an upgraded one keeps the heartbeat task its polling handshake started
+    // (as does protocol v3, where the client pings).
+    let heartbeat = (sid.is_none() && socket.protocol == ProtocolVersion::V4)
+        .then(|| Heartbeat::new(engine.config.ping_interval, engine.config.ping_timeout));
+    if sid.is_none() && heartbeat.is_none() {
+        socket
+            .clone()
+            .spawn_heartbeat(engine.config.ping_interval, engine.config.ping_timeout);
+    }
+
+    match serve(&engine, &socket, ws, heartbeat).await {
+        Ended::Error(e) => {
+            let reason =
+                Option::<DisconnectReason>::from(&e).unwrap_or(DisconnectReason::TransportError);
+
+            #[cfg(feature = "tracing")]
+            tracing::debug!("error when handling packet: {:?}", e);
+            engine.close_session(socket.id, reason);
+        }
+        Ended::TransportClosed => {
+            #[cfg(feature = "tracing")]
+            tracing::debug!(sid = %socket.id, "ws transport was closed");
+            engine.close_session(socket.id, DisconnectReason::TransportClose);
+        }
+        Ended::SessionClosed => {
+            #[cfg(feature = "tracing")]
+            tracing::debug!(sid = %socket.id, "socket is closing");
+        }
+    }
+    Ok(())
+}
+
+/// Opens the WebSocket: a new session (OPEN packet sent) or the upgrade of a polling one.
+async fn open<H: EngineIoHandler, S>(
+    engine: &Arc<EngineIo<H>>,
+    conn: S,
+    protocol: ProtocolVersion,
+    sid: Option<Sid>,
+    req_data: Parts,
+) -> Result<(Arc<Socket<H::Data>>, WebSocketStream<S>), Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let ws_config = WebSocketConfig::default()
         .read_buffer_size(engine.config.ws_read_buffer_size)
         .max_message_size(Some(engine.config.ws_max_message_size))
         .max_frame_size(Some(engine.config.ws_max_frame_size));
 
     let ws_init = move || WebSocketStream::from_raw_socket(conn, Role::Server, Some(ws_config));
-    let (socket, ws) = if let Some(sid) = sid {
+    let opened = if let Some(sid) = sid {
         match engine.get_socket(sid) {
             None => return Err(Error::UnknownSessionID(sid)),
             // Already upgraded, or another WebSocket is upgrading it: refused at once
@@ -163,196 +211,269 @@ where
 
         let mut ws = ws_init().await;
         init_handshake(socket.id, &mut ws, &engine.config).await?;
-        socket
-            .clone()
-            .spawn_heartbeat(engine.config.ping_interval, engine.config.ping_timeout);
         (socket, ws)
     };
-    let (tx, rx) = ws.split();
-
-    // Pipe between websocket and internal socket channel.
-    tokio::spawn(forward_to_socket::<H, S>(socket.clone(), tx));
-
-    // pipe between internal socket channel and websocket
-    match forward_to_handler(&engine, rx, &socket)
-        .with_cancellation_token(&socket.cancellation_token)
-        .await
-    {
-        Some(Err(ref e)) => {
-            let reason =
-                Option::<DisconnectReason>::from(e).unwrap_or(DisconnectReason::TransportError);
-
-            #[cfg(feature = "tracing")]
-            tracing::debug!("error when handling packet: {:?}", e);
-            engine.close_session(socket.id, reason);
-        }
-        Some(Ok(())) => {
-            #[cfg(feature = "tracing")]
-            tracing::debug!(sid = %socket.id, "ws transport was closed");
-            engine.close_session(socket.id, DisconnectReason::TransportClose);
-        }
-        None => {
-            #[cfg(feature = "tracing")]
-            tracing::debug!(sid = %socket.id, "socket is closing");
-        }
-    }
-    Ok(())
+    Ok(opened)
 }
 
-/// Forwards all packets received from a websocket to a EngineIo [`Socket`]
-async fn forward_to_handler<H: EngineIoHandler, S>(
+/// How a WebSocket connection's loop ended.
+enum Ended {
+    /// The client closed the WebSocket or sent a Close packet.
+    TransportClosed,
+    /// The session was closed by the server (its cancellation token).
+    SessionClosed,
+    Error(Error),
+}
+
+/// The v4 heartbeat of a session born on its WebSocket: a PING every `interval`
+/// (the first one `interval` after the handshake), a PONG due within `timeout`.
+struct Heartbeat {
+    interval: Duration,
+    timeout: Duration,
+    next_ping: Instant,
+    /// Set while a PONG is awaited.
+    pong_due: Option<Instant>,
+}
+
+impl Heartbeat {
+    fn new(interval: Duration, timeout: Duration) -> Self {
+        Self {
+            interval,
+            timeout,
+            next_ping: Instant::now() + interval,
+            pong_due: None,
+        }
+    }
+
+    fn deadline(&self) -> Instant {
+        self.pong_due.unwrap_or(self.next_ping)
+    }
+
+    fn pong(&mut self) {
+        self.pong_due = None;
+    }
+}
+
+/// Drives one WebSocket connection in one task: reads the client's frames into
+/// the handler, writes the session's queued packets, and beats the heartbeat.
+/// (Upstream used three tasks and a split stream per connection; one task is
+/// ~6 KB less per idle connection.) Writes are fed, then flushed once the queue
+/// is drained.
+async fn serve<H: EngineIoHandler, S>(
     engine: &Arc<EngineIo<H>>,
-    mut rx: SplitStream<WebSocketStream<S>>,
     socket: &Arc<Socket<H::Data>>,
-) -> Result<(), Error>
+    mut ws: WebSocketStream<S>,
+    mut heartbeat: Option<Heartbeat>,
+) -> Ended
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    while let Some(msg) = rx.try_next().await? {
-        match msg {
-            Message::Text(msg) => match Packet::parse(socket.protocol, ws_bytes_to_str(msg))? {
-                Packet::Close => {
-                    #[cfg(feature = "tracing")]
-                    tracing::debug!("[sid={}] closing session", socket.id);
-                    engine.close_session(socket.id, DisconnectReason::TransportClose);
-                    break;
-                }
-                Packet::Pong | Packet::Ping => {
-                    // A full channel means that the client is already known to be alive.
-                    socket.heartbeat_received();
-                    Ok::<(), Error>(())
-                }
-                Packet::Message(msg) => {
-                    engine.handler.on_message(msg, socket.clone());
-                    Ok(())
-                }
-                p => return Err(Error::BadPacket(p)),
-            },
-            Message::Binary(mut data) => {
-                if socket.protocol == ProtocolVersion::V3 && !data.is_empty() {
-                    // The first byte is the message type, which we don't need.
-                    data = data.split_off(1);
-                }
-                engine.handler.on_binary(data, socket.clone());
-                Ok(())
-            }
-            Message::Close(_) => {
-                #[cfg(feature = "tracing")]
-                tracing::debug!("websocket closed, closing session");
-                engine.close_session(socket.id, DisconnectReason::TransportClose);
-                break;
-            }
-            _ => {
-                #[cfg(feature = "tracing")]
-                tracing::debug!(sid = ?socket.id, "unexpected ws message");
-                Ok(())
-            }
-        }?
-    }
-    Ok(())
-}
-
-/// Forwards all packets waiting to be sent to the websocket
-///
-/// The websocket stream is flushed only when the internal channel is drained
-async fn forward_to_socket<H: EngineIoHandler, S>(
-    socket: Arc<Socket<H::Data>>,
-    mut tx: SplitSink<WebSocketStream<S>, Message>,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
     // A polling request that was in progress during the upgrade may still hold the lock.
-    let lock = socket.internal_rx.lock();
-    let Some(mut internal_rx) = lock
+    let Some(mut internal_rx) = socket
+        .internal_rx
+        .lock()
         .with_cancellation_token(&socket.cancellation_token)
         .await
     else {
         #[cfg(feature = "tracing")]
-        tracing::debug!(sid = %socket.id, "session closed before starting the ws writer");
-        return;
+        tracing::debug!(sid = %socket.id, "session closed before starting the ws loop");
+        return Ended::SessionClosed;
     };
     let InternalRx {
         buffered_rx,
         volatile_rx,
         ..
     } = &mut *internal_rx;
+    let far = || Instant::now() + Duration::from_secs(86_400 * 365);
+    let beat = tokio::time::sleep_until(heartbeat.as_ref().map_or_else(far, Heartbeat::deadline));
+    tokio::pin!(beat);
 
-    // map a packet to a websocket message
-    // It is declared as a macro rather than a closure to avoid ownership issues
-    macro_rules! map_fn {
-            ($item:ident) => {
-                let res = match $item {
-                    Packet::Binary(bin) | Packet::BinaryV3(bin) => {
-                        if socket.protocol == ProtocolVersion::V3 {
-                            // v3 protocol requires packet type as the first byte.
-                            // This requires a new buffer. This is OK as it is only for the V3 protocol.
-                            let mut buff = Vec::with_capacity(bin.len() + 1);
-                            buff.push(0x04);
-                            buff.extend(bin);
-                            tx.feed(Message::Binary(buff.into())).await
-                        } else {
-                            tx.feed(Message::Binary(bin)).await
-                        }
-                    }
-                    // A Noop Packet maybe sent by the server to upgrade from a polling connection
-                    // In the case that the packet was not poll in time it will remain in the buffer and therefore
-                    // it should be discarded here
-                    Packet::Noop => Ok(()),
-                    _ => {
-                        let packet: String = $item.try_into().unwrap();
-                        tx.feed(Message::Text(packet.into())).await
-                    }
-                };
-                if let Err(_e) = res {
-                    #[cfg(feature = "tracing")]
-                    tracing::debug!("[sid={}] error sending packet: {}", socket.id, _e);
-                }
-            };
-        }
-
-    // Forward buffered packets until the channel is closed or the session is cancelled.
-    loop {
-        tokio::select! {
+    let ended = loop {
+        // One select decides, then at most one write: every write and flush of the
+        // loop is the same await point, which keeps this task's state small.
+        let step = tokio::select! {
             biased;
-            items = buffered_rx.recv() => {
-                match items {
-                    Some(packets) => {
-                        for item in packets {
-                            map_fn!(item);
+            _ = socket.cancellation_token.cancelled() => Step::End(Ended::SessionClosed),
+            msg = ws.next() => match msg {
+                None => Step::End(Ended::TransportClosed),
+                Some(Err(e)) => Step::End(Ended::Error(e.into())),
+                Some(Ok(msg)) => match on_frame(engine, socket, msg) {
+                    Ok(Frame::Continue) => Step::Idle,
+                    Ok(Frame::Pong) => {
+                        if let Some(h) = heartbeat.as_mut() {
+                            h.pong();
+                            beat.as_mut().reset(h.deadline());
                         }
-                        while let Ok(packets) = buffered_rx.try_recv() {
-                            for item in packets {
-                                map_fn!(item);
-                            }
-                        }
+                        Step::Idle
                     }
-                    None => break
-                }
-            }
-            _ = socket.cancellation_token.cancelled() => break,
-            Ok(()) = volatile_rx.changed() => {
-                let val = volatile_rx.borrow_and_update().clone();
-                if let Some(packets) = val {
-                    #[cfg(feature = "tracing")]
-                    tracing::debug!(sid = ?socket.id, "ws volatile flush: {} packets", packets.len());
-                    for item in packets {
-                        map_fn!(item);
-                    }
-                }
+                    Ok(Frame::Close) => Step::End(Ended::TransportClosed),
+                    Err(e) => Step::End(Ended::Error(e)),
+                },
             },
+            batch = buffered_rx.recv() => match batch {
+                Some(batch) => Step::Write(batch, Drain::Queue),
+                None => Step::End(Ended::SessionClosed),
+            },
+            Ok(()) = volatile_rx.changed() => match volatile_rx.borrow_and_update().clone() {
+                Some(batch) => {
+                    #[cfg(feature = "tracing")]
+                    tracing::debug!(sid = ?socket.id, "ws volatile flush: {} packets", batch.len());
+                    Step::Write(batch, Drain::No)
+                }
+                None => Step::Idle,
+            },
+            _ = &mut beat, if heartbeat.is_some() => match heartbeat.as_mut() {
+                Some(h) if h.pong_due.is_some() => {
+                    #[cfg(feature = "tracing")]
+                    tracing::debug!(sid = ?socket.id, "heartbeat timeout");
+                    Step::End(Ended::Error(Error::HeartbeatTimeout))
+                }
+                Some(h) => {
+                    #[cfg(feature = "tracing")]
+                    tracing::trace!(sid = ?socket.id, "emitting ping");
+                    let now = Instant::now();
+                    h.pong_due = Some(now + h.timeout);
+                    // Like `tokio::time::interval`, the schedule does not drift with late pongs.
+                    while h.next_ping <= now {
+                        h.next_ping += h.interval;
+                    }
+                    beat.as_mut().reset(h.deadline());
+                    Step::Write(smallvec![Packet::Ping], Drain::No)
+                }
+                None => Step::Idle,
+            },
+        };
+        match step {
+            Step::Idle => {}
+            Step::End(ended) => break ended,
+            Step::Write(batch, drain) => {
+                let more = match drain {
+                    Drain::Queue => Some(&mut *buffered_rx),
+                    Drain::No => None,
+                };
+                Box::pin(write(socket, &mut ws, batch, more)).await;
+            }
         }
-
-        #[cfg(feature = "tracing")]
-        tracing::trace!(sid = %socket.id, "ws flush");
-        tx.flush().await.ok();
-    }
+    };
 
     #[cfg(feature = "tracing")]
     tracing::trace!(sid = %socket.id, "ws closing flush");
-
-    tx.flush().await.ok();
-    tx.close().await.ok();
+    ws.flush().await.ok();
+    ws.close(None).await.ok();
+    ended
 }
+
+/// What a client frame asks of the connection loop.
+enum Frame {
+    Continue,
+    /// A PONG (v4) or PING (v3) answered the heartbeat.
+    Pong,
+    Close,
+}
+
+/// Hands one client frame to the handler.
+fn on_frame<H: EngineIoHandler>(
+    engine: &Arc<EngineIo<H>>,
+    socket: &Arc<Socket<H::Data>>,
+    msg: Message,
+) -> Result<Frame, Error> {
+    match msg {
+        Message::Text(msg) => match Packet::parse(socket.protocol, ws_bytes_to_str(msg))? {
+            Packet::Close => {
+                #[cfg(feature = "tracing")]
+                tracing::debug!("[sid={}] closing session", socket.id);
+                engine.close_session(socket.id, DisconnectReason::TransportClose);
+                Ok(Frame::Close)
+            }
+            Packet::Pong | Packet::Ping => {
+                // For a heartbeat task of its own (upgraded sessions, protocol v3).
+                socket.heartbeat_received();
+                Ok(Frame::Pong)
+            }
+            Packet::Message(msg) => {
+                engine.handler.on_message(msg, socket.clone());
+                Ok(Frame::Continue)
+            }
+            p => Err(Error::BadPacket(p)),
+        },
+        Message::Binary(mut data) => {
+            if socket.protocol == ProtocolVersion::V3 && !data.is_empty() {
+                // The first byte is the message type, which we don't need.
+                data = data.split_off(1);
+            }
+            engine.handler.on_binary(data, socket.clone());
+            Ok(Frame::Continue)
+        }
+        Message::Close(_) => {
+            #[cfg(feature = "tracing")]
+            tracing::debug!("websocket closed, closing session");
+            engine.close_session(socket.id, DisconnectReason::TransportClose);
+            Ok(Frame::Close)
+        }
+        _ => {
+            #[cfg(feature = "tracing")]
+            tracing::debug!(sid = ?socket.id, "unexpected ws message");
+            Ok(Frame::Continue)
+        }
+    }
+}
+
+/// What one turn of the connection loop does after its select.
+enum Step {
+    Idle,
+    Write(PacketBuf, Drain),
+    End(Ended),
+}
+
+/// Whether a write also takes everything else already queued.
+enum Drain {
+    Queue,
+    No,
+}
+
+/// Feeds `batch` (and, with `more`, every batch queued meanwhile) to the WebSocket,
+/// then flushes once. Send errors are logged: the read side notices a dead socket.
+async fn write<D, S>(
+    socket: &Socket<D>,
+    ws: &mut WebSocketStream<S>,
+    batch: PacketBuf,
+    mut more: Option<&mut QueueRx>,
+) where
+    D: Default + Send + Sync + 'static,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut batch = Some(batch);
+    while let Some(current) = batch.take() {
+        for packet in current {
+            let msg = match packet {
+                // A Noop Packet maybe sent by the server to upgrade from a polling connection
+                // In the case that the packet was not poll in time it will remain in the buffer and therefore
+                // it should be discarded here
+                Packet::Noop => continue,
+                Packet::Binary(bin) | Packet::BinaryV3(bin) => {
+                    if socket.protocol == ProtocolVersion::V3 {
+                        // v3 protocol requires packet type as the first byte.
+                        // This requires a new buffer. This is OK as it is only for the V3 protocol.
+                        let mut buff = Vec::with_capacity(bin.len() + 1);
+                        buff.push(0x04);
+                        buff.extend(bin);
+                        Message::Binary(buff.into())
+                    } else {
+                        Message::Binary(bin)
+                    }
+                }
+                packet => Message::Text(String::from(packet).into()),
+            };
+            if let Err(_e) = ws.feed(msg).await {
+                #[cfg(feature = "tracing")]
+                tracing::debug!("[sid={}] error sending packet: {}", socket.id, _e);
+            }
+        }
+        batch = more.as_mut().and_then(|rx| rx.try_recv().ok());
+    }
+    ws.flush().await.ok();
+}
+
 /// Send a Engine.IO [`OpenPacket`] to initiate a websocket connection
 async fn init_handshake<S>(
     sid: Sid,
@@ -508,42 +629,76 @@ mod tests {
         )
     }
 
+    fn engine() -> Arc<EngineIo<StubHandler>> {
+        Arc::new(EngineIo::new(Arc::new(StubHandler), EngineIoConfig::default()))
+    }
+
+    fn spawn_serve(
+        socket: &Arc<Socket<()>>,
+        server: WebSocketStream<DuplexStream>,
+        heartbeat: Option<Heartbeat>,
+    ) -> tokio::task::JoinHandle<Ended> {
+        let socket = socket.clone();
+        tokio::spawn(async move { serve(&engine(), &socket, server, heartbeat).await })
+    }
+
     /// A polling request can still hold the lock at the end of an upgrade.
     #[tokio::test]
-    async fn writer_waits_for_the_lock_of_a_polling_request() {
+    async fn the_loop_waits_for_the_lock_of_a_polling_request() {
         let socket = socket();
         let (server, mut client) = ws_pair().await;
-        let (tx, _rx) = server.split();
 
         let polling = socket.internal_rx.lock().await;
-        let writer = tokio::spawn(forward_to_socket::<StubHandler, _>(socket.clone(), tx));
+        let serving = spawn_serve(&socket, server, None);
         tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(!writer.is_finished(), "the writer should wait for the lock");
+        assert!(!serving.is_finished(), "the loop should wait for the lock");
 
         drop(polling);
         socket.emit(Str::from("hello")).unwrap();
         let msg = tokio::time::timeout(TIMEOUT, client.next())
             .await
-            .expect("the writer should send the packet")
+            .expect("the loop should send the packet")
             .unwrap()
             .unwrap();
         assert_eq!(msg, Message::text("4hello"));
     }
 
     #[tokio::test]
-    async fn writer_waiting_for_the_lock_stops_with_the_session() {
+    async fn the_loop_waiting_for_the_lock_stops_with_the_session() {
         let socket = socket();
         let (server, _client) = ws_pair().await;
-        let (tx, _rx) = server.split();
 
         let _polling = socket.internal_rx.lock().await;
-        let writer = tokio::spawn(forward_to_socket::<StubHandler, _>(socket.clone(), tx));
+        let serving = spawn_serve(&socket, server, None);
         tokio::time::sleep(Duration::from_millis(20)).await;
 
         socket.cancellation_token.cancel();
-        tokio::time::timeout(TIMEOUT, writer)
+        let ended = tokio::time::timeout(TIMEOUT, serving)
             .await
-            .expect("the writer should stop")
+            .expect("the loop should stop")
             .unwrap();
+        assert!(matches!(ended, Ended::SessionClosed));
+    }
+
+    #[tokio::test]
+    async fn the_heartbeat_pings_after_the_interval_and_ends_without_a_pong() {
+        let socket = socket();
+        let (server, mut client) = ws_pair().await;
+        let interval = Duration::from_millis(60);
+        let started = Instant::now();
+        let serving = spawn_serve(
+            &socket,
+            server,
+            Some(Heartbeat::new(interval, Duration::from_millis(60))),
+        );
+        let ping = tokio::time::timeout(TIMEOUT, client.next()).await.unwrap();
+        assert_eq!(ping.unwrap().unwrap(), Message::text("2"));
+        assert!(started.elapsed() >= interval, "the first PING waits for the interval");
+        client.send(Message::text("3")).await.unwrap();
+        let ping = tokio::time::timeout(TIMEOUT, client.next()).await.unwrap();
+        assert_eq!(ping.unwrap().unwrap(), Message::text("2"));
+        // No PONG this time: the connection ends with a heartbeat timeout.
+        let ended = tokio::time::timeout(TIMEOUT, serving).await.unwrap().unwrap();
+        assert!(matches!(ended, Ended::Error(Error::HeartbeatTimeout)));
     }
 }
