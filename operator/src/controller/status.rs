@@ -62,6 +62,49 @@ fn condition(type_: &str, ok: bool, reason: &str, message: impl Into<String>) ->
     }
 }
 
+/// The Deployment's counts as the conditions read them.
+struct Pods {
+    desired: i32,
+    replicas: i32,
+    ready: i32,
+    updated: i32,
+    /// The template is rolled out and the replica count settled, so pods that are
+    /// not ready are not new ones still starting.
+    settled: bool,
+    /// Pods lost after the cluster was whole (crash, failing probe, node loss):
+    /// Degraded until they are back; a cluster starting or scaling out is not.
+    lost: bool,
+}
+
+impl Pods {
+    fn of(observed: &Observed, previous: Option<&PushClusterStatus>) -> Self {
+        let deployment = observed.deployment.clone().unwrap_or_default();
+        let desired = observed.desired_replicas;
+        let replicas = deployment.replicas.unwrap_or(0);
+        let ready = deployment.ready_replicas.unwrap_or(0);
+        let updated = deployment.updated_replicas.unwrap_or(0);
+        let settled = observed.blocker.is_none()
+            && observed.deployment_generation.is_some()
+            && deployment.observed_generation >= observed.deployment_generation
+            && updated >= desired
+            && replicas == desired;
+        let was_whole = previous.is_some_and(|p| {
+            p.ready_replicas >= desired
+                || p.conditions.iter().any(|c| {
+                    c.type_ == DEGRADED && c.status == "True" && c.reason == PODS_UNAVAILABLE
+                })
+        });
+        Self {
+            desired,
+            replicas,
+            ready,
+            updated,
+            settled,
+            lost: settled && ready < desired && was_whole,
+        }
+    }
+}
+
 /// The new status. `previous` supplies lastTransitionTime of unchanged conditions
 /// and the fields other writers own (connections, autoscaler).
 pub fn compute(
@@ -69,29 +112,38 @@ pub fn compute(
     previous: Option<&PushClusterStatus>,
     now: Time,
 ) -> PushClusterStatus {
-    let deployment = observed.deployment.clone().unwrap_or_default();
-    let replicas = deployment.replicas.unwrap_or(0);
-    let ready = deployment.ready_replicas.unwrap_or(0);
-    let updated = deployment.updated_replicas.unwrap_or(0);
-    let mut conditions = Vec::new();
+    let pods = Pods::of(observed, previous);
+    let degraded = degraded(observed.blocker.as_ref(), &pods);
+    let redis = redis(observed);
+    let exposure = exposure(observed.exposure.as_ref());
+    let progressing = progressing(observed.blocker.is_some(), &pods);
+    let ready = ready(&pods, &degraded, &redis, &exposure);
+    let mut conditions = vec![ready, redis, exposure, progressing, degraded];
+    for c in &mut conditions {
+        c.observed_generation = observed.generation;
+        c.last_transition_time = previous
+            .and_then(|p| {
+                p.conditions
+                    .iter()
+                    .find(|old| old.type_ == c.type_ && old.status == c.status)
+            })
+            .map(|old| old.last_transition_time.clone())
+            .unwrap_or_else(|| now.clone());
+    }
+    PushClusterStatus {
+        observed_generation: observed.generation,
+        replicas: pods.replicas,
+        ready_replicas: pods.ready,
+        selector: observed.selector.clone(),
+        endpoint: observed.endpoint.clone(),
+        connections: previous.and_then(|p| p.connections),
+        autoscaler: previous.and_then(|p| p.autoscaler.clone()),
+        conditions,
+    }
+}
 
-    // The template is rolled out and the replica count settled, so pods that are
-    // not ready are not new ones still starting.
-    let settled = observed.blocker.is_none()
-        && observed.deployment_generation.is_some()
-        && deployment.observed_generation >= observed.deployment_generation
-        && updated >= observed.desired_replicas
-        && replicas == observed.desired_replicas;
-    // A pod lost after the cluster was whole (crash, failing probe, node loss) is
-    // Degraded until it is back; a cluster still starting or scaling out is not.
-    let was_whole = previous.is_some_and(|p| {
-        p.ready_replicas >= observed.desired_replicas
-            || p.conditions
-                .iter()
-                .any(|c| c.type_ == DEGRADED && c.status == "True" && c.reason == PODS_UNAVAILABLE)
-    });
-    let pods_lost = settled && ready < observed.desired_replicas && was_whole;
-    let degraded = match &observed.blocker {
+fn degraded(blocker: Option<&Blocker>, pods: &Pods) -> Condition {
+    match blocker {
         Some(Blocker::InvalidSpec(message)) => condition(
             DEGRADED,
             true,
@@ -107,18 +159,21 @@ pub fn compute(
                 missing.join(", ")
             ),
         ),
-        None if pods_lost => condition(
+        None if pods.lost => condition(
             DEGRADED,
             true,
             PODS_UNAVAILABLE,
             format!(
-                "{ready}/{} pods ready after all were; waiting for the lost pods to come back",
-                observed.desired_replicas
+                "{}/{} pods ready after all were; waiting for the lost pods to come back",
+                pods.ready, pods.desired
             ),
         ),
         None => condition(DEGRADED, false, "AsExpected", "spec applied"),
-    };
-    let redis = match observed.redis_ready_replicas {
+    }
+}
+
+fn redis(observed: &Observed) -> Condition {
+    match observed.redis_ready_replicas {
         None if observed.blocker.is_some() => {
             condition(REDIS_READY, false, "NotApplied", "spec not applied")
         }
@@ -130,8 +185,11 @@ pub fn compute(
             "Starting",
             "managed Redis has no ready pod yet",
         ),
-    };
-    let exposure = match &observed.exposure {
+    }
+}
+
+fn exposure(state: Option<&ExposureState>) -> Condition {
+    match state {
         Some(ExposureState::Configured(what)) => {
             condition(EXPOSURE_READY, true, "Configured", what.clone())
         }
@@ -142,88 +200,52 @@ pub fn compute(
             "the HTTPRoute API (gateway.networking.k8s.io/v1) is not installed; install the Gateway API CRDs or choose another exposure mode",
         ),
         None => condition(EXPOSURE_READY, false, "NotApplied", "spec not applied"),
-    };
-    let rolled_out = settled && ready >= observed.desired_replicas;
-    let progressing = if observed.blocker.is_some() {
+    }
+}
+
+fn progressing(blocked: bool, pods: &Pods) -> Condition {
+    let (ready, updated, desired) = (pods.ready, pods.updated, pods.desired);
+    if blocked {
         condition(PROGRESSING, false, "Blocked", "see the Degraded condition")
-    } else if pods_lost {
+    } else if pods.lost {
         // Nothing is rolling out: the spec is in place and a pod went away.
         condition(
             PROGRESSING,
             false,
             "Complete",
-            format!(
-                "{updated}/{} pods up to date; see the Degraded condition",
-                observed.desired_replicas
-            ),
+            format!("{updated}/{desired} pods up to date; see the Degraded condition"),
         )
-    } else if rolled_out {
+    } else if pods.settled && ready >= desired {
         condition(
             PROGRESSING,
             false,
             "Complete",
-            format!(
-                "{ready}/{} pods ready and up to date",
-                observed.desired_replicas
-            ),
+            format!("{ready}/{desired} pods ready and up to date"),
         )
     } else {
         condition(
             PROGRESSING,
             true,
             "RollingOut",
-            format!(
-                "{updated}/{} pods updated, {ready} ready",
-                observed.desired_replicas
-            ),
+            format!("{updated}/{desired} pods updated, {ready} ready"),
         )
-    };
-    let all_ready = [&degraded].iter().all(|c| c.status == "False")
-        && [&redis, &exposure].iter().all(|c| c.status == "True")
-        && ready >= observed.desired_replicas;
-    let ready_condition = if all_ready {
-        condition(
-            READY,
-            true,
-            "AllReady",
-            format!("{ready}/{} pods ready", observed.desired_replicas),
-        )
-    } else {
-        let (reason, message) = if degraded.status == "True" {
-            (degraded.reason.clone(), degraded.message.clone())
-        } else if redis.status != "True" {
-            ("RedisNotReady".to_string(), redis.message.clone())
-        } else if exposure.status != "True" {
-            ("ExposureNotReady".to_string(), exposure.message.clone())
-        } else {
-            (
-                "PodsNotReady".to_string(),
-                format!("{ready}/{} pods ready", observed.desired_replicas),
-            )
-        };
-        condition(READY, false, &reason, message)
-    };
-    conditions.extend([ready_condition, redis, exposure, progressing, degraded]);
-    for c in &mut conditions {
-        c.observed_generation = observed.generation;
-        c.last_transition_time = previous
-            .and_then(|p| {
-                p.conditions
-                    .iter()
-                    .find(|old| old.type_ == c.type_ && old.status == c.status)
-            })
-            .map(|old| old.last_transition_time.clone())
-            .unwrap_or_else(|| now.clone());
     }
-    PushClusterStatus {
-        observed_generation: observed.generation,
-        replicas,
-        ready_replicas: ready,
-        selector: observed.selector.clone(),
-        endpoint: observed.endpoint.clone(),
-        connections: previous.and_then(|p| p.connections),
-        autoscaler: previous.and_then(|p| p.autoscaler.clone()),
-        conditions,
+}
+
+/// Ready when nothing is degraded, Redis and the exposure are ready and every pod
+/// is; otherwise the first reason in that order.
+fn ready(pods: &Pods, degraded: &Condition, redis: &Condition, exposure: &Condition) -> Condition {
+    let message = format!("{}/{} pods ready", pods.ready, pods.desired);
+    if degraded.status == "True" {
+        condition(READY, false, &degraded.reason, degraded.message.clone())
+    } else if redis.status != "True" {
+        condition(READY, false, "RedisNotReady", redis.message.clone())
+    } else if exposure.status != "True" {
+        condition(READY, false, "ExposureNotReady", exposure.message.clone())
+    } else if pods.ready < pods.desired {
+        condition(READY, false, "PodsNotReady", message)
+    } else {
+        condition(READY, true, "AllReady", message)
     }
 }
 
@@ -289,16 +311,7 @@ mod tests {
             ),
             (
                 "pods not ready",
-                Observed {
-                    deployment: Some(DeploymentStatus {
-                        observed_generation: Some(7),
-                        replicas: Some(3),
-                        ready_replicas: Some(1),
-                        updated_replicas: Some(3),
-                        ..Default::default()
-                    }),
-                    ..healthy()
-                },
+                with_ready(1),
                 &[
                     (READY, "False", "PodsNotReady"),
                     (PROGRESSING, "True", "RollingOut"),
