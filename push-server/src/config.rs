@@ -18,10 +18,10 @@ use crate::{
 
 /// Initial read buffer of each WebSocket (engineioxide's default is 4 KiB). Clients of
 /// a push node send little (pongs, subscribe requests), and each idle connection holds
-/// this buffer for its whole life: 1 KiB saves 3 KiB per connection. A bigger message
+/// this buffer for its whole life: 256 bytes save ~3.8 KiB per connection. A bigger message
 /// still arrives whole (the buffer grows to the frame's length, up to the payload
 /// limit); it only takes more reads.
-pub const WS_READ_BUFFER_BYTES: usize = 1024;
+pub const WS_READ_BUFFER_BYTES: usize = 256;
 
 /// Cap of hyper's HTTP/1 read buffer per TCP connection (hyper's default lets it grow to
 /// ~400 KiB; 8 KiB is hyper's minimum), so one client cannot make a connection hold a huge

@@ -5,6 +5,10 @@
 //! paid by every idle connection. This queue allocates nothing until a packet is
 //! queued and gives its buffer back once drained. Many senders (the socket's
 //! owners), one receiver (the transport holding the socket's `internal_rx` lock).
+//!
+//! It also holds the socket's volatile slot: the latest volatile batch, which
+//! bypasses the bound and overwrites the previous one if that was not sent yet
+//! (it was a `tokio::sync::watch` channel, ~0.6 KB per session).
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
@@ -21,6 +25,8 @@ struct State {
     /// Slots promised to [`QueuePermit`]s not used yet.
     reserved: usize,
     closed: bool,
+    /// The latest volatile batch not sent yet (boxed: it is rare).
+    volatile: Option<Box<PacketBuf>>,
 }
 
 struct Shared {
@@ -47,6 +53,7 @@ pub(crate) fn queue(capacity: usize) -> (QueueTx, QueueRx) {
             items: VecDeque::new(),
             reserved: 0,
             closed: false,
+            volatile: None,
         }),
         capacity: capacity.max(1),
         receiver: AtomicWaker::new(),
@@ -106,6 +113,18 @@ impl QueueTx {
         self.0.lock().closed
     }
 
+    /// Puts `batch` in the volatile slot, replacing one not sent yet; false once closed.
+    pub(crate) fn send_volatile(&self, batch: PacketBuf) -> bool {
+        let mut state = self.0.lock();
+        if state.closed {
+            return false;
+        }
+        state.volatile = Some(Box::new(batch));
+        drop(state);
+        self.0.receiver.wake();
+        true
+    }
+
     /// Completes once the receiver closed the queue or was dropped.
     pub(crate) async fn closed(&self) {
         loop {
@@ -163,10 +182,20 @@ impl Drop for QueuePermit<'_> {
     }
 }
 
+/// What the receiver takes next.
+pub(crate) enum Batch {
+    /// From the bounded queue, in order.
+    Queued(PacketBuf),
+    /// The volatile slot's batch.
+    Volatile(PacketBuf),
+}
+
 /// The receiving side (one per queue).
 pub(crate) struct QueueRx(Arc<Shared>);
 
 impl QueueRx {
+    /// The next queued batch (the volatile slot is not looked at).
+    #[cfg(any(test, feature = "__test_harness"))]
     pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<PacketBuf>> {
         if let Some(ready) = self.pop() {
             return Poll::Ready(ready);
@@ -179,8 +208,36 @@ impl QueueRx {
         }
     }
 
+    #[cfg(any(test, feature = "__test_harness"))]
     pub(crate) async fn recv(&mut self) -> Option<PacketBuf> {
         poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// The next queued batch, else the volatile one (`Batch::Volatile`): queued
+    /// packets go first, as with the transports' biased selects before.
+    pub(crate) fn poll_next_batch(&mut self, cx: &mut Context<'_>) -> Poll<Option<Batch>> {
+        if let Some(ready) = self.take_batch() {
+            return Poll::Ready(ready);
+        }
+        self.0.receiver.register(cx.waker());
+        match self.take_batch() {
+            Some(ready) => Poll::Ready(ready),
+            None => Poll::Pending,
+        }
+    }
+
+    pub(crate) async fn next_batch(&mut self) -> Option<Batch> {
+        poll_fn(|cx| self.poll_next_batch(cx)).await
+    }
+
+    fn take_batch(&mut self) -> Option<Option<Batch>> {
+        match self.pop() {
+            Some(Some(batch)) => Some(Some(Batch::Queued(batch))),
+            popped => match self.0.lock().volatile.take() {
+                Some(batch) => Some(Some(Batch::Volatile(*batch))),
+                None => popped.map(|_| None),
+            },
+        }
     }
 
     pub(crate) fn try_recv(&mut self) -> Result<PacketBuf, TryRecvError> {
@@ -285,6 +342,24 @@ mod tests {
         ));
         assert_eq!(text(rx.recv().await.unwrap()), "2");
         assert!(rx.recv().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn the_volatile_slot_keeps_the_latest_and_comes_after_the_queue() {
+        let (tx, mut rx) = queue(1);
+        assert!(tx.send_volatile(batch(1)));
+        assert!(tx.send_volatile(batch(2)));
+        tx.try_send(batch(3)).unwrap();
+        let next = |b: Option<Batch>| match b {
+            Some(Batch::Queued(b)) => format!("queued {}", text(b)),
+            Some(Batch::Volatile(b)) => format!("volatile {}", text(b)),
+            None => "end".to_string(),
+        };
+        assert_eq!(next(rx.next_batch().await), "queued 3");
+        assert_eq!(next(rx.next_batch().await), "volatile 2");
+        rx.close();
+        assert!(!tx.send_volatile(batch(4)));
+        assert_eq!(next(rx.next_batch().await), "end");
     }
 
     #[tokio::test]

@@ -10,6 +10,7 @@ use futures_util::{SinkExt, StreamExt};
 use http::{HeaderValue, Request, Response, StatusCode, request::Parts};
 use smallvec::smallvec;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::{Duration, Instant};
 use tokio_tungstenite::{
     WebSocketStream,
     tungstenite::{
@@ -18,14 +19,19 @@ use tokio_tungstenite::{
         protocol::{Role, WebSocketConfig},
     },
 };
-use tokio::time::{Duration, Instant};
 use tokio_util::future::FutureExt as _;
 
 use engineioxide_core::{Packet, PacketBuf, ProtocolVersion, Sid, Str, TransportType};
 
 use crate::{
-    DisconnectReason, Socket, body::ResponseBody, config::EngineIoConfig, engine::EngineIo,
-    errors::Error, handler::EngineIoHandler, queue::QueueRx, socket::InternalRx,
+    DisconnectReason, Socket,
+    body::ResponseBody,
+    config::EngineIoConfig,
+    engine::EngineIo,
+    errors::Error,
+    handler::EngineIoHandler,
+    queue::{Batch, QueueRx},
+    socket::InternalRx,
     transport::make_open_packet,
 };
 
@@ -279,11 +285,7 @@ where
         tracing::debug!(sid = %socket.id, "session closed before starting the ws loop");
         return Ended::SessionClosed;
     };
-    let InternalRx {
-        buffered_rx,
-        volatile_rx,
-        ..
-    } = &mut *internal_rx;
+    let InternalRx { buffered_rx, .. } = &mut *internal_rx;
     let far = || Instant::now() + Duration::from_secs(86_400 * 365);
     let beat = tokio::time::sleep_until(heartbeat.as_ref().map_or_else(far, Heartbeat::deadline));
     tokio::pin!(beat);
@@ -310,17 +312,14 @@ where
                     Err(e) => Step::End(Ended::Error(e)),
                 },
             },
-            batch = buffered_rx.recv() => match batch {
-                Some(batch) => Step::Write(batch, Drain::Queue),
-                None => Step::End(Ended::SessionClosed),
-            },
-            Ok(()) = volatile_rx.changed() => match volatile_rx.borrow_and_update().clone() {
-                Some(batch) => {
+            batch = buffered_rx.next_batch() => match batch {
+                Some(Batch::Queued(batch)) => Step::Write(batch, Drain::Queue),
+                Some(Batch::Volatile(batch)) => {
                     #[cfg(feature = "tracing")]
                     tracing::debug!(sid = ?socket.id, "ws volatile flush: {} packets", batch.len());
                     Step::Write(batch, Drain::No)
                 }
-                None => Step::Idle,
+                None => Step::End(Ended::SessionClosed),
             },
             _ = &mut beat, if heartbeat.is_some() => match heartbeat.as_mut() {
                 Some(h) if h.pong_due.is_some() => {
@@ -630,7 +629,10 @@ mod tests {
     }
 
     fn engine() -> Arc<EngineIo<StubHandler>> {
-        Arc::new(EngineIo::new(Arc::new(StubHandler), EngineIoConfig::default()))
+        Arc::new(EngineIo::new(
+            Arc::new(StubHandler),
+            EngineIoConfig::default(),
+        ))
     }
 
     fn spawn_serve(
@@ -693,12 +695,18 @@ mod tests {
         );
         let ping = tokio::time::timeout(TIMEOUT, client.next()).await.unwrap();
         assert_eq!(ping.unwrap().unwrap(), Message::text("2"));
-        assert!(started.elapsed() >= interval, "the first PING waits for the interval");
+        assert!(
+            started.elapsed() >= interval,
+            "the first PING waits for the interval"
+        );
         client.send(Message::text("3")).await.unwrap();
         let ping = tokio::time::timeout(TIMEOUT, client.next()).await.unwrap();
         assert_eq!(ping.unwrap().unwrap(), Message::text("2"));
         // No PONG this time: the connection ends with a heartbeat timeout.
-        let ended = tokio::time::timeout(TIMEOUT, serving).await.unwrap().unwrap();
+        let ended = tokio::time::timeout(TIMEOUT, serving)
+            .await
+            .unwrap()
+            .unwrap();
         assert!(matches!(ended, Ended::Error(Error::HeartbeatTimeout)));
     }
 }
