@@ -1,4 +1,5 @@
-//! Request heads that outlive their request: copied out of hyper's read buffer.
+//! Request heads that outlive their request: copied out of hyper's read buffer, and
+//! trimmed to what a session uses.
 //!
 //! Why: hyper parses the URI and the header values as slices of the connection's read
 //! buffer (16 KiB once grown), and engineioxide keeps a new session's request head for
@@ -6,38 +7,71 @@
 //! whole buffer: about 16 of the 30 KiB a connection cost (heaptrack, 1,000 idle
 //! clients). Copying the few hundred bytes of the head lets the buffer go. axum's
 //! router puts a clone of the URI into the extensions too (`OriginalUri`), before any
-//! of its layers runs: that one is copied as well.
+//! of its layers runs: it gets the same copy.
+//!
+//! A session keeps only the headers [`KEPT`] lists (who the client is and where it
+//! came from, and what the WebSocket upgrade reads), their values in one allocation:
+//! a browser sends ~15 headers, and each kept one costs a map entry for the session's
+//! life.
 
+use axum::body::Bytes;
 use axum::extract::OriginalUri;
-use http::{HeaderMap, HeaderValue, Uri, request::Parts};
+use http::{HeaderMap, HeaderName, HeaderValue, Uri, header, request::Parts};
 
-/// Replaces the URI, the `OriginalUri` extension and the header values of `parts` by
-/// copies that share no buffer with the request they were parsed from. Names, values,
-/// their order and sensitivity are kept; a part that cannot be copied (none can: hyper
-/// validated them) stays shared.
+/// The request headers a session keeps: identity (cookies for shared sessions,
+/// authorization), origin and proxy headers (logs, future policies), and what
+/// engineioxide's WebSocket upgrade reads right after the handshake is admitted.
+pub const KEPT: [HeaderName; 10] = [
+    header::COOKIE,
+    header::AUTHORIZATION,
+    header::ORIGIN,
+    header::HOST,
+    header::USER_AGENT,
+    header::FORWARDED,
+    HeaderName::from_static("x-forwarded-for"),
+    HeaderName::from_static("x-real-ip"),
+    header::SEC_WEBSOCKET_KEY,
+    header::SEC_WEBSOCKET_VERSION,
+];
+
+/// Replaces the URI, the `OriginalUri` extension and the headers of `parts` by copies
+/// that share no buffer with the request they were parsed from, keeping only the
+/// [`KEPT`] headers (values, their order and sensitivity unchanged).
 pub fn detach(parts: &mut Parts) {
-    copy_uri(&mut parts.uri);
+    let uri = copy_uri(&parts.uri);
     if let Some(OriginalUri(original)) = parts.extensions.get_mut::<OriginalUri>() {
-        copy_uri(original);
-    }
-    let mut headers = HeaderMap::with_capacity(parts.headers.len());
-    for (name, value) in &parts.headers {
-        let copy = match HeaderValue::from_bytes(value.as_bytes()) {
-            Ok(mut copy) => {
-                copy.set_sensitive(value.is_sensitive());
-                copy
-            }
-            Err(_) => value.clone(),
+        *original = if *original == parts.uri {
+            uri.clone()
+        } else {
+            copy_uri(original)
         };
-        headers.append(name.clone(), copy);
     }
-    parts.headers = headers;
+    parts.uri = uri;
+    parts.headers = kept_headers(&parts.headers);
 }
 
-fn copy_uri(uri: &mut Uri) {
-    if let Ok(copy) = Uri::try_from(uri.to_string()) {
-        *uri = copy;
+fn kept_headers(all: &HeaderMap) -> HeaderMap {
+    let kept = || all.iter().filter(|(name, _)| KEPT.contains(name));
+    let mut values = Vec::with_capacity(kept().map(|(_, v)| v.len()).sum());
+    for (_, value) in kept() {
+        values.extend_from_slice(value.as_bytes());
     }
+    let values = Bytes::from(values);
+    let mut headers = HeaderMap::with_capacity(kept().count());
+    let mut at = 0;
+    for (name, value) in kept() {
+        let slice = values.slice(at..at + value.len());
+        at += value.len();
+        // The bytes were a valid value already; a failure would keep the shared one.
+        let mut copy = HeaderValue::from_maybe_shared(slice).unwrap_or_else(|_| value.clone());
+        copy.set_sensitive(value.is_sensitive());
+        headers.append(name.clone(), copy);
+    }
+    headers
+}
+
+fn copy_uri(uri: &Uri) -> Uri {
+    Uri::try_from(uri.to_string()).unwrap_or_else(|_| uri.clone())
 }
 
 #[cfg(test)]
@@ -89,7 +123,9 @@ mod tests {
         let start = buffer.as_ptr() as usize;
         let range = start..start + buffer.len();
         let mut parts = shared_head(&buffer);
-        let (uri, headers) = (parts.uri.clone(), parts.headers.clone());
+        let uri = parts.uri.clone();
+        let mut headers = parts.headers.clone();
+        headers.remove("x-custom-header");
         assert!(
             inside(&range, parts.uri.path().as_bytes()),
             "fixture: the URI is a slice of the buffer"
@@ -98,7 +134,11 @@ mod tests {
         detach(&mut parts);
 
         assert_eq!(parts.uri, uri);
-        assert_eq!(parts.headers, headers, "same names, values and order");
+        assert_eq!(
+            parts.headers, headers,
+            "same names, values and order, minus the unkept"
+        );
+        assert!(!parts.headers.contains_key("x-custom-header"));
         assert!(parts.headers["authorization"].is_sensitive());
         assert!(
             !inside(&range, parts.uri.path().as_bytes()),

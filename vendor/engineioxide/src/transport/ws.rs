@@ -78,7 +78,7 @@ pub fn new_req<R: Send + 'static, B, H: EngineIoHandler>(
         let conn = on_upgrade.await.map(hyper_util::rt::TokioIo::new);
 
         let res = match conn {
-            Ok(conn) => on_init(engine.clone(), conn, protocol, sid, *parts).await,
+            Ok(conn) => on_init(engine.clone(), conn, protocol, sid, parts).await,
             Err(_e) => {
                 #[cfg(feature = "tracing")]
                 tracing::debug!("ws upgrade error: {}", _e);
@@ -119,14 +119,16 @@ pub async fn on_init<H: EngineIoHandler, S>(
     conn: S,
     protocol: ProtocolVersion,
     sid: Option<Sid>,
-    req_data: Parts,
+    // Boxed: an async fn keeps its arguments for its whole life, and this one lives
+    // as long as the connection.
+    req_data: Box<Parts>,
 ) -> Result<(), Error>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     // Boxed: the handshake states are large and needed only for the first frames,
     // while the connection's task lives as long as the WebSocket.
-    let (socket, ws) = Box::pin(open(&engine, conn, protocol, sid, req_data)).await?;
+    let (socket, ws) = Box::pin(open(&engine, conn, protocol, sid, *req_data)).await?;
     // A session born on this WebSocket beats its heartbeat in the connection's own
     // task; an upgraded one keeps the heartbeat task its polling handshake started
     // (as does protocol v3, where the client pings).
@@ -138,7 +140,7 @@ where
             .spawn_heartbeat(engine.config.ping_interval, engine.config.ping_timeout);
     }
 
-    match serve(&engine, &socket, ws, heartbeat).await {
+    match serve(&engine, &socket, Box::new(Connection { ws, heartbeat })).await {
         Ended::Error(e) => {
             let reason =
                 Option::<DisconnectReason>::from(&e).unwrap_or(DisconnectReason::TransportError);
@@ -222,6 +224,13 @@ where
     Ok(opened)
 }
 
+/// What the connection loop owns, boxed: an async fn keeps its arguments for its
+/// whole life next to the locals it moves them into.
+struct Connection<S> {
+    ws: WebSocketStream<S>,
+    heartbeat: Option<Heartbeat>,
+}
+
 /// How a WebSocket connection's loop ended.
 enum Ended {
     /// The client closed the WebSocket or sent a Close packet.
@@ -268,12 +277,12 @@ impl Heartbeat {
 async fn serve<H: EngineIoHandler, S>(
     engine: &Arc<EngineIo<H>>,
     socket: &Arc<Socket<H::Data>>,
-    mut ws: WebSocketStream<S>,
-    mut heartbeat: Option<Heartbeat>,
+    mut conn: Box<Connection<S>>,
 ) -> Ended
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let Connection { ws, heartbeat } = &mut *conn;
     // A polling request that was in progress during the upgrade may still hold the lock.
     let Some(mut internal_rx) = socket
         .internal_rx
@@ -350,7 +359,7 @@ where
                     Drain::Queue => Some(&mut *buffered_rx),
                     Drain::No => None,
                 };
-                Box::pin(write(socket, &mut ws, batch, more)).await;
+                Box::pin(write(socket, ws, batch, more)).await;
             }
         }
     };
@@ -641,7 +650,13 @@ mod tests {
         heartbeat: Option<Heartbeat>,
     ) -> tokio::task::JoinHandle<Ended> {
         let socket = socket.clone();
-        tokio::spawn(async move { serve(&engine(), &socket, server, heartbeat).await })
+        tokio::spawn(async move {
+            let conn = Box::new(Connection {
+                ws: server,
+                heartbeat,
+            });
+            serve(&engine(), &socket, conn).await
+        })
     }
 
     /// A polling request can still hold the lock at the end of an upgrade.
