@@ -1,0 +1,63 @@
+"""Side-by-side of two push-server suite results (before / after a change), as Markdown.
+
+    python3 bench/before_after.py BEFORE.json AFTER.json [--label-before X] [--label-after Y]
+
+Rows: idle RSS per WebSocket connection at each size both measured; the fan-out step
+rates both ran (delivered/s, p99, server CPU µs per delivery); cross-node p99.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def fanout_steps(result: dict) -> dict[float, dict]:
+    return {s["rate"]: s for s in (result.get("fanout") or {}).get("steps", [])}
+
+
+def fastest_ok(result: dict) -> dict | None:
+    ok = [s for s in fanout_steps(result).values() if not s.get("overloaded")]
+    return max(ok, key=lambda s: s["delivered_per_s"], default=None)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("before")
+    ap.add_argument("after")
+    ap.add_argument("--label-before", default="before")
+    ap.add_argument("--label-after", default="after")
+    a = ap.parse_args()
+    before, after = (json.load(open(p)) for p in (a.before, a.after))
+    lb, la = a.label_before, a.label_after
+    print(f"| figure | {lb} | {la} |")
+    print("| --- | ---: | ---: |")
+    idle_b = {i["requested"]: i for i in before.get("idle", [])}
+    for i in after.get("idle", []):
+        b = idle_b.get(i["requested"])
+        if b:
+            print(f"| idle RSS per WebSocket connection at {i['requested']} (KiB) | "
+                  f"{b['rss_per_connection_kib']:.1f} | {i['rss_per_connection_kib']:.1f} |")
+    sb, sa = fanout_steps(before), fanout_steps(after)
+    for rate in sorted(set(sb) & set(sa)):
+        b, s = sb[rate], sa[rate]
+        if b.get("overloaded") or s.get("overloaded"):
+            continue
+        print(f"| fan-out {rate:g} publishes/s to rooms of 1,000: delivered/s · p99 ms · server µs CPU "
+              f"per delivery | {b['delivered_per_s']:.0f} · {b['latency']['p99_ms']:.1f} · "
+              f"{b['server_cpu_us_per_delivery']:.1f} | {s['delivered_per_s']:.0f} · "
+              f"{s['latency']['p99_ms']:.1f} · {s['server_cpu_us_per_delivery']:.1f} |")
+    fb, fa = fastest_ok(before), fastest_ok(after)
+    if fb and fa:
+        print(f"| fastest fan-out step not overloaded: delivered/s (at publishes/s) | "
+              f"{fb['delivered_per_s']:.0f} ({fb['rate']:g}) | {fa['delivered_per_s']:.0f} ({fa['rate']:g}) |")
+    cb, ca = before.get("cross_node"), after.get("cross_node")
+    if cb and ca and cb.get("steps") and ca.get("steps"):
+        # Clients of node 1: every delivery there crossed Redis.
+        pb = cb["steps"][0]["latency_by_node"][-1]["p99_ms"]
+        pa = ca["steps"][0]["latency_by_node"][-1]["p99_ms"]
+        print(f"| cross-node p99 at {ca['steps'][0]['rate']:g} publishes/s, clients of node 1 (ms) | "
+              f"{pb:.2f} | {pa:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
