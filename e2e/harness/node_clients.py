@@ -41,13 +41,16 @@ class NodeClients:
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            with self._lock:
-                self.lines.append(item)
+        # The lines also go to the process's log (next to its stderr), for a post-mortem.
+        with open(self.proc.log_path, "a", buffering=1) as log:
+            for line in self.proc.stdout:
+                log.write(line)
+                try:
+                    item = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                with self._lock:
+                    self.lines.append(item)
 
     def of(self, type_: str, **match) -> list[dict]:
         with self._lock:

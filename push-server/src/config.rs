@@ -132,6 +132,9 @@ pub struct Cli {
     /// Window over which clients are moved off on SIGTERM.
     #[arg(long, env = env::DRAIN_SECONDS, default_value_t = defaults::DRAIN_SECONDS)]
     pub drain_seconds: u64,
+    /// Wait before the first client is moved off: the Service stops routing here first.
+    #[arg(long, env = env::DRAIN_SETTLE_MS, default_value_t = defaults::DRAIN_SETTLE_MS)]
+    pub drain_settle_ms: u64,
     /// express-session cookie secret; set = shared-session mode on (needs Redis).
     #[arg(long, env = env::SESSION_SECRET, hide_env_values = true)]
     pub session_secret: Option<String>,
@@ -185,6 +188,8 @@ pub struct Config {
     pub session: Option<SessionConfig>,
     pub max_payload_bytes: usize,
     pub drain: Duration,
+    /// Not ready and refusing new sessions for this long before the drain moves anyone.
+    pub drain_settle: Duration,
     pub client_js: Option<PathBuf>,
     pub log: String,
     pub log_format: LogFormat,
@@ -268,6 +273,7 @@ impl Config {
             session,
             max_payload_bytes: cli.max_payload_bytes,
             drain: Duration::from_secs(cli.drain_seconds),
+            drain_settle: Duration::from_millis(cli.drain_settle_ms),
             client_js: cli.client_js,
             log: cli.log,
             log_format: cli.log_format,
@@ -318,9 +324,10 @@ impl fmt::Display for Config {
         }
         writeln!(
             f,
-            "max_payload_bytes={} drain_seconds={}",
+            "max_payload_bytes={} drain_seconds={} drain_settle_ms={}",
             self.max_payload_bytes,
-            self.drain.as_secs()
+            self.drain.as_secs(),
+            self.drain_settle.as_millis()
         )?;
         write!(
             f,

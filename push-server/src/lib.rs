@@ -212,6 +212,14 @@ async fn serve_until_drained(
 
     shutdown.drain.cancelled().await;
     state.metrics.draining.set(1);
+    // Not ready and refusing new sessions from here on. Moving a client before the
+    // Service has stopped routing here, and to the pods removed with this one, would send
+    // it to a pod that is going away too: it would be moved twice.
+    tracing::info!(settle = ?state.config.drain_settle, "draining: leaving the Service before moving clients");
+    tokio::select! {
+        _ = shutdown.abort.cancelled() => {}
+        _ = tokio::time::sleep(state.config.drain_settle) => {}
+    }
     let ids = sockets.ids();
     tracing::info!(sockets = ids.len(), window = ?state.config.drain, "draining");
     drain::run(ids, state.config.drain, &shutdown.abort, |sid| {

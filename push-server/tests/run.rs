@@ -198,7 +198,13 @@ async fn health_metrics_and_publish_api() {
 #[tokio::test]
 async fn drain_flips_readiness_refuses_handshakes_and_returns() {
     let shutdown = Shutdown::new();
-    let node = start(shutdown.clone(), &["--drain-seconds", "4"]).await;
+    // No settle: the first batch is due at once (e2e/push_server/test_resilience.py
+    // covers the settle before it).
+    let node = start(
+        shutdown.clone(),
+        &["--drain-seconds", "4", "--drain-settle-ms", "0"],
+    )
+    .await;
     eventually("ready", || async { node.ready().await == 200 }).await;
     let handshake = format!(
         "{}{}?EIO=4&transport=polling",

@@ -26,7 +26,8 @@ use push_contract::local_mode::{API_TOKEN_PREFIX, ENDPOINT_PREFIX};
 
 const TICK: Duration = Duration::from_millis(200);
 const START_TIMEOUT: Duration = Duration::from_secs(30);
-/// Time a draining node gets beyond its drain window before it is killed.
+/// Time a draining node gets beyond its drain window (its settle before the window, then
+/// its exit) before it is killed.
 const DRAIN_MARGIN: Duration = Duration::from_secs(15);
 
 /// Requests from outside the loop (the local autoscaler).

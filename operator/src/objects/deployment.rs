@@ -30,7 +30,8 @@ pub const JWT_KEY_DIR: &str = "/etc/pushcluster/jwt";
 pub const JWT_KEY_FILE: &str = "public-key.pem";
 /// The push-server image's non-root user.
 pub const RUN_AS_USER: i64 = 65532;
-/// Time beyond the drain window for the process to exit after the last client left.
+/// Time beyond the drain window: the settle before it (push-server's
+/// `defaults::DRAIN_SETTLE_MS`, 1 s) and the exit after the last client left.
 pub const TERMINATION_MARGIN_SECONDS: i64 = 15;
 
 /// Env vars the operator sets itself; `spec.env` may not override them.

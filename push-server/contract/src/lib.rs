@@ -62,6 +62,10 @@ pub mod env {
     pub const PING_TIMEOUT_MS: &str = "PUSH_PING_TIMEOUT_MS";
     /// Window over which clients are moved off on SIGTERM.
     pub const DRAIN_SECONDS: &str = "PUSH_DRAIN_SECONDS";
+    /// Milliseconds a draining node waits, refusing new sessions and not ready, before it
+    /// moves the first client: the time the Service takes to stop routing to it and to
+    /// every other pod removed with it, so a moved client reconnects to a pod that stays.
+    pub const DRAIN_SETTLE_MS: &str = "PUSH_DRAIN_SETTLE_MS";
     /// express-session cookie-signing secret; set = shared-session mode on.
     pub const SESSION_SECRET: &str = "PUSH_SESSION_SECRET";
     /// express-session cookie name.
@@ -108,6 +112,9 @@ pub mod defaults {
     pub const LISTEN: &str = "0.0.0.0:3000";
     pub const ADMIN_LISTEN: &str = "0.0.0.0:9090";
     pub const DRAIN_SECONDS: u64 = 30;
+    /// kube-proxy applies endpoint changes within about a second (its iptables/nftables
+    /// `minSyncPeriod` is 1 s); pods removed together see their deletion within that too.
+    pub const DRAIN_SETTLE_MS: u64 = 1_000;
     /// Same as socket.io's `maxHttpBufferSize`.
     pub const MAX_PAYLOAD_BYTES: usize = 1_000_000;
     pub const REDIS_CHANNEL: &str = "push:publish";

@@ -112,6 +112,10 @@ async fn on_disconnect<A: Adapter>(
     state.room_sizes.disconnected(&socket);
     expiry::cancel(&socket);
     match reason {
+        // The drain moves clients off by cutting their connections: a transport error.
+        DisconnectReason::TransportError if state.draining() => {
+            tracing::debug!(sid = %socket.id, "client moved off by the drain")
+        }
         DisconnectReason::TransportError | DisconnectReason::PacketParsingError => tracing::info!(
             sid = %socket.id,
             %reason,
