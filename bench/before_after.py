@@ -1,9 +1,12 @@
 """Side-by-side of two push-server suite results (before / after a change), as Markdown.
 
     python3 bench/before_after.py BEFORE.json AFTER.json [--label-before X] [--label-after Y]
+    python3 bench/before_after.py B1.json,B2.json,B3.json A1.json,A2.json,A3.json
 
 Rows: idle RSS per WebSocket connection at each size both measured; the fan-out step
-rates both ran (delivered/s, p99, server CPU µs per delivery); cross-node p99.
+rates both ran (delivered/s, p99, server CPU µs per delivery); cross-node p99. With
+comma-separated files (rounds of bench/ab, run alternately), every round's figure is
+shown, in round order: one run per side is not enough to tell a few per cent apart.
 """
 from __future__ import annotations
 
@@ -20,6 +23,31 @@ def fastest_ok(result: dict) -> dict | None:
     return max(ok, key=lambda s: s["delivered_per_s"], default=None)
 
 
+def rounds(before: list[dict], after: list[dict], lb: str, la: str) -> None:
+    """Per fan-out step and for cross-node: each round's CPU µs per delivery and p99."""
+    print(f"| figure (each round) | {lb} | {la} |")
+    print("| --- | ---: | ---: |")
+
+    def cell(results: list[dict], rate: float, key) -> str:
+        steps = [fanout_steps(r).get(rate) for r in results]
+        return " / ".join("–" if s is None else key(s) for s in steps)
+
+    rates = sorted(set.intersection(*(set(fanout_steps(r)) for r in before + after)))
+    for rate in rates:
+        for name, key in (("server µs CPU per delivery", lambda s: f"{s['server_cpu_us_per_delivery']:.1f}"),
+                          ("p99 ms", lambda s: f"{s['latency']['p99_ms']:.0f}"),
+                          ("overloaded", lambda s: "yes" if s.get("overloaded") else "no")):
+            print(f"| fan-out {rate:g} publishes/s: {name} | {cell(before, rate, key)} | {cell(after, rate, key)} |")
+
+    def cross(results: list[dict], key: str) -> str:
+        steps = [(r.get("cross_node") or {}).get("steps") or [None] for r in results]
+        return " / ".join("–" if s[0] is None else f"{s[0][key] if key != 'p99' else s[0]['latency_by_node'][-1]['p99_ms']:.2f}"
+                          for s in steps)
+    print(f"| cross-node, clients of node 1: p99 ms | {cross(before, 'p99')} | {cross(after, 'p99')} |")
+    print(f"| cross-node: server µs CPU per delivery | {cross(before, 'server_cpu_us_per_delivery')} | "
+          f"{cross(after, 'server_cpu_us_per_delivery')} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("before")
@@ -27,8 +55,11 @@ def main() -> None:
     ap.add_argument("--label-before", default="before")
     ap.add_argument("--label-after", default="after")
     a = ap.parse_args()
-    before, after = (json.load(open(p)) for p in (a.before, a.after))
     lb, la = a.label_before, a.label_after
+    if "," in a.before or "," in a.after:
+        rounds(*([json.load(open(p)) for p in side.split(",")] for side in (a.before, a.after)), lb, la)
+        return
+    before, after = (json.load(open(p)) for p in (a.before, a.after))
     print(f"| figure | {lb} | {la} |")
     print("| --- | ---: | ---: |")
     idle_b = {i["requested"]: i for i in before.get("idle", [])}
