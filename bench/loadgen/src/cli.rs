@@ -60,6 +60,9 @@ pub struct SuiteArgs {
     pub connect_rate: f64,
     #[arg(long, value_delimiter = ',', default_value = "1000,3000,19000")]
     pub idle_sizes: Vec<usize>,
+    /// Transports of the idle scenario, each at every size.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "websocket")]
+    pub idle_transports: Vec<Transport>,
     #[arg(long, default_value_t = 10)]
     pub idle_hold_secs: u64,
     #[arg(long, default_value_t = 10_000)]

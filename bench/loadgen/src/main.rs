@@ -57,6 +57,7 @@ async fn suite(a: SuiteArgs) -> anyhow::Result<()> {
         },
         scenarios: a.scenarios,
         idle_sizes: a.idle_sizes,
+        idle_transports: a.idle_transports,
         idle_hold: secs(a.idle_hold_secs),
         connect_rate: a.connect_rate,
         fanout: FanoutConfig {

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use crate::scenario::fanout::{FanoutResult, FanoutStep};
 use crate::scenario::idle::IdleResult;
+use crate::spec::Transport;
 use crate::suite::SuiteResult;
 
 /// Per-connection memory target, KiB.
@@ -34,13 +35,16 @@ fn verdict(met: Option<bool>) -> &'static str {
     }
 }
 
-fn idle_at(r: &SuiteResult, size: usize) -> Option<&IdleResult> {
-    r.idle.iter().find(|i| i.requested == size)
+fn idle_at(r: &SuiteResult, size: usize, transport: Transport) -> Option<&IdleResult> {
+    r.idle
+        .iter()
+        .find(|i| i.requested == size && i.transport == transport)
 }
 
 fn largest_held(r: &SuiteResult) -> Option<f64> {
     r.idle
         .iter()
+        .filter(|i| i.transport == Transport::Websocket)
         .map(|i| i.open_after_hold.min(i.connected) as f64)
         .reduce(f64::max)
 }
@@ -66,20 +70,43 @@ struct Row {
 
 pub fn render(push: &SuiteResult, node: &SuiteResult, machine: &str) -> String {
     let mut rows = Vec::new();
-    for size in push.idle.iter().map(|i| i.requested) {
-        let (p, n) = (idle_at(push, size), idle_at(node, size));
+    for (size, transport) in push.idle.iter().map(|i| (i.requested, i.transport)) {
+        let (p, n) = (
+            idle_at(push, size, transport),
+            idle_at(node, size, transport),
+        );
+        // The memory target is the WebSocket one; long-polling is reported beside it.
+        let websocket = transport == Transport::Websocket;
         rows.push(Row {
-            figure: format!("idle RSS per WebSocket connection at {size} (KiB)"),
+            figure: match transport {
+                Transport::Websocket => {
+                    format!("idle RSS per WebSocket connection at {size} (KiB)")
+                }
+                Transport::Polling => {
+                    format!("idle RSS per long-polling connection at {size} (KiB)")
+                }
+            },
             push: p.map(|i| i.rss_per_connection_kib),
             node: n.map(|i| i.rss_per_connection_kib),
             decimals: 1,
-            target: format!("≤ {TARGET_KIB_PER_CONNECTION} KB"),
-            met: p.map(|i| {
+            target: if websocket {
+                format!("≤ {TARGET_KIB_PER_CONNECTION} KB")
+            } else {
+                "–".into()
+            },
+            met: p.filter(|_| websocket).map(|i| {
                 i.connected == size && i.rss_per_connection_kib <= TARGET_KIB_PER_CONNECTION
             }),
         });
         rows.push(Row {
-            figure: format!("idle server RSS with {size} connections (MiB)"),
+            figure: format!(
+                "idle server RSS with {size} {} connections (MiB)",
+                if websocket {
+                    "WebSocket"
+                } else {
+                    "long-polling"
+                }
+            ),
             push: p.map(|i| i.rss_kib as f64 / 1024.0),
             node: n.map(|i| i.rss_kib as f64 / 1024.0),
             decimals: 1,
@@ -203,7 +230,12 @@ pub fn render(push: &SuiteResult, node: &SuiteResult, machine: &str) -> String {
             cell(r.node, r.decimals),
             ratio(r.push, r.node),
             r.target,
-            verdict(r.met)
+            // A figure without a target is reported, not judged.
+            if r.target == "–" {
+                "–"
+            } else {
+                verdict(r.met)
+            }
         );
     }
     for (title, p, n) in [
@@ -344,13 +376,25 @@ mod tests {
         };
         SuiteResult {
             server,
-            idle: vec![IdleResult {
-                requested: 1000,
-                connected: 1000,
-                open_after_hold: 1000,
-                rss_per_connection_kib: kib,
-                ..Default::default()
-            }],
+            idle: vec![
+                IdleResult {
+                    requested: 1000,
+                    connected: 1000,
+                    open_after_hold: 1000,
+                    rss_per_connection_kib: kib,
+                    ..Default::default()
+                },
+                // Long-polling: reported beside, not held to the WebSocket target, and
+                // not counted as WebSocket connections held.
+                IdleResult {
+                    requested: 2000,
+                    transport: Transport::Polling,
+                    connected: 2000,
+                    open_after_hold: 2000,
+                    rss_per_connection_kib: kib * 2.0,
+                    ..Default::default()
+                },
+            ],
             fanout: Some(FanoutResult {
                 steps: vec![step],
                 ..Default::default()
@@ -368,6 +412,12 @@ mod tests {
             "nproc 2",
         );
         assert!(md.contains("| idle RSS per WebSocket connection at 1000 (KiB) | 8.0 | 20.0 | 0.40× | ≤ 12 KB | met |"), "{md}");
+        assert!(
+            md.contains(
+                "| idle RSS per long-polling connection at 2000 (KiB) | 16.0 | 40.0 | 0.40× | – | – |"
+            ),
+            "{md}"
+        );
         assert!(md.contains("| fan-out: delivered msgs/s, fastest step not overloaded | 200 | 100 | 2.00× | ≥ 3× Node | **not met** |"), "{md}");
         assert!(
             md.contains(

@@ -7,9 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::stats::StepStats;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Transport {
+    #[default]
     Websocket,
     Polling,
 }

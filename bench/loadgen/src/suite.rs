@@ -10,6 +10,7 @@ use crate::scenario::fanout::{FanoutConfig, FanoutResult};
 use crate::scenario::idle::{IdleConfig, IdleResult};
 use crate::scenario::polling::{PollingConfig, PollingResult};
 use crate::scenario::{ScenarioError, fanout, idle, polling};
+use crate::spec::Transport;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Scenario {
@@ -24,6 +25,7 @@ pub struct SuiteConfig {
     pub launch: LaunchConfig,
     pub scenarios: Vec<Scenario>,
     pub idle_sizes: Vec<usize>,
+    pub idle_transports: Vec<Transport>,
     pub idle_hold: Duration,
     pub connect_rate: f64,
     pub fanout: FanoutConfig,
@@ -54,17 +56,22 @@ pub async fn run(cfg: &SuiteConfig) -> Result<SuiteResult, ScenarioError> {
         ..cfg.launch.clone()
     };
     if cfg.scenarios.contains(&Scenario::Idle) {
-        for &connections in &cfg.idle_sizes {
+        let runs = cfg
+            .idle_transports
+            .iter()
+            .flat_map(|&t| cfg.idle_sizes.iter().map(move |&n| (t, n)));
+        for (transport, connections) in runs {
             let cluster = Cluster::start(&single).await?;
             let idle_cfg = IdleConfig {
                 connections,
+                transport,
                 connect_rate: cfg.connect_rate,
                 rooms: 100,
                 hold: cfg.idle_hold,
             };
             let r = idle::run(&cluster, &idle_cfg).await?;
             eprintln!(
-                "idle {connections}: {} connected, {} open after hold, {:.1} KiB/connection",
+                "idle {connections} ({transport:?}): {} connected, {} open after hold, {:.1} KiB/connection",
                 r.connected, r.open_after_hold, r.rss_per_connection_kib
             );
             result.idle.push(r);

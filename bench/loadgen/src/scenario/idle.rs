@@ -1,5 +1,5 @@
-//! Idle: open N WebSocket connections at a controlled rate, hold them, and
-//! measure the server's RSS per connection once it has settled.
+//! Idle: open N connections (WebSocket or long-polling) at a controlled rate, hold
+//! them, and measure the server's RSS per connection once it has settled.
 
 use std::time::Duration;
 
@@ -13,6 +13,7 @@ use crate::spec::Transport;
 #[derive(Debug, Clone)]
 pub struct IdleConfig {
     pub connections: usize,
+    pub transport: Transport,
     pub connect_rate: f64,
     pub rooms: usize,
     /// How long the connections are held after settling (they must all stay open).
@@ -22,6 +23,9 @@ pub struct IdleConfig {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct IdleResult {
     pub requested: usize,
+    /// Results written before the field existed were WebSocket-only.
+    #[serde(default)]
+    pub transport: Transport,
     pub connected: usize,
     pub failed: usize,
     pub baseline_rss_kib: u64,
@@ -46,7 +50,7 @@ pub async fn run(cluster: &Cluster, cfg: &IdleConfig) -> Result<IdleResult, Scen
     let mut fleet = Fleet::new();
     let started = std::time::Instant::now();
     let specs = plan_workers(
-        &template(cluster, Transport::Websocket, cfg.rooms, cfg.connect_rate),
+        &template(cluster, cfg.transport, cfg.rooms, cfg.connect_rate),
         0,
         cfg.connections,
         0,
@@ -61,6 +65,7 @@ pub async fn run(cluster: &Cluster, cfg: &IdleConfig) -> Result<IdleResult, Scen
     first_errors.truncate(8);
     Ok(IdleResult {
         requested: cfg.connections,
+        transport: cfg.transport,
         connected: outcome.ok,
         failed: outcome.failed,
         baseline_rss_kib: baseline,
