@@ -56,6 +56,7 @@ pub fn publish_body(room: usize, stamp: Stamp) -> PublishRequest {
         user: None,
         broadcast: false,
         namespace: None,
+        origin_us: None,
     }
 }
 

@@ -286,11 +286,13 @@ pub enum PublishTarget {
 
 /// The message shape of `POST /api/v1/publish` and of the Redis publish channel
 /// once validated: `{"event", "data", "room"|"user"|"broadcast": true, "namespace"?}`.
+/// `D` is how `data` is held: a parsed `serde_json::Value` for clients that build it,
+/// the raw JSON text for the server, which forwards it exactly as received.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PublishRequest {
+pub struct PublishRequest<D = serde_json::Value> {
     pub event: String,
     #[serde(default)]
-    pub data: serde_json::Value,
+    pub data: D,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub room: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -299,6 +301,10 @@ pub struct PublishRequest {
     pub broadcast: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+    /// Set by the node that took the publish, on the Redis channel (publish→delivery
+    /// latency); ignored in an API body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin_us: Option<u64>,
 }
 
 #[cfg(test)]

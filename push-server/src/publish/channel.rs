@@ -6,7 +6,7 @@ use futures::StreamExt;
 use socketioxide_redis::drivers::Driver;
 use tokio_util::sync::CancellationToken;
 
-use super::{deliver::NodeDelivery, http::NAMESPACES, parse};
+use super::{ENVELOPE_OVERHEAD, deliver::NodeDelivery, http::NAMESPACES, parse};
 use crate::{
     metrics::{Metrics, Outcome, Source},
     redis_link::RedisLink,
@@ -33,7 +33,8 @@ pub async fn subscribe(
                 item = stream.next() => item,
             };
             let Some((_, payload)) = item else { return };
-            if payload.len() > max_payload {
+            // An API body within the limit may grow by the envelope's fields.
+            if payload.len() > max_payload + ENVELOPE_OVERHEAD {
                 metrics.publish(Source::redis, Outcome::too_large);
                 tracing::warn!(
                     bytes = payload.len(),

@@ -13,7 +13,7 @@ use redis::AsyncCommands;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::{Message, envelope, error::PublishError, now_us, parse};
+use super::{ENVELOPE_OVERHEAD, Message, envelope, error::PublishError, now_us, parse};
 use crate::{
     metrics::{Outcome, Source},
     redis_link::RedisLink,
@@ -110,10 +110,12 @@ async fn accept(
         return Ok(Accepted::SingleNode { delivered });
     };
     let wire = envelope(&message, origin);
-    if wire.len() > limit {
+    // The body was within the limit and `data` travels as received, so this holds but
+    // for a namespace or stamp longer than the overhead allows: then refuse, not drop.
+    if wire.len() > limit + ENVELOPE_OVERHEAD {
         return Err(PublishError::WrappedTooLarge {
             size: wire.len(),
-            limit,
+            limit: limit + ENVELOPE_OVERHEAD,
         });
     }
     // 202 means every node will deliver; without Redis that cannot be promised, so the

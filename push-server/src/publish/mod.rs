@@ -16,6 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use push_contract::{PublishRequest, PublishTarget, defaults, socket::user_room};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 /// Events the socket.io protocol reserves; publishing them would confuse clients.
 const RESERVED_EVENTS: &[&str] = &[
@@ -32,7 +33,7 @@ const MAX_EVENT_LEN: usize = 200;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {
     pub event: String,
-    pub data: serde_json::Value,
+    pub data: Data,
     pub target: PublishTarget,
     pub namespace: String,
     /// Wall clock (µs since the epoch) when the first node accepted it.
@@ -50,15 +51,31 @@ impl Message {
     }
 }
 
-/// What travels on the Redis channel: the public shape plus the origin timestamp
-/// (other systems may omit it).
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Envelope {
-    #[serde(flatten)]
-    pub request: PublishRequest,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub origin_us: Option<u64>,
+/// A message's `data`: the JSON text as the publisher sent it. It is forwarded, never
+/// re-serialised: parsing into numbers and writing them back changes the text (`1e15`
+/// becomes `1000000000000000.0`) and its size, past the limit it was checked against.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Data(Box<RawValue>);
+
+impl Default for Data {
+    /// An absent `data` is `null`, as socket.io sends it.
+    fn default() -> Self {
+        Data(RawValue::NULL.to_owned())
+    }
 }
+
+impl PartialEq for Data {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.get() == other.0.get()
+    }
+}
+
+/// Bytes the Redis channel's wrapping may add to an accepted API body: the namespace, the
+/// origin stamp, and the keys and quotes around them (event and target are capped at
+/// 200 bytes each and already in the body). Subscribers accept messages up to the
+/// payload limit plus this, so every body the API accepts travels.
+pub const ENVELOPE_OVERHEAD: usize = 512;
 
 /// Why a message was refused; the text names the bad field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -86,15 +103,14 @@ pub fn now_us() -> u64 {
 
 /// Parses and validates a publish body (HTTP or Redis channel).
 pub fn parse(body: &[u8], namespaces: &[&str]) -> Result<Message, InvalidMessage> {
-    let envelope: Envelope =
+    let request: PublishRequest<Data> =
         serde_json::from_slice(body).map_err(|e| InvalidMessage::Json(e.to_string()))?;
-    validate(envelope.request, envelope.origin_us, namespaces)
+    validate(request, namespaces)
 }
 
 /// The checks of the publish shape, pure.
 pub fn validate(
-    request: PublishRequest,
-    origin_us: Option<u64>,
+    request: PublishRequest<Data>,
     namespaces: &[&str],
 ) -> Result<Message, InvalidMessage> {
     if request.event.is_empty() || request.event.len() > MAX_EVENT_LEN {
@@ -127,7 +143,7 @@ pub fn validate(
         data: request.data,
         target,
         namespace,
-        origin_us,
+        origin_us: request.origin_us,
     })
 }
 
@@ -138,18 +154,17 @@ pub fn envelope(message: &Message, origin_us: u64) -> Vec<u8> {
         PublishTarget::User(u) => (None, Some(u.clone()), false),
         PublishTarget::Broadcast => (None, None, true),
     };
-    let envelope = Envelope {
-        request: PublishRequest {
-            event: message.event.clone(),
-            data: message.data.clone(),
-            room,
-            user,
-            broadcast,
-            namespace: Some(message.namespace.clone()),
-        },
+    let envelope = PublishRequest {
+        event: message.event.clone(),
+        // Borrowed: the payload is written once, into the wire bytes.
+        data: &*message.data.0,
+        room,
+        user,
+        broadcast,
+        namespace: Some(message.namespace.clone()),
         origin_us: Some(origin_us),
     };
-    // Serializing owned JSON values into a Vec cannot fail.
+    // Serializing strings and valid raw JSON into a Vec cannot fail.
     serde_json::to_vec(&envelope).unwrap_or_default()
 }
 
@@ -230,6 +245,19 @@ mod tests {
                 (got, want) => panic!("case {name}: got {got:?}, want {want:?}"),
             }
         }
+    }
+
+    #[test]
+    fn data_travels_as_received() {
+        // Numbers a parse-and-write would rewrite, whitespace, escapes.
+        let data = r#"[1e15, 2.50, "\u00e9", {"k" : -0}]"#;
+        let body = format!(r#"{{"event":"e","data":{data},"room":"r"}}"#);
+        let message = parse(body.as_bytes(), NS).expect("valid");
+        let wire = String::from_utf8(envelope(&message, 7)).expect("utf-8");
+        assert!(wire.contains(data), "{wire}");
+        assert!(wire.len() <= body.len() + ENVELOPE_OVERHEAD, "{wire}");
+        let missing = parse(br#"{"event":"e","room":"r"}"#, NS).expect("valid");
+        assert!(String::from_utf8_lossy(&envelope(&missing, 7)).contains(r#""data":null"#));
     }
 
     #[test]
