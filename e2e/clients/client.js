@@ -12,7 +12,9 @@
 //         reconnection?: bool (default false), reconnectionDelay?: ms (default 200),
 //         reconnectionDelayMax?: ms (default 1000), randomizationFactor?: (library default),
 //         rejoinAfterServerDisconnect?: bool (default false: a server-side disconnect is
-//         final for the library; true connects again, as the demo page does) }
+//         final for the library; true connects again, as the demo page does),
+//         dataBytes?: bool (event lines carry `bytes`, the length of the data's JSON,
+//         instead of the data: for payloads too large to echo) }
 // Lines: {type: open|connected|subscribed|event|ack|upgrade|connect_error|disconnect|ready,
 //         i, t (wall clock, ms), us (wall clock, µs: latency against another process'
 //         clock), ...}; `ready` once every client has connected at least once.
@@ -84,7 +86,9 @@ for (let i = 0; i < count; i++) {
     out({ type: "disconnect", i, reason });
     if (spec.rejoinAfterServerDisconnect === true && reason === "io server disconnect") socket.connect();
   });
-  socket.onAny((event, data) => out({ type: "event", i, event, data }));
+  socket.onAny((event, data) => out(spec.dataBytes
+    ? { type: "event", i, event, bytes: JSON.stringify(data === undefined ? null : data).length }
+    : { type: "event", i, event, data }));
 }
 
 const rl = readline.createInterface({ input: process.stdin });
