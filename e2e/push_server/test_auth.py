@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import time
+from urllib.parse import quote, unquote
 
 import jwt
 import pytest
@@ -125,15 +126,20 @@ def test_express_session_cookie_is_accepted_as_its_user(processes, redis_server,
     assert [e["data"] for e in client.settle("dm", 1)] == ["hi alice"]
 
 
-@pytest.mark.parametrize("case", ["forged signature", "signed by another secret", "deleted session",
-                                  "no cookie"])
+@pytest.mark.parametrize("case", ["forged signature", "undecodable value", "signed by another secret",
+                                  "deleted session", "no cookie"])
 def test_forged_or_unknown_sessions_are_refused(processes, redis_server, session_node, case):
     secret = "another secret" if case == "signed by another secret" else SESSION_SECRET
     written = run_node_json("session.js", {"redisUrl": redis_server.url, "secret": secret, "user": "mallory"})
     cookie = written["cookie"]
+    name, value = cookie.split("=", 1)
     if case == "forged signature":
-        name, value = cookie.split("=", 1)
-        cookie = f"{name}={value[:-4]}AAAA"
+        # Another signature, validly encoded (cutting the encoded value could split a %XX).
+        signed, signature = unquote(value).rsplit(".", 1)
+        forged = ("B" if signature[0] == "A" else "A") + signature[1:]
+        cookie = f"{name}={quote(signed + '.' + forged, safe='')}"
+    if case == "undecodable value":
+        cookie = f"{name}={value}%AA"
     if case == "deleted session":
         assert redis_server.cli("DEL", f"sess:{written['sid']}") == "1"
     headers = {} if case == "no cookie" else {"Cookie": cookie}
@@ -141,6 +147,7 @@ def test_forged_or_unknown_sessions_are_refused(processes, redis_server, session
     [error] = client.wait("connect_error")
     expected = {
         "forged signature": "bad signature",
+        "undecodable value": "bad signature",
         "signed by another secret": "bad signature",
         "deleted session": "unknown or expired session",
         "no cookie": "no session cookie",

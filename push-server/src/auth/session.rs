@@ -70,7 +70,9 @@ pub fn unsign<'a>(value: &'a str, secret: &str) -> Option<&'a str> {
     Some(id)
 }
 
-/// The decoded value of cookie `name` in the request's `Cookie` headers.
+/// The decoded value of cookie `name` in the request's `Cookie` headers. A value whose
+/// percent-encoding is not UTF-8 is decoded lossily: it is present, and then fails the
+/// signature check (not "no session cookie").
 pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(http::header::COOKIE)
@@ -79,8 +81,11 @@ pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(k, _)| *k == name)
-        .and_then(|(_, v)| percent_decode_str(v.trim_matches('"')).decode_utf8().ok())
-        .map(|v| v.into_owned())
+        .map(|(_, v)| {
+            percent_decode_str(v.trim_matches('"'))
+                .decode_utf8_lossy()
+                .into_owned()
+        })
 }
 
 /// The user id at a dotted path (`passport.user`) of a stored session.
@@ -172,6 +177,14 @@ mod tests {
             Some("s:abc.def+/")
         );
         assert_eq!(cookie_value(&headers, "missing"), None);
+        // %AA is not UTF-8: present (and then refused by the signature check).
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::COOKIE,
+            "connect.sid=s%3Aabc.de%AA".parse().expect("header"),
+        );
+        let value = cookie_value(&headers, "connect.sid").expect("present");
+        assert_eq!(unsign(&value, "secret"), None);
     }
 
     #[test]
