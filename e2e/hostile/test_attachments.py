@@ -7,6 +7,7 @@ and 50 such sockets raise the node's RSS by a bounded amount."""
 from __future__ import annotations
 
 import json
+import time
 
 import websocket
 from harness import PushServer, wait_until
@@ -14,6 +15,7 @@ from harness.raw import rss_mb, socketio_websocket
 
 FRAME = 990_000
 SOCKETS = 50
+ATTACHMENT_TIMEOUT_S = 10  # push-server's config::ATTACHMENT_COMPLETION_TIMEOUT
 
 
 def attacker(url: str) -> websocket.WebSocket:
@@ -57,3 +59,17 @@ def test_pending_attachments_are_bounded_by_the_payload_limit(processes):
     print(f"\nattachments: {SOCKETS} sockets x 9 frames of {FRAME} B -> RSS +{grown:.0f} MB (before the bound: +485 MB)")
     assert grown < 150, f"RSS grew by {grown:.0f} MB"
     assert node.get_admin("healthz").status_code == 200
+
+
+def test_attachments_that_stop_coming_close_the_connection_after_the_completion_timeout(processes):
+    """One frame of ten declared, then only heartbeat answers: the parser alone looked at
+    the timeout only when another frame came, so the frame stayed pinned as long as the
+    attacker stayed (vendor/socketioxide patch 0001 arms a timer)."""
+    node = PushServer(processes, env={"API_TOKEN": "t"}).start()
+    ws = attacker(node.url)
+    assert send_frames(ws, 1) == 1
+    started = time.monotonic()
+    wait_until(lambda: closed(ws), ATTACHMENT_TIMEOUT_S + 3, "the connection closed by the completion timer")
+    took = time.monotonic() - started
+    print(f"\nattachments: 1 of 10 sent, then idle -> closed after {took:.1f} s (timeout {ATTACHMENT_TIMEOUT_S} s)")
+    assert took >= ATTACHMENT_TIMEOUT_S - 1, f"closed after {took:.1f} s, before the timeout"

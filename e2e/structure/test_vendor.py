@@ -7,7 +7,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("crate", ["engineioxide"])
+@pytest.mark.parametrize("crate", ["engineioxide", "socketioxide"])
 def test_vendored_crate_is_the_release_plus_the_patches(crate):
     out = subprocess.run([ROOT / "vendor" / "rebase", "--check", crate], capture_output=True, text=True,
                          timeout=120)
@@ -15,10 +15,11 @@ def test_vendored_crate_is_the_release_plus_the_patches(crate):
     assert f"vendor/{crate} = {crate}" in out.stdout
 
 
-def test_the_workspace_builds_against_the_vendored_crates():
+@pytest.mark.parametrize("crate", ["engineioxide", "socketioxide"])
+def test_the_workspace_builds_against_the_vendored_crates(crate):
     manifest = (ROOT / "Cargo.toml").read_text()
-    assert 'engineioxide = { path = "vendor/engineioxide" }' in manifest
-    assert 'source = "registry+' not in lock_entry("engineioxide")
+    assert f'{crate} = {{ path = "vendor/{crate}" }}' in manifest
+    assert 'source = "registry+' not in lock_entry(crate)
 
 
 def lock_entry(name: str) -> str:

@@ -38,7 +38,7 @@ pub fn configure<A: Adapter>(
         // Binary attachments are buffered until a packet is complete: their sum is
         // bounded by our payload limit (socketioxide's default is 10 MB per socket, which
         // let 50 sockets pin 485 MB), their count by a small number, their wait by a
-        // short timeout (checked when the next frame arrives; a timer needs an engine patch).
+        // short timeout (a timer: vendor/socketioxide patch 0001).
         .with_parser(
             ParserConfig::common()
                 .max_incoming_binary_buf_size(max)

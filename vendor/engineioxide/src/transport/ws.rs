@@ -364,6 +364,14 @@ where
         }
     };
 
+    if matches!(ended, Ended::SessionClosed) {
+        // What the session queued before it was closed still goes out (a socket.io
+        // DISCONNECT, the engine CLOSE), as it did with a writer task of its own: the
+        // loop's select takes the cancellation first.
+        while let Ok(batch) = buffered_rx.try_recv() {
+            Box::pin(write(socket, ws, batch, None)).await;
+        }
+    }
     #[cfg(feature = "tracing")]
     tracing::trace!(sid = %socket.id, "ws closing flush");
     ws.flush().await.ok();
