@@ -57,3 +57,4 @@ def test_a_publish_during_a_redis_outage_is_answered_503_within_a_second(pair, r
         assert response.status_code == 503, response.text
         assert response.headers.get("Retry-After") == "1"
         assert took < 1.0, f"answered after {took:.2f} s"
+        print(f"\npublish during a redis outage: 503 + Retry-After in {took:.3f} s (was 7.8-9 s)")

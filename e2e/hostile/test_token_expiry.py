@@ -40,6 +40,8 @@ def test_a_socket_is_told_and_disconnected_when_its_token_expires(processes):
     assert kinds == [AUTH_EXPIRED, "disconnect"], events
     told_at, data = events[0][1], events[0][2]
     assert exp - 0.5 <= told_at <= exp + 2, f"told at {told_at - exp:+.2f} s from exp"
+    print(f"\ntoken expiry: told {told_at - exp:+.2f} s and disconnected {events[1][1] - exp:+.2f} s from exp "
+          "(was: never)")
     assert data["exp"] == exp and "fresh token" in data["reason"]
 
     fresh = socketio.Client(reconnection=False)
