@@ -504,7 +504,7 @@ async fn write<D, S>(
 const DIRECT_WRITE_MIN: usize = 16 * 1024;
 
 /// Writes one Engine.IO message packet (`4` + `msg`) as an unmasked text frame straight to
-/// the stream: the frame header and the `4` from a small buffer, the payload from the
+/// the stream: the frame header and the `4` in one small write, the payload from the
 /// packet's reference-counted bytes, which every recipient of a broadcast shares.
 /// tungstenite's buffer is flushed first so frames stay in order; it tracks nothing per
 /// data frame, so a frame written around it is invisible to it.
@@ -513,16 +513,17 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     ws.flush().await.map_err(std::io::Error::other)?;
-    let head = text_frame_head(msg.len() + 1);
+    let mut head = text_frame_head(msg.len() + 1);
+    head.push(b'4');
     let stream = ws.get_mut();
     stream.write_all(&head).await?;
-    stream.write_all(b"4").await?;
     stream.write_all(msg.as_bytes()).await?;
     stream.flush().await
 }
 
-/// RFC 6455 §5.2 header of a final, unmasked (server-to-client) text frame.
-fn text_frame_head(len: usize) -> smallvec::SmallVec<[u8; 10]> {
+/// RFC 6455 §5.2 header of a final, unmasked (server-to-client) text frame (room for
+/// one more byte: the Engine.IO packet type).
+fn text_frame_head(len: usize) -> smallvec::SmallVec<[u8; 11]> {
     let mut head = smallvec![0x81];
     match len {
         0..=125 => head.push(len as u8),
@@ -652,25 +653,6 @@ fn ws_bytes_to_str(bytes: tungstenite::Utf8Bytes) -> Str {
 }
 
 #[cfg(test)]
-mod frame_head_tests {
-    use super::text_frame_head;
-
-    #[test]
-    fn header_lengths_follow_rfc_6455() {
-        let cases: &[(usize, &[u8])] = &[
-            (0, &[0x81, 0]),
-            (125, &[0x81, 125]),
-            (126, &[0x81, 126, 0, 126]),
-            (0xFFFF, &[0x81, 126, 0xFF, 0xFF]),
-            (0x1_0000, &[0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0]),
-        ];
-        for (len, want) in cases {
-            assert_eq!(text_frame_head(*len).as_slice(), *want, "len {len}");
-        }
-    }
-}
-
-#[cfg(test)]
 mod tests {
     use std::time::Duration;
 
@@ -682,6 +664,20 @@ mod tests {
     use super::*;
 
     const TIMEOUT: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn frame_header_lengths_follow_rfc_6455() {
+        let cases: &[(usize, &[u8])] = &[
+            (0, &[0x81, 0]),
+            (125, &[0x81, 125]),
+            (126, &[0x81, 126, 0, 126]),
+            (0xFFFF, &[0x81, 126, 0xFF, 0xFF]),
+            (0x1_0000, &[0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0]),
+        ];
+        for (len, want) in cases {
+            assert_eq!(text_frame_head(*len).as_slice(), *want, "len {len}");
+        }
+    }
 
     #[derive(Debug)]
     struct StubHandler;
