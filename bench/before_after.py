@@ -28,24 +28,26 @@ def rounds(before: list[dict], after: list[dict], lb: str, la: str) -> None:
     print(f"| figure (each round) | {lb} | {la} |")
     print("| --- | ---: | ---: |")
 
-    def cell(results: list[dict], rate: float, key) -> str:
-        steps = [fanout_steps(r).get(rate) for r in results]
-        return " / ".join("–" if s is None else key(s) for s in steps)
+    def row(name: str, step_of, show) -> None:
+        """One figure of the step `step_of(result)` picks, every round, both sides."""
+        cells = (" / ".join("–" if (s := step_of(r)) is None else show(s) for r in side)
+                 for side in (before, after))
+        print(f"| {name} | {' | '.join(cells)} |")
 
     rates = sorted(set.intersection(*(set(fanout_steps(r)) for r in before + after)))
     for rate in rates:
-        for name, key in (("server µs CPU per delivery", lambda s: f"{s['server_cpu_us_per_delivery']:.1f}"),
-                          ("p99 ms", lambda s: f"{s['latency']['p99_ms']:.0f}"),
-                          ("overloaded", lambda s: "yes" if s.get("overloaded") else "no")):
-            print(f"| fan-out {rate:g} publishes/s: {name} | {cell(before, rate, key)} | {cell(after, rate, key)} |")
+        step_at = lambda r, rate=rate: fanout_steps(r).get(rate)  # noqa: E731
+        row(f"fan-out {rate:g} publishes/s: server µs CPU per delivery", step_at,
+            lambda s: f"{s['server_cpu_us_per_delivery']:.1f}")
+        row(f"fan-out {rate:g} publishes/s: p99 ms", step_at, lambda s: f"{s['latency']['p99_ms']:.0f}")
+        row(f"fan-out {rate:g} publishes/s: overloaded", step_at, lambda s: "yes" if s.get("overloaded") else "no")
 
-    def cross(results: list[dict], key: str) -> str:
-        steps = [(r.get("cross_node") or {}).get("steps") or [None] for r in results]
-        return " / ".join("–" if s[0] is None else f"{s[0][key] if key != 'p99' else s[0]['latency_by_node'][-1]['p99_ms']:.2f}"
-                          for s in steps)
-    print(f"| cross-node, clients of node 1: p99 ms | {cross(before, 'p99')} | {cross(after, 'p99')} |")
-    print(f"| cross-node: server µs CPU per delivery | {cross(before, 'server_cpu_us_per_delivery')} | "
-          f"{cross(after, 'server_cpu_us_per_delivery')} |")
+    def cross_step(r: dict) -> dict | None:
+        return next(iter((r.get("cross_node") or {}).get("steps") or []), None)
+
+    # Clients of node 1: every delivery there crossed Redis.
+    row("cross-node, clients of node 1: p99 ms", cross_step, lambda s: f"{s['latency_by_node'][-1]['p99_ms']:.2f}")
+    row("cross-node: server µs CPU per delivery", cross_step, lambda s: f"{s['server_cpu_us_per_delivery']:.2f}")
 
 
 def main() -> None:

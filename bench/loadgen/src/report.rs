@@ -77,15 +77,13 @@ pub fn render(push: &SuiteResult, node: &SuiteResult, machine: &str) -> String {
         );
         // The memory target is the WebSocket one; long-polling is reported beside it.
         let websocket = transport == Transport::Websocket;
+        let kind = if websocket {
+            "WebSocket"
+        } else {
+            "long-polling"
+        };
         rows.push(Row {
-            figure: match transport {
-                Transport::Websocket => {
-                    format!("idle RSS per WebSocket connection at {size} (KiB)")
-                }
-                Transport::Polling => {
-                    format!("idle RSS per long-polling connection at {size} (KiB)")
-                }
-            },
+            figure: format!("idle RSS per {kind} connection at {size} (KiB)"),
             push: p.map(|i| i.rss_per_connection_kib),
             node: n.map(|i| i.rss_per_connection_kib),
             decimals: 1,
@@ -99,14 +97,7 @@ pub fn render(push: &SuiteResult, node: &SuiteResult, machine: &str) -> String {
             }),
         });
         rows.push(Row {
-            figure: format!(
-                "idle server RSS with {size} {} connections (MiB)",
-                if websocket {
-                    "WebSocket"
-                } else {
-                    "long-polling"
-                }
-            ),
+            figure: format!("idle server RSS with {size} {kind} connections (MiB)"),
             push: p.map(|i| i.rss_kib as f64 / 1024.0),
             node: n.map(|i| i.rss_kib as f64 / 1024.0),
             decimals: 1,
