@@ -294,6 +294,8 @@ pub struct Socket<A: Adapter = LocalAdapter> {
     ack_sweep_at: AtomicUsize,
     ack_counter: AtomicI64,
     connected: AtomicBool,
+    /// Connection state recovery: the private session id sent in the CONNECT reply.
+    recovery_pid: std::sync::OnceLock<String>,
     pub(crate) parser: Parser,
     /// The socket id
     pub id: Sid,
@@ -324,6 +326,7 @@ impl<A: Adapter> Socket<A> {
             ack_sweep_at: AtomicUsize::new(ACK_SWEEP_MIN),
             ack_counter: AtomicI64::new(0),
             connected: AtomicBool::new(false),
+            recovery_pid: std::sync::OnceLock::new(),
             parser,
             id: sid,
             #[cfg(feature = "extensions")]
@@ -611,6 +614,24 @@ impl<A: Adapter> Socket<A> {
     /// and that all [connect middlewares](crate::handler::connect#middlewares) have been executed.
     pub fn connected(&self) -> bool {
         self.connected.load(Ordering::SeqCst)
+    }
+
+    /// # Set the private session id of the client's connection state recovery.
+    ///
+    /// Call it from a [connect middleware](crate::handler::connect#middlewares): the CONNECT
+    /// reply then carries `{"sid", "pid"}` (protocol v5). The official client keeps the `pid`,
+    /// takes a string last argument of every event as its offset, and sends `{pid, offset}`
+    /// in its next CONNECT payload; it sets `socket.recovered` when the reply's `pid` is the
+    /// one it sent. Keeping the state and replaying missed events is left to the application.
+    ///
+    /// Returns `false` (and changes nothing) when a pid was already set.
+    pub fn set_recovery_pid(&self, pid: String) -> bool {
+        self.recovery_pid.set(pid).is_ok()
+    }
+
+    /// The pid set by [`Socket::set_recovery_pid`], if any.
+    pub fn recovery_pid(&self) -> Option<&str> {
+        self.recovery_pid.get().map(String::as_str)
     }
 
     // Socket operators

@@ -276,3 +276,29 @@ async fn duplicate_connect_packet() {
     stx.try_send(create_msg("/", "test", ())).unwrap();
     timeout_rcv(&mut rx).await;
 }
+
+#[tokio::test]
+async fn connect_reply_carries_the_recovery_pid_a_middleware_set() {
+    let (_svc, io) = SocketIo::new_svc();
+    let set_pid = async |s: SocketRef| {
+        assert!(s.set_recovery_pid("p1".into()));
+        assert!(!s.set_recovery_pid("p2".into()), "a pid is set once");
+        Ok::<_, std::convert::Infallible>(())
+    };
+    io.ns("/", { async || () }.with(set_pid));
+    io.ns("/plain", async || ());
+
+    let (_, mut srx) = io.new_dummy_sock("/", ()).await;
+    let p = assert_some!(srx.recv().await);
+    assert!(
+        matches!(&p, Message(s) if s.starts_with("0{\"sid\":\"") && s.ends_with("\",\"pid\":\"p1\"}")),
+        "{p:?}"
+    );
+
+    let (_, mut srx) = io.new_dummy_sock("/plain", ()).await;
+    let p = assert_some!(srx.recv().await);
+    assert!(
+        matches!(&p, Message(s) if s.starts_with("0/plain,{\"sid\":\"") && !s.contains("pid")),
+        "{p:?}"
+    );
+}
