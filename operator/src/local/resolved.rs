@@ -157,6 +157,34 @@ mod tests {
             push_server_env(&cluster),
             "the controller's env, not a copy"
         );
+        let node = plan::node_env(
+            &resolved.template,
+            &NodeSlot {
+                name: "chat-0".into(),
+                client: ([127, 0, 0, 1], 4000).into(),
+                admin: ([127, 0, 0, 1], 4001).into(),
+            },
+            &resolved.overrides,
+            &resolved.secrets,
+            &|name, key| sources.locate(name, key),
+        )
+        .expect("node env");
+        let var = |name: &str| {
+            node.iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(var(env::DRAIN_SECONDS), Some("5"));
+        assert_eq!(
+            var(env::HISTORY_MAX_MESSAGES),
+            Some("1000"),
+            "default history"
+        );
+        assert_eq!(
+            var(env::HISTORY_TTL_SECONDS),
+            Some("300"),
+            "default history"
+        );
         let token = token.expect("no token Secret named: generated");
         assert_eq!(
             resolved
@@ -192,6 +220,21 @@ mod tests {
             (
                 "image",
                 CHAT.replace("replicas: 3", "replicas: 3, image: other:1"),
+                true,
+            ),
+            (
+                "history size",
+                CHAT.replace("replicas: 3", "replicas: 3, history: {maxMessages: 10}"),
+                true,
+            ),
+            (
+                "history ttl",
+                CHAT.replace("replicas: 3", "replicas: 3, history: {ttlSeconds: 10}"),
+                true,
+            ),
+            (
+                "history off",
+                CHAT.replace("replicas: 3", "replicas: 3, history: {enabled: false}"),
                 true,
             ),
         ];

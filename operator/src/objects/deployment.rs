@@ -35,7 +35,7 @@ pub const RUN_AS_USER: i64 = 65532;
 pub const TERMINATION_MARGIN_SECONDS: i64 = 15;
 
 /// Env vars the operator sets itself; `spec.env` may not override them.
-pub fn operator_env_names() -> [&'static str; 17] {
+pub fn operator_env_names() -> [&'static str; env::SET_BY_OPERATOR.len()] {
     env::SET_BY_OPERATOR
 }
 
@@ -154,6 +154,18 @@ pub fn push_server_env(vc: &ValidatedCluster) -> Vec<EnvVar> {
         vars.push(value(env::MAX_PAYLOAD_BYTES, max.to_string()));
     }
     vars.push(value(env::DRAIN_SECONDS, spec.drain_seconds.to_string()));
+    // 0 messages is push-server's "history off".
+    let history = &spec.history;
+    let max_messages = if history.enabled {
+        history.max_messages
+    } else {
+        0
+    };
+    vars.push(value(env::HISTORY_MAX_MESSAGES, max_messages.to_string()));
+    vars.push(value(
+        env::HISTORY_TTL_SECONDS,
+        history.ttl_seconds.to_string(),
+    ));
     vars.push(value(env::LOG_FORMAT, "json"));
     vars.extend(spec.env.iter().cloned());
     vars

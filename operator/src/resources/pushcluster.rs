@@ -139,6 +139,20 @@ pub struct PushClusterSpec {
     #[schemars(range(min = 1024, max = 104857600))]
     pub max_payload_bytes: Option<i64>,
 
+    /// Message history, so that clients who reconnect get what they missed. The cluster's
+    /// Redis keeps the last `maxMessages` messages of every room, of every user and of
+    /// namespace broadcasts, each for at most `ttlSeconds`. A client that reconnects within
+    /// those bounds (to any pod, after a pod loss, a drain, a rollout or a network blip) gets
+    /// every message it missed, in order, exactly once: the official socket.io client's
+    /// connection state recovery, with `socket.recovered === true`. Beyond them, or when
+    /// Redis lost its data, it gets `socket.recovered === false` and a `continuity_broken`
+    /// event `{reason, rooms}` naming the rooms to resync. Cost: every message is written to
+    /// Redis once more for each room, user or broadcast it targets, and Redis holds about
+    /// `maxMessages` times the message size per active room. On by default (1000 messages,
+    /// 300 seconds).
+    #[serde(default)]
+    pub history: HistorySpec,
+
     /// Autoscaling on live connection count, done by the operator. Leave disabled to let
     /// an HPA or KEDA drive the scale subresource instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -466,6 +480,36 @@ pub struct SessionAuth {
     pub user_path: String,
 }
 
+/// What the cluster keeps in Redis for clients that reconnect.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HistorySpec {
+    /// Keep history. false: no history and no recovery; a client that reconnects misses
+    /// whatever was published while it was away.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Messages kept per room, per user and for namespace broadcasts; older ones are
+    /// dropped. A client that missed more than this in a room cannot recover that room.
+    #[serde(default = "default_history_max_messages")]
+    #[schemars(range(min = 1, max = 100000))]
+    pub max_messages: i32,
+    /// Seconds a message stays in history. A client that missed a message older than this
+    /// cannot recover: it gets `continuity_broken` for that room instead.
+    #[serde(default = "default_history_ttl_seconds")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub ttl_seconds: i32,
+}
+
+impl Default for HistorySpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_messages: default_history_max_messages(),
+            ttl_seconds: default_history_ttl_seconds(),
+        }
+    }
+}
+
 /// Autoscaling on live connection count.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[x_kube(validation = Rule::new("self.minReplicas <= self.maxReplicas").message("spec.autoscaling.minReplicas must not exceed maxReplicas"))]
@@ -590,6 +634,15 @@ fn default_replicas() -> i32 {
 }
 fn default_drain_seconds() -> i32 {
     DEFAULT_DRAIN_SECONDS
+}
+fn default_true() -> bool {
+    true
+}
+fn default_history_max_messages() -> i32 {
+    i32::try_from(push_contract::defaults::HISTORY_MAX_MESSAGES).unwrap_or(i32::MAX)
+}
+fn default_history_ttl_seconds() -> i32 {
+    i32::try_from(push_contract::defaults::HISTORY_TTL_SECONDS).unwrap_or(i32::MAX)
 }
 fn default_redis_image() -> String {
     DEFAULT_REDIS_IMAGE.to_string()

@@ -280,6 +280,11 @@ mod tests {
                 "spec: {env: [{name: PUSH_REDIS_URL, value: x}]}",
                 Some("spec.env"),
             ),
+            (
+                "env overrides the history spec",
+                "spec: {env: [{name: PUSH_HISTORY_MAX_MESSAGES, value: '0'}]}",
+                Some("spec.env"),
+            ),
         ];
         for (case, spec, want) in cases {
             let got = validate(&cluster(&format!("{BASE}{spec}")), "default");

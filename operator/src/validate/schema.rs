@@ -189,6 +189,31 @@ mod tests {
                 "{drainSeconds: -1}",
                 Some("spec.drainSeconds"),
             ),
+            (
+                "history at its bounds",
+                "{history: {enabled: false, maxMessages: 100000, ttlSeconds: 86400}}",
+                None,
+            ),
+            (
+                "history of no messages",
+                "{history: {maxMessages: 0}}",
+                Some("spec.history.maxMessages"),
+            ),
+            (
+                "history above maximum",
+                "{history: {maxMessages: 100001}}",
+                Some("spec.history.maxMessages"),
+            ),
+            (
+                "history of no time",
+                "{history: {ttlSeconds: 0}}",
+                Some("spec.history.ttlSeconds"),
+            ),
+            (
+                "history longer than a day",
+                "{history: {ttlSeconds: 86401}}",
+                Some("spec.history.ttlSeconds"),
+            ),
             ("wrong type", "{replicas: three}", Some("spec.replicas")),
             (
                 "bad enum",

@@ -176,6 +176,48 @@ fn env_per_spec_variant() {
             Some("45"),
         ),
         (
+            "history on by default: max messages from contract",
+            "{}",
+            env::HISTORY_MAX_MESSAGES,
+            Some("1000"),
+        ),
+        (
+            "history on by default: ttl from contract",
+            "{}",
+            env::HISTORY_TTL_SECONDS,
+            Some("300"),
+        ),
+        (
+            "history object without fields gets the defaults",
+            "{history: {}}",
+            env::HISTORY_MAX_MESSAGES,
+            Some("1000"),
+        ),
+        (
+            "history disabled: 0 messages turns it off",
+            "{history: {enabled: false, maxMessages: 50}}",
+            env::HISTORY_MAX_MESSAGES,
+            Some("0"),
+        ),
+        (
+            "history disabled keeps the ttl",
+            "{history: {enabled: false}}",
+            env::HISTORY_TTL_SECONDS,
+            Some("300"),
+        ),
+        (
+            "history custom max messages",
+            "{history: {maxMessages: 5000, ttlSeconds: 60}}",
+            env::HISTORY_MAX_MESSAGES,
+            Some("5000"),
+        ),
+        (
+            "history custom ttl",
+            "{history: {maxMessages: 5000, ttlSeconds: 60}}",
+            env::HISTORY_TTL_SECONDS,
+            Some("60"),
+        ),
+        (
             "listen from contract",
             "{}",
             env::LISTEN,
@@ -395,6 +437,29 @@ fn config_hash_rolls_on_config_and_secret_change_not_on_scale() {
         base,
         hash_of(&cluster("{replicas: 2, drainSeconds: 5}"), "s1"),
         "drain change rolls"
+    );
+    assert_ne!(
+        base,
+        hash_of(&cluster("{replicas: 2, history: {maxMessages: 10}}"), "s1"),
+        "history size change rolls"
+    );
+    assert_ne!(
+        base,
+        hash_of(&cluster("{replicas: 2, history: {ttlSeconds: 10}}"), "s1"),
+        "history ttl change rolls"
+    );
+    assert_ne!(
+        base,
+        hash_of(&cluster("{replicas: 2, history: {enabled: false}}"), "s1"),
+        "turning history off rolls"
+    );
+    assert_eq!(
+        base,
+        hash_of(
+            &cluster("{replicas: 2, history: {maxMessages: 1000}}"),
+            "s1"
+        ),
+        "spelling out the default history does not roll"
     );
     assert_ne!(
         base,
