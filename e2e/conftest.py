@@ -18,6 +18,7 @@ TIERS = {
     "autoscale/test_examples.py": "manifests",
     "autoscale/test_local_autoscale.py": "local",
     "local": "local",
+    "continuity": "local",
     "push_server": "local",
     "engineio": "local",
     "hostile": "local",

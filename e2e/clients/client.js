@@ -15,7 +15,9 @@
 //         final for the library; true connects again, as the demo page does),
 //         dataBytes?: bool (event lines carry `bytes`, the length of the data's JSON,
 //         instead of the data: for payloads too large to echo) }
-// Lines: {type: open|connected|subscribed|event|ack|upgrade|connect_error|disconnect|ready,
+// Rooms are subscribed on every connect but a recovered one (`socket.recovered`: the
+// server restored them, as an app using connection state recovery would do).
+// Lines: {type: open|connected (+recovered)|subscribed|event (+offset)|ack|upgrade|connect_error|disconnect|ready,
 //         i, t (wall clock, ms), us (wall clock, µs: latency against another process'
 //         clock), ...}; `ready` once every client has connected at least once.
 // stdin: JSON commands {cmd: "emit", i?, event, data, ack?: true}.
@@ -71,8 +73,8 @@ for (let i = 0; i < count; i++) {
   });
   let connectedBefore = false;
   socket.on("connect", () => {
-    out({ type: "connected", i, id: socket.id, transport: socket.io.engine.transport.name });
-    if (spec.rooms && spec.rooms.length) {
+    out({ type: "connected", i, id: socket.id, transport: socket.io.engine.transport.name, recovered: socket.recovered });
+    if (spec.rooms && spec.rooms.length && !socket.recovered) {
       socket.emit("subscribe", { rooms: spec.rooms }, (ack) => out({ type: "subscribed", i, ack }));
     }
     if (!connectedBefore) {
@@ -86,9 +88,13 @@ for (let i = 0; i < count; i++) {
     out({ type: "disconnect", i, reason });
     if (spec.rejoinAfterServerDisconnect === true && reason === "io server disconnect") socket.connect();
   });
-  socket.onAny((event, data) => out(spec.dataBytes
-    ? { type: "event", i, event, bytes: JSON.stringify(data === undefined ? null : data).length }
-    : { type: "event", i, event, data }));
+  // A string last argument after the data is the event's offset (history on).
+  socket.onAny((event, data, ...rest) => {
+    const offset = typeof rest[rest.length - 1] === "string" ? rest[rest.length - 1] : undefined;
+    out(spec.dataBytes
+      ? { type: "event", i, event, offset, bytes: JSON.stringify(data === undefined ? null : data).length }
+      : { type: "event", i, event, offset, data });
+  });
 }
 
 const rl = readline.createInterface({ input: process.stdin });

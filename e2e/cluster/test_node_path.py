@@ -304,7 +304,8 @@ def test_rolling_update_keeps_every_pod_slot_ready_and_keeps_serving(chat, node_
         got: list[int] = []
         gone: list[float] = []
         client = socketio.Client(reconnection=True, reconnection_delay=0.2, reconnection_delay_max=1)
-        client.on("tick", lambda data, got=got: got.append(data["n"]))
+        # With history on (the default) every event carries its offset as a last argument.
+        client.on("tick", lambda data, *_offset, got=got: got.append(data["n"]))
         client.on("disconnect", lambda *_, gone=gone: gone.append(time.monotonic()))
         disconnects.append(gone)
         client.connect(url, transports=["websocket"], wait_timeout=10)

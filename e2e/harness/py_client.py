@@ -13,6 +13,7 @@ class PyClient:
     def __init__(self):
         self.sio = socketio.Client(reconnection=False)
         self.events: list[tuple[str, object]] = []
+        self.offsets: list[tuple[str, str | None]] = []
         self.connect_error: object = None
         self._lock = threading.Lock()
 
@@ -21,9 +22,12 @@ class PyClient:
             self.connect_error = data
 
         @self.sio.on("*")
-        def any_event(event, data=None):
+        def any_event(event, data=None, *offset):
+            # With history on, the server appends each event's offset (socket.io's
+            # connection state recovery); python-socketio passes it as another argument.
             with self._lock:
                 self.events.append((event, data))
+                self.offsets.append((event, offset[-1] if offset else None))
 
     def connect(self, url: str, token: str | None = None, transports=("websocket",),
                 headers: dict | None = None) -> bool:

@@ -69,6 +69,8 @@ pub trait NodeSockets: Send + Sync + 'static {
     fn ids(&self) -> Vec<String>;
     /// Closes every socket that is left.
     fn close_all(&self) -> BoxFuture<'static, ()>;
+    /// The recovery pids of the live sockets (those that have one).
+    fn recovery_pids(&self) -> Vec<String>;
 }
 
 impl<A: Adapter> NodeSockets for SocketIo<A> {
@@ -88,5 +90,12 @@ impl<A: Adapter> NodeSockets for SocketIo<A> {
     fn close_all(&self) -> BoxFuture<'static, ()> {
         let io = self.clone();
         Box::pin(async move { io.close().await })
+    }
+
+    fn recovery_pids(&self) -> Vec<String> {
+        self.sockets()
+            .iter()
+            .filter_map(|s| s.recovery_pid().map(str::to_owned))
+            .collect()
     }
 }

@@ -13,6 +13,7 @@ use redis::ConnectionInfo;
 use crate::{
     auth::{jwt::JwtVerifier, session::SessionConfig},
     error::ConfigError,
+    history::HistoryConfig,
     redis_link,
 };
 
@@ -135,6 +136,13 @@ pub struct Cli {
     /// Wait before the first client is moved off: the Service stops routing here first.
     #[arg(long, env = env::DRAIN_SETTLE_MS, default_value_t = defaults::DRAIN_SETTLE_MS)]
     pub drain_settle_ms: u64,
+    /// Messages kept per room, user and broadcast for reconnecting clients (needs
+    /// Redis); 0 = no history.
+    #[arg(long, env = env::HISTORY_MAX_MESSAGES, default_value_t = 0)]
+    pub history_max_messages: u32,
+    /// Seconds a message stays in history.
+    #[arg(long, env = env::HISTORY_TTL_SECONDS, default_value_t = defaults::HISTORY_TTL_SECONDS)]
+    pub history_ttl_seconds: u32,
     /// express-session cookie secret; set = shared-session mode on (needs Redis).
     #[arg(long, env = env::SESSION_SECRET, hide_env_values = true)]
     pub session_secret: Option<String>,
@@ -186,6 +194,8 @@ pub struct Config {
     pub api_token: Option<String>,
     pub jwt: Option<JwtVerifier>,
     pub session: Option<SessionConfig>,
+    /// History for connection state recovery; `None` = off.
+    pub history: Option<HistoryConfig>,
     pub max_payload_bytes: usize,
     pub drain: Duration,
     /// Not ready and refusing new sessions for this long before the drain moves anyone.
@@ -240,6 +250,11 @@ impl Config {
             cli.session_user_path,
             redis.is_some(),
         )?;
+        let history = history(
+            cli.history_max_messages,
+            cli.history_ttl_seconds,
+            redis.is_some(),
+        )?;
         if cli.max_payload_bytes == 0 {
             return Err(ConfigError::Invalid {
                 var: env::MAX_PAYLOAD_BYTES,
@@ -271,6 +286,7 @@ impl Config {
             api_token: cli.api_token,
             jwt,
             session,
+            history,
             max_payload_bytes: cli.max_payload_bytes,
             drain: Duration::from_secs(cli.drain_seconds),
             drain_settle: Duration::from_millis(cli.drain_settle_ms),
@@ -279,6 +295,33 @@ impl Config {
             log_format: cli.log_format,
         })
     }
+}
+
+/// History needs Redis (it lives there) and a TTL; 0 messages = off.
+fn history(
+    max_messages: u32,
+    ttl_seconds: u32,
+    redis: bool,
+) -> Result<Option<HistoryConfig>, ConfigError> {
+    if max_messages == 0 {
+        return Ok(None);
+    }
+    if !redis {
+        return Err(ConfigError::Requires(
+            env::HISTORY_MAX_MESSAGES,
+            env::REDIS_URL,
+        ));
+    }
+    if ttl_seconds == 0 {
+        return Err(ConfigError::Invalid {
+            var: env::HISTORY_TTL_SECONDS,
+            reason: "must be at least 1 (seconds)".into(),
+        });
+    }
+    Ok(Some(HistoryConfig {
+        max_messages,
+        ttl: Duration::from_secs(u64::from(ttl_seconds)),
+    }))
 }
 
 fn set_or_unset<T>(value: &Option<T>) -> &'static str {
@@ -321,6 +364,15 @@ impl fmt::Display for Config {
                 s.cookie, s.prefix, s.user_path
             )?,
             None => writeln!(f, "session=off")?,
+        }
+        match &self.history {
+            Some(h) => writeln!(
+                f,
+                "history: max_messages={} ttl_seconds={}",
+                h.max_messages,
+                h.ttl.as_secs()
+            )?,
+            None => writeln!(f, "history: off")?,
         }
         writeln!(
             f,

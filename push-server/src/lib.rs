@@ -10,6 +10,7 @@ pub mod config;
 pub mod conn;
 pub mod drain;
 pub mod error;
+pub mod history;
 pub mod metrics;
 pub mod publish;
 pub mod redis_link;
@@ -37,7 +38,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     adapter::{ClusterAdapter, NodeSockets, ServingAdapter, SingleNodeAdapter},
-    publish::deliver::{NodeDelivery, SocketDelivery},
+    history::Offset,
+    publish::{
+        channel::ChannelInput,
+        deliver::{NodeDelivery, SocketDelivery},
+        fanout::Fanout,
+        log,
+    },
     redis_link::RedisLink,
     state::{AppState, SharedState, Started},
 };
@@ -142,14 +149,26 @@ async fn serve_with<A: ServingAdapter>(
         metrics: state.metrics.clone(),
         room_sizes: state.room_sizes.clone(),
     });
+    let fanout = match &link {
+        Some(link) => Some(
+            follow_redis(
+                link,
+                &state,
+                delivery.clone(),
+                sockets.clone(),
+                shutdown,
+                stop,
+            )
+            .await,
+        ),
+        None => None,
+    };
     let _ = state.started.set(Started {
-        delivery: delivery.clone(),
-        link: link.clone(),
+        delivery,
+        link,
+        fanout,
         sockets: sockets.clone(),
     });
-    if let Some(link) = link {
-        follow_redis(&link, &state, delivery, stop).await?;
-    }
     let router = app(state.clone())
         .layer(layer)
         .layer(middleware::from_fn_with_state(
@@ -160,30 +179,62 @@ async fn serve_with<A: ServingAdapter>(
     Ok(())
 }
 
-/// With Redis: keeps `redis_up` true to the link and delivers what the publish channel
-/// carries.
+/// With Redis: keeps `redis_up` true to the link, delivers the fan-out log in order
+/// from its current end, appends what backends publish on the channel (while this node
+/// holds its lease, until it drains), and keeps its sockets' recovery sessions alive.
 async fn follow_redis(
     link: &RedisLink,
     state: &SharedState,
     delivery: Arc<dyn NodeDelivery>,
+    sockets: Arc<dyn NodeSockets>,
+    shutdown: &Shutdown,
     stop: &CancellationToken,
-) -> Result<(), RunError> {
+) -> Arc<Fanout> {
     let metrics = state.metrics.clone();
+    let config = &state.config;
     tokio::spawn(
         link.clone()
             .watch(metrics.clone(), Duration::from_secs(1), stop.clone()),
     );
-    let config = &state.config;
-    publish::channel::subscribe(
-        link,
-        &config.redis_channel,
+    let start = log::end(link, &state.keys).await.unwrap_or_else(|e| {
+        // Reading from the start delivers old entries to no one: nobody is connected yet.
+        tracing::warn!(error = %e, "fan-out log end unknown: reading it from the start");
+        Offset::ZERO
+    });
+    let fanout = Arc::new(Fanout::new(start, config.history.is_some()));
+    let reader = log::Reader {
+        info: link.info(),
+        keys: state.keys.clone(),
+        fanout: fanout.clone(),
         delivery,
+        metrics: metrics.clone(),
+        max_payload: config.max_payload_bytes,
+    };
+    tokio::spawn(reader.run(start, stop.clone()));
+    let channel = ChannelInput {
+        link: link.clone(),
+        channel: config.redis_channel.clone(),
+        keys: state.keys.clone(),
+        history: config.history,
         metrics,
-        config.max_payload_bytes,
-        stop.clone(),
-    )
-    .await?;
-    Ok(())
+        max_payload: config.max_payload_bytes,
+        holder: format!(
+            "{}/{}",
+            config.node_id,
+            history::session::new_pid().unwrap_or_default()
+        ),
+    };
+    tokio::spawn(channel.run(shutdown.drain.clone()));
+    if let Some(history) = config.history {
+        tokio::spawn(socket::recover::keep_sessions(
+            link.clone(),
+            state.keys.clone(),
+            history,
+            sockets,
+            stop.clone(),
+        ));
+    }
+    fanout
 }
 
 /// Accepts clients until the drain starts, moves them off over the drain window, then

@@ -42,6 +42,21 @@ pub enum Outcome {
     disabled,
 }
 
+/// How a recovery attempt ended.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum Recovered {
+    /// Everything missed was replayed: `socket.recovered` is true.
+    recovered,
+    /// Part of it was gone (or the session was): the client was told to resync.
+    broken,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RecoveryLabels {
+    result: Recovered,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PublishLabels {
     source: Source,
@@ -57,6 +72,8 @@ pub struct Metrics {
     pub publish_latency: Histogram,
     pub redis_up: Gauge,
     pub draining: Gauge,
+    recoveries: Family<RecoveryLabels, Counter>,
+    pub messages_replayed: Counter,
 }
 
 /// Strips the `_total` the encoder appends to counters again.
@@ -107,6 +124,21 @@ impl Metrics {
             "1 while this node drains",
             draining.clone(),
         );
+        let recoveries = Family::<RecoveryLabels, Counter>::default();
+        registry.register(
+            counter_name(names::RECOVERIES),
+            "Reconnecting clients that asked to recover their session, by result",
+            recoveries.clone(),
+        );
+        let messages_replayed = Counter::default();
+        registry.register(
+            counter_name(names::MESSAGES_REPLAYED),
+            "Messages written to recovering clients from history",
+            messages_replayed.clone(),
+        );
+        for result in [Recovered::recovered, Recovered::broken] {
+            let _ = recoveries.get_or_create(&RecoveryLabels { result });
+        }
         // Both series exist from the start so dashboards and the autoscaler see zeros.
         for transport in [Transport::websocket, Transport::polling] {
             connections
@@ -121,7 +153,15 @@ impl Metrics {
             publish_latency,
             redis_up,
             draining,
+            recoveries,
+            messages_replayed,
         }
+    }
+
+    pub fn recovery(&self, result: Recovered) {
+        self.recoveries
+            .get_or_create(&RecoveryLabels { result })
+            .inc();
     }
 
     pub fn publish(&self, source: Source, result: Outcome) {
@@ -165,6 +205,8 @@ mod tests {
             names::PUBLISH_REQUESTS,
             names::REDIS_UP,
             names::DRAINING,
+            names::RECOVERIES,
+            names::MESSAGES_REPLAYED,
         ] {
             assert!(
                 text.contains(&format!("\n{name}")),

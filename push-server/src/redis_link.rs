@@ -31,6 +31,7 @@ type Handlers = Arc<RwLock<HashMap<String, mpsc::Sender<ChanItem>>>>;
 pub struct RedisLink {
     conn: ConnectionManager,
     handlers: Handlers,
+    info: ConnectionInfo,
 }
 
 /// Splits a RESP3 push into (channel, payload) when it is a pub/sub message.
@@ -61,7 +62,7 @@ fn dispatch(push: PushInfo, handlers: &Handlers) {
 impl RedisLink {
     /// Connects once; afterwards the manager reconnects (with backoff) by itself.
     pub async fn connect(info: ConnectionInfo) -> Result<Self, RedisError> {
-        let client = redis::Client::open(info)?;
+        let client = redis::Client::open(info.clone())?;
         let handlers: Handlers = Arc::default();
         let push_handlers = handlers.clone();
         let config = ConnectionManagerConfig::new()
@@ -75,7 +76,11 @@ impl RedisLink {
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(Duration::from_secs(2)));
         let conn = ConnectionManager::new_with_config(client, config).await?;
-        Ok(Self { conn, handlers })
+        Ok(Self {
+            conn,
+            handlers,
+            info,
+        })
     }
 
     /// Connects, retrying with backoff until Redis answers or `cancel` fires.
@@ -95,6 +100,11 @@ impl RedisLink {
             }
             delay = (delay * 2).min(Duration::from_secs(5));
         }
+    }
+
+    /// Where the link connects (for a connection of one's own, e.g. a blocking read).
+    pub fn info(&self) -> ConnectionInfo {
+        self.info.clone()
     }
 
     /// A handle for ordinary commands (GET, PUBLISH).

@@ -6,8 +6,14 @@ use std::sync::{
 };
 
 use crate::{
-    adapter::NodeSockets, config::Config, conn::ConnRegistry, metrics::Metrics,
-    publish::deliver::NodeDelivery, redis_link::RedisLink, room_sizes::RoomSizes,
+    adapter::NodeSockets,
+    config::Config,
+    conn::ConnRegistry,
+    history::Keys,
+    metrics::Metrics,
+    publish::{deliver::NodeDelivery, fanout::Fanout},
+    redis_link::RedisLink,
+    room_sizes::RoomSizes,
     shutdown::Shutdown,
 };
 
@@ -15,6 +21,8 @@ use crate::{
 pub struct Started {
     pub delivery: Arc<dyn NodeDelivery>,
     pub link: Option<RedisLink>,
+    /// The ordered delivery of the fan-out log (with Redis).
+    pub fanout: Option<Arc<Fanout>>,
     pub sockets: Arc<dyn NodeSockets>,
 }
 
@@ -22,6 +30,8 @@ pub struct AppState {
     pub config: Config,
     pub metrics: Arc<Metrics>,
     pub shutdown: Shutdown,
+    /// This cluster's Redis keys (log, history, recovery sessions).
+    pub keys: Keys,
     pub conns: ConnRegistry,
     /// Members per room on this node (what a delivery reports as reached).
     pub room_sizes: Arc<RoomSizes>,
@@ -79,6 +89,7 @@ impl AppState {
         let metrics = Arc::new(Metrics::new(config.redis.is_some()));
         let admission = Arc::new(tokio::sync::Semaphore::new(config.max_connections));
         Arc::new(Self {
+            keys: Keys::new(&config.redis_channel),
             admission,
             config,
             metrics,

@@ -66,6 +66,12 @@ pub mod env {
     /// moves the first client: the time the Service takes to stop routing to it and to
     /// every other pod removed with it, so a moved client reconnects to a pod that stays.
     pub const DRAIN_SETTLE_MS: &str = "PUSH_DRAIN_SETTLE_MS";
+    /// Messages kept per room, per user and for namespace broadcasts, so a client that
+    /// reconnects (to any node) gets what it missed; 0 = history off (no offsets, no
+    /// recovery: a reconnecting client misses what was published meanwhile).
+    pub const HISTORY_MAX_MESSAGES: &str = "PUSH_HISTORY_MAX_MESSAGES";
+    /// Seconds a message stays in history; a client away longer gets broken continuity.
+    pub const HISTORY_TTL_SECONDS: &str = "PUSH_HISTORY_TTL_SECONDS";
     /// express-session cookie-signing secret; set = shared-session mode on.
     pub const SESSION_SECRET: &str = "PUSH_SESSION_SECRET";
     /// express-session cookie name.
@@ -84,7 +90,7 @@ pub mod env {
     /// The variables the operator sets on every push-server pod itself; a PushCluster's
     /// `spec.env` may not override them (the CRD's CEL rule and the Deployment builder
     /// both read this list).
-    pub const SET_BY_OPERATOR: [&str; 17] = [
+    pub const SET_BY_OPERATOR: [&str; 19] = [
         LISTEN,
         ADMIN_LISTEN,
         NODE_ID,
@@ -97,6 +103,8 @@ pub mod env {
         JWT_AUDIENCE,
         MAX_PAYLOAD_BYTES,
         DRAIN_SECONDS,
+        HISTORY_MAX_MESSAGES,
+        HISTORY_TTL_SECONDS,
         SESSION_SECRET,
         SESSION_COOKIE,
         SESSION_PREFIX,
@@ -132,6 +140,10 @@ pub mod defaults {
     pub const SESSION_PREFIX: &str = "sess:";
     pub const SESSION_USER_PATH: &str = "passport.user";
     pub const NAMESPACE: &str = "/";
+    /// A PushCluster's history when its spec says nothing: on, 1,000 messages per room
+    /// for up to 5 minutes (the push-server binary alone defaults to off).
+    pub const HISTORY_MAX_MESSAGES: u32 = 1_000;
+    pub const HISTORY_TTL_SECONDS: u32 = 300;
 }
 
 /// HTTP paths.
@@ -161,6 +173,14 @@ pub mod metrics {
     pub const REDIS_UP: &str = "push_redis_up";
     /// Gauge 1/0: this node is draining.
     pub const DRAINING: &str = "push_draining";
+    /// Counter, label `result` (`recovered`, `broken`): reconnecting clients that asked
+    /// to recover their session, and whether everything they missed was still there.
+    pub const RECOVERIES: &str = "push_recoveries_total";
+    /// Counter: messages written to recovering clients from history.
+    pub const MESSAGES_REPLAYED: &str = "push_messages_replayed_total";
+    /// Counter, label `reason`: messages a socket did not get because its send buffer
+    /// was full (the socket is then disconnected, to recover from history).
+    pub const SLOW_CONSUMER_DROPS: &str = "push_slow_consumer_drops_total";
 }
 
 /// Client-facing socket.io event names and rooms.
@@ -169,9 +189,16 @@ pub mod socket {
     pub const UNSUBSCRIBE: &str = "unsubscribe";
     /// A JWT's `sub` (or a session's user) puts the socket in `user:<sub>`.
     pub const USER_ROOM_PREFIX: &str = "user:";
+    /// Rooms the server keeps for itself; a subscribe to one is refused.
+    pub const RESERVED_ROOM_PREFIX: &str = "$push:";
     /// Sent to a socket when its JWT's `exp` passes, `{"reason", "exp"}`, right before
     /// the server disconnects it: reconnect with a fresh token to continue.
     pub const AUTH_EXPIRED: &str = "auth_expired";
+    /// Sent right after CONNECT to a client that asked to recover (socket.io's
+    /// connection state recovery) but cannot get everything it missed:
+    /// `{"reason", "rooms"}`; `socket.recovered` is false, the app should resync `rooms`
+    /// (`null`: every room, the session itself is gone).
+    pub const CONTINUITY_BROKEN: &str = "continuity_broken";
 
     /// The room of one user's connections.
     pub fn user_room(user: &str) -> String {

@@ -2,7 +2,7 @@
 //! authentication, and why a connection is refused.
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
-use push_contract::socket::USER_ROOM_PREFIX;
+use push_contract::socket::{RESERVED_ROOM_PREFIX, USER_ROOM_PREFIX};
 
 /// Why a connection was refused; the text is what the client sees in `connect_error`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,6 +42,7 @@ pub enum Refusal {
     Empty,
     TooLong,
     UserRoom,
+    Reserved,
     NotAllowed,
 }
 
@@ -51,6 +52,7 @@ impl Refusal {
             Refusal::Empty => "room name is empty",
             Refusal::TooLong => "room name longer than 200 bytes",
             Refusal::UserRoom => "user rooms are joined from the token, not by subscribing",
+            Refusal::Reserved => "rooms starting with `$push:` are the server's own",
             Refusal::NotAllowed => "not allowed by the token's rooms claim",
         }
     }
@@ -86,6 +88,9 @@ impl RoomPolicy {
         }
         if authenticated && room.starts_with(USER_ROOM_PREFIX) {
             return Err(Refusal::UserRoom);
+        }
+        if room.starts_with(RESERVED_ROOM_PREFIX) {
+            return Err(Refusal::Reserved);
         }
         match self {
             Self::Any => Ok(()),
@@ -147,6 +152,13 @@ mod tests {
                 Ok(()),
             ),
             ("empty", &RoomPolicy::Any, "", false, Err(Refusal::Empty)),
+            (
+                "the server's own rooms",
+                &RoomPolicy::Any,
+                "$push:recovering",
+                false,
+                Err(Refusal::Reserved),
+            ),
         ];
         for (name, policy, room, authenticated, want) in cases {
             assert_eq!(policy.decide(room, authenticated), want, "case {name}");

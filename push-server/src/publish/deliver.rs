@@ -6,13 +6,18 @@ use futures::future::BoxFuture;
 use socketioxide::{BroadcastError, SocketIo, adapter::Adapter};
 
 use super::{Message, now_us};
-use crate::{metrics::Metrics, room_sizes::RoomSizes};
+use crate::{
+    history::{Offset, RECOVERING_ROOM},
+    metrics::Metrics,
+    room_sizes::RoomSizes,
+};
 
 /// Delivery to this node's sockets, with the adapter type erased so HTTP handlers and
-/// the channel subscriber are not generic.
+/// the log reader are not generic.
 pub trait NodeDelivery: Send + Sync + 'static {
-    /// Returns how many sockets the message was written to.
-    fn deliver<'a>(&'a self, message: &'a Message) -> BoxFuture<'a, usize>;
+    /// Writes `message` (with `offset` as its last argument, when given: socket.io's
+    /// connection state recovery); returns how many sockets it was written to.
+    fn deliver<'a>(&'a self, message: &'a Message, offset: Option<Offset>) -> BoxFuture<'a, usize>;
 }
 
 pub struct SocketDelivery<A: Adapter> {
@@ -23,20 +28,28 @@ pub struct SocketDelivery<A: Adapter> {
 }
 
 impl<A: Adapter> NodeDelivery for SocketDelivery<A> {
-    fn deliver<'a>(&'a self, message: &'a Message) -> BoxFuture<'a, usize> {
+    fn deliver<'a>(&'a self, message: &'a Message, offset: Option<Offset>) -> BoxFuture<'a, usize> {
         Box::pin(async move {
             let Some(ns) = self.io.of(&message.namespace) else {
                 return 0;
             };
-            // local() = this node's sockets only: other nodes receive the message from the
-            // Redis channel themselves.
+            // local() = this node's sockets only: every node reads the log itself.
             let room = message.room();
             let matching = self.room_sizes.get(room.as_deref());
             let operator = match room {
                 Some(room) => ns.local().to(room),
-                None => ns.local(),
+                // A recovering socket gets broadcasts from its replay, in order.
+                None => ns.local().except(RECOVERING_ROOM),
             };
-            let failed = match operator.emit(&message.event, &message.data).await {
+            let sent = match offset {
+                Some(offset) => {
+                    operator
+                        .emit(&message.event, &(&message.data, offset.to_string()))
+                        .await
+                }
+                None => operator.emit(&message.event, &message.data).await,
+            };
+            let failed = match sent {
                 Ok(()) => 0,
                 Err(BroadcastError::Socket(errors)) => {
                     tracing::debug!(

@@ -1,6 +1,7 @@
-//! `POST /api/v1/publish`: bearer token, size limit, validation, then onto the Redis
-//! channel (cluster fan-out); without Redis configured, straight to this single node's
-//! sockets; with Redis unreachable, 503 + Retry-After at once.
+//! `POST /api/v1/publish`: bearer token, size limit, validation, then appended to the
+//! cluster's fan-out log (every node delivers it; with history on, kept for reconnecting
+//! clients) and answered with its offset; without Redis configured, straight to this
+//! single node's sockets; with Redis unreachable, 503 + Retry-After at once.
 
 use axum::{
     Json,
@@ -9,25 +10,24 @@ use axum::{
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use redis::AsyncCommands;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::{ENVELOPE_OVERHEAD, Message, envelope, error::PublishError, now_us, parse};
+use super::{
+    ENVELOPE_OVERHEAD, Message, NAMESPACES, envelope, error::PublishError, log, now_us, parse,
+};
 use crate::{
+    history::Offset,
     metrics::{Outcome, Source},
     redis_link::RedisLink,
     state::{AppState, SharedState},
 };
 
-/// Namespaces a publish may address.
-pub const NAMESPACES: &[&str] = &[push_contract::defaults::NAMESPACE];
-
 /// A publish the node took (202).
 #[derive(Debug, PartialEq, Eq)]
 pub enum Accepted {
-    /// Onto the Redis channel: every node delivers to its own sockets.
-    Cluster,
+    /// In the fan-out log at `offset`: every node delivers it to its own sockets.
+    Cluster { offset: Offset },
     /// No Redis configured: written to this node's sockets, the only ones there are.
     SingleNode { delivered: usize },
 }
@@ -35,7 +35,9 @@ pub enum Accepted {
 impl IntoResponse for Accepted {
     fn into_response(self) -> Response {
         let body = match self {
-            Self::Cluster => json!({ "accepted": true, "fanout": "cluster" }),
+            Self::Cluster { offset } => {
+                json!({ "accepted": true, "fanout": "cluster", "offset": offset.to_string() })
+            }
             Self::SingleNode { delivered } => {
                 json!({ "accepted": true, "fanout": "single-node", "delivered": delivered })
             }
@@ -106,7 +108,7 @@ async fn accept(
             origin_us: Some(origin),
             ..message
         };
-        let delivered = started.delivery.deliver(&message).await;
+        let delivered = started.delivery.deliver(&message, None).await;
         return Ok(Accepted::SingleNode { delivered });
     };
     let wire = envelope(&message, origin);
@@ -123,25 +125,33 @@ async fn accept(
     if state.metrics.redis_up.get() == 0 {
         return Err(PublishError::RedisUnavailable("redis is unreachable"));
     }
-    hand_to_redis(link, state, wire).await
+    hand_to_redis(link, state, &message, &wire).await
 }
 
-/// PUBLISHes onto the cluster channel, waiting at most the configured Redis timeout.
+/// Appends to the fan-out log, waiting at most the configured Redis timeout.
 async fn hand_to_redis(
     link: &RedisLink,
     state: &AppState,
-    wire: Vec<u8>,
+    message: &Message,
+    wire: &[u8],
 ) -> Result<Accepted, PublishError> {
-    let mut connection = link.connection();
-    let publish = connection.publish::<_, _, i64>(&state.config.redis_channel, wire);
-    match tokio::time::timeout(state.config.redis_timeout, publish).await {
-        Ok(Ok(_)) => Ok(Accepted::Cluster),
+    let append = log::append(
+        link,
+        &state.keys,
+        state.config.history.as_ref(),
+        message,
+        wire,
+    );
+    match tokio::time::timeout(state.config.redis_timeout, append).await {
+        Ok(Ok(offset)) => Ok(Accepted::Cluster { offset }),
         Ok(Err(e)) => {
-            tracing::warn!(error = %e, "redis publish failed: answered 503");
+            tracing::warn!(error = %e, "redis append failed: answered 503");
             Err(PublishError::RedisUnavailable("redis refused the publish"))
         }
         Err(_) => {
-            tracing::warn!(timeout = ?state.config.redis_timeout, "redis publish timed out: answered 503");
+            // Dropped unanswered: the script either ran whole or not at all, but the
+            // message may still be delivered. 503 says "not confirmed", not "lost".
+            tracing::warn!(timeout = ?state.config.redis_timeout, "redis append timed out: answered 503");
             Err(PublishError::RedisUnavailable(
                 "redis did not answer in time",
             ))

@@ -1,16 +1,20 @@
 //! Publishing: one message shape, validated the same way whether it came over HTTP or
 //! the Redis channel, and one delivery path (each node writes to its OWN sockets).
 //!
-//! Exactly-once across the cluster: the HTTP API does not deliver, it PUBLISHes onto the
-//! Redis channel every node subscribes to; each node then delivers to its own sockets
-//! only (`local()`). Using the adapter's cluster broadcast instead would deliver twice to
-//! remote sockets (every node would re-broadcast what it received) and would hide the
-//! publish→delivery latency on the receiving nodes.
+//! Exactly-once across the cluster: the HTTP API (or the node holding the channel's
+//! lease) does not deliver, it appends to the fan-out log, a Redis stream (`log`) that
+//! gives the message its offset; every node reads the log in order and delivers to its
+//! own sockets only (`local()`, `fanout`). Using the adapter's cluster broadcast instead
+//! would deliver twice to remote sockets and would hide the publish→delivery latency on
+//! the receiving nodes; pub/sub instead of a stream would lose what a node missed while
+//! its Redis connection was down.
 
 pub mod channel;
 pub mod deliver;
 pub mod error;
+pub mod fanout;
 pub mod http;
+pub mod log;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -28,6 +32,9 @@ const RESERVED_EVENTS: &[&str] = &[
     "removeListener",
 ];
 const MAX_EVENT_LEN: usize = 200;
+
+/// Namespaces a publish may address.
+pub const NAMESPACES: &[&str] = &[defaults::NAMESPACE];
 
 /// A message that passed validation.
 #[derive(Debug, Clone, PartialEq)]

@@ -10,7 +10,7 @@ use socketioxide::{
 
 use super::{
     events::{identity_of, register_handlers},
-    expiry,
+    expiry, recover,
 };
 use crate::{
     auth::{
@@ -21,10 +21,28 @@ use crate::{
     state::SharedState,
 };
 
+/// The CONNECT payload: the app's `auth` (a JWT in `token`), merged by the official
+/// client with `{pid, offset}` when it asks to recover its session.
 #[derive(Debug, Default, Deserialize)]
 pub(super) struct AuthPayload {
     #[serde(default)]
     token: Option<String>,
+    /// Lenient: a field of another type means "no recovery", not "no token".
+    #[serde(default)]
+    pid: Option<serde_json::Value>,
+    #[serde(default)]
+    offset: Option<serde_json::Value>,
+}
+
+impl AuthPayload {
+    fn recovery(&self) -> recover::Asked {
+        let text =
+            |v: &Option<serde_json::Value>| v.as_ref().and_then(|v| v.as_str()).map(str::to_owned);
+        recover::Asked {
+            pid: text(&self.pid),
+            offset: text(&self.offset),
+        }
+    }
 }
 
 /// A JWT when one was sent and JWTs are on, else the session cookie when sessions are
@@ -68,12 +86,16 @@ pub(super) async fn authenticate<A: Adapter>(
     if state.draining() {
         return Err(AuthError::Draining);
     }
-    let token = auth.ok().and_then(|a| a.token);
-    match identify(&state, token, socket.req_parts()).await {
+    let auth = auth.unwrap_or_default();
+    let asked = auth.recovery();
+    match identify(&state, auth.token, socket.req_parts()).await {
         Ok(identity) => {
             // Handlers first: the disconnect handler is what uncounts the socket.
             register_handlers(&socket, &state);
-            let rooms: Vec<String> = identity.user.iter().map(|u| user_room(u)).collect();
+            let rooms = match &state.config.history {
+                Some(history) => recover::prepare(&socket, &state, history, &identity, asked).await,
+                None => identity.user.iter().map(|u| user_room(u)).collect(),
+            };
             state.room_sizes.admitted(&socket, &rooms);
             socket.extensions.insert(identity);
             Ok(())
@@ -86,6 +108,7 @@ pub(super) async fn authenticate<A: Adapter>(
 }
 
 pub(super) async fn on_connect<A: Adapter>(socket: SocketRef<A>, State(state): State<SharedState>) {
+    recover::finish(&socket, &state).await;
     // The handshake's TCP connection (the WebSocket itself for WebSocket-only clients).
     if let Some(conn) = socket.req_parts().extensions.get::<ConnHandle>() {
         state.conns.attach(&socket.id.to_string(), conn);

@@ -11,7 +11,7 @@ use socketioxide::{
 };
 
 use super::{
-    expiry, rate,
+    expiry, rate, recover,
     rooms::{self, RoomsRequest, malformed, plan_subscribe, plan_unsubscribe},
 };
 use crate::{auth::identity::Identity, state::SharedState};
@@ -67,12 +67,14 @@ async fn on_subscribe<A: Adapter>(
     let Some(ack) = within_budget(&socket, ack) else {
         return;
     };
+    recover::settled(&socket).await;
     let plan = match request {
         Err(e) => malformed(e),
         Ok(req) => plan_subscribe(&identity_of(&socket), socket.rooms().len(), req.rooms),
     };
     if let Some(joined) = &plan.joined {
         state.room_sizes.join(&socket, joined);
+        recover::joined(&socket, &state, joined).await;
     }
     let _ = ack.send(&plan);
 }
@@ -86,12 +88,14 @@ async fn on_unsubscribe<A: Adapter>(
     let Some(ack) = within_budget(&socket, ack) else {
         return;
     };
+    recover::settled(&socket).await;
     let plan = match request {
         Err(e) => malformed(e),
         Ok(req) => plan_unsubscribe(&identity_of(&socket), req.rooms),
     };
     if let Some(left) = &plan.left {
         state.room_sizes.leave(&socket, left);
+        recover::left(&socket, &state, left).await;
     }
     let _ = ack.send(&plan);
 }
@@ -111,6 +115,7 @@ async fn on_disconnect<A: Adapter>(
     state.conns.forget(&socket.id.to_string());
     state.room_sizes.disconnected(&socket);
     expiry::cancel(&socket);
+    recover::departed(&socket, &state).await;
     match reason {
         // The drain moves clients off by cutting their connections: a transport error.
         DisconnectReason::TransportError if state.draining() => {

@@ -7,6 +7,7 @@ mod events;
 mod expiry;
 pub mod gate;
 mod rate;
+pub mod recover;
 mod rooms;
 
 use push_contract::{defaults, paths};

@@ -1,0 +1,106 @@
+//! Message history for socket.io's connection state recovery, in Redis, so a client
+//! gets what it missed whichever node it comes back to.
+//!
+//! - every accepted message is appended to the cluster's fan-out log (a Redis stream
+//!   every node reads, `publish::log`) and, with history on, to the history stream of its
+//!   room, user or namespace broadcast, in one Lua script: both get the same id, the
+//!   message's [`Offset`], and neither can have it without the other (`script`);
+//! - each socket has a recovery session in Redis: its private id (`pid`), user, and the
+//!   position at which it joined each room (`session`);
+//! - a reconnecting client sends `{pid, offset}`; what it missed per stream, and whether
+//!   each stream still holds all of it, is decided by pure functions (`recovery`).
+
+pub mod offset;
+pub mod recovery;
+pub mod script;
+pub mod session;
+
+use std::time::Duration;
+
+pub use self::offset::Offset;
+
+/// Bounds of every history stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryConfig {
+    pub max_messages: u32,
+    pub ttl: Duration,
+}
+
+impl HistoryConfig {
+    pub fn ttl_ms(&self) -> u64 {
+        u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+/// Where a recovering socket waits, outside namespace broadcasts, until it has replayed
+/// what it missed (a client cannot subscribe to it).
+pub const RECOVERING_ROOM: &str = "$push:recovering";
+
+/// Entries the fan-out log keeps (approximately: trimmed with `~`). Nodes read it as it
+/// grows; it only has to cover a reader that fell behind or reconnected, not history.
+pub const LOG_MAX_LEN: u32 = 10_000;
+
+/// The Redis keys of one cluster, all under its channel name (clusters sharing a Redis
+/// with different channels do not see each other's keys).
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(channel: &str) -> Self {
+        Self {
+            prefix: channel.to_owned(),
+        }
+    }
+
+    /// The fan-out log: every message, in order, for every node to deliver.
+    pub fn log(&self) -> String {
+        format!("{}:log", self.prefix)
+    }
+
+    /// The history stream of `room` (`None`: the namespace's broadcasts).
+    pub fn stream(&self, namespace: &str, room: Option<&str>) -> String {
+        match room {
+            Some(room) => format!("{}:h:{namespace}:r:{room}", self.prefix),
+            None => format!("{}:h:{namespace}:b", self.prefix),
+        }
+    }
+
+    /// A socket's recovery session.
+    pub fn session(&self, pid: &str) -> String {
+        format!("{}:s:{pid}", self.prefix)
+    }
+
+    /// Who appends what backends PUBLISH on the channel (one node at a time).
+    pub fn channel_owner(&self) -> String {
+        format!("{}:owner", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_recovering_room_is_reserved() {
+        assert!(RECOVERING_ROOM.starts_with(push_contract::socket::RESERVED_ROOM_PREFIX));
+    }
+
+    #[test]
+    fn keys_do_not_collide() {
+        let keys = Keys::new("push:publish");
+        let all = [
+            keys.log(),
+            keys.stream("/", Some("b")),
+            keys.stream("/", None),
+            keys.stream("/", Some("user:1")),
+            keys.session("b"),
+            keys.channel_owner(),
+        ];
+        let unique: std::collections::HashSet<_> = all.iter().collect();
+        assert_eq!(unique.len(), all.len(), "{all:?}");
+        // A room named like the broadcast suffix stays apart from the broadcast stream.
+        assert_ne!(keys.stream("/", Some("b")), keys.stream("/", None));
+    }
+}

@@ -1,0 +1,224 @@
+//! What a reconnecting client gets, decided from its session, its offset and one
+//! atomic read of its history streams: pure functions, the socket layer applies them.
+
+use super::{
+    Offset,
+    script::{Snapshot, StreamRead},
+    session::Session,
+};
+use push_contract::socket::user_room;
+
+/// A stream a recovering socket reads: one of its rooms, or the namespace broadcasts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    /// `None`: the namespace's broadcasts.
+    pub room: Option<String>,
+    /// Entries after this position are owed to the client.
+    pub after: Offset,
+}
+
+/// The streams to read for `session`, from the client's `offset` (the last message it
+/// got) or, for what it joined later, from where it joined.
+pub fn sources(session: &Session, offset: Option<Offset>) -> Vec<Source> {
+    let from = |joined: Offset| offset.map_or(joined, |o| o.max(joined));
+    let mut sources = vec![Source {
+        room: None,
+        after: from(session.connected_at),
+    }];
+    if let Some(user) = &session.user {
+        sources.push(Source {
+            room: Some(user_room(user)),
+            after: from(session.connected_at),
+        });
+    }
+    sources.extend(session.rooms.iter().map(|(room, joined)| Source {
+        room: Some(room.clone()),
+        after: from(*joined),
+    }));
+    sources
+}
+
+/// Why part of what a client missed is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gap {
+    /// Trimmed by `maxMessages` or `ttlSeconds` while the client was away.
+    Trimmed,
+    /// The stream expired (nothing newer than the TTL) after the client's position.
+    Expired,
+}
+
+/// The decision for one recovering socket.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Recovery {
+    /// What it missed in the streams that still hold all of it, oldest first:
+    /// (offset, channel form).
+    pub replay: Vec<(Offset, Vec<u8>)>,
+    /// Streams whose continuity broke (`None`: the broadcasts), and why.
+    pub broken: Vec<(Option<String>, Gap)>,
+}
+
+impl Recovery {
+    pub fn complete(&self) -> bool {
+        self.broken.is_empty()
+    }
+}
+
+/// Decides per stream whether it still holds everything after the client's position.
+/// `sources` and `snapshot.streams` are in the same order.
+pub fn decide(sources: &[Source], snapshot: Snapshot, ttl_ms: u64) -> Recovery {
+    let mut recovery = Recovery::default();
+    for (source, read) in sources.iter().zip(snapshot.streams) {
+        match read {
+            // A message after `after` would have kept the stream alive until now - ttl;
+            // only a position older than that can have lost messages to expiry.
+            StreamRead::Missing if source.after.ms.saturating_add(ttl_ms) < snapshot.now_ms => {
+                recovery.broken.push((source.room.clone(), Gap::Expired));
+            }
+            StreamRead::Missing => {}
+            StreamRead::Present { trimmed, .. } if trimmed > source.after => {
+                recovery.broken.push((source.room.clone(), Gap::Trimmed));
+            }
+            StreamRead::Present { entries, .. } => recovery.replay.extend(entries),
+        }
+    }
+    // Each message is in one stream only: a sort merges them.
+    recovery.replay.sort_by_key(|(offset, _)| *offset);
+    recovery
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn at(ms: u64) -> Offset {
+        Offset { ms, seq: 0 }
+    }
+
+    #[test]
+    fn sources_start_at_the_later_of_the_offset_and_the_join() {
+        let session = Session {
+            user: Some("u".into()),
+            connected_at: at(10),
+            rooms: BTreeMap::from([("early".into(), at(12)), ("late".into(), at(40))]),
+        };
+        let got = sources(&session, Some(at(30)));
+        let want = [
+            (None, 30),
+            (Some("user:u"), 30),
+            (Some("early"), 30),
+            (Some("late"), 40),
+        ];
+        assert_eq!(got.len(), want.len());
+        for (source, (room, after)) in got.iter().zip(want) {
+            assert_eq!(source.room.as_deref(), room);
+            assert_eq!(source.after, at(after));
+        }
+        let no_events_yet = sources(&session, None);
+        assert_eq!(no_events_yet[0].after, at(10), "from the connect");
+        assert_eq!(no_events_yet[2].after, at(12), "from the join");
+        let anonymous = Session::default();
+        assert_eq!(sources(&anonymous, None).len(), 1, "broadcasts only");
+    }
+
+    #[test]
+    fn each_stream_is_whole_trimmed_or_expired() {
+        let source = |ms| Source {
+            room: Some(format!("r{ms}")),
+            after: at(ms),
+        };
+        let entry = |ms: u64| (at(ms), ms.to_string().into_bytes());
+        // (name, client position, what the read found, the gap, what is replayed)
+        type Case = (&'static str, u64, StreamRead, Option<Gap>, Vec<u64>);
+        let cases: Vec<Case> = vec![
+            (
+                "intact",
+                100,
+                StreamRead::Present {
+                    trimmed: at(50),
+                    entries: vec![entry(150)],
+                },
+                None,
+                vec![150],
+            ),
+            (
+                "trimmed up to the position: still whole",
+                100,
+                StreamRead::Present {
+                    trimmed: at(100),
+                    entries: vec![],
+                },
+                None,
+                vec![],
+            ),
+            (
+                "trimmed past the position",
+                100,
+                StreamRead::Present {
+                    trimmed: at(101),
+                    entries: vec![entry(150)],
+                },
+                Some(Gap::Trimmed),
+                vec![],
+            ),
+            (
+                "missing, position within the ttl",
+                9_500,
+                StreamRead::Missing,
+                None,
+                vec![],
+            ),
+            (
+                "missing, position older than the ttl",
+                8_999,
+                StreamRead::Missing,
+                Some(Gap::Expired),
+                vec![],
+            ),
+        ];
+        for (name, after, read, gap, replayed) in cases {
+            let snapshot = Snapshot {
+                now_ms: 10_000,
+                log_end: at(9_999),
+                streams: vec![read],
+            };
+            let recovery = decide(&[source(after)], snapshot, 1_000);
+            assert_eq!(recovery.broken.first().map(|b| b.1), gap, "case {name}");
+            let got: Vec<u64> = recovery.replay.iter().map(|(o, _)| o.ms).collect();
+            assert_eq!(got, replayed, "case {name}");
+        }
+    }
+
+    #[test]
+    fn replay_merges_streams_in_offset_order() {
+        let sources = [
+            Source {
+                room: None,
+                after: at(0),
+            },
+            Source {
+                room: Some("a".into()),
+                after: at(0),
+            },
+        ];
+        let snapshot = Snapshot {
+            now_ms: 100,
+            log_end: at(9),
+            streams: vec![
+                StreamRead::Present {
+                    trimmed: at(0),
+                    entries: vec![(at(2), b"b2".to_vec()), (at(5), b"b5".to_vec())],
+                },
+                StreamRead::Present {
+                    trimmed: at(0),
+                    entries: vec![(at(1), b"a1".to_vec()), (at(3), b"a3".to_vec())],
+                },
+            ],
+        };
+        let recovery = decide(&sources, snapshot, 1_000);
+        assert!(recovery.complete());
+        let order: Vec<&[u8]> = recovery.replay.iter().map(|(_, m)| m.as_slice()).collect();
+        assert_eq!(order, [b"a1", b"b2", b"a3", b"b5"]);
+    }
+}

@@ -1,0 +1,211 @@
+//! The two Lua scripts history runs in Redis. A script runs atomically: an append
+//! cannot reach the log without its history stream (or the reverse), and a recovery
+//! read sees every stream and the log's end at one instant.
+
+use redis::{FromRedisValue, Script, Value, aio::ConnectionManager};
+
+use super::{HistoryConfig, LOG_MAX_LEN, Offset};
+
+/// Appends one message: to the log (which gives it its id) and, with history on, to its
+/// history stream under the same id, trimmed to the bounds. Returns the id.
+const APPEND: &str = r#"
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'm', ARGV[1])
+if KEYS[2] then
+  local ok = redis.pcall('XADD', KEYS[2], 'MAXLEN', ARGV[3], id, 'm', ARGV[1])
+  if type(ok) == 'table' and ok.err then
+    redis.call('XDEL', KEYS[1], id)
+    return ok
+  end
+  local ms = tonumber(string.match(id, '^(%d+)-'))
+  local floor = ms - tonumber(ARGV[4])
+  if floor > 0 then
+    redis.call('XTRIM', KEYS[2], 'MINID', floor .. '-0')
+  end
+  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+end
+return id
+"#;
+
+/// For each history stream: whether it exists, the highest id ever trimmed from it, and
+/// its entries after the given id; plus the log's last id and the server's clock.
+const READ: &str = r#"
+local now = redis.call('TIME')
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local out = { now[1] * 1000 + math.floor(now[2] / 1000), last[1] and last[1][1] or '0-0' }
+for i = 2, #KEYS do
+  local key = KEYS[i]
+  if redis.call('EXISTS', key) == 0 then
+    out[#out + 1] = { 0 }
+  else
+    local info = redis.call('XINFO', 'STREAM', key)
+    local trimmed = '0-0'
+    for j = 1, #info, 2 do
+      if info[j] == 'max-deleted-entry-id' then trimmed = info[j + 1] end
+    end
+    local entries = redis.call('XRANGE', key, '(' .. ARGV[i], '+', 'COUNT', ARGV[1])
+    out[#out + 1] = { 1, trimmed, entries }
+  end
+end
+return out
+"#;
+
+/// Appends `wire` (the message's channel form) to `log` and, if given, to `stream`.
+pub async fn append(
+    conn: &mut ConnectionManager,
+    log: &str,
+    stream: Option<(&str, &HistoryConfig)>,
+    wire: &[u8],
+) -> redis::RedisResult<Offset> {
+    let script = Script::new(APPEND);
+    let mut invocation = script.key(log);
+    invocation.arg(wire).arg(LOG_MAX_LEN);
+    if let Some((key, history)) = stream {
+        invocation
+            .key(key)
+            .arg(history.max_messages)
+            .arg(history.ttl_ms());
+    }
+    let id: String = invocation.invoke_async(conn).await?;
+    id.parse().map_err(|e: super::offset::BadOffset| {
+        redis::RedisError::from((
+            redis::ErrorKind::UnexpectedReturnType,
+            "bad stream id",
+            e.to_string(),
+        ))
+    })
+}
+
+/// One history stream as a recovery read found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamRead {
+    /// No such key: nothing was appended within the TTL (or Redis lost it).
+    Missing,
+    Present {
+        /// The highest id trimmed away (by length or age); `0-0` when none.
+        trimmed: Offset,
+        /// Entries after the asked id, oldest first: (id, channel form).
+        entries: Vec<(Offset, Vec<u8>)>,
+    },
+}
+
+/// What one recovery read returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Redis's clock, ms since the epoch.
+    pub now_ms: u64,
+    /// The fan-out log's last id when the streams were read.
+    pub log_end: Offset,
+    /// One per asked stream, in the asked order.
+    pub streams: Vec<StreamRead>,
+}
+
+/// Reads `streams` (key, after-id) and the log's end atomically; at most `limit`
+/// entries per stream.
+pub async fn read(
+    conn: &mut ConnectionManager,
+    log: &str,
+    streams: &[(String, Offset)],
+    limit: u32,
+) -> redis::RedisResult<Snapshot> {
+    let script = Script::new(READ);
+    let mut invocation = script.key(log);
+    invocation.arg(limit);
+    for (key, after) in streams {
+        invocation.key(key).arg(after.to_string());
+    }
+    let value: Value = invocation.invoke_async(conn).await?;
+    parse_snapshot(value, streams.len())
+}
+
+fn malformed(what: &str) -> redis::RedisError {
+    redis::RedisError::from((
+        redis::ErrorKind::UnexpectedReturnType,
+        "unexpected history read reply",
+        what.to_owned(),
+    ))
+}
+
+fn offset_of(value: Value) -> redis::RedisResult<Offset> {
+    let text = String::from_redis_value(value)?;
+    text.parse().map_err(|_| malformed("stream id"))
+}
+
+/// The reply of [`READ`] as a [`Snapshot`]; a reply of another shape is an error.
+fn parse_snapshot(value: Value, expected: usize) -> redis::RedisResult<Snapshot> {
+    let mut items = Vec::<Value>::from_redis_value(value)?.into_iter();
+    let now_ms = u64::from_redis_value(items.next().ok_or_else(|| malformed("clock"))?)?;
+    let log_end = offset_of(items.next().ok_or_else(|| malformed("log end"))?)?;
+    let mut streams = Vec::with_capacity(expected);
+    for item in items {
+        let mut parts = Vec::<Value>::from_redis_value(item)?.into_iter();
+        let exists = i64::from_redis_value(parts.next().ok_or_else(|| malformed("exists"))?)?;
+        if exists == 0 {
+            streams.push(StreamRead::Missing);
+            continue;
+        }
+        let trimmed = offset_of(parts.next().ok_or_else(|| malformed("trimmed"))?)?;
+        let raw =
+            Vec::<Value>::from_redis_value(parts.next().ok_or_else(|| malformed("entries"))?)?;
+        let mut entries = Vec::with_capacity(raw.len());
+        for entry in raw {
+            let (id, fields): (Value, Vec<Vec<u8>>) = FromRedisValue::from_redis_value(entry)?;
+            // Fields are [name, value]: the one field `m`, the message.
+            let message = fields
+                .into_iter()
+                .nth(1)
+                .ok_or_else(|| malformed("entry"))?;
+            entries.push((offset_of(id)?, message));
+        }
+        streams.push(StreamRead::Present { trimmed, entries });
+    }
+    if streams.len() != expected {
+        return Err(malformed("stream count"));
+    }
+    Ok(Snapshot {
+        now_ms,
+        log_end,
+        streams,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn snapshot_replies_parse_and_odd_ones_are_errors() {
+        let reply = Value::Array(vec![
+            Value::Int(1_000),
+            bulk("900-1"),
+            Value::Array(vec![Value::Int(0)]),
+            Value::Array(vec![
+                Value::Int(1),
+                bulk("800-0"),
+                Value::Array(vec![Value::Array(vec![
+                    bulk("850-0"),
+                    Value::Array(vec![bulk("m"), bulk("{}")]),
+                ])]),
+            ]),
+        ]);
+        let snapshot = parse_snapshot(reply, 2).expect("parses");
+        assert_eq!(snapshot.now_ms, 1_000);
+        assert_eq!(snapshot.log_end, Offset { ms: 900, seq: 1 });
+        assert_eq!(snapshot.streams[0], StreamRead::Missing);
+        assert_eq!(
+            snapshot.streams[1],
+            StreamRead::Present {
+                trimmed: Offset { ms: 800, seq: 0 },
+                entries: vec![(Offset { ms: 850, seq: 0 }, b"{}".to_vec())],
+            }
+        );
+        let short = Value::Array(vec![Value::Int(1_000), bulk("900-1")]);
+        assert!(parse_snapshot(short, 1).is_err(), "a missing stream");
+        let bad_id = Value::Array(vec![Value::Int(1_000), bulk("nope")]);
+        assert!(parse_snapshot(bad_id, 0).is_err());
+        assert!(parse_snapshot(Value::Nil, 0).is_err());
+    }
+}
