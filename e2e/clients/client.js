@@ -20,7 +20,9 @@
 // Lines: {type: open|connected (+recovered)|subscribed|event (+offset)|ack|upgrade|connect_error|disconnect|ready,
 //         i, t (wall clock, ms), us (wall clock, µs: latency against another process'
 //         clock), ...}; `ready` once every client has connected at least once.
-// stdin: JSON commands {cmd: "emit", i?, event, data, ack?: true}.
+// stdin: JSON commands {cmd: "emit", i?, event, data, ack?: true}; {cmd: "disconnect", i?}
+//        and {cmd: "connect", i?} (the app's socket.disconnect() / socket.connect(): the
+//        client keeps its recovery pid and offset for the next connect).
 // Stops on stdin EOF or SIGTERM.
 "use strict";
 const path = require("path");
@@ -108,6 +110,10 @@ rl.on("line", (line) => {
       if (cmd.ack) s.emit(cmd.event, cmd.data, (ack) => out({ type: "ack", i, event: cmd.event, ack }));
       else s.emit(cmd.event, cmd.data);
     }
+  } else if (cmd.cmd === "disconnect") {
+    for (const s of targets) s.disconnect();
+  } else if (cmd.cmd === "connect") {
+    for (const s of targets) s.connect();
   }
 });
 const stop = () => { for (const s of sockets) s.close(); process.exit(0); };

@@ -287,44 +287,33 @@ def test_autoscaling_on_live_connections_scales_out_then_in_removing_the_least_l
                 json.dumps({"spec": {"autoscaling": None, "replicas": 3}}))
 
 
-def test_rolling_update_keeps_every_pod_slot_ready_and_keeps_serving(chat, node_cluster):
+def test_rolling_update_keeps_every_pod_slot_ready_and_loses_no_message(chat, node_cluster, processes):
     """An env change rolls the Deployment: never fewer ready pods than replicas (new pods
-    are Ready before old ones go), old pods drain; clients on the Service reconnect and keep
-    receiving. Messages missed during the move are counted (the continuity issue brings them
-    to zero); here they are reported, and every client must receive after the rollout."""
-    import socketio
-
+    are Ready before old ones go), old pods drain; the official clients on the Service
+    reconnect to new pods with `socket.recovered === true` and, with history on (the
+    default), every broadcast published during the rollout arrives once, in order."""
     wait_for("3 ready pods before the rollout (an earlier test may have scaled)", lambda: (
         p := push_pods(chat)) and len(p) == 3 and all(ready(x) for x in p), timeout=120, interval=0.5)
     url = service_url(node_cluster, NAME)
-    received: list[list[int]] = []
-    disconnects: list[list[float]] = []
-    clients = []
-    for _ in range(3):
-        got: list[int] = []
-        gone: list[float] = []
-        client = socketio.Client(reconnection=True, reconnection_delay=0.2, reconnection_delay_max=1)
-        # With history on (the default) every event carries its offset as a last argument.
-        client.on("tick", lambda data, *_offset, got=got: got.append(data["n"]))
-        client.on("disconnect", lambda *_, gone=gone: gone.append(time.monotonic()))
-        disconnects.append(gone)
-        client.connect(url, transports=["websocket"], wait_timeout=10)
-        received.append(got)
-        clients.append(client)
+    swarm = NodeClients(processes, {"url": url, "count": 3, "transports": ["websocket"], "reconnection": True,
+                                    "reconnectionDelay": 200, "reconnectionDelayMax": 1000,
+                                    "rejoinAfterServerDisconnect": True}, name="rollout")
     headers = {"Authorization": f"Bearer {chat['token']}"}
     old = {p["metadata"]["name"] for p in push_pods(chat)}
     drain = kubectl_json("get", "pushcluster", NAME, "-n", APPS)["spec"]["drainSeconds"]
     sent = 0
     fewest_ready = 3
     try:
+        swarm.wait_ready()
+        started_at = time.time() * 1000
         kubectl("patch", "pushcluster", NAME, "-n", APPS, "--type=merge", "-p",
                 json.dumps({"spec": {"env": [{"name": "E2E_ROLLOUT", "value": "1"}]}}))
         deadline = time.monotonic() + 180
         while True:
             r = requests.post(url + CONTRACT["paths"]["PUBLISH"], headers=headers,
-                              json={"event": "tick", "broadcast": True, "data": {"n": sent}}, timeout=10)
-            if r.status_code == 202:
-                sent += 1
+                              json={"event": "tick", "broadcast": True, "data": sent}, timeout=10)
+            assert r.status_code == 202, r.text
+            sent += 1
             current = push_pods(chat)
             fewest_ready = min(fewest_ready, len([p for p in current if ready(p)]))
             names = {p["metadata"]["name"] for p in current}
@@ -332,25 +321,30 @@ def test_rolling_update_keeps_every_pod_slot_ready_and_keeps_serving(chat, node_
                 break
             assert time.monotonic() < deadline, "the rollout did not finish"
             time.sleep(0.1)  # the publish rate (10/s), not a readiness wait
-        during = sent
-        wait_for("every client connected again", lambda: all(c.connected for c in clients), timeout=30, interval=0.2)
+        wait_for("every client moved and back", lambda: all(
+            swarm.of("connected", i=i)[-1]["t"] > max([started_at] + [d["t"] for d in swarm.of("disconnect", i=i)])
+            and swarm.of("disconnect", i=i) for i in range(3)), timeout=60, interval=0.2)
         r = requests.post(url + CONTRACT["paths"]["PUBLISH"], headers=headers,
-                          json={"event": "tick", "broadcast": True, "data": {"n": during}}, timeout=10)
+                          json={"event": "tick", "broadcast": True, "data": sent}, timeout=10)
         assert r.status_code == 202, r.text
-        wait_for("every client to receive after the rollout", lambda: all(during in got for got in received),
-                 timeout=30, interval=0.2)
-        missed = [during - len({n for n in got if n < during}) for got in received]
-        duplicates = [len(got) - len(set(got)) for got in received]
-        print(f"\nrollout: {during} broadcasts at ~10/s; missed per client {missed}; duplicates {duplicates}; "
-              f"fewest ready pods {fewest_ready}; disconnects per client {[len(d) for d in disconnects]} over "
-              f"{max(max(d) for d in disconnects if d) - min(min(d) for d in disconnects if d):.1f} s "
-              f"(drain window {drain} s)")
-        assert all(disconnects), "a client of an old pod was never moved"
+        wait_for("every client to receive after the rollout", lambda: all(
+            sent in got for got in swarm.received("tick").values()), timeout=30, interval=0.2)
+        received = swarm.received("tick")
+        missed = [len(set(range(sent + 1)) - set(got)) for got in received.values()]
+        duplicates = [len(got) - len(set(got)) for got in received.values()]
+        moves = [e for e in swarm.of("disconnect") if e["t"] >= started_at]
+        reconnects = [e for e in swarm.of("connected") if e["t"] >= started_at]
+        spread = (max(e["t"] for e in moves) - min(e["t"] for e in moves)) / 1000
+        print(f"\nrollout: {sent + 1} broadcasts at ~10/s; missed per client {missed}; duplicates {duplicates}; "
+              f"fewest ready pods {fewest_ready}; disconnects per client "
+              f"{[len(swarm.of('disconnect', i=i)) for i in range(3)]} over {spread:.1f} s (drain window {drain} s); "
+              f"recovered {[e['recovered'] for e in reconnects]}")
         assert fewest_ready >= 3, f"ready pods fell to {fewest_ready} during the rollout"
-        assert duplicates == [0, 0, 0]
+        assert all(e["recovered"] is True for e in reconnects), reconnects
+        assert missed == [0, 0, 0] and duplicates == [0, 0, 0]
+        assert all(got == sorted(got) for got in received.values()), "out of order"
     finally:
-        for client in clients:
-            client.disconnect()
+        swarm.close()
 
 
 def test_delete_terminates_every_pod_gracefully_and_collects_the_rest(chat, node_cluster):

@@ -136,6 +136,9 @@ pub struct Cli {
     /// Wait before the first client is moved off: the Service stops routing here first.
     #[arg(long, env = env::DRAIN_SETTLE_MS, default_value_t = defaults::DRAIN_SETTLE_MS)]
     pub drain_settle_ms: u64,
+    /// Messages queued per socket before it counts as a slow consumer (disconnected).
+    #[arg(long, env = env::SEND_BUFFER_MESSAGES, default_value_t = defaults::SEND_BUFFER_MESSAGES)]
+    pub send_buffer_messages: usize,
     /// Messages kept per room, user and broadcast for reconnecting clients (needs
     /// Redis); 0 = no history.
     #[arg(long, env = env::HISTORY_MAX_MESSAGES, default_value_t = 0)]
@@ -194,6 +197,8 @@ pub struct Config {
     pub api_token: Option<String>,
     pub jwt: Option<JwtVerifier>,
     pub session: Option<SessionConfig>,
+    /// Messages queued per socket; beyond, the socket is a slow consumer and is cut.
+    pub send_buffer: usize,
     /// History for connection state recovery; `None` = off.
     pub history: Option<HistoryConfig>,
     pub max_payload_bytes: usize,
@@ -287,6 +292,7 @@ impl Config {
             jwt,
             session,
             history,
+            send_buffer: cli.send_buffer_messages.max(1),
             max_payload_bytes: cli.max_payload_bytes,
             drain: Duration::from_secs(cli.drain_seconds),
             drain_settle: Duration::from_millis(cli.drain_settle_ms),

@@ -148,6 +148,8 @@ async fn serve_with<A: ServingAdapter>(
         io,
         metrics: state.metrics.clone(),
         room_sizes: state.room_sizes.clone(),
+        conns: state.conns.clone(),
+        warned_at: Default::default(),
     });
     let fanout = match &link {
         Some(link) => Some(

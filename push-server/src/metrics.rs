@@ -52,6 +52,19 @@ pub enum Recovered {
     broken,
 }
 
+/// Why a socket did not get a message.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum DropReason {
+    /// Its send buffer was full: it stopped reading (it is then disconnected).
+    send_buffer_full,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DropLabels {
+    reason: DropReason,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RecoveryLabels {
     result: Recovered,
@@ -74,6 +87,7 @@ pub struct Metrics {
     pub draining: Gauge,
     recoveries: Family<RecoveryLabels, Counter>,
     pub messages_replayed: Counter,
+    slow_consumer_drops: Family<DropLabels, Counter>,
 }
 
 /// Strips the `_total` the encoder appends to counters again.
@@ -136,6 +150,15 @@ impl Metrics {
             "Messages written to recovering clients from history",
             messages_replayed.clone(),
         );
+        let slow_consumer_drops = Family::<DropLabels, Counter>::default();
+        registry.register(
+            counter_name(names::SLOW_CONSUMER_DROPS),
+            "Messages a socket did not get because its send buffer was full, by reason",
+            slow_consumer_drops.clone(),
+        );
+        let _ = slow_consumer_drops.get_or_create(&DropLabels {
+            reason: DropReason::send_buffer_full,
+        });
         for result in [Recovered::recovered, Recovered::broken] {
             let _ = recoveries.get_or_create(&RecoveryLabels { result });
         }
@@ -155,7 +178,14 @@ impl Metrics {
             draining,
             recoveries,
             messages_replayed,
+            slow_consumer_drops,
         }
+    }
+
+    pub fn slow_consumer_drop(&self, reason: DropReason, messages: u64) {
+        self.slow_consumer_drops
+            .get_or_create(&DropLabels { reason })
+            .inc_by(messages);
     }
 
     pub fn recovery(&self, result: Recovered) {
@@ -207,6 +237,7 @@ mod tests {
             names::DRAINING,
             names::RECOVERIES,
             names::MESSAGES_REPLAYED,
+            names::SLOW_CONSUMER_DROPS,
         ] {
             assert!(
                 text.contains(&format!("\n{name}")),

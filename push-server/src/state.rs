@@ -32,7 +32,7 @@ pub struct AppState {
     pub shutdown: Shutdown,
     /// This cluster's Redis keys (log, history, recovery sessions).
     pub keys: Keys,
-    pub conns: ConnRegistry,
+    pub conns: Arc<ConnRegistry>,
     /// Members per room on this node (what a delivery reports as reached).
     pub room_sizes: Arc<RoomSizes>,
     pub started: OnceLock<Started>,
@@ -94,7 +94,7 @@ impl AppState {
             config,
             metrics,
             shutdown,
-            conns: ConnRegistry::default(),
+            conns: Arc::default(),
             room_sizes: Arc::default(),
             started: OnceLock::new(),
             warned_open_rooms: AtomicBool::new(false),

@@ -66,6 +66,9 @@ pub mod env {
     /// moves the first client: the time the Service takes to stop routing to it and to
     /// every other pod removed with it, so a moved client reconnects to a pod that stays.
     pub const DRAIN_SETTLE_MS: &str = "PUSH_DRAIN_SETTLE_MS";
+    /// Messages queued for one socket beyond what its connection takes; a socket whose
+    /// queue overflows is disconnected (it stopped reading) and recovers on reconnect.
+    pub const SEND_BUFFER_MESSAGES: &str = "PUSH_SEND_BUFFER_MESSAGES";
     /// Messages kept per room, per user and for namespace broadcasts, so a client that
     /// reconnects (to any node) gets what it missed; 0 = history off (no offsets, no
     /// recovery: a reconnecting client misses what was published meanwhile).
@@ -140,6 +143,9 @@ pub mod defaults {
     pub const SESSION_PREFIX: &str = "sess:";
     pub const SESSION_USER_PATH: &str = "passport.user";
     pub const NAMESPACE: &str = "/";
+    /// Above a burst of the fan-out log's reads (128) with room to spare; the messages
+    /// of a broadcast are shared, not copied per socket.
+    pub const SEND_BUFFER_MESSAGES: usize = 1_024;
     /// A PushCluster's history when its spec says nothing: on, 1,000 messages per room
     /// for up to 5 minutes (the push-server binary alone defaults to off).
     pub const HISTORY_MAX_MESSAGES: u32 = 1_000;

@@ -30,6 +30,13 @@ impl HistoryConfig {
     pub fn ttl_ms(&self) -> u64 {
         u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX)
     }
+
+    /// How long a recovery session outlives its socket: a minute more than the history,
+    /// so a client away a little too long is told which rooms broke (and keeps them)
+    /// rather than that its whole session is gone.
+    pub fn session_ttl(&self) -> Duration {
+        self.ttl + Duration::from_secs(60)
+    }
 }
 
 /// Where a recovering socket waits, outside namespace broadcasts, until it has replayed
@@ -39,6 +46,13 @@ pub const RECOVERING_ROOM: &str = "$push:recovering";
 /// Entries the fan-out log keeps (approximately: trimmed with `~`). Nodes read it as it
 /// grows; it only has to cover a reader that fell behind or reconnected, not history.
 pub const LOG_MAX_LEN: u32 = 10_000;
+
+/// A history stream's keys: the stream and where its newest trimmed id is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamKeys {
+    pub stream: String,
+    pub trimmed: String,
+}
 
 /// The Redis keys of one cluster, all under its channel name (clusters sharing a Redis
 /// with different channels do not see each other's keys).
@@ -59,11 +73,16 @@ impl Keys {
         format!("{}:log", self.prefix)
     }
 
-    /// The history stream of `room` (`None`: the namespace's broadcasts).
-    pub fn stream(&self, namespace: &str, room: Option<&str>) -> String {
-        match room {
-            Some(room) => format!("{}:h:{namespace}:r:{room}", self.prefix),
-            None => format!("{}:h:{namespace}:b", self.prefix),
+    /// The history stream of `room` (`None`: the namespace's broadcasts), and the key
+    /// of the newest id trimmed from it.
+    pub fn stream(&self, namespace: &str, room: Option<&str>) -> StreamKeys {
+        let of = |kind: &str| match room {
+            Some(room) => format!("{}:{kind}:{namespace}:r:{room}", self.prefix),
+            None => format!("{}:{kind}:{namespace}:b", self.prefix),
+        };
+        StreamKeys {
+            stream: of("h"),
+            trimmed: of("t"),
         }
     }
 
@@ -90,17 +109,16 @@ mod tests {
     #[test]
     fn keys_do_not_collide() {
         let keys = Keys::new("push:publish");
-        let all = [
-            keys.log(),
+        let streams = [
             keys.stream("/", Some("b")),
             keys.stream("/", None),
             keys.stream("/", Some("user:1")),
-            keys.session("b"),
-            keys.channel_owner(),
+            keys.stream("/", Some("x:t")),
+            keys.stream("/", Some("x")),
         ];
+        let mut all = vec![keys.log(), keys.session("b"), keys.channel_owner()];
+        all.extend(streams.into_iter().flat_map(|s| [s.stream, s.trimmed]));
         let unique: std::collections::HashSet<_> = all.iter().collect();
         assert_eq!(unique.len(), all.len(), "{all:?}");
-        // A room named like the broadcast suffix stays apart from the broadcast stream.
-        assert_ne!(keys.stream("/", Some("b")), keys.stream("/", None));
     }
 }

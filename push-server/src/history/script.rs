@@ -2,66 +2,85 @@
 //! cannot reach the log without its history stream (or the reverse), and a recovery
 //! read sees every stream and the log's end at one instant.
 
+use std::sync::LazyLock;
+
 use redis::{FromRedisValue, Script, Value, aio::ConnectionManager};
 
-use super::{HistoryConfig, LOG_MAX_LEN, Offset};
+use super::{HistoryConfig, LOG_MAX_LEN, Offset, StreamKeys};
 
 /// Appends one message: to the log (which gives it its id) and, with history on, to its
-/// history stream under the same id, trimmed to the bounds. Returns the id.
+/// history stream under the same id, then trims that stream to its bounds (age, then
+/// length), recording the newest id trimmed (Redis 7.0's `max-deleted-entry-id` does
+/// not count trimming). Returns the id.
 const APPEND: &str = r#"
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'm', ARGV[1])
 if KEYS[2] then
-  local ok = redis.pcall('XADD', KEYS[2], 'MAXLEN', ARGV[3], id, 'm', ARGV[1])
+  local ok = redis.pcall('XADD', KEYS[2], id, 'm', ARGV[1])
   if type(ok) == 'table' and ok.err then
     redis.call('XDEL', KEYS[1], id)
     return ok
   end
-  local ms = tonumber(string.match(id, '^(%d+)-'))
-  local floor = ms - tonumber(ARGV[4])
+  local cut = nil
+  local floor = tonumber(string.match(id, '^(%d+)-')) - tonumber(ARGV[4])
   if floor > 0 then
-    redis.call('XTRIM', KEYS[2], 'MINID', floor .. '-0')
+    local older = redis.call('XREVRANGE', KEYS[2], '(' .. floor .. '-0', '-', 'COUNT', 1)
+    if older[1] then
+      cut = older[1][1]
+      redis.call('XTRIM', KEYS[2], 'MINID', floor .. '-0')
+    end
+  end
+  local excess = redis.call('XLEN', KEYS[2]) - tonumber(ARGV[3])
+  if excess > 0 then
+    local oldest = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', excess)
+    cut = oldest[#oldest][1]
+    redis.call('XTRIM', KEYS[2], 'MAXLEN', ARGV[3])
+  end
+  if cut then
+    redis.call('SET', KEYS[3], cut)
   end
   redis.call('PEXPIRE', KEYS[2], ARGV[4])
+  redis.call('PEXPIRE', KEYS[3], ARGV[4])
 end
 return id
 "#;
 
-/// For each history stream: whether it exists, the highest id ever trimmed from it, and
-/// its entries after the given id; plus the log's last id and the server's clock.
+/// For each history stream (KEYS: stream, its trimmed-id key): whether it exists, the
+/// newest id trimmed from it, and its entries after the given id; plus the server's
+/// clock and the log's last id.
 const READ: &str = r#"
 local now = redis.call('TIME')
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local out = { now[1] * 1000 + math.floor(now[2] / 1000), last[1] and last[1][1] or '0-0' }
-for i = 2, #KEYS do
+for i = 2, #KEYS, 2 do
   local key = KEYS[i]
   if redis.call('EXISTS', key) == 0 then
     out[#out + 1] = { 0 }
   else
-    local info = redis.call('XINFO', 'STREAM', key)
-    local trimmed = '0-0'
-    for j = 1, #info, 2 do
-      if info[j] == 'max-deleted-entry-id' then trimmed = info[j + 1] end
-    end
-    local entries = redis.call('XRANGE', key, '(' .. ARGV[i], '+', 'COUNT', ARGV[1])
+    local trimmed = redis.call('GET', KEYS[i + 1]) or '0-0'
+    local entries = redis.call('XRANGE', key, '(' .. ARGV[i / 2 + 1], '+', 'COUNT', ARGV[1])
     out[#out + 1] = { 1, trimmed, entries }
   end
 end
 return out
 "#;
 
+/// The scripts, hashed once (sent by hash; by body only when Redis does not know it).
+static APPEND_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(APPEND));
+static READ_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(READ));
+
 /// Appends `wire` (the message's channel form) to `log` and, if given, to `stream`.
 pub async fn append(
     conn: &mut ConnectionManager,
     log: &str,
-    stream: Option<(&str, &HistoryConfig)>,
+    stream: Option<(&StreamKeys, &HistoryConfig)>,
     wire: &[u8],
 ) -> redis::RedisResult<Offset> {
-    let script = Script::new(APPEND);
-    let mut invocation = script.key(log);
+    let mut invocation = APPEND_SCRIPT.key(log);
     invocation.arg(wire).arg(LOG_MAX_LEN);
-    if let Some((key, history)) = stream {
+    if let Some((keys, history)) = stream {
         invocation
-            .key(key)
+            .key(&keys.stream)
+            .key(&keys.trimmed)
             .arg(history.max_messages)
             .arg(history.ttl_ms());
     }
@@ -81,7 +100,7 @@ pub enum StreamRead {
     /// No such key: nothing was appended within the TTL (or Redis lost it).
     Missing,
     Present {
-        /// The highest id trimmed away (by length or age); `0-0` when none.
+        /// The newest id trimmed away (by length or age); `0-0` when none.
         trimmed: Offset,
         /// Entries after the asked id, oldest first: (id, channel form).
         entries: Vec<(Offset, Vec<u8>)>,
@@ -99,19 +118,21 @@ pub struct Snapshot {
     pub streams: Vec<StreamRead>,
 }
 
-/// Reads `streams` (key, after-id) and the log's end atomically; at most `limit`
+/// Reads `streams` (keys, after-id) and the log's end atomically; at most `limit`
 /// entries per stream.
 pub async fn read(
     conn: &mut ConnectionManager,
     log: &str,
-    streams: &[(String, Offset)],
+    streams: &[(StreamKeys, Offset)],
     limit: u32,
 ) -> redis::RedisResult<Snapshot> {
-    let script = Script::new(READ);
-    let mut invocation = script.key(log);
+    let mut invocation = READ_SCRIPT.key(log);
     invocation.arg(limit);
-    for (key, after) in streams {
-        invocation.key(key).arg(after.to_string());
+    for (keys, after) in streams {
+        invocation
+            .key(&keys.stream)
+            .key(&keys.trimmed)
+            .arg(after.to_string());
     }
     let value: Value = invocation.invoke_async(conn).await?;
     parse_snapshot(value, streams.len())

@@ -1,16 +1,23 @@
 //! The one delivery path: write a validated message to this node's matching sockets.
 
-use std::sync::Arc;
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
+};
 
 use futures::future::BoxFuture;
-use socketioxide::{BroadcastError, SocketIo, adapter::Adapter};
+use socketioxide::{BroadcastError, SocketError, SocketIo, adapter::Adapter};
 
 use super::{Message, now_us};
 use crate::{
+    conn::ConnRegistry,
     history::{Offset, RECOVERING_ROOM},
-    metrics::Metrics,
+    metrics::{DropReason, Metrics},
     room_sizes::RoomSizes,
 };
+
+/// At most one slow-consumer warning per this many µs (the metric counts them all).
+const WARN_EVERY_US: u64 = 10_000_000;
 
 /// Delivery to this node's sockets, with the adapter type erased so HTTP handlers and
 /// the log reader are not generic.
@@ -25,6 +32,49 @@ pub struct SocketDelivery<A: Adapter> {
     pub metrics: Arc<Metrics>,
     /// Recipients are counted from here, not by materialising the room.
     pub room_sizes: Arc<RoomSizes>,
+    /// Where a slow consumer's connection is cut.
+    pub conns: Arc<ConnRegistry>,
+    /// When a slow consumer was last logged (µs since the epoch).
+    pub warned_at: AtomicU64,
+}
+
+impl<A: Adapter> SocketDelivery<A> {
+    /// Sockets whose send buffer overflowed stopped reading: their connection is cut, so
+    /// the client reconnects and recovers what it missed (with history on) instead of
+    /// silently missing messages.
+    fn cut_slow_consumers(&self, message: &Message, dropped: usize) {
+        self.metrics
+            .slow_consumer_drop(DropReason::send_buffer_full, dropped as u64);
+        let Some(ns) = self.io.of(&message.namespace) else {
+            return;
+        };
+        let sockets = match message.room() {
+            Some(room) => ns.local().to(room).sockets(),
+            None => ns.local().sockets(),
+        };
+        let slow: Vec<String> = sockets
+            .iter()
+            .filter(|s| s.take_buffer_overflow())
+            .map(|s| s.id.to_string())
+            .collect();
+        for sid in &slow {
+            self.conns.cut(sid);
+        }
+        let now = now_us();
+        let last = self.warned_at.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= WARN_EVERY_US
+            && self
+                .warned_at
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                dropped,
+                cut = slow.len(),
+                "slow consumers: send buffer full, messages dropped, connections cut (they recover on reconnect)"
+            );
+        }
+    }
 }
 
 impl<A: Adapter> NodeDelivery for SocketDelivery<A> {
@@ -52,10 +102,13 @@ impl<A: Adapter> NodeDelivery for SocketDelivery<A> {
             let failed = match sent {
                 Ok(()) => 0,
                 Err(BroadcastError::Socket(errors)) => {
-                    tracing::debug!(
-                        failed = errors.len(),
-                        "some sockets could not take the message"
-                    );
+                    let full = errors
+                        .iter()
+                        .filter(|e| matches!(e, SocketError::InternalChannelFull))
+                        .count();
+                    if full > 0 {
+                        self.cut_slow_consumers(message, full);
+                    }
                     errors.len()
                 }
                 Err(e) => {

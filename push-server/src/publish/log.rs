@@ -17,8 +17,9 @@ use crate::{
     redis_link::RedisLink,
 };
 
-/// Entries one read takes at most.
-const READ_BATCH: usize = 512;
+/// Entries one read takes at most (well under a socket's send buffer: a batch is
+/// delivered back to back).
+const READ_BATCH: usize = 128;
 /// How long one read blocks waiting for entries (it then simply reads again).
 const READ_BLOCK_MS: u64 = 1_000;
 
@@ -41,7 +42,7 @@ pub async fn append(
     history::script::append(
         &mut conn,
         &keys.log(),
-        stream.as_ref().map(|(key, h)| (key.as_str(), *h)),
+        stream.as_ref().map(|(keys, h)| (keys, *h)),
         wire,
     )
     .await
@@ -172,6 +173,8 @@ impl Reader {
             for (offset, payload) in batch {
                 self.deliver(offset, &payload).await;
                 *last = offset;
+                // Let the sockets' writers run between messages of a batch.
+                tokio::task::yield_now().await;
             }
         }
     }

@@ -31,6 +31,7 @@ pub fn configure<A: Adapter>(
         .max_payload(max as u64)
         .ping_interval(state.config.ping_interval)
         .ping_timeout(state.config.ping_timeout)
+        .max_buffer_size(state.config.send_buffer)
         // engine.io's max_payload covers only polling bodies; these bound WebSocket
         // messages: an oversized one closes that connection (transport error).
         .ws_max_message_size(max)

@@ -20,7 +20,7 @@ use crate::{
     adapter::NodeSockets,
     auth::identity::Identity,
     history::{
-        HistoryConfig, Keys, Offset, RECOVERING_ROOM,
+        HistoryConfig, Keys, Offset, RECOVERING_ROOM, StreamKeys,
         recovery::{self, Gap, Recovery},
         script,
         session::{self, Session},
@@ -227,7 +227,7 @@ async fn read(
     fanout: &Fanout,
 ) -> (Recovery, Offset) {
     let sources = recovery::sources(session, offset);
-    let streams: Vec<(String, Offset)> = sources
+    let streams: Vec<(StreamKeys, Offset)> = sources
         .iter()
         .map(|s| {
             (
@@ -283,7 +283,7 @@ async fn start_session<A: Adapter>(
         &mut link.connection(),
         &state.keys.session(&pid),
         &session,
-        history.ttl,
+        history.session_ttl(),
     )
     .await;
     match stored {
@@ -325,7 +325,10 @@ async fn apply<A: Adapter>(
     for (offset, wire) in &pending.replay {
         match parse(wire, NAMESPACES) {
             Ok(message) => {
-                emit(socket, &message, *offset);
+                if !emit_patiently(socket, state, &message, *offset).await {
+                    state.metrics.messages_replayed.inc_by(replayed);
+                    return;
+                }
                 replayed += 1;
             }
             Err(e) => tracing::warn!(error = %e, %offset, "invalid history entry: skipped"),
@@ -354,7 +357,13 @@ async fn apply<A: Adapter>(
         };
         for (offset, message) in since {
             if addressed_to(message, &pending.rooms) {
-                emit(socket, message, *offset);
+                if let Err(e) = emit(socket, message, *offset) {
+                    // Under the delivery gate there is no waiting: a client this far
+                    // behind recovers again from what it got.
+                    tracing::info!(sid = %socket.id, error = %e, "recovery: send buffer full during catch-up: reconnect to recover");
+                    state.conns.cut(&socket.id.to_string());
+                    return;
+                }
                 replayed += 1;
             }
         }
@@ -375,9 +384,41 @@ fn addressed_to(message: &Message, rooms: &[String]) -> bool {
     }
 }
 
-fn emit<A: Adapter>(socket: &SocketRef<A>, message: &Message, offset: Offset) {
-    if let Err(e) = socket.emit(&message.event, &(&message.data, offset.to_string())) {
-        tracing::debug!(sid = %socket.id, error = %e, "replay: socket could not take a message");
+fn emit<A: Adapter>(
+    socket: &SocketRef<A>,
+    message: &Message,
+    offset: Offset,
+) -> Result<(), socketioxide::SendError> {
+    socket.emit(&message.event, &(&message.data, offset.to_string()))
+}
+
+/// A replay can be longer than the send buffer: waits for room while the connection
+/// drains it (up to [`CATCH_UP`]); a client that does not read is cut. False: stop.
+async fn emit_patiently<A: Adapter>(
+    socket: &SocketRef<A>,
+    state: &SharedState,
+    message: &Message,
+    offset: Offset,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + CATCH_UP;
+    loop {
+        match emit(socket, message, offset) {
+            Ok(()) => {
+                // A wait for room is not an overflow: nothing was lost.
+                socket.take_buffer_overflow();
+                return true;
+            }
+            Err(socketioxide::SendError::Socket(
+                socketioxide::SocketError::InternalChannelFull,
+            )) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err(e) => {
+                tracing::info!(sid = %socket.id, error = %e, "replay stopped: the client is not reading");
+                state.conns.cut(&socket.id.to_string());
+                return false;
+            }
+        }
     }
 }
 
@@ -403,7 +444,7 @@ pub(super) async fn joined<A: Adapter>(
         &key,
         rooms,
         fanout.last(),
-        history.ttl,
+        history.session_ttl(),
     )
     .await
     {
@@ -438,7 +479,7 @@ pub(super) async fn departed<A: Adapter>(socket: &SocketRef<A>, state: &SharedSt
     let _ = session::refresh(
         &mut link.connection(),
         &[state.keys.session(pid)],
-        history.ttl,
+        history.session_ttl(),
     )
     .await;
 }
@@ -452,7 +493,7 @@ pub async fn keep_sessions(
     sockets: Arc<dyn NodeSockets>,
     stop: CancellationToken,
 ) {
-    let period = (history.ttl / 3).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let period = (history.session_ttl() / 3).min(Duration::from_secs(60));
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -464,7 +505,9 @@ pub async fn keep_sessions(
             .map(|p| keys.session(p))
             .collect();
         for chunk in session_keys.chunks(1_000) {
-            if let Err(e) = session::refresh(&mut link.connection(), chunk, history.ttl).await {
+            if let Err(e) =
+                session::refresh(&mut link.connection(), chunk, history.session_ttl()).await
+            {
                 tracing::warn!(error = %e, "recovery sessions not refreshed");
                 break;
             }

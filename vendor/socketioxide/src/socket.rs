@@ -296,6 +296,8 @@ pub struct Socket<A: Adapter = LocalAdapter> {
     connected: AtomicBool,
     /// Connection state recovery: the private session id sent in the CONNECT reply.
     recovery_pid: std::sync::OnceLock<String>,
+    /// Set once a packet was refused because the send buffer was full.
+    buffer_overflowed: AtomicBool,
     pub(crate) parser: Parser,
     /// The socket id
     pub id: Sid,
@@ -327,6 +329,7 @@ impl<A: Adapter> Socket<A> {
             ack_counter: AtomicI64::new(0),
             connected: AtomicBool::new(false),
             recovery_pid: std::sync::OnceLock::new(),
+            buffer_overflowed: AtomicBool::new(false),
             parser,
             id: sid,
             #[cfg(feature = "extensions")]
@@ -634,6 +637,17 @@ impl<A: Adapter> Socket<A> {
         self.recovery_pid.get().map(String::as_str)
     }
 
+    /// # Whether a packet to this socket was refused because its send buffer was full,
+    /// since the last call.
+    ///
+    /// A broadcast reports [`SocketError::InternalChannelFull`] without saying which
+    /// socket it was; this tells, so a server can close a consumer that stopped reading
+    /// (whose client can then reconnect and recover) instead of letting it miss packets
+    /// silently.
+    pub fn take_buffer_overflow(&self) -> bool {
+        self.buffer_overflowed.swap(false, Ordering::Relaxed)
+    }
+
     // Socket operators
 
     #[doc = include_str!("../docs/operators/to.md")]
@@ -754,7 +768,10 @@ impl<A: Adapter> Socket<A> {
     pub(crate) fn reserve(&self) -> Result<Permit<'_>, SocketError> {
         match self.esocket.reserve() {
             Ok(permit) => Ok(permit),
-            Err(TrySendError::Full(_)) => Err(SocketError::InternalChannelFull),
+            Err(TrySendError::Full(_)) => {
+                self.buffer_overflowed.store(true, Ordering::Relaxed);
+                Err(SocketError::InternalChannelFull)
+            }
             Err(TrySendError::Closed(_)) => Err(SocketError::Closed),
         }
     }

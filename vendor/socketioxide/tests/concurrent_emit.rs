@@ -58,3 +58,24 @@ pub async fn emit() {
         }
     }
 }
+
+#[tokio::test]
+pub async fn a_full_send_buffer_is_reported_per_socket() {
+    let (_svc, io) = SocketIo::builder().max_buffer_size(4).build_svc();
+    io.ns("/", async || ());
+    let (_stx, mut srx) = io.new_dummy_sock("/", ()).await;
+    assert_some!(srx.recv().await); // CONNECT
+    let socket = io.sockets().into_iter().next().unwrap();
+    assert!(!socket.take_buffer_overflow());
+
+    // Nobody reads `srx`: the broadcast fills the buffer, then fails for this socket.
+    let mut full = 0;
+    for i in 0..10 {
+        if let Err(socketioxide::BroadcastError::Socket(errors)) = io.emit("m", &i).await {
+            full += errors.len();
+        }
+    }
+    assert_eq!(full, 6, "4 packets fit");
+    assert!(socket.take_buffer_overflow(), "the broadcast's failure is attributed");
+    assert!(!socket.take_buffer_overflow(), "reported once");
+}

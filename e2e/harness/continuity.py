@@ -1,0 +1,85 @@
+"""What the continuity suites (e2e/continuity) share: a numbered publisher and the
+exactly-once-in-order check of what every client received."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable
+
+import requests
+
+# Messages a second, alternating room `news` and user `u1`.
+RATE = 100
+ROOMS = ["news", "user:u1"]
+
+
+class Publisher:
+    """Publishes `{"n": k}` (event `seq`) at RATE through `publish`, alternating room
+    `news` and user `u1`; remembers which were answered 202 (owed to every client) and
+    which were sent at all (a 503 or a dropped connection may still have been taken)."""
+
+    def __init__(self, publish: Callable[[dict], requests.Response]):
+        self.publish = publish
+        self.accepted: list[int] = []
+        self.refused: list[int] = []
+        self.sent: list[int] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        k = 0
+        start = time.monotonic()
+        while not self.stop.is_set():
+            target = {"room": "news"} if k % 2 == 0 else {"user": "u1"}
+            self.sent.append(k)
+            try:
+                status = self.publish({"event": "seq", "data": {"n": k}, **target}).status_code
+            except requests.RequestException:
+                status = None
+            (self.accepted if status == 202 else self.refused).append(k)
+            k += 1
+            self.stop.wait(max(0.0, start + k / RATE - time.monotonic()))
+
+    def __enter__(self) -> "Publisher":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def _offset(text: str) -> tuple[int, int]:
+    ms, seq = text.split("-")
+    return int(ms), int(seq)
+
+
+def check_exactly_once_in_order(swarm, publisher: Publisher) -> dict[int, list[int]]:
+    """Every client got every 202'd message, nothing twice, in offset order (which is
+    publish order for the 202'd ones: each was sent after the previous one's 202), each
+    with its offset; returns what each got."""
+    accepted, sent = set(publisher.accepted), set(publisher.sent)
+    out = {}
+    for i in range(swarm.spec["count"]):
+        lines = swarm.events("seq", i=i)
+        got = [e["data"]["n"] for e in lines]
+        twice = sorted({n for n in got if got.count(n) > 1})
+        assert not twice, f"client {i}: delivered twice: {twice[:20]}"
+        assert all(e.get("offset") for e in lines), f"client {i}: an event without its offset"
+        offsets = [_offset(e["offset"]) for e in lines]
+        assert all(a < b for a, b in zip(offsets, offsets[1:])), f"client {i}: offsets out of order"
+        owed = [n for n in got if n in accepted]
+        assert owed == sorted(owed), f"client {i}: 202'd messages out of publish order"
+        missing = sorted(accepted - set(got))
+        assert not missing, f"client {i}: missed {len(missing)} of {len(accepted)} 202'd messages: {missing[:20]}"
+        assert set(got) <= sent
+        out[i] = got
+    return out
+
+
+def metric_total(node: dict, name: str) -> float:
+    """Sum of a metric's samples on a local-mode node (its admin port)."""
+    text = requests.get(f"http://{node['admin']}/metrics", timeout=5).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name + " ") or line.startswith(name + "{"))
