@@ -51,8 +51,14 @@ def test_within_the_bounds_the_client_recovers_what_it_missed(node, processes):
     ("maxMessages", MAX_MESSAGES + 5, 0.0, "history-trimmed"),
     ("ttlSeconds", 1, TTL_SECONDS + 1.0, "history-expired"),
 ])
-def test_beyond_a_bound_the_client_is_told_which_rooms_to_resync(node, processes, bound, missed, away_s, reason):
+def test_beyond_a_bound_the_client_is_told_which_rooms_to_resync(node, processes, redis_server, bound, missed,
+                                                                 away_s, reason):
     client, again = away_then_back(node, processes, missed=missed, away_s=away_s)
+    stream = f"{contract()['defaults']['REDIS_CHANNEL']}:h:/:r:news"
+    if bound == "maxMessages":
+        assert redis_server.cli("XLEN", stream).strip() == str(MAX_MESSAGES), "the room's history is bounded"
+    else:
+        assert redis_server.cli("EXISTS", stream).strip() == "0", "the room's history expired"
     assert again["recovered"] is False, bound
     broken = client.wait("event", event=BROKEN)[0]["data"]
     assert broken["reason"] == reason and "news" in broken["rooms"], broken

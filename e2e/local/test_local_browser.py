@@ -39,3 +39,39 @@ def test_demo_page_shows_a_published_message(tmp_path):
                 browser.kill()
                 browser.wait()
     assert shot.stat().st_size > 10_000, "screenshot missing or empty"
+
+
+def test_demo_page_recovers_what_it_missed_when_its_node_dies(tmp_path):
+    """The demo page's node is SIGKILLed and a message is published while the page is
+    away: the page reconnects to another node, says every missed message was delivered
+    (`socket.recovered`), and shows the message."""
+    import os
+    import signal
+
+    from harness.local import READY
+
+    shot = tmp_path / "recovered.png"
+    with LocalCluster(tmp_path, manifest("browser", 3, 4, "address")) as cluster:
+        spec = {"url": f"{cluster.endpoint}/?room=lobby", "expect": "before", "screenshot": str(shot),
+                "then": {"expect": "while away", "continuity": "recovered"}}
+        browser = subprocess.Popen(["node", str(BROWSER), json.dumps(spec)],
+                                   stdout=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            assert browser.stdout
+            assert json.loads(browser.stdout.readline() or '{"type": "eof"}')["type"] == "connected"
+            wait_until(lambda: cluster.publish({"event": "news", "data": "before", "room": "lobby"}).status_code == 202,
+                       5, "publish accepted")
+            seen = json.loads(browser.stdout.readline() or '{"type": "eof"}')
+            assert seen["type"] == "seen", seen
+            [page_node] = [n for n in cluster.nodes(READY) if cluster.connections(n) > 0]
+            os.kill(page_node["pid"], signal.SIGKILL)
+            assert cluster.publish({"event": "news", "data": "while away", "room": "lobby"}).status_code == 202
+            out, _ = browser.communicate(timeout=60)
+            result = json.loads(out.strip().splitlines()[-1])
+            assert result["type"] == "continuity", result
+            assert "every missed message was delivered" in result["text"]
+            assert "while away" in result["seen"]
+        finally:
+            if browser.poll() is None:
+                browser.kill()
+                browser.wait()

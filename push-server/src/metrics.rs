@@ -87,6 +87,7 @@ pub struct Metrics {
     pub draining: Gauge,
     recoveries: Family<RecoveryLabels, Counter>,
     pub messages_replayed: Counter,
+    pub history_length: Histogram,
     slow_consumer_drops: Family<DropLabels, Counter>,
 }
 
@@ -150,6 +151,12 @@ impl Metrics {
             "Messages written to recovering clients from history",
             messages_replayed.clone(),
         );
+        let history_length = Histogram::new([1.0, 10.0, 100.0, 1_000.0, 10_000.0, 100_000.0]);
+        registry.register(
+            names::HISTORY_LENGTH,
+            "Length of the history stream a message was appended to, after trimming",
+            history_length.clone(),
+        );
         let slow_consumer_drops = Family::<DropLabels, Counter>::default();
         registry.register(
             counter_name(names::SLOW_CONSUMER_DROPS),
@@ -178,6 +185,7 @@ impl Metrics {
             draining,
             recoveries,
             messages_replayed,
+            history_length,
             slow_consumer_drops,
         }
     }
@@ -245,6 +253,7 @@ mod tests {
             );
         }
         assert!(text.contains(&format!("{}_bucket", names::PUBLISH_LATENCY)));
+        assert!(text.contains(&format!("{}_bucket", names::HISTORY_LENGTH)));
         assert!(text.contains(&format!(
             "{}{{{}=\"websocket\"}} 2",
             names::CONNECTIONS,

@@ -180,6 +180,14 @@ mod tests {
                 }),
             ),
             (
+                "stamped event with a trailing offset (history on)",
+                r#"42["bench",{"ts":17,"step":2},"1795983195025-0"]"#,
+                Ok(Inbound::Event {
+                    name: "bench",
+                    stamp: Some(Stamp { ts: 17, step: 2 }),
+                }),
+            ),
+            (
                 "event with other data has no stamp",
                 r#"42["news",{"a":1}]"#,
                 Ok(Inbound::Event {

@@ -182,6 +182,9 @@ pub mod metrics {
     /// Counter, label `result` (`recovered`, `broken`): reconnecting clients that asked
     /// to recover their session, and whether everything they missed was still there.
     pub const RECOVERIES: &str = "push_recoveries_total";
+    /// Histogram: length of the history stream a message was appended to (after its
+    /// trimming): how full the rooms' histories run against `maxMessages`.
+    pub const HISTORY_LENGTH: &str = "push_history_stream_length";
     /// Counter: messages written to recovering clients from history.
     pub const MESSAGES_REPLAYED: &str = "push_messages_replayed_total";
     /// Counter, label `reason`: messages a socket did not get because its send buffer

@@ -11,7 +11,7 @@ use super::{HistoryConfig, LOG_MAX_LEN, Offset, StreamKeys};
 /// Appends one message: to the log (which gives it its id) and, with history on, to its
 /// history stream under the same id, then trims that stream to its bounds (age, then
 /// length), recording the newest id trimmed (Redis 7.0's `max-deleted-entry-id` does
-/// not count trimming). Returns the id.
+/// not count trimming). Returns the id and the history stream's length (0: none).
 const APPEND: &str = r#"
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'm', ARGV[1])
 if KEYS[2] then
@@ -40,8 +40,9 @@ if KEYS[2] then
   end
   redis.call('PEXPIRE', KEYS[2], ARGV[4])
   redis.call('PEXPIRE', KEYS[3], ARGV[4])
+  return { id, redis.call('XLEN', KEYS[2]) }
 end
-return id
+return { id, 0 }
 "#;
 
 /// For each history stream (KEYS: stream, its trimmed-id key): whether it exists, the
@@ -68,13 +69,21 @@ return out
 static APPEND_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(APPEND));
 static READ_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(READ));
 
+/// What an append did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub offset: Offset,
+    /// The history stream's length after the append (`None`: history off).
+    pub history_length: Option<u64>,
+}
+
 /// Appends `wire` (the message's channel form) to `log` and, if given, to `stream`.
 pub async fn append(
     conn: &mut ConnectionManager,
     log: &str,
     stream: Option<(&StreamKeys, &HistoryConfig)>,
     wire: &[u8],
-) -> redis::RedisResult<Offset> {
+) -> redis::RedisResult<Appended> {
     let mut invocation = APPEND_SCRIPT.key(log);
     invocation.arg(wire).arg(LOG_MAX_LEN);
     if let Some((keys, history)) = stream {
@@ -84,13 +93,17 @@ pub async fn append(
             .arg(history.max_messages)
             .arg(history.ttl_ms());
     }
-    let id: String = invocation.invoke_async(conn).await?;
-    id.parse().map_err(|e: super::offset::BadOffset| {
+    let (id, length): (String, u64) = invocation.invoke_async(conn).await?;
+    let offset = id.parse().map_err(|e: super::offset::BadOffset| {
         redis::RedisError::from((
             redis::ErrorKind::UnexpectedReturnType,
             "bad stream id",
             e.to_string(),
         ))
+    })?;
+    Ok(Appended {
+        offset,
+        history_length: stream.map(|_| length),
     })
 }
 

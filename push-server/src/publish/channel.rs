@@ -142,6 +142,7 @@ impl ChannelInput {
             &self.link,
             &self.keys,
             self.history.as_ref(),
+            &self.metrics,
             &message,
             &wire,
         )

@@ -139,6 +139,7 @@ async fn hand_to_redis(
         link,
         &state.keys,
         state.config.history.as_ref(),
+        &state.metrics,
         message,
         wire,
     );

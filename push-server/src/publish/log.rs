@@ -29,6 +29,7 @@ pub async fn append(
     link: &RedisLink,
     keys: &Keys,
     history: Option<&HistoryConfig>,
+    metrics: &Metrics,
     message: &Message,
     wire: &[u8],
 ) -> redis::RedisResult<Offset> {
@@ -39,13 +40,17 @@ pub async fn append(
         )
     });
     let mut conn = link.connection();
-    history::script::append(
+    let appended = history::script::append(
         &mut conn,
         &keys.log(),
         stream.as_ref().map(|(keys, h)| (keys, *h)),
         wire,
     )
-    .await
+    .await?;
+    if let Some(length) = appended.history_length {
+        metrics.history_length.observe(length as f64);
+    }
+    Ok(appended.offset)
 }
 
 /// The log's last position now (`0-0` when empty): a starting node reads after it.
