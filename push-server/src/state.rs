@@ -38,6 +38,8 @@ pub struct AppState {
     pub started: OnceLock<Started>,
     /// One permit per admitted client-port TCP connection (held by the stream).
     pub admission: Arc<tokio::sync::Semaphore>,
+    /// One permit per recovery whose replay is in memory.
+    pub recoveries: Arc<tokio::sync::Semaphore>,
     warned_open_rooms: AtomicBool,
 }
 
@@ -90,6 +92,9 @@ impl AppState {
         let admission = Arc::new(tokio::sync::Semaphore::new(config.max_connections));
         Arc::new(Self {
             keys: Keys::new(&config.redis_channel),
+            recoveries: Arc::new(tokio::sync::Semaphore::new(
+                crate::history::CONCURRENT_RECOVERIES,
+            )),
             admission,
             config,
             metrics,

@@ -43,6 +43,22 @@ impl HistoryConfig {
 /// what it missed (a client cannot subscribe to it).
 pub const RECOVERING_ROOM: &str = "$push:recovering";
 
+/// What one recovery may replay at most, over all its streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    pub messages: usize,
+    pub bytes: usize,
+}
+
+/// What one recovery replays at most (a socket may be in 1,000 rooms of 100,000
+/// messages each); beyond, its remaining rooms are reported broken.
+pub const REPLAY_BUDGET: Budget = Budget {
+    messages: 10_000,
+    bytes: 16 << 20,
+};
+/// Recoveries holding their replay in memory at once, per node (the rest wait).
+pub const CONCURRENT_RECOVERIES: usize = 32;
+
 /// Entries the fan-out log keeps (approximately: trimmed with `~`). Nodes read it as it
 /// grows; it only has to cover a reader that fell behind or reconnected, not history.
 pub const LOG_MAX_LEN: u32 = 10_000;

@@ -45,6 +45,8 @@ pub enum Gap {
     Trimmed,
     /// The stream expired (nothing newer than the TTL) after the client's position.
     Expired,
+    /// More was missed than one recovery replays (see `script::Budget`).
+    TooMuch,
 }
 
 /// The decision for one recovering socket.
@@ -75,6 +77,7 @@ pub fn decide(sources: &[Source], snapshot: Snapshot, ttl_ms: u64) -> Recovery {
                 recovery.broken.push((source.room.clone(), Gap::Expired));
             }
             StreamRead::Missing => {}
+            StreamRead::OverBudget => recovery.broken.push((source.room.clone(), Gap::TooMuch)),
             StreamRead::Present { trimmed, .. } if trimmed > source.after => {
                 recovery.broken.push((source.room.clone(), Gap::Trimmed));
             }

@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 
 use redis::{FromRedisValue, Script, Value, aio::ConnectionManager};
 
-use super::{HistoryConfig, LOG_MAX_LEN, Offset, StreamKeys};
+use super::{Budget, HistoryConfig, LOG_MAX_LEN, Offset, StreamKeys};
 
 /// Appends one message: to the log (which gives it its id) and, with history on, to its
 /// history stream under the same id, then trims that stream to its bounds (age, then
@@ -46,20 +46,29 @@ return { id, 0 }
 "#;
 
 /// For each history stream (KEYS: stream, its trimmed-id key): whether it exists, the
-/// newest id trimmed from it, and its entries after the given id; plus the server's
-/// clock and the log's last id.
+/// newest id trimmed from it, and its entries after the given id (ARGV[4..]); plus the
+/// server's clock and the log's last id. Entries are read up to a budget of messages
+/// (ARGV[2]) and bytes (ARGV[3]) over all streams; a stream past it answers `{2}`.
 const READ: &str = r#"
 local now = redis.call('TIME')
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local out = { now[1] * 1000 + math.floor(now[2] / 1000), last[1] and last[1][1] or '0-0' }
+local messages, bytes = 0, 0
 for i = 2, #KEYS, 2 do
   local key = KEYS[i]
   if redis.call('EXISTS', key) == 0 then
     out[#out + 1] = { 0 }
   else
     local trimmed = redis.call('GET', KEYS[i + 1]) or '0-0'
-    local entries = redis.call('XRANGE', key, '(' .. ARGV[i / 2 + 1], '+', 'COUNT', ARGV[1])
-    out[#out + 1] = { 1, trimmed, entries }
+    local entries = redis.call('XRANGE', key, '(' .. ARGV[i / 2 + 3], '+', 'COUNT', ARGV[1])
+    local size = 0
+    for _, entry in ipairs(entries) do size = size + #entry[2][2] end
+    if messages + #entries > tonumber(ARGV[2]) or bytes + size > tonumber(ARGV[3]) then
+      out[#out + 1] = { 2 }
+    else
+      messages, bytes = messages + #entries, bytes + size
+      out[#out + 1] = { 1, trimmed, entries }
+    end
   end
 end
 return out
@@ -112,6 +121,8 @@ pub async fn append(
 pub enum StreamRead {
     /// No such key: nothing was appended within the TTL (or Redis lost it).
     Missing,
+    /// Its entries would exceed the replay budget: not read.
+    OverBudget,
     Present {
         /// The newest id trimmed away (by length or age); `0-0` when none.
         trimmed: Offset,
@@ -132,15 +143,16 @@ pub struct Snapshot {
 }
 
 /// Reads `streams` (keys, after-id) and the log's end atomically; at most `limit`
-/// entries per stream.
+/// entries per stream, and what fits in `budget` over all.
 pub async fn read(
     conn: &mut ConnectionManager,
     log: &str,
     streams: &[(StreamKeys, Offset)],
     limit: u32,
+    budget: Budget,
 ) -> redis::RedisResult<Snapshot> {
     let mut invocation = READ_SCRIPT.key(log);
-    invocation.arg(limit);
+    invocation.arg(limit).arg(budget.messages).arg(budget.bytes);
     for (keys, after) in streams {
         invocation
             .key(&keys.stream)
@@ -172,10 +184,17 @@ fn parse_snapshot(value: Value, expected: usize) -> redis::RedisResult<Snapshot>
     let mut streams = Vec::with_capacity(expected);
     for item in items {
         let mut parts = Vec::<Value>::from_redis_value(item)?.into_iter();
-        let exists = i64::from_redis_value(parts.next().ok_or_else(|| malformed("exists"))?)?;
-        if exists == 0 {
-            streams.push(StreamRead::Missing);
-            continue;
+        let state = i64::from_redis_value(parts.next().ok_or_else(|| malformed("exists"))?)?;
+        match state {
+            0 => {
+                streams.push(StreamRead::Missing);
+                continue;
+            }
+            2 => {
+                streams.push(StreamRead::OverBudget);
+                continue;
+            }
+            _ => {}
         }
         let trimmed = offset_of(parts.next().ok_or_else(|| malformed("trimmed"))?)?;
         let raw =
@@ -216,6 +235,7 @@ mod tests {
             Value::Int(1_000),
             bulk("900-1"),
             Value::Array(vec![Value::Int(0)]),
+            Value::Array(vec![Value::Int(2)]),
             Value::Array(vec![
                 Value::Int(1),
                 bulk("800-0"),
@@ -225,12 +245,13 @@ mod tests {
                 ])]),
             ]),
         ]);
-        let snapshot = parse_snapshot(reply, 2).expect("parses");
+        let snapshot = parse_snapshot(reply, 3).expect("parses");
         assert_eq!(snapshot.now_ms, 1_000);
         assert_eq!(snapshot.log_end, Offset { ms: 900, seq: 1 });
         assert_eq!(snapshot.streams[0], StreamRead::Missing);
+        assert_eq!(snapshot.streams[1], StreamRead::OverBudget);
         assert_eq!(
-            snapshot.streams[1],
+            snapshot.streams[2],
             StreamRead::Present {
                 trimmed: Offset { ms: 800, seq: 0 },
                 entries: vec![(Offset { ms: 850, seq: 0 }, b"{}".to_vec())],

@@ -20,7 +20,7 @@ use crate::{
     adapter::NodeSockets,
     auth::identity::Identity,
     history::{
-        HistoryConfig, Keys, Offset, RECOVERING_ROOM, StreamKeys,
+        self, HistoryConfig, Keys, Offset, RECOVERING_ROOM, StreamKeys,
         recovery::{self, Gap, Recovery},
         script,
         session::{self, Session},
@@ -54,6 +54,8 @@ struct Broken {
 
 /// Decided in the middleware, applied by [`finish`] once CONNECT is out.
 struct Pending {
+    /// Held while the replay is in memory (see `history::CONCURRENT_RECOVERIES`).
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
     broken: Option<Broken>,
     replay: Vec<(Offset, Vec<u8>)>,
     /// Rooms to join after the replay (the user room included).
@@ -101,9 +103,13 @@ fn broken_event(recovery: &Recovery, reason: &'static str) -> Broken {
     }
 }
 
+/// The event's reason: the gap that explains most (trimmed, then too much, then expired).
 fn reason_of(recovery: &Recovery) -> &'static str {
-    if recovery.broken.iter().any(|(_, gap)| *gap == Gap::Trimmed) {
+    let has = |gap| recovery.broken.iter().any(|(_, g)| *g == gap);
+    if has(Gap::Trimmed) {
         "history-trimmed"
+    } else if has(Gap::TooMuch) {
+        "history-too-long-to-replay"
     } else {
         "history-expired"
     }
@@ -166,6 +172,7 @@ pub(super) async fn prepare<A: Adapter>(
         pend(
             socket,
             Pending {
+                _permit: None,
                 broken: Some(broken),
                 replay: Vec::new(),
                 rooms: user_rooms,
@@ -174,6 +181,7 @@ pub(super) async fn prepare<A: Adapter>(
         );
         return Vec::new();
     };
+    let permit = state.recoveries.clone().acquire_owned().await.ok();
     let offset = asked.offset.as_deref().map(str::parse::<Offset>);
     let (recovery, log_end) = match offset {
         Some(Err(e)) => {
@@ -208,6 +216,7 @@ pub(super) async fn prepare<A: Adapter>(
     pend(
         socket,
         Pending {
+            _permit: permit,
             broken,
             replay: recovery.replay,
             rooms,
@@ -236,7 +245,15 @@ async fn read(
             )
         })
         .collect();
-    match script::read(conn, &keys.log(), &streams, history.max_messages).await {
+    match script::read(
+        conn,
+        &keys.log(),
+        &streams,
+        history.max_messages,
+        history::REPLAY_BUDGET,
+    )
+    .await
+    {
         Ok(snapshot) => {
             let end = snapshot.log_end;
             (recovery::decide(&sources, snapshot, history.ttl_ms()), end)
