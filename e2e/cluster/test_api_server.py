@@ -46,7 +46,7 @@ def spec_property(path: str) -> dict:
     return node
 
 
-@pytest.mark.parametrize("field", ["spec.exposure", "spec.autoscaling", "spec.redis", "spec.history"])
+@pytest.mark.parametrize("field", ["spec.exposure", "spec.autoscaling", "spec.redis", "spec.history", "spec.admission"])
 def test_kubectl_explain_prints_our_descriptions(chart_release, field):
     out = kubectl("explain", f"pushcluster.{field}").stdout
     described = spec_property(field)

@@ -77,3 +77,31 @@ def test_the_connection_cap_closes_the_excess_and_readiness_flips_first(processe
             s.close()
     wait_until(lambda: node.readyz() == 200, 10, "ready again once the connections left")
     assert requests.get(node.url + "/", timeout=5).status_code == 200
+
+
+def test_a_reconnect_storm_is_spread_by_the_handshake_rate(processes):
+    """150 official clients arriving at once at a node taking 50 handshakes a second: the
+    excess is answered 503 + Retry-After (counted), the clients retry with their backoff,
+    and all of them are connected a few seconds later instead of all at once."""
+    from harness import NodeClients
+
+    rate, count = 50, 150
+    node = PushServer(processes, env={"HANDSHAKES_PER_SECOND": rate}).start()
+    answer = requests.get(f"{node.url}/socket.io/?EIO=4&transport=polling", timeout=5)
+    assert answer.status_code == 200
+    started = time.time() * 1000
+    storm = NodeClients(processes, {"url": node.url, "count": count, "transports": ["websocket"],
+                                    "reconnection": True, "reconnectionDelay": 200, "reconnectionDelayMax": 2000})
+    storm.wait_ready(timeout=60)
+    first = {}
+    for line in storm.of("connected"):
+        first.setdefault(line["i"], line["t"])
+    spread = (max(first.values()) - started) / 1000
+    refused = node.metric("HANDSHAKES_REFUSED")
+    errors = len(storm.of("connect_error"))
+    print(f"\nreconnect storm: {count} clients at {rate} handshakes/s: all connected within {spread:.1f} s, "
+          f"{refused:.0f} handshakes answered 503 (the clients saw {errors} connect errors and retried)")
+    assert refused > 0 and errors > 0, "the excess was refused"
+    # A second's burst, then the rate: the last ones cannot be in before ~(count - rate) / rate s.
+    assert spread >= (count - rate) / rate * 0.8, f"absorbed in {spread:.1f} s"
+    assert len(first) == count

@@ -136,6 +136,9 @@ pub struct Cli {
     /// Wait before the first client is moved off: the Service stops routing here first.
     #[arg(long, env = env::DRAIN_SETTLE_MS, default_value_t = defaults::DRAIN_SETTLE_MS)]
     pub drain_settle_ms: u64,
+    /// New socket.io sessions per second this node starts (0 = no limit); beyond: 503.
+    #[arg(long, env = env::HANDSHAKES_PER_SECOND, default_value_t = defaults::HANDSHAKES_PER_SECOND)]
+    pub handshakes_per_second: u32,
     /// Messages queued per socket before it counts as a slow consumer (disconnected).
     #[arg(long, env = env::SEND_BUFFER_MESSAGES, default_value_t = defaults::SEND_BUFFER_MESSAGES)]
     pub send_buffer_messages: usize,
@@ -197,6 +200,8 @@ pub struct Config {
     pub api_token: Option<String>,
     pub jwt: Option<JwtVerifier>,
     pub session: Option<SessionConfig>,
+    /// New sessions per second (bursts of a second's worth); `None` = no limit.
+    pub handshakes_per_second: Option<u32>,
     /// Messages queued per socket; beyond, the socket is a slow consumer and is cut.
     pub send_buffer: usize,
     /// History for connection state recovery; `None` = off.
@@ -293,6 +298,8 @@ impl Config {
             session,
             history,
             send_buffer: cli.send_buffer_messages.max(1),
+            handshakes_per_second: (cli.handshakes_per_second > 0)
+                .then_some(cli.handshakes_per_second),
             max_payload_bytes: cli.max_payload_bytes,
             drain: Duration::from_secs(cli.drain_seconds),
             drain_settle: Duration::from_millis(cli.drain_settle_ms),

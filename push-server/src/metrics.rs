@@ -85,6 +85,7 @@ pub struct Metrics {
     pub publish_latency: Histogram,
     pub redis_up: Gauge,
     pub draining: Gauge,
+    pub handshakes_refused: Counter,
     recoveries: Family<RecoveryLabels, Counter>,
     pub messages_replayed: Counter,
     pub history_length: Histogram,
@@ -139,6 +140,12 @@ impl Metrics {
             "1 while this node drains",
             draining.clone(),
         );
+        let handshakes_refused = Counter::default();
+        registry.register(
+            counter_name(names::HANDSHAKES_REFUSED),
+            "New socket.io sessions refused with 503 over the node's handshake rate",
+            handshakes_refused.clone(),
+        );
         let recoveries = Family::<RecoveryLabels, Counter>::default();
         registry.register(
             counter_name(names::RECOVERIES),
@@ -183,6 +190,7 @@ impl Metrics {
             publish_latency,
             redis_up,
             draining,
+            handshakes_refused,
             recoveries,
             messages_replayed,
             history_length,
@@ -243,6 +251,7 @@ mod tests {
             names::PUBLISH_REQUESTS,
             names::REDIS_UP,
             names::DRAINING,
+            names::HANDSHAKES_REFUSED,
             names::RECOVERIES,
             names::MESSAGES_REPLAYED,
             names::SLOW_CONSUMER_DROPS,

@@ -15,6 +15,7 @@ use crate::{
     redis_link::RedisLink,
     room_sizes::RoomSizes,
     shutdown::Shutdown,
+    socket::rate::TokenBucket,
 };
 
 /// What exists only once socket.io (and Redis, when configured) is up.
@@ -38,6 +39,8 @@ pub struct AppState {
     pub started: OnceLock<Started>,
     /// One permit per admitted client-port TCP connection (held by the stream).
     pub admission: Arc<tokio::sync::Semaphore>,
+    /// The node's handshake rate (`None`: no limit).
+    pub handshakes: Option<std::sync::Mutex<TokenBucket>>,
     /// One permit per recovery whose replay is in memory.
     pub recoveries: Arc<tokio::sync::Semaphore>,
     warned_open_rooms: AtomicBool,
@@ -92,6 +95,9 @@ impl AppState {
         let admission = Arc::new(tokio::sync::Semaphore::new(config.max_connections));
         Arc::new(Self {
             keys: Keys::new(&config.redis_channel),
+            handshakes: config.handshakes_per_second.map(|rate| {
+                std::sync::Mutex::new(TokenBucket::new(rate, rate, std::time::Instant::now()))
+            }),
             recoveries: Arc::new(tokio::sync::Semaphore::new(
                 crate::history::CONCURRENT_RECOVERIES,
             )),
@@ -103,6 +109,15 @@ impl AppState {
             room_sizes: Arc::default(),
             started: OnceLock::new(),
             warned_open_rooms: AtomicBool::new(false),
+        })
+    }
+
+    /// Takes a handshake from the node's rate (always allowed without a limit).
+    pub fn handshake_allowed(&self) -> bool {
+        self.handshakes.as_ref().is_none_or(|bucket| {
+            bucket
+                .lock()
+                .map_or(true, |mut b| b.take(std::time::Instant::now()))
         })
     }
 

@@ -185,6 +185,17 @@ mod tests {
             Some("300"),
             "default history"
         );
+        assert_eq!(var(env::MAX_CONNECTIONS), Some("0"), "default admission");
+        assert_eq!(
+            var(env::HANDSHAKES_PER_SECOND),
+            Some("1000"),
+            "default admission"
+        );
+        assert_eq!(
+            var(env::HEADER_TIMEOUT_SECONDS),
+            Some("10"),
+            "default admission"
+        );
         let token = token.expect("no token Secret named: generated");
         assert_eq!(
             resolved
@@ -235,6 +246,30 @@ mod tests {
             (
                 "history off",
                 CHAT.replace("replicas: 3", "replicas: 3, history: {enabled: false}"),
+                true,
+            ),
+            (
+                "connection cap",
+                CHAT.replace(
+                    "replicas: 3",
+                    "replicas: 3, admission: {maxConnectionsPerPod: 100}",
+                ),
+                true,
+            ),
+            (
+                "handshake rate",
+                CHAT.replace(
+                    "replicas: 3",
+                    "replicas: 3, admission: {handshakesPerSecond: 10}",
+                ),
+                true,
+            ),
+            (
+                "header timeout",
+                CHAT.replace(
+                    "replicas: 3",
+                    "replicas: 3, admission: {headerTimeoutSeconds: 5}",
+                ),
                 true,
             ),
         ];

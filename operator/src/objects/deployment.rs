@@ -166,6 +166,20 @@ pub fn push_server_env(vc: &ValidatedCluster) -> Vec<EnvVar> {
         env::HISTORY_TTL_SECONDS,
         history.ttl_seconds.to_string(),
     ));
+    // 0 connections is push-server's "the open-file limit minus the reserve".
+    let admission = &spec.admission;
+    vars.push(value(
+        env::MAX_CONNECTIONS,
+        admission.max_connections_per_pod.to_string(),
+    ));
+    vars.push(value(
+        env::HANDSHAKES_PER_SECOND,
+        admission.handshakes_per_second.to_string(),
+    ));
+    vars.push(value(
+        env::HEADER_TIMEOUT_SECONDS,
+        admission.header_timeout_seconds.to_string(),
+    ));
     vars.push(value(env::LOG_FORMAT, "json"));
     vars.extend(spec.env.iter().cloned());
     vars

@@ -153,6 +153,20 @@ pub struct PushClusterSpec {
     #[serde(default)]
     pub history: HistorySpec,
 
+    /// Admission control, which protects the pods from overload and reconnect storms. Each
+    /// pod holds at most `maxConnectionsPerPod` client connections (beyond, new TCP
+    /// connections are closed at accept) and reports not-ready at 90% of it, so the Service
+    /// sends new clients to other pods. Each pod starts at most `handshakesPerSecond` new
+    /// socket.io sessions per second (bursts up to a second's worth); beyond, a handshake is
+    /// answered 503 with `Retry-After: 1` and the official client retries with its backoff,
+    /// so a reconnect storm after a pod loss is spread over seconds instead of absorbed at
+    /// once. A connection that has not sent its request head within `headerTimeoutSeconds`
+    /// is closed (slowloris, idle sockets). A reserve of file descriptors always keeps
+    /// health checks, metrics and the publish API answering. Defaults: the pod's open-file
+    /// limit minus that reserve, 1000 handshakes per second, 10 seconds.
+    #[serde(default)]
+    pub admission: AdmissionSpec,
+
     /// Autoscaling on live connection count, done by the operator. Leave disabled to let
     /// an HPA or KEDA drive the scale subresource instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -510,6 +524,41 @@ impl Default for HistorySpec {
     }
 }
 
+/// How much load each push-server pod admits.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AdmissionSpec {
+    /// Most client connections one pod holds; beyond, new TCP connections are closed at
+    /// accept. From 90% of it the pod reports not-ready, so the Service sends new clients
+    /// to other pods. 0 (the default): the pod's open-file limit minus a reserve of file
+    /// descriptors that keeps health checks, metrics, Redis and the publish API answering.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 1000000))]
+    pub max_connections_per_pod: i32,
+    /// New socket.io sessions (handshakes) one pod starts per second, with bursts up to a
+    /// second's worth. Beyond, a handshake is answered 503 with `Retry-After: 1` and the
+    /// official client retries with its backoff, so a reconnect storm after a pod loss is
+    /// spread over seconds. Connected clients are not affected. 0: no limit.
+    #[serde(default = "default_handshakes_per_second")]
+    #[schemars(range(min = 0, max = 1000000))]
+    pub handshakes_per_second: i32,
+    /// Seconds a new connection has to send its request head; one that has not is closed
+    /// (slowloris, idle sockets that never speak).
+    #[serde(default = "default_header_timeout_seconds")]
+    #[schemars(range(min = 1, max = 300))]
+    pub header_timeout_seconds: i32,
+}
+
+impl Default for AdmissionSpec {
+    fn default() -> Self {
+        Self {
+            max_connections_per_pod: 0,
+            handshakes_per_second: default_handshakes_per_second(),
+            header_timeout_seconds: default_header_timeout_seconds(),
+        }
+    }
+}
+
 /// Autoscaling on live connection count.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[x_kube(validation = Rule::new("self.minReplicas <= self.maxReplicas").message("spec.autoscaling.minReplicas must not exceed maxReplicas"))]
@@ -643,6 +692,12 @@ fn default_history_max_messages() -> i32 {
 }
 fn default_history_ttl_seconds() -> i32 {
     i32::try_from(push_contract::defaults::HISTORY_TTL_SECONDS).unwrap_or(i32::MAX)
+}
+fn default_handshakes_per_second() -> i32 {
+    i32::try_from(push_contract::defaults::HANDSHAKES_PER_SECOND).unwrap_or(i32::MAX)
+}
+fn default_header_timeout_seconds() -> i32 {
+    i32::try_from(push_contract::defaults::HEADER_TIMEOUT_SECONDS).unwrap_or(i32::MAX)
 }
 fn default_redis_image() -> String {
     DEFAULT_REDIS_IMAGE.to_string()

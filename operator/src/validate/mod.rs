@@ -285,6 +285,11 @@ mod tests {
                 "spec: {env: [{name: PUSH_HISTORY_MAX_MESSAGES, value: '0'}]}",
                 Some("spec.env"),
             ),
+            (
+                "env overrides the admission spec",
+                "spec: {env: [{name: PUSH_HANDSHAKES_PER_SECOND, value: '0'}]}",
+                Some("spec.env"),
+            ),
         ];
         for (case, spec, want) in cases {
             let got = validate(&cluster(&format!("{BASE}{spec}")), "default");

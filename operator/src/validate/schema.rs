@@ -214,6 +214,41 @@ mod tests {
                 "{history: {ttlSeconds: 86401}}",
                 Some("spec.history.ttlSeconds"),
             ),
+            (
+                "admission at its lower bounds",
+                "{admission: {maxConnectionsPerPod: 0, handshakesPerSecond: 0, headerTimeoutSeconds: 1}}",
+                None,
+            ),
+            (
+                "admission at its upper bounds",
+                "{admission: {maxConnectionsPerPod: 1000000, handshakesPerSecond: 1000000, headerTimeoutSeconds: 300}}",
+                None,
+            ),
+            (
+                "negative connection cap",
+                "{admission: {maxConnectionsPerPod: -1}}",
+                Some("spec.admission.maxConnectionsPerPod"),
+            ),
+            (
+                "connection cap above maximum",
+                "{admission: {maxConnectionsPerPod: 1000001}}",
+                Some("spec.admission.maxConnectionsPerPod"),
+            ),
+            (
+                "negative handshake rate",
+                "{admission: {handshakesPerSecond: -1}}",
+                Some("spec.admission.handshakesPerSecond"),
+            ),
+            (
+                "no header timeout",
+                "{admission: {headerTimeoutSeconds: 0}}",
+                Some("spec.admission.headerTimeoutSeconds"),
+            ),
+            (
+                "header timeout above five minutes",
+                "{admission: {headerTimeoutSeconds: 301}}",
+                Some("spec.admission.headerTimeoutSeconds"),
+            ),
             ("wrong type", "{replicas: three}", Some("spec.replicas")),
             (
                 "bad enum",

@@ -53,6 +53,10 @@ pub mod env {
     /// Most client-port TCP connections this node holds (0 = its open-file limit minus a
     /// reserve kept for the admin port, Redis and the publish API).
     pub const MAX_CONNECTIONS: &str = "PUSH_MAX_CONNECTIONS";
+    /// New socket.io sessions (handshakes) this node starts per second; beyond, a
+    /// handshake is answered 503 + Retry-After, so a reconnect storm is spread over time
+    /// instead of absorbed at once (0 = no limit). Bursts up to a second's worth.
+    pub const HANDSHAKES_PER_SECOND: &str = "PUSH_HANDSHAKES_PER_SECOND";
     /// Seconds a client connection may take to send its request head (slowloris, idle
     /// connections that never speak are closed after this).
     pub const HEADER_TIMEOUT_SECONDS: &str = "PUSH_HEADER_TIMEOUT_SECONDS";
@@ -93,7 +97,7 @@ pub mod env {
     /// The variables the operator sets on every push-server pod itself; a PushCluster's
     /// `spec.env` may not override them (the CRD's CEL rule and the Deployment builder
     /// both read this list).
-    pub const SET_BY_OPERATOR: [&str; 19] = [
+    pub const SET_BY_OPERATOR: [&str; 22] = [
         LISTEN,
         ADMIN_LISTEN,
         NODE_ID,
@@ -108,6 +112,9 @@ pub mod env {
         DRAIN_SECONDS,
         HISTORY_MAX_MESSAGES,
         HISTORY_TTL_SECONDS,
+        MAX_CONNECTIONS,
+        HANDSHAKES_PER_SECOND,
+        HEADER_TIMEOUT_SECONDS,
         SESSION_SECRET,
         SESSION_COOKIE,
         SESSION_PREFIX,
@@ -130,6 +137,9 @@ pub mod defaults {
     pub const MAX_PAYLOAD_BYTES: usize = 1_000_000;
     pub const REDIS_CHANNEL: &str = "push:publish";
     pub const HEADER_TIMEOUT_SECONDS: u64 = 10;
+    /// A node takes a few thousand handshakes a second on one core; the limit is where
+    /// a storm starts hurting the clients already connected.
+    pub const HANDSHAKES_PER_SECOND: u32 = 1_000;
     /// socket.io's `pingInterval` and `pingTimeout` defaults.
     pub const PING_INTERVAL_MS: u64 = 25_000;
     pub const PING_TIMEOUT_MS: u64 = 20_000;
@@ -179,6 +189,8 @@ pub mod metrics {
     pub const REDIS_UP: &str = "push_redis_up";
     /// Gauge 1/0: this node is draining.
     pub const DRAINING: &str = "push_draining";
+    /// Counter: new socket.io sessions refused (503) over the node's handshake rate.
+    pub const HANDSHAKES_REFUSED: &str = "push_handshakes_refused_total";
     /// Counter, label `result` (`recovered`, `broken`): reconnecting clients that asked
     /// to recover their session, and whether everything they missed was still there.
     pub const RECOVERIES: &str = "push_recoveries_total";

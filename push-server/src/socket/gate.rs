@@ -1,6 +1,8 @@
 //! The handshake gate in front of socket.io: refuses new handshakes while draining (the
-//! client then retries, through the load balancer, elsewhere), refuses the sessions a
-//! drain moved off, and maps session ids to the TCP connections they use.
+//! client then retries, through the load balancer, elsewhere) and beyond the node's
+//! handshake rate (a reconnect storm is spread over seconds, not absorbed at once),
+//! refuses the sessions a drain moved off, and maps session ids to the TCP connections
+//! they use.
 
 use axum::{
     extract::{Request, State},
@@ -41,6 +43,15 @@ pub async fn handshake_gate(
                 if let Some(conn) = req.extensions().get::<ConnHandle>() {
                     state.conns.attach(sid, conn);
                 }
+            }
+            None if !state.handshake_allowed() => {
+                state.metrics.handshakes_refused.inc();
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [("retry-after", "1")],
+                    "too many new sessions on this node: retry in a second\n",
+                )
+                    .into_response();
             }
             None => {
                 // A new session: its head is kept as long as the session lives.

@@ -6,7 +6,7 @@ mod connect;
 mod events;
 mod expiry;
 pub mod gate;
-mod rate;
+pub mod rate;
 pub mod recover;
 mod rooms;
 

@@ -1,6 +1,7 @@
-//! Inbound event budget per socket: a token bucket. One socket flooding `subscribe`
-//! (~77k events/s) delayed every other client of its node by up to ~40 s; now excess
-//! events get an error ack at once, and a socket that keeps flooding is disconnected.
+//! Token buckets: the inbound event budget per socket (one socket flooding `subscribe`,
+//! ~77k events/s, delayed every other client of its node by up to ~40 s; now excess
+//! events get an error ack at once, and a socket that keeps flooding is disconnected),
+//! and the node's handshake rate (`gate`).
 
 use std::time::Instant;
 
@@ -14,38 +15,61 @@ pub enum Verdict {
     Disconnect,
 }
 
-/// Token bucket: `burst` tokens, refilled at `per_second`; `disconnect_after` refusals
-/// in a row end the socket.
+/// A token bucket: `burst` tokens, refilled at `per_second`.
 #[derive(Debug, Clone)]
-pub struct EventBudget {
+pub struct TokenBucket {
     per_second: f64,
     burst: f64,
-    disconnect_after: u32,
     tokens: f64,
     last: Instant,
-    refused_in_a_row: u32,
 }
 
-impl EventBudget {
+impl TokenBucket {
     pub fn new(per_second: u32, burst: u32, now: Instant) -> Self {
         let burst = f64::from(burst.max(1));
         Self {
             per_second: f64::from(per_second.max(1)),
             burst,
-            // A flood of refusals this long (in events) is not a client's retry loop.
-            disconnect_after: (burst as u32).saturating_mul(10).max(100),
             tokens: burst,
             last: now,
-            refused_in_a_row: 0,
         }
     }
 
-    pub fn take(&mut self, now: Instant) -> Verdict {
+    /// Takes a token if there is one.
+    pub fn take(&mut self, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = now;
         self.tokens = (self.tokens + elapsed * self.per_second).min(self.burst);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// A socket's event budget: a [`TokenBucket`]; `disconnect_after` refusals in a row
+/// end the socket.
+#[derive(Debug, Clone)]
+pub struct EventBudget {
+    bucket: TokenBucket,
+    disconnect_after: u32,
+    refused_in_a_row: u32,
+}
+
+impl EventBudget {
+    pub fn new(per_second: u32, burst: u32, now: Instant) -> Self {
+        Self {
+            bucket: TokenBucket::new(per_second, burst, now),
+            // A flood of refusals this long (in events) is not a client's retry loop.
+            disconnect_after: burst.max(1).saturating_mul(10).max(100),
+            refused_in_a_row: 0,
+        }
+    }
+
+    pub fn take(&mut self, now: Instant) -> Verdict {
+        if self.bucket.take(now) {
             self.refused_in_a_row = 0;
             return Verdict::Allow;
         }

@@ -218,6 +218,48 @@ fn env_per_spec_variant() {
             Some("60"),
         ),
         (
+            "admission absent: connections up to the open-file limit",
+            "{}",
+            env::MAX_CONNECTIONS,
+            Some("0"),
+        ),
+        (
+            "admission absent: handshake rate from contract",
+            "{}",
+            env::HANDSHAKES_PER_SECOND,
+            Some("1000"),
+        ),
+        (
+            "admission absent: header timeout from contract",
+            "{}",
+            env::HEADER_TIMEOUT_SECONDS,
+            Some("10"),
+        ),
+        (
+            "admission object without fields gets the defaults",
+            "{admission: {}}",
+            env::HANDSHAKES_PER_SECOND,
+            Some("1000"),
+        ),
+        (
+            "admission custom max connections",
+            "{admission: {maxConnectionsPerPod: 50000, handshakesPerSecond: 0, headerTimeoutSeconds: 30}}",
+            env::MAX_CONNECTIONS,
+            Some("50000"),
+        ),
+        (
+            "admission handshake rate 0 is no limit",
+            "{admission: {maxConnectionsPerPod: 50000, handshakesPerSecond: 0, headerTimeoutSeconds: 30}}",
+            env::HANDSHAKES_PER_SECOND,
+            Some("0"),
+        ),
+        (
+            "admission custom header timeout",
+            "{admission: {maxConnectionsPerPod: 50000, handshakesPerSecond: 0, headerTimeoutSeconds: 30}}",
+            env::HEADER_TIMEOUT_SECONDS,
+            Some("30"),
+        ),
+        (
             "listen from contract",
             "{}",
             env::LISTEN,
@@ -460,6 +502,38 @@ fn config_hash_rolls_on_config_and_secret_change_not_on_scale() {
             "s1"
         ),
         "spelling out the default history does not roll"
+    );
+    assert_ne!(
+        base,
+        hash_of(
+            &cluster("{replicas: 2, admission: {maxConnectionsPerPod: 100}}"),
+            "s1"
+        ),
+        "connection cap change rolls"
+    );
+    assert_ne!(
+        base,
+        hash_of(
+            &cluster("{replicas: 2, admission: {handshakesPerSecond: 10}}"),
+            "s1"
+        ),
+        "handshake rate change rolls"
+    );
+    assert_ne!(
+        base,
+        hash_of(
+            &cluster("{replicas: 2, admission: {headerTimeoutSeconds: 5}}"),
+            "s1"
+        ),
+        "header timeout change rolls"
+    );
+    assert_eq!(
+        base,
+        hash_of(
+            &cluster("{replicas: 2, admission: {handshakesPerSecond: 1000}}"),
+            "s1"
+        ),
+        "spelling out the default admission does not roll"
     );
     assert_ne!(
         base,
