@@ -5,13 +5,15 @@
 
 Rows: idle RSS per WebSocket connection at each size both measured; the fan-out step
 rates both ran (delivered/s, p99, server CPU µs per delivery); cross-node p99. With
-comma-separated files (rounds of bench/ab, run alternately), every round's figure is
-shown, in round order: one run per side is not enough to tell a few per cent apart.
+comma-separated files (rounds of bench/ab, run alternately) or --rounds, every round's
+figure is shown, in round order: one run per side is not enough to tell a few per cent
+apart. --fanout-figures and --cross-figures choose that table's rows (names in FIGURES).
 """
 from __future__ import annotations
 
 import argparse
 import json
+from typing import Callable
 
 
 def fanout_steps(result: dict) -> dict[float, dict]:
@@ -23,8 +25,35 @@ def fastest_ok(result: dict) -> dict | None:
     return max(ok, key=lambda s: s["delivered_per_s"], default=None)
 
 
-def rounds(before: list[dict], after: list[dict], lb: str, la: str) -> None:
-    """Per fan-out step and for cross-node: each round's CPU µs per delivery and p99."""
+def step_figures(cross: bool) -> dict[str, tuple[str, bool, Callable[[dict], str]]]:
+    """Figures of one step the rounds table can show: name → (label, is a latency, cell).
+    Cross-node latencies are those of node 1's clients (every delivery there crossed
+    Redis); its figures are small and get two decimals."""
+    lat = (lambda s: s["latency_by_node"][-1]) if cross else (lambda s: s["latency"])
+    p50, p99, cpu = (2, 2, 2) if cross else (1, 0, 1)
+    return {
+        "delivered": ("delivered msgs/s", False, lambda s: f"{s['delivered_per_s']:.0f}"),
+        "p50": ("p50 ms", True, lambda s: f"{lat(s)['p50_ms']:.{p50}f}"),
+        "p99": ("p99 ms", True, lambda s: f"{lat(s)['p99_ms']:.{p99}f}"),
+        "cpu": ("server µs CPU per delivery", False, lambda s: f"{s['server_cpu_us_per_delivery']:.{cpu}f}"),
+        "overloaded": ("overloaded", False, lambda s: "yes" if s.get("overloaded") else "no"),
+    }
+
+
+FIGURES = list(step_figures(False))
+
+
+def figure_list(value: str) -> list[str]:
+    """`--fanout-figures` / `--cross-figures`: comma-separated names of FIGURES."""
+    names = value.split(",")
+    if unknown := [n for n in names if n not in FIGURES]:
+        raise argparse.ArgumentTypeError(f"unknown {unknown}; known: {','.join(FIGURES)}")
+    return names
+
+
+def rounds(before: list[dict], after: list[dict], lb: str, la: str,
+           fanout_figures: list[str], cross_figures: list[str]) -> None:
+    """Per fan-out step and for cross-node: each round's figures, both sides."""
     print(f"| figure (each round) | {lb} | {la} |")
     print("| --- | ---: | ---: |")
 
@@ -34,20 +63,23 @@ def rounds(before: list[dict], after: list[dict], lb: str, la: str) -> None:
                  for side in (before, after))
         print(f"| {name} | {' | '.join(cells)} |")
 
-    rates = sorted(set.intersection(*(set(fanout_steps(r)) for r in before + after)))
+    # Every rate any round ran: a round stops at its first overloaded step ("–" past it).
+    rates = sorted(set.union(*(set(fanout_steps(r)) for r in before + after)))
+    fanout = step_figures(cross=False)
     for rate in rates:
         step_at = lambda r, rate=rate: fanout_steps(r).get(rate)  # noqa: E731
-        row(f"fan-out {rate:g} publishes/s: server µs CPU per delivery", step_at,
-            lambda s: f"{s['server_cpu_us_per_delivery']:.1f}")
-        row(f"fan-out {rate:g} publishes/s: p99 ms", step_at, lambda s: f"{s['latency']['p99_ms']:.0f}")
-        row(f"fan-out {rate:g} publishes/s: overloaded", step_at, lambda s: "yes" if s.get("overloaded") else "no")
+        for label, _, show in (fanout[f] for f in fanout_figures):
+            row(f"fan-out {rate:g} publishes/s: {label}", step_at, show)
+    if "delivered" in fanout_figures:
+        row("fastest fan-out step not overloaded: delivered/s (at publishes/s)", fastest_ok,
+            lambda s: f"{s['delivered_per_s']:.0f} ({s['rate']:g})")
 
     def cross_step(r: dict) -> dict | None:
         return next(iter((r.get("cross_node") or {}).get("steps") or []), None)
 
-    # Clients of node 1: every delivery there crossed Redis.
-    row("cross-node, clients of node 1: p99 ms", cross_step, lambda s: f"{s['latency_by_node'][-1]['p99_ms']:.2f}")
-    row("cross-node: server µs CPU per delivery", cross_step, lambda s: f"{s['server_cpu_us_per_delivery']:.2f}")
+    cross = step_figures(cross=True)
+    for label, latency, show in (cross[f] for f in cross_figures):
+        row(f"cross-node{', clients of node 1' if latency else ''}: {label}", cross_step, show)
 
 
 def main() -> None:
@@ -56,10 +88,15 @@ def main() -> None:
     ap.add_argument("after")
     ap.add_argument("--label-before", default="before")
     ap.add_argument("--label-after", default="after")
+    ap.add_argument("--rounds", action="store_true", help="the rounds table even for one file a side")
+    ap.add_argument("--fanout-figures", type=figure_list, default="cpu,p99,overloaded",
+                    help=f"rounds table rows per fan-out rate, of {','.join(FIGURES)}")
+    ap.add_argument("--cross-figures", type=figure_list, default="p99,cpu", help="rounds table cross-node rows")
     a = ap.parse_args()
     lb, la = a.label_before, a.label_after
-    if "," in a.before or "," in a.after:
-        rounds(*([json.load(open(p)) for p in side.split(",")] for side in (a.before, a.after)), lb, la)
+    if a.rounds or "," in a.before or "," in a.after:
+        rounds(*([json.load(open(p)) for p in side.split(",")] for side in (a.before, a.after)), lb, la,
+               a.fanout_figures, a.cross_figures)
         return
     before, after = (json.load(open(p)) for p in (a.before, a.after))
     print(f"| figure | {lb} | {la} |")

@@ -24,7 +24,7 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Cmd {
     /// Start servers of one kind and run every scenario against them; write JSON.
-    Suite(SuiteArgs),
+    Suite(Box<SuiteArgs>),
     /// One fan-out run against servers that are already running (the smoke test).
     Fanout(FanoutArgs),
     /// Start servers of one kind, print their URLs, PIDs and the contract names
@@ -48,11 +48,15 @@ pub struct SuiteArgs {
     /// CPUs for the servers (`taskset -c`); empty = no pinning. Pin the generator yourself.
     #[arg(long, default_value = "0")]
     pub server_cpus: String,
+    #[command(flatten)]
+    pub redis: RedisArgs,
+    /// The last `--scenarios` wins (bench/ab and bench/continuity put theirs after yours).
     #[arg(
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "idle,fanout,cross,polling"
+        default_value = "idle,fanout,cross,polling",
+        overrides_with = "scenarios"
     )]
     pub scenarios: Vec<Scenario>,
     /// New connections per second.
@@ -118,8 +122,24 @@ pub struct ServeArgs {
     /// CPUs for the servers (`taskset -c`); empty = no pinning.
     #[arg(long, default_value = "")]
     pub server_cpus: String,
+    #[command(flatten)]
+    pub redis: RedisArgs,
     #[arg(long)]
     pub api_token: String,
+}
+
+/// Redis and history, for the runs that compare history on and off on the same topology.
+#[derive(Args)]
+pub struct RedisArgs {
+    /// Give the servers a redis-server even on one node (several nodes always get one):
+    /// the history-off side of a history on / off comparison.
+    #[arg(long)]
+    pub with_redis: bool,
+    /// push-server's history for connection state recovery: messages kept per room
+    /// (PUSH_HISTORY_MAX_MESSAGES; PUSH_HISTORY_TTL_SECONDS = 300). Starts a redis-server
+    /// even on one node (history lives there). 0 = off.
+    #[arg(long, default_value_t = 0)]
+    pub history_max_messages: u32,
 }
 
 #[derive(Args)]
@@ -162,4 +182,73 @@ pub struct ReportArgs {
 
 pub fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn suite_args(args: &[&str]) -> SuiteArgs {
+        let argv = [
+            "push-loadgen",
+            "suite",
+            "--server",
+            "push",
+            "--out",
+            "x.json",
+        ];
+        match Cli::parse_from(argv.iter().chain(args)).command {
+            Cmd::Suite(a) => *a,
+            _ => unreachable!("parsed a suite command"),
+        }
+    }
+
+    #[test]
+    fn suite_args_table() {
+        use Scenario::*;
+        // (case, args, scenarios, --with-redis, --history-max-messages)
+        type Case = (
+            &'static str,
+            &'static [&'static str],
+            Vec<Scenario>,
+            bool,
+            u32,
+        );
+        let cases: [Case; 4] = [
+            (
+                "defaults",
+                &[],
+                vec![Idle, Fanout, Cross, Polling],
+                false,
+                0,
+            ),
+            (
+                "the last --scenarios wins",
+                &["--scenarios", "idle", "--scenarios", "fanout,cross"],
+                vec![Fanout, Cross],
+                false,
+                0,
+            ),
+            (
+                "redis without history",
+                &["--with-redis"],
+                vec![Idle, Fanout, Cross, Polling],
+                true,
+                0,
+            ),
+            (
+                "history",
+                &["--history-max-messages", "1000"],
+                vec![Idle, Fanout, Cross, Polling],
+                false,
+                1000,
+            ),
+        ];
+        for (name, args, scenarios, redis, history) in cases {
+            let a = suite_args(args);
+            assert_eq!(a.scenarios, scenarios, "case {name}");
+            assert_eq!(a.redis.with_redis, redis, "case {name}");
+            assert_eq!(a.redis.history_max_messages, history, "case {name}");
+        }
+    }
 }

@@ -1,6 +1,6 @@
-//! Starts what a run measures: redis-server (for several nodes) and the server
-//! nodes, push-server or the Node reference, pinned with `taskset`. Everything
-//! started here is killed when the [`Cluster`] is dropped.
+//! Starts what a run measures: redis-server (for several nodes, for history, or
+//! when asked) and the server nodes, push-server or the Node reference, pinned
+//! with `taskset`. Everything started here is killed when the [`Cluster`] is dropped.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -33,6 +33,8 @@ pub enum LaunchError {
     Io(#[from] std::io::Error),
     #[error("http client: {0}")]
     Http(#[from] reqwest::Error),
+    #[error("history (--history-max-messages) is push-server's; the Node reference has none")]
+    HistoryOnNode,
 }
 
 #[derive(Debug, Clone)]
@@ -44,6 +46,18 @@ pub struct LaunchConfig {
     /// `taskset -c` list for the servers (and redis); `None` = no pinning.
     pub server_cpus: Option<String>,
     pub api_token: String,
+    /// Start a redis-server and hand it to the nodes even when there is one node.
+    pub redis: bool,
+    /// push-server's history (connection state recovery): messages kept per room,
+    /// 0 = off. More than 0 needs Redis, so it starts one.
+    pub history_max_messages: u32,
+}
+
+impl LaunchConfig {
+    /// Whether the nodes get a redis-server: several nodes share it, history lives in it.
+    pub fn wants_redis(&self) -> bool {
+        self.nodes > 1 || self.redis || self.history_max_messages > 0
+    }
 }
 
 /// Running server nodes: their URLs and PIDs (for RSS).
@@ -98,8 +112,11 @@ impl Cluster {
     }
 
     pub async fn start(cfg: &LaunchConfig) -> Result<Cluster, LaunchError> {
+        if cfg.kind == ServerKind::Node && cfg.history_max_messages > 0 {
+            return Err(LaunchError::HistoryOnNode);
+        }
         let mut children = Vec::new();
-        let redis_url = if cfg.nodes > 1 {
+        let redis_url = if cfg.wants_redis() {
             let port = free_port()?;
             let child = pinned("redis-server", &cfg.server_cpus)
                 .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
@@ -129,7 +146,21 @@ impl Cluster {
                         .env(env::ADMIN_LISTEN, &admin)
                         .env(env::NODE_ID, format!("bench-{n}"))
                         .env(env::API_TOKEN, &cfg.api_token)
-                        .env(env::LOG, "warn");
+                        .env(env::LOG, "warn")
+                        // The fleet connects as fast as it can (the Node reference has no
+                        // handshake rate); the rate itself is tested in e2e/hostile.
+                        .env(env::HANDSHAKES_PER_SECOND, "0")
+                        // Explicit even when 0: the caller's environment must not turn it on.
+                        .env(
+                            env::HISTORY_MAX_MESSAGES,
+                            cfg.history_max_messages.to_string(),
+                        );
+                    if cfg.history_max_messages > 0 {
+                        cmd.env(
+                            env::HISTORY_TTL_SECONDS,
+                            defaults::HISTORY_TTL_SECONDS.to_string(),
+                        );
+                    }
                     if let Some(url) = &redis_url {
                         cmd.env(env::REDIS_URL, url);
                     }
@@ -212,5 +243,65 @@ mod tests {
             node_config("a:1", None, "t")["redisUrl"].is_null(),
             "single node has no redis"
         );
+    }
+
+    fn one_node(kind: ServerKind) -> LaunchConfig {
+        LaunchConfig {
+            kind,
+            nodes: 1,
+            push_server_bin: PathBuf::new(),
+            node_script: PathBuf::new(),
+            server_cpus: None,
+            api_token: String::new(),
+            redis: false,
+            history_max_messages: 0,
+        }
+    }
+
+    #[test]
+    fn wants_redis_table() {
+        let base = one_node(ServerKind::Push);
+        let cases = [
+            ("one node", base.clone(), false),
+            (
+                "two nodes",
+                LaunchConfig {
+                    nodes: 2,
+                    ..base.clone()
+                },
+                true,
+            ),
+            (
+                "asked for",
+                LaunchConfig {
+                    redis: true,
+                    ..base.clone()
+                },
+                true,
+            ),
+            (
+                "history needs it",
+                LaunchConfig {
+                    history_max_messages: 1000,
+                    ..base.clone()
+                },
+                true,
+            ),
+        ];
+        for (name, cfg, want) in cases {
+            assert_eq!(cfg.wants_redis(), want, "case {name}");
+        }
+    }
+
+    #[tokio::test]
+    async fn history_on_the_node_reference_is_refused() {
+        let cfg = LaunchConfig {
+            history_max_messages: 10,
+            ..one_node(ServerKind::Node)
+        };
+        assert!(matches!(
+            Cluster::start(&cfg).await,
+            Err(LaunchError::HistoryOnNode)
+        ));
     }
 }

@@ -32,7 +32,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Cmd::Worker { spec } => Ok(worker::main(&spec)?),
         Cmd::Report(args) => report(&args),
-        Cmd::Suite(args) => runtime()?.block_on(suite(args)),
+        Cmd::Suite(args) => runtime()?.block_on(suite(*args)),
         Cmd::Fanout(args) => runtime()?.block_on(fanout(args)),
         Cmd::Serve(args) => runtime()?.block_on(serve(args)),
     }
@@ -54,6 +54,8 @@ async fn suite(a: SuiteArgs) -> anyhow::Result<()> {
             node_script: a.node_script,
             server_cpus: (!a.server_cpus.is_empty()).then_some(a.server_cpus),
             api_token: a.api_token,
+            redis: a.redis.with_redis,
+            history_max_messages: a.redis.history_max_messages,
         },
         scenarios: a.scenarios,
         idle_sizes: a.idle_sizes,
@@ -126,6 +128,8 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         node_script: a.node_script,
         server_cpus: (!a.server_cpus.is_empty()).then_some(a.server_cpus),
         api_token: a.api_token,
+        redis: a.redis.with_redis,
+        history_max_messages: a.redis.history_max_messages,
     };
     let cluster = Cluster::start(&cfg).await?;
     let line = serde_json::json!({

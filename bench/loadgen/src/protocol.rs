@@ -112,15 +112,52 @@ fn decode_event(packet: &str) -> Result<Inbound<'_>, DecodeError> {
     // skip an ack id if one is there.
     let body = packet.trim_start_matches(|c: char| c.is_ascii_digit());
     // Data that is not a stamp still counts as an event, without a latency.
-    if let Ok((name, stamp)) = serde_json::from_str::<(&str, Option<Stamp>)>(body) {
-        return Ok(Inbound::Event { name, stamp });
+    if let Ok(event) = serde_json::from_str::<EventArray<Stamp>>(body) {
+        return Ok(Inbound::Event {
+            name: event.name,
+            stamp: event.first,
+        });
     }
-    if let Ok((name, _)) = serde_json::from_str::<(&str, serde::de::IgnoredAny)>(body) {
-        return Ok(Inbound::Event { name, stamp: None });
-    }
-    serde_json::from_str::<(&str,)>(body)
-        .map(|(name,)| Inbound::Event { name, stamp: None })
+    serde_json::from_str::<EventArray<serde::de::IgnoredAny>>(body)
+        .map(|event| Inbound::Event {
+            name: event.name,
+            stamp: None,
+        })
         .map_err(|_| DecodeError::BadEvent(truncate(packet)))
+}
+
+/// An event's JSON array `["name", first, ...]`: its name and its first argument, if
+/// any, as a `T`. Later arguments are skipped: a server keeping history (connection
+/// state recovery) appends the event's offset, e.g. `["bench",{...},"1795983195025-0"]`.
+struct EventArray<'a, T> {
+    name: &'a str,
+    first: Option<T>,
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for EventArray<'de, T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Visit<T> {
+            type Value = EventArray<'de, T>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an event array [name, arguments...]")
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                let name = seq
+                    .next_element()?
+                    .ok_or_else(|| serde::de::Error::invalid_length(0, &self))?;
+                let first = seq.next_element()?;
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(EventArray { name, first })
+            }
+        }
+        deserializer.deserialize_seq(Visit(std::marker::PhantomData))
+    }
 }
 
 fn truncate(s: &str) -> String {
@@ -188,6 +225,22 @@ mod tests {
                 }),
             ),
             (
+                "other data with a trailing offset",
+                r#"42["news",{"a":1},"1-0"]"#,
+                Ok(Inbound::Event {
+                    name: "news",
+                    stamp: None,
+                }),
+            ),
+            (
+                "null data has no stamp",
+                r#"42["news",null]"#,
+                Ok(Inbound::Event {
+                    name: "news",
+                    stamp: None,
+                }),
+            ),
+            (
                 "event with other data has no stamp",
                 r#"42["news",{"a":1}]"#,
                 Ok(Inbound::Event {
@@ -207,6 +260,11 @@ mod tests {
                 "malformed event is an error",
                 "42{oops",
                 Err(DecodeError::BadEvent("{oops".into())),
+            ),
+            (
+                "event without a name is an error",
+                "42[]",
+                Err(DecodeError::BadEvent("[]".into())),
             ),
             ("empty packet is an error", "", Err(DecodeError::Empty)),
             ("upgrade probe ignored", "5", Ok(Inbound::Other)),

@@ -367,6 +367,8 @@ mod tests {
         };
         SuiteResult {
             server,
+            redis: false,
+            history_max_messages: 0,
             idle: vec![
                 IdleResult {
                     requested: 1000,

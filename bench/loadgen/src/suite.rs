@@ -37,6 +37,12 @@ pub struct SuiteConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SuiteResult {
     pub server: ServerKind,
+    /// Whether single-node scenarios ran with a redis-server too (`--with-redis`, or history).
+    #[serde(default)]
+    pub redis: bool,
+    /// push-server's history, messages kept per room; 0 = off.
+    #[serde(default)]
+    pub history_max_messages: u32,
     pub idle: Vec<IdleResult>,
     pub fanout: Option<FanoutResult>,
     pub cross_node: Option<FanoutResult>,
@@ -46,6 +52,8 @@ pub struct SuiteResult {
 pub async fn run(cfg: &SuiteConfig) -> Result<SuiteResult, ScenarioError> {
     let mut result = SuiteResult {
         server: cfg.launch.kind,
+        redis: cfg.launch.wants_redis(),
+        history_max_messages: cfg.launch.history_max_messages,
         idle: Vec::new(),
         fanout: None,
         cross_node: None,
