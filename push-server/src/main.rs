@@ -6,6 +6,26 @@ use clap::Parser;
 use push_server::{Config, Listeners, Shutdown, config::Cli, run, telemetry};
 use tokio::net::TcpListener;
 
+// The global allocator (bench/results/2026-11-29.md, "Allocator: memory after a spike").
+// Default: jemalloc with a background thread that returns freed pages to the OS within
+// about a second of going unused, so RSS falls back after a spike of connections or a
+// large broadcast even when the node goes idle (glibc malloc kept all of it). Features:
+// `mimalloc` (wins when both are on), `--no-default-features` for the system allocator.
+#[cfg(all(feature = "jemalloc", not(feature = "mimalloc")))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's options, read at its first allocation (`_RJEM_MALLOC_CONF` in the
+/// environment still overrides them): purge unused dirty pages from a background thread
+/// (not only on the next allocation) over 1 s instead of 10 s.
+#[cfg(all(feature = "jemalloc", not(feature = "mimalloc")))]
+#[unsafe(export_name = "_rjem_malloc_conf")]
+pub static JEMALLOC_CONF: &[u8; 43] = b"background_thread:true,dirty_decay_ms:1000\0";
+
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = match Config::from_cli(Cli::parse()) {
