@@ -657,11 +657,14 @@ class NodeAgent:
             json.dump({n: c.last_exit for n, c in run.containers.items()}, f)
 
     def stop_containers(self, run: PodRun, grace: float) -> None:
-        live = [c for c in run.containers.values() if c.proc and c.proc.poll() is None]
+        # A container may have exited on its own already (a drain that finished during the
+        # preStop hook, a signal): its exit is recorded too, not left unknown.
+        running = [c for c in run.containers.values() if c.proc]
+        live = [c for c in running if c.proc.poll() is None]
         for c in live:
             Processes.signal(c.proc, signal.SIGTERM)
         deadline = time.monotonic() + grace
-        for c in live:
+        for c in running:
             try:
                 c.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:

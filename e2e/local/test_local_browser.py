@@ -48,7 +48,9 @@ def test_demo_page_recovers_what_it_missed_when_its_node_dies(tmp_path):
     import os
     import signal
 
-    from harness.local import READY
+    import requests
+
+    from harness.local import CONTRACT, READY
 
     shot = tmp_path / "recovered.png"
     with LocalCluster(tmp_path, manifest("browser", 3, 4, "address")) as cluster:
@@ -63,9 +65,16 @@ def test_demo_page_recovers_what_it_missed_when_its_node_dies(tmp_path):
                        5, "publish accepted")
             seen = json.loads(browser.stdout.readline() or '{"type": "eof"}')
             assert seen["type"] == "seen", seen
-            [page_node] = [n for n in cluster.nodes(READY) if cluster.connections(n) > 0]
+            nodes = cluster.nodes(READY)
+            [page_node] = [n for n in nodes if cluster.connections(n) > 0]
+            survivor = next(n for n in nodes if n["name"] != page_node["name"])
             os.kill(page_node["pid"], signal.SIGKILL)
-            assert cluster.publish({"event": "news", "data": "while away", "room": "lobby"}).status_code == 202
+            # Straight to a surviving node: through nginx, address affinity would send this
+            # request (same client address as the page) to the node just killed.
+            away = requests.post(f"http://{survivor['client']}{CONTRACT['paths']['PUBLISH']}", timeout=10,
+                                 json={"event": "news", "data": "while away", "room": "lobby"},
+                                 headers={"Authorization": f"Bearer {cluster.token}"})
+            assert away.status_code == 202, away.text
             out, _ = browser.communicate(timeout=60)
             result = json.loads(out.strip().splitlines()[-1])
             assert result["type"] == "continuity", result
