@@ -11,7 +11,7 @@ import time
 import pytest
 
 from harness import wait_until
-from harness.continuity import RATE, ROOMS, Publisher, check_exactly_once_in_order
+from harness.continuity import RATE, ROOMS, Publisher, check_exactly_once_in_order, fence
 from harness.local import READY, LocalCluster, clients, manifest, record_measurement
 
 CLIENTS = 12
@@ -32,7 +32,6 @@ def test_moved_clients_recover_every_message_once_in_order(tmp_path, processes, 
         swarm = clients(processes, {"url": cluster.endpoint, "withCredentials": True, "count": CLIENTS, "rooms": ROOMS})
         try:
             swarm.wait_ready()
-            swarm.wait("subscribed", CLIENTS)
             before = {n["name"] for n in cluster.nodes(READY)}
             with Publisher(cluster.publish) as publisher:
                 wait_until(lambda: len(publisher.accepted) > RATE, 10, "a second of messages")
@@ -52,8 +51,7 @@ def test_moved_clients_recover_every_message_once_in_order(tmp_path, processes, 
                 moved = wait_until(settled, DRAIN_SECONDS + 60, f"the {change} done and its clients back")
                 more = len(publisher.accepted) + 2 * RATE
                 wait_until(lambda: len(publisher.accepted) >= more, 10, "two more seconds of messages")
-            assert cluster.publish({"event": "fence", "data": 1, "broadcast": True}).status_code == 202
-            wait_until(lambda: len(swarm.events("fence")) >= CLIENTS, 20, "the fence everywhere")
+            fence(cluster, swarm)
 
             reconnects = [e for e in swarm.of("connected") if e["t"] >= edited_at]
             assert all(e["recovered"] is True for e in reconnects), reconnects

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from harness import contract, wait_until
-from harness.continuity import RATE, ROOMS, Publisher, check_exactly_once_in_order, metric_total
+from harness.continuity import RATE, ROOMS, Publisher, check_exactly_once_in_order, fence, metric_total
 from harness.local import READY, LocalCluster, clients, manifest, record_measurement
 
 CLIENTS = 12
@@ -27,7 +27,6 @@ def test_clients_of_a_sigkilled_node_recover_every_message_once_in_order(tmp_pat
                                     "transports": [transport], "rooms": ROOMS})
         try:
             swarm.wait_ready()
-            swarm.wait("subscribed", CLIENTS)
             nodes = cluster.nodes(READY)
             load = {n["name"]: cluster.connections(n) for n in nodes}
             victim = max(nodes, key=lambda n: load[n["name"]])
@@ -44,8 +43,7 @@ def test_clients_of_a_sigkilled_node_recover_every_message_once_in_order(tmp_pat
                 affected = wait_until(moved, 30, f"the {load[victim['name']]} clients of {victim['name']} back")
                 more = len(publisher.accepted) + 2 * RATE
                 wait_until(lambda: len(publisher.accepted) >= more, 10, "two more seconds of messages")
-            assert cluster.publish({"event": "fence", "data": 1, "broadcast": True}).status_code == 202
-            wait_until(lambda: len(swarm.events("fence")) >= CLIENTS, 20, "the fence everywhere")
+            fence(cluster, swarm)
 
             reconnects = [e for e in swarm.of("connected") if e["t"] >= killed_at]
             assert {e["i"] for e in reconnects} == affected, "only the victim's clients reconnected"

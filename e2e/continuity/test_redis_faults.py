@@ -12,7 +12,7 @@ import signal
 import time
 
 from harness import contract, wait_until
-from harness.continuity import RATE, ROOMS, Publisher, check_exactly_once_in_order
+from harness.continuity import RATE, ROOMS, Publisher, check_exactly_once_in_order, fence
 from harness.local import READY, LocalCluster, clients, manifest, record_measurement
 
 CLIENTS = 12
@@ -24,7 +24,6 @@ def test_a_10s_redis_pause_loses_and_repeats_nothing(tmp_path, processes):
         swarm = clients(processes, {"url": cluster.endpoint, "withCredentials": True, "count": CLIENTS, "rooms": ROOMS})
         try:
             swarm.wait_ready()
-            swarm.wait("subscribed", CLIENTS)
             redis_pid = cluster.state()["redis"]["pid"]
             with Publisher(cluster.publish) as publisher:
                 wait_until(lambda: len(publisher.accepted) > RATE, 10, "a second of messages")
@@ -35,8 +34,7 @@ def test_a_10s_redis_pause_loses_and_repeats_nothing(tmp_path, processes):
                     os.kill(redis_pid, signal.SIGCONT)
                 resumed = len(publisher.accepted)
                 wait_until(lambda: len(publisher.accepted) >= resumed + 2 * RATE, 20, "two seconds of messages after")
-            assert cluster.publish({"event": "fence", "data": 1, "broadcast": True}).status_code == 202
-            wait_until(lambda: len(swarm.events("fence")) >= CLIENTS, 20, "the fence everywhere")
+            fence(cluster, swarm)
             got = check_exactly_once_in_order(swarm, publisher)
             refused = set(publisher.refused)
             delivered_anyway = {n for g in got.values() for n in g if n in refused}
@@ -54,7 +52,6 @@ def test_after_a_redis_restart_nothing_202_is_lost_and_reconnecting_clients_are_
         swarm = clients(processes, {"url": cluster.endpoint, "withCredentials": True, "count": CLIENTS, "rooms": ROOMS})
         try:
             swarm.wait_ready()
-            swarm.wait("subscribed", CLIENTS)
             redis_pid = cluster.state()["redis"]["pid"]
             with Publisher(cluster.publish) as publisher:
                 wait_until(lambda: len(publisher.accepted) > RATE, 10, "a second of messages")
@@ -62,8 +59,7 @@ def test_after_a_redis_restart_nothing_202_is_lost_and_reconnecting_clients_are_
                 wait_until(lambda: cluster.state()["redis"]["pid"] != redis_pid, 15, "redis-server restarted")
                 back = len(publisher.accepted)
                 wait_until(lambda: len(publisher.accepted) >= back + 2 * RATE, 30, "two seconds of 202s after the restart")
-            assert cluster.publish({"event": "fence", "data": 1, "broadcast": True}).status_code == 202
-            wait_until(lambda: len(swarm.events("fence")) >= CLIENTS, 20, "the fence everywhere")
+            fence(cluster, swarm)
             check_exactly_once_in_order(swarm, publisher)
             assert swarm.of("disconnect") == [], "a Redis restart disconnected clients"
 

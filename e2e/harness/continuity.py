@@ -9,6 +9,8 @@ from typing import Callable
 
 import requests
 
+from .core import wait_until
+
 # Messages a second, alternating room `news` and user `u1`.
 RATE = 100
 ROOMS = ["news", "user:u1"]
@@ -50,9 +52,17 @@ class Publisher:
         self.thread.join()
 
 
-def _offset(text: str) -> tuple[int, int]:
+def offset_key(text: str) -> tuple[int, int]:
+    """An event's offset (`<ms>-<seq>`) as a sortable key."""
     ms, seq = text.split("-")
     return int(ms), int(seq)
+
+
+def fence(cluster, swarm) -> None:
+    """A last broadcast, waited for on every client: what was published before it has
+    arrived wherever it was going to."""
+    assert cluster.publish({"event": "fence", "data": 1, "broadcast": True}).status_code == 202
+    wait_until(lambda: len(swarm.events("fence")) >= swarm.spec["count"], 20, "the fence everywhere")
 
 
 def check_exactly_once_in_order(swarm, publisher: Publisher) -> dict[int, list[int]]:
@@ -67,7 +77,7 @@ def check_exactly_once_in_order(swarm, publisher: Publisher) -> dict[int, list[i
         twice = sorted({n for n in got if got.count(n) > 1})
         assert not twice, f"client {i}: delivered twice: {twice[:20]}"
         assert all(e.get("offset") for e in lines), f"client {i}: an event without its offset"
-        offsets = [_offset(e["offset"]) for e in lines]
+        offsets = [offset_key(e["offset"]) for e in lines]
         assert all(a < b for a, b in zip(offsets, offsets[1:])), f"client {i}: offsets out of order"
         owed = [n for n in got if n in accepted]
         assert owed == sorted(owed), f"client {i}: 202'd messages out of publish order"

@@ -27,6 +27,14 @@ pub struct Started {
     pub sockets: Arc<dyn NodeSockets>,
 }
 
+impl Started {
+    /// The Redis link and the fan-out log's delivery, which a node has together or not
+    /// at all (single node).
+    pub fn cluster(&self) -> Option<(RedisLink, Arc<Fanout>)> {
+        Some((self.link.clone()?, self.fanout.clone()?))
+    }
+}
+
 pub struct AppState {
     pub config: Config,
     pub metrics: Arc<Metrics>,

@@ -63,6 +63,14 @@ impl Recovery {
     pub fn complete(&self) -> bool {
         self.broken.is_empty()
     }
+
+    /// Nothing replayed, every source broken by `gap`.
+    pub fn all_broken(sources: Vec<Source>, gap: Gap) -> Self {
+        Self {
+            replay: Vec::new(),
+            broken: sources.into_iter().map(|s| (s.room, gap)).collect(),
+        }
+    }
 }
 
 /// Decides per stream whether it still holds everything after the client's position.

@@ -176,6 +176,13 @@ fn offset_of(value: Value) -> redis::RedisResult<Offset> {
     text.parse().map_err(|_| malformed("stream id"))
 }
 
+/// One stream entry `[id, [field, value]]` as (offset, the value of its one field `m`,
+/// the message's channel form); `None` when it has another shape.
+pub fn entry(value: Value) -> Option<(Offset, Vec<u8>)> {
+    let (id, fields): (String, Vec<Vec<u8>>) = FromRedisValue::from_redis_value(value).ok()?;
+    Some((id.parse().ok()?, fields.into_iter().nth(1)?))
+}
+
 /// The reply of [`READ`] as a [`Snapshot`]; a reply of another shape is an error.
 fn parse_snapshot(value: Value, expected: usize) -> redis::RedisResult<Snapshot> {
     let mut items = Vec::<Value>::from_redis_value(value)?.into_iter();
@@ -199,16 +206,10 @@ fn parse_snapshot(value: Value, expected: usize) -> redis::RedisResult<Snapshot>
         let trimmed = offset_of(parts.next().ok_or_else(|| malformed("trimmed"))?)?;
         let raw =
             Vec::<Value>::from_redis_value(parts.next().ok_or_else(|| malformed("entries"))?)?;
-        let mut entries = Vec::with_capacity(raw.len());
-        for entry in raw {
-            let (id, fields): (Value, Vec<Vec<u8>>) = FromRedisValue::from_redis_value(entry)?;
-            // Fields are [name, value]: the one field `m`, the message.
-            let message = fields
-                .into_iter()
-                .nth(1)
-                .ok_or_else(|| malformed("entry"))?;
-            entries.push((offset_of(id)?, message));
-        }
+        let entries = raw
+            .into_iter()
+            .map(|e| entry(e).ok_or_else(|| malformed("entry")))
+            .collect::<redis::RedisResult<_>>()?;
         streams.push(StreamRead::Present { trimmed, entries });
     }
     if streams.len() != expected {

@@ -3,7 +3,10 @@
 //! so each message gets one offset and is delivered once by every node. PUBLISH
 //! answers 1 while a node holds the lease, 0 when none does (nothing was taken).
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, LazyLock},
+    time::Duration,
+};
 
 use futures::StreamExt;
 use redis::Script;
@@ -37,6 +40,9 @@ const RELEASE: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 "#;
+/// Hashed once: the lease is renewed every second.
+static TAKE_OR_RENEW_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(TAKE_OR_RENEW));
+static RELEASE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(RELEASE));
 
 pub struct ChannelInput {
     pub link: RedisLink,
@@ -56,7 +62,7 @@ impl ChannelInput {
         let lease_ms = u64::try_from(LEASE.as_millis()).unwrap_or(3_000);
         let mut consuming: Option<CancellationToken> = None;
         loop {
-            let owned = Script::new(TAKE_OR_RENEW)
+            let owned = TAKE_OR_RENEW_SCRIPT
                 .key(this.keys.channel_owner())
                 .arg(&this.holder)
                 .arg(lease_ms)
@@ -94,7 +100,7 @@ impl ChannelInput {
         }
         if consuming.is_some() {
             let _ = this.link.unsubscribe(this.channel.clone()).await;
-            let _ = Script::new(RELEASE)
+            let _ = RELEASE_SCRIPT
                 .key(this.keys.channel_owner())
                 .arg(&this.holder)
                 .invoke_async::<i64>(&mut this.link.connection())

@@ -69,13 +69,11 @@ pub async fn end(link: &RedisLink, keys: &Keys) -> redis::RedisResult<Offset> {
         .map_or(Offset::ZERO, |(o, _)| o))
 }
 
-/// Stream entries `[[id, [field, value, ...]], ...]` as (offset, first value).
+/// Stream entries `[[id, [field, value]], ...]`; an entry of another shape is skipped
+/// (a reader stuck on it would stop the node's delivery).
 fn entries(value: Value) -> redis::RedisResult<Vec<(Offset, Vec<u8>)>> {
-    let raw = Vec::<(String, Vec<Vec<u8>>)>::from_redis_value(value)?;
-    Ok(raw
-        .into_iter()
-        .filter_map(|(id, fields)| Some((id.parse().ok()?, fields.into_iter().nth(1)?)))
-        .collect())
+    let raw = Vec::<Value>::from_redis_value(value)?;
+    Ok(raw.into_iter().filter_map(history::script::entry).collect())
 }
 
 /// An XREAD reply for one stream: its entries, or none on a timeout (nil).

@@ -28,7 +28,7 @@ use crate::{
     metrics::Recovered,
     publish::{Message, NAMESPACES, fanout::Fanout, parse},
     redis_link::RedisLink,
-    state::SharedState,
+    state::{SharedState, Started},
 };
 
 /// How long a recovering socket waits for this node to deliver up to its history read.
@@ -126,17 +126,23 @@ pub(super) async fn prepare<A: Adapter>(
     asked: Asked,
 ) -> Vec<String> {
     let user_rooms: Vec<String> = identity.user.iter().map(|u| user_room(u)).collect();
-    let Some((link, fanout)) = state
-        .started
-        .get()
-        .and_then(|s| Some((s.link.clone()?, s.fanout.clone()?)))
-    else {
+    let Some((link, fanout)) = state.started.get().and_then(Started::cluster) else {
         return user_rooms;
     };
     let mut conn = link.connection();
     let keys = &state.keys;
     let asked_pid = asked.pid.filter(|p| session::plausible_pid(p));
-    let Some(old_pid) = asked_pid else {
+    let found = match &asked_pid {
+        None => None,
+        Some(pid) => match session::load(&mut conn, &keys.session(pid)).await {
+            Ok(found) => found.filter(|s| s.user == identity.user),
+            Err(e) => {
+                tracing::warn!(error = %e, "recovery session unreadable: continuity broken");
+                None
+            }
+        },
+    };
+    let Some((old_pid, found)) = asked_pid.clone().zip(found) else {
         start_session(
             socket,
             state,
@@ -145,25 +151,12 @@ pub(super) async fn prepare<A: Adapter>(
             history,
         )
         .await;
-        return user_rooms;
-    };
-    let found = match session::load(&mut conn, &keys.session(&old_pid)).await {
-        Ok(found) => found.filter(|s| s.user == identity.user),
-        Err(e) => {
-            tracing::warn!(error = %e, "recovery session unreadable: continuity broken");
-            None
+        if asked_pid.is_none() {
+            return user_rooms;
         }
-    };
-    let Some(found) = found else {
+        // Asked to recover a session that is gone (expired, lost with Redis, or another
+        // user's).
         state.metrics.recovery(Recovered::broken);
-        start_session(
-            socket,
-            state,
-            &link,
-            fresh_session(identity, fanout.last()),
-            history,
-        )
-        .await;
         let broken = Broken {
             reason: "session-unknown",
             rooms: None,
@@ -182,24 +175,18 @@ pub(super) async fn prepare<A: Adapter>(
         return Vec::new();
     };
     let permit = state.recoveries.clone().acquire_owned().await.ok();
-    let offset = asked.offset.as_deref().map(str::parse::<Offset>);
+    let offset = asked
+        .offset
+        .as_deref()
+        .map(str::parse::<Offset>)
+        .transpose();
     let (recovery, log_end) = match offset {
-        Some(Err(e)) => {
+        Err(e) => {
             tracing::info!(sid = %socket.id, error = %e, "recovery with a bad offset: continuity broken");
-            let all = recovery::sources(&found, None)
-                .into_iter()
-                .map(|s| (s.room, Gap::Trimmed))
-                .collect();
-            (
-                Recovery {
-                    replay: Vec::new(),
-                    broken: all,
-                },
-                fanout.last(),
-            )
+            let sources = recovery::sources(&found, None);
+            (Recovery::all_broken(sources, Gap::Trimmed), fanout.last())
         }
-        Some(Ok(offset)) => read(&mut conn, keys, history, &found, Some(offset), &fanout).await,
-        None => read(&mut conn, keys, history, &found, None, &fanout).await,
+        Ok(offset) => read(&mut conn, keys, history, &found, offset, &fanout).await,
     };
     let mut rooms = user_rooms;
     rooms.extend(found.rooms.keys().cloned());
@@ -260,17 +247,7 @@ async fn read(
         }
         Err(e) => {
             tracing::warn!(error = %e, "history unreadable: continuity broken");
-            let all = sources
-                .into_iter()
-                .map(|s| (s.room, Gap::Expired))
-                .collect();
-            (
-                Recovery {
-                    replay: Vec::new(),
-                    broken: all,
-                },
-                fanout.last(),
-            )
+            (Recovery::all_broken(sources, Gap::Expired), fanout.last())
         }
     }
 }
@@ -448,11 +425,7 @@ pub(super) async fn joined<A: Adapter>(
     let (Some(history), Some(pid)) = (state.config.history, socket.recovery_pid()) else {
         return;
     };
-    let Some((link, fanout)) = state
-        .started
-        .get()
-        .and_then(|s| Some((s.link.clone()?, s.fanout.clone()?)))
-    else {
+    let Some((link, fanout)) = state.started.get().and_then(Started::cluster) else {
         return;
     };
     let key = state.keys.session(pid);
