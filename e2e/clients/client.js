@@ -14,15 +14,26 @@
 //         rejoinAfterServerDisconnect?: bool (default false: a server-side disconnect is
 //         final for the library; true connects again, as the demo page does),
 //         dataBytes?: bool (event lines carry `bytes`, the length of the data's JSON,
-//         instead of the data: for payloads too large to echo) }
+//         instead of the data: for payloads too large to echo),
+//         subscribeOnRecover?: [..] (on a recovered connect, emits subscribe {rooms: these}
+//         right in the connect handler, as an app adding a room on every connect would;
+//         its ack is reported as an `ack` line with event "subscribe" and onRecover: true,
+//         after an `emitted` line once the subscribe is written) }
 // Rooms are subscribed on every connect but a recovered one (`socket.recovered`: the
 // server restored them, as an app using connection state recovery would do).
-// Lines: {type: open|connected (+recovered)|subscribed|event (+offset)|ack|upgrade|connect_error|disconnect|ready,
+// Lines: {type: open|connected (+recovered)|subscribed|event (+offset)|ack|emitted|upgrade|connect_error|disconnect|ready,
 //         i, t (wall clock, ms), us (wall clock, µs: latency against another process'
 //         clock), ...}; `ready` once every client has connected at least once.
 // stdin: JSON commands {cmd: "emit", i?, event, data, ack?: true}; {cmd: "disconnect", i?}
 //        and {cmd: "connect", i?} (the app's socket.disconnect() / socket.connect(): the
-//        client keeps its recovery pid and offset for the next connect).
+//        client keeps its recovery pid and offset for the next connect, but a disconnect
+//        of its own ends its session on the server, as in socket.io); {cmd: "drop", i?}
+//        closes the transport under the socket (a network blip: the server keeps the
+//        session; with reconnection on the client comes back by itself, else "connect");
+//        {cmd: "auth", i?, auth: {...}} replaces `socket.auth`, what the next CONNECT sends
+//        (e.g. a new token; the library adds its recovery pid and offset to it);
+//        {cmd: "reconnection", i?, on: bool} turns the library's own reconnection on or
+//        off from now (e.g. off while the test keeps a client away, on once it is back).
 // Stops on stdin EOF or SIGTERM.
 "use strict";
 const path = require("path");
@@ -79,6 +90,11 @@ for (let i = 0; i < count; i++) {
     if (spec.rooms && spec.rooms.length && !socket.recovered) {
       socket.emit("subscribe", { rooms: spec.rooms }, (ack) => out({ type: "subscribed", i, ack }));
     }
+    if (spec.subscribeOnRecover && socket.recovered) {
+      socket.emit("subscribe", { rooms: spec.subscribeOnRecover },
+        (ack) => out({ type: "ack", i, event: "subscribe", onRecover: true, ack }));
+      out({ type: "emitted", i, event: "subscribe", onRecover: true });
+    }
     if (!connectedBefore) {
       connectedBefore = true;
       firstConnects += 1;
@@ -114,6 +130,12 @@ rl.on("line", (line) => {
     for (const s of targets) s.disconnect();
   } else if (cmd.cmd === "connect") {
     for (const s of targets) s.connect();
+  } else if (cmd.cmd === "drop") {
+    for (const s of targets) if (s.io.engine) s.io.engine.close();
+  } else if (cmd.cmd === "auth") {
+    for (const s of targets) s.auth = cmd.auth;
+  } else if (cmd.cmd === "reconnection") {
+    for (const s of targets) s.io.reconnection(cmd.on === true);
   }
 });
 const stop = () => { for (const s of sockets) s.close(); process.exit(0); };

@@ -30,7 +30,7 @@ def away_then_back(node, processes, missed: int, away_s: float = 0.0):
     client.wait_ready()
     assert node.publish({"event": "m", "room": "news", "data": -1}, API_TOKEN).status_code == 202
     client.wait("event", event="m")
-    client.send({"cmd": "disconnect"})
+    client.send({"cmd": "drop"})
     client.wait("disconnect")
     for k in range(missed):
         assert node.publish({"event": "m", "room": "news", "data": k}, API_TOKEN).status_code == 202

@@ -78,7 +78,8 @@ def test_after_a_redis_restart_nothing_202_is_lost_and_reconnecting_clients_are_
             again, broken = wait_until(told, 30, "the moved clients told their continuity broke")
             assert all(e["recovered"] is False for e in again), again
             assert {e["i"] for e in broken} == {e["i"] for e in again}
-            assert all(e["data"] == {"reason": "session-unknown", "rooms": None, "broadcast": True} for e in broken), broken
+            assert all(e["data"] == {"reason": "session-unknown", "rooms": None, "broadcast": True, "revoked": []}
+               for e in broken), broken
             record_measurement("continuity_redis_restart", {
                 "published_202": len(publisher.accepted), "lost": 0, "duplicates": 0,
                 "reconnected_after": len(again), "told_continuity_broken": len(broken)})

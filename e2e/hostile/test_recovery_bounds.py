@@ -22,7 +22,7 @@ def test_a_recovery_replays_at_most_its_budget_and_reports_the_rest(processes, r
     client.wait_ready()
     assert node.publish({"event": "m", "room": ROOMS[0], "data": "first"}, "t").status_code == 202
     client.wait("event", event="m")
-    client.send({"cmd": "disconnect"})
+    client.send({"cmd": "drop"})
     client.wait("disconnect")
     # The rooms' histories grow while it is away (written straight into Redis: fast).
     channel = contract()["defaults"]["REDIS_CHANNEL"]

@@ -128,12 +128,14 @@ def test_bad_redis_channel_messages_are_counted_and_dropped(processes, redis_ser
     client = NodeClients(processes, {"url": a.url, "transports": ["websocket"], "rooms": ["r"]})
     client.wait_ready()
     channel = contract()["defaults"]["REDIS_CHANNEL"]
-    # One node at a time holds the channel (and appends what arrives to the fan-out log).
-    wait_until(lambda: redis_server.cli("PUBSUB", "NUMSUB", channel).split()[-1] == "1", 5,
-               "a node holds the publish channel")
+    # Every node receives the channel; one at a time holds its lease and takes what
+    # arrives (appends it to the fan-out log, or refuses and counts it).
+    wait_until(lambda: redis_server.cli("PUBSUB", "NUMSUB", channel).split()[-1] == "2", 5,
+               "both nodes receiving the publish channel")
+    wait_until(lambda: redis_server.cli("GET", f"{channel}:owner"), 5, "a node holding the publish channel")
     for garbage in ["not json", '{"room":"r"}', '{"event":"e","room":"r","user":"u"}', "[1,2]"]:
-        assert redis_server.publish(channel, garbage) == 1
-    assert redis_server.publish(channel, json.dumps({"event": "ok", "data": 1, "room": "r"})) == 1
+        assert redis_server.publish(channel, garbage) == 2
+    assert redis_server.publish(channel, json.dumps({"event": "ok", "data": 1, "room": "r"})) == 2
     assert [e["data"] for e in client.settle("ok", 1)] == [1]
     invalid = lambda: sum(n.metric("PUBLISH_REQUESTS", source="redis", result="invalid") for n in (a, b))
     wait_until(lambda: invalid() == 4, 5, "the holder counted the bad messages")

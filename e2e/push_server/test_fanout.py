@@ -54,8 +54,9 @@ def test_every_target_via_http_and_redis_is_delivered_once_per_client(processes,
         clients[(node.node_id, "other")] = NodeClients(processes, {"url": node.url, "rooms": ["other"]})
     for c in clients.values():
         c.wait_ready()
-    wait_until(lambda: redis_server.cli("PUBSUB", "NUMSUB", channel).split()[-1] == "1", 5,
-               "a node holds the publish channel")
+    wait_until(lambda: redis_server.cli("PUBSUB", "NUMSUB", channel).split()[-1] == "2", 5,
+               "both nodes receiving the publish channel")
+    wait_until(lambda: redis_server.cli("GET", f"{channel}:owner"), 5, "a node holding the publish channel")
 
     sends = [
         ("http-a", lambda body: a.publish(body, API_TOKEN).status_code),
@@ -63,10 +64,10 @@ def test_every_target_via_http_and_redis_is_delivered_once_per_client(processes,
         ("redis", lambda body: redis_server.publish(channel, json.dumps(body))),
     ]
     for source, send in sends:
-        # 202 from the API; 1 receiver (the channel's holder) from PUBLISH.
-        assert send({"event": "room", "data": source, "room": "news"}) in (202, 1)
-        assert send({"event": "user", "data": source, "user": "u1"}) in (202, 1)
-        assert send({"event": "all", "data": source, "broadcast": True}) in (202, 1)
+        # 202 from the API; 2 receivers (both nodes; the lease holder takes it) from PUBLISH.
+        assert send({"event": "room", "data": source, "room": "news"}) in (202, 2)
+        assert send({"event": "user", "data": source, "user": "u1"}) in (202, 2)
+        assert send({"event": "all", "data": source, "broadcast": True}) in (202, 2)
 
     sources = sorted(s for s, _ in sends)
     for (node, kind), c in clients.items():

@@ -9,7 +9,16 @@ use socketioxide::{
 };
 use socketioxide_redis::CustomRedisAdapter;
 
-use crate::redis_link::RedisLink;
+use crate::{history::RECOVERING_ROOM, redis_link::RedisLink};
+
+/// Whether a socket is still recovering (waiting outside its rooms to replay what it
+/// missed).
+pub fn recovering<A: Adapter>(socket: &socketioxide::extract::SocketRef<A>) -> bool {
+    socket
+        .rooms()
+        .iter()
+        .any(|room| room.as_ref() == RECOVERING_ROOM)
+}
 
 /// Several nodes: socketioxide's Redis adapter over our reconnecting link.
 pub type ClusterAdapter = CustomRedisAdapter<Emitter, RedisLink>;
@@ -69,8 +78,9 @@ pub trait NodeSockets: Send + Sync + 'static {
     fn ids(&self) -> Vec<String>;
     /// Closes every socket that is left.
     fn close_all(&self) -> BoxFuture<'static, ()>;
-    /// The recovery pids of the live sockets (those that have one).
-    fn recovery_pids(&self) -> Vec<String>;
+    /// The recovery pids of this node's sockets (those that have one), each with
+    /// whether the socket is in its rooms (not still recovering).
+    fn recovery_pids(&self) -> Vec<(String, bool)>;
 }
 
 impl<A: Adapter> NodeSockets for SocketIo<A> {
@@ -92,10 +102,10 @@ impl<A: Adapter> NodeSockets for SocketIo<A> {
         Box::pin(async move { io.close().await })
     }
 
-    fn recovery_pids(&self) -> Vec<String> {
+    fn recovery_pids(&self) -> Vec<(String, bool)> {
         self.sockets()
             .iter()
-            .filter_map(|s| s.recovery_pid().map(str::to_owned))
+            .filter_map(|s| s.recovery_pid().map(|pid| (pid.to_owned(), !recovering(s))))
             .collect()
     }
 }

@@ -211,6 +211,8 @@ async fn follow_redis(
         delivery,
         metrics: metrics.clone(),
         max_payload: config.max_payload_bytes,
+        sockets: sockets.clone(),
+        conns: state.conns.clone(),
     };
     tokio::spawn(reader.run(start, stop.clone()));
     let channel = ChannelInput {
@@ -232,7 +234,8 @@ async fn follow_redis(
             link.clone(),
             state.keys.clone(),
             history,
-            sockets,
+            socket::recover::received_grace(config),
+            sockets.clone(),
             stop.clone(),
         ));
     }

@@ -40,6 +40,9 @@ pub enum Outcome {
     unauthorized,
     too_large,
     disabled,
+    /// Redis channel: the node that holds the channel fell so far behind that its
+    /// buffer overflowed; the oldest messages were dropped.
+    buffer_full,
 }
 
 /// How a recovery attempt ended.
@@ -50,6 +53,9 @@ pub enum Recovered {
     recovered,
     /// Part of it was gone (or the session was): the client was told to resync.
     broken,
+    /// Not attempted now (no recovery permit in time, history unreadable in time): the
+    /// transport was cut and the client comes back with its session untouched.
+    deferred,
 }
 
 /// Why a socket did not get a message.
@@ -76,6 +82,23 @@ struct PublishLabels {
     result: Outcome,
 }
 
+/// A gauge kept in milliseconds, exposed in seconds (the unit Prometheus expects).
+#[derive(Debug)]
+struct LagSeconds(Gauge);
+
+impl prometheus_client::encoding::EncodeMetric for LagSeconds {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::MetricEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        encoder.encode_gauge(&(self.0.get() as f64 / 1_000.0))
+    }
+
+    fn metric_type(&self) -> prometheus_client::metrics::MetricType {
+        prometheus_client::metrics::MetricType::Gauge
+    }
+}
+
 /// Every metric of a node, registered once.
 pub struct Metrics {
     registry: Registry,
@@ -90,6 +113,9 @@ pub struct Metrics {
     pub messages_replayed: Counter,
     pub history_length: Histogram,
     slow_consumer_drops: Family<DropLabels, Counter>,
+    pub fanout_gaps: Counter,
+    /// Milliseconds (shown in seconds): how far the fan-out log reader is behind.
+    pub fanout_lag_ms: Gauge,
 }
 
 /// Strips the `_total` the encoder appends to counters again.
@@ -170,10 +196,24 @@ impl Metrics {
             "Messages a socket did not get because its send buffer was full, by reason",
             slow_consumer_drops.clone(),
         );
+        let fanout_gaps = Counter::default();
+        let fanout_lag_ms = Gauge::default();
+        if with_redis {
+            registry.register(
+                counter_name(names::FANOUT_GAPS),
+                "Times the fan-out log reader found entries trimmed before it read them (its sockets were cut to recover)",
+                fanout_gaps.clone(),
+            );
+            registry.register(
+                names::FANOUT_LAG,
+                "How far the fan-out log reader is behind the newest entry it has seen, seconds",
+                LagSeconds(fanout_lag_ms.clone()),
+            );
+        }
         let _ = slow_consumer_drops.get_or_create(&DropLabels {
             reason: DropReason::send_buffer_full,
         });
-        for result in [Recovered::recovered, Recovered::broken] {
+        for result in [Recovered::recovered, Recovered::broken, Recovered::deferred] {
             let _ = recoveries.get_or_create(&RecoveryLabels { result });
         }
         // Both series exist from the start so dashboards and the autoscaler see zeros.
@@ -195,6 +235,8 @@ impl Metrics {
             messages_replayed,
             history_length,
             slow_consumer_drops,
+            fanout_gaps,
+            fanout_lag_ms,
         }
     }
 
@@ -245,7 +287,12 @@ mod tests {
         metrics.publish(Source::http, Outcome::accepted);
         metrics.messages_delivered.inc();
         metrics.set_connections(2, 1);
+        metrics.fanout_lag_ms.set(1_500);
         let text = metrics.encode();
+        assert!(
+            text.contains(&format!("\n{} 1.5\n", names::FANOUT_LAG)),
+            "{text}"
+        );
         for name in [
             names::MESSAGES_DELIVERED,
             names::PUBLISH_REQUESTS,
@@ -255,6 +302,8 @@ mod tests {
             names::RECOVERIES,
             names::MESSAGES_REPLAYED,
             names::SLOW_CONSUMER_DROPS,
+            names::FANOUT_GAPS,
+            names::FANOUT_LAG,
         ] {
             assert!(
                 text.contains(&format!("\n{name}")),

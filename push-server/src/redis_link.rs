@@ -30,6 +30,9 @@ type Handlers = Arc<RwLock<HashMap<String, mpsc::Sender<ChanItem>>>>;
 #[derive(Clone)]
 pub struct RedisLink {
     conn: ConnectionManager,
+    /// A second connection for reads with long replies (recovery), so commands on
+    /// `conn` (publishes) do not queue behind them.
+    bulk: ConnectionManager,
     handlers: Handlers,
     info: ConnectionInfo,
 }
@@ -65,19 +68,24 @@ impl RedisLink {
         let client = redis::Client::open(info.clone())?;
         let handlers: Handlers = Arc::default();
         let push_handlers = handlers.clone();
-        let config = ConnectionManagerConfig::new()
+        let reconnecting = || {
+            ConnectionManagerConfig::new()
+                .set_min_delay(Duration::from_millis(100))
+                .set_max_delay(Duration::from_secs(2))
+                .set_connection_timeout(Some(Duration::from_secs(2)))
+                .set_response_timeout(Some(Duration::from_secs(2)))
+        };
+        let config = reconnecting()
             .set_push_sender(move |push: PushInfo| {
                 dispatch(push, &push_handlers);
                 Ok::<(), Infallible>(())
             })
-            .set_automatic_resubscription()
-            .set_min_delay(Duration::from_millis(100))
-            .set_max_delay(Duration::from_secs(2))
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(2)));
-        let conn = ConnectionManager::new_with_config(client, config).await?;
+            .set_automatic_resubscription();
+        let conn = ConnectionManager::new_with_config(client.clone(), config).await?;
+        let bulk = ConnectionManager::new_with_config(client, reconnecting()).await?;
         Ok(Self {
             conn,
+            bulk,
             handlers,
             info,
         })
@@ -110,6 +118,11 @@ impl RedisLink {
     /// A handle for ordinary commands (GET, PUBLISH).
     pub fn connection(&self) -> ConnectionManager {
         self.conn.clone()
+    }
+
+    /// A handle for reads with long replies (a recovery's history).
+    pub fn bulk_connection(&self) -> ConnectionManager {
+        self.bulk.clone()
     }
 
     /// PINGs every `period`, keeping `redis_up` true to the link and nudging the manager

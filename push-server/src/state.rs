@@ -64,6 +64,8 @@ pub enum NotReady {
     RedisDown,
     /// Near its connection cap: the Service should send new clients elsewhere.
     NearlyFull,
+    /// Its fan-out log reader is seconds behind: its clients get messages late.
+    Behind,
 }
 
 impl NotReady {
@@ -73,6 +75,7 @@ impl NotReady {
             NotReady::Draining => "draining",
             NotReady::RedisDown => "redis link down",
             NotReady::NearlyFull => "near the connection cap (PUSH_MAX_CONNECTIONS)",
+            NotReady::Behind => "the fan-out log reader is behind",
         }
     }
 }
@@ -83,6 +86,7 @@ pub fn readiness(
     draining: bool,
     redis: Option<bool>,
     nearly_full: bool,
+    behind: bool,
 ) -> Result<(), NotReady> {
     if draining {
         Err(NotReady::Draining)
@@ -90,6 +94,8 @@ pub fn readiness(
         Err(NotReady::Starting)
     } else if redis == Some(false) {
         Err(NotReady::RedisDown)
+    } else if behind {
+        Err(NotReady::Behind)
     } else if nearly_full {
         Err(NotReady::NearlyFull)
     } else {
@@ -146,6 +152,7 @@ impl AppState {
             self.draining(),
             self.redis_up(),
             self.nearly_full(),
+            self.metrics.fanout_lag_ms.get() > crate::publish::log::MAX_LAG_MS,
         )
     }
 
@@ -202,17 +209,21 @@ mod tests {
         ];
         for (name, started, draining, redis, want) in cases {
             assert_eq!(
-                readiness(started, draining, redis, false),
+                readiness(started, draining, redis, false, false),
                 want,
                 "case {name}"
             );
         }
         assert_eq!(
-            readiness(true, false, Some(true), true),
+            readiness(true, false, Some(true), true, false),
             Err(NotReady::NearlyFull)
         );
         assert_eq!(
-            readiness(true, true, Some(true), true),
+            readiness(true, false, Some(true), false, true),
+            Err(NotReady::Behind)
+        );
+        assert_eq!(
+            readiness(true, true, Some(true), true, true),
             Err(NotReady::Draining),
             "draining still wins"
         );

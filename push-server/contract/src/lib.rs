@@ -202,6 +202,14 @@ pub mod metrics {
     /// Counter, label `reason`: messages a socket did not get because its send buffer
     /// was full (the socket is then disconnected, to recover from history).
     pub const SLOW_CONSUMER_DROPS: &str = "push_slow_consumer_drops_total";
+    /// Counter: times this node's fan-out log reader found entries trimmed away before
+    /// it read them (it fell behind the log's length); its sockets are then cut, to
+    /// recover from history or be told `continuity_broken`.
+    pub const FANOUT_GAPS: &str = "push_fanout_gaps_total";
+    /// Gauge, seconds: how far this node's fan-out log reader is behind the newest
+    /// entry it has seen (0 when it has read everything). The node is not ready past
+    /// a few seconds.
+    pub const FANOUT_LAG: &str = "push_fanout_lag_seconds";
 }
 
 /// Client-facing socket.io event names and rooms.
@@ -217,8 +225,9 @@ pub mod socket {
     pub const AUTH_EXPIRED: &str = "auth_expired";
     /// Sent right after CONNECT to a client that asked to recover (socket.io's
     /// connection state recovery) but cannot get everything it missed:
-    /// `{"reason", "rooms"}`; `socket.recovered` is false, the app should resync `rooms`
-    /// (`null`: every room, the session itself is gone).
+    /// `{"reason", "rooms", "broadcast", "revoked"}`; `socket.recovered` is false, the
+    /// app should resync `rooms` (`null`: every room, the session itself is gone) and
+    /// drop `revoked` (rooms its token no longer allows: not rejoined).
     pub const CONTINUITY_BROKEN: &str = "continuity_broken";
 
     /// The room of one user's connections.

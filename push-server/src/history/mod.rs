@@ -58,16 +58,21 @@ pub const REPLAY_BUDGET: Budget = Budget {
 };
 /// Recoveries holding their replay in memory at once, per node (the rest wait).
 pub const CONCURRENT_RECOVERIES: usize = 32;
+/// History streams one recovery read script reads at most: a recovery over many rooms
+/// is several short scripts, so publishes run in between.
+pub const STREAMS_PER_READ: usize = 64;
 
 /// Entries the fan-out log keeps (approximately: trimmed with `~`). Nodes read it as it
 /// grows; it only has to cover a reader that fell behind or reconnected, not history.
 pub const LOG_MAX_LEN: u32 = 10_000;
 
-/// A history stream's keys: the stream and where its newest trimmed id is kept.
+/// A history stream's keys: the stream, where its newest trimmed id is kept, and the id
+/// that (re)created it (what came before may have expired with an earlier stream).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamKeys {
     pub stream: String,
     pub trimmed: String,
+    pub created: String,
 }
 
 /// The Redis keys of one cluster, all under its channel name (clusters sharing a Redis
@@ -99,6 +104,7 @@ impl Keys {
         StreamKeys {
             stream: of("h"),
             trimmed: of("t"),
+            created: of("c"),
         }
     }
 
@@ -110,6 +116,11 @@ impl Keys {
     /// Who appends what backends PUBLISH on the channel (one node at a time).
     pub fn channel_owner(&self) -> String {
         format!("{}:owner", self.prefix)
+    }
+
+    /// Digests of the last channel messages appended (see `script::Fence`).
+    pub fn channel_taken(&self) -> String {
+        format!("{}:taken", self.prefix)
     }
 }
 
@@ -132,8 +143,17 @@ mod tests {
             keys.stream("/", Some("x:t")),
             keys.stream("/", Some("x")),
         ];
-        let mut all = vec![keys.log(), keys.session("b"), keys.channel_owner()];
-        all.extend(streams.into_iter().flat_map(|s| [s.stream, s.trimmed]));
+        let mut all = vec![
+            keys.log(),
+            keys.session("b"),
+            keys.channel_owner(),
+            keys.channel_taken(),
+        ];
+        all.extend(
+            streams
+                .into_iter()
+                .flat_map(|s| [s.stream, s.trimmed, s.created]),
+        );
         let unique: std::collections::HashSet<_> = all.iter().collect();
         assert_eq!(unique.len(), all.len(), "{all:?}");
     }

@@ -8,66 +8,96 @@ use redis::{FromRedisValue, Script, Value, aio::ConnectionManager};
 
 use super::{Budget, HistoryConfig, LOG_MAX_LEN, Offset, StreamKeys};
 
-/// Appends one message: to the log (which gives it its id) and, with history on, to its
-/// history stream under the same id, then trims that stream to its bounds (age, then
-/// length), recording the newest id trimmed (Redis 7.0's `max-deleted-entry-id` does
-/// not count trimming). Returns the id and the history stream's length (0: none).
+/// Appends one message: to the log (which gives it its id; the entry also names the
+/// log's previous id, `p`, so a reader can tell it missed entries trimmed meanwhile)
+/// and, with history on, to its history stream under the same id, then trims that
+/// stream to its bounds (age, then length), recording the newest id trimmed (Redis
+/// 7.0's `max-deleted-entry-id` does not count trimming) and, when the append created
+/// the stream, its first id. Returns the id and the history stream's length (0: none).
+///
+/// KEYS: log, lease, taken, [stream, trimmed, created]. ARGV: message, log length,
+/// lease holder, digest, [max messages, ttl ms]. With a lease holder (the Redis channel's
+/// input) the append happens only while that holder holds the lease (else the error
+/// `NOTHOLDER`: two nodes that both think they hold it never append a message twice),
+/// and the message's digest joins the list of the last ones taken, from which the next
+/// holder knows where to go on.
 const APPEND: &str = r#"
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'm', ARGV[1])
-if KEYS[2] then
-  local ok = redis.pcall('XADD', KEYS[2], id, 'm', ARGV[1])
+if ARGV[3] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[3] then
+  return redis.error_reply('NOTHOLDER the publish channel lease is held by another node')
+end
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local prev = last[1] and last[1][1] or '0-0'
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'm', ARGV[1], 'p', prev)
+if ARGV[3] ~= '' then
+  redis.call('RPUSH', KEYS[3], ARGV[4])
+  redis.call('LTRIM', KEYS[3], -tonumber(ARGV[7]), -1)
+end
+if KEYS[4] then
+  local created = redis.call('EXISTS', KEYS[4]) == 0
+  local ok = redis.pcall('XADD', KEYS[4], id, 'm', ARGV[1])
   if type(ok) == 'table' and ok.err then
     redis.call('XDEL', KEYS[1], id)
     return ok
   end
+  if created then
+    redis.call('SET', KEYS[6], id)
+  end
   local cut = nil
-  local floor = tonumber(string.match(id, '^(%d+)-')) - tonumber(ARGV[4])
+  local floor = tonumber(string.match(id, '^(%d+)-')) - tonumber(ARGV[6])
   if floor > 0 then
-    local older = redis.call('XREVRANGE', KEYS[2], '(' .. floor .. '-0', '-', 'COUNT', 1)
+    local older = redis.call('XREVRANGE', KEYS[4], '(' .. floor .. '-0', '-', 'COUNT', 1)
     if older[1] then
       cut = older[1][1]
-      redis.call('XTRIM', KEYS[2], 'MINID', floor .. '-0')
+      redis.call('XTRIM', KEYS[4], 'MINID', floor .. '-0')
     end
   end
-  local excess = redis.call('XLEN', KEYS[2]) - tonumber(ARGV[3])
+  local excess = redis.call('XLEN', KEYS[4]) - tonumber(ARGV[5])
   if excess > 0 then
-    local oldest = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', excess)
+    local oldest = redis.call('XRANGE', KEYS[4], '-', '+', 'COUNT', excess)
     cut = oldest[#oldest][1]
-    redis.call('XTRIM', KEYS[2], 'MAXLEN', ARGV[3])
+    redis.call('XTRIM', KEYS[4], 'MAXLEN', ARGV[5])
   end
   if cut then
-    redis.call('SET', KEYS[3], cut)
+    redis.call('SET', KEYS[5], cut)
   end
-  redis.call('PEXPIRE', KEYS[2], ARGV[4])
-  redis.call('PEXPIRE', KEYS[3], ARGV[4])
-  return { id, redis.call('XLEN', KEYS[2]) }
+  redis.call('PEXPIRE', KEYS[4], ARGV[6])
+  redis.call('PEXPIRE', KEYS[5], ARGV[6])
+  redis.call('PEXPIRE', KEYS[6], ARGV[6])
+  return { id, redis.call('XLEN', KEYS[4]) }
 end
 return { id, 0 }
 "#;
 
-/// For each history stream (KEYS: stream, its trimmed-id key): whether it exists, the
-/// newest id trimmed from it, and its entries after the given id (ARGV[4..]); plus the
-/// server's clock and the log's last id. Entries are read up to a budget of messages
-/// (ARGV[2]) and bytes (ARGV[3]) over all streams; a stream past it answers `{2}`.
+/// For each history stream (KEYS after the log: stream, its trimmed-id key, its
+/// created-id key): whether it exists, the newest id trimmed from it, the id that
+/// created it, and its entries after the given id (ARGV[3..]); plus the server's clock
+/// and the log's last id. Reads within a budget of messages (ARGV[1]) and bytes
+/// (ARGV[2]) over all streams, asking Redis for no more than fits: the first stream
+/// past it answers `{2}`, and so does every stream after it, unread — a recovery costs
+/// Redis at most its budget, however many rooms and however long their histories.
 const READ: &str = r#"
 local now = redis.call('TIME')
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local out = { now[1] * 1000 + math.floor(now[2] / 1000), last[1] and last[1][1] or '0-0' }
-local messages, bytes = 0, 0
-for i = 2, #KEYS, 2 do
-  local key = KEYS[i]
-  if redis.call('EXISTS', key) == 0 then
+local messages, bytes = tonumber(ARGV[1]), tonumber(ARGV[2])
+for s = 1, (#KEYS - 1) / 3 do
+  local key = KEYS[3 * s - 1]
+  if messages < 0 then
+    out[#out + 1] = { 2 }
+  elseif redis.call('EXISTS', key) == 0 then
     out[#out + 1] = { 0 }
   else
-    local trimmed = redis.call('GET', KEYS[i + 1]) or '0-0'
-    local entries = redis.call('XRANGE', key, '(' .. ARGV[i / 2 + 3], '+', 'COUNT', ARGV[1])
+    local trimmed = redis.call('GET', KEYS[3 * s]) or '0-0'
+    local created = redis.call('GET', KEYS[3 * s + 1]) or '0-0'
+    local entries = redis.call('XRANGE', key, '(' .. ARGV[s + 2], '+', 'COUNT', messages + 1)
     local size = 0
     for _, entry in ipairs(entries) do size = size + #entry[2][2] end
-    if messages + #entries > tonumber(ARGV[2]) or bytes + size > tonumber(ARGV[3]) then
+    if #entries > messages or size > bytes then
+      messages = -1
       out[#out + 1] = { 2 }
     else
-      messages, bytes = messages + #entries, bytes + size
-      out[#out + 1] = { 1, trimmed, entries }
+      messages, bytes = messages - #entries, bytes - size
+      out[#out + 1] = { 1, trimmed, created, entries }
     end
   end
 end
@@ -86,23 +116,77 @@ pub struct Appended {
     pub history_length: Option<u64>,
 }
 
-/// Appends `wire` (the message's channel form) to `log` and, if given, to `stream`.
+/// The publish channel's lease, whose holder alone appends what backends PUBLISH.
+#[derive(Debug, Clone, Copy)]
+pub struct Fence<'a> {
+    /// The lease key and this node's holder name.
+    pub lease: &'a str,
+    pub holder: &'a str,
+    /// The list of the last digests taken, and this message's digest.
+    pub taken: &'a str,
+    pub digest: &'a str,
+}
+
+/// Digests of the last channel messages taken (see [`Fence`]): enough to find one's
+/// place in a buffer holding repeats.
+pub const TAKEN_KEPT: usize = 16;
+
+/// Why an append did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// Another node holds the channel lease (see [`Fence`]).
+    #[error("the publish channel lease is held by another node")]
+    NotHolder,
+    #[error(transparent)]
+    Redis(#[from] redis::RedisError),
+}
+
+/// Appends `wire` (the message's channel form) to `log` and, if given, to `stream`;
+/// with a `fence`, only while its holder holds the lease.
 pub async fn append(
     conn: &mut ConnectionManager,
     log: &str,
     stream: Option<(&StreamKeys, &HistoryConfig)>,
+    fence: Option<Fence<'_>>,
     wire: &[u8],
-) -> redis::RedisResult<Appended> {
+) -> Result<Appended, AppendError> {
     let mut invocation = APPEND_SCRIPT.key(log);
-    invocation.arg(wire).arg(LOG_MAX_LEN);
-    if let Some((keys, history)) = stream {
-        invocation
-            .key(&keys.stream)
-            .key(&keys.trimmed)
-            .arg(history.max_messages)
-            .arg(history.ttl_ms());
+    let (lease, holder, taken, digest) =
+        fence.map_or(("", "", "", ""), |f| (f.lease, f.holder, f.taken, f.digest));
+    // Without a fence its keys go unused: the log's name stands in.
+    let or_log = |given: &str| {
+        if given.is_empty() {
+            log.to_owned()
+        } else {
+            given.to_owned()
+        }
+    };
+    invocation
+        .key(or_log(lease))
+        .key(or_log(taken))
+        .arg(wire)
+        .arg(LOG_MAX_LEN)
+        .arg(holder)
+        .arg(digest);
+    match stream {
+        Some((keys, history)) => {
+            invocation
+                .key(&keys.stream)
+                .key(&keys.trimmed)
+                .key(&keys.created)
+                .arg(history.max_messages)
+                .arg(history.ttl_ms());
+        }
+        None => {
+            invocation.arg(0).arg(0);
+        }
     }
-    let (id, length): (String, u64) = invocation.invoke_async(conn).await?;
+    invocation.arg(TAKEN_KEPT);
+    let (id, length): (String, u64) = match invocation.invoke_async(conn).await {
+        Ok(reply) => reply,
+        Err(e) if e.code() == Some("NOTHOLDER") => return Err(AppendError::NotHolder),
+        Err(e) => return Err(e.into()),
+    };
     let offset = id.parse().map_err(|e: super::offset::BadOffset| {
         redis::RedisError::from((
             redis::ErrorKind::UnexpectedReturnType,
@@ -126,9 +210,34 @@ pub enum StreamRead {
     Present {
         /// The newest id trimmed away (by length or age); `0-0` when none.
         trimmed: Offset,
+        /// The id whose append created the stream; `0-0` when unknown (written by a
+        /// node that did not record it).
+        created: Offset,
         /// Entries after the asked id, oldest first: (id, channel form).
         entries: Vec<(Offset, Vec<u8>)>,
     },
+}
+
+impl StreamRead {
+    /// The read without its entries after `end` (appended after an earlier read saw
+    /// the log's end at `end`).
+    pub fn until(self, end: Offset) -> Self {
+        match self {
+            StreamRead::Present {
+                trimmed,
+                created,
+                mut entries,
+            } => {
+                entries.retain(|(offset, _)| *offset <= end);
+                StreamRead::Present {
+                    trimmed,
+                    created,
+                    entries,
+                }
+            }
+            other => other,
+        }
+    }
 }
 
 /// What one recovery read returns.
@@ -142,21 +251,21 @@ pub struct Snapshot {
     pub streams: Vec<StreamRead>,
 }
 
-/// Reads `streams` (keys, after-id) and the log's end atomically; at most `limit`
-/// entries per stream, and what fits in `budget` over all.
+/// Reads `streams` (keys, after-id) and the log's end atomically, what fits in `budget`
+/// over all (a stream past it, and every one after it, is [`StreamRead::OverBudget`]).
 pub async fn read(
     conn: &mut ConnectionManager,
     log: &str,
     streams: &[(StreamKeys, Offset)],
-    limit: u32,
     budget: Budget,
 ) -> redis::RedisResult<Snapshot> {
     let mut invocation = READ_SCRIPT.key(log);
-    invocation.arg(limit).arg(budget.messages).arg(budget.bytes);
+    invocation.arg(budget.messages).arg(budget.bytes);
     for (keys, after) in streams {
         invocation
             .key(&keys.stream)
             .key(&keys.trimmed)
+            .key(&keys.created)
             .arg(after.to_string());
     }
     let value: Value = invocation.invoke_async(conn).await?;
@@ -176,11 +285,25 @@ fn offset_of(value: Value) -> redis::RedisResult<Offset> {
     text.parse().map_err(|_| malformed("stream id"))
 }
 
-/// One stream entry `[id, [field, value]]` as (offset, the value of its one field `m`,
+/// One stream entry `[id, [m, value, ...]]` as (offset, the value of its first field `m`,
 /// the message's channel form); `None` when it has another shape.
 pub fn entry(value: Value) -> Option<(Offset, Vec<u8>)> {
+    log_entry(value).map(|(offset, message, _)| (offset, message))
+}
+
+/// One fan-out log entry `[id, [m, value, p, previous id]]`: (offset, channel form, the
+/// log's previous id when the entry names it); `None` when it has another shape.
+pub fn log_entry(value: Value) -> Option<(Offset, Vec<u8>, Option<Offset>)> {
     let (id, fields): (String, Vec<Vec<u8>>) = FromRedisValue::from_redis_value(value).ok()?;
-    Some((id.parse().ok()?, fields.into_iter().nth(1)?))
+    let mut fields = fields.into_iter();
+    let message = fields.nth(1)?;
+    let previous = match (fields.next(), fields.next()) {
+        (Some(name), Some(value)) if name == b"p" => {
+            Some(std::str::from_utf8(&value).ok()?.parse().ok()?)
+        }
+        _ => None,
+    };
+    Some((id.parse().ok()?, message, previous))
 }
 
 /// The reply of [`READ`] as a [`Snapshot`]; a reply of another shape is an error.
@@ -204,13 +327,18 @@ fn parse_snapshot(value: Value, expected: usize) -> redis::RedisResult<Snapshot>
             _ => {}
         }
         let trimmed = offset_of(parts.next().ok_or_else(|| malformed("trimmed"))?)?;
+        let created = offset_of(parts.next().ok_or_else(|| malformed("created"))?)?;
         let raw =
             Vec::<Value>::from_redis_value(parts.next().ok_or_else(|| malformed("entries"))?)?;
         let entries = raw
             .into_iter()
             .map(|e| entry(e).ok_or_else(|| malformed("entry")))
             .collect::<redis::RedisResult<_>>()?;
-        streams.push(StreamRead::Present { trimmed, entries });
+        streams.push(StreamRead::Present {
+            trimmed,
+            created,
+            entries,
+        });
     }
     if streams.len() != expected {
         return Err(malformed("stream count"));
@@ -240,6 +368,7 @@ mod tests {
             Value::Array(vec![
                 Value::Int(1),
                 bulk("800-0"),
+                bulk("700-0"),
                 Value::Array(vec![Value::Array(vec![
                     bulk("850-0"),
                     Value::Array(vec![bulk("m"), bulk("{}")]),
@@ -255,6 +384,7 @@ mod tests {
             snapshot.streams[2],
             StreamRead::Present {
                 trimmed: Offset { ms: 800, seq: 0 },
+                created: Offset { ms: 700, seq: 0 },
                 entries: vec![(Offset { ms: 850, seq: 0 }, b"{}".to_vec())],
             }
         );

@@ -1,17 +1,20 @@
 //! A socket's recovery session in Redis, so any node can restore it: one hash per
-//! private id (`pid`) with the socket's user (`u`), the position it connected at (`c`)
-//! and, per room it subscribed to, the position it joined at (`r:<room>`). Kept for the
-//! history TTL after the socket's node last refreshed it.
+//! private id (`pid`) with the socket's user (`u`), the position it connected at (`c`),
+//! the Redis time up to which it is known to have received everything (`a`) and, per
+//! room it subscribed to, the position it joined at (`r:<room>`). Kept for the history
+//! TTL after the socket's node last refreshed it; deleted when the client leaves on its
+//! own or its recovery broke.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::LazyLock, time::Duration};
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use redis::{AsyncCommands, aio::ConnectionManager};
+use redis::{AsyncCommands, Script, aio::ConnectionManager};
 
 use super::Offset;
 
 const USER: &str = "u";
 const CONNECTED_AT: &str = "c";
+const RECEIVED_THROUGH: &str = "a";
 const ROOM_PREFIX: &str = "r:";
 /// The longest pid a client may send back (ours are 22 characters).
 const MAX_PID_LEN: usize = 64;
@@ -41,6 +44,9 @@ pub struct Session {
     pub connected_at: Offset,
     /// Rooms it subscribed to, with the position it joined each at.
     pub rooms: BTreeMap<String, Offset>,
+    /// Redis time (ms) up to which the socket had received everything sent to it: it
+    /// was connected and answering heartbeats then (see [`keep`]). `None`: not known.
+    pub received_through_ms: Option<u64>,
 }
 
 impl Session {
@@ -55,6 +61,9 @@ impl Session {
                 .iter()
                 .map(|(room, at)| (format!("{ROOM_PREFIX}{room}"), at.to_string())),
         );
+        if let Some(ms) = self.received_through_ms {
+            fields.push((RECEIVED_THROUGH.to_owned(), ms.to_string()));
+        }
         fields
     }
 
@@ -64,6 +73,7 @@ impl Session {
             connected_at: fields.get(CONNECTED_AT)?.parse().ok()?,
             user: fields.get(USER).filter(|u| !u.is_empty()).cloned(),
             rooms: BTreeMap::new(),
+            received_through_ms: fields.get(RECEIVED_THROUGH).and_then(|a| a.parse().ok()),
         };
         for (field, value) in fields {
             if let Some(room) = field.strip_prefix(ROOM_PREFIX) {
@@ -99,8 +109,10 @@ pub async fn load(conn: &mut ConnectionManager, key: &str) -> redis::RedisResult
     Ok(Session::from_fields(fields))
 }
 
-/// Records rooms joined at `at`. On a session that is gone this leaves a hash without
-/// `c`, which loads as gone (and expires): a gone session stays gone.
+/// Records rooms joined at `at`; a room already in the session keeps its position (a
+/// second subscribe must not skip what the socket missed since its first). On a session
+/// that is gone this leaves a hash without `c`, which loads as gone (and expires): a
+/// gone session stays gone.
 pub async fn joined(
     conn: &mut ConnectionManager,
     key: &str,
@@ -111,15 +123,21 @@ pub async fn joined(
     if rooms.is_empty() {
         return Ok(());
     }
-    let fields: Vec<(String, String)> = rooms
-        .iter()
-        .map(|room| (format!("{ROOM_PREFIX}{room}"), at.to_string()))
-        .collect();
-    redis::pipe()
-        .hset_multiple(key, &fields)
-        .expire(key, ttl_seconds(ttl))
+    let at = at.to_string();
+    let mut pipe = redis::pipe();
+    for room in rooms {
+        pipe.hset_nx(key, format!("{ROOM_PREFIX}{room}"), &at)
+            .ignore();
+    }
+    pipe.expire(key, ttl_seconds(ttl))
+        .ignore()
         .query_async(conn)
         .await
+}
+
+/// Ends a session: the client left on its own, or its recovery broke (a new pid follows).
+pub async fn delete(conn: &mut ConnectionManager, key: &str) -> redis::RedisResult<()> {
+    conn.del(key).await
 }
 
 pub async fn left(
@@ -134,17 +152,43 @@ pub async fn left(
     conn.hdel(key, fields).await
 }
 
-/// Keeps the sessions of connected sockets alive for another TTL.
-pub async fn refresh(
+/// Keeps sessions for another TTL (KEYS; ARGV[1] seconds) and, for the first ARGV[3] of
+/// them (sockets in their rooms), records Redis's time less ARGV[2] ms as where they
+/// have received everything: a heartbeat answered within that margin proves the client
+/// read all that was written before it. A session that is gone stays gone.
+const KEEP: &str = r#"
+local now = redis.call('TIME')
+local through = now[1] * 1000 + math.floor(now[2] / 1000) - tonumber(ARGV[2])
+for i, key in ipairs(KEYS) do
+  if redis.call('EXPIRE', key, ARGV[1]) == 1 and i <= tonumber(ARGV[3]) then
+    redis.call('HSET', key, 'a', through)
+  end
+end
+return 0
+"#;
+static KEEP_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(KEEP));
+
+/// Keeps the sessions `live` (sockets in their rooms: marked received through now less
+/// `grace`) and `waiting` (sockets still recovering: only kept) for another `ttl`.
+pub async fn keep(
     conn: &mut ConnectionManager,
-    keys: &[String],
-    ttl: std::time::Duration,
+    live: &[String],
+    waiting: &[String],
+    grace: Duration,
+    ttl: Duration,
 ) -> redis::RedisResult<()> {
-    let mut pipe = redis::pipe();
-    for key in keys {
-        pipe.expire(key, ttl_seconds(ttl)).ignore();
+    if live.is_empty() && waiting.is_empty() {
+        return Ok(());
     }
-    pipe.query_async(conn).await
+    let mut invocation = KEEP_SCRIPT.prepare_invoke();
+    for key in live.iter().chain(waiting) {
+        invocation.key(key);
+    }
+    invocation
+        .arg(ttl_seconds(ttl))
+        .arg(u64::try_from(grace.as_millis()).unwrap_or(u64::MAX))
+        .arg(live.len());
+    invocation.invoke_async(conn).await
 }
 
 #[cfg(test)]
@@ -160,6 +204,7 @@ mod tests {
                 ("news".into(), Offset { ms: 6, seq: 0 }),
                 ("r:odd".into(), Offset { ms: 7, seq: 2 }),
             ]),
+            received_through_ms: Some(9),
         };
         let fields = session.fields().into_iter().collect();
         assert_eq!(Session::from_fields(fields), Some(session));

@@ -142,6 +142,7 @@ async fn hand_to_redis(
         &state.metrics,
         message,
         wire,
+        None,
     );
     match tokio::time::timeout(state.config.redis_timeout, append).await {
         Ok(Ok(offset)) => Ok(Accepted::Cluster { offset }),

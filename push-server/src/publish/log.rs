@@ -10,9 +10,16 @@ use redis::{
 };
 use tokio_util::sync::CancellationToken;
 
-use super::{ENVELOPE_OVERHEAD, Message, NAMESPACES, deliver::NodeDelivery, fanout::Fanout, parse};
+use super::{
+    ENVELOPE_OVERHEAD, Message, NAMESPACES, deliver::NodeDelivery, fanout::Fanout, now_us, parse,
+};
 use crate::{
-    history::{self, HistoryConfig, Keys, Offset},
+    adapter::NodeSockets,
+    conn::ConnRegistry,
+    history::{
+        self, HistoryConfig, Keys, Offset,
+        script::{AppendError, Fence},
+    },
     metrics::{Metrics, Outcome, Source},
     redis_link::RedisLink,
 };
@@ -20,11 +27,21 @@ use crate::{
 /// Entries one read takes at most (well under a socket's send buffer: a batch is
 /// delivered back to back).
 const READ_BATCH: usize = 128;
+/// What one read should bring at most, in bytes: large messages are read fewer at a time
+/// (a batch of 128 one-megabyte entries would be 128 MB at once).
+const READ_BYTES: usize = 8 << 20;
+
+/// Entries the next read asks for, from the size of the last batch's entries.
+fn next_batch(entries: usize, bytes: usize) -> usize {
+    let average = bytes.checked_div(entries).unwrap_or(0).max(1);
+    (READ_BYTES / average).clamp(1, READ_BATCH)
+}
 /// How long one read blocks waiting for entries (it then simply reads again).
 const READ_BLOCK_MS: u64 = 1_000;
 
 /// Appends a validated message (in its channel form `wire`) to the log and, with
-/// history on, to its history stream. Returns its offset.
+/// history on, to its history stream; with a `fence`, only while it holds the publish
+/// channel's lease. Returns its offset.
 pub async fn append(
     link: &RedisLink,
     keys: &Keys,
@@ -32,7 +49,8 @@ pub async fn append(
     metrics: &Metrics,
     message: &Message,
     wire: &[u8],
-) -> redis::RedisResult<Offset> {
+    fence: Option<Fence<'_>>,
+) -> Result<Offset, AppendError> {
     let stream = history.map(|h| {
         (
             keys.stream(&message.namespace, message.room().as_deref()),
@@ -44,6 +62,7 @@ pub async fn append(
         &mut conn,
         &keys.log(),
         stream.as_ref().map(|(keys, h)| (keys, *h)),
+        fence,
         wire,
     )
     .await?;
@@ -66,18 +85,50 @@ pub async fn end(link: &RedisLink, keys: &Keys) -> redis::RedisResult<Offset> {
     Ok(entries(last)?
         .into_iter()
         .next()
-        .map_or(Offset::ZERO, |(o, _)| o))
+        .map_or(Offset::ZERO, |(o, _, _)| o))
 }
 
-/// Stream entries `[[id, [field, value]], ...]`; an entry of another shape is skipped
-/// (a reader stuck on it would stop the node's delivery).
-fn entries(value: Value) -> redis::RedisResult<Vec<(Offset, Vec<u8>)>> {
+/// One log entry: its offset, the message's channel form, and the log's previous id
+/// when the entry names it.
+type LogEntry = (Offset, Vec<u8>, Option<Offset>);
+
+/// Stream entries `[[id, [field, value, ...]], ...]`; an entry of another shape is
+/// skipped (a reader stuck on it would stop the node's delivery).
+fn entries(value: Value) -> redis::RedisResult<Vec<LogEntry>> {
     let raw = Vec::<Value>::from_redis_value(value)?;
-    Ok(raw.into_iter().filter_map(history::script::entry).collect())
+    Ok(raw
+        .into_iter()
+        .filter_map(history::script::log_entry)
+        .collect())
 }
+
+/// Where an entry stands against what the reader delivered last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Continuity {
+    /// It follows what was delivered (or cannot tell: an entry without `p`).
+    Follows,
+    /// Entries between were trimmed before this node read them.
+    Gap,
+    /// It follows a position before ours: the log was lost and started again (a Redis
+    /// restart without persistence).
+    Restarted,
+}
+
+fn continuity(last: Offset, previous: Option<Offset>) -> Continuity {
+    match previous {
+        // Reading from the very start (the log's end was unknown): nothing to compare.
+        _ if last == Offset::ZERO => Continuity::Follows,
+        Some(previous) if previous > last => Continuity::Gap,
+        Some(previous) if previous < last => Continuity::Restarted,
+        _ => Continuity::Follows,
+    }
+}
+
+/// A reader past this lag (ms) reports the node not ready.
+pub const MAX_LAG_MS: i64 = 5_000;
 
 /// An XREAD reply for one stream: its entries, or none on a timeout (nil).
-fn read_reply(value: Value) -> redis::RedisResult<Vec<(Offset, Vec<u8>)>> {
+fn read_reply(value: Value) -> redis::RedisResult<Vec<LogEntry>> {
     let streams: Option<Vec<(String, Value)>> = match value {
         Value::Nil => None,
         // RESP3 answers XREAD with a map {stream: entries}.
@@ -103,6 +154,9 @@ pub struct Reader {
     pub delivery: Arc<dyn NodeDelivery>,
     pub metrics: Arc<Metrics>,
     pub max_payload: usize,
+    /// This node's sockets and their connections: cut when the reader finds a gap.
+    pub sockets: Arc<dyn NodeSockets>,
+    pub conns: Arc<ConnRegistry>,
 }
 
 impl Reader {
@@ -154,10 +208,11 @@ impl Reader {
         last: &mut Offset,
     ) -> redis::RedisError {
         let log = self.keys.log();
+        let mut count = READ_BATCH;
         loop {
             let reply: Value = match redis::cmd("XREAD")
                 .arg("COUNT")
-                .arg(READ_BATCH)
+                .arg(count)
                 .arg("BLOCK")
                 .arg(READ_BLOCK_MS)
                 .arg("STREAMS")
@@ -173,12 +228,49 @@ impl Reader {
                 Ok(batch) => batch,
                 Err(e) => return e,
             };
-            for (offset, payload) in batch {
+            let full = batch.len() >= count;
+            if !batch.is_empty() {
+                count = next_batch(batch.len(), batch.iter().map(|(_, m, _)| m.len()).sum());
+            }
+            for (offset, payload, previous) in batch {
+                match continuity(*last, previous) {
+                    Continuity::Follows => {}
+                    Continuity::Gap => self.gap(*last, previous),
+                    Continuity::Restarted => {
+                        tracing::warn!(after = %last, %offset, "fan-out log started again (Redis lost its data?): reading on")
+                    }
+                }
                 self.deliver(offset, &payload).await;
                 *last = offset;
                 // Let the sockets' writers run between messages of a batch.
                 tokio::task::yield_now().await;
             }
+            // A full batch: more is waiting, the reader is as far behind as its last entry.
+            let lag_ms = if full {
+                let now_ms = now_us() / 1_000;
+                i64::try_from(now_ms.saturating_sub(last.ms)).unwrap_or(i64::MAX)
+            } else {
+                0
+            };
+            self.metrics.fanout_lag_ms.set(lag_ms);
+        }
+    }
+
+    /// Entries after `last` were trimmed from the log before this node read them: its
+    /// sockets may have missed them. Never a silent skip: counted, and every socket's
+    /// transport cut, so each client reconnects and recovers from its rooms' history
+    /// (or is told `continuity_broken`).
+    fn gap(&self, last: Offset, previous: Option<Offset>) {
+        self.metrics.fanout_gaps.inc();
+        let sids = self.sockets.ids();
+        tracing::warn!(
+            after = %last,
+            resumed_after = ?previous.map(|p| p.to_string()),
+            sockets = sids.len(),
+            "fan-out log: entries were trimmed before this node read them: cutting its sockets so they recover from history"
+        );
+        for sid in &sids {
+            self.conns.cut(sid);
         }
     }
 
@@ -212,6 +304,58 @@ mod tests {
         Value::Array(vec![bulk(id), Value::Array(vec![bulk("m"), bulk(m)])])
     }
 
+    fn entry_after(id: &str, m: &str, previous: &str) -> Value {
+        Value::Array(vec![
+            bulk(id),
+            Value::Array(vec![bulk("m"), bulk(m), bulk("p"), bulk(previous)]),
+        ])
+    }
+
+    #[test]
+    fn entries_name_their_predecessor_and_gaps_are_found() {
+        let reply = Value::Map(vec![(
+            bulk("log"),
+            Value::Array(vec![entry_after("5-0", "a", "3-1"), entry("6-0", "b")]),
+        )]);
+        let got = read_reply(reply).expect("parses");
+        assert_eq!(got[0].2, Some(Offset { ms: 3, seq: 1 }));
+        assert_eq!(got[1].2, None, "an entry of an older node");
+        let at = |ms| Offset { ms, seq: 0 };
+        let cases = [
+            ("follows", at(3), Some(at(3)), Continuity::Follows),
+            (
+                "entries trimmed between",
+                at(3),
+                Some(at(4)),
+                Continuity::Gap,
+            ),
+            (
+                "the log started again",
+                at(3),
+                Some(at(0)),
+                Continuity::Restarted,
+            ),
+            ("no predecessor named", at(3), None, Continuity::Follows),
+            (
+                "reading from the start",
+                Offset::ZERO,
+                Some(at(9)),
+                Continuity::Follows,
+            ),
+        ];
+        for (name, last, previous, want) in cases {
+            assert_eq!(continuity(last, previous), want, "case {name}");
+        }
+    }
+
+    #[test]
+    fn reads_ask_for_fewer_large_entries() {
+        assert_eq!(next_batch(128, 128 * 200), READ_BATCH, "small messages");
+        assert_eq!(next_batch(10, 10 << 20), 8, "1 MB messages: 8 MB a read");
+        assert_eq!(next_batch(1, 64 << 20), 1, "at least one");
+        assert_eq!(next_batch(0, 0), READ_BATCH);
+    }
+
     #[test]
     fn xread_replies_in_both_protocols_and_on_timeout() {
         let entries = Value::Array(vec![entry("1-0", "a"), entry("2-0", "b")]);
@@ -219,7 +363,7 @@ mod tests {
         let resp2 = Value::Array(vec![Value::Array(vec![bulk("log"), entries])]);
         for reply in [resp3, resp2] {
             let got = read_reply(reply).expect("parses");
-            let ids: Vec<String> = got.iter().map(|(o, _)| o.to_string()).collect();
+            let ids: Vec<String> = got.iter().map(|(o, _, _)| o.to_string()).collect();
             assert_eq!(ids, ["1-0", "2-0"]);
             assert_eq!(got[1].1, b"b");
         }

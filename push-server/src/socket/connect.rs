@@ -108,11 +108,12 @@ pub(super) async fn authenticate<A: Adapter>(
 }
 
 pub(super) async fn on_connect<A: Adapter>(socket: SocketRef<A>, State(state): State<SharedState>) {
-    recover::finish(&socket, &state).await;
-    // The handshake's TCP connection (the WebSocket itself for WebSocket-only clients).
+    // The handshake's TCP connection (the WebSocket itself for WebSocket-only clients),
+    // known before the replay: a recovery that wants the client back cuts it.
     if let Some(conn) = socket.req_parts().extensions.get::<ConnHandle>() {
         state.conns.attach(&socket.id.to_string(), conn);
     }
+    recover::finish(&socket, &state).await;
     let identity = identity_of(&socket);
     if let Some(exp) = identity.expires_at {
         expiry::expire_at(&socket, exp);

@@ -12,7 +12,7 @@ use socketioxide::{
 
 use super::{
     expiry, rate, recover,
-    rooms::{self, RoomsRequest, malformed, plan_subscribe, plan_unsubscribe},
+    rooms::{self, RoomsRequest, malformed, plan_subscribe, plan_unsubscribe, recovering},
 };
 use crate::{auth::identity::Identity, state::SharedState};
 
@@ -67,14 +67,19 @@ async fn on_subscribe<A: Adapter>(
     let Some(ack) = within_budget(&socket, ack) else {
         return;
     };
-    recover::settled(&socket).await;
-    let plan = match request {
+    if !recover::settled(&socket).await {
+        let _ = ack.send(&recovering());
+        return;
+    }
+    let mut plan = match request {
         Err(e) => malformed(e),
         Ok(req) => plan_subscribe(&identity_of(&socket), socket.rooms().len(), req.rooms),
     };
     if let Some(joined) = &plan.joined {
         state.room_sizes.join(&socket, joined);
-        recover::joined(&socket, &state, joined).await;
+        if !recover::joined(&socket, &state, joined).await {
+            plan.unrecoverable = Some(joined.clone());
+        }
     }
     let _ = ack.send(&plan);
 }
@@ -88,7 +93,10 @@ async fn on_unsubscribe<A: Adapter>(
     let Some(ack) = within_budget(&socket, ack) else {
         return;
     };
-    recover::settled(&socket).await;
+    if !recover::settled(&socket).await {
+        let _ = ack.send(&recovering());
+        return;
+    }
     let plan = match request {
         Err(e) => malformed(e),
         Ok(req) => plan_unsubscribe(&identity_of(&socket), req.rooms),
@@ -112,10 +120,11 @@ async fn on_disconnect<A: Adapter>(
     reason: DisconnectReason,
     State(state): State<SharedState>,
 ) {
+    let live = recover::live(&socket);
     state.conns.forget(&socket.id.to_string());
     state.room_sizes.disconnected(&socket);
     expiry::cancel(&socket);
-    recover::departed(&socket, &state).await;
+    recover::departed(&socket, &state, reason, live).await;
     match reason {
         // The drain moves clients off by cutting their connections: a transport error.
         DisconnectReason::TransportError if state.draining() => {

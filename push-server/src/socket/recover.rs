@@ -16,6 +16,8 @@ use serde::Serialize;
 use socketioxide::{adapter::Adapter, extract::SocketRef};
 use tokio_util::sync::CancellationToken;
 
+use socketioxide::socket::DisconnectReason;
+
 use crate::{
     adapter::NodeSockets,
     auth::identity::Identity,
@@ -33,6 +35,18 @@ use crate::{
 
 /// How long a recovering socket waits for this node to deliver up to its history read.
 const CATCH_UP: Duration = Duration::from_secs(5);
+/// How long a reconnecting client waits for a recovery permit (see
+/// `history::CONCURRENT_RECOVERIES`) before it is sent away to come back later.
+const PERMIT_WAIT: Duration = Duration::from_secs(5);
+/// The longest one recovery's history read may take before it is given up (and the
+/// client sent away to come back later).
+const READ_DEADLINE: Duration = Duration::from_secs(5);
+/// How long a room request waits for the socket's recovery to finish before it is
+/// refused (joining earlier would deliver live messages ahead of missed ones).
+const SETTLE_WAIT: Duration = Duration::from_secs(10);
+/// Added to the heartbeat's own window (see [`received_grace`]): packets queued just
+/// before a heartbeat.
+const HEARTBEAT_MARGIN: Duration = Duration::from_secs(1);
 
 /// What the client sent in its CONNECT payload for recovery.
 #[derive(Debug, Default)]
@@ -50,10 +64,20 @@ struct Broken {
     rooms: Option<Vec<String>>,
     /// Whether namespace broadcasts were missed too.
     broadcast: bool,
+    /// Rooms of the session that the connecting identity may no longer join: not
+    /// rejoined, nothing of them replayed.
+    revoked: Vec<String>,
 }
 
 /// Decided in the middleware, applied by [`finish`] once CONNECT is out.
-struct Pending {
+enum Pending {
+    /// Not now (no permit, or history unreadable in time): the transport is cut at once
+    /// and the client comes back with its pid and offset; its session is untouched.
+    Deferred,
+    Replay(Replay),
+}
+
+struct Replay {
     /// Held while the replay is in memory (see `history::CONCURRENT_RECOVERIES`).
     _permit: Option<tokio::sync::OwnedSemaphorePermit>,
     broken: Option<Broken>,
@@ -72,12 +96,29 @@ pub(super) struct PendingRecovery {
     done: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
-/// Waits until the socket's recovery, if any, is through (at most [`CATCH_UP`] more).
-pub(super) async fn settled<A: Adapter>(socket: &SocketRef<A>) {
-    if let Some(recovery) = socket.extensions.get::<PendingRecovery>() {
-        let mut done = recovery.done.subscribe();
-        let _ = tokio::time::timeout(CATCH_UP * 2, done.wait_for(|d| *d)).await;
-    }
+/// Waits until the socket's recovery, if any, is through (at most [`SETTLE_WAIT`]);
+/// false when it is still replaying.
+pub(super) async fn settled<A: Adapter>(socket: &SocketRef<A>) -> bool {
+    let Some(recovery) = socket.extensions.get::<PendingRecovery>() else {
+        return true;
+    };
+    let mut done = recovery.done.subscribe();
+    tokio::time::timeout(SETTLE_WAIT, done.wait_for(|d| *d))
+        .await
+        .is_ok_and(|r| r.is_ok())
+}
+
+/// Whether the socket is in its rooms (not still recovering): only such a socket
+/// vouches, by staying connected, for having received what was sent to it.
+pub(super) fn live<A: Adapter>(socket: &SocketRef<A>) -> bool {
+    !crate::adapter::recovering(socket)
+}
+
+/// How far back from "now" a connected socket is known to have received everything:
+/// a client that stopped answering is closed within one heartbeat period and timeout,
+/// and the PONG it last sent proves it read all that was written before the PING.
+pub fn received_grace(config: &crate::config::Config) -> Duration {
+    config.ping_interval + config.ping_timeout + HEARTBEAT_MARGIN
 }
 
 /// The session a socket starts when it does not (or cannot) recover.
@@ -86,12 +127,13 @@ fn fresh_session(identity: &Identity, at: Offset) -> Session {
         user: identity.user.clone(),
         connected_at: at,
         rooms: BTreeMap::new(),
+        received_through_ms: None,
     }
 }
 
-fn broken_event(recovery: &Recovery, reason: &'static str) -> Broken {
+fn broken_event(recovery: &Recovery, revoked: Vec<String>) -> Broken {
     Broken {
-        reason,
+        reason: reason_of(recovery, !revoked.is_empty()),
         rooms: Some(
             recovery
                 .broken
@@ -100,19 +142,52 @@ fn broken_event(recovery: &Recovery, reason: &'static str) -> Broken {
                 .collect(),
         ),
         broadcast: recovery.broken.iter().any(|(r, _)| r.is_none()),
+        revoked,
     }
 }
 
-/// The event's reason: the gap that explains most (trimmed, then too much, then expired).
-fn reason_of(recovery: &Recovery) -> &'static str {
+/// The event's reason: the gap that explains most (trimmed, then too much, then
+/// expired); rooms no longer allowed when nothing else broke.
+fn reason_of(recovery: &Recovery, revoked: bool) -> &'static str {
     let has = |gap| recovery.broken.iter().any(|(_, g)| *g == gap);
     if has(Gap::Trimmed) {
         "history-trimmed"
     } else if has(Gap::TooMuch) {
         "history-too-long-to-replay"
-    } else {
+    } else if has(Gap::Expired) || !revoked {
         "history-expired"
+    } else {
+        "rooms-not-allowed"
     }
+}
+
+/// The session's rooms split into those `identity` may still join and those it may
+/// not (a token with a narrower `rooms` claim): recovery re-authorizes like a subscribe.
+fn reauthorize(identity: &Identity, session: &mut Session) -> Vec<String> {
+    let authenticated = identity.user.is_some();
+    let revoked: Vec<String> = session
+        .rooms
+        .keys()
+        .filter(|room| identity.rooms.decide(room, authenticated).is_err())
+        .cloned()
+        .collect();
+    for room in &revoked {
+        session.rooms.remove(room);
+    }
+    revoked
+}
+
+/// The session that follows a broken recovery: what broke starts again where the
+/// replay was read (the client was told to resync it); what was whole keeps its place.
+fn after_break(mut session: Session, recovery: &Recovery, log_end: Offset) -> Session {
+    for (room, _) in &recovery.broken {
+        match room.as_ref().and_then(|r| session.rooms.get_mut(r)) {
+            Some(joined) => *joined = (*joined).max(log_end),
+            None => session.connected_at = session.connected_at.max(log_end),
+        }
+    }
+    session.received_through_ms = None;
+    session
 }
 
 /// In the connect middleware, with history on: gives the socket its pid and, when it
@@ -137,12 +212,12 @@ pub(super) async fn prepare<A: Adapter>(
         Some(pid) => match session::load(&mut conn, &keys.session(pid)).await {
             Ok(found) => found.filter(|s| s.user == identity.user),
             Err(e) => {
-                tracing::warn!(error = %e, "recovery session unreadable: continuity broken");
-                None
+                tracing::warn!(error = %e, "recovery session unreadable: come back later");
+                return defer(socket, state, asked_pid.clone());
             }
         },
     };
-    let Some((old_pid, found)) = asked_pid.clone().zip(found) else {
+    let Some((old_pid, mut found)) = asked_pid.clone().zip(found) else {
         start_session(
             socket,
             state,
@@ -154,27 +229,36 @@ pub(super) async fn prepare<A: Adapter>(
         if asked_pid.is_none() {
             return user_rooms;
         }
-        // Asked to recover a session that is gone (expired, lost with Redis, or another
-        // user's).
+        // Asked to recover a session that is gone (expired, ended, lost with Redis, or
+        // another user's).
         state.metrics.recovery(Recovered::broken);
         let broken = Broken {
             reason: "session-unknown",
             rooms: None,
             broadcast: true,
+            revoked: Vec::new(),
         };
         pend(
             socket,
-            Pending {
+            Pending::Replay(Replay {
                 _permit: None,
                 broken: Some(broken),
                 replay: Vec::new(),
                 rooms: user_rooms,
                 log_end: fanout.last(),
-            },
+            }),
         );
         return Vec::new();
     };
-    let permit = state.recoveries.clone().acquire_owned().await.ok();
+    let permit =
+        match tokio::time::timeout(PERMIT_WAIT, state.recoveries.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => permit,
+            _ => {
+                tracing::info!(sid = %socket.id, "recovery: no permit in time: come back later");
+                return defer(socket, state, Some(old_pid));
+            }
+        };
+    let revoked = reauthorize(identity, &mut found);
     let offset = asked
         .offset
         .as_deref()
@@ -186,42 +270,67 @@ pub(super) async fn prepare<A: Adapter>(
             let sources = recovery::sources(&found, None);
             (Recovery::all_broken(sources, Gap::Trimmed), fanout.last())
         }
-        Ok(offset) => read(&mut conn, keys, history, &found, offset, &fanout).await,
+        Ok(offset) => match read(&link, keys, history, &found, offset).await {
+            Some(read) => read,
+            None => return defer(socket, state, Some(old_pid)),
+        },
     };
     let mut rooms = user_rooms;
     rooms.extend(found.rooms.keys().cloned());
-    let broken = if recovery.complete() {
+    let broken = if recovery.complete() && revoked.is_empty() {
         state.metrics.recovery(Recovered::recovered);
         socket.set_recovery_pid(old_pid);
         None
     } else {
         state.metrics.recovery(Recovered::broken);
-        // A new pid: the client sees `recovered === false`. Its rooms carry over.
-        start_session(socket, state, &link, found, history).await;
-        Some(broken_event(&recovery, reason_of(&recovery)))
+        // A new pid (the client sees `recovered === false`) and the old session ended.
+        // Its allowed rooms carry over.
+        if let Err(e) = session::delete(&mut conn, &keys.session(&old_pid)).await {
+            tracing::warn!(error = %e, "broken recovery session not deleted (it expires)");
+        }
+        let next = after_break(found, &recovery, log_end);
+        start_session(socket, state, &link, next, history).await;
+        Some(broken_event(&recovery, revoked))
     };
     pend(
         socket,
-        Pending {
-            _permit: permit,
+        Pending::Replay(Replay {
+            _permit: Some(permit),
             broken,
             replay: recovery.replay,
             rooms,
             log_end,
-        },
+        }),
     );
     Vec::new()
 }
 
-/// One atomic read of the session's streams, decided; a failed read breaks them all.
+/// Sends the client away to come back later (its transport is cut once CONNECT is out),
+/// its session untouched: the CONNECT reply carries the pid it asked with.
+fn defer<A: Adapter>(
+    socket: &SocketRef<A>,
+    state: &SharedState,
+    pid: Option<String>,
+) -> Vec<String> {
+    state.metrics.recovery(Recovered::deferred);
+    if let Some(pid) = pid {
+        socket.set_recovery_pid(pid);
+    }
+    pend(socket, Pending::Deferred);
+    Vec::new()
+}
+
+/// The session's streams read in scripts of at most `history::STREAMS_PER_READ`
+/// streams within one replay budget, on the link's connection for bulk reads (publishes
+/// do not queue behind a long reply), within [`READ_DEADLINE`]. `None`: Redis did not
+/// answer in time (the client comes back later).
 async fn read(
-    conn: &mut redis::aio::ConnectionManager,
+    link: &RedisLink,
     keys: &Keys,
     history: &HistoryConfig,
     session: &Session,
     offset: Option<Offset>,
-    fanout: &Fanout,
-) -> (Recovery, Offset) {
+) -> Option<(Recovery, Offset)> {
     let sources = recovery::sources(session, offset);
     let streams: Vec<(StreamKeys, Offset)> = sources
         .iter()
@@ -232,22 +341,66 @@ async fn read(
             )
         })
         .collect();
-    match script::read(
-        conn,
-        &keys.log(),
-        &streams,
-        history.max_messages,
-        history::REPLAY_BUDGET,
-    )
-    .await
-    {
-        Ok(snapshot) => {
-            let end = snapshot.log_end;
-            (recovery::decide(&sources, snapshot, history.ttl_ms()), end)
+    let mut conn = link.bulk_connection();
+    let log = keys.log();
+    let chunks = async {
+        let mut budget = history::REPLAY_BUDGET;
+        let mut whole: Option<script::Snapshot> = None;
+        let mut spent = false;
+        for chunk in streams.chunks(history::STREAMS_PER_READ) {
+            if spent {
+                // Past the budget: the rest is not read (see `script::READ`).
+                if let Some(whole) = &mut whole {
+                    whole
+                        .streams
+                        .extend(chunk.iter().map(|_| script::StreamRead::OverBudget));
+                }
+                continue;
+            }
+            let part = script::read(&mut conn, &log, chunk, budget).await?;
+            spent = part
+                .streams
+                .iter()
+                .any(|read| matches!(read, script::StreamRead::OverBudget));
+            for read in &part.streams {
+                if let script::StreamRead::Present { entries, .. } = read {
+                    budget.messages = budget.messages.saturating_sub(entries.len());
+                    let bytes: usize = entries.iter().map(|(_, m)| m.len()).sum();
+                    budget.bytes = budget.bytes.saturating_sub(bytes);
+                }
+            }
+            match &mut whole {
+                // The first read's clock and log end stand for all; what later reads
+                // found after that end is delivered by the catch-up (see `apply`).
+                Some(whole) => whole.streams.extend(
+                    part.streams
+                        .into_iter()
+                        .map(|read| read.until(whole.log_end)),
+                ),
+                None => whole = Some(part),
+            }
         }
-        Err(e) => {
-            tracing::warn!(error = %e, "history unreadable: continuity broken");
-            (Recovery::all_broken(sources, Gap::Expired), fanout.last())
+        redis::RedisResult::Ok(whole)
+    };
+    match tokio::time::timeout(READ_DEADLINE, chunks).await {
+        Ok(Ok(Some(snapshot))) => {
+            let end = snapshot.log_end;
+            let decided = recovery::decide(
+                &sources,
+                snapshot,
+                history.ttl_ms(),
+                session.received_through_ms,
+            );
+            Some((decided, end))
+        }
+        Ok(Ok(None)) => None,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "history unreadable: come back later");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(deadline = ?READ_DEADLINE, "history read too slow: come back later");
+            None
         }
     }
 }
@@ -297,18 +450,28 @@ pub(super) async fn finish<A: Adapter>(socket: &SocketRef<A>, state: &SharedStat
         return;
     };
     let pending = recovery.pending.lock().ok().and_then(|mut p| p.take());
-    if let (Some(pending), Some(fanout)) =
-        (pending, state.started.get().and_then(|s| s.fanout.clone()))
-    {
-        apply(socket, state, pending, &fanout).await;
+    match (pending, state.started.get().and_then(|s| s.fanout.clone())) {
+        (Some(Pending::Deferred), _) => state.conns.cut(&socket.id.to_string()),
+        (Some(Pending::Replay(pending)), Some(fanout)) => {
+            apply(socket, state, pending, &fanout).await
+        }
+        _ => {}
     }
     recovery.done.send_replace(true);
+}
+
+/// Every path that wants the client back cuts its transport: the official client then
+/// reconnects by itself with its pid and offset (after a socket.io server disconnect it
+/// would not), and the socket never stays connected outside its rooms.
+fn come_back<A: Adapter>(socket: &SocketRef<A>, state: &SharedState, why: &str) {
+    tracing::info!(sid = %socket.id, "recovery: {why}: transport cut, the client reconnects to recover");
+    state.conns.cut(&socket.id.to_string());
 }
 
 async fn apply<A: Adapter>(
     socket: &SocketRef<A>,
     state: &SharedState,
-    pending: Pending,
+    pending: Replay,
     fanout: &Fanout,
 ) {
     if let Some(broken) = &pending.broken {
@@ -337,16 +500,14 @@ async fn apply<A: Adapter>(
             if fanout.reached(cursor, CATCH_UP).await {
                 continue;
             }
-            tracing::warn!(sid = %socket.id, "recovery: this node's log reader is behind: reconnect to recover");
-            let _ = socket.clone().disconnect();
+            come_back(socket, state, "this node's log reader is behind");
             return;
         }
         let Some(since) = recent.since(cursor) else {
             // More was delivered meanwhile than the ring holds; the client recovers
             // from what it got so far on its next connect.
             drop(recent);
-            tracing::warn!(sid = %socket.id, "recovery: too much delivered during the replay: reconnect to recover");
-            let _ = socket.clone().disconnect();
+            come_back(socket, state, "too much delivered during the replay");
             return;
         };
         for (offset, message) in since {
@@ -354,8 +515,8 @@ async fn apply<A: Adapter>(
                 if let Err(e) = emit(socket, message, *offset) {
                     // Under the delivery gate there is no waiting: a client this far
                     // behind recovers again from what it got.
-                    tracing::info!(sid = %socket.id, error = %e, "recovery: send buffer full during catch-up: reconnect to recover");
-                    state.conns.cut(&socket.id.to_string());
+                    tracing::debug!(sid = %socket.id, error = %e, "catch-up write refused");
+                    come_back(socket, state, "send buffer full during the catch-up");
                     return;
                 }
                 replayed += 1;
@@ -408,8 +569,8 @@ async fn emit_patiently<A: Adapter>(
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
             Err(e) => {
-                tracing::info!(sid = %socket.id, error = %e, "replay stopped: the client is not reading");
-                state.conns.cut(&socket.id.to_string());
+                tracing::debug!(sid = %socket.id, error = %e, "replay write refused");
+                come_back(socket, state, "replay stopped, the client is not reading");
                 return false;
             }
         }
@@ -417,19 +578,20 @@ async fn emit_patiently<A: Adapter>(
 }
 
 /// Records rooms a socket subscribed to in its session (from where this node is now).
+/// False when the session could not be written: a reconnect may not restore them.
 pub(super) async fn joined<A: Adapter>(
     socket: &SocketRef<A>,
     state: &SharedState,
     rooms: &[String],
-) {
+) -> bool {
     let (Some(history), Some(pid)) = (state.config.history, socket.recovery_pid()) else {
-        return;
+        return true;
     };
     let Some((link, fanout)) = state.started.get().and_then(Started::cluster) else {
-        return;
+        return true;
     };
     let key = state.keys.session(pid);
-    if let Err(e) = session::joined(
+    match session::joined(
         &mut link.connection(),
         &key,
         rooms,
@@ -438,7 +600,11 @@ pub(super) async fn joined<A: Adapter>(
     )
     .await
     {
-        tracing::warn!(error = %e, "recovery session not updated: a recovery may miss these rooms");
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "recovery session not updated: a recovery may miss these rooms");
+            false
+        }
     }
 }
 
@@ -458,45 +624,86 @@ pub(super) async fn left<A: Adapter>(socket: &SocketRef<A>, state: &SharedState,
     }
 }
 
-/// Keeps a departed socket's session for a full TTL from now.
-pub(super) async fn departed<A: Adapter>(socket: &SocketRef<A>, state: &SharedState) {
+/// A socket's end: a client that left on its own (or was sent away for good) ends its
+/// session, as socket.io does; one whose transport dropped keeps it for a full TTL, marked
+/// received through now (less the heartbeat's window) when it was in its rooms.
+/// `live`: [`live`] read before the disconnect handler changed anything.
+pub(super) async fn departed<A: Adapter>(
+    socket: &SocketRef<A>,
+    state: &SharedState,
+    reason: DisconnectReason,
+    live: bool,
+) {
     let (Some(history), Some(pid)) = (state.config.history, socket.recovery_pid()) else {
         return;
     };
     let Some(link) = state.started.get().and_then(|s| s.link.clone()) else {
         return;
     };
-    let _ = session::refresh(
-        &mut link.connection(),
-        &[state.keys.session(pid)],
-        history.session_ttl(),
-    )
-    .await;
+    let key = state.keys.session(pid);
+    let mut conn = link.connection();
+    let done = match reason {
+        DisconnectReason::ClientNSDisconnect | DisconnectReason::ServerNSDisconnect => {
+            session::delete(&mut conn, &key).await
+        }
+        _ => {
+            let (live, waiting) = if live {
+                (std::slice::from_ref(&key), &[][..])
+            } else {
+                (&[][..], std::slice::from_ref(&key))
+            };
+            session::keep(
+                &mut conn,
+                live,
+                waiting,
+                received_grace(&state.config),
+                history.session_ttl(),
+            )
+            .await
+        }
+    };
+    if let Err(e) = done {
+        tracing::debug!(error = %e, "recovery session not updated at disconnect");
+    }
 }
 
-/// Refreshes the sessions of this node's live sockets every third of the TTL, so a
-/// socket connected for longer than the TTL can still recover.
+/// Refreshes the sessions of this node's sockets, marking those in their rooms as
+/// received through now (less the heartbeat's window), often enough that a client away
+/// for a moment is judged by that, and that a socket connected for longer than the TTL
+/// can still recover.
 pub async fn keep_sessions(
     link: RedisLink,
     keys: Keys,
     history: HistoryConfig,
+    grace: Duration,
     sockets: Arc<dyn NodeSockets>,
     stop: CancellationToken,
 ) {
-    let period = (history.session_ttl() / 3).min(Duration::from_secs(60));
+    let period = (history.ttl / 3).clamp(Duration::from_secs(1), Duration::from_secs(20));
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(period) => {}
         }
-        let session_keys: Vec<String> = sockets
+        let (live, waiting): (Vec<_>, Vec<_>) = sockets
             .recovery_pids()
-            .iter()
-            .map(|p| keys.session(p))
-            .collect();
-        for chunk in session_keys.chunks(1_000) {
-            if let Err(e) =
-                session::refresh(&mut link.connection(), chunk, history.session_ttl()).await
+            .into_iter()
+            .partition(|(_, live)| *live);
+        let live: Vec<String> = live.iter().map(|(p, _)| keys.session(p)).collect();
+        let waiting: Vec<String> = waiting.iter().map(|(p, _)| keys.session(p)).collect();
+        for (live, waiting) in live
+            .chunks(1_000)
+            .map(|c| (c, &[][..]))
+            .chain(waiting.chunks(1_000).map(|c| (&[][..], c)))
+        {
+            if let Err(e) = session::keep(
+                &mut link.connection(),
+                live,
+                waiting,
+                grace,
+                history.session_ttl(),
+            )
+            .await
             {
                 tracing::warn!(error = %e, "recovery sessions not refreshed");
                 break;

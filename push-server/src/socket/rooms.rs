@@ -35,6 +35,10 @@ pub(super) struct RoomsAck {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub left: Option<Vec<String>>,
     pub refused: Vec<Refused>,
+    /// Joined rooms the socket's recovery session could not record: live now, but a
+    /// reconnect may not restore them (subscribe again after one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unrecoverable: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -50,6 +54,18 @@ pub(super) fn malformed(e: impl std::fmt::Display) -> RoomsAck {
 pub(super) fn rate_limited() -> RoomsAck {
     RoomsAck {
         error: Some("rate limited: too many room requests; slow down".to_string()),
+        ..RoomsAck::default()
+    }
+}
+
+/// The ack of a room request that came while the socket's recovery was still replaying
+/// (joining then would deliver live messages ahead of missed ones): nothing was done.
+pub(super) fn recovering() -> RoomsAck {
+    RoomsAck {
+        error: Some(
+            "this connection is still recovering what it missed; retry once that is done"
+                .to_string(),
+        ),
         ..RoomsAck::default()
     }
 }
