@@ -19,6 +19,7 @@ TIERS = {
     "autoscale/test_local_autoscale.py": "local",
     "local": "local",
     "continuity": "local",
+    "redis_ha": "local",
     "push_server": "local",
     "engineio": "local",
     "hostile": "local",

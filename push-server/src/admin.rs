@@ -32,6 +32,10 @@ async fn readyz(State(state): State<SharedState>) -> impl IntoResponse {
 
 async fn metrics(State(state): State<SharedState>) -> impl IntoResponse {
     state.refresh_connection_gauge();
+    // From the drain signal itself, as /readyz: the drain task sets it too, but only once
+    // it has been scheduled (a scrape in between said "not draining" while /readyz said
+    // draining).
+    state.metrics.draining.set(i64::from(state.draining()));
     (
         [(
             header::CONTENT_TYPE,

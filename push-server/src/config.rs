@@ -88,6 +88,15 @@ pub struct Cli {
     /// Redis password, merged into the URL.
     #[arg(long, env = env::REDIS_PASSWORD, hide_env_values = true)]
     pub redis_password: Option<String>,
+    /// Redis Sentinels, `host:port` (comma-separated): follow the primary they name.
+    #[arg(long, env = env::REDIS_SENTINELS, value_delimiter = ',')]
+    pub redis_sentinels: Vec<String>,
+    /// The name the Sentinels monitor the primary under.
+    #[arg(long, env = env::REDIS_SENTINEL_MASTER, default_value = defaults::REDIS_SENTINEL_MASTER)]
+    pub redis_sentinel_master: String,
+    /// Replicas that must have a message before a 202 (Redis WAIT); 0 = do not wait.
+    #[arg(long, env = env::REDIS_MIN_REPLICAS, default_value_t = 0)]
+    pub redis_min_replicas: u32,
     /// Redis pub/sub channel other systems publish to.
     #[arg(long, env = env::REDIS_CHANNEL, default_value = defaults::REDIS_CHANNEL)]
     pub redis_channel: String,
@@ -184,6 +193,10 @@ pub struct Config {
     pub node_id: String,
     /// RESP3, password merged in.
     pub redis: Option<ConnectionInfo>,
+    /// Sentinels naming the primary (its host in `redis` is then not used).
+    pub redis_sentinels: Option<redis_link::Sentinels>,
+    /// Replicas a 202 waits for (Redis WAIT, for up to `redis_timeout` more).
+    pub redis_min_replicas: u32,
     pub redis_channel: String,
     /// A publish answers 503 when Redis has not taken it within this long.
     pub redis_timeout: Duration,
@@ -229,6 +242,22 @@ impl Config {
             }
             None => None,
         };
+        let redis_sentinels = match (&redis, cli.redis_sentinels.is_empty()) {
+            (_, true) => None,
+            (None, false) => {
+                return Err(ConfigError::Requires(env::REDIS_SENTINELS, env::REDIS_URL));
+            }
+            (Some(_), false) => Some(redis_link::Sentinels::parse(
+                &cli.redis_sentinels,
+                &cli.redis_sentinel_master,
+            )?),
+        };
+        if cli.redis_min_replicas > 0 && redis.is_none() {
+            return Err(ConfigError::Requires(
+                env::REDIS_MIN_REPLICAS,
+                env::REDIS_URL,
+            ));
+        }
         if cli.redis_channel.is_empty() {
             return Err(ConfigError::Empty(env::REDIS_CHANNEL));
         }
@@ -285,6 +314,8 @@ impl Config {
             address_file: cli.address_file,
             node_id,
             redis,
+            redis_sentinels,
+            redis_min_replicas: cli.redis_min_replicas,
             redis_channel: cli.redis_channel,
             redis_timeout: Duration::from_millis(cli.redis_timeout_ms),
             max_connections: max_connections(cli.max_connections),

@@ -119,7 +119,8 @@ async fn serve_clients(
         let builder: SocketIoBuilder<SingleNodeAdapter> = SocketIo::builder();
         return serve_with(builder, None, listener, state, shutdown, stop).await;
     };
-    let Some(link) = RedisLink::connect_with_retry(info, &shutdown.drain).await else {
+    let sentinels = state.config.redis_sentinels.clone();
+    let Some(link) = RedisLink::connect_with_retry(info, sentinels, &shutdown.drain).await else {
         return Ok(()); // asked to stop before Redis ever answered
     };
     state.metrics.redis_up.set(1);
@@ -198,6 +199,7 @@ async fn follow_redis(
         link.clone()
             .watch(metrics.clone(), Duration::from_secs(1), stop.clone()),
     );
+    tokio::spawn(link.clone().follow(metrics.clone(), stop.clone()));
     let start = log::end(link, &state.keys).await.unwrap_or_else(|e| {
         // Reading from the start delivers old entries to no one: nobody is connected yet.
         tracing::warn!(error = %e, "fan-out log end unknown: reading it from the start");
@@ -205,7 +207,7 @@ async fn follow_redis(
     });
     let fanout = Arc::new(Fanout::new(start, config.history.is_some()));
     let reader = log::Reader {
-        info: link.info(),
+        link: link.clone(),
         keys: state.keys.clone(),
         fanout: fanout.clone(),
         delivery,
@@ -213,6 +215,8 @@ async fn follow_redis(
         max_payload: config.max_payload_bytes,
         sockets: sockets.clone(),
         conns: state.conns.clone(),
+        wait: publish::http::replica_wait(config),
+        position_key: state.keys.reader_position(&config.node_id),
     };
     tokio::spawn(reader.run(start, stop.clone()));
     let channel = ChannelInput {
@@ -227,6 +231,7 @@ async fn follow_redis(
             config.node_id,
             history::session::new_pid().unwrap_or_default()
         ),
+        wait: publish::http::replica_wait(config),
     };
     tokio::spawn(channel.run(shutdown.drain.clone()));
     if let Some(history) = config.history {

@@ -43,6 +43,8 @@ pub enum Outcome {
     /// Redis channel: the node that holds the channel fell so far behind that its
     /// buffer overflowed; the oldest messages were dropped.
     buffer_full,
+    /// On the Redis primary but not confirmed by enough replicas in time: 503.
+    not_replicated,
 }
 
 /// How a recovery attempt ended.
@@ -114,6 +116,7 @@ pub struct Metrics {
     pub history_length: Histogram,
     slow_consumer_drops: Family<DropLabels, Counter>,
     pub fanout_gaps: Counter,
+    pub redis_failovers: Counter,
     /// Milliseconds (shown in seconds): how far the fan-out log reader is behind.
     pub fanout_lag_ms: Gauge,
 }
@@ -197,8 +200,14 @@ impl Metrics {
             slow_consumer_drops.clone(),
         );
         let fanout_gaps = Counter::default();
+        let redis_failovers = Counter::default();
         let fanout_lag_ms = Gauge::default();
         if with_redis {
+            registry.register(
+                counter_name(names::REDIS_FAILOVERS),
+                "Times this node found a new Redis primary and moved its connections there",
+                redis_failovers.clone(),
+            );
             registry.register(
                 counter_name(names::FANOUT_GAPS),
                 "Times the fan-out log reader found entries trimmed before it read them (its sockets were cut to recover)",
@@ -236,6 +245,7 @@ impl Metrics {
             history_length,
             slow_consumer_drops,
             fanout_gaps,
+            redis_failovers,
             fanout_lag_ms,
         }
     }
@@ -304,6 +314,7 @@ mod tests {
             names::SLOW_CONSUMER_DROPS,
             names::FANOUT_GAPS,
             names::FANOUT_LAG,
+            names::REDIS_FAILOVERS,
         ] {
             assert!(
                 text.contains(&format!("\n{name}")),

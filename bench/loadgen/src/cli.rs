@@ -140,6 +140,11 @@ pub struct RedisArgs {
     /// even on one node (history lives there). 0 = off.
     #[arg(long, default_value_t = 0)]
     pub history_max_messages: u32,
+    /// Replicas of the redis-server (`--replicaof`), each in sync before the run; push-server
+    /// then answers 202 only once one of them has the message (PUSH_REDIS_MIN_REPLICAS=1,
+    /// Redis WAIT) and delivers only what one has: the cost of the replica acknowledgement.
+    #[arg(long, default_value_t = 0)]
+    pub redis_replicas: u32,
 }
 
 #[derive(Args)]

@@ -51,12 +51,14 @@ pub struct LaunchConfig {
     /// push-server's history (connection state recovery): messages kept per room,
     /// 0 = off. More than 0 needs Redis, so it starts one.
     pub history_max_messages: u32,
+    /// Replicas of the redis-server; a 202 waits for one of them (0: no replicas).
+    pub redis_replicas: u32,
 }
 
 impl LaunchConfig {
     /// Whether the nodes get a redis-server: several nodes share it, history lives in it.
     pub fn wants_redis(&self) -> bool {
-        self.nodes > 1 || self.redis || self.history_max_messages > 0
+        self.nodes > 1 || self.redis || self.history_max_messages > 0 || self.redis_replicas > 0
     }
 }
 
@@ -127,6 +129,19 @@ impl Cluster {
                 .map_err(|e| LaunchError::Spawn("redis-server".into(), e))?;
             children.push(child);
             wait_redis(port).await?;
+            for _ in 0..cfg.redis_replicas {
+                let replica = free_port()?;
+                let child = pinned("redis-server", &cfg.server_cpus)
+                    .args(["--bind", "127.0.0.1", "--port", &replica.to_string()])
+                    .args(["--save", "", "--appendonly", "no"])
+                    .args(["--replicaof", "127.0.0.1", &port.to_string()])
+                    .stdout(Stdio::null())
+                    .kill_on_drop(true)
+                    .spawn()
+                    .map_err(|e| LaunchError::Spawn("redis-server replica".into(), e))?;
+                children.push(child);
+                wait_redis_synced(replica).await?;
+            }
             Some(format!("redis://127.0.0.1:{port}/?protocol=resp3"))
         } else {
             None
@@ -164,6 +179,10 @@ impl Cluster {
                     if let Some(url) = &redis_url {
                         cmd.env(env::REDIS_URL, url);
                     }
+                    cmd.env(
+                        env::REDIS_MIN_REPLICAS,
+                        u32::from(cfg.redis_replicas > 0).to_string(),
+                    );
                     cmd
                 }
                 ServerKind::Node => {
@@ -228,6 +247,24 @@ async fn wait_redis(port: u16) -> Result<(), LaunchError> {
     Err(LaunchError::NotReady("redis-server".into()))
 }
 
+/// Waits until the replica on `port` is in sync with its primary.
+async fn wait_redis_synced(port: u16) -> Result<(), LaunchError> {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    while Instant::now() < deadline {
+        if let Ok(mut conn) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+            let mut buf = vec![0u8; 4096];
+            if conn.write_all(b"INFO replication\r\n").await.is_ok()
+                && let Ok(n) = conn.read(&mut buf).await
+                && String::from_utf8_lossy(&buf[..n]).contains("master_link_status:up")
+            {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(LaunchError::NotReady("redis-server replica in sync".into()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,6 +292,7 @@ mod tests {
             api_token: String::new(),
             redis: false,
             history_max_messages: 0,
+            redis_replicas: 0,
         }
     }
 
@@ -283,6 +321,14 @@ mod tests {
                 "history needs it",
                 LaunchConfig {
                     history_max_messages: 1000,
+                    ..base.clone()
+                },
+                true,
+            ),
+            (
+                "replicas need it",
+                LaunchConfig {
+                    redis_replicas: 2,
                     ..base.clone()
                 },
                 true,

@@ -56,6 +56,7 @@ async fn suite(a: SuiteArgs) -> anyhow::Result<()> {
             api_token: a.api_token,
             redis: a.redis.with_redis,
             history_max_messages: a.redis.history_max_messages,
+            redis_replicas: a.redis.redis_replicas,
         },
         scenarios: a.scenarios,
         idle_sizes: a.idle_sizes,
@@ -130,6 +131,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         api_token: a.api_token,
         redis: a.redis.with_redis,
         history_max_messages: a.redis.history_max_messages,
+        redis_replicas: a.redis.redis_replicas,
     };
     let cluster = Cluster::start(&cfg).await?;
     let line = serde_json::json!({

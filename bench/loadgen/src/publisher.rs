@@ -57,6 +57,7 @@ pub fn publish_body(room: usize, stamp: Stamp) -> PublishRequest {
         broadcast: false,
         namespace: None,
         origin_us: None,
+        idempotency_key: None,
     }
 }
 

@@ -369,6 +369,7 @@ mod tests {
             server,
             redis: false,
             history_max_messages: 0,
+            redis_replicas: 0,
             idle: vec![
                 IdleResult {
                     requested: 1000,

@@ -43,6 +43,9 @@ pub struct SuiteResult {
     /// push-server's history, messages kept per room; 0 = off.
     #[serde(default)]
     pub history_max_messages: u32,
+    /// Replicas of the redis-server a 202 waited for one of (0: none).
+    #[serde(default)]
+    pub redis_replicas: u32,
     pub idle: Vec<IdleResult>,
     pub fanout: Option<FanoutResult>,
     pub cross_node: Option<FanoutResult>,
@@ -54,6 +57,7 @@ pub async fn run(cfg: &SuiteConfig) -> Result<SuiteResult, ScenarioError> {
         server: cfg.launch.kind,
         redis: cfg.launch.wants_redis(),
         history_max_messages: cfg.launch.history_max_messages,
+        redis_replicas: cfg.launch.redis_replicas,
         idle: Vec::new(),
         fanout: None,
         cross_node: None,

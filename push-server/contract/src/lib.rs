@@ -30,6 +30,17 @@ pub mod env {
     pub const REDIS_URL: &str = "PUSH_REDIS_URL";
     /// Redis password, merged into [`REDIS_URL`] (comes from a Secret in Kubernetes).
     pub const REDIS_PASSWORD: &str = "PUSH_REDIS_PASSWORD";
+    /// Comma-separated `host:port` of Redis Sentinels: the node asks them for the primary
+    /// of [`REDIS_SENTINEL_MASTER`] and follows it through failovers, without a restart.
+    /// [`REDIS_URL`] then only gives the scheme (`rediss://` for TLS), user and db; its
+    /// host is not used.
+    pub const REDIS_SENTINELS: &str = "PUSH_REDIS_SENTINELS";
+    /// The name the Sentinels monitor the primary under.
+    pub const REDIS_SENTINEL_MASTER: &str = "PUSH_REDIS_SENTINEL_MASTER";
+    /// Replicas that must have a message before the publish API answers 202 (Redis
+    /// `WAIT`, for up to [`REDIS_TIMEOUT_MS`] more): with 1, a failover to a replica loses
+    /// nothing answered 202. 0 = do not wait.
+    pub const REDIS_MIN_REPLICAS: &str = "PUSH_REDIS_MIN_REPLICAS";
     /// Redis pub/sub channel other systems publish to.
     pub const REDIS_CHANNEL: &str = "PUSH_REDIS_CHANNEL";
     /// How long a publish waits for Redis before answering 503 (milliseconds).
@@ -97,12 +108,15 @@ pub mod env {
     /// The variables the operator sets on every push-server pod itself; a PushCluster's
     /// `spec.env` may not override them (the CRD's CEL rule and the Deployment builder
     /// both read this list).
-    pub const SET_BY_OPERATOR: [&str; 22] = [
+    pub const SET_BY_OPERATOR: [&str; 25] = [
         LISTEN,
         ADMIN_LISTEN,
         NODE_ID,
         REDIS_URL,
         REDIS_PASSWORD,
+        REDIS_SENTINELS,
+        REDIS_SENTINEL_MASTER,
+        REDIS_MIN_REPLICAS,
         API_TOKEN,
         JWT_SECRET,
         JWT_PUBLIC_KEY_FILE,
@@ -136,6 +150,8 @@ pub mod defaults {
     /// Same as socket.io's `maxHttpBufferSize`.
     pub const MAX_PAYLOAD_BYTES: usize = 1_000_000;
     pub const REDIS_CHANNEL: &str = "push:publish";
+    /// The name Sentinels monitor a managed Redis's primary under.
+    pub const REDIS_SENTINEL_MASTER: &str = "pushcluster";
     pub const HEADER_TIMEOUT_SECONDS: u64 = 10;
     /// A node takes a few thousand handshakes a second on one core; the limit is where
     /// a storm starts hurting the clients already connected.
@@ -202,6 +218,9 @@ pub mod metrics {
     /// Counter, label `reason`: messages a socket did not get because its send buffer
     /// was full (the socket is then disconnected, to recover from history).
     pub const SLOW_CONSUMER_DROPS: &str = "push_slow_consumer_drops_total";
+    /// Counter: times this node found a new Redis primary (Sentinel failover) and moved
+    /// its connections there.
+    pub const REDIS_FAILOVERS: &str = "push_redis_failovers_total";
     /// Counter: times this node's fan-out log reader found entries trimmed away before
     /// it read them (it fell behind the log's length); its sockets are then cut, to
     /// recover from history or be told `continuity_broken`.
@@ -362,6 +381,11 @@ pub struct PublishRequest<D = serde_json::Value> {
     /// latency); ignored in an API body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin_us: Option<u64>,
+    /// A publisher's key for a message it may send again: within the history TTL (5
+    /// minutes with history off) the same key is delivered once and answered with the
+    /// first offset. The HTTP API's `Idempotency-Key` header sets it too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
 }
 
 #[cfg(test)]

@@ -31,6 +31,12 @@ impl HistoryConfig {
         u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX)
     }
 
+    /// How long an idempotency key is remembered: as long as history (a retry must not
+    /// be delivered twice within it), 5 minutes without history.
+    pub fn idempotency_ttl(history: Option<&HistoryConfig>) -> Duration {
+        history.map_or(Duration::from_secs(300), |h| h.ttl)
+    }
+
     /// How long a recovery session outlives its socket: a minute more than the history,
     /// so a client away a little too long is told which rooms broke (and keeps them)
     /// rather than that its whole session is gone.
@@ -118,6 +124,16 @@ impl Keys {
         format!("{}:owner", self.prefix)
     }
 
+    /// How far one node's fan-out log reader got (see `log::Reader`).
+    pub fn reader_position(&self, node: &str) -> String {
+        format!("{}:reader:{node}", self.prefix)
+    }
+
+    /// Where an idempotency key's first offset is kept (see `script::Idempotency`).
+    pub fn idempotency(&self, key: &str) -> String {
+        format!("{}:i:{key}", self.prefix)
+    }
+
     /// Digests of the last channel messages appended (see `script::Fence`).
     pub fn channel_taken(&self) -> String {
         format!("{}:taken", self.prefix)
@@ -148,6 +164,8 @@ mod tests {
             keys.session("b"),
             keys.channel_owner(),
             keys.channel_taken(),
+            keys.idempotency("k"),
+            keys.reader_position("n"),
         ];
         all.extend(
             streams

@@ -13,57 +13,73 @@ use super::{Budget, HistoryConfig, LOG_MAX_LEN, Offset, StreamKeys};
 /// and, with history on, to its history stream under the same id, then trims that
 /// stream to its bounds (age, then length), recording the newest id trimmed (Redis
 /// 7.0's `max-deleted-entry-id` does not count trimming) and, when the append created
-/// the stream, its first id. Returns the id and the history stream's length (0: none).
+/// the stream, its first id. Returns the id and the history stream's length (0: none;
+/// -1: a repeat of an idempotency key, the id is the first append's).
 ///
-/// KEYS: log, lease, taken, [stream, trimmed, created]. ARGV: message, log length,
-/// lease holder, digest, [max messages, ttl ms]. With a lease holder (the Redis channel's
-/// input) the append happens only while that holder holds the lease (else the error
-/// `NOTHOLDER`: two nodes that both think they hold it never append a message twice),
-/// and the message's digest joins the list of the last ones taken, from which the next
-/// holder knows where to go on.
+/// KEYS: log, lease, taken, idempotency key, [stream, trimmed, created].
+/// ARGV: message, log length, lease holder, digest, taken kept, idempotency ttl ms,
+/// [max messages, ttl ms].
+/// - With a lease holder (the Redis channel's input) the append happens only while that
+///   holder holds the lease (else the error `NOTHOLDER`: two nodes that both think they
+///   hold it never append a message twice), and the message's digest joins the list of
+///   the last ones taken, from which the next holder knows where to go on.
+/// - With an idempotency ttl, a key seen within it answers the first append's id and
+///   appends nothing; its expiry is renewed (a write: a `WAIT` after it covers the first
+///   append too).
 const APPEND: &str = r#"
 if ARGV[3] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[3] then
   return redis.error_reply('NOTHOLDER the publish channel lease is held by another node')
+end
+if ARGV[6] ~= '0' then
+  local seen = redis.call('GET', KEYS[4])
+  if seen then
+    redis.call('PEXPIRE', KEYS[4], ARGV[6])
+    return { seen, -1 }
+  end
 end
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local prev = last[1] and last[1][1] or '0-0'
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'm', ARGV[1], 'p', prev)
 if ARGV[3] ~= '' then
   redis.call('RPUSH', KEYS[3], ARGV[4])
-  redis.call('LTRIM', KEYS[3], -tonumber(ARGV[7]), -1)
+  redis.call('LTRIM', KEYS[3], -tonumber(ARGV[5]), -1)
 end
-if KEYS[4] then
-  local created = redis.call('EXISTS', KEYS[4]) == 0
-  local ok = redis.pcall('XADD', KEYS[4], id, 'm', ARGV[1])
+if ARGV[6] ~= '0' then
+  redis.call('SET', KEYS[4], id, 'PX', ARGV[6])
+end
+if KEYS[5] then
+  local created = redis.call('EXISTS', KEYS[5]) == 0
+  local ok = redis.pcall('XADD', KEYS[5], id, 'm', ARGV[1])
   if type(ok) == 'table' and ok.err then
     redis.call('XDEL', KEYS[1], id)
+    if ARGV[6] ~= '0' then redis.call('DEL', KEYS[4]) end
     return ok
   end
   if created then
-    redis.call('SET', KEYS[6], id)
+    redis.call('SET', KEYS[7], id)
   end
   local cut = nil
-  local floor = tonumber(string.match(id, '^(%d+)-')) - tonumber(ARGV[6])
+  local floor = tonumber(string.match(id, '^(%d+)-')) - tonumber(ARGV[8])
   if floor > 0 then
-    local older = redis.call('XREVRANGE', KEYS[4], '(' .. floor .. '-0', '-', 'COUNT', 1)
+    local older = redis.call('XREVRANGE', KEYS[5], '(' .. floor .. '-0', '-', 'COUNT', 1)
     if older[1] then
       cut = older[1][1]
-      redis.call('XTRIM', KEYS[4], 'MINID', floor .. '-0')
+      redis.call('XTRIM', KEYS[5], 'MINID', floor .. '-0')
     end
   end
-  local excess = redis.call('XLEN', KEYS[4]) - tonumber(ARGV[5])
+  local excess = redis.call('XLEN', KEYS[5]) - tonumber(ARGV[7])
   if excess > 0 then
-    local oldest = redis.call('XRANGE', KEYS[4], '-', '+', 'COUNT', excess)
+    local oldest = redis.call('XRANGE', KEYS[5], '-', '+', 'COUNT', excess)
     cut = oldest[#oldest][1]
-    redis.call('XTRIM', KEYS[4], 'MAXLEN', ARGV[5])
+    redis.call('XTRIM', KEYS[5], 'MAXLEN', ARGV[7])
   end
   if cut then
-    redis.call('SET', KEYS[5], cut)
+    redis.call('SET', KEYS[6], cut)
   end
-  redis.call('PEXPIRE', KEYS[4], ARGV[6])
-  redis.call('PEXPIRE', KEYS[5], ARGV[6])
-  redis.call('PEXPIRE', KEYS[6], ARGV[6])
-  return { id, redis.call('XLEN', KEYS[4]) }
+  redis.call('PEXPIRE', KEYS[5], ARGV[8])
+  redis.call('PEXPIRE', KEYS[6], ARGV[8])
+  redis.call('PEXPIRE', KEYS[7], ARGV[8])
+  return { id, redis.call('XLEN', KEYS[5]) }
 end
 return { id, 0 }
 "#;
@@ -112,8 +128,10 @@ static READ_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(READ));
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Appended {
     pub offset: Offset,
-    /// The history stream's length after the append (`None`: history off).
+    /// The history stream's length after the append (`None`: history off, or a repeat).
     pub history_length: Option<u64>,
+    /// A repeat of an idempotency key: nothing was appended, `offset` is the first's.
+    pub repeat: bool,
 }
 
 /// The publish channel's lease, whose holder alone appends what backends PUBLISH.
@@ -131,29 +149,51 @@ pub struct Fence<'a> {
 /// place in a buffer holding repeats.
 pub const TAKEN_KEPT: usize = 16;
 
-/// Why an append did not happen.
+/// A publisher's key for a message it may send again (a retry after a 503): within
+/// `ttl` the same key appends once and answers the first offset.
+#[derive(Debug, Clone, Copy)]
+pub struct Idempotency<'a> {
+    /// Its Redis key (`Keys::idempotency`).
+    pub key: &'a str,
+    pub ttl: std::time::Duration,
+}
+
+/// Replicas that must have the append before it counts (Redis `WAIT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplicaWait {
+    pub replicas: u32,
+    pub timeout_ms: u64,
+}
+
+/// Why an append did not happen (or is not confirmed).
 #[derive(Debug, thiserror::Error)]
 pub enum AppendError {
     /// Another node holds the channel lease (see [`Fence`]).
     #[error("the publish channel lease is held by another node")]
     NotHolder,
+    /// Appended on the primary, but not on enough replicas in time: a failover now could
+    /// lose it (a retry with the same idempotency key is safe).
+    #[error("appended, but only {acked} of {wanted} replicas confirmed it in time")]
+    NotReplicated { acked: u32, wanted: u32 },
     #[error(transparent)]
     Redis(#[from] redis::RedisError),
 }
 
 /// Appends `wire` (the message's channel form) to `log` and, if given, to `stream`;
-/// with a `fence`, only while its holder holds the lease.
+/// with a `fence`, only while its holder holds the lease; with `idempotency`, once per
+/// key; with `wait`, confirmed only once that many replicas have it.
 pub async fn append(
     conn: &mut ConnectionManager,
     log: &str,
     stream: Option<(&StreamKeys, &HistoryConfig)>,
     fence: Option<Fence<'_>>,
+    idempotency: Option<Idempotency<'_>>,
+    wait: Option<ReplicaWait>,
     wire: &[u8],
 ) -> Result<Appended, AppendError> {
-    let mut invocation = APPEND_SCRIPT.key(log);
     let (lease, holder, taken, digest) =
         fence.map_or(("", "", "", ""), |f| (f.lease, f.holder, f.taken, f.digest));
-    // Without a fence its keys go unused: the log's name stands in.
+    // Keys a call does not use: the log's name stands in.
     let or_log = |given: &str| {
         if given.is_empty() {
             log.to_owned()
@@ -161,32 +201,73 @@ pub async fn append(
             given.to_owned()
         }
     };
-    invocation
-        .key(or_log(lease))
-        .key(or_log(taken))
-        .arg(wire)
-        .arg(LOG_MAX_LEN)
-        .arg(holder)
-        .arg(digest);
-    match stream {
-        Some((keys, history)) => {
-            invocation
-                .key(&keys.stream)
-                .key(&keys.trimmed)
-                .key(&keys.created)
-                .arg(history.max_messages)
-                .arg(history.ttl_ms());
+    let (idempotency_key, idempotency_ttl_ms) = idempotency.map_or(("", 0), |i| {
+        (
+            i.key,
+            u64::try_from(i.ttl.as_millis()).unwrap_or(u64::MAX).max(1),
+        )
+    });
+    let mut keys = vec![
+        log.to_owned(),
+        or_log(lease),
+        or_log(taken),
+        or_log(idempotency_key),
+    ];
+    let mut args: Vec<Vec<u8>> = vec![
+        wire.to_vec(),
+        LOG_MAX_LEN.to_string().into_bytes(),
+        holder.as_bytes().to_vec(),
+        digest.as_bytes().to_vec(),
+        TAKEN_KEPT.to_string().into_bytes(),
+        idempotency_ttl_ms.to_string().into_bytes(),
+    ];
+    if let Some((stream_keys, history)) = stream {
+        keys.extend([
+            stream_keys.stream.clone(),
+            stream_keys.trimmed.clone(),
+            stream_keys.created.clone(),
+        ]);
+        args.push(history.max_messages.to_string().into_bytes());
+        args.push(history.ttl_ms().to_string().into_bytes());
+    }
+    let mut eval = redis::cmd("EVALSHA");
+    eval.arg(APPEND_SCRIPT.get_hash())
+        .arg(keys.len())
+        .arg(&keys)
+        .arg(&args);
+    let mut pipe = redis::pipe();
+    pipe.add_command(eval);
+    if let Some(wait) = wait {
+        pipe.cmd("WAIT").arg(wait.replicas).arg(wait.timeout_ms);
+    }
+    let reply: Vec<Value> = match pipe.query_async(conn).await {
+        Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+            APPEND_SCRIPT.load_async(conn).await?;
+            pipe.query_async(conn).await
         }
-        None => {
-            invocation.arg(0).arg(0);
+        other => other,
+    }
+    .map_err(|e| {
+        if e.code() == Some("NOTHOLDER") {
+            AppendError::NotHolder
+        } else {
+            AppendError::Redis(e)
+        }
+    })?;
+    let mut reply = reply.into_iter();
+    let (id, length): (String, i64) =
+        FromRedisValue::from_redis_value(reply.next().ok_or_else(|| malformed("append"))?)
+            .map_err(redis::RedisError::from)?;
+    if let Some(wait) = wait {
+        let acked = u32::from_redis_value(reply.next().ok_or_else(|| malformed("wait"))?)
+            .map_err(redis::RedisError::from)?;
+        if acked < wait.replicas {
+            return Err(AppendError::NotReplicated {
+                acked,
+                wanted: wait.replicas,
+            });
         }
     }
-    invocation.arg(TAKEN_KEPT);
-    let (id, length): (String, u64) = match invocation.invoke_async(conn).await {
-        Ok(reply) => reply,
-        Err(e) if e.code() == Some("NOTHOLDER") => return Err(AppendError::NotHolder),
-        Err(e) => return Err(e.into()),
-    };
     let offset = id.parse().map_err(|e: super::offset::BadOffset| {
         redis::RedisError::from((
             redis::ErrorKind::UnexpectedReturnType,
@@ -194,9 +275,13 @@ pub async fn append(
             e.to_string(),
         ))
     })?;
+    let repeat = length < 0;
     Ok(Appended {
         offset,
-        history_length: stream.map(|_| length),
+        history_length: stream
+            .filter(|_| !repeat)
+            .map(|_| u64::try_from(length).unwrap_or(0)),
+        repeat,
     })
 }
 

@@ -26,7 +26,7 @@ use super::{ENVELOPE_OVERHEAD, NAMESPACES, envelope, log, now_us, parse};
 use crate::{
     history::{
         HistoryConfig, Keys,
-        script::{AppendError, Fence, TAKEN_KEPT},
+        script::{AppendError, Fence, ReplicaWait, TAKEN_KEPT},
     },
     metrics::{Metrics, Outcome, Source},
     redis_link::RedisLink,
@@ -164,6 +164,8 @@ pub struct ChannelInput {
     pub max_payload: usize,
     /// This node's lease holder name.
     pub holder: String,
+    /// Replicas an append waits for (see `http::replica_wait`).
+    pub wait: Option<ReplicaWait>,
 }
 
 /// What became of the message at the buffer's front.
@@ -337,6 +339,7 @@ impl ChannelInput {
                         &message,
                         &wire,
                         Some(fence),
+                        self.wait,
                     )
                     .await;
                     return match appended {
@@ -345,6 +348,17 @@ impl ChannelInput {
                             Took::Done
                         }
                         Err(AppendError::NotHolder) => Took::NotHolder,
+                        // On the primary (and recorded as taken): a failover now may lose
+                        // it, a retry would repeat it. Counted, not retried.
+                        Err(AppendError::NotReplicated { acked, wanted }) => {
+                            tracing::warn!(
+                                acked,
+                                wanted,
+                                "redis channel message not confirmed by enough replicas"
+                            );
+                            self.metrics.publish(Source::redis, Outcome::not_replicated);
+                            Took::Done
+                        }
                         Err(AppendError::Redis(e)) => {
                             tracing::warn!(error = %e, "redis channel message not appended yet: retrying");
                             Took::Retry

@@ -32,6 +32,14 @@ pub enum PublishError {
     /// Redis did not take it: delivered nowhere, the caller should retry.
     #[error("{0}: the message was not accepted (delivered nowhere); retry")]
     RedisUnavailable(&'static str),
+    /// On the primary but not confirmed on a replica in time: a failover could lose it,
+    /// or it may be delivered; a retry with the same `Idempotency-Key` is delivered once.
+    #[error(
+        "the message reached the Redis primary but only {acked} of {wanted} replicas confirmed it in time: not confirmed (it may still be delivered once); retry with the same Idempotency-Key"
+    )]
+    NotReplicated { acked: u32, wanted: u32 },
+    #[error("header Idempotency-Key: {0}")]
+    BadIdempotencyKey(&'static str),
 }
 
 impl PublishError {
@@ -40,8 +48,10 @@ impl PublishError {
             Self::Disabled => StatusCode::NOT_FOUND,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::TooLarge { .. } | Self::WrappedTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Invalid(_) => StatusCode::BAD_REQUEST,
-            Self::Starting | Self::RedisUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Invalid(_) | Self::BadIdempotencyKey(_) => StatusCode::BAD_REQUEST,
+            Self::Starting | Self::RedisUnavailable(_) | Self::NotReplicated { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -51,9 +61,10 @@ impl PublishError {
             Self::Disabled => Some(Outcome::disabled),
             Self::Unauthorized => Some(Outcome::unauthorized),
             Self::TooLarge { .. } | Self::WrappedTooLarge { .. } => Some(Outcome::too_large),
-            Self::Invalid(_) => Some(Outcome::invalid),
+            Self::Invalid(_) | Self::BadIdempotencyKey(_) => Some(Outcome::invalid),
             Self::Starting => None,
             Self::RedisUnavailable(_) => Some(Outcome::redis_unavailable),
+            Self::NotReplicated { .. } => Some(Outcome::not_replicated),
         }
     }
 }
@@ -62,7 +73,7 @@ impl IntoResponse for PublishError {
     fn into_response(self) -> Response {
         let mut response =
             (self.status(), Json(json!({ "error": self.to_string() }))).into_response();
-        if let Self::RedisUnavailable(_) = self {
+        if let Self::RedisUnavailable(_) | Self::NotReplicated { .. } = self {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -111,6 +122,23 @@ mod tests {
                 503,
                 Some("1"),
                 "redis is unreachable: the message was not accepted (delivered nowhere); retry",
+            ),
+            (
+                "not on a replica",
+                PublishError::NotReplicated {
+                    acked: 0,
+                    wanted: 1,
+                },
+                503,
+                Some("1"),
+                "the message reached the Redis primary but only 0 of 1 replicas confirmed it in time: not confirmed (it may still be delivered once); retry with the same Idempotency-Key",
+            ),
+            (
+                "bad idempotency key",
+                PublishError::BadIdempotencyKey("not visible ASCII"),
+                400,
+                None,
+                "header Idempotency-Key: not visible ASCII",
             ),
         ];
         for (name, error, status, retry_after, message) in cases {

@@ -122,6 +122,7 @@ mod tests {
             target: PublishTarget::Broadcast,
             namespace: "/".into(),
             origin_us: None,
+            idempotency_key: None,
         })
     }
 

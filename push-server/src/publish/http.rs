@@ -17,11 +17,19 @@ use super::{
     ENVELOPE_OVERHEAD, Message, NAMESPACES, envelope, error::PublishError, log, now_us, parse,
 };
 use crate::{
-    history::Offset,
+    config::Config,
+    history::{
+        Offset,
+        script::{AppendError, ReplicaWait},
+    },
     metrics::{Outcome, Source},
     redis_link::RedisLink,
     state::{AppState, SharedState},
 };
+
+/// The header a publisher names a message it may send again with: a retry with the same
+/// key (within the history TTL) is delivered once and answered with the first offset.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 /// A publish the node took (202).
 #[derive(Debug, PartialEq, Eq)]
@@ -100,7 +108,17 @@ async fn accept(
     let bytes = to_bytes(body, limit)
         .await
         .map_err(|_| PublishError::TooLarge { limit })?;
-    let message = parse(&bytes, NAMESPACES)?;
+    let mut message = parse(&bytes, NAMESPACES)?;
+    if let Some(key) = headers.get(IDEMPOTENCY_KEY) {
+        let key = key
+            .to_str()
+            .ok()
+            .filter(|k| super::valid_idempotency_key(k))
+            .ok_or(PublishError::BadIdempotencyKey(
+                "1 to 200 visible ASCII characters",
+            ))?;
+        message.idempotency_key = Some(key.to_owned());
+    }
     let started = state.started.get().ok_or(PublishError::Starting)?;
     let origin = now_us();
     let Some(link) = &started.link else {
@@ -128,6 +146,15 @@ async fn accept(
     hand_to_redis(link, state, &message, &wire).await
 }
 
+/// What a 202 waits for beyond the primary: `PUSH_REDIS_MIN_REPLICAS` replicas, for up
+/// to the Redis timeout.
+pub fn replica_wait(config: &Config) -> Option<ReplicaWait> {
+    (config.redis_min_replicas > 0).then(|| ReplicaWait {
+        replicas: config.redis_min_replicas,
+        timeout_ms: u64::try_from(config.redis_timeout.as_millis()).unwrap_or(u64::MAX),
+    })
+}
+
 /// Appends to the fan-out log, waiting at most the configured Redis timeout.
 async fn hand_to_redis(
     link: &RedisLink,
@@ -135,6 +162,7 @@ async fn hand_to_redis(
     message: &Message,
     wire: &[u8],
 ) -> Result<Accepted, PublishError> {
+    let wait = replica_wait(&state.config);
     let append = log::append(
         link,
         &state.keys,
@@ -143,9 +171,20 @@ async fn hand_to_redis(
         message,
         wire,
         None,
+        wait,
     );
-    match tokio::time::timeout(state.config.redis_timeout, append).await {
+    // Redis's answer within the timeout, and the replicas' within as much again.
+    let timeout = state.config.redis_timeout * if wait.is_some() { 2 } else { 1 };
+    match tokio::time::timeout(timeout, append).await {
         Ok(Ok(offset)) => Ok(Accepted::Cluster { offset }),
+        Ok(Err(AppendError::NotReplicated { acked, wanted })) => {
+            tracing::warn!(
+                acked,
+                wanted,
+                "publish not confirmed by enough replicas: answered 503"
+            );
+            Err(PublishError::NotReplicated { acked, wanted })
+        }
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "redis append failed: answered 503");
             Err(PublishError::RedisUnavailable("redis refused the publish"))

@@ -5,9 +5,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use redis::{
-    AsyncConnectionConfig, ConnectionInfo, FromRedisValue, Value, aio::MultiplexedConnection,
-};
+use redis::{AsyncConnectionConfig, FromRedisValue, Value, aio::MultiplexedConnection};
 use tokio_util::sync::CancellationToken;
 
 use super::{
@@ -18,7 +16,7 @@ use crate::{
     conn::ConnRegistry,
     history::{
         self, HistoryConfig, Keys, Offset,
-        script::{AppendError, Fence},
+        script::{AppendError, Fence, Idempotency, ReplicaWait},
     },
     metrics::{Metrics, Outcome, Source},
     redis_link::RedisLink,
@@ -40,8 +38,10 @@ fn next_batch(entries: usize, bytes: usize) -> usize {
 const READ_BLOCK_MS: u64 = 1_000;
 
 /// Appends a validated message (in its channel form `wire`) to the log and, with
-/// history on, to its history stream; with a `fence`, only while it holds the publish
-/// channel's lease. Returns its offset.
+/// history on, to its history stream; once per idempotency key when the message has one;
+/// with a `fence`, only while it holds the publish channel's lease; with `wait`, confirmed
+/// only once that many replicas have it. Returns its offset.
+#[allow(clippy::too_many_arguments)]
 pub async fn append(
     link: &RedisLink,
     keys: &Keys,
@@ -50,6 +50,7 @@ pub async fn append(
     message: &Message,
     wire: &[u8],
     fence: Option<Fence<'_>>,
+    wait: Option<ReplicaWait>,
 ) -> Result<Offset, AppendError> {
     let stream = history.map(|h| {
         (
@@ -57,12 +58,22 @@ pub async fn append(
             h,
         )
     });
+    let idempotency_key = message
+        .idempotency_key
+        .as_deref()
+        .map(|k| keys.idempotency(k));
+    let idempotency = idempotency_key.as_deref().map(|key| Idempotency {
+        key,
+        ttl: HistoryConfig::idempotency_ttl(history),
+    });
     let mut conn = link.connection();
     let appended = history::script::append(
         &mut conn,
         &keys.log(),
         stream.as_ref().map(|(keys, h)| (keys, *h)),
         fence,
+        idempotency,
+        wait,
         wire,
     )
     .await?;
@@ -148,7 +159,8 @@ fn read_reply(value: Value) -> redis::RedisResult<Vec<LogEntry>> {
 
 /// What the reader needs besides the connection.
 pub struct Reader {
-    pub info: ConnectionInfo,
+    /// Where to read: a connection of its own to the link's current primary.
+    pub link: RedisLink,
     pub keys: Keys,
     pub fanout: Arc<Fanout>,
     pub delivery: Arc<dyn NodeDelivery>,
@@ -157,6 +169,10 @@ pub struct Reader {
     /// This node's sockets and their connections: cut when the reader finds a gap.
     pub sockets: Arc<dyn NodeSockets>,
     pub conns: Arc<ConnRegistry>,
+    /// Replicas an entry must be on before it is delivered (see [`Reader::replicated`]).
+    pub wait: Option<ReplicaWait>,
+    /// Where this node records how far it read (the write a `WAIT` needs).
+    pub position_key: String,
 }
 
 impl Reader {
@@ -171,11 +187,11 @@ impl Reader {
                 c = self.connect() => c,
             };
             match connected {
-                Ok(mut conn) => {
+                Ok((mut conn, generation)) => {
                     delay = Duration::from_millis(100);
                     let error = tokio::select! {
                         _ = stop.cancelled() => return,
-                        e = self.follow(&mut conn, &mut last) => e,
+                        e = self.follow(&mut conn, generation, &mut last) => e,
                     };
                     tracing::warn!(error = %error, after = %last, "fan-out log read failed: resuming after reconnect");
                 }
@@ -191,25 +207,35 @@ impl Reader {
         }
     }
 
-    /// A connection of its own: a blocking read would hold up the shared one.
-    async fn connect(&self) -> redis::RedisResult<MultiplexedConnection> {
+    /// A connection of its own (a blocking read would hold up the shared one) to the
+    /// link's current primary, and which one that is.
+    async fn connect(&self) -> redis::RedisResult<(MultiplexedConnection, u64)> {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(Duration::from_millis(READ_BLOCK_MS + 2_000)));
-        redis::Client::open(self.info.clone())?
+        let generation = self.link.generation();
+        let conn = redis::Client::open(self.link.info())?
             .get_multiplexed_async_connection_with_config(&config)
-            .await
+            .await?;
+        Ok((conn, generation))
     }
 
     /// Delivers batches until an error, which it returns.
     async fn follow(
         &self,
         conn: &mut MultiplexedConnection,
+        generation: u64,
         last: &mut Offset,
     ) -> redis::RedisError {
         let log = self.keys.log();
         let mut count = READ_BATCH;
         loop {
+            if self.link.generation() != generation {
+                return redis::RedisError::from((
+                    redis::ErrorKind::Io,
+                    "the link moved to a new primary",
+                ));
+            }
             let reply: Value = match redis::cmd("XREAD")
                 .arg("COUNT")
                 .arg(count)
@@ -228,6 +254,11 @@ impl Reader {
                 Ok(batch) => batch,
                 Err(e) => return e,
             };
+            if let (Some(wait), Some((newest, _, _))) = (self.wait, batch.last())
+                && let Err(e) = self.replicated(conn, generation, wait, *newest).await
+            {
+                return e;
+            }
             let full = batch.len() >= count;
             if !batch.is_empty() {
                 count = next_batch(batch.len(), batch.iter().map(|(_, m, _)| m.len()).sum());
@@ -253,6 +284,42 @@ impl Reader {
                 0
             };
             self.metrics.fanout_lag_ms.set(lag_ms);
+        }
+    }
+
+    /// Waits until the entries just read are on `wait.replicas` replicas: delivered, an
+    /// entry a failover could lose (its publish answered 503 and retried) would reach
+    /// clients twice. `WAIT` covers the connection's own writes, so the reader first
+    /// records its position (a write after the entries it read).
+    async fn replicated(
+        &self,
+        conn: &mut MultiplexedConnection,
+        generation: u64,
+        wait: ReplicaWait,
+        newest: Offset,
+    ) -> redis::RedisResult<()> {
+        loop {
+            let (_, acked): ((), u32) = redis::pipe()
+                .cmd("SET")
+                .arg(&self.position_key)
+                .arg(newest.to_string())
+                .arg("PX")
+                .arg(60_000)
+                .cmd("WAIT")
+                .arg(wait.replicas)
+                .arg(wait.timeout_ms)
+                .query_async(conn)
+                .await?;
+            if acked >= wait.replicas {
+                return Ok(());
+            }
+            if self.link.generation() != generation {
+                return Err(redis::RedisError::from((
+                    redis::ErrorKind::Io,
+                    "the link moved to a new primary",
+                )));
+            }
+            tracing::warn!(acked, wanted = wait.replicas, %newest, "fan-out log: entries not on enough replicas yet: holding them back");
         }
     }
 

@@ -45,7 +45,12 @@ pub struct Message {
     pub namespace: String,
     /// Wall clock (µs since the epoch) when the first node accepted it.
     pub origin_us: Option<u64>,
+    /// The publisher's key for a message it may send again (see `PublishRequest`).
+    pub idempotency_key: Option<String>,
 }
+
+/// Longest idempotency key.
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 200;
 
 impl Message {
     /// The socket.io room to write to, `None` for a namespace-wide broadcast.
@@ -99,6 +104,15 @@ pub enum InvalidMessage {
     EmptyTarget(&'static str),
     #[error("field `namespace`: unknown namespace {0:?}")]
     Namespace(String),
+    #[error("the idempotency key must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters")]
+    IdempotencyKey,
+}
+
+/// Whether a publisher's idempotency key is acceptable (it becomes part of a Redis key).
+pub fn valid_idempotency_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= MAX_IDEMPOTENCY_KEY_LEN
+        && key.bytes().all(|b| b.is_ascii_graphic())
 }
 
 pub fn now_us() -> u64 {
@@ -145,12 +159,20 @@ pub fn validate(
     if !namespaces.contains(&namespace.as_str()) {
         return Err(InvalidMessage::Namespace(namespace));
     }
+    if request
+        .idempotency_key
+        .as_deref()
+        .is_some_and(|k| !valid_idempotency_key(k))
+    {
+        return Err(InvalidMessage::IdempotencyKey);
+    }
     Ok(Message {
         event: request.event,
         data: request.data,
         target,
         namespace,
         origin_us: request.origin_us,
+        idempotency_key: request.idempotency_key,
     })
 }
 
@@ -170,6 +192,8 @@ pub fn envelope(message: &Message, origin_us: u64) -> Vec<u8> {
         broadcast,
         namespace: Some(message.namespace.clone()),
         origin_us: Some(origin_us),
+        // Used at the append, not needed by the nodes that deliver.
+        idempotency_key: None,
     };
     // Serializing strings and valid raw JSON into a Vec cannot fail.
     serde_json::to_vec(&envelope).unwrap_or_default()
@@ -281,5 +305,24 @@ mod tests {
             },
             message
         );
+    }
+
+    #[test]
+    fn idempotency_keys_are_checked() {
+        let keyed = parse(
+            br#"{"event":"e","broadcast":true,"idempotency_key":"k-1"}"#,
+            NS,
+        )
+        .expect("valid");
+        assert_eq!(keyed.idempotency_key.as_deref(), Some("k-1"));
+        let long = "k".repeat(MAX_IDEMPOTENCY_KEY_LEN + 1);
+        for bad in ["", "a b", "é", long.as_str()] {
+            let body = serde_json::json!({"event": "e", "broadcast": true, "idempotency_key": bad});
+            assert_eq!(
+                parse(body.to_string().as_bytes(), NS),
+                Err(InvalidMessage::IdempotencyKey),
+                "{bad:?}"
+            );
+        }
     }
 }

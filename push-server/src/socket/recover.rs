@@ -270,7 +270,7 @@ pub(super) async fn prepare<A: Adapter>(
             let sources = recovery::sources(&found, None);
             (Recovery::all_broken(sources, Gap::Trimmed), fanout.last())
         }
-        Ok(offset) => match read(&link, keys, history, &found, offset).await {
+        Ok(offset) => match read(state, &link, history, &found, offset).await {
             Some(read) => read,
             None => return defer(socket, state, Some(old_pid)),
         },
@@ -325,12 +325,13 @@ fn defer<A: Adapter>(
 /// do not queue behind a long reply), within [`READ_DEADLINE`]. `None`: Redis did not
 /// answer in time (the client comes back later).
 async fn read(
+    state: &SharedState,
     link: &RedisLink,
-    keys: &Keys,
     history: &HistoryConfig,
     session: &Session,
     offset: Option<Offset>,
 ) -> Option<(Recovery, Offset)> {
+    let keys = &state.keys;
     let sources = recovery::sources(session, offset);
     let streams: Vec<(StreamKeys, Offset)> = sources
         .iter()
@@ -378,6 +379,24 @@ async fn read(
                         .map(|read| read.until(whole.log_end)),
                 ),
                 None => whole = Some(part),
+            }
+        }
+        // What is replayed must be on the replicas a 202 waits for: an entry a failover
+        // could lose was answered 503, and its retry would reach the client twice.
+        if let Some(wait) = crate::publish::http::replica_wait(&state.config) {
+            let (_, acked): ((), u32) = redis::pipe()
+                .cmd("SET")
+                .arg(keys.reader_position(&state.config.node_id))
+                .arg("recovery")
+                .arg("PX")
+                .arg(60_000)
+                .cmd("WAIT")
+                .arg(wait.replicas)
+                .arg(wait.timeout_ms)
+                .query_async(&mut conn)
+                .await?;
+            if acked < wait.replicas {
+                return Ok(None);
             }
         }
         redis::RedisResult::Ok(whole)

@@ -1,0 +1,150 @@
+"""Redis without a single point of failure (#23): a primary, two replicas and three
+Sentinels (real redis-server processes); two push-server nodes follow the primary the
+Sentinels name (PUSH_REDIS_SENTINELS) and answer 202 only once a replica has the message
+too (PUSH_REDIS_MIN_REPLICAS=1). A publisher sends 50 numbered messages a second,
+retrying every 503 with its Idempotency-Key; the primary is SIGKILLed mid-stream. Every
+message answered 202 reaches every official client (WebSocket and long-polling) exactly
+once and in order; the publishes stall for at most 5 s; nobody is told continuity broke.
+Then the old primary comes back as a replica: nothing is repeated."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import requests
+
+from harness import NodeClients, PushServer, contract, wait_until
+from harness.continuity import ROOMS, check_exactly_once_in_order
+from harness.redis_sentinel import SentinelSet
+
+API_TOKEN = "ha-token"
+RATE = 50
+BROKEN = contract()["socket"]["CONTINUITY_BROKEN"]
+
+
+class RetryingPublisher:
+    """Publishes `{"n": k}` at RATE, alternating room `news` and user `u1`, each with the
+    Idempotency-Key `m-<k>`, retrying a 503 (or a dropped request) until a 202; records
+    which were answered 202 and when."""
+
+    def __init__(self, nodes):
+        self.nodes = nodes
+        self.accepted: list[int] = []
+        self.sent: list[int] = []
+        self.refused: list[int] = []  # given up (never 202): may be delivered once
+        self.answered_at: list[float] = []
+        self.retries = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.session = requests.Session()
+
+    def publish(self, k: int) -> bool:
+        body = {"event": "seq", "data": {"n": k}, **({"room": "news"} if k % 2 == 0 else {"user": "u1"})}
+        node = self.nodes[k % len(self.nodes)]
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not self.stop.is_set():
+            try:
+                response = self.session.post(node.url + contract()["paths"]["PUBLISH"], json=body, timeout=5,
+                                             headers={"Authorization": f"Bearer {API_TOKEN}",
+                                                      "Idempotency-Key": f"m-{k}"})
+                if response.status_code == 202:
+                    return True
+                assert response.status_code == 503, response.text
+            except requests.RequestException:
+                pass
+            self.retries += 1
+            self.stop.wait(0.1)
+        return False
+
+    def run(self) -> None:
+        k, start = 0, time.monotonic()
+        while not self.stop.is_set():
+            self.sent.append(k)
+            if self.publish(k):
+                self.accepted.append(k)
+                self.answered_at.append(time.monotonic())
+            else:
+                self.refused.append(k)
+            k += 1
+            self.stop.wait(max(0.0, start + k / RATE - time.monotonic()))
+
+    def longest_gap(self) -> float:
+        times = self.answered_at
+        return max((b - a for a, b in zip(times, times[1:])), default=0.0)
+
+    def __enter__(self) -> "RetryingPublisher":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def test_a_primary_killed_mid_stream_loses_and_repeats_nothing(processes):
+    redis = SentinelSet(processes).start()
+    env = {"API_TOKEN": API_TOKEN, "HISTORY_MAX_MESSAGES": 5000, "HISTORY_TTL_SECONDS": 300,
+           "REDIS_MIN_REPLICAS": 1, **redis.env()}
+    nodes = [PushServer(processes, redis_url=redis.url, node_id=n, env=env).start() for n in "ab"]
+    swarm_spec = {"rooms": ROOMS, "reconnection": True, "reconnectionDelay": 100, "reconnectionDelayMax": 500}
+    ws = NodeClients(processes, {"url": nodes[0].url, "transports": ["websocket"], "count": 3, **swarm_spec},
+                     name="ws")
+    polling = NodeClients(processes, {"url": nodes[1].url, "transports": ["polling"], "count": 3, **swarm_spec},
+                          name="polling")
+    ws.wait_ready()
+    polling.wait_ready()
+    old_primary = redis.primary()
+    with RetryingPublisher(nodes) as publisher:
+        wait_until(lambda: len(publisher.accepted) >= 5 * RATE, 20, "5 s of 202s")
+        redis.kill(old_primary)
+        killed_at = time.monotonic()
+        new_primary = wait_until(lambda: (p := redis.primary()) not in (None, old_primary) and p, 20,
+                                 "the Sentinels promoting a replica")
+        promoted_s = time.monotonic() - killed_at
+        wait_until(lambda: publisher.answered_at and publisher.answered_at[-1] > killed_at, 20,
+                   "a 202 after the kill")
+        first_202_s = next(t for t in publisher.answered_at if t > killed_at) - killed_at
+        at = len(publisher.accepted)
+        wait_until(lambda: len(publisher.accepted) >= at + 10 * RATE, 30, "10 s of 202s on the new primary")
+
+        # The old primary comes back as a replica of the new one: nothing is repeated.
+        redis.restart_as_replica(old_primary)
+        wait_until(lambda: redis.info(old_primary).get("master_link_status") == "up", 20,
+                   "the old primary in sync as a replica")
+        at = len(publisher.accepted)
+        wait_until(lambda: len(publisher.accepted) >= at + 2 * RATE, 20, "2 s more")
+    assert nodes[0].publish({"event": "fence", "data": 1, "broadcast": True}, API_TOKEN).status_code == 202
+    for swarm in (ws, polling):
+        wait_until(lambda s=swarm: len(s.events("fence")) >= 3, 20, "the fence everywhere")
+        check_exactly_once_in_order(swarm, publisher)
+        assert swarm.events(BROKEN) == [], swarm.events(BROKEN)
+        for i in range(3):
+            later = swarm.of("connected", i=i)[1:]
+            assert all(e["recovered"] is True for e in later), f"client {i} reconnected without recovering: {later}"
+    gap = publisher.longest_gap()
+    assert gap <= 5.0, f"no 202 for {gap:.1f} s"
+    failovers = [n.metric("REDIS_FAILOVERS") for n in nodes]
+    assert all(f >= 1 for f in failovers), failovers
+    print(f"\nprimary {old_primary} SIGKILLed: Sentinels promoted {new_primary} after {promoted_s:.1f} s, "
+          f"first 202 again after {first_202_s:.1f} s, longest stretch without a 202 {gap:.1f} s; "
+          f"{len(publisher.accepted)} answered 202 ({publisher.retries} retries with the same key, "
+          f"{len(publisher.refused)} given up), every one received once, in order, by 6 clients; "
+          f"old primary back as a replica, nothing repeated")
+
+
+def test_the_same_idempotency_key_is_delivered_once_with_the_same_offset(processes, redis_server):
+    node = PushServer(processes, redis_url=redis_server.url, node_id="a",
+                      env={"API_TOKEN": API_TOKEN, "HISTORY_MAX_MESSAGES": 100, "HISTORY_TTL_SECONDS": 60}).start()
+    client = NodeClients(processes, {"url": node.url, "transports": ["websocket"], "rooms": ["news"]})
+    client.wait_ready()
+    body = {"event": "m", "data": "once", "room": "news"}
+    first = node.publish(body, API_TOKEN, headers={"Idempotency-Key": "order-1"})
+    again = node.publish(body, API_TOKEN, headers={"Idempotency-Key": "order-1"})
+    other = node.publish({**body, "data": "twice"}, API_TOKEN, headers={"Idempotency-Key": "order-2"})
+    assert first.status_code == again.status_code == other.status_code == 202, (first.text, again.text)
+    assert first.json()["offset"] == again.json()["offset"] != other.json()["offset"]
+    bad = node.publish(body, API_TOKEN, headers={"Idempotency-Key": "has space"})
+    assert bad.status_code == 400 and "Idempotency-Key" in bad.json()["error"], bad.text
+    got = [e["data"] for e in client.settle("m", 2)]
+    assert got == ["once", "twice"], got
