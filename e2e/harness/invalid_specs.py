@@ -33,6 +33,9 @@ INVALID_SPECS = [
     ("empty-ingress-class", "spec: {exposure: {host: a.b, ingress: {className: ''}}}", "spec.exposure.ingress.className"),
     ("host-with-scheme", "spec: {exposure: {host: 'https://a.b', ingress: {className: nginx}}}", "spec.exposure.host"),
     ("misspelt-nested-field", "spec: {redis: {managed: {imag: redis}}}", "spec.redis.managed.imag"),
+    ("no-redis-server", "spec: {redis: {managed: {replicas: 0}}}", "spec.redis.managed.replicas"),
+    ("more-than-seven-redis-servers", "spec: {redis: {managed: {replicas: 8}}}", "spec.redis.managed.replicas"),
+    ("env-names-sentinels", "spec: {env: [{name: PUSH_REDIS_SENTINELS, value: 'r:26379'}]}", "spec.env"),
 ]
 
 

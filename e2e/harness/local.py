@@ -130,6 +130,8 @@ class LocalCluster:
         for part in ("nginx", "redis"):
             if data.get(part):
                 pids.append(data[part]["pid"])
+        # Every redis-server and Sentinel (replicated managed Redis), restarted ones too.
+        pids.extend(r["pid"] for r in data.get("redis_servers", []) if r.get("pid"))
         return pids
 
     def nodes(self, phase: str | None = None) -> list[dict]:

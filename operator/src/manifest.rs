@@ -220,6 +220,20 @@ mod tests {
                 "spec.drainSeconds",
             ),
             (
+                "no redis server",
+                format!(
+                    "{HEAD}metadata: {{name: a}}\nspec: {{redis: {{managed: {{replicas: 0}}}}}}\n"
+                ),
+                "spec.redis.managed.replicas",
+            ),
+            (
+                "more redis servers than 7",
+                format!(
+                    "{HEAD}metadata: {{name: a}}\nspec: {{redis: {{managed: {{replicas: 8}}}}}}\n"
+                ),
+                "spec.redis.managed.replicas",
+            ),
+            (
                 "wrong kind",
                 "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n".into(),
                 "apiVersion/kind must be",

@@ -51,6 +51,7 @@ pub async fn apply_all(
     let mut observed = Observed {
         generation: pc.metadata.generation,
         desired_replicas: vc.spec.replicas,
+        redis_replicas_requested: vc.spec.redis.managed.as_ref().map_or(0, |m| m.replicas),
         endpoint: Some(objects::exposure::endpoint(vc)),
         exposure: Some(if gateway_installed {
             ExposureState::Configured(plan::exposure_summary(vc))

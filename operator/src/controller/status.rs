@@ -14,6 +14,8 @@ pub const REDIS_READY: &str = "RedisReady";
 pub const EXPOSURE_READY: &str = "ExposureReady";
 pub const PROGRESSING: &str = "Progressing";
 pub const DEGRADED: &str = "Degraded";
+/// RedisReady reason: `spec.redis.managed.replicas` > 1, which only local mode runs today.
+pub const REPLICAS_NOT_YET_ON_KUBERNETES: &str = "ReplicasNotYetOnKubernetes";
 /// Degraded reason: pods were all ready and some no longer are.
 pub const PODS_UNAVAILABLE: &str = EventReason::PodsUnavailable.as_str();
 
@@ -45,6 +47,9 @@ pub struct Observed {
     pub deployment: Option<DeploymentStatus>,
     /// `None` for an external Redis; else ready replicas of the managed StatefulSet.
     pub redis_ready_replicas: Option<i32>,
+    /// `spec.redis.managed.replicas` (0 for an external Redis): beyond 1, the cluster
+    /// still runs one Redis pod, and RedisReady says so.
+    pub redis_replicas_requested: i32,
     pub exposure: Option<ExposureState>,
     pub blocker: Option<Blocker>,
     pub selector: Option<String>,
@@ -178,6 +183,15 @@ fn redis(observed: &Observed) -> Condition {
             condition(REDIS_READY, false, "NotApplied", "spec not applied")
         }
         None => condition(REDIS_READY, true, "External", "using the external Redis"),
+        Some(n) if n > 0 && observed.redis_replicas_requested > 1 => condition(
+            REDIS_READY,
+            true,
+            REPLICAS_NOT_YET_ON_KUBERNETES,
+            format!(
+                "managed Redis is ready, as one Redis pod without failover: spec.redis.managed.replicas is {}, but only local mode (push-operator local) runs Redis replicas and Sentinels today",
+                observed.redis_replicas_requested
+            ),
+        ),
         Some(n) if n > 0 => condition(REDIS_READY, true, "Running", "managed Redis is ready"),
         Some(_) => condition(
             REDIS_READY,
@@ -270,6 +284,7 @@ mod tests {
                 ..Default::default()
             }),
             redis_ready_replicas: Some(1),
+            redis_replicas_requested: 1,
             exposure: Some(ExposureState::Configured("ClientIP affinity".into())),
             blocker: None,
             selector: Some("a=b".into()),
@@ -327,6 +342,37 @@ mod tests {
                     (REDIS_READY, "False", "Starting"),
                     (READY, "False", "RedisNotReady"),
                 ],
+            ),
+            (
+                "redis replicas asked for: one pod runs, and the condition says so",
+                Observed {
+                    redis_replicas_requested: 3,
+                    ..healthy()
+                },
+                &[
+                    (REDIS_READY, "True", REPLICAS_NOT_YET_ON_KUBERNETES),
+                    (READY, "True", "AllReady"),
+                ],
+            ),
+            (
+                "redis replicas asked for, pod starting",
+                Observed {
+                    redis_replicas_requested: 3,
+                    redis_ready_replicas: Some(0),
+                    ..healthy()
+                },
+                &[
+                    (REDIS_READY, "False", "Starting"),
+                    (READY, "False", "RedisNotReady"),
+                ],
+            ),
+            (
+                "one redis asked for",
+                Observed {
+                    redis_replicas_requested: 1,
+                    ..healthy()
+                },
+                &[(REDIS_READY, "True", "Running")],
             ),
             (
                 "external redis",
@@ -389,6 +435,18 @@ mod tests {
                 );
             }
             assert_eq!(status.conditions.len(), 5, "case {case:?}");
+        }
+        let replicas = compute(
+            &Observed {
+                redis_replicas_requested: 3,
+                ..healthy()
+            },
+            None,
+            ts(1),
+        );
+        let message = &get(&replicas, REDIS_READY).message;
+        for words in ["replicas is 3", "only local mode", "one Redis pod"] {
+            assert!(message.contains(words), "{words:?} not in {message:?}");
         }
         let invalid = compute(
             &Observed {

@@ -1,15 +1,17 @@
 //! Local mode: `push-operator local -f FILE` runs the PushCluster in FILE on this
-//! machine from the same validate step and Deployment env the controller uses:
-//! a redis-server (managed Redis), `replicas` push-server processes, and a real nginx
-//! in front doing the sticky routing the manifest asks for, supervised like a
-//! ReplicaSet (restart with backoff, manifest edits applied live, scale-in by drain).
+//! machine from the same validate step and Deployment env the controller uses: the
+//! managed Redis (one redis-server, or with `spec.redis.managed.replicas` > 1 a primary,
+//! its replicas and three Sentinels that fail it over), `replicas` push-server processes,
+//! and a real nginx in front doing the sticky routing the manifest asks for, supervised
+//! like a ReplicaSet (restart with backoff, manifest edits applied live, scale-in by drain).
 //!
 //! Modules: [`plan`] (pure decisions), [`nginx`] (config rendering + process),
-//! [`redis`], [`secrets`], [`watch`] (the manifest file, through the operator's one
-//! front door), [`resolved`] (the manifest resolved for this machine), [`supervisor`]
-//! (the loop), [`node`] (one process and its restarts), [`child`], [`ports`],
-//! [`autoscale`] (the controller's connection autoscaling over these processes),
-//! [`options`], [`error`].
+//! [`redis_topology`] (the Redis processes, pure), [`redis`] (those processes), [`resp`]
+//! (their wire protocol, for checks), [`secrets`], [`watch`] (the manifest file, through
+//! the operator's one front door), [`resolved`] (the manifest resolved for this machine),
+//! [`supervisor`] (the loop), [`node`] (one process and its restarts), [`child`],
+//! [`ports`], [`autoscale`] (the controller's connection autoscaling over these
+//! processes), [`options`], [`error`].
 
 pub mod autoscale;
 pub mod child;
@@ -20,7 +22,9 @@ pub mod options;
 pub mod plan;
 pub mod ports;
 pub mod redis;
+pub mod redis_topology;
 pub mod resolved;
+pub mod resp;
 pub mod secrets;
 pub mod state_file;
 pub mod supervisor;

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use k8s_openapi::api::core::v1::EnvVar;
 use push_contract::env;
 
+use crate::objects::deployment::sentinel_env;
 use crate::resources::{ExposureSpec, IngressAffinity};
 
 /// How nginx keeps a client on its node.
@@ -33,6 +34,10 @@ pub enum PlanError {
     BadCookieName(String),
     #[error("environment variable {var}: {reason}")]
     UnsupportedEnv { var: String, reason: String },
+    #[error(
+        "spec.redis.managed.replicas is {requested}, local mode runs {running}: restart local mode to change spec.redis.managed.replicas"
+    )]
+    RedisReplicasChanged { running: usize, requested: usize },
     #[error(
         "secret {name}/{key} (for {var}) not found: set env {env_name} or create the file {file}"
     )]
@@ -81,11 +86,24 @@ pub struct NodeSlot {
     pub admin: SocketAddr,
 }
 
+/// The managed Redis local mode runs, as push-servers reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalRedis {
+    /// `redis://127.0.0.1:PORT/0?protocol=resp3` of the (initial) primary.
+    pub url: String,
+    pub password: String,
+    /// Sentinels watching the primary (`spec.redis.managed.replicas` > 1); empty for one
+    /// redis-server.
+    pub sentinels: Vec<SocketAddr>,
+    /// The `spec.redis.managed.replicas` it runs (a change needs a restart of local mode).
+    pub replicas: usize,
+}
+
 /// Values local mode supplies instead of what Kubernetes would.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LocalOverrides {
-    /// URL and password of the redis-server local mode runs (managed Redis).
-    pub redis: Option<(String, String)>,
+    /// The redis-server(s) local mode runs (managed Redis).
+    pub redis: Option<LocalRedis>,
     /// Where the JWT public key was written (instead of the pod's mounted file).
     pub jwt_public_key_file: Option<PathBuf>,
 }
@@ -109,7 +127,13 @@ pub fn node_env(
     let mut out: Vec<(String, String)> = Vec::new();
     let mut overridden: Vec<&str> = LOCAL_VARS.to_vec();
     if overrides.redis.is_some() {
-        overridden.extend([env::REDIS_URL, env::REDIS_PASSWORD]);
+        overridden.extend([
+            env::REDIS_URL,
+            env::REDIS_PASSWORD,
+            env::REDIS_SENTINELS,
+            env::REDIS_SENTINEL_MASTER,
+            env::REDIS_MIN_REPLICAS,
+        ]);
     }
     if overrides.jwt_public_key_file.is_some() {
         overridden.push(env::JWT_PUBLIC_KEY_FILE);
@@ -123,9 +147,15 @@ pub fn node_env(
     out.push((env::LISTEN.into(), slot.client.to_string()));
     out.push((env::ADMIN_LISTEN.into(), slot.admin.to_string()));
     out.push((env::NODE_ID.into(), slot.name.clone()));
-    if let Some((url, password)) = &overrides.redis {
-        out.push((env::REDIS_URL.into(), url.clone()));
-        out.push((env::REDIS_PASSWORD.into(), password.clone()));
+    if let Some(redis) = &overrides.redis {
+        out.push((env::REDIS_URL.into(), redis.url.clone()));
+        out.push((env::REDIS_PASSWORD.into(), redis.password.clone()));
+        if !redis.sentinels.is_empty() {
+            let sentinels: Vec<String> = redis.sentinels.iter().map(|a| a.to_string()).collect();
+            for var in sentinel_env(&sentinels) {
+                out.push((var.name, var.value.unwrap_or_default()));
+            }
+        }
     }
     if let Some(path) = &overrides.jwt_public_key_file {
         out.push((env::JWT_PUBLIC_KEY_FILE.into(), path.display().to_string()));

@@ -38,6 +38,14 @@ pub fn any() -> std::io::Result<SocketAddr> {
     listener.local_addr()
 }
 
+/// `n` distinct free ports on loopback (all probed at once, so none is handed out twice).
+pub fn distinct(n: usize) -> std::io::Result<Vec<SocketAddr>> {
+    let listeners = (0..n)
+        .map(|_| TcpListener::bind((LOOPBACK, 0)))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    listeners.iter().map(TcpListener::local_addr).collect()
+}
+
 /// The front door: `requested` when given (0 = any free port), else 8080 when free,
 /// else any free port.
 pub fn front(requested: Option<u16>) -> std::io::Result<SocketAddr> {
@@ -64,6 +72,18 @@ mod tests {
         let err = front(Some(port)).expect_err("in use");
         assert!(err.to_string().contains("pick another --port"), "{err}");
         assert_ne!(front(Some(0)).expect("any").port(), 0);
+    }
+
+    #[test]
+    fn distinct_ports_differ() {
+        let mut ports: Vec<u16> = distinct(6)
+            .expect("ports")
+            .iter()
+            .map(|a| a.port())
+            .collect();
+        ports.sort_unstable();
+        ports.dedup();
+        assert_eq!(ports.len(), 6);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::EnvVar;
 use push_contract::env;
 
 use super::error::LocalError;
-use super::plan::{self, Affinity, LocalOverrides, NodeSlot, SecretValues};
+use super::plan::{self, Affinity, LocalOverrides, LocalRedis, NodeSlot, SecretValues};
 use super::secrets::{self, SecretSources};
 use crate::objects::deployment::push_server_env;
 use crate::validate::ValidatedCluster;
@@ -30,8 +30,8 @@ pub struct Context<'a> {
     pub binary: &'a Path,
     pub workdir: &'a Path,
     pub sources: &'a SecretSources,
-    /// URL and password of the local redis-server (managed Redis only).
-    pub redis: Option<(String, String)>,
+    /// The redis-server(s) local mode runs (managed Redis only).
+    pub redis: Option<LocalRedis>,
     /// Secrets loaded for the previous version of the manifest (keeps a generated token).
     pub previous: &'a SecretValues,
     pub affinity_override: Option<Affinity>,
@@ -42,6 +42,16 @@ pub fn resolve(
     cluster: ValidatedCluster,
     ctx: &Context<'_>,
 ) -> Result<(Resolved, Option<String>), LocalError> {
+    if let (Some(running), Some(managed)) = (&ctx.redis, &cluster.spec.redis.managed) {
+        let requested = usize::try_from(managed.replicas).unwrap_or(1);
+        if requested != running.replicas {
+            return Err(plan::PlanError::RedisReplicasChanged {
+                running: running.replicas,
+                requested,
+            }
+            .into());
+        }
+    }
     let affinity = match &ctx.affinity_override {
         Some(affinity) => affinity.clone(),
         None => plan::affinity_for(&cluster.spec.exposure)?,
@@ -124,10 +134,12 @@ mod tests {
             binary: Path::new("/bin/push-server"),
             workdir: Path::new("/nonexistent"),
             sources,
-            redis: Some((
-                "redis://127.0.0.1:7000/0?protocol=resp3".into(),
-                "pw".into(),
-            )),
+            redis: Some(LocalRedis {
+                url: "redis://127.0.0.1:7000/0?protocol=resp3".into(),
+                password: "pw".into(),
+                sentinels: Vec::new(),
+                replicas: 1,
+            }),
             previous,
             affinity_override: None,
         }
@@ -279,6 +291,52 @@ mod tests {
                 .expect("resolves")
                 .0;
             assert_eq!(edited.fingerprint != base.fingerprint, rolls, "case {name}");
+        }
+    }
+
+    #[test]
+    fn redis_replicas_change_only_with_a_restart() {
+        let (sources, none) = (sources(), SecretValues::new());
+        // (case, manifest, running replicas, refused)
+        let cases = [
+            ("default is one", CHAT.to_string(), 1, false),
+            (
+                "same replicas",
+                CHAT.replace(
+                    "drainSeconds: 5",
+                    "drainSeconds: 5, redis: {managed: {replicas: 3}}",
+                ),
+                3,
+                false,
+            ),
+            (
+                "one to three",
+                CHAT.replace(
+                    "drainSeconds: 5",
+                    "drainSeconds: 5, redis: {managed: {replicas: 3}}",
+                ),
+                1,
+                true,
+            ),
+            ("three to the default", CHAT.to_string(), 3, true),
+        ];
+        for (case, text, running, refused) in cases {
+            let cluster = parse(Path::new("m.yaml"), &text).expect("valid");
+            let mut ctx = ctx(&sources, &none);
+            if let Some(redis) = ctx.redis.as_mut() {
+                redis.replicas = running;
+            }
+            match resolve(cluster, &ctx) {
+                Ok(_) => assert!(!refused, "case {case:?}: accepted"),
+                Err(e) => {
+                    assert!(refused, "case {case:?}: {e}");
+                    let msg = e.to_string();
+                    assert!(
+                        msg.contains("restart local mode to change spec.redis.managed.replicas"),
+                        "case {case:?}: {msg}"
+                    );
+                }
+            }
         }
     }
 

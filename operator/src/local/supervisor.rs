@@ -16,7 +16,7 @@ use super::node::{Node, Phase, backoff};
 use super::options::Options;
 use super::plan::{self, Affinity, NodeSlot, NodeView, SecretValues};
 use super::ports;
-use super::redis::RedisServer;
+use super::redis::RedisServers;
 use super::resolved::{self, Resolved};
 use super::secrets::{self, SecretSources};
 use super::state_file;
@@ -74,7 +74,7 @@ pub struct Supervisor {
     scale_override: Option<(usize, Vec<String>)>,
     nodes: Vec<Node>,
     next_ordinal: u64,
-    redis: Option<RedisServer>,
+    redis: Option<RedisServers>,
     nginx: Option<Nginx>,
     http: reqwest::Client,
     announced: bool,
@@ -99,12 +99,10 @@ impl Supervisor {
         let text = watch.changed()?.unwrap_or_default();
         let cluster = manifest::parse(&options.manifest, &text)?;
         let front = ports::front(options.port).map_err(io("choosing the front port"))?;
-        let redis = match cluster.spec.redis.managed {
-            Some(_) => {
-                let addr = ports::any().map_err(io("choosing the Redis port"))?;
-                let server = RedisServer::start(addr, secrets::generate_token(), &workdir)?;
-                wait_for("redis-server", &workdir, || server.ready()).await?;
-                Some(server)
+        let redis = match &cluster.spec.redis.managed {
+            Some(managed) => {
+                let replicas = usize::try_from(managed.replicas).unwrap_or(1);
+                Some(RedisServers::start(replicas, secrets::generate_token(), &workdir).await?)
             }
             None => None,
         };
@@ -197,10 +195,8 @@ impl Supervisor {
         self.reap();
         self.restart_due();
         self.check_readiness().await?;
-        if let Some(redis) = &mut self.redis
-            && let Err(e) = redis.restart_if_dead()
-        {
-            tracing::error!(error = %e, "restarting redis-server failed");
+        if let Some(redis) = &mut self.redis {
+            redis.supervise().await;
         }
         self.step();
         self.route()?;
@@ -479,7 +475,8 @@ impl Supervisor {
                 "workdir": self.workdir,
                 "nodes": nodes,
                 "nginx": self.nginx.as_ref().map(|n| serde_json::json!({"pid": n.pid(), "conf": n.site().dir.join("nginx.conf")})),
-                "redis": self.redis.as_ref().map(|r| serde_json::json!({"pid": r.pid(), "addr": r.addr, "password": r.password})),
+                "redis": self.redis.as_ref().map(|r| serde_json::json!({"pid": r.primary_pid(), "addr": r.primary(), "password": r.password()})),
+                "redis_servers": self.redis.as_ref().map(RedisServers::entries).unwrap_or_default(),
             });
             let text = state.to_string();
             if text != self.last_state && state_file::write(path, &text).is_ok() {
@@ -489,7 +486,7 @@ impl Supervisor {
     }
 
     /// Stops everything: nginx first (no new traffic), nodes at once (a second SIGTERM
-    /// cuts the drain short), Redis last.
+    /// cuts the drain short), Redis last (its Sentinels first).
     async fn stop(mut self) {
         if let Some(nginx) = self.nginx.take() {
             nginx.stop().await;
@@ -514,7 +511,7 @@ impl Supervisor {
         if let Some(path) = &self.options.state_file {
             let _ = std::fs::remove_file(path);
         }
-        tracing::info!("stopped nginx, every push-server and redis-server");
+        tracing::info!("stopped nginx, every push-server, redis-server and sentinel");
     }
 }
 
@@ -523,39 +520,15 @@ fn context<'a>(
     binary: &'a std::path::Path,
     workdir: &'a std::path::Path,
     sources: &'a SecretSources,
-    redis: Option<&RedisServer>,
+    redis: Option<&RedisServers>,
     previous: &'a SecretValues,
 ) -> resolved::Context<'a> {
     resolved::Context {
         binary,
         workdir,
         sources,
-        redis: redis.map(|r| (format!("{}/0?protocol=resp3", r.url()), r.password.clone())),
+        redis: redis.map(RedisServers::link),
         previous,
         affinity_override: options.no_affinity.then_some(Affinity::Off),
     }
-}
-
-/// Polls `ready` every 100 ms up to [`START_TIMEOUT`].
-async fn wait_for<F, Fut>(
-    what: &str,
-    workdir: &std::path::Path,
-    mut ready: F,
-) -> Result<(), LocalError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + START_TIMEOUT;
-    while Instant::now() < deadline {
-        if ready().await {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Err(LocalError::NotReady(
-        what.into(),
-        START_TIMEOUT.as_secs(),
-        workdir.to_owned(),
-    ))
 }

@@ -1,7 +1,8 @@
 //! The push-server Deployment and the container environment it runs with.
 //!
 //! [`push_server_env`] is its own function because local mode runs
-//! push-server processes with exactly that environment.
+//! push-server processes with exactly that environment; [`sentinel_env`] is what local
+//! mode adds for a managed Redis with replicas (Kubernetes runs one Redis pod today).
 
 use super::labels::{self, Component};
 use super::security::{restricted_container_security, runtime_default_seccomp};
@@ -55,6 +56,19 @@ pub fn redis_url(vc: &ValidatedCluster) -> String {
             super::redis::REDIS_PORT
         ),
     }
+}
+
+/// The variables that point push-server at Sentinel-managed Redis (a managed Redis with
+/// `replicas` > 1): where the Sentinels are (`host:port` each), the name they monitor the
+/// primary under, and one replica to acknowledge every publish (`WAIT`) before its 202.
+/// [`push_server_env`]'s Redis URL and password stay as they are (push-server takes the
+/// scheme, user and db from the URL and asks the Sentinels for the host).
+pub fn sentinel_env(sentinels: &[String]) -> Vec<EnvVar> {
+    vec![
+        value(env::REDIS_SENTINELS, sentinels.join(",")),
+        value(env::REDIS_SENTINEL_MASTER, defaults::REDIS_SENTINEL_MASTER),
+        value(env::REDIS_MIN_REPLICAS, "1"),
+    ]
 }
 
 /// The Secret key holding the publish API token (the user's, or the generated one).

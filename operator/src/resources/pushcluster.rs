@@ -241,6 +241,18 @@ pub struct ManagedRedis {
     /// pure pub/sub link and keeps nothing across restarts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub persistence: Option<RedisPersistence>,
+    /// Redis servers. 1 (the default): one Redis, no failover; while it is down, publishes
+    /// are answered 503. 3: a primary and two replicas, watched by three Redis Sentinels
+    /// (quorum 2) that promote a replica automatically when the primary fails; push-server
+    /// follows the new primary without a restart, and a publish is answered 202 only once
+    /// one replica has it too (Redis WAIT), so a failover loses no message answered 202.
+    /// Any N from 2 to 7 runs a primary, N-1 replicas and three Sentinels. Today only local
+    /// mode (`push-operator local`) runs this topology; on Kubernetes the operator still
+    /// runs one Redis pod, and the RedisReady condition says so (reason
+    /// ReplicasNotYetOnKubernetes).
+    #[serde(default = "default_redis_replicas")]
+    #[schemars(range(min = 1, max = 7))]
+    pub replicas: i32,
 }
 
 impl Default for ManagedRedis {
@@ -249,6 +261,7 @@ impl Default for ManagedRedis {
             image: default_redis_image(),
             resources: None,
             persistence: None,
+            replicas: default_redis_replicas(),
         }
     }
 }
@@ -701,6 +714,9 @@ fn default_header_timeout_seconds() -> i32 {
 }
 fn default_redis_image() -> String {
     DEFAULT_REDIS_IMAGE.to_string()
+}
+fn default_redis_replicas() -> i32 {
+    1
 }
 fn default_persistence_size() -> String {
     "1Gi".to_string()

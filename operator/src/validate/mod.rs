@@ -281,6 +281,21 @@ mod tests {
                 Some("spec.env"),
             ),
             (
+                "env names the sentinels",
+                "spec: {env: [{name: PUSH_REDIS_SENTINELS, value: 'r:26379'}]}",
+                Some("spec.env"),
+            ),
+            (
+                "env skips the replica acknowledgement",
+                "spec: {env: [{name: PUSH_REDIS_MIN_REPLICAS, value: '0'}]}",
+                Some("spec.env"),
+            ),
+            (
+                "three redis servers",
+                "spec: {redis: {managed: {replicas: 3}}}",
+                None,
+            ),
+            (
                 "env overrides the history spec",
                 "spec: {env: [{name: PUSH_HISTORY_MAX_MESSAGES, value: '0'}]}",
                 Some("spec.env"),

@@ -82,6 +82,13 @@ fn lookup<'a>(env: &'a [(String, String)], name: &str) -> Option<&'a str> {
     env.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
 }
 
+/// (case, sentinels, expected variables besides the common ones; None = must be absent)
+type RedisEnvCase = (
+    &'static str,
+    Vec<SocketAddr>,
+    Vec<(&'static str, Option<&'static str>)>,
+);
+
 #[test]
 fn node_env_resolves_and_overrides() {
     let pod_name = EnvVar {
@@ -104,12 +111,7 @@ fn node_env_resolves_and_overrides() {
         from_secret(env::API_TOKEN, "chat-api-token", "token"),
     ];
     let secrets: SecretValues = [(("chat-api-token".into(), "token".into()), "t0k".into())].into();
-    let overrides = LocalOverrides {
-        redis: Some(("redis://127.0.0.1:7000".into(), "pw".into())),
-        jwt_public_key_file: None,
-    };
-    let got = node_env(&template, &slot(), &overrides, &secrets, &locate).expect("resolves");
-    let want = [
+    let common = [
         (env::LISTEN, "127.0.0.1:4000"),
         (env::ADMIN_LISTEN, "127.0.0.1:4001"),
         (env::NODE_ID, "chat-0"),
@@ -118,10 +120,66 @@ fn node_env_resolves_and_overrides() {
         (env::REDIS_PASSWORD, "pw"),
         (env::API_TOKEN, "t0k"),
     ];
-    for (name, value) in want {
-        assert_eq!(lookup(&got, name), Some(value), "variable {name}");
+    let sentinels = |ports: &[u16]| -> Vec<SocketAddr> {
+        ports
+            .iter()
+            .map(|p| SocketAddr::from(([127, 0, 0, 1], *p)))
+            .collect()
+    };
+    let cases: Vec<RedisEnvCase> = vec![
+        (
+            "one redis-server: what was always set, nothing about Sentinels",
+            vec![],
+            vec![
+                (env::REDIS_SENTINELS, None),
+                (env::REDIS_SENTINEL_MASTER, None),
+                (env::REDIS_MIN_REPLICAS, None),
+            ],
+        ),
+        (
+            "replicas: the Sentinels, their master name, one replica per publish",
+            sentinels(&[7101, 7102, 7103]),
+            vec![
+                (
+                    env::REDIS_SENTINELS,
+                    Some("127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103"),
+                ),
+                (
+                    env::REDIS_SENTINEL_MASTER,
+                    Some(push_contract::defaults::REDIS_SENTINEL_MASTER),
+                ),
+                (env::REDIS_MIN_REPLICAS, Some("1")),
+            ],
+        ),
+    ];
+    for (case, sentinels, want) in cases {
+        let overrides = LocalOverrides {
+            redis: Some(LocalRedis {
+                url: "redis://127.0.0.1:7000".into(),
+                password: "pw".into(),
+                replicas: sentinels.len().max(1),
+                sentinels,
+            }),
+            jwt_public_key_file: None,
+        };
+        let got = node_env(&template, &slot(), &overrides, &secrets, &locate).expect("resolves");
+        for (name, value) in common {
+            assert_eq!(
+                lookup(&got, name),
+                Some(value),
+                "case {case:?}, variable {name}"
+            );
+        }
+        for (name, value) in &want {
+            assert_eq!(lookup(&got, name), *value, "case {case:?}, variable {name}");
+        }
+        let present = want.iter().filter(|(_, v)| v.is_some()).count();
+        assert_eq!(
+            got.len(),
+            common.len() + present,
+            "case {case:?}: no variable twice, none else: {got:?}"
+        );
     }
-    assert_eq!(got.len(), want.len(), "no variable twice: {got:?}");
 }
 
 #[test]

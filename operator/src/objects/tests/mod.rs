@@ -103,6 +103,50 @@ fn object_set_per_spec_variant() {
 }
 
 #[test]
+fn redis_replicas_render_one_redis_on_kubernetes_for_now() {
+    // (case, spec, the same spec with one Redis: rendered exactly alike)
+    let cases = [
+        (
+            "three",
+            "{redis: {managed: {replicas: 3}}}",
+            "{redis: {managed: {replicas: 1}}}",
+        ),
+        (
+            "seven",
+            "{redis: {managed: {replicas: 7}}}",
+            "{redis: {managed: {}}}",
+        ),
+        (
+            "three with persistence",
+            "{redis: {managed: {replicas: 3, persistence: {size: 2Gi}}}}",
+            "{redis: {managed: {persistence: {size: 2Gi}}}}",
+        ),
+    ];
+    for (case, spec, one) in cases {
+        let json = |spec: &str| -> Vec<serde_json::Value> {
+            desired_objects(&cluster(spec), "digest")
+                .iter()
+                .map(|o| o.to_json().expect("serializes"))
+                .collect()
+        };
+        assert_eq!(json(spec), json(one), "case {case:?}");
+        let vc = cluster(spec);
+        for name in [
+            env::REDIS_SENTINELS,
+            env::REDIS_SENTINEL_MASTER,
+            env::REDIS_MIN_REPLICAS,
+        ] {
+            assert_eq!(env_value(&vc, name), None, "case {case:?}: {name}");
+        }
+    }
+    assert_eq!(
+        cluster("{}").spec.redis.managed.map(|m| m.replicas),
+        Some(1),
+        "one Redis by default"
+    );
+}
+
+#[test]
 fn every_object_is_labelled_and_owned() {
     let vc = cluster("{exposure: {host: a.b, ingress: {className: nginx}}}");
     for object in desired_objects(&vc, "") {

@@ -1,0 +1,147 @@
+"""`spec.redis.managed.replicas` in local mode: with 3, a primary, two replicas and three
+Sentinels (real redis-server processes) that fail over by Redis's own mechanism. The
+primary is SIGKILLed: the Sentinels promote a replica, the supervisor restarts the killed
+redis-server on its port as a replica of the new primary, and local mode keeps running.
+With the default (1), one redis-server as always. Whether push-server follows the new
+primary is push-server's part (e2e/redis_ha), not asserted here."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+from harness import wait_until
+from harness.local import CONTRACT, LocalCluster, manifest, record_measurement
+
+MASTER = CONTRACT["defaults"]["REDIS_SENTINEL_MASTER"]
+ENV = CONTRACT["env"]
+# Sentinel here: down after 1 s, promoted about 2.5 s after the kill (measured).
+PROMOTION_BOUND_S = 10
+
+
+def cli(addr: str, *args: str, password: str | None = None) -> str:
+    host, port = addr.rsplit(":", 1)
+    auth = ["--no-auth-warning", "-a", password] if password else []
+    return subprocess.run(["redis-cli", "-h", host, "-p", port, *auth, *args],
+                          capture_output=True, text=True, timeout=5).stdout
+
+
+def replication(addr: str, password: str) -> dict[str, str]:
+    """INFO replication of the redis-server on `addr`, as a dict."""
+    lines = cli(addr, "INFO", "replication", password=password).splitlines()
+    return dict(line.strip().split(":", 1) for line in lines if ":" in line)
+
+
+def named_primary(sentinel: str) -> str | None:
+    """`ip:port` the Sentinel on `sentinel` names as the primary now."""
+    reply = cli(sentinel, "SENTINEL", "get-master-addr-by-name", MASTER).split()
+    return ":".join(reply) if len(reply) == 2 else None
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def node_env(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+
+
+def replicated(name: str, redis_replicas: int | None) -> dict:
+    spec = manifest(name, 2, 2, "address")
+    if redis_replicas is not None:
+        spec["spec"]["redis"] = {"managed": {"replicas": redis_replicas}}
+    return spec
+
+
+def test_sigkilled_primary_is_failed_over_and_rejoins_as_a_replica(tmp_path):
+    with LocalCluster(tmp_path, replicated("ha", 3)) as cluster:
+        state = cluster.state()
+        password = state["redis"]["password"]
+        servers = state["redis_servers"]
+        assert Counter(r["role"] for r in servers) == {"primary": 1, "replica": 2, "sentinel": 3}, servers
+        primary = next(r for r in servers if r["role"] == "primary")
+        replicas = [r["addr"] for r in servers if r["role"] == "replica"]
+        sentinels = [r["addr"] for r in servers if r["role"] == "sentinel"]
+        assert (primary["addr"], primary["pid"]) == (state["redis"]["addr"], state["redis"]["pid"]), \
+            "the redis entry keeps naming the initial primary"
+        for sentinel in sentinels:
+            assert named_primary(sentinel) == primary["addr"], sentinel
+        primary_port = primary["addr"].rsplit(":", 1)[1]
+        for replica in replicas:
+            info = replication(replica, password)
+            assert (info.get("role"), info.get("master_port"), info.get("master_link_status")) == \
+                ("slave", primary_port, "up"), f"{replica}: {info}"
+        for node in state["nodes"]:
+            env = node_env(node["pid"])
+            assert sorted(env[ENV["REDIS_SENTINELS"]].split(",")) == sorted(sentinels), env
+            assert env[ENV["REDIS_SENTINEL_MASTER"]] == MASTER
+            assert env[ENV["REDIS_MIN_REPLICAS"]] == "1"
+            assert env[ENV["REDIS_URL"]].startswith(f"redis://{primary['addr']}/")
+
+        killed_at = time.monotonic()
+        os.kill(primary["pid"], signal.SIGKILL)
+
+        def promoted() -> str | None:
+            named = named_primary(sentinels[0])
+            return named if named in replicas else None
+        new_primary = wait_until(promoted, PROMOTION_BOUND_S, "a Sentinel naming a replica as the new primary",
+                                 interval=0.1)
+        record_measurement("redis_failover_seconds_until_promoted", round(time.monotonic() - killed_at, 2))
+        wait_until(lambda: all(named_primary(s) == new_primary for s in sentinels), 10,
+                   f"every Sentinel naming {new_primary}", interval=0.1)
+        assert replication(new_primary, password).get("role") == "master"
+
+        def restarted() -> dict | None:
+            entry = next(r for r in cluster.state()["redis_servers"] if r["addr"] == primary["addr"])
+            return entry if entry["pid"] != primary["pid"] and alive(entry["pid"]) else None
+        entry = wait_until(restarted, 20, "the supervisor restarting the killed redis-server", interval=0.1)
+        assert entry["role"] == "replica", entry
+
+        new_port = new_primary.rsplit(":", 1)[1]
+
+        def rejoined() -> bool:
+            info = replication(primary["addr"], password)
+            return (info.get("role"), info.get("master_port"), info.get("master_link_status")) == \
+                ("slave", new_port, "up")
+        wait_until(rejoined, 20, f"{primary['addr']} replicating {new_primary}", interval=0.2)
+        record_measurement("redis_failover_seconds_until_old_primary_rejoined", round(time.monotonic() - killed_at, 2))
+
+        # Local mode as a whole keeps running: the supervisor, nginx, every Redis process,
+        # and both nodes (whatever push-server makes of the failover, they are supervised).
+        assert cluster.proc is not None and cluster.proc.poll() is None, cluster.log_tail()
+        after = cluster.state()
+        assert after["ready"] and alive(after["nginx"]["pid"]), after
+        assert len(after["redis_servers"]) == 6 and all(alive(r["pid"]) for r in after["redis_servers"]), after
+        assert after["redis"]["pid"] == entry["pid"], "the redis entry follows its address"
+        wait_until(lambda: [n for n in cluster.state()["nodes"] if n["pid"] and alive(n["pid"])], 10,
+                   "push-server nodes running")
+        assert len(cluster.state()["nodes"]) == 2
+
+
+def test_one_redis_by_default(tmp_path):
+    with LocalCluster(tmp_path, replicated("single", None)) as cluster:
+        state = cluster.state()
+        assert state["redis_servers"] == [
+            {"pid": state["redis"]["pid"], "addr": state["redis"]["addr"], "role": "primary"}]
+        assert replication(state["redis"]["addr"], state["redis"]["password"]).get("role") == "master"
+        for node in state["nodes"]:
+            env = node_env(node["pid"])
+            for name in ("REDIS_SENTINELS", "REDIS_SENTINEL_MASTER", "REDIS_MIN_REPLICAS"):
+                assert ENV[name] not in env, f"{ENV[name]} set with one redis-server"
+            assert env[ENV["REDIS_URL"]] == f"redis://{state['redis']['addr']}/0?protocol=resp3"
+
+        # Changing the topology needs a restart of local mode: refused, the cluster kept.
+        cluster.spec["spec"]["redis"] = {"managed": {"replicas": 3}}
+        cluster.write_manifest()
+        wait_until(lambda: "restart local mode to change spec.redis.managed.replicas" in cluster.log_tail(200),
+                   10, "the edit refused")
+        assert cluster.state()["redis_servers"] == state["redis_servers"]
+        assert cluster.proc is not None and cluster.proc.poll() is None
