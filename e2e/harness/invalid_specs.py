@@ -36,6 +36,13 @@ INVALID_SPECS = [
     ("no-redis-server", "spec: {redis: {managed: {replicas: 0}}}", "spec.redis.managed.replicas"),
     ("more-than-seven-redis-servers", "spec: {redis: {managed: {replicas: 8}}}", "spec.redis.managed.replicas"),
     ("env-names-sentinels", "spec: {env: [{name: PUSH_REDIS_SENTINELS, value: 'r:26379'}]}", "spec.env"),
+    ("redis-tls-not-yet", "spec: {redis: {external: {url: 'rediss://r:6380'}}}", "spec.redis.external.url"),
+    ("external-url-and-sentinel",
+     "spec: {redis: {external: {url: 'redis://r', sentinel: {addresses: ['s:26379'], masterName: m}}}}",
+     "spec.redis.external"),
+    ("sentinel-address-without-port",
+     "spec: {redis: {external: {sentinel: {addresses: ['s'], masterName: m}}}}",
+     "spec.redis.external.sentinel.addresses[0]"),
 ]
 
 

@@ -2,8 +2,11 @@
 Sentinels (real redis-server processes) that fail over by Redis's own mechanism. The
 primary is SIGKILLed: the Sentinels promote a replica, the supervisor restarts the killed
 redis-server on its port as a replica of the new primary, and local mode keeps running.
-With the default (1), one redis-server as always. Whether push-server follows the new
-primary is push-server's part (e2e/redis_ha), not asserted here."""
+The push-servers follow the new primary: a message published before and one after the
+failover (retried with its idempotency key until a 202) both reach a client once. With
+`redis.external.sentinel` local mode points the nodes at a Sentinel set it did not start,
+and they follow its failover the same way. With the default (1), one redis-server as
+always."""
 
 from __future__ import annotations
 
@@ -15,7 +18,8 @@ from collections import Counter
 from pathlib import Path
 
 from harness import wait_until
-from harness.local import CONTRACT, LocalCluster, manifest, record_measurement
+from harness.local import CONTRACT, LocalCluster, clients, manifest, record_measurement
+from harness.redis_sentinel import SentinelSet
 
 MASTER = CONTRACT["defaults"]["REDIS_SENTINEL_MASTER"]
 ENV = CONTRACT["env"]
@@ -61,7 +65,18 @@ def replicated(name: str, redis_replicas: int | None) -> dict:
     return spec
 
 
-def test_sigkilled_primary_is_failed_over_and_rejoins_as_a_replica(tmp_path):
+def published_until_accepted(cluster: LocalCluster, data: str, timeout: float = 20) -> None:
+    """Publishes `data` to room `news` until a 202, every try with the same idempotency key
+    (a 503 while Redis fails over: not confirmed, retried safely)."""
+    body = {"event": "m", "data": data, "room": "news", "idempotency_key": f"key-{data}"}
+    wait_until(lambda: cluster.publish(body).status_code == 202, timeout, f"a 202 for {data!r}", interval=0.2)
+
+
+def delivered_once(client, want: list[str]) -> None:
+    wait_until(lambda: [e["data"] for e in client.events("m")] == want, 20, f"exactly {want}")
+
+
+def test_sigkilled_primary_is_failed_over_and_rejoins_as_a_replica(tmp_path, processes):
     with LocalCluster(tmp_path, replicated("ha", 3)) as cluster:
         state = cluster.state()
         password = state["redis"]["password"]
@@ -86,6 +101,9 @@ def test_sigkilled_primary_is_failed_over_and_rejoins_as_a_replica(tmp_path):
             assert env[ENV["REDIS_MIN_REPLICAS"]] == "1"
             assert env[ENV["REDIS_URL"]].startswith(f"redis://{primary['addr']}/")
 
+        client = clients(processes, {"url": cluster.endpoint, "transports": ["websocket"], "rooms": ["news"]})
+        client.wait_ready()
+        published_until_accepted(cluster, "before")
         killed_at = time.monotonic()
         os.kill(primary["pid"], signal.SIGKILL)
 
@@ -114,8 +132,12 @@ def test_sigkilled_primary_is_failed_over_and_rejoins_as_a_replica(tmp_path):
         wait_until(rejoined, 20, f"{primary['addr']} replicating {new_primary}", interval=0.2)
         record_measurement("redis_failover_seconds_until_old_primary_rejoined", round(time.monotonic() - killed_at, 2))
 
+        # The nodes followed the new primary: publishing and delivery go on.
+        published_until_accepted(cluster, "after")
+        delivered_once(client, ["before", "after"])
+
         # Local mode as a whole keeps running: the supervisor, nginx, every Redis process,
-        # and both nodes (whatever push-server makes of the failover, they are supervised).
+        # and both nodes.
         assert cluster.proc is not None and cluster.proc.poll() is None, cluster.log_tail()
         after = cluster.state()
         assert after["ready"] and alive(after["nginx"]["pid"]), after
@@ -145,3 +167,24 @@ def test_one_redis_by_default(tmp_path):
                    10, "the edit refused")
         assert cluster.state()["redis_servers"] == state["redis_servers"]
         assert cluster.proc is not None and cluster.proc.poll() is None
+
+
+def test_an_external_sentinel_set_is_followed_through_its_failover(tmp_path, processes):
+    redis = SentinelSet(processes).start()
+    spec = manifest("ext", 2, 2, "address")
+    spec["spec"]["redis"] = {"external": {
+        "sentinel": {"addresses": redis.sentinels.split(","), "masterName": MASTER},
+        "passwordSecretRef": {"name": "redis", "key": "password"}}}
+    with LocalCluster(tmp_path, spec, env={"PUSHCLUSTER_SECRET_REDIS_PASSWORD": redis.password}) as cluster:
+        for node in cluster.state()["nodes"]:
+            env = node_env(node["pid"])
+            assert env[ENV["REDIS_SENTINELS"]] == redis.sentinels, env
+            assert env[ENV["REDIS_MIN_REPLICAS"]] == "1"
+        client = clients(processes, {"url": cluster.endpoint, "transports": ["websocket"], "rooms": ["news"]})
+        client.wait_ready()
+        published_until_accepted(cluster, "before")
+        old_primary = redis.primary()
+        redis.kill(old_primary)
+        wait_until(lambda: redis.primary() not in (None, old_primary), 20, "the Sentinels promoting a replica")
+        published_until_accepted(cluster, "after")
+        delivered_once(client, ["before", "after"])

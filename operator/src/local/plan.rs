@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use k8s_openapi::api::core::v1::EnvVar;
-use push_contract::env;
+use push_contract::{defaults, env};
 
 use crate::objects::deployment::sentinel_env;
 use crate::resources::{ExposureSpec, IngressAffinity};
@@ -152,7 +152,7 @@ pub fn node_env(
         out.push((env::REDIS_PASSWORD.into(), redis.password.clone()));
         if !redis.sentinels.is_empty() {
             let sentinels: Vec<String> = redis.sentinels.iter().map(|a| a.to_string()).collect();
-            for var in sentinel_env(&sentinels) {
+            for var in sentinel_env(&sentinels, defaults::REDIS_SENTINEL_MASTER, 1) {
                 out.push((var.name, var.value.unwrap_or_default()));
             }
         }

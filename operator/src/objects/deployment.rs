@@ -43,13 +43,25 @@ pub fn operator_env_names() -> [&'static str; env::SET_BY_OPERATOR.len()] {
 /// The Redis URL the pods use (password comes separately, from a Secret).
 /// socketioxide-redis needs RESP3, so `protocol=resp3` is added when absent.
 pub fn redis_url(vc: &ValidatedCluster) -> String {
-    match &vc.spec.redis.external {
-        Some(external) if external.url.contains("protocol=") => external.url.clone(),
-        Some(external) => {
-            let sep = if external.url.contains('?') { '&' } else { '?' };
-            format!("{}{sep}protocol=resp3", external.url)
+    let external = vc.spec.redis.external.as_ref();
+    match (
+        external.and_then(|e| e.url.as_ref()),
+        external.and_then(|e| e.sentinel.as_ref()),
+    ) {
+        (Some(url), _) if url.contains("protocol=") => url.clone(),
+        (Some(url), _) => {
+            let sep = if url.contains('?') { '&' } else { '?' };
+            format!("{url}{sep}protocol=resp3")
         }
-        None => format!(
+        // push-server takes only the settings from it; the Sentinels name the host.
+        (None, Some(sentinel)) => format!(
+            "redis://{}/0?protocol=resp3",
+            sentinel
+                .addresses
+                .first()
+                .map_or("sentinel", String::as_str)
+        ),
+        (None, None) => format!(
             "redis://{}.{}.svc:{}/0?protocol=resp3",
             vc.names.redis,
             vc.namespace,
@@ -63,12 +75,23 @@ pub fn redis_url(vc: &ValidatedCluster) -> String {
 /// primary under, and one replica to acknowledge every publish (`WAIT`) before its 202.
 /// [`push_server_env`]'s Redis URL and password stay as they are (push-server takes the
 /// scheme, user and db from the URL and asks the Sentinels for the host).
-pub fn sentinel_env(sentinels: &[String]) -> Vec<EnvVar> {
+pub fn sentinel_env(sentinels: &[String], master: &str, min_replicas: u32) -> Vec<EnvVar> {
     vec![
         value(env::REDIS_SENTINELS, sentinels.join(",")),
-        value(env::REDIS_SENTINEL_MASTER, defaults::REDIS_SENTINEL_MASTER),
-        value(env::REDIS_MIN_REPLICAS, "1"),
+        value(env::REDIS_SENTINEL_MASTER, master),
+        value(env::REDIS_MIN_REPLICAS, min_replicas.to_string()),
     ]
+}
+
+/// [`sentinel_env`] for an external Sentinel-managed Redis (empty otherwise).
+pub fn external_sentinel_env(vc: &ValidatedCluster) -> Vec<EnvVar> {
+    vc.spec
+        .redis
+        .external
+        .as_ref()
+        .and_then(|e| e.sentinel.as_ref())
+        .map(|s| sentinel_env(&s.addresses, &s.master_name, s.min_replicas_to_acknowledge))
+        .unwrap_or_default()
 }
 
 /// The Secret key holding the publish API token (the user's, or the generated one).
@@ -137,6 +160,7 @@ pub fn push_server_env(vc: &ValidatedCluster) -> Vec<EnvVar> {
         },
         value(env::REDIS_URL, redis_url(vc)),
     ];
+    vars.extend(external_sentinel_env(vc));
     if let Some(password) = redis_password_secret(vc) {
         vars.push(from_secret(env::REDIS_PASSWORD, &password));
     }

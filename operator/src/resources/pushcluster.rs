@@ -278,16 +278,50 @@ pub struct RedisPersistence {
     pub storage_class_name: Option<String>,
 }
 
-/// An existing Redis.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+/// An existing Redis: exactly one of `url` (one Redis endpoint) or `sentinel` (a
+/// primary with replicas whose failover Redis Sentinel runs).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("has(self.url) != has(self.sentinel)").message("spec.redis.external: set exactly one of url or sentinel"))]
 #[serde(rename_all = "camelCase")]
 pub struct ExternalRedis {
-    /// `redis://` or `rediss://` URL without the password (host, port, db).
-    #[schemars(regex(pattern = r"^rediss?://[^\s]+$"))]
-    pub url: String,
+    /// `redis://` URL without the password (host, port, db) of one Redis endpoint. TLS
+    /// (`rediss://`) is not supported yet: push-server would refuse it at start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^redis://[^\s]+$"))]
+    pub url: Option<String>,
+    /// A Sentinel-managed Redis: the pods ask the Sentinels for the primary and follow it
+    /// through a failover without a restart, and a publish is answered 202 only once
+    /// `minReplicasToAcknowledge` replicas have it (Redis `WAIT`), so a failover loses
+    /// nothing acknowledged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sentinel: Option<ExternalSentinel>,
     /// Secret key holding the Redis password, if it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_secret_ref: Option<SecretKeyRef>,
+}
+
+/// Redis Sentinels watching the primary the pods use.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalSentinel {
+    /// The Sentinels, `host:port` each (the pods ask the first that answers).
+    #[schemars(
+        length(min = 1, max = 9),
+        inner(regex(pattern = r"^[^\s:/]+:[0-9]{1,5}$"))
+    )]
+    pub addresses: Vec<String>,
+    /// The name the Sentinels monitor the primary under (`sentinel monitor <name> ...`).
+    #[schemars(length(min = 1, max = 200))]
+    pub master_name: String,
+    /// Replicas that must have a message before a publish is answered 202 (0: do not
+    /// wait; a failover may then lose messages answered 202).
+    #[serde(default = "default_replicas_to_acknowledge")]
+    #[schemars(range(min = 0, max = 5))]
+    pub min_replicas_to_acknowledge: u32,
+}
+
+fn default_replicas_to_acknowledge() -> u32 {
+    1
 }
 
 /// A key in a Secret of the PushCluster's namespace.

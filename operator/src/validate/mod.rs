@@ -350,6 +350,16 @@ mod tests {
                 "set exactly one of managed or external",
             ),
             (
+                "one external form",
+                "spec: {redis: {external: {url: 'redis://r', sentinel: {addresses: ['s:26379'], masterName: m}}}}",
+                "set exactly one of url or sentinel",
+            ),
+            (
+                "no external form",
+                "spec: {redis: {external: {}}}",
+                "set exactly one of url or sentinel",
+            ),
+            (
                 "one exposure mode",
                 "spec: {exposure: {}}",
                 "set exactly one of gateway, ingress or service",

@@ -118,6 +118,16 @@ fn check(schema: &Value, value: &Value, path: &str, errors: &mut Vec<ValidationE
             }
         }
         Value::String(s) => {
+            // The API server's patterns are ECMA-262; those of this CRD are in the common
+            // subset the regex crate reads the same way.
+            if let Some(pattern) = schema.get("pattern").and_then(Value::as_str)
+                && regex::Regex::new(pattern).is_ok_and(|re| !re.is_match(s))
+            {
+                errors.push(ValidationError::new(
+                    path,
+                    format!("must match the pattern {pattern}"),
+                ));
+            }
             let len = s.chars().count() as u64;
             if let Some(min) = schema.get("minLength").and_then(Value::as_u64)
                 && len < min
@@ -258,8 +268,13 @@ mod tests {
             ("empty image", "{image: ''}", Some("spec.image")),
             (
                 "required inside",
-                "{redis: {external: {}}}",
-                Some("spec.redis.external.url"),
+                "{redis: {external: {sentinel: {addresses: ['s:26379']}}}}",
+                Some("spec.redis.external.sentinel.masterName"),
+            ),
+            (
+                "a sentinel address is host:port",
+                "{redis: {external: {sentinel: {addresses: ['s'], masterName: m}}}}",
+                Some("spec.redis.external.sentinel.addresses[0]"),
             ),
             (
                 "unknown env field",

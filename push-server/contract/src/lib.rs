@@ -32,8 +32,7 @@ pub mod env {
     pub const REDIS_PASSWORD: &str = "PUSH_REDIS_PASSWORD";
     /// Comma-separated `host:port` of Redis Sentinels: the node asks them for the primary
     /// of [`REDIS_SENTINEL_MASTER`] and follows it through failovers, without a restart.
-    /// [`REDIS_URL`] then only gives the scheme (`rediss://` for TLS), user and db; its
-    /// host is not used.
+    /// [`REDIS_URL`] then only gives the user and db; its host is not used.
     pub const REDIS_SENTINELS: &str = "PUSH_REDIS_SENTINELS";
     /// The name the Sentinels monitor the primary under.
     pub const REDIS_SENTINEL_MASTER: &str = "PUSH_REDIS_SENTINEL_MASTER";

@@ -203,15 +203,45 @@ fn env_per_spec_variant() {
         ),
         (
             "external url with query",
-            "{redis: {external: {url: 'rediss://r:6379?x=1'}}}",
+            "{redis: {external: {url: 'redis://r:6379?x=1'}}}",
             env::REDIS_URL,
-            Some("rediss://r:6379?x=1&protocol=resp3"),
+            Some("redis://r:6379?x=1&protocol=resp3"),
         ),
         (
             "external url keeps protocol",
             "{redis: {external: {url: 'redis://r?protocol=resp3'}}}",
             env::REDIS_URL,
             Some("redis://r?protocol=resp3"),
+        ),
+        (
+            "external sentinel: the url carries settings only",
+            "{redis: {external: {sentinel: {addresses: ['s1:26379', 's2:26379'], masterName: pc}}}}",
+            env::REDIS_URL,
+            Some("redis://s1:26379/0?protocol=resp3"),
+        ),
+        (
+            "external sentinel: the sentinels",
+            "{redis: {external: {sentinel: {addresses: ['s1:26379', 's2:26379'], masterName: pc}}}}",
+            env::REDIS_SENTINELS,
+            Some("s1:26379,s2:26379"),
+        ),
+        (
+            "external sentinel: the master name",
+            "{redis: {external: {sentinel: {addresses: ['s1:26379', 's2:26379'], masterName: pc}}}}",
+            env::REDIS_SENTINEL_MASTER,
+            Some("pc"),
+        ),
+        (
+            "external sentinel: one replica acknowledges by default",
+            "{redis: {external: {sentinel: {addresses: ['s1:26379', 's2:26379'], masterName: pc}}}}",
+            env::REDIS_MIN_REPLICAS,
+            Some("1"),
+        ),
+        (
+            "external url: no sentinels",
+            "{redis: {external: {url: 'redis://r'}}}",
+            env::REDIS_SENTINELS,
+            None,
         ),
         (
             "drain seconds",
