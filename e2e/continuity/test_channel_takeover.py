@@ -15,6 +15,7 @@ import threading
 import time
 
 from harness import NodeClients, PushServer, contract, wait_until
+from harness.continuity import paced
 
 API_TOKEN = "channel-token"
 CHANNEL = contract()["defaults"]["REDIS_CHANNEL"]
@@ -42,15 +43,12 @@ class ChannelPublisher:
         self.thread = threading.Thread(target=self.run, daemon=True)
 
     def run(self) -> None:
-        k, start = 0, time.monotonic()
-        while not self.stop.is_set():
+        for k in paced(RATE, self.stop):
             body = json.dumps({"event": "seq", "data": {"n": k}, "room": "news"})
             self.sock.sendall(resp("PUBLISH", CHANNEL, body))
             reply = self.reader.readline()
             assert reply.startswith(b":"), reply
             (self.received if int(reply[1:]) >= 1 else self.unreceived).append(k)
-            k += 1
-            self.stop.wait(max(0.0, start + k / RATE - time.monotonic()))
 
     def __enter__(self) -> "ChannelPublisher":
         self.thread.start()

@@ -19,6 +19,16 @@ RATE = 100
 ROOMS = ["news", "user:u1"]
 
 
+def paced(rate: float, stop: threading.Event):
+    """Yields 0, 1, 2, ... at `rate` a second (on schedule, not after each body's time)
+    until `stop` is set."""
+    k, start = 0, time.monotonic()
+    while not stop.is_set():
+        yield k
+        k += 1
+        stop.wait(max(0.0, start + k / rate - time.monotonic()))
+
+
 class Publisher:
     """Publishes `{"n": k}` (event `seq`) at RATE through `publish`, alternating room
     `news` and user `u1`; remembers which were answered 202 (owed to every client) and
@@ -33,9 +43,7 @@ class Publisher:
         self.thread = threading.Thread(target=self.run, daemon=True)
 
     def run(self) -> None:
-        k = 0
-        start = time.monotonic()
-        while not self.stop.is_set():
+        for k in paced(RATE, self.stop):
             target = {"room": "news"} if k % 2 == 0 else {"user": "u1"}
             self.sent.append(k)
             try:
@@ -43,8 +51,6 @@ class Publisher:
             except requests.RequestException:
                 status = None
             (self.accepted if status == 202 else self.refused).append(k)
-            k += 1
-            self.stop.wait(max(0.0, start + k / RATE - time.monotonic()))
 
     def __enter__(self) -> "Publisher":
         self.thread.start()

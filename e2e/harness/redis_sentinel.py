@@ -19,7 +19,7 @@ MASTER = "pushcluster"
 
 class SentinelSet:
     def __init__(self, procs: Processes, replicas: int = 2, sentinels: int = 3, password: str = "ha-secret",
-                 down_after_ms: int = 1000):
+                 down_after_ms: int = 2000):
         if shutil.which("redis-server") is None:
             pytest.skip("redis-server not installed (apt-get install redis-server; .ci/setup does it)")
         self.procs = procs
@@ -69,9 +69,17 @@ class SentinelSet:
         return self
 
     def _start_redis(self, port: int, replica_of: int | None) -> None:
-        args = ["redis-server", "--bind", "127.0.0.1", "--port", port, "--save", "", "--appendonly", "no",
+        # A directory of its own: a replica's full sync writes dump.rdb there, and a
+        # redis-server loads a dump.rdb it finds at start (in the repository's root, a
+        # later test's Redis started with an earlier test's keys).
+        data = self.procs.log_dir / f"redis-{port}"
+        data.mkdir(exist_ok=True)
+        args = ["redis-server", "--bind", "127.0.0.1", "--port", port, "--dir", data,
+                "--save", "", "--appendonly", "no",
                 "--requirepass", self.password, "--masterauth", self.password,
-                "--maxmemory-policy", "noeviction"]
+                "--maxmemory-policy", "noeviction",
+                # A replica re-pointed by a failover gets its data at once, not after 5 s.
+                "--repl-diskless-sync-delay", "0"]
         if replica_of is not None:
             args += ["--replicaof", "127.0.0.1", replica_of]
         self.by_port[port] = self.procs.start(args, name=f"redis-{port}")

@@ -23,7 +23,7 @@ from harness.redis_sentinel import SentinelSet
 
 MASTER = CONTRACT["defaults"]["REDIS_SENTINEL_MASTER"]
 ENV = CONTRACT["env"]
-# Sentinel here: down after 1 s, promoted about 2.5 s after the kill (measured).
+# Sentinel here: down after 2 s, promoted about 3.5 s after the kill (measured).
 PROMOTION_BOUND_S = 10
 
 

@@ -15,7 +15,7 @@ import time
 import requests
 
 from harness import NodeClients, PushServer, contract, wait_until
-from harness.continuity import ROOMS, check_exactly_once_in_order
+from harness.continuity import ROOMS, check_exactly_once_in_order, paced
 from harness.redis_sentinel import SentinelSet
 
 API_TOKEN = "ha-token"
@@ -58,16 +58,13 @@ class RetryingPublisher:
         return False
 
     def run(self) -> None:
-        k, start = 0, time.monotonic()
-        while not self.stop.is_set():
+        for k in paced(RATE, self.stop):
             self.sent.append(k)
             if self.publish(k):
                 self.accepted.append(k)
                 self.answered_at.append(time.monotonic())
             else:
                 self.refused.append(k)
-            k += 1
-            self.stop.wait(max(0.0, start + k / RATE - time.monotonic()))
 
     def longest_gap(self) -> float:
         times = self.answered_at

@@ -317,6 +317,8 @@ impl RedisLink {
                         Err(poisoned) => *poisoned.into_inner() = Arc::new(next),
                     }
                     metrics.redis_failovers.inc();
+                    // Connected to it just now: no need to wait for the next PING to say so.
+                    metrics.redis_up.set(1);
                     tracing::warn!(primary = %format!("{host}:{port}"), "redis failover: following the new primary");
                 }
                 Err(e) => {

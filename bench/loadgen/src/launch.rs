@@ -131,8 +131,14 @@ impl Cluster {
             wait_redis(port).await?;
             for _ in 0..cfg.redis_replicas {
                 let replica = free_port()?;
+                // Its full sync writes dump.rdb into its directory, which a redis-server
+                // started there later would load: a directory of its own, not the cwd.
+                let dir = std::env::temp_dir().join(format!("push-loadgen-redis-{replica}"));
+                std::fs::create_dir_all(&dir)?;
                 let child = pinned("redis-server", &cfg.server_cpus)
                     .args(["--bind", "127.0.0.1", "--port", &replica.to_string()])
+                    .arg("--dir")
+                    .arg(&dir)
                     .args(["--save", "", "--appendonly", "no"])
                     .args(["--replicaof", "127.0.0.1", &port.to_string()])
                     .stdout(Stdio::null())

@@ -11,9 +11,10 @@ use push_contract::defaults::REDIS_SENTINEL_MASTER;
 /// Sentinels watching a replicated Redis, and how many must agree that the primary is down.
 pub const SENTINELS: usize = 3;
 pub const QUORUM: usize = 2;
-/// Sentinel timing: the primary is down after 1 s without an answer; a failover that has
-/// not completed in 5 s is retried.
-pub const DOWN_AFTER_MS: u32 = 1000;
+/// Sentinel timing: the primary is down after 2 s without an answer (at 1 s, a loaded
+/// 2-core machine made Sentinels take the just-promoted primary for down and fail over a
+/// second time); a failover that has not completed in 5 s is retried.
+pub const DOWN_AFTER_MS: u32 = 2000;
 pub const FAILOVER_TIMEOUT_MS: u32 = 5000;
 
 /// What a process was started as (the state file's `role`).

@@ -188,7 +188,7 @@ fn sentinel_configuration() {
          bind 127.0.0.1\n\
          sentinel monitor pushcluster 127.0.0.1 7001 2\n\
          sentinel auth-pass pushcluster pw\n\
-         sentinel down-after-milliseconds pushcluster 1000\n\
+         sentinel down-after-milliseconds pushcluster 2000\n\
          sentinel failover-timeout pushcluster 5000\n\
          sentinel parallel-syncs pushcluster 1\n"
     );
