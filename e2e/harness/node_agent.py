@@ -390,12 +390,23 @@ class NodeAgent:
                     self.stop_containers(run, grace=2)
         self.write_pids()
 
+    def free_address(self, key: str) -> str:
+        """The pod's stable address, unless a pod running here holds it (the hash has 16
+        bits: two pod names of one run collided once, and the second pod could not listen):
+        then the next address of the same key's sequence that is free."""
+        taken = {run.ip for run in self.runs.values()}
+        address, n = stable_address(1, f"{self.salt}/{key}"), 0
+        while address in taken:
+            n += 1
+            address = stable_address(1, f"{self.salt}/{key}#{n}")
+        return address
+
     def start_pod(self, pod: dict) -> PodRun:
         meta = pod["metadata"]
         key = f"{meta['namespace']}/{meta['name']}"
         pod_dir = self.pods_dir / f"{meta['namespace']}_{meta['name']}"
         pod_dir.mkdir(parents=True, exist_ok=True)
-        run = PodRun(meta["uid"], meta["namespace"], meta["name"], stable_address(1, f"{self.salt}/{key}"), pod_dir, pod)
+        run = PodRun(meta["uid"], meta["namespace"], meta["name"], self.free_address(key), pod_dir, pod)
         for spec in pod["spec"]["containers"]:
             run.containers[spec["name"]] = Container(spec=spec, log=pod_dir / f"{spec['name']}.log",
                                                      readiness=Probe(spec["readinessProbe"]) if spec.get("readinessProbe") else None,

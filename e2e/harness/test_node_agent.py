@@ -60,3 +60,20 @@ def test_images_of_this_project_map_to_its_binaries(agent, image, binary):
 def test_any_other_image_is_refused_naming_it(agent):
     with pytest.raises(ImageError, match="nginx:1.27 is not one this node can run"):
         agent.command({"image": "nginx:1.27"})
+
+
+def test_two_pods_whose_addresses_collide_get_different_ones(tmp_path):
+    """The CI run at 9fdd3c7: `chat-7b68699665-kr58h` and `chat-577d4ffb46-ccqxc` hash to the
+    same 127.1.65.164 under that run's state directory; the second pod could not listen."""
+    a = NodeAgent.__new__(NodeAgent)
+    a.salt = "/tmp/pytest-of-root/pytest-82/kube-node0/state/node"
+    a.runs = {}
+    first = a.free_address("chat-apps/chat-7b68699665-kr58h")
+    assert first == a.free_address("chat-apps/chat-577d4ffb46-ccqxc") == "127.1.65.164", "the collision"
+
+    class Run:
+        ip = first
+    a.runs = {"uid-1": Run()}
+    second = a.free_address("chat-apps/chat-577d4ffb46-ccqxc")
+    assert second != first and second.startswith("127.1.")
+    assert a.free_address("chat-apps/chat-7b68699665-kr58h") != first, "taken while the first runs"
