@@ -229,6 +229,15 @@ pub struct Config {
 }
 
 impl Config {
+    /// What a 202 (and a delivery, and a replay) waits for beyond the primary:
+    /// `PUSH_REDIS_MIN_REPLICAS` replicas, for up to the Redis timeout.
+    pub fn replica_wait(&self) -> Option<crate::history::script::ReplicaWait> {
+        (self.redis_min_replicas > 0).then(|| crate::history::script::ReplicaWait {
+            replicas: self.redis_min_replicas,
+            timeout_ms: u64::try_from(self.redis_timeout.as_millis()).unwrap_or(u64::MAX),
+        })
+    }
+
     /// Validates the flags; the error names the variable to fix.
     pub fn from_cli(cli: Cli) -> Result<Self, ConfigError> {
         let node_id = node_id(cli.node_id)?;

@@ -215,7 +215,7 @@ async fn follow_redis(
         max_payload: config.max_payload_bytes,
         sockets: sockets.clone(),
         conns: state.conns.clone(),
-        wait: publish::http::replica_wait(config),
+        wait: config.replica_wait(),
         position_key: state.keys.reader_position(&config.node_id),
     };
     tokio::spawn(reader.run(start, stop.clone()));
@@ -231,7 +231,7 @@ async fn follow_redis(
             config.node_id,
             history::session::new_pid().unwrap_or_default()
         ),
-        wait: publish::http::replica_wait(config),
+        wait: config.replica_wait(),
     };
     tokio::spawn(channel.run(shutdown.drain.clone()));
     if let Some(history) = config.history {

@@ -165,6 +165,30 @@ pub struct ReplicaWait {
     pub timeout_ms: u64,
 }
 
+/// Records `value` at `key` (a write of this connection's own) and waits until `wait`
+/// replicas have everything this connection wrote up to it: `WAIT` covers only a
+/// connection's own writes, so a reader confirms what it read this way. Returns how
+/// many replicas acknowledged.
+pub async fn confirm_replicated<C: redis::aio::ConnectionLike>(
+    conn: &mut C,
+    key: &str,
+    value: &str,
+    wait: ReplicaWait,
+) -> redis::RedisResult<u32> {
+    let (_, acked): ((), u32) = redis::pipe()
+        .cmd("SET")
+        .arg(key)
+        .arg(value)
+        .arg("PX")
+        .arg(60_000)
+        .cmd("WAIT")
+        .arg(wait.replicas)
+        .arg(wait.timeout_ms)
+        .query_async(conn)
+        .await?;
+    Ok(acked)
+}
+
 /// Why an append did not happen (or is not confirmed).
 #[derive(Debug, thiserror::Error)]
 pub enum AppendError {

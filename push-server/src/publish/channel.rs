@@ -164,7 +164,7 @@ pub struct ChannelInput {
     pub max_payload: usize,
     /// This node's lease holder name.
     pub holder: String,
-    /// Replicas an append waits for (see `http::replica_wait`).
+    /// Replicas an append waits for (see `Config::replica_wait`).
     pub wait: Option<ReplicaWait>,
 }
 

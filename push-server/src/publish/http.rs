@@ -17,11 +17,7 @@ use super::{
     ENVELOPE_OVERHEAD, Message, NAMESPACES, envelope, error::PublishError, log, now_us, parse,
 };
 use crate::{
-    config::Config,
-    history::{
-        Offset,
-        script::{AppendError, ReplicaWait},
-    },
+    history::{Offset, script::AppendError},
     metrics::{Outcome, Source},
     redis_link::RedisLink,
     state::{AppState, SharedState},
@@ -146,15 +142,6 @@ async fn accept(
     hand_to_redis(link, state, &message, &wire).await
 }
 
-/// What a 202 waits for beyond the primary: `PUSH_REDIS_MIN_REPLICAS` replicas, for up
-/// to the Redis timeout.
-pub fn replica_wait(config: &Config) -> Option<ReplicaWait> {
-    (config.redis_min_replicas > 0).then(|| ReplicaWait {
-        replicas: config.redis_min_replicas,
-        timeout_ms: u64::try_from(config.redis_timeout.as_millis()).unwrap_or(u64::MAX),
-    })
-}
-
 /// Appends to the fan-out log, waiting at most the configured Redis timeout.
 async fn hand_to_redis(
     link: &RedisLink,
@@ -162,7 +149,7 @@ async fn hand_to_redis(
     message: &Message,
     wire: &[u8],
 ) -> Result<Accepted, PublishError> {
-    let wait = replica_wait(&state.config);
+    let wait = state.config.replica_wait();
     let append = log::append(
         link,
         &state.keys,

@@ -299,17 +299,13 @@ impl Reader {
         newest: Offset,
     ) -> redis::RedisResult<()> {
         loop {
-            let (_, acked): ((), u32) = redis::pipe()
-                .cmd("SET")
-                .arg(&self.position_key)
-                .arg(newest.to_string())
-                .arg("PX")
-                .arg(60_000)
-                .cmd("WAIT")
-                .arg(wait.replicas)
-                .arg(wait.timeout_ms)
-                .query_async(conn)
-                .await?;
+            let acked = history::script::confirm_replicated(
+                conn,
+                &self.position_key,
+                &newest.to_string(),
+                wait,
+            )
+            .await?;
             if acked >= wait.replicas {
                 return Ok(());
             }

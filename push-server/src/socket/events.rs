@@ -120,7 +120,7 @@ async fn on_disconnect<A: Adapter>(
     reason: DisconnectReason,
     State(state): State<SharedState>,
 ) {
-    let live = recover::live(&socket);
+    let live = !crate::adapter::recovering(&socket);
     state.conns.forget(&socket.id.to_string());
     state.room_sizes.disconnected(&socket);
     expiry::cancel(&socket);

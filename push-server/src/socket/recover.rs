@@ -108,12 +108,6 @@ pub(super) async fn settled<A: Adapter>(socket: &SocketRef<A>) -> bool {
         .is_ok_and(|r| r.is_ok())
 }
 
-/// Whether the socket is in its rooms (not still recovering): only such a socket
-/// vouches, by staying connected, for having received what was sent to it.
-pub(super) fn live<A: Adapter>(socket: &SocketRef<A>) -> bool {
-    !crate::adapter::recovering(socket)
-}
-
 /// How far back from "now" a connected socket is known to have received everything:
 /// a client that stopped answering is closed within one heartbeat period and timeout,
 /// and the PONG it last sent proves it read all that was written before the PING.
@@ -383,18 +377,9 @@ async fn read(
         }
         // What is replayed must be on the replicas a 202 waits for: an entry a failover
         // could lose was answered 503, and its retry would reach the client twice.
-        if let Some(wait) = crate::publish::http::replica_wait(&state.config) {
-            let (_, acked): ((), u32) = redis::pipe()
-                .cmd("SET")
-                .arg(keys.reader_position(&state.config.node_id))
-                .arg("recovery")
-                .arg("PX")
-                .arg(60_000)
-                .cmd("WAIT")
-                .arg(wait.replicas)
-                .arg(wait.timeout_ms)
-                .query_async(&mut conn)
-                .await?;
+        if let Some(wait) = state.config.replica_wait() {
+            let position = keys.reader_position(&state.config.node_id);
+            let acked = script::confirm_replicated(&mut conn, &position, "recovery", wait).await?;
             if acked < wait.replicas {
                 return Ok(None);
             }
@@ -646,7 +631,8 @@ pub(super) async fn left<A: Adapter>(socket: &SocketRef<A>, state: &SharedState,
 /// A socket's end: a client that left on its own (or was sent away for good) ends its
 /// session, as socket.io does; one whose transport dropped keeps it for a full TTL, marked
 /// received through now (less the heartbeat's window) when it was in its rooms.
-/// `live`: [`live`] read before the disconnect handler changed anything.
+/// `live`: whether it was in its rooms (not still recovering), read before the
+/// disconnect handler changed anything.
 pub(super) async fn departed<A: Adapter>(
     socket: &SocketRef<A>,
     state: &SharedState,
