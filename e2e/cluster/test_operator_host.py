@@ -67,6 +67,7 @@ def chat(operator, namespace) -> dict:
     uid = push_cluster(namespace)["metadata"]["uid"]
     expected = {("Deployment", NAME), ("Service", NAME), ("Service", f"{NAME}-headless"),
                 ("PodDisruptionBudget", NAME), ("StatefulSet", f"{NAME}-redis"), ("Service", f"{NAME}-redis"),
+                ("PodDisruptionBudget", f"{NAME}-redis"),
                 ("NetworkPolicy", f"{NAME}-redis"), ("Secret", f"{NAME}-redis-password"),
                 ("Secret", f"{NAME}-api-token")}
     started = time.monotonic()
@@ -179,7 +180,7 @@ def test_exposure_switch_adds_the_ingress_and_prunes_it_again(chat):
 def test_redis_switch_prunes_the_managed_redis_and_brings_it_back(chat):
     ns = chat["namespace"]
     managed = {("StatefulSet", f"{NAME}-redis"), ("Service", f"{NAME}-redis"), ("NetworkPolicy", f"{NAME}-redis"),
-               ("Secret", f"{NAME}-redis-password")}
+               ("PodDisruptionBudget", f"{NAME}-redis"), ("Secret", f"{NAME}-redis-password")}
     kubectl("create", "secret", "generic", "redis-credentials", "-n", ns, "--from-literal=password=e2e")
     external = {"spec": {"redis": {"managed": None, "external": {
         "url": "redis://redis.example.internal:6379", "passwordSecretRef": {"name": "redis-credentials", "key": "password"}}}}}
@@ -193,6 +194,57 @@ def test_redis_switch_prunes_the_managed_redis_and_brings_it_back(chat):
     kubectl("patch", "pushcluster", NAME, "-n", ns, "--type=merge", "-p", json.dumps(back))
     wait_for("the managed Redis objects to come back",
              lambda: managed <= names(owned(chat["namespace"], chat["uid"])), timeout=60, interval=0.3)
+
+
+def redis_statefulset(ns: str) -> dict:
+    return kubectl_json("get", "statefulset", f"{NAME}-redis", "-n", ns)
+
+
+def settled(ns: str) -> dict | None:
+    """The PushCluster once its status speaks of its current generation with nothing degraded."""
+    pc = push_cluster(ns)
+    degraded = condition(pc, "Degraded")
+    if pc.get("status", {}).get("observedGeneration") == pc["metadata"]["generation"] and degraded \
+            and degraded["status"] == "False":
+        return pc
+    return None
+
+
+def test_persistence_on_and_off_recreates_the_redis_statefulset_and_later_changes_still_apply(chat):
+    """volumeClaimTemplates are immutable: applied as they were, every reconcile failed with
+    422, the status kept saying the spec was applied, and a later `kubectl scale` never
+    reached the Deployment (Redis is applied first)."""
+    ns = chat["namespace"]
+    before = redis_statefulset(ns)
+    assert not before["spec"].get("volumeClaimTemplates"), before["spec"]
+    on = {"spec": {"redis": {"managed": {"persistence": {"size": "1Gi", "whenDeleted": "Delete"}}}}}
+    kubectl("patch", "pushcluster", NAME, "-n", ns, "--type=merge", "-p", json.dumps(on))
+    sts = wait_for("a new Redis StatefulSet with a 1Gi volume claim template",
+                   lambda: (s := redis_statefulset(ns))["metadata"]["uid"] != before["metadata"]["uid"]
+                   and s["spec"].get("volumeClaimTemplates") and s, timeout=60, interval=0.3)
+    claim = sts["spec"]["volumeClaimTemplates"][0]
+    assert claim["spec"]["resources"]["requests"]["storage"] == "1Gi"
+    assert sts["spec"]["persistentVolumeClaimRetentionPolicy"]["whenDeleted"] == "Delete"
+    assert "--appendonly" in sts["spec"]["template"]["spec"]["containers"][0]["args"]
+    wait_for("the status to settle on the new generation", lambda: settled(ns), timeout=60, interval=0.3)
+    # The next change is not stuck behind Redis.
+    kubectl("scale", f"pushcluster/{NAME}", "-n", ns, "--replicas=4")
+    wait_for("the Deployment to have 4 replicas",
+             lambda: kubectl_json("get", "deployment", NAME, "-n", ns)["spec"]["replicas"] == 4,
+             timeout=60, interval=0.3)
+    # The Redis pod the old StatefulSet made was kept and adopted, not deleted with it.
+    wait_for("the Redis pod to belong to the new StatefulSet",
+             lambda: [r["uid"] for r in kubectl_json("get", "pod", f"{NAME}-redis-0", "-n", ns)["metadata"]
+                      .get("ownerReferences", []) if r.get("controller")] == [sts["metadata"]["uid"]],
+             timeout=60, interval=0.3)
+    off = {"spec": {"redis": {"managed": {"persistence": None}}}}
+    kubectl("patch", "pushcluster", NAME, "-n", ns, "--type=merge", "-p", json.dumps(off))
+    wait_for("a Redis StatefulSet without volume claim templates again",
+             lambda: (s := redis_statefulset(ns))["metadata"]["uid"] != sts["metadata"]["uid"]
+             and not s["spec"].get("volumeClaimTemplates"), timeout=60, interval=0.3)
+    wait_for("the status to settle again", lambda: settled(ns), timeout=60, interval=0.3)
+    events = kubectl_json("get", "events", "-n", ns, "--field-selector", "reason=Recreated")["items"]
+    assert events and "volume claim templates" in events[0]["message"], events
 
 
 def test_the_api_server_never_refused_the_operator(chat, operator):

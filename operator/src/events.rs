@@ -26,6 +26,8 @@ pub enum EventReason {
     PodsUnavailable,
     /// The API server refused or failed an apply.
     ApplyFailed,
+    /// An owned object whose change the API server refuses in place was recreated.
+    Recreated,
     /// Replicas go down: the least-loaded pods were marked to go first.
     ScaleIn,
     /// Marking the pods to remove failed; replicas are not lowered yet.
@@ -50,6 +52,7 @@ impl EventReason {
             Self::InvalidSpec => "InvalidSpec",
             Self::SecretMissing => "SecretMissing",
             Self::PodsUnavailable => "PodsUnavailable",
+            Self::Recreated => "Recreated",
             Self::ApplyFailed => "ApplyFailed",
             Self::ScaleIn => "ScaleIn",
             Self::ScaleInDeferred => "ScaleInDeferred",

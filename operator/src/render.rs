@@ -6,7 +6,7 @@
 //! never rotates them, so re-rendering is not the way to keep them.
 
 use crate::manifest::ManifestError;
-use crate::objects::{self, secrets};
+use crate::objects::{self, SecretDigests, secrets};
 
 /// Why a manifest could not be rendered.
 #[derive(Debug, thiserror::Error)]
@@ -32,7 +32,7 @@ pub fn render(manifest: &str, namespace: Option<&str>) -> Result<String, RenderE
                 to_yaml(&json)?
             ));
         }
-        for object in objects::desired_objects(&vc, "") {
+        for object in objects::desired_objects(&vc, &SecretDigests::default()) {
             let json = object
                 .to_json()
                 .map_err(|e| RenderError::Serialize(e.to_string()))?;

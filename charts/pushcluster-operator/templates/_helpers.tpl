@@ -73,7 +73,7 @@ scale subresource, pod-deletion-cost). e2e/chart/test_chart_rbac.py checks these
   verbs: ["list", "patch"]
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
-  verbs: ["create", "patch"]
+  verbs: ["get", "create", "patch", "delete"]
 - apiGroups: ["networking.k8s.io"]
   resources: ["networkpolicies"]
   verbs: ["get", "create", "patch", "delete"]

@@ -7,11 +7,14 @@ use super::context::Context;
 use super::plan;
 use super::status::{ExposureState, Observed};
 use crate::events::{EventReason, PendingEvent};
-use crate::objects::{self, DesiredObject, ObjectKind};
+use crate::objects::{self, DesiredObject, ObjectKind, SecretDigests};
 use crate::resources::PushCluster;
 use crate::validate::ValidatedCluster;
 use kube::Client;
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::api::{
+    Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy,
+};
+use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -26,6 +29,8 @@ pub enum ApplyError {
     Apply { object: String, source: kube::Error },
     #[error("marking the pods to remove failed, replicas not lowered yet: {0}")]
     ScaleIn(#[source] kube::Error),
+    #[error("{object} was deleted to be created again, and is still there after {after:?}")]
+    RecreateTimedOut { object: String, after: Duration },
 }
 
 /// Server-side apply under the operator's field manager, forcing ownership of
@@ -39,7 +44,7 @@ pub async fn apply_all(
     ctx: &Context,
     pc: &PushCluster,
     vc: &ValidatedCluster,
-    digest: &str,
+    digests: &SecretDigests,
 ) -> Result<Observed, ApplyError> {
     let gateway_installed = if vc.spec.exposure.gateway.is_some() {
         gateway_api_installed(&ctx.client)
@@ -60,14 +65,14 @@ pub async fn apply_all(
         }),
         ..Observed::default()
     };
-    for object in objects::desired_objects(vc, digest) {
+    for object in objects::desired_objects(vc, digests) {
         if object.kind() == ObjectKind::HttpRoute && !gateway_installed {
             continue;
         }
         if object.kind() == ObjectKind::Deployment {
             scale_in_hook(ctx, pc, vc, &object.name()).await?;
         }
-        let applied = match apply(&ctx.client, &vc.namespace, &object).await {
+        let applied = match apply_or_recreate(ctx, pc, &vc.namespace, &object).await {
             Ok(applied) => applied,
             Err(e) => {
                 ctx.publish(
@@ -97,6 +102,84 @@ pub async fn apply_all(
         }
     }
     Ok(observed)
+}
+
+/// How long a StatefulSet recreation waits for the old object to be gone.
+const RECREATE_DEADLINE: Duration = Duration::from_secs(60);
+const RECREATE_POLL: Duration = Duration::from_millis(250);
+
+/// [`apply`], except that a StatefulSet whose change touches a field the API server
+/// keeps immutable (`volumeClaimTemplates`: turning persistence on or off, a new size or
+/// class) is first deleted with its pods orphaned, then created again: the new one adopts
+/// the running pods and rolls them to the new template one at a time, the way any
+/// template change rolls. Applied as it was, every reconcile failed with 422, and since
+/// Redis is applied first, every later change of the cluster waited behind it.
+async fn apply_or_recreate(
+    ctx: &Context,
+    pc: &PushCluster,
+    ns: &str,
+    object: &DesiredObject,
+) -> Result<DynamicObject, ApplyError> {
+    if object.kind() == ObjectKind::StatefulSet {
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(ctx.client.clone(), ns, &object.kind().api_resource());
+        let current = api
+            .get_opt(&object.name())
+            .await
+            .map_err(|source| ApplyError::Apply {
+                object: format!("{:?}/{}", object.kind(), object.name()),
+                source,
+            })?;
+        let desired = object.to_json().map_err(|source| ApplyError::Serialize {
+            object: object.name(),
+            source,
+        })?;
+        if let Some(current) = current
+            && let Some(change) = plan::immutable_change(&current.data, &desired)
+        {
+            ctx.publish(pc, &plan::statefulset_recreated(&object.name(), &change))
+                .await;
+            delete_orphaning_pods(&api, object, current.metadata.uid).await?;
+        }
+    }
+    apply(&ctx.client, ns, object).await
+}
+
+/// Deletes the object (the one read: `uid`), leaving its pods (and claims) running,
+/// and waits until the API server no longer has it.
+async fn delete_orphaning_pods(
+    api: &Api<DynamicObject>,
+    object: &DesiredObject,
+    uid: Option<String>,
+) -> Result<(), ApplyError> {
+    let failed = |source| ApplyError::Apply {
+        object: format!("{:?}/{} (recreating)", object.kind(), object.name()),
+        source,
+    };
+    let params = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Orphan),
+        preconditions: Some(Preconditions {
+            uid,
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    match api.delete(&object.name(), &params).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 404 => return Ok(()),
+        Err(e) => return Err(failed(e)),
+    }
+    let deadline = tokio::time::Instant::now() + RECREATE_DEADLINE;
+    while api.get_opt(&object.name()).await.map_err(failed)?.is_some() {
+        if tokio::time::Instant::now() >= deadline {
+            return Err(ApplyError::RecreateTimedOut {
+                object: format!("{:?}/{}", object.kind(), object.name()),
+                after: RECREATE_DEADLINE,
+            });
+        }
+        tokio::time::sleep(RECREATE_POLL).await;
+    }
+    Ok(())
 }
 
 /// Server-side apply one object; returns it as the API server stored it.

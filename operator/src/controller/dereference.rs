@@ -4,7 +4,7 @@
 
 use super::context::Context;
 use super::plan;
-use crate::objects::secrets;
+use crate::objects::{SecretDigests, secrets};
 use crate::resources::{PushCluster, SecretKeyRef};
 use crate::validate::ValidatedCluster;
 use k8s_openapi::api::core::v1::Secret;
@@ -20,8 +20,8 @@ pub struct DereferenceError(#[from] kube::Error);
 /// What the Secrets step found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Dereferenced {
-    /// Every Secret is there; the digest of their contents goes on the pods.
-    Complete { digest: String },
+    /// Every Secret is there; the digests of their contents go on the pods.
+    Complete(SecretDigests),
     /// Referenced `name/key`s that do not exist: nothing may be applied.
     Missing(Vec<String>),
 }
@@ -36,12 +36,18 @@ pub async fn dereference(
     if let Some(event) = plan::secrets_created(&created) {
         ctx.publish(pc, &event).await;
     }
+    let redis_password: Vec<Secret> = found
+        .iter()
+        .filter(|s| s.name_any() == vc.names.redis_password_secret)
+        .cloned()
+        .collect();
     match read_referenced_secrets(&ctx.client, vc).await? {
         Ok(referenced) => {
             found.extend(referenced);
-            Ok(Dereferenced::Complete {
-                digest: secrets_digest(&found),
-            })
+            Ok(Dereferenced::Complete(SecretDigests {
+                pods: secrets_digest(&found),
+                redis: secrets_digest(&redis_password),
+            }))
         }
         Err(missing) => Ok(Dereferenced::Missing(missing)),
     }

@@ -62,6 +62,51 @@ pub fn pruned(deleted: &[String]) -> Option<PendingEvent> {
     })
 }
 
+/// The StatefulSet fields the API server refuses to change in place, as the operator
+/// sets them: the claim templates (name, access modes, class, size) and the Service.
+/// Defaults the server adds (volumeMode, status) are left out of the comparison.
+fn immutable_fields(statefulset: &serde_json::Value) -> serde_json::Value {
+    let spec = &statefulset["spec"];
+    let claims: Vec<serde_json::Value> = spec["volumeClaimTemplates"]
+        .as_array()
+        .map(|templates| {
+            templates
+                .iter()
+                .map(|t| {
+                    serde_json::json!({
+                        "name": t["metadata"]["name"],
+                        "accessModes": t["spec"]["accessModes"],
+                        "storageClassName": t["spec"]["storageClassName"],
+                        "storage": t["spec"]["resources"]["requests"]["storage"],
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    serde_json::json!({ "volumeClaimTemplates": claims, "serviceName": spec["serviceName"] })
+}
+
+/// What changes between the stored StatefulSet and the desired one in fields it cannot
+/// change in place (`None`: an apply does it).
+pub fn immutable_change(
+    current: &serde_json::Value,
+    desired: &serde_json::Value,
+) -> Option<String> {
+    let (before, after) = (immutable_fields(current), immutable_fields(desired));
+    (before != after).then(|| format!("{before} -> {after}"))
+}
+
+/// A StatefulSet change the API server refuses in place: it is recreated, its pods
+/// orphaned and adopted by the new one.
+pub fn statefulset_recreated(name: &str, change: &str) -> PendingEvent {
+    PendingEvent::new(
+        EventReason::Recreated,
+        format!(
+            "StatefulSet {name} is recreated, its pods kept running and rolled to the new template one at a time: its volume claim templates or Service cannot change in place ({change})"
+        ),
+    )
+}
+
 /// A blocked cluster: a Warning the first time this Degraded reason and message
 /// is reported for this generation; an invalid spec waits for a change, a
 /// missing Secret is retried.
@@ -74,6 +119,13 @@ pub fn blocked(
     let reason = match blocker {
         Blocker::InvalidSpec(_) => EventReason::InvalidSpec,
         Blocker::MissingSecrets(_) => EventReason::SecretMissing,
+        // The apply step published its Event already; the error's backoff retries.
+        Blocker::ApplyFailed(_) => {
+            return Plan {
+                events: Vec::new(),
+                requeue: None,
+            };
+        }
     };
     let message = degraded(new).map(|c| c.message.clone()).unwrap_or_default();
     let repeat = previous.is_some_and(|p| {
@@ -87,8 +139,8 @@ pub fn blocked(
             vec![PendingEvent::new(reason, message)]
         },
         requeue: match blocker {
-            Blocker::InvalidSpec(_) => None,
             Blocker::MissingSecrets(_) => Some(MISSING_DEPENDENCY_RETRY),
+            Blocker::InvalidSpec(_) | Blocker::ApplyFailed(_) => None,
         },
     }
 }
@@ -175,6 +227,39 @@ pub fn exposure_summary(vc: &ValidatedCluster) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn immutable_change_sees_claim_templates_and_service_but_not_server_defaults() {
+        let claim = |size: &str| {
+            serde_json::json!({"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": size}}}})
+        };
+        let sts = |claims: serde_json::Value| {
+            serde_json::json!({"spec": {"serviceName": "chat-redis", "volumeClaimTemplates": claims,
+                "template": {"spec": {"containers": []}}}})
+        };
+        let plain = serde_json::json!({"spec": {"serviceName": "chat-redis"}});
+        assert!(immutable_change(&plain, &sts(serde_json::json!([claim("1Gi")]))).is_some());
+        assert!(immutable_change(&sts(serde_json::json!([claim("1Gi")])), &plain).is_some());
+        assert!(
+            immutable_change(
+                &sts(serde_json::json!([claim("1Gi")])),
+                &sts(serde_json::json!([claim("2Gi")]))
+            )
+            .is_some()
+        );
+        // As stored: the server adds volumeMode, a status and a new template; none counts.
+        let mut stored = sts(serde_json::json!([claim("1Gi")]));
+        stored["spec"]["volumeClaimTemplates"][0]["spec"]["volumeMode"] = "Filesystem".into();
+        stored["spec"]["volumeClaimTemplates"][0]["status"] =
+            serde_json::json!({"phase": "Pending"});
+        stored["spec"]["template"]["spec"]["containers"] = serde_json::json!([{"name": "redis"}]);
+        assert_eq!(
+            immutable_change(&stored, &sts(serde_json::json!([claim("1Gi")]))),
+            None
+        );
+        assert_eq!(immutable_change(&plain, &plain), None);
+    }
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
     fn status(generation: i64, conditions: &[(&str, &str, &str, &str)]) -> PushClusterStatus {

@@ -71,6 +71,8 @@ pub const PERMISSIONS: &[Permission] = &[
     p("", "secrets", "delete", Reconcile),
     p("policy", "poddisruptionbudgets", "create", Reconcile),
     p("policy", "poddisruptionbudgets", "patch", Reconcile),
+    p("policy", "poddisruptionbudgets", "get", Reconcile),
+    p("policy", "poddisruptionbudgets", "delete", Reconcile),
     p("networking.k8s.io", "networkpolicies", "create", Reconcile),
     p("networking.k8s.io", "networkpolicies", "patch", Reconcile),
     p("networking.k8s.io", "networkpolicies", "get", Reconcile),

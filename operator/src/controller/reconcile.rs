@@ -36,14 +36,22 @@ pub async fn reconcile(pc: Arc<PushCluster>, ctx: Arc<Context>) -> Result<Action
         }
     };
     let selector = selector_string(&vc, Component::Server);
-    let digest = match dereference(&ctx, &pc, &vc).await? {
-        Dereferenced::Complete { digest } => digest,
+    let digests = match dereference(&ctx, &pc, &vc).await? {
+        Dereferenced::Complete(digests) => digests,
         Dereferenced::Missing(missing) => {
             let blocker = Blocker::MissingSecrets(missing);
             return block(&ctx, &pc, blocker, Some(selector)).await;
         }
     };
-    let mut observed = apply_all(&ctx, &pc, &vc, &digest).await?;
+    let mut observed = match apply_all(&ctx, &pc, &vc, &digests).await {
+        Ok(observed) => observed,
+        Err(e) => {
+            // Said in the status too: a cluster whose spec cannot be applied is not Ready.
+            let blocker = Blocker::ApplyFailed(e.to_string());
+            block(&ctx, &pc, blocker, Some(selector)).await?;
+            return Err(e.into());
+        }
+    };
     observed.selector = Some(selector.clone());
     if let Some(event) = plan::pruned(&prune(&ctx.client, &vc).await?) {
         ctx.publish(&pc, &event).await;

@@ -26,6 +26,8 @@ pub enum Blocker {
     InvalidSpec(String),
     /// Referenced Secrets (or keys) that do not exist, as `name/key`.
     MissingSecrets(Vec<String>),
+    /// The API server refused or failed an apply (its answer); retried with backoff.
+    ApplyFailed(String),
 }
 
 /// State of the exposure object.
@@ -135,10 +137,16 @@ pub fn compute(
             .map(|old| old.last_transition_time.clone())
             .unwrap_or_else(|| now.clone());
     }
+    // A blocked reconcile did not read the Deployment: its pods (of the last applied
+    // spec) are as the previous status counted them, not gone.
+    let (replicas, ready_replicas) = match (previous, &observed.deployment) {
+        (Some(p), None) if observed.blocker.is_some() => (p.replicas, p.ready_replicas),
+        _ => (pods.replicas, pods.ready),
+    };
     PushClusterStatus {
         observed_generation: observed.generation,
-        replicas: pods.replicas,
-        ready_replicas: pods.ready,
+        replicas,
+        ready_replicas,
         selector: observed.selector.clone(),
         endpoint: observed.endpoint.clone(),
         connections: previous.and_then(|p| p.connections),
@@ -163,6 +171,12 @@ fn degraded(blocker: Option<&Blocker>, pods: &Pods) -> Condition {
                 "referenced Secret keys not found: {}; nothing is applied until they exist",
                 missing.join(", ")
             ),
+        ),
+        Some(Blocker::ApplyFailed(message)) => condition(
+            DEGRADED,
+            true,
+            EventReason::ApplyFailed.as_str(),
+            format!("{message}; retried with backoff"),
         ),
         None if pods.lost => condition(
             DEGRADED,
@@ -420,6 +434,25 @@ mod tests {
                 &[
                     (DEGRADED, "True", "InvalidSpec"),
                     (READY, "False", "InvalidSpec"),
+                ],
+            ),
+            (
+                "apply refused: not Ready, whatever the pods of the last good spec say",
+                Observed {
+                    blocker: Some(Blocker::ApplyFailed(
+                        "applying StatefulSet/chat-redis failed: 422".into(),
+                    )),
+                    ..Observed {
+                        generation: Some(3),
+                        desired_replicas: 3,
+                        ..Observed::default()
+                    }
+                },
+                &[
+                    (DEGRADED, "True", "ApplyFailed"),
+                    (READY, "False", "ApplyFailed"),
+                    (PROGRESSING, "False", "Blocked"),
+                    (REDIS_READY, "False", "NotApplied"),
                 ],
             ),
         ];

@@ -106,20 +106,36 @@ impl DesiredObject {
     }
 }
 
+/// Digests of Secret contents for pod templates: a rotation rolls the pods that read it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SecretDigests {
+    /// Every Secret the push pods read.
+    pub pods: String,
+    /// The managed Redis's password (all its pods read).
+    pub redis: String,
+}
+
 /// Every object to apply for this cluster, in apply order (Redis before the
-/// pods that connect to it). `secrets_digest` feeds the pods' config hash.
-pub fn desired_objects(vc: &ValidatedCluster, secrets_digest: &str) -> Vec<DesiredObject> {
+/// pods that connect to it).
+pub fn desired_objects(vc: &ValidatedCluster, digests: &SecretDigests) -> Vec<DesiredObject> {
     let mut out = Vec::new();
     if let Some(managed) = &vc.spec.redis.managed {
         out.push(DesiredObject::Service(redis::service(vc)));
-        out.push(DesiredObject::StatefulSet(redis::statefulset(vc, managed)));
+        out.push(DesiredObject::StatefulSet(redis::statefulset(
+            vc,
+            managed,
+            &digests.redis,
+        )));
+        out.push(DesiredObject::PodDisruptionBudget(
+            redis::pod_disruption_budget(vc),
+        ));
         out.push(DesiredObject::NetworkPolicy(redis::network_policy(vc)));
     }
     out.push(DesiredObject::Service(services::client_service(vc)));
     out.push(DesiredObject::Service(services::headless_service(vc)));
     out.push(DesiredObject::Deployment(deployment::deployment(
         vc,
-        secrets_digest,
+        &digests.pods,
     )));
     out.push(DesiredObject::PodDisruptionBudget(
         pdb::pod_disruption_budget(vc),
@@ -141,6 +157,7 @@ pub fn prunable_objects(vc: &ValidatedCluster) -> Vec<(ObjectKind, String)> {
     vec![
         (ObjectKind::Service, n.redis.clone()),
         (ObjectKind::StatefulSet, n.redis.clone()),
+        (ObjectKind::PodDisruptionBudget, n.redis.clone()),
         (ObjectKind::NetworkPolicy, n.redis.clone()),
         (ObjectKind::Secret, n.redis_password_secret.clone()),
         (ObjectKind::Secret, n.api_token_secret.clone()),
@@ -151,7 +168,7 @@ pub fn prunable_objects(vc: &ValidatedCluster) -> Vec<(ObjectKind, String)> {
 
 /// The prunable objects the current spec does not want.
 pub fn unwanted_objects(vc: &ValidatedCluster) -> Vec<(ObjectKind, String)> {
-    let desired: Vec<(ObjectKind, String)> = desired_objects(vc, "")
+    let desired: Vec<(ObjectKind, String)> = desired_objects(vc, &SecretDigests::default())
         .iter()
         .map(|o| (o.kind(), o.name()))
         .chain(

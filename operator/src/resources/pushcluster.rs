@@ -234,9 +234,18 @@ pub struct ManagedRedis {
     /// Redis container image.
     #[serde(default = "default_redis_image")]
     pub image: String,
-    /// CPU/memory requests and limits of the Redis container.
+    /// CPU/memory requests and limits of the Redis container. Unset: requests
+    /// `{cpu: 100m, memory: 256Mi}` and a memory limit of 256Mi (never BestEffort, the
+    /// first pod a node evicts). Redis gets `maxmemory` at 75 % of the memory limit with
+    /// the `noeviction` policy: a full Redis refuses writes (publishes answer 503) instead
+    /// of silently evicting history or sessions a client's recovery depends on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+    /// PriorityClass of the Redis pods (e.g. one above the push pods': losing Redis
+    /// costs every client its continuity, losing a push pod only its own clients).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub priority_class_name: Option<String>,
     /// Keep Redis data on a PersistentVolumeClaim (append-only file). Without it Redis is a
     /// pure pub/sub link and keeps nothing across restarts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -260,6 +269,7 @@ impl Default for ManagedRedis {
         Self {
             image: default_redis_image(),
             resources: None,
+            priority_class_name: None,
             persistence: None,
             replicas: default_redis_replicas(),
         }
@@ -276,6 +286,31 @@ pub struct RedisPersistence {
     /// StorageClass of the claim; the cluster default when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_class_name: Option<String>,
+    /// What happens to the Redis volumes when the PushCluster is deleted: `Retain` (the
+    /// default: the claims stay, and a PushCluster of the same name finds its data again)
+    /// or `Delete`. Claims of replicas removed by lowering `replicas` are always deleted
+    /// (a replica's data is a copy the primary sends again).
+    #[serde(default)]
+    pub when_deleted: VolumeRetention,
+}
+
+/// The fate of a Redis volume (a StatefulSet's `persistentVolumeClaimRetentionPolicy`).
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,
+)]
+pub enum VolumeRetention {
+    #[default]
+    Retain,
+    Delete,
+}
+
+impl VolumeRetention {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Retain => "Retain",
+            Self::Delete => "Delete",
+        }
+    }
 }
 
 /// An existing Redis: exactly one of `url` (one Redis endpoint) or `sentinel` (a

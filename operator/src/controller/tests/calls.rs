@@ -50,13 +50,47 @@ pub(super) fn generated_secrets_present() -> Vec<Call> {
     ]
 }
 
-/// The managed Redis's Service, StatefulSet and NetworkPolicy applied over existing ones.
-pub(super) fn managed_redis_reapplied() -> Vec<Call> {
+/// The managed Redis's Service, StatefulSet (read first: are its immutable fields
+/// changing?), PodDisruptionBudget and NetworkPolicy applied; `created` = none existed.
+pub(super) fn managed_redis_applied(created: bool) -> Vec<Call> {
     vec![
-        ssa(NS_API, "services", "chat-redis", "Service", false),
-        ssa_redis_statefulset(false),
-        ssa(NET, "networkpolicies", "chat-redis", "NetworkPolicy", false),
+        ssa(NS_API, "services", "chat-redis", "Service", created),
+        if created {
+            absent(APPS, "statefulsets", "chat-redis")
+        } else {
+            redis_statefulset_stored(json!(null))
+        },
+        ssa_redis_statefulset(created),
+        ssa(
+            POLICY,
+            "poddisruptionbudgets",
+            "chat-redis",
+            "PodDisruptionBudget",
+            created,
+        ),
+        ssa(
+            NET,
+            "networkpolicies",
+            "chat-redis",
+            "NetworkPolicy",
+            created,
+        ),
     ]
+}
+
+/// The managed Redis applied over existing objects.
+pub(super) fn managed_redis_reapplied() -> Vec<Call> {
+    managed_redis_applied(false)
+}
+
+/// GET of the stored Redis StatefulSet, with these volume claim templates.
+pub(super) fn redis_statefulset_stored(claims: Value) -> Call {
+    call(Method::GET, &format!("{APPS}/statefulsets/chat-redis")).reply(
+        200,
+        json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+               "metadata": {"name": "chat-redis", "namespace": "ns", "uid": "chat-redis-uid"},
+               "spec": {"serviceName": "chat-redis", "volumeClaimTemplates": claims}}),
+    )
 }
 
 /// The client Service and the headless Service applied over existing ones.
@@ -83,6 +117,7 @@ pub(super) fn no_managed_redis_left() -> Vec<Call> {
     vec![
         absent(NS_API, "services", "chat-redis"),
         absent(APPS, "statefulsets", "chat-redis"),
+        absent(POLICY, "poddisruptionbudgets", "chat-redis"),
         absent(NET, "networkpolicies", "chat-redis"),
         absent(NS_API, "secrets", "chat-redis-password"),
     ]

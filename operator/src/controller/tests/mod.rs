@@ -9,53 +9,57 @@ use serde_json::json;
 
 /// Scenario: create from nothing (managed Redis, service exposure).
 pub(super) fn create_from_nothing() -> Scenario {
-    Scenario(vec![
-        secret_absent("chat-api-token"),
-        secret_create("chat-api-token", "token"),
-        secret_absent("chat-redis-password"),
-        secret_create("chat-redis-password", "password"),
-        event("SecretCreated", "Normal").check(|body| {
-            assert_eq!(
-                body["note"],
-                "generated Secret(s) chat-api-token, chat-redis-password"
-            );
-        }),
-        ssa(NS_API, "services", "chat-redis", "Service", true),
-        ssa_redis_statefulset(true),
-        ssa(NET, "networkpolicies", "chat-redis", "NetworkPolicy", true),
-        ssa(NS_API, "services", "chat", "Service", true).check(|body| {
-            assert_eq!(body["spec"]["sessionAffinity"], "ClientIP");
-        }),
-        ssa(NS_API, "services", "chat-headless", "Service", true),
-        ssa_deployment(true, |body| {
-            assert_eq!(body["spec"]["replicas"], 2);
-        }),
-        ssa_pdb(true),
-        // An Ingress of the same name owned by something else is left alone.
-        owned(
-            NET,
-            "ingresses",
-            "chat",
-            "networking.k8s.io/v1",
-            "Ingress",
-            "someone-else",
-        ),
-        // No Gateway API CRDs on this cluster: the real server's plain-text 404.
-        unserved(GATEWAY, "httproutes", "chat"),
-        status_patch(|body| {
-            assert_eq!(body["status"]["observedGeneration"], 1);
-            assert_eq!(body["status"]["readyReplicas"], 2);
-            assert_eq!(body["status"]["endpoint"], "http://chat.ns.svc:3000");
-            assert!(
-                body["status"]["selector"]
-                    .as_str()
-                    .is_some_and(|s| s.contains("app.kubernetes.io/instance=chat"))
-            );
-            assert_eq!(condition(body, "Ready")["status"], "True");
-            assert_eq!(condition(body, "RedisReady")["reason"], "Running");
-        }),
-        event("Created", "Normal"),
-    ])
+    Scenario(
+        vec![
+            secret_absent("chat-api-token"),
+            secret_create("chat-api-token", "token"),
+            secret_absent("chat-redis-password"),
+            secret_create("chat-redis-password", "password"),
+            event("SecretCreated", "Normal").check(|body| {
+                assert_eq!(
+                    body["note"],
+                    "generated Secret(s) chat-api-token, chat-redis-password"
+                );
+            }),
+        ]
+        .into_iter()
+        .chain(managed_redis_applied(true))
+        .chain([
+            ssa(NS_API, "services", "chat", "Service", true).check(|body| {
+                assert_eq!(body["spec"]["sessionAffinity"], "ClientIP");
+            }),
+            ssa(NS_API, "services", "chat-headless", "Service", true),
+            ssa_deployment(true, |body| {
+                assert_eq!(body["spec"]["replicas"], 2);
+            }),
+            ssa_pdb(true),
+            // An Ingress of the same name owned by something else is left alone.
+            owned(
+                NET,
+                "ingresses",
+                "chat",
+                "networking.k8s.io/v1",
+                "Ingress",
+                "someone-else",
+            ),
+            // No Gateway API CRDs on this cluster: the real server's plain-text 404.
+            unserved(GATEWAY, "httproutes", "chat"),
+            status_patch(|body| {
+                assert_eq!(body["status"]["observedGeneration"], 1);
+                assert_eq!(body["status"]["readyReplicas"], 2);
+                assert_eq!(body["status"]["endpoint"], "http://chat.ns.svc:3000");
+                assert!(
+                    body["status"]["selector"]
+                        .as_str()
+                        .is_some_and(|s| s.contains("app.kubernetes.io/instance=chat"))
+                );
+                assert_eq!(condition(body, "Ready")["status"], "True");
+                assert_eq!(condition(body, "RedisReady")["reason"], "Running");
+            }),
+            event("Created", "Normal"),
+        ])
+        .collect(),
+    )
 }
 
 #[tokio::test]
@@ -132,6 +136,15 @@ pub(super) fn exposure_and_redis_switch(ingress_exists: bool) -> Scenario {
                 "uid-1",
             ),
             delete(APPS, "statefulsets", "chat-redis"),
+            owned(
+                POLICY,
+                "poddisruptionbudgets",
+                "chat-redis",
+                "policy/v1",
+                "PodDisruptionBudget",
+                "uid-1",
+            ),
+            delete(POLICY, "poddisruptionbudgets", "chat-redis"),
             owned(
                 NET,
                 "networkpolicies",
@@ -258,8 +271,105 @@ pub(super) fn api_error(first: bool) -> Scenario {
                        "reason": "InternalError", "code": 500}),
             ),
             failed_event,
+            // Said in the status: the spec is not applied, the cluster not Ready.
+            status_patch(|body| {
+                let degraded = condition(body, "Degraded");
+                assert_eq!(
+                    (&degraded["status"], &degraded["reason"]),
+                    (&json!("True"), &json!("ApplyFailed"))
+                );
+                assert!(
+                    degraded["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("etcdserver: request timed out")),
+                    "{degraded}"
+                );
+                assert_eq!(condition(body, "Ready")["status"], "False");
+            }),
         ],
     ])
+}
+
+/// Scenario: persistence turned on. The stored StatefulSet has no claim templates and the
+/// API server refuses to add them in place: deleted with its pods orphaned, waited for,
+/// created again; everything after it still applied.
+pub(super) fn persistence_turned_on() -> Scenario {
+    scenario(vec![
+        generated_secrets_present(),
+        vec![
+            ssa(NS_API, "services", "chat-redis", "Service", false),
+            redis_statefulset_stored(json!(null)),
+            event("Recreated", "Normal").check(|body| {
+                assert!(
+                    body["note"]
+                        .as_str()
+                        .is_some_and(|n| n.contains("volume claim templates")),
+                    "{body}"
+                );
+            }),
+            call(Method::DELETE, &format!("{APPS}/statefulsets/chat-redis"))
+                .query("")
+                .check(|body| {
+                    assert_eq!(body["propagationPolicy"], "Orphan", "the pods keep running");
+                    assert_eq!(body["preconditions"]["uid"], "chat-redis-uid");
+                })
+                .reply(
+                    200,
+                    json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
+                ),
+            // Still there while the garbage collector orphans the pods, then gone.
+            redis_statefulset_stored(json!(null)),
+            absent(APPS, "statefulsets", "chat-redis"),
+            ssa_redis_statefulset(true),
+            ssa(
+                POLICY,
+                "poddisruptionbudgets",
+                "chat-redis",
+                "PodDisruptionBudget",
+                false,
+            ),
+            ssa(NET, "networkpolicies", "chat-redis", "NetworkPolicy", false),
+        ],
+        services_reapplied(),
+        vec![
+            ssa_deployment(false, |_| {}),
+            ssa_pdb(false),
+            absent(NET, "ingresses", "chat"),
+            absent(GATEWAY, "httproutes", "chat"),
+            status_patch(|body| {
+                assert_eq!(body["status"]["observedGeneration"], 2);
+                assert_eq!(condition(body, "Degraded")["status"], "False");
+            }),
+            event("Updated", "Normal"),
+        ],
+    ])
+}
+
+#[tokio::test]
+async fn persistence_turned_on_recreates_the_redis_statefulset_keeping_its_pods() {
+    let (ctx, handle) = context();
+    let pc = cluster("{redis: {managed: {persistence: {size: 1Gi}}}}")
+        .generation(2)
+        .observed(1);
+    let (result, _) = run(ctx, handle, pc, persistence_turned_on()).await;
+    result.expect("reconciled");
+}
+
+#[tokio::test]
+async fn unchanged_claim_templates_are_applied_in_place() {
+    let (ctx, handle) = context();
+    let pc = cluster("{redis: {managed: {persistence: {size: 1Gi}}}}")
+        .generation(2)
+        .observed(1);
+    let claims = json!([{"metadata": {"name": "data"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "volumeMode": "Filesystem",
+                 "resources": {"requests": {"storage": "1Gi"}}}}]);
+    let mut scenario = image_change();
+    // The image_change scenario with the persistent StatefulSet stored: no delete.
+    scenario.0[3] = redis_statefulset_stored(claims);
+    scenario.0[9] = ssa_deployment(false, |_| {});
+    let (result, _) = run(ctx, handle, pc, scenario).await;
+    result.expect("reconciled");
 }
 
 #[tokio::test]

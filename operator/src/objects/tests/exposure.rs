@@ -94,7 +94,7 @@ fn exposure_affinity_per_mode() {
         ),
     ];
     for (case, spec, kind, pointer, want) in cases {
-        let objects = desired_objects(&cluster(spec), "");
+        let objects = desired_objects(&cluster(spec), &SecretDigests::default());
         let object = find(&objects, *kind, "chat").to_json().expect("json");
         assert_eq!(
             object.pointer(pointer).and_then(|v| v.as_str()),
@@ -104,7 +104,7 @@ fn exposure_affinity_per_mode() {
     }
     let nginx = desired_objects(
         &cluster("{exposure: {host: a.b, ingress: {className: nginx}}}"),
-        "",
+        &SecretDigests::default(),
     );
     let svc = find(&nginx, ObjectKind::Service, "chat")
         .to_json()
@@ -119,7 +119,7 @@ fn exposure_affinity_per_mode() {
 fn redis_network_policy_admits_only_push_pods() {
     let vc = cluster("{}");
     let np = find(
-        &desired_objects(&vc, ""),
+        &desired_objects(&vc, &SecretDigests::default()),
         ObjectKind::NetworkPolicy,
         "chat-redis",
     )
@@ -138,7 +138,7 @@ fn redis_network_policy_admits_only_push_pods() {
 #[test]
 fn redis_persistence_variants() {
     let plain = find(
-        &desired_objects(&cluster("{}"), ""),
+        &desired_objects(&cluster("{}"), &SecretDigests::default()),
         ObjectKind::StatefulSet,
         "chat-redis",
     )
@@ -148,7 +148,7 @@ fn redis_persistence_variants() {
     let persistent = find(
         &desired_objects(
             &cluster("{redis: {managed: {persistence: {size: 5Gi}}}}"),
-            "",
+            &SecretDigests::default(),
         ),
         ObjectKind::StatefulSet,
         "chat-redis",
@@ -179,6 +179,7 @@ fn generated_secrets_and_pruning_per_variant() {
             &[
                 (Service, "chat-redis"),
                 (StatefulSet, "chat-redis"),
+                (PodDisruptionBudget, "chat-redis"),
                 (NetworkPolicy, "chat-redis"),
                 (Secret, "chat-redis-password"),
                 (Secret, "chat-api-token"),

@@ -73,6 +73,7 @@ fn object_set_per_spec_variant() {
     let redis: &[(ObjectKind, &str)] = &[
         (Service, "chat-redis"),
         (StatefulSet, "chat-redis"),
+        (PodDisruptionBudget, "chat-redis"),
         (NetworkPolicy, "chat-redis"),
     ];
     let cases: Vec<ObjectSetCase> = vec![
@@ -94,7 +95,7 @@ fn object_set_per_spec_variant() {
         ),
     ];
     for (case, spec, want) in cases {
-        let mut got = kinds(&desired_objects(&cluster(spec), ""));
+        let mut got = kinds(&desired_objects(&cluster(spec), &SecretDigests::default()));
         let mut want = want;
         got.sort();
         want.sort();
@@ -124,7 +125,7 @@ fn redis_replicas_render_one_redis_on_kubernetes_for_now() {
     ];
     for (case, spec, one) in cases {
         let json = |spec: &str| -> Vec<serde_json::Value> {
-            desired_objects(&cluster(spec), "digest")
+            desired_objects(&cluster(spec), &digests("digest"))
                 .iter()
                 .map(|o| o.to_json().expect("serializes"))
                 .collect()
@@ -149,7 +150,7 @@ fn redis_replicas_render_one_redis_on_kubernetes_for_now() {
 #[test]
 fn every_object_is_labelled_and_owned() {
     let vc = cluster("{exposure: {host: a.b, ingress: {className: nginx}}}");
-    for object in desired_objects(&vc, "") {
+    for object in desired_objects(&vc, &SecretDigests::default()) {
         let json = object.to_json().expect("serializes");
         let meta = &json["metadata"];
         assert_eq!(meta["namespace"], "ns", "{:?}", object.kind());
@@ -458,7 +459,7 @@ fn secrets_only_by_reference() {
 #[test]
 fn deployment_is_secure_and_drains() {
     let vc = cluster("{drainSeconds: 40, replicas: 4}");
-    let objects = desired_objects(&vc, "");
+    let objects = desired_objects(&vc, &SecretDigests::default());
     let DesiredObject::Deployment(d) = find(&objects, ObjectKind::Deployment, "chat") else {
         panic!("not a deployment")
     };
@@ -522,8 +523,15 @@ fn deployment_is_secure_and_drains() {
     assert!(ann.contains_key(names::ANNOTATION_CONFIG_HASH));
 }
 
+pub(super) fn digests(pods: &str) -> SecretDigests {
+    SecretDigests {
+        pods: pods.to_string(),
+        redis: String::new(),
+    }
+}
+
 pub(super) fn hash_of(vc: &ValidatedCluster, digest: &str) -> String {
-    let objects = desired_objects(vc, digest);
+    let objects = desired_objects(vc, &digests(digest));
     let DesiredObject::Deployment(d) = find(&objects, ObjectKind::Deployment, "chat") else {
         panic!("not a deployment")
     };
@@ -619,7 +627,7 @@ fn config_hash_rolls_on_config_and_secret_change_not_on_scale() {
 #[test]
 fn jwt_public_key_is_mounted_as_file() {
     let vc = cluster("{auth: {jwt: {publicKeySecretRef: {name: k, key: pem}}}}");
-    let objects = desired_objects(&vc, "");
+    let objects = desired_objects(&vc, &SecretDigests::default());
     let DesiredObject::Deployment(d) = find(&objects, ObjectKind::Deployment, "chat") else {
         panic!("not a deployment")
     };
@@ -646,3 +654,4 @@ fn jwt_public_key_is_mounted_as_file() {
 }
 
 mod exposure;
+mod redis;
