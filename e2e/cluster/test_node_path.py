@@ -6,7 +6,10 @@ and real clients on different pods receive publishes exactly once through that R
 SIGKILLed push-server is restarted and the cluster comes back to Ready; deleting the
 PushCluster terminates every pod gracefully (exit 0) and the garbage collector removes the
 rest; `helm upgrade` of the operator leaves clients connected; autoscaling on live
-connections scales out and back in, removing the least-loaded pods; a rolling update keeps\nevery slot ready and keeps serving."""
+connections scales out and back in, removing the least-loaded pods; a rolling update keeps
+every slot ready and keeps serving. A second PushCluster with a replicated Redis (3 Redis
+pods, 3 Sentinels) loses and repeats nothing when its primary's pod is deleted mid-stream,
+and its disruption budget refuses evicting two Redis pods at once."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import base64
 import json
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -21,6 +25,7 @@ import pytest
 import requests
 import yaml
 from harness import NodeClients, PyClient, parse_metrics
+from harness.continuity import ROOMS, RetryingPublisher, check_exactly_once_in_order
 from harness.cluster import CHART, CONTRACT, EXAMPLE, condition, helm, kubectl, kubectl_json, restricted_namespace, wait_for
 from harness.kube import ControlPlane, ControlPlaneError
 
@@ -345,6 +350,154 @@ def test_rolling_update_keeps_every_pod_slot_ready_and_loses_no_message(chat, no
         assert all(got == sorted(got) for got in received.values()), "out of order"
     finally:
         swarm.close()
+
+
+# --- a replicated managed Redis (spec.redis.managed.replicas: 3) --------------------------
+HA = "chat-ha"
+SENTINEL_PORT = 26379
+MASTER = CONTRACT["defaults"]["REDIS_SENTINEL_MASTER"]
+BROKEN = CONTRACT["socket"]["CONTINUITY_BROKEN"]
+HA_RATE = 50
+
+
+def redis_cli(ip: str, port: int, *args: str, password: str | None = None) -> str:
+    auth = ["--no-auth-warning", "-a", password] if password else []
+    return subprocess.run(["redis-cli", "-h", ip, "-p", str(port), *auth, *args],
+                          capture_output=True, text=True, timeout=5).stdout
+
+
+def replication_info(ip: str, password: str) -> dict[str, str]:
+    lines = redis_cli(ip, 6379, "INFO", "replication", password=password).splitlines()
+    return dict(line.strip().split(":", 1) for line in lines if ":" in line)
+
+
+def ha_pods(component: str) -> list[dict]:
+    return sorted(pods(HA, f"app.kubernetes.io/instance={NAME},app.kubernetes.io/component={component}"),
+                  key=lambda p: p["metadata"]["name"])
+
+
+def named_primary(ha: dict) -> str | None:
+    """The address every ready Sentinel names as the primary (None while they disagree)."""
+    answers = {redis_cli(p["status"]["podIP"], SENTINEL_PORT, "SENTINEL", "get-master-addr-by-name", MASTER)
+               .split("\n")[0] for p in ha_pods("redis-sentinel") if ready(p)}
+    return answers.pop() if len(answers) == 1 and "" not in answers else None
+
+
+@pytest.fixture(scope="module")
+def ha(operator) -> dict:
+    restricted_namespace(HA)
+    manifest = yaml.safe_load(EXAMPLE.read_text())
+    manifest["metadata"]["namespace"] = HA
+    manifest["spec"].update({"replicas": 2, "drainSeconds": 2, "redis": {"managed": {"replicas": 3}}})
+    applied = time.monotonic()
+    kubectl("apply", "-f", "-", stdin=yaml.safe_dump(manifest))
+    pc = wait_for("PushCluster chat (replicated Redis) Ready", lambda: (
+        pc := kubectl_json("get", "pushcluster", NAME, "-n", HA))
+        and (condition(pc, "Ready") or {}).get("status") == "True"
+        and (condition(pc, "RedisReady") or {}).get("reason") == "Replicated" and pc, timeout=240, interval=0.5)
+    print(f"\nkubectl apply -> PushCluster with 3 Redis pods and 3 Sentinels Ready: {time.monotonic() - applied:.1f} s")
+    secret = lambda name, key: base64.b64decode(kubectl_json("get", "secret", name, "-n", HA)["data"][key]).decode()  # noqa: E731
+    return {"selector": pc["status"]["selector"], "token": secret(f"{NAME}-api-token", "token"),
+            "password": secret(f"{NAME}-redis-password", "password")}
+
+
+def test_replicated_redis_runs_a_primary_two_replicas_and_three_sentinels(ha):
+    redis = ha_pods("redis")
+    sentinels = ha_pods("redis-sentinel")
+    assert [p["metadata"]["name"] for p in redis] == [f"{NAME}-redis-{i}" for i in range(3)]
+    assert len(sentinels) == 3 and all(ready(p) for p in redis + sentinels)
+    roles = {p["status"]["podIP"]: replication_info(p["status"]["podIP"], ha["password"]) for p in redis}
+    primaries = [ip for ip, info in roles.items() if info.get("role") == "master"]
+    assert len(primaries) == 1, roles
+    primary = primaries[0]
+    wait_for("both replicas in sync", lambda: replication_info(primary, ha["password"]).get("connected_slaves") == "2",
+             timeout=30, interval=0.3)
+    for ip, info in roles.items():
+        if ip != primary:
+            assert (info.get("master_host"), info.get("master_link_status")) == (primary, "up"), (ip, info)
+    wait_for(f"every Sentinel naming {primary}", lambda: named_primary(ha) == primary, timeout=30, interval=0.3)
+    env = {e["name"]: e.get("value") for e in kubectl_json("get", "deployment", NAME, "-n", HA)
+           ["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env[CONTRACT["env"]["REDIS_SENTINELS"]] == f"{NAME}-redis-sentinel.{HA}.svc:{SENTINEL_PORT}", env
+    assert env[CONTRACT["env"]["REDIS_MIN_REPLICAS"]] == "1"
+
+
+def evict(pod: str) -> subprocess.CompletedProcess:
+    body = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": pod, "namespace": HA}}
+    return kubectl("create", "--raw", f"/api/v1/namespaces/{HA}/pods/{pod}/eviction", "-f", "-",
+                   stdin=json.dumps(body), check=False)
+
+
+def test_the_redis_disruption_budget_refuses_a_second_redis_pod_at_once(ha):
+    wait_for("the Redis budget allowing one disruption", lambda: kubectl_json(
+        "get", "pdb", f"{NAME}-redis", "-n", HA).get("status", {}).get("disruptionsAllowed") == 1,
+        timeout=60, interval=0.3)
+    primary = named_primary(ha)
+    replicas = [p["metadata"]["name"] for p in ha_pods("redis") if p["status"]["podIP"] != primary]
+    first = evict(replicas[0])
+    assert first.returncode == 0, first.stderr
+    second = evict(replicas[1])
+    assert second.returncode != 0 and "disruption budget" in second.stderr, second.stderr
+    wait_for("3 ready Redis pods again, the evicted one back in sync", lambda: len(r := ha_pods("redis")) == 3
+             and all(ready(p) for p in r)
+             and replication_info(primary, ha["password"]).get("connected_slaves") == "2", timeout=90, interval=0.5)
+
+
+def test_deleting_the_redis_primary_pod_mid_stream_loses_and_repeats_nothing(ha, processes):
+    """The chat example with `replicas: 3`: official clients (WebSocket and long-polling) on
+    both push pods, a publisher sending 50 numbered messages a second and retrying every 503
+    with its Idempotency-Key; the Redis primary's pod is deleted mid-stream. Its preStop
+    hook has the Sentinels promote a replica first; the pods follow; the deleted pod comes
+    back as a replica. Every message answered 202 reaches every client once, in order."""
+    push = sorted(pods(HA, ha["selector"]), key=lambda p: p["metadata"]["name"])
+    urls = [f"http://{p['status']['podIP']}:{PORT}" for p in push]
+    spec = {"rooms": ROOMS, "reconnection": True, "reconnectionDelay": 100, "reconnectionDelayMax": 500}
+    ws = NodeClients(processes, {"url": urls[0], "transports": ["websocket"], "count": 3, **spec}, name="ha-ws")
+    polling = NodeClients(processes, {"url": urls[1], "transports": ["polling"], "count": 3, **spec}, name="ha-polling")
+    try:
+        ws.wait_ready()
+        polling.wait_ready()
+        old_primary = named_primary(ha)
+        victim = next(p["metadata"]["name"] for p in ha_pods("redis") if p["status"]["podIP"] == old_primary)
+        with RetryingPublisher(urls, ha["token"], HA_RATE) as publisher:
+            wait_for("5 s of 202s", lambda: len(publisher.accepted) >= 5 * HA_RATE, timeout=30, interval=0.1)
+            deleted_at = time.monotonic()
+            kubectl("delete", "pod", victim, "-n", HA, "--wait=false")
+            new_primary = wait_for("the Sentinels naming another primary",
+                                   lambda: (p := named_primary(ha)) not in (None, old_primary) and p,
+                                   timeout=30, interval=0.1)
+            promoted_s = time.monotonic() - deleted_at
+            at = len(publisher.accepted)
+            wait_for("10 s of 202s on the new primary", lambda: len(publisher.accepted) >= at + 10 * HA_RATE,
+                     timeout=60, interval=0.2)
+            wait_for(f"{victim} back, ready, as a replica of {new_primary}", lambda: (
+                p := next((x for x in ha_pods("redis") if x["metadata"]["name"] == victim), None))
+                and ready(p) and replication_info(p["status"]["podIP"], ha["password"]).get("master_link_status") == "up"
+                and replication_info(p["status"]["podIP"], ha["password"]).get("master_host") == new_primary,
+                timeout=90, interval=0.5)
+            at = len(publisher.accepted)
+            wait_for("2 s more", lambda: len(publisher.accepted) >= at + 2 * HA_RATE, timeout=30, interval=0.1)
+        fence = requests.post(urls[0] + CONTRACT["paths"]["PUBLISH"], headers={"Authorization": f"Bearer {ha['token']}"},
+                              json={"event": "fence", "data": 1, "broadcast": True}, timeout=10)
+        assert fence.status_code == 202, fence.text
+        for swarm in (ws, polling):
+            wait_for("the fence everywhere", lambda s=swarm: len(s.events("fence")) >= 3, timeout=20, interval=0.1)
+            check_exactly_once_in_order(swarm, publisher)
+            assert swarm.events(BROKEN) == [], swarm.events(BROKEN)
+            for i in range(3):
+                later = swarm.of("connected", i=i)[1:]
+                assert all(e["recovered"] is True for e in later), f"client {i} reconnected without recovering: {later}"
+        gap = publisher.longest_gap()
+        pc = kubectl_json("get", "pushcluster", NAME, "-n", HA)
+        print(f"\nRedis primary pod {victim} deleted: Sentinels named {new_primary} after {promoted_s:.1f} s; longest "
+              f"stretch without a 202 {gap:.1f} s; {len(publisher.accepted)} answered 202 ({publisher.retries} "
+              f"retries with the same key, {len(publisher.refused)} given up), each received once, in order, by "
+              f"6 clients; RedisReady {condition(pc, 'RedisReady')['reason']}")
+        assert publisher.refused == [], f"never answered 202: {publisher.refused[:20]}"
+        assert gap <= 5.0, f"no 202 for {gap:.1f} s"
+    finally:
+        ws.close()
+        polling.close()
 
 
 def test_delete_terminates_every_pod_gracefully_and_collects_the_rest(chat, node_cluster):

@@ -136,3 +136,59 @@ def publish_all(base_url: str, token: str, bodies: list[dict], threads: int = 4)
     for worker in workers:
         worker.join()
     return results
+
+
+class RetryingPublisher:
+    """Publishes `{"n": k}` at `rate` a second to the nodes at `urls` in turn, alternating
+    room `news` and user `u1`, each with the Idempotency-Key `m-<k>`, retrying a 503 (or a
+    dropped request) until a 202; records which were answered 202 and when."""
+
+    def __init__(self, urls: list[str], token: str, rate: float):
+        self.urls, self.token, self.rate = urls, token, rate
+        self.accepted: list[int] = []
+        self.sent: list[int] = []
+        self.refused: list[int] = []  # given up (never 202): may be delivered once
+        self.answered_at: list[float] = []
+        self.retries = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.session = requests.Session()
+
+    def publish(self, k: int) -> bool:
+        body = {"event": "seq", "data": {"n": k}, **({"room": "news"} if k % 2 == 0 else {"user": "u1"})}
+        url = self.urls[k % len(self.urls)]
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not self.stop.is_set():
+            try:
+                response = self.session.post(url + contract()["paths"]["PUBLISH"], json=body, timeout=5,
+                                             headers={"Authorization": f"Bearer {self.token}",
+                                                      "Idempotency-Key": f"m-{k}"})
+                if response.status_code == 202:
+                    return True
+                assert response.status_code == 503, response.text
+            except requests.RequestException:
+                pass
+            self.retries += 1
+            self.stop.wait(0.1)
+        return False
+
+    def run(self) -> None:
+        for k in paced(self.rate, self.stop):
+            self.sent.append(k)
+            if self.publish(k):
+                self.accepted.append(k)
+                self.answered_at.append(time.monotonic())
+            else:
+                self.refused.append(k)
+
+    def longest_gap(self) -> float:
+        times = self.answered_at
+        return max((b - a for a, b in zip(times, times[1:])), default=0.0)
+
+    def __enter__(self) -> "RetryingPublisher":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()

@@ -7,8 +7,10 @@ What it does (and how it maps a container onto this machine):
 - Node `pushcluster-node`: capacity, a Ready condition and a Lease in kube-node-lease,
   both renewed every 10 s.
 - Images: the push-server image → our push-server binary, the push-operator image → our
-  push-operator, any `redis` image → redis-server (with `--bind <pod IP>` added). Any other
-  image: the container waits with reason ErrImageNeverPull and a message naming the image.
+  push-operator, any `redis` image → redis-server (with `--bind <pod IP>` added), or, when
+  its command is the image's shell (`sh -c <script>`), /bin/sh running the script with this
+  machine's redis-server, redis-cli, getent and timeout. Any other image: the container
+  waits with reason ErrImageNeverPull and a message naming the image.
 - Each pod gets its own loopback address 127.1.x.y (status.podIP/podIPs); a listen address
   `0.0.0.0:P` in the env or args becomes `<pod IP>:P`, so every pod listens on its real
   container ports.
@@ -32,7 +34,9 @@ What it does (and how it maps a container onto this machine):
   127.100.x.y and the Service's ports, forwarding to the ready pods its selector picks
   (ClientIP affinity honoured). Not through EndpointSlices: the API server refuses loopback
   addresses in them. `<svc>.<ns>.svc[.cluster.local]` and the
-  Service's ClusterIP in env and args are replaced by that address (there is no DNS).
+  Service's ClusterIP in env and args are replaced by that address (there is no DNS); a
+  pod's name under a headless Service (`<pod>.<svc>.<ns>.svc[.cluster.local]`) by the
+  pod's address.
   services.json in the state directory lists them (`python3 -m harness.kube urls`).
 - Logs: <state>/pods/<namespace>_<pod>/<container>.log; every process it starts is in
   pids.json there, so `kube-down` stops them even after the agent crashed.
@@ -64,6 +68,8 @@ import yaml
 from .procs import Processes
 
 NODE = "pushcluster-node"
+# A redis image's container command that runs a script in the image's shell.
+REDIS_IMAGE_SHELLS = ("sh", "/bin/sh", "bash", "/bin/bash")
 HEARTBEAT = 10.0
 TICK = 0.3
 
@@ -135,6 +141,8 @@ class Container:
     waiting: tuple[str, str] | None = None
     readiness: Probe | None = None
     liveness: Probe | None = None
+    # The environment it was started with (exec probes and hooks run in it, as in a pod).
+    env: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -328,8 +336,22 @@ class NodeAgent:
             {k: {"address": a, "ports": [p["port"] for p in s["spec"]["ports"]]} for k, (a, _, s) in self.services.items()},
             indent=1))
 
+    def pod_address(self, namespace: str, pod: str) -> str:
+        """The address of pod `namespace/pod` here: its own while it runs, else the one it
+        will get (its key's first address)."""
+        for run in self.runs.values():
+            if (run.namespace, run.name) == (namespace, pod) and not run.terminating:
+                return run.ip
+        return stable_address(1, f"{self.salt}/{namespace}/{pod}")
+
     def rewrite(self, text: str, namespace: str, pod_ip: str, mounts: dict[str, str]) -> str:
         text = re.sub(r"\b0\.0\.0\.0(?=:\d)", pod_ip, text)
+        # A pod's DNS name under a headless Service (`<pod>.<svc>.<ns>.svc[.cluster.local]`),
+        # before the Service names (whose pattern would match its tail).
+        headless = {key for key, (_, _, svc) in self.services.items() if svc["spec"].get("clusterIP") == "None"}
+        text = re.sub(r"\b([a-z0-9]([-a-z0-9]*[a-z0-9])?)\.([a-z0-9-]+)\.([a-z0-9-]+)\.svc(\.cluster\.local)?\b",
+                      lambda m: self.pod_address(m.group(4), m.group(1)) if f"{m.group(4)}/{m.group(3)}" in headless
+                      else m.group(0), text)
         for key, (address, _, svc) in self.services.items():
             ns, name = key.split("/")
             text = re.sub(rf"\b{re.escape(name)}\.{re.escape(ns)}\.svc(\.cluster\.local)?\b", address, text)
@@ -499,11 +521,17 @@ class NodeAgent:
         # registry[:port]/path/name[:tag][@digest] -> name
         base = image.split("@", 1)[0].split("/")[-1].split(":", 1)[0]
         binary = self.binaries.get(base)
-        if base == "redis" or base.startswith("redis"):
+        redis_image = base == "redis" or base.startswith("redis")
+        if redis_image:
             binary = self.binaries.get("redis")
         if not binary:
             raise ImageError(f"image {image} is not one this node can run (push-server, push-operator, redis)")
-        args = [*(spec.get("command") or [])[1:], *(spec.get("args") or [])] if spec.get("command") else list(spec.get("args") or [])
+        command = spec.get("command") or []
+        if redis_image and command and command[0] in REDIS_IMAGE_SHELLS:
+            # The image's shell running a start script (its redis-server, redis-cli, getent
+            # and timeout are this machine's).
+            return ["/bin/sh", *command[1:], *(spec.get("args") or [])]
+        args = [*command[1:], *(spec.get("args") or [])] if command else list(spec.get("args") or [])
         return [binary, *args]
 
     def start_container(self, run: PodRun, name: str) -> None:
@@ -528,8 +556,9 @@ class NodeAgent:
             cmd += ["--bind", run.ip]
         base_env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "RUST_BACKTRACE")}
         base_env["TMPDIR"] = str(run.dir)
+        c.env = {**base_env, **env}
         with open(c.log, "a") as log:
-            c.proc = subprocess.Popen(cmd, env={**base_env, **env}, stdin=subprocess.DEVNULL, stdout=log,
+            c.proc = subprocess.Popen(cmd, env=c.env, stdin=subprocess.DEVNULL, stdout=log,
                                       stderr=subprocess.STDOUT, start_new_session=True, cwd=run.dir)
         c.started_at, c.waiting, c.ready = now(), None, False
         for probe in (c.readiness, c.liveness):
@@ -596,8 +625,11 @@ class NodeAgent:
                 with socket.create_connection((run.ip, port(spec["tcpSocket"]["port"])), timeout=timeout):
                     return True
             if "exec" in spec:
-                return subprocess.run(spec["exec"]["command"], timeout=timeout, capture_output=True,
-                                      cwd=run.dir).returncode == 0
+                command = spec["exec"]["command"]
+                if command and command[0] in REDIS_IMAGE_SHELLS:
+                    command = ["/bin/sh", *command[1:]]
+                return subprocess.run(command, timeout=timeout, capture_output=True, cwd=run.dir,
+                                      env=c.env or None).returncode == 0
         except (requests.RequestException, OSError, subprocess.SubprocessError, StopIteration):
             return False
         return True

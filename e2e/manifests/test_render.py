@@ -49,7 +49,7 @@ def by_kind(objects: list[dict], kind: str) -> list[dict]:
 def test_examples_exist():
     names = {p.name for p in EXAMPLES}
     assert {"chat.yaml", "ingress-nginx.yaml", "traefik.yaml", "gateway.yaml", "external-redis.yaml",
-            "jwt.yaml", "autoscaling.yaml"} <= names
+            "jwt.yaml", "autoscaling.yaml", "redis-ha.yaml"} <= names
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)

@@ -9,74 +9,15 @@ Then the old primary comes back as a replica: nothing is repeated."""
 
 from __future__ import annotations
 
-import threading
 import time
 
-import requests
-
 from harness import NodeClients, PushServer, contract, wait_until
-from harness.continuity import ROOMS, check_exactly_once_in_order, paced
+from harness.continuity import ROOMS, RetryingPublisher, check_exactly_once_in_order
 from harness.redis_sentinel import SentinelSet
 
 API_TOKEN = "ha-token"
 RATE = 50
 BROKEN = contract()["socket"]["CONTINUITY_BROKEN"]
-
-
-class RetryingPublisher:
-    """Publishes `{"n": k}` at RATE, alternating room `news` and user `u1`, each with the
-    Idempotency-Key `m-<k>`, retrying a 503 (or a dropped request) until a 202; records
-    which were answered 202 and when."""
-
-    def __init__(self, nodes):
-        self.nodes = nodes
-        self.accepted: list[int] = []
-        self.sent: list[int] = []
-        self.refused: list[int] = []  # given up (never 202): may be delivered once
-        self.answered_at: list[float] = []
-        self.retries = 0
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
-        self.session = requests.Session()
-
-    def publish(self, k: int) -> bool:
-        body = {"event": "seq", "data": {"n": k}, **({"room": "news"} if k % 2 == 0 else {"user": "u1"})}
-        node = self.nodes[k % len(self.nodes)]
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and not self.stop.is_set():
-            try:
-                response = self.session.post(node.url + contract()["paths"]["PUBLISH"], json=body, timeout=5,
-                                             headers={"Authorization": f"Bearer {API_TOKEN}",
-                                                      "Idempotency-Key": f"m-{k}"})
-                if response.status_code == 202:
-                    return True
-                assert response.status_code == 503, response.text
-            except requests.RequestException:
-                pass
-            self.retries += 1
-            self.stop.wait(0.1)
-        return False
-
-    def run(self) -> None:
-        for k in paced(RATE, self.stop):
-            self.sent.append(k)
-            if self.publish(k):
-                self.accepted.append(k)
-                self.answered_at.append(time.monotonic())
-            else:
-                self.refused.append(k)
-
-    def longest_gap(self) -> float:
-        times = self.answered_at
-        return max((b - a for a, b in zip(times, times[1:])), default=0.0)
-
-    def __enter__(self) -> "RetryingPublisher":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join()
 
 
 def test_a_primary_killed_mid_stream_loses_and_repeats_nothing(processes):
@@ -92,7 +33,7 @@ def test_a_primary_killed_mid_stream_loses_and_repeats_nothing(processes):
     ws.wait_ready()
     polling.wait_ready()
     old_primary = redis.primary()
-    with RetryingPublisher(nodes) as publisher:
+    with RetryingPublisher([n.url for n in nodes], API_TOKEN, RATE) as publisher:
         wait_until(lambda: len(publisher.accepted) >= 5 * RATE, 20, "5 s of 202s")
         redis.kill(old_primary)
         killed_at = time.monotonic()

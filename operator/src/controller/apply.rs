@@ -90,13 +90,16 @@ pub async fn apply_all(
                 observed.deployment = status.and_then(|s| serde_json::from_value(s.clone()).ok());
             }
             ObjectKind::StatefulSet => {
-                observed.redis_ready_replicas = Some(
-                    status
-                        .and_then(|s| s.get("readyReplicas"))
-                        .and_then(|r| r.as_i64())
-                        .and_then(|r| i32::try_from(r).ok())
-                        .unwrap_or(0),
-                );
+                let ready = status
+                    .and_then(|s| s.get("readyReplicas"))
+                    .and_then(|r| r.as_i64())
+                    .and_then(|r| i32::try_from(r).ok())
+                    .unwrap_or(0);
+                if object.name() == vc.names.redis_sentinel {
+                    observed.sentinels_ready = Some(ready);
+                } else {
+                    observed.redis_ready_replicas = Some(ready);
+                }
             }
             _ => {}
         }

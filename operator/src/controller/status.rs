@@ -5,6 +5,7 @@
 //! lastTransitionTime while its status does not change.
 
 use crate::events::EventReason;
+use crate::objects::sentinel::{QUORUM, SENTINELS};
 use crate::resources::PushClusterStatus;
 use k8s_openapi::api::apps::v1::DeploymentStatus;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -15,7 +16,6 @@ pub const EXPOSURE_READY: &str = "ExposureReady";
 pub const PROGRESSING: &str = "Progressing";
 pub const DEGRADED: &str = "Degraded";
 /// RedisReady reason: `spec.redis.managed.replicas` > 1, which only local mode runs today.
-pub const REPLICAS_NOT_YET_ON_KUBERNETES: &str = "ReplicasNotYetOnKubernetes";
 /// Degraded reason: pods were all ready and some no longer are.
 pub const PODS_UNAVAILABLE: &str = EventReason::PodsUnavailable.as_str();
 
@@ -49,9 +49,10 @@ pub struct Observed {
     pub deployment: Option<DeploymentStatus>,
     /// `None` for an external Redis; else ready replicas of the managed StatefulSet.
     pub redis_ready_replicas: Option<i32>,
-    /// `spec.redis.managed.replicas` (0 for an external Redis): beyond 1, the cluster
-    /// still runs one Redis pod, and RedisReady says so.
+    /// `spec.redis.managed.replicas` (0 for an external Redis).
     pub redis_replicas_requested: i32,
+    /// Ready Sentinels of a replicated managed Redis (`None` without them).
+    pub sentinels_ready: Option<i32>,
     pub exposure: Option<ExposureState>,
     pub blocker: Option<Blocker>,
     pub selector: Option<String>,
@@ -192,22 +193,34 @@ fn degraded(blocker: Option<&Blocker>, pods: &Pods) -> Condition {
 }
 
 fn redis(observed: &Observed) -> Condition {
-    match observed.redis_ready_replicas {
-        None if observed.blocker.is_some() => {
+    let requested = observed.redis_replicas_requested;
+    match (observed.redis_ready_replicas, observed.sentinels_ready) {
+        (None, _) if observed.blocker.is_some() => {
             condition(REDIS_READY, false, "NotApplied", "spec not applied")
         }
-        None => condition(REDIS_READY, true, "External", "using the external Redis"),
-        Some(n) if n > 0 && observed.redis_replicas_requested > 1 => condition(
-            REDIS_READY,
-            true,
-            REPLICAS_NOT_YET_ON_KUBERNETES,
-            format!(
-                "managed Redis is ready, as one Redis pod without failover: spec.redis.managed.replicas is {}, but only local mode (push-operator local) runs Redis replicas and Sentinels today",
-                observed.redis_replicas_requested
-            ),
-        ),
-        Some(n) if n > 0 => condition(REDIS_READY, true, "Running", "managed Redis is ready"),
-        Some(_) => condition(
+        (None, _) => condition(REDIS_READY, true, "External", "using the external Redis"),
+        // Replicated: a publish needs the primary and one replica (WAIT 1), a failover
+        // needs a quorum of Sentinels.
+        (Some(servers), sentinels) if requested > 1 => {
+            let sentinels = sentinels.unwrap_or(0);
+            let message = format!(
+                "{servers}/{requested} Redis pods and {sentinels}/{SENTINELS} Sentinels ready"
+            );
+            if servers >= 2 && sentinels >= QUORUM {
+                condition(REDIS_READY, true, "Replicated", message)
+            } else {
+                condition(
+                    REDIS_READY,
+                    false,
+                    "Starting",
+                    format!(
+                        "{message}; publishes need the primary and one replica, failover {QUORUM} Sentinels"
+                    ),
+                )
+            }
+        }
+        (Some(n), _) if n > 0 => condition(REDIS_READY, true, "Running", "managed Redis is ready"),
+        (Some(_), _) => condition(
             REDIS_READY,
             false,
             "Starting",
@@ -299,6 +312,7 @@ mod tests {
             }),
             redis_ready_replicas: Some(1),
             redis_replicas_requested: 1,
+            sentinels_ready: None,
             exposure: Some(ExposureState::Configured("ClientIP affinity".into())),
             blocker: None,
             selector: Some("a=b".into()),
@@ -358,21 +372,37 @@ mod tests {
                 ],
             ),
             (
-                "redis replicas asked for: one pod runs, and the condition says so",
+                "replicated redis: primary, a replica and a quorum of Sentinels ready",
                 Observed {
                     redis_replicas_requested: 3,
+                    redis_ready_replicas: Some(2),
+                    sentinels_ready: Some(2),
                     ..healthy()
                 },
                 &[
-                    (REDIS_READY, "True", REPLICAS_NOT_YET_ON_KUBERNETES),
+                    (REDIS_READY, "True", "Replicated"),
                     (READY, "True", "AllReady"),
                 ],
             ),
             (
-                "redis replicas asked for, pod starting",
+                "replicated redis: no replica ready yet (a publish could not be acknowledged)",
                 Observed {
                     redis_replicas_requested: 3,
-                    redis_ready_replicas: Some(0),
+                    redis_ready_replicas: Some(1),
+                    sentinels_ready: Some(3),
+                    ..healthy()
+                },
+                &[
+                    (REDIS_READY, "False", "Starting"),
+                    (READY, "False", "RedisNotReady"),
+                ],
+            ),
+            (
+                "replicated redis: one Sentinel (no failover possible)",
+                Observed {
+                    redis_replicas_requested: 3,
+                    redis_ready_replicas: Some(3),
+                    sentinels_ready: Some(1),
                     ..healthy()
                 },
                 &[
@@ -472,13 +502,15 @@ mod tests {
         let replicas = compute(
             &Observed {
                 redis_replicas_requested: 3,
+                redis_ready_replicas: Some(3),
+                sentinels_ready: Some(1),
                 ..healthy()
             },
             None,
             ts(1),
         );
         let message = &get(&replicas, REDIS_READY).message;
-        for words in ["replicas is 3", "only local mode", "one Redis pod"] {
+        for words in ["3/3 Redis pods", "1/3 Sentinels", "failover 2 Sentinels"] {
             assert!(message.contains(words), "{words:?} not in {message:?}");
         }
         let invalid = compute(

@@ -65,7 +65,7 @@ pub fn redis_url(vc: &ValidatedCluster) -> String {
             "redis://{}.{}.svc:{}/0?protocol=resp3",
             vc.names.redis,
             vc.namespace,
-            super::redis::REDIS_PORT
+            super::redis_pod::REDIS_PORT
         ),
     }
 }
@@ -83,15 +83,22 @@ pub fn sentinel_env(sentinels: &[String], master: &str, min_replicas: u32) -> Ve
     ]
 }
 
-/// [`sentinel_env`] for an external Sentinel-managed Redis (empty otherwise).
-pub fn external_sentinel_env(vc: &ValidatedCluster) -> Vec<EnvVar> {
-    vc.spec
-        .redis
-        .external
-        .as_ref()
-        .and_then(|e| e.sentinel.as_ref())
-        .map(|s| sentinel_env(&s.addresses, &s.master_name, s.min_replicas_to_acknowledge))
-        .unwrap_or_default()
+/// [`sentinel_env`] for a Sentinel-managed Redis: an external one, or the managed one
+/// with replicas (its Sentinels' Service; one replica acknowledges every publish).
+/// Empty otherwise.
+pub fn redis_sentinel_env(vc: &ValidatedCluster) -> Vec<EnvVar> {
+    let redis = &vc.spec.redis;
+    if let Some(s) = redis.external.as_ref().and_then(|e| e.sentinel.as_ref()) {
+        return sentinel_env(&s.addresses, &s.master_name, s.min_replicas_to_acknowledge);
+    }
+    if redis.managed.as_ref().is_some_and(|m| m.replicas > 1) {
+        return sentinel_env(
+            &[super::sentinel::service_address(vc)],
+            push_contract::defaults::REDIS_SENTINEL_MASTER,
+            1,
+        );
+    }
+    Vec::new()
 }
 
 /// The Secret key holding the publish API token (the user's, or the generated one).
@@ -160,7 +167,7 @@ pub fn push_server_env(vc: &ValidatedCluster) -> Vec<EnvVar> {
         },
         value(env::REDIS_URL, redis_url(vc)),
     ];
-    vars.extend(external_sentinel_env(vc));
+    vars.extend(redis_sentinel_env(vc));
     if let Some(password) = redis_password_secret(vc) {
         vars.push(from_secret(env::REDIS_PASSWORD, &password));
     }

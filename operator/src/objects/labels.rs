@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 pub enum Component {
     Server,
     Redis,
+    RedisSentinel,
 }
 
 impl Component {
@@ -16,6 +17,7 @@ impl Component {
         match self {
             Component::Server => names::COMPONENT_SERVER,
             Component::Redis => names::COMPONENT_REDIS,
+            Component::RedisSentinel => names::COMPONENT_REDIS_SENTINEL,
         }
     }
 }

@@ -7,8 +7,10 @@ pub mod exposure;
 pub mod labels;
 pub mod pdb;
 pub mod redis;
+pub mod redis_pod;
 pub mod secrets;
 pub mod security;
+pub mod sentinel;
 pub mod services;
 
 use crate::validate::ValidatedCluster;
@@ -129,7 +131,22 @@ pub fn desired_objects(vc: &ValidatedCluster, digests: &SecretDigests) -> Vec<De
         out.push(DesiredObject::PodDisruptionBudget(
             redis::pod_disruption_budget(vc),
         ));
-        out.push(DesiredObject::NetworkPolicy(redis::network_policy(vc)));
+        out.push(DesiredObject::NetworkPolicy(redis::network_policy(
+            vc, managed,
+        )));
+        if managed.replicas > 1 {
+            out.push(DesiredObject::Service(redis::pods_service(vc)));
+            out.push(DesiredObject::Service(sentinel::service(vc)));
+            out.push(DesiredObject::StatefulSet(sentinel::statefulset(
+                vc,
+                managed,
+                &digests.redis,
+            )));
+            out.push(DesiredObject::PodDisruptionBudget(
+                sentinel::pod_disruption_budget(vc),
+            ));
+            out.push(DesiredObject::NetworkPolicy(sentinel::network_policy(vc)));
+        }
     }
     out.push(DesiredObject::Service(services::client_service(vc)));
     out.push(DesiredObject::Service(services::headless_service(vc)));
@@ -159,6 +176,11 @@ pub fn prunable_objects(vc: &ValidatedCluster) -> Vec<(ObjectKind, String)> {
         (ObjectKind::StatefulSet, n.redis.clone()),
         (ObjectKind::PodDisruptionBudget, n.redis.clone()),
         (ObjectKind::NetworkPolicy, n.redis.clone()),
+        (ObjectKind::Service, n.redis_pods.clone()),
+        (ObjectKind::Service, n.redis_sentinel.clone()),
+        (ObjectKind::StatefulSet, n.redis_sentinel.clone()),
+        (ObjectKind::PodDisruptionBudget, n.redis_sentinel.clone()),
+        (ObjectKind::NetworkPolicy, n.redis_sentinel.clone()),
         (ObjectKind::Secret, n.redis_password_secret.clone()),
         (ObjectKind::Secret, n.api_token_secret.clone()),
         (ObjectKind::Ingress, n.server.clone()),

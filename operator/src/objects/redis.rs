@@ -1,17 +1,23 @@
-//! The operator-managed Redis: StatefulSet, Service, a PodDisruptionBudget and a
-//! NetworkPolicy that admits only this cluster's push pods on the Redis port.
+//! The operator-managed Redis servers: StatefulSet, Service, a PodDisruptionBudget and a
+//! NetworkPolicy that admits only this cluster's push pods on the Redis port (with
+//! replicas also its Redis and Sentinel pods, and the headless Service naming each pod;
+//! the Sentinels are in [`super::sentinel`]).
 
 use super::labels::{self, Component};
-use super::security::{restricted_container_security, runtime_default_seccomp};
+use super::redis_pod::{
+    self, PASSWORD_DIGEST_ANNOTATION, REDIS_PORT, REDIS_USER, password_env, redis_security,
+};
+use super::security::restricted_container_security;
+use super::sentinel;
 use crate::resources::ManagedRedis;
 use crate::validate::ValidatedCluster;
 use k8s_openapi::api::apps::v1::{
     StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
 };
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SecretKeySelector, Service, ServicePort, ServiceSpec, TCPSocketAction,
+    Container, ContainerPort, EmptyDirVolumeSource, ExecAction, Lifecycle, LifecycleHandler,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, Service, ServicePort, ServiceSpec, TCPSocketAction,
     TopologySpreadConstraint, Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::api::networking::v1::{
@@ -24,14 +30,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::collections::BTreeMap;
 
-pub const REDIS_PORT: u16 = 6379;
 const PORT_NAME: &str = "redis";
 const DATA_VOLUME: &str = "data";
-/// uid/gid of the `redis` user in the official images.
-const REDIS_USER: i64 = 999;
-/// Pod-template annotation: a digest of the Redis password, so a new password restarts
-/// Redis with it (the push pods roll on their own digest) instead of locking them out.
-pub const PASSWORD_DIGEST_ANNOTATION: &str = "pushcluster.dev/redis-password-digest";
 /// Default memory of a Redis container (request = limit).
 const DEFAULT_MEMORY: &str = "256Mi";
 const DEFAULT_CPU_REQUEST: &str = "100m";
@@ -100,13 +100,14 @@ pub fn quantity_bytes(quantity: &str) -> Option<u64> {
     number.checked_mul(unit)
 }
 
-/// redis-server arguments; the password comes from the env (`$(VAR)` is expanded by the kubelet).
-fn redis_args(managed: &ManagedRedis) -> Vec<String> {
+/// redis-server arguments. `password`: how the container reaches the env variable
+/// (`$(REDIS_PASSWORD)`, expanded by the kubelet, or `"$REDIS_PASSWORD"` in a script).
+fn redis_args(managed: &ManagedRedis, password: &str) -> Vec<String> {
     let mut args = vec![
         "--port".to_string(),
         REDIS_PORT.to_string(),
         "--requirepass".to_string(),
-        "$(REDIS_PASSWORD)".to_string(),
+        password.to_string(),
         "--dir".to_string(),
         "/data".to_string(),
     ];
@@ -125,12 +126,40 @@ fn redis_args(managed: &ManagedRedis) -> Vec<String> {
     args
 }
 
+/// The replicated servers' arguments (for [`sentinel::redis_script`]): listening on the
+/// pod's address (which the Sentinels and replicas know it by), and every server, the
+/// primary too, able to sync from another (Sentinel may demote a primary it judged down).
+fn replicated_args(managed: &ManagedRedis) -> Vec<String> {
+    let password = "\"$REDIS_PASSWORD\"";
+    // Known by the pod's address: a connection's source address need not be it (on the
+    // test node every pod's outgoing loopback connections come from 127.0.0.1).
+    let mut args = vec![
+        "--bind".to_string(),
+        "\"$POD_IP\"".to_string(),
+        "--replica-announce-ip".to_string(),
+        "\"$POD_IP\"".to_string(),
+    ];
+    args.extend(
+        redis_args(managed, password)
+            .into_iter()
+            .map(|a| if a.is_empty() { "''".to_string() } else { a }),
+    );
+    args.extend(["--masterauth".to_string(), password.to_string()]);
+    // A replica (re)joining is sent the data at once, not after Redis's default 5 s wait
+    // for more replicas to share the transfer with.
+    args.extend(["--repl-diskless-sync-delay", "0"].map(String::from));
+    args
+}
+
 /// `password_digest`: a digest of the Redis password Secret (a new one restarts Redis).
+/// With `replicas` > 1 the pods run [`sentinel::redis_script`] (whose replica to be is
+/// the Sentinels' answer) and are named by the headless `redis_pods` Service.
 pub fn statefulset(
     vc: &ValidatedCluster,
     managed: &ManagedRedis,
     password_digest: &str,
 ) -> StatefulSet {
+    let replicated = managed.replicas > 1;
     let probe = Probe {
         tcp_socket: Some(TCPSocketAction {
             port: IntOrString::String(PORT_NAME.to_string()),
@@ -139,22 +168,39 @@ pub fn statefulset(
         period_seconds: Some(5),
         ..Default::default()
     };
+    let (command, args, env) = if replicated {
+        (
+            Some(vec!["sh".to_string(), "-c".to_string()]),
+            vec![sentinel::redis_script(vc, &replicated_args(managed))],
+            sentinel::script_env(vc),
+        )
+    } else {
+        (
+            None,
+            redis_args(managed, "$(REDIS_PASSWORD)"),
+            vec![password_env(vc)],
+        )
+    };
+    let lifecycle = replicated.then(|| Lifecycle {
+        pre_stop: Some(LifecycleHandler {
+            exec: Some(ExecAction {
+                command: Some(vec![
+                    "sh".to_string(),
+                    "-c".to_string(),
+                    sentinel::redis_pre_stop(),
+                ]),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
     let container = Container {
         name: "redis".to_string(),
         image: Some(managed.image.clone()),
-        args: Some(redis_args(managed)),
-        env: Some(vec![EnvVar {
-            name: "REDIS_PASSWORD".to_string(),
-            value: None,
-            value_from: Some(EnvVarSource {
-                secret_key_ref: Some(SecretKeySelector {
-                    name: vc.names.redis_password_secret.clone(),
-                    key: super::secrets::REDIS_PASSWORD_KEY.to_string(),
-                    optional: Some(false),
-                }),
-                ..Default::default()
-            }),
-        }]),
+        command,
+        args: Some(args),
+        env: Some(env),
+        lifecycle,
         ports: Some(vec![ContainerPort {
             name: Some(PORT_NAME.to_string()),
             container_port: i32::from(REDIS_PORT),
@@ -212,8 +258,12 @@ pub fn statefulset(
     StatefulSet {
         metadata: labels::object_meta(vc, &vc.names.redis, Component::Redis),
         spec: StatefulSetSpec {
-            replicas: Some(1),
-            service_name: Some(vc.names.redis.clone()),
+            replicas: Some(managed.replicas.max(1)),
+            service_name: Some(if replicated {
+                vc.names.redis_pods.clone()
+            } else {
+                vc.names.redis.clone()
+            }),
             selector: selector(vc),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
@@ -238,14 +288,7 @@ pub fn statefulset(
                         ..Default::default()
                     }]),
                     automount_service_account_token: Some(false),
-                    security_context: Some(PodSecurityContext {
-                        run_as_non_root: Some(true),
-                        run_as_user: Some(REDIS_USER),
-                        run_as_group: Some(REDIS_USER),
-                        fs_group: Some(REDIS_USER),
-                        seccomp_profile: Some(runtime_default_seccomp()),
-                        ..Default::default()
-                    }),
+                    security_context: Some(redis_security(REDIS_USER)),
                     ..Default::default()
                 }),
             },
@@ -276,6 +319,29 @@ pub fn pod_disruption_budget(vc: &ValidatedCluster) -> PodDisruptionBudget {
     }
 }
 
+/// With replicas: the headless Service that gives each Redis pod a DNS name
+/// (`<pod>.<it>.<ns>.svc.cluster.local`), also before it is ready, so the first start
+/// finds pod 0 and the Sentinels find every server.
+pub fn pods_service(vc: &ValidatedCluster) -> Service {
+    Service {
+        metadata: labels::object_meta(vc, &vc.names.redis_pods, Component::Redis),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".to_string()),
+            publish_not_ready_addresses: Some(true),
+            selector: Some(labels::selector_labels(vc, Component::Redis)),
+            ports: Some(vec![ServicePort {
+                name: Some(PORT_NAME.to_string()),
+                port: i32::from(REDIS_PORT),
+                target_port: Some(IntOrString::String(PORT_NAME.to_string())),
+                protocol: Some("TCP".to_string()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
 pub fn service(vc: &ValidatedCluster) -> Service {
     Service {
         metadata: labels::object_meta(vc, &vc.names.redis, Component::Redis),
@@ -294,21 +360,27 @@ pub fn service(vc: &ValidatedCluster) -> Service {
     }
 }
 
-/// Only this cluster's push pods may reach Redis, and only on its port.
-pub fn network_policy(vc: &ValidatedCluster) -> NetworkPolicy {
+/// Only this cluster's push pods may reach Redis (with replicas also the other Redis pods
+/// and the Sentinels), and only on its port.
+pub fn network_policy(vc: &ValidatedCluster, managed: &ManagedRedis) -> NetworkPolicy {
+    let from = if managed.replicas > 1 {
+        redis_pod::peers(vc)
+    } else {
+        vec![NetworkPolicyPeer {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(labels::selector_labels(vc, Component::Server)),
+                match_expressions: None,
+            }),
+            ..Default::default()
+        }]
+    };
     NetworkPolicy {
         metadata: labels::object_meta(vc, &vc.names.redis, Component::Redis),
         spec: Some(NetworkPolicySpec {
             pod_selector: Some(selector(vc)),
             policy_types: Some(vec!["Ingress".to_string()]),
             ingress: Some(vec![NetworkPolicyIngressRule {
-                from: Some(vec![NetworkPolicyPeer {
-                    pod_selector: Some(LabelSelector {
-                        match_labels: Some(labels::selector_labels(vc, Component::Server)),
-                        match_expressions: None,
-                    }),
-                    ..Default::default()
-                }]),
+                from: Some(from),
                 ports: Some(vec![NetworkPolicyPort {
                     port: Some(IntOrString::Int(i32::from(REDIS_PORT))),
                     protocol: Some("TCP".to_string()),

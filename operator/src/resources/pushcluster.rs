@@ -255,10 +255,13 @@ pub struct ManagedRedis {
     /// (quorum 2) that promote a replica automatically when the primary fails; push-server
     /// follows the new primary without a restart, and a publish is answered 202 only once
     /// one replica has it too (Redis WAIT), so a failover loses no message answered 202.
-    /// Any N from 2 to 7 runs a primary, N-1 replicas and three Sentinels. Today only local
-    /// mode (`push-operator local`) runs this topology; on Kubernetes the operator still
-    /// runs one Redis pod, and the RedisReady condition says so (reason
-    /// ReplicasNotYetOnKubernetes).
+    /// Any N from 2 to 7 runs a primary, N-1 replicas and three Sentinels: on Kubernetes
+    /// the StatefulSets `<name>-redis` (pods named by the headless Service
+    /// `<name>-redis-pods`) and `<name>-redis-sentinel` with its Service; a Redis pod being
+    /// deleted while it is the primary has the Sentinels promote a replica first. RedisReady
+    /// is True (reason Replicated) once the primary, a replica and two Sentinels are ready.
+    /// Changing it between 1 and more recreates the Redis StatefulSet (its Service name
+    /// changes) and restarts Redis once.
     #[serde(default = "default_redis_replicas")]
     #[schemars(range(min = 1, max = 7))]
     pub replicas: i32,

@@ -51,8 +51,12 @@ pub struct DerivedNames {
     pub server: String,
     /// Headless Service of the push pods (per-pod DNS, metrics scraping).
     pub headless: String,
-    /// Managed Redis StatefulSet, Service and NetworkPolicy.
+    /// Managed Redis StatefulSet, Service, PodDisruptionBudget and NetworkPolicy.
     pub redis: String,
+    /// Headless Service naming each Redis pod (`<pod>.<it>.<ns>.svc`) with replicas.
+    pub redis_pods: String,
+    /// The Sentinels of a replicated managed Redis: StatefulSet, Service, budget, policy.
+    pub redis_sentinel: String,
     /// Generated managed-Redis password Secret.
     pub redis_password_secret: String,
     /// Generated publish API token Secret.
@@ -65,6 +69,8 @@ impl DerivedNames {
             server: name.to_string(),
             headless: format!("{name}-headless"),
             redis: format!("{name}-redis"),
+            redis_pods: format!("{name}-redis-pods"),
+            redis_sentinel: format!("{name}-redis-sentinel"),
             redis_password_secret: format!("{name}-redis-password"),
             api_token_secret: format!("{name}-api-token"),
         }
@@ -94,6 +100,7 @@ pub fn validate(
     let mut errors = cel_errors(cluster);
     let name = cluster.metadata.name.clone().unwrap_or_default();
     errors.extend(name_errors(&name));
+    errors.extend(replicated_redis_name_errors(&name, &cluster.spec));
     errors.extend(spec_errors(&cluster.spec));
     if !errors.is_empty() {
         return Err(errors);
@@ -172,6 +179,24 @@ fn name_errors(name: &str) -> Vec<ValidationError> {
                 name.len(),
                 names.headless,
                 names.redis
+            ),
+        )];
+    }
+    Vec::new()
+}
+
+/// A replicated managed Redis adds the Sentinels' StatefulSet, whose name is longer.
+fn replicated_redis_name_errors(name: &str, spec: &PushClusterSpec) -> Vec<ValidationError> {
+    let replicated = spec.redis.managed.as_ref().is_some_and(|m| m.replicas > 1);
+    let names = DerivedNames::for_cluster(name);
+    let max = MAX_STATEFULSET_NAME - (names.redis_sentinel.len() - name.len());
+    if replicated && name.len() > max {
+        return vec![ValidationError::new(
+            "metadata.name",
+            format!(
+                "{name:?} is {} characters; with spec.redis.managed.replicas above 1 at most {max} fit the Sentinels' StatefulSet name ({:?})",
+                name.len(),
+                names.redis_sentinel
             ),
         )];
     }
@@ -417,6 +442,21 @@ mod tests {
         for (case, name, ok) in cases {
             assert_eq!(name_errors(name).is_empty(), *ok, "case {case:?}");
         }
+    }
+
+    #[test]
+    fn a_replicated_redis_needs_room_for_the_sentinels_statefulset_name() {
+        let spec = |yaml: &str| -> PushClusterSpec {
+            serde_yaml_ng::from_str(yaml).expect("spec parses")
+        };
+        let replicated = spec("{redis: {managed: {replicas: 3}}}");
+        let single = spec("{}");
+        // 52 - len("-redis-sentinel") = 37.
+        assert!(replicated_redis_name_errors(&"a".repeat(37), &replicated).is_empty());
+        let errors = replicated_redis_name_errors(&"a".repeat(38), &replicated);
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].to_string().contains("at most 37"), "{}", errors[0]);
+        assert!(replicated_redis_name_errors(&"a".repeat(46), &single).is_empty());
     }
 
     #[test]

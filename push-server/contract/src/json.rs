@@ -48,7 +48,7 @@ pub fn contract_json() -> Value {
         "cluster" => cluster [ADAPTER_PREFIX],
         "kube" => kube [
             GROUP, VERSION, KIND, FIELD_MANAGER, LABEL_NAME, LABEL_INSTANCE, LABEL_COMPONENT,
-            LABEL_MANAGED_BY, LABEL_PART_OF, APP_NAME, COMPONENT_SERVER, COMPONENT_REDIS,
+            LABEL_MANAGED_BY, LABEL_PART_OF, APP_NAME, COMPONENT_SERVER, COMPONENT_REDIS, COMPONENT_REDIS_SENTINEL,
             MANAGED_BY, ANNOTATION_CONFIG_HASH, ANNOTATION_POD_DELETION_COST,
         ],
         "operator::env" => operator::env [

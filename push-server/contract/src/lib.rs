@@ -278,6 +278,7 @@ pub mod kube {
     pub const APP_NAME: &str = "pushcluster";
     pub const COMPONENT_SERVER: &str = "push-server";
     pub const COMPONENT_REDIS: &str = "redis";
+    pub const COMPONENT_REDIS_SENTINEL: &str = "redis-sentinel";
     pub const MANAGED_BY: &str = "pushcluster-operator";
 
     /// Pod template annotation: hash of config + referenced secrets; a change rolls the pods.

@@ -119,6 +119,11 @@ pub(super) fn no_managed_redis_left() -> Vec<Call> {
         absent(APPS, "statefulsets", "chat-redis"),
         absent(POLICY, "poddisruptionbudgets", "chat-redis"),
         absent(NET, "networkpolicies", "chat-redis"),
+        absent(NS_API, "services", "chat-redis-pods"),
+        absent(NS_API, "services", "chat-redis-sentinel"),
+        absent(APPS, "statefulsets", "chat-redis-sentinel"),
+        absent(POLICY, "poddisruptionbudgets", "chat-redis-sentinel"),
+        absent(NET, "networkpolicies", "chat-redis-sentinel"),
         absent(NS_API, "secrets", "chat-redis-password"),
     ]
 }

@@ -33,6 +33,11 @@ pub(super) fn create_from_nothing() -> Scenario {
                 assert_eq!(body["spec"]["replicas"], 2);
             }),
             ssa_pdb(true),
+            absent(NS_API, "services", "chat-redis-pods"),
+            absent(NS_API, "services", "chat-redis-sentinel"),
+            absent(APPS, "statefulsets", "chat-redis-sentinel"),
+            absent(POLICY, "poddisruptionbudgets", "chat-redis-sentinel"),
+            absent(NET, "networkpolicies", "chat-redis-sentinel"),
             // An Ingress of the same name owned by something else is left alone.
             owned(
                 NET,
@@ -83,6 +88,11 @@ pub(super) fn image_change() -> Scenario {
                 );
             }),
             ssa_pdb(false),
+            absent(NS_API, "services", "chat-redis-pods"),
+            absent(NS_API, "services", "chat-redis-sentinel"),
+            absent(APPS, "statefulsets", "chat-redis-sentinel"),
+            absent(POLICY, "poddisruptionbudgets", "chat-redis-sentinel"),
+            absent(NET, "networkpolicies", "chat-redis-sentinel"),
             absent(NET, "ingresses", "chat"),
             absent(GATEWAY, "httproutes", "chat"),
             status_patch(|body| assert_eq!(body["status"]["observedGeneration"], 2)),
@@ -154,6 +164,11 @@ pub(super) fn exposure_and_redis_switch(ingress_exists: bool) -> Scenario {
                 "uid-1",
             ),
             delete(NET, "networkpolicies", "chat-redis"),
+            absent(NS_API, "services", "chat-redis-pods"),
+            absent(NS_API, "services", "chat-redis-sentinel"),
+            absent(APPS, "statefulsets", "chat-redis-sentinel"),
+            absent(POLICY, "poddisruptionbudgets", "chat-redis-sentinel"),
+            absent(NET, "networkpolicies", "chat-redis-sentinel"),
             owned(
                 NS_API,
                 "secrets",
@@ -334,6 +349,11 @@ pub(super) fn persistence_turned_on() -> Scenario {
         vec![
             ssa_deployment(false, |_| {}),
             ssa_pdb(false),
+            absent(NS_API, "services", "chat-redis-pods"),
+            absent(NS_API, "services", "chat-redis-sentinel"),
+            absent(APPS, "statefulsets", "chat-redis-sentinel"),
+            absent(POLICY, "poddisruptionbudgets", "chat-redis-sentinel"),
+            absent(NET, "networkpolicies", "chat-redis-sentinel"),
             absent(NET, "ingresses", "chat"),
             absent(GATEWAY, "httproutes", "chat"),
             status_patch(|body| {

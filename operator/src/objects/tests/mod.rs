@@ -104,47 +104,139 @@ fn object_set_per_spec_variant() {
 }
 
 #[test]
-fn redis_replicas_render_one_redis_on_kubernetes_for_now() {
-    // (case, spec, the same spec with one Redis: rendered exactly alike)
-    let cases = [
-        (
-            "three",
-            "{redis: {managed: {replicas: 3}}}",
-            "{redis: {managed: {replicas: 1}}}",
-        ),
-        (
-            "seven",
-            "{redis: {managed: {replicas: 7}}}",
-            "{redis: {managed: {}}}",
-        ),
-        (
-            "three with persistence",
-            "{redis: {managed: {replicas: 3, persistence: {size: 2Gi}}}}",
-            "{redis: {managed: {persistence: {size: 2Gi}}}}",
-        ),
-    ];
-    for (case, spec, one) in cases {
-        let json = |spec: &str| -> Vec<serde_json::Value> {
-            desired_objects(&cluster(spec), &digests("digest"))
-                .iter()
-                .map(|o| o.to_json().expect("serializes"))
-                .collect()
-        };
-        assert_eq!(json(spec), json(one), "case {case:?}");
-        let vc = cluster(spec);
-        for name in [
-            env::REDIS_SENTINELS,
-            env::REDIS_SENTINEL_MASTER,
-            env::REDIS_MIN_REPLICAS,
-        ] {
-            assert_eq!(env_value(&vc, name), None, "case {case:?}: {name}");
-        }
+fn replicated_redis_renders_servers_sentinels_and_their_services() {
+    use ObjectKind::*;
+    let vc = cluster("{redis: {managed: {replicas: 3}}}");
+    let objects = desired_objects(&vc, &digests("digest"));
+    let mut got = kinds(&objects);
+    got.sort();
+    let mut want: Vec<(ObjectKind, String)> = [
+        (Deployment, "chat"),
+        (Service, "chat"),
+        (Service, "chat-headless"),
+        (Service, "chat-redis"),
+        (Service, "chat-redis-pods"),
+        (Service, "chat-redis-sentinel"),
+        (StatefulSet, "chat-redis"),
+        (StatefulSet, "chat-redis-sentinel"),
+        (PodDisruptionBudget, "chat"),
+        (PodDisruptionBudget, "chat-redis"),
+        (PodDisruptionBudget, "chat-redis-sentinel"),
+        (NetworkPolicy, "chat-redis"),
+        (NetworkPolicy, "chat-redis-sentinel"),
+    ]
+    .into_iter()
+    .map(|(k, n)| (k, n.to_string()))
+    .collect();
+    want.sort();
+    assert_eq!(got, want);
+
+    let json = |kind, name| find(&objects, kind, name).to_json().expect("json");
+    let servers = json(StatefulSet, "chat-redis");
+    assert_eq!(servers["spec"]["replicas"], 3);
+    assert_eq!(servers["spec"]["serviceName"], "chat-redis-pods");
+    let redis = &servers["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(redis["command"], serde_json::json!(["sh", "-c"]));
+    let script = redis["args"][0].as_str().expect("script");
+    for part in [
+        "SENTINEL get-master-addr-by-name pushcluster",
+        "chat-redis-0.chat-redis-pods.ns.svc.cluster.local",
+        "--replicaof \"$primary\" 6379",
+        "--masterauth \"$REDIS_PASSWORD\"",
+        "--maxmemory-policy noeviction",
+        "--bind \"$POD_IP\"",
+        "--replica-announce-ip \"$POD_IP\"",
+    ] {
+        assert!(
+            script.contains(part),
+            "{part:?} not in the script:\n{script}"
+        );
+    }
+    assert!(
+        !script.contains("$("),
+        "the kubelet would expand $(…) in args: {script}"
+    );
+    let pre_stop = redis["lifecycle"]["preStop"]["exec"]["command"][2]
+        .as_str()
+        .expect("preStop");
+    assert!(
+        pre_stop.contains("SENTINEL FAILOVER pushcluster"),
+        "{pre_stop}"
+    );
+
+    let pods = json(Service, "chat-redis-pods");
+    assert_eq!(pods["spec"]["clusterIP"], "None");
+    assert_eq!(pods["spec"]["publishNotReadyAddresses"], true);
+
+    let sentinels = json(StatefulSet, "chat-redis-sentinel");
+    assert_eq!(sentinels["spec"]["replicas"], 3);
+    let sentinel = &sentinels["spec"]["template"]["spec"]["containers"][0];
+    let script = sentinel["args"][0].as_str().expect("script");
+    for part in [
+        "sentinel monitor pushcluster $primary 6379 2",
+        "sentinel announce-ip $POD_IP",
+        "sentinel down-after-milliseconds pushcluster 5000",
+        "chat-redis-2.chat-redis-pods.ns.svc.cluster.local",
+        "--sentinel",
+    ] {
+        assert!(
+            script.contains(part),
+            "{part:?} not in the script:\n{script}"
+        );
     }
     assert_eq!(
-        cluster("{}").spec.redis.managed.map(|m| m.replicas),
-        Some(1),
-        "one Redis by default"
+        sentinel["securityContext"]["readOnlyRootFilesystem"], true,
+        "the config is written to the pod's volume"
     );
+
+    // Redis admits the Sentinels and the other Redis pods too; the Sentinels the same three.
+    for policy in ["chat-redis", "chat-redis-sentinel"] {
+        let from: Vec<String> = json(NetworkPolicy, policy)["spec"]["ingress"][0]["from"]
+            .as_array()
+            .expect("peers")
+            .iter()
+            .map(|p| p["podSelector"]["matchLabels"][names::LABEL_COMPONENT].to_string())
+            .collect();
+        assert_eq!(
+            from,
+            ["\"push-server\"", "\"redis\"", "\"redis-sentinel\""],
+            "{policy}"
+        );
+    }
+
+    assert_eq!(
+        env_value(&vc, env::REDIS_SENTINELS).as_deref(),
+        Some("chat-redis-sentinel.ns.svc:26379")
+    );
+    assert_eq!(
+        env_value(&vc, env::REDIS_SENTINEL_MASTER).as_deref(),
+        Some("pushcluster")
+    );
+    assert_eq!(
+        env_value(&vc, env::REDIS_MIN_REPLICAS).as_deref(),
+        Some("1")
+    );
+}
+
+#[test]
+fn one_redis_by_default_without_sentinels() {
+    let vc = cluster("{}");
+    assert_eq!(vc.spec.redis.managed.as_ref().map(|m| m.replicas), Some(1));
+    let objects = desired_objects(&vc, &SecretDigests::default());
+    assert!(!objects.iter().any(|o| o.name().contains("sentinel")));
+    let sts = find(&objects, ObjectKind::StatefulSet, "chat-redis")
+        .to_json()
+        .expect("json");
+    assert_eq!(sts["spec"]["replicas"], 1);
+    assert_eq!(sts["spec"]["serviceName"], "chat-redis");
+    assert!(sts["spec"]["template"]["spec"]["containers"][0]["command"].is_null());
+    for name in [
+        env::REDIS_SENTINELS,
+        env::REDIS_SENTINEL_MASTER,
+        env::REDIS_MIN_REPLICAS,
+    ] {
+        assert_eq!(env_value(&vc, name), None, "{name}");
+    }
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //! policy, priority, spread, disruption budget, volume retention, password roll.
 
 use super::*;
-use crate::objects::redis::{PASSWORD_DIGEST_ANNOTATION, maxmemory, quantity_bytes};
+use crate::objects::redis::{maxmemory, quantity_bytes};
+use crate::objects::redis_pod::PASSWORD_DIGEST_ANNOTATION;
 
 fn statefulset_json(spec: &str, digests: &SecretDigests) -> serde_json::Value {
     find(

@@ -1,0 +1,366 @@
+//! The Sentinels of a replicated managed Redis (`spec.redis.managed.replicas` > 1):
+//! three Redis Sentinels (quorum 2) that watch the primary and promote a replica when it
+//! fails — Redis's own failover (docs/design/redis-failover.md) — with their Service (the
+//! push pods and the Redis pods ask it for the primary), a disruption budget and a
+//! NetworkPolicy. Their start script and the Redis pods' are here too: both decide from
+//! what the Sentinels say, so one module owns that conversation.
+
+use super::labels::{self, Component};
+use super::redis_pod::{
+    PASSWORD_DIGEST_ANNOTATION, REDIS_PORT, REDIS_USER, password_env, peers, redis_security,
+};
+use super::security::restricted_container_security;
+use crate::resources::ManagedRedis;
+use crate::validate::ValidatedCluster;
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, ObjectFieldSelector,
+    PodSpec, PodTemplateSpec, Probe, ResourceRequirements, Service, ServicePort, ServiceSpec,
+    TCPSocketAction, TopologySpreadConstraint, Volume, VolumeMount,
+};
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPort, NetworkPolicySpec,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use push_contract::defaults::REDIS_SENTINEL_MASTER;
+use std::collections::BTreeMap;
+
+pub const SENTINEL_PORT: u16 = 26379;
+const PORT_NAME: &str = "sentinel";
+/// Sentinels, and how many must agree that the primary is down (as local mode runs them).
+pub const SENTINELS: i32 = 3;
+pub const QUORUM: i32 = 2;
+/// The primary is down after 5 s without an answer (Redis's documented example; a pod
+/// network and a loaded node are slower than local mode's loopback, where it is 2 s).
+pub const DOWN_AFTER_MS: u32 = 5000;
+pub const FAILOVER_TIMEOUT_MS: u32 = 10000;
+const WORK_DIR: &str = "/data";
+/// How long a restarted primary waits for the Sentinels to promote a replica.
+const PROMOTION_WAIT_SECONDS: u32 = 60;
+/// A stopping primary waits this many half seconds for its switchover (then stops anyway:
+/// the Sentinels fail it over as a dead one).
+const SWITCHOVER_POLLS: u32 = 40;
+
+fn selector(vc: &ValidatedCluster, component: Component) -> LabelSelector {
+    LabelSelector {
+        match_labels: Some(labels::selector_labels(vc, component)),
+        match_expressions: None,
+    }
+}
+
+fn field_env(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_string(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                api_version: None,
+                field_path: path.to_string(),
+            }),
+            ..Default::default()
+        }),
+    }
+}
+
+/// The pod's own name and address, the Redis password and the Sentinels' Service: what
+/// the scripts and the preStop hook read (a hook's command is not rewritten per node, its
+/// environment is the container's).
+pub fn script_env(vc: &ValidatedCluster) -> Vec<EnvVar> {
+    vec![
+        field_env("POD_NAME", "metadata.name"),
+        field_env("POD_IP", "status.podIP"),
+        password_env(vc),
+        EnvVar {
+            name: "SENTINEL_HOST".to_string(),
+            value: Some(service_host(vc)),
+            value_from: None,
+        },
+    ]
+}
+
+/// `host` of the Sentinels' Service, which every script and push pod asks.
+pub fn service_host(vc: &ValidatedCluster) -> String {
+    format!("{}.{}.svc", vc.names.redis_sentinel, vc.namespace)
+}
+
+/// The `host:port` push-server asks for the primary.
+pub fn service_address(vc: &ValidatedCluster) -> String {
+    format!("{}:{SENTINEL_PORT}", service_host(vc))
+}
+
+/// DNS name of Redis pod `ordinal` (the headless `redis_pods` Service).
+pub fn redis_pod_host(vc: &ValidatedCluster, ordinal: i32) -> String {
+    format!(
+        "{}-{ordinal}.{}.{}.svc.cluster.local",
+        vc.names.redis, vc.names.redis_pods, vc.namespace
+    )
+}
+
+/// Shell functions both scripts use. `ask`: the primary's address the Sentinels' Service
+/// gives (empty: none answered); `resolve`: a host's address (an address as it is: the
+/// test node rewrites names to addresses); `answers`: whether a Redis answers PING with
+/// the password. Every call is bounded (`timeout`: an address whose pod is gone does not
+/// refuse, it drops). Backticks, not `$(…)`: the kubelet expands `$(NAME)` in args.
+fn functions() -> String {
+    format!(
+        r#"ask() {{ timeout 3 redis-cli -h "$SENTINEL_HOST" -p {SENTINEL_PORT} --raw SENTINEL get-master-addr-by-name {REDIS_SENTINEL_MASTER} 2>/dev/null | head -n 1; }}
+resolve() {{ case "$1" in *[!0-9.]*) getent hosts "$1" | cut -d ' ' -f 1 ;; *) echo "$1" ;; esac; }}
+answers() {{ timeout 3 redis-cli -h "$1" -p {REDIS_PORT} -a "$REDIS_PASSWORD" --no-auth-warning -e PING >/dev/null 2>&1; }}"#
+    )
+}
+
+/// The Redis pods' start script: whose replica to be is the Sentinels' answer, and only
+/// when no Sentinel knows a primary yet (the first start) does pod 0 start as the primary.
+/// - Named primary itself: the pod restarted before the Sentinels noticed; starting empty
+///   as the primary would make every replica drop its copy of the data, so it has them
+///   promote a replica first and joins it.
+/// - Named primary not answering (its pod is gone, the failover not done yet): it waits
+///   for the new one instead of replicating an address nobody will ever answer on (the
+///   Sentinels only learn a replica from the primary it syncs from).
+pub fn redis_script(vc: &ValidatedCluster, server_args: &[String]) -> String {
+    let args = server_args.join(" ");
+    let pod0 = format!("{}-0", vc.names.redis);
+    let pod0_host = redis_pod_host(vc, 0);
+    format!(
+        r#"set -u
+{functions}
+primary=`ask` || primary=
+if [ "$primary" = "$POD_IP" ]; then
+  echo "the Sentinels name this restarted pod as the primary: asking them to promote a replica"
+  timeout 3 redis-cli -h "$SENTINEL_HOST" -p {SENTINEL_PORT} SENTINEL FAILOVER {REDIS_SENTINEL_MASTER} || true
+fi
+waited=0
+while [ -n "$primary" ] && [ "$waited" -lt {PROMOTION_WAIT_SECONDS} ]; do
+  if [ "$primary" = "$POD_IP" ]; then :; elif answers "$primary"; then break; fi
+  sleep 1; waited=`expr "$waited" + 1`; primary=`ask` || primary=
+done
+if [ -z "$primary" ]; then
+  if [ "$POD_NAME" = "{pod0}" ]; then
+    echo "no Sentinel knows a primary: starting as the first primary"
+    exec redis-server {args}
+  fi
+  primary=`resolve {pod0_host}` || primary=
+  [ -n "$primary" ] || {{ echo "{pod0_host} has no address yet"; exit 1; }}
+fi
+if [ "$primary" = "$POD_IP" ]; then
+  echo "still named the primary and nothing was promoted: starting as the primary"
+  exec redis-server {args}
+fi
+echo "starting as a replica of $primary"
+exec redis-server {args} --replicaof "$primary" {REDIS_PORT}
+"#,
+        functions = functions(),
+    )
+}
+
+/// The Redis pods' preStop hook: a primary about to stop (a rollout, a drain, a deleted
+/// pod) has the Sentinels promote a replica first and waits until it is one itself, so
+/// publishes pause for a switchover (about a second) instead of the Sentinels' detection
+/// of a dead primary (`DOWN_AFTER_MS`, then the failover).
+pub fn redis_pre_stop() -> String {
+    let role = format!(
+        "timeout 3 redis-cli -h \"$POD_IP\" -p {REDIS_PORT} -a \"$REDIS_PASSWORD\" --no-auth-warning --raw ROLE 2>/dev/null | head -n 1"
+    );
+    format!(
+        r#"role=`{role}` || exit 0
+[ "$role" = master ] || exit 0
+timeout 3 redis-cli -h "$SENTINEL_HOST" -p {SENTINEL_PORT} SENTINEL FAILOVER {REDIS_SENTINEL_MASTER} >/dev/null 2>&1 || exit 0
+tries=0
+while [ "$tries" -lt {SWITCHOVER_POLLS} ]; do
+  role=`{role}` || exit 0
+  [ "$role" = master ] || exit 0
+  sleep 0.5; tries=`expr "$tries" + 1`
+done
+"#
+    )
+}
+
+/// The Sentinels' start script: the primary is what the other Sentinels say, else the
+/// Redis pod that says it is one, else pod 0 (the first start); then the configuration
+/// file (a Sentinel rewrites its own, so it lives on the pod's writable volume).
+pub fn sentinel_script(vc: &ValidatedCluster, redis_replicas: i32) -> String {
+    let hosts: Vec<String> = (0..redis_replicas).map(|i| redis_pod_host(vc, i)).collect();
+    format!(
+        r#"set -u
+{functions}
+primary=`ask` || primary=
+if [ -z "$primary" ]; then
+  for host in {hosts}; do
+    role=`timeout 3 redis-cli -h "$host" -p {REDIS_PORT} -a "$REDIS_PASSWORD" --no-auth-warning --raw ROLE 2>/dev/null | head -n 1` || role=
+    if [ "$role" = master ]; then primary=`resolve "$host"` || primary=; break; fi
+  done
+fi
+[ -n "$primary" ] || primary=`resolve {pod0_host}` || primary=
+[ -n "$primary" ] || {{ echo "no Redis pod has an address yet"; exit 1; }}
+echo "watching the primary at $primary"
+cat > {work}/sentinel.conf <<EOF
+port {SENTINEL_PORT}
+bind $POD_IP
+sentinel announce-ip $POD_IP
+sentinel monitor {master} $primary {REDIS_PORT} {QUORUM}
+sentinel auth-pass {master} $REDIS_PASSWORD
+sentinel down-after-milliseconds {master} {DOWN_AFTER_MS}
+sentinel failover-timeout {master} {FAILOVER_TIMEOUT_MS}
+sentinel parallel-syncs {master} 1
+EOF
+exec redis-server {work}/sentinel.conf --sentinel
+"#,
+        functions = functions(),
+        hosts = hosts.join(" "),
+        pod0_host = redis_pod_host(vc, 0),
+        master = REDIS_SENTINEL_MASTER,
+        work = WORK_DIR,
+    )
+}
+
+/// A Sentinel needs little: it answers a few questions a second.
+fn resources() -> ResourceRequirements {
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".to_string(), Quantity("20m".to_string())),
+            ("memory".to_string(), Quantity("32Mi".to_string())),
+        ])),
+        limits: Some(BTreeMap::from([(
+            "memory".to_string(),
+            Quantity("64Mi".to_string()),
+        )])),
+        ..Default::default()
+    }
+}
+
+pub fn statefulset(
+    vc: &ValidatedCluster,
+    managed: &ManagedRedis,
+    password_digest: &str,
+) -> StatefulSet {
+    let probe = Probe {
+        tcp_socket: Some(TCPSocketAction {
+            port: IntOrString::String(PORT_NAME.to_string()),
+            host: None,
+        }),
+        period_seconds: Some(5),
+        ..Default::default()
+    };
+    let container = Container {
+        name: "sentinel".to_string(),
+        image: Some(managed.image.clone()),
+        command: Some(vec!["sh".to_string(), "-c".to_string()]),
+        args: Some(vec![sentinel_script(vc, managed.replicas)]),
+        env: Some(script_env(vc)),
+        ports: Some(vec![ContainerPort {
+            name: Some(PORT_NAME.to_string()),
+            container_port: i32::from(SENTINEL_PORT),
+            protocol: Some("TCP".to_string()),
+            ..Default::default()
+        }]),
+        readiness_probe: Some(probe.clone()),
+        liveness_probe: Some(Probe {
+            period_seconds: Some(10),
+            failure_threshold: Some(6),
+            ..probe
+        }),
+        resources: Some(resources()),
+        security_context: Some(restricted_container_security()),
+        volume_mounts: Some(vec![VolumeMount {
+            name: "work".to_string(),
+            mount_path: WORK_DIR.to_string(),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    };
+    StatefulSet {
+        metadata: labels::object_meta(vc, &vc.names.redis_sentinel, Component::RedisSentinel),
+        spec: StatefulSetSpec {
+            replicas: Some(SENTINELS),
+            service_name: Some(vc.names.redis_sentinel.clone()),
+            // Sentinels find each other through the primary: none waits for another.
+            pod_management_policy: Some("Parallel".to_string()),
+            selector: selector(vc, Component::RedisSentinel),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels::labels(vc, Component::RedisSentinel)),
+                    annotations: Some(BTreeMap::from([(
+                        PASSWORD_DIGEST_ANNOTATION.to_string(),
+                        password_digest.to_string(),
+                    )])),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![container],
+                    volumes: Some(vec![Volume {
+                        name: "work".to_string(),
+                        empty_dir: Some(EmptyDirVolumeSource::default()),
+                        ..Default::default()
+                    }]),
+                    priority_class_name: managed.priority_class_name.clone(),
+                    topology_spread_constraints: Some(vec![TopologySpreadConstraint {
+                        max_skew: 1,
+                        topology_key: "kubernetes.io/hostname".to_string(),
+                        when_unsatisfiable: "ScheduleAnyway".to_string(),
+                        label_selector: Some(selector(vc, Component::RedisSentinel)),
+                        ..Default::default()
+                    }]),
+                    automount_service_account_token: Some(false),
+                    security_context: Some(redis_security(REDIS_USER)),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        },
+        status: None,
+    }
+}
+
+pub fn service(vc: &ValidatedCluster) -> Service {
+    Service {
+        metadata: labels::object_meta(vc, &vc.names.redis_sentinel, Component::RedisSentinel),
+        spec: Some(ServiceSpec {
+            selector: Some(labels::selector_labels(vc, Component::RedisSentinel)),
+            ports: Some(vec![ServicePort {
+                name: Some(PORT_NAME.to_string()),
+                port: i32::from(SENTINEL_PORT),
+                target_port: Some(IntOrString::String(PORT_NAME.to_string())),
+                protocol: Some("TCP".to_string()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// Drains take one Sentinel at a time: two of three must stay to agree on a failover.
+pub fn pod_disruption_budget(vc: &ValidatedCluster) -> PodDisruptionBudget {
+    PodDisruptionBudget {
+        metadata: labels::object_meta(vc, &vc.names.redis_sentinel, Component::RedisSentinel),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(selector(vc, Component::RedisSentinel)),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// The push pods, the Redis pods and the other Sentinels may ask a Sentinel; nobody else.
+pub fn network_policy(vc: &ValidatedCluster) -> NetworkPolicy {
+    NetworkPolicy {
+        metadata: labels::object_meta(vc, &vc.names.redis_sentinel, Component::RedisSentinel),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(selector(vc, Component::RedisSentinel)),
+            policy_types: Some(vec!["Ingress".to_string()]),
+            ingress: Some(vec![NetworkPolicyIngressRule {
+                from: Some(peers(vc)),
+                ports: Some(vec![NetworkPolicyPort {
+                    port: Some(IntOrString::Int(i32::from(SENTINEL_PORT))),
+                    protocol: Some("TCP".to_string()),
+                    end_port: None,
+                }]),
+            }]),
+            egress: None,
+        }),
+    }
+}
