@@ -402,10 +402,12 @@ def ha(operator) -> dict:
 
 
 def test_replicated_redis_runs_a_primary_two_replicas_and_three_sentinels(ha):
+    # Ready needs the primary, a replica and two Sentinels; every pod follows shortly.
+    wait_for("3 Redis pods and 3 Sentinels ready", lambda: len(ha_pods("redis")) == 3
+             and len(ha_pods("redis-sentinel")) == 3
+             and all(ready(p) for p in ha_pods("redis") + ha_pods("redis-sentinel")), timeout=60, interval=0.5)
     redis = ha_pods("redis")
-    sentinels = ha_pods("redis-sentinel")
     assert [p["metadata"]["name"] for p in redis] == [f"{NAME}-redis-{i}" for i in range(3)]
-    assert len(sentinels) == 3 and all(ready(p) for p in redis + sentinels)
     roles = {p["status"]["podIP"]: replication_info(p["status"]["podIP"], ha["password"]) for p in redis}
     primaries = [ip for ip, info in roles.items() if info.get("role") == "master"]
     assert len(primaries) == 1, roles
@@ -498,6 +500,91 @@ def test_deleting_the_redis_primary_pod_mid_stream_loses_and_repeats_nothing(ha,
     finally:
         ws.close()
         polling.close()
+
+
+def test_a_new_redis_image_rolls_every_redis_pod_and_sentinel_and_loses_nothing(ha, processes):
+    """Day 2 on the replicated Redis: a new image rolls the three Redis pods (one at a time,
+    each new one ready only once in sync; the primary's pod hands over before it stops)
+    and the Sentinels, with a publisher at 50/s retrying 503s with its key: every 202
+    arrives once, in order; the cluster ends Ready with every pod on the new image."""
+    push = sorted(pods(HA, ha["selector"]), key=lambda p: p["metadata"]["name"])
+    urls = [f"http://{p['status']['podIP']}:{PORT}" for p in push]
+    spec = {"rooms": ROOMS, "reconnection": True, "reconnectionDelay": 100, "reconnectionDelayMax": 500}
+    swarm = NodeClients(processes, {"url": urls[0], "transports": ["websocket"], "count": 2, **spec}, name="ha-roll")
+    image = "docker.io/library/redis:7.2.5-alpine"
+    try:
+        swarm.wait_ready()
+        with RetryingPublisher(urls, ha["token"], HA_RATE) as publisher:
+            wait_for("2 s of 202s", lambda: len(publisher.accepted) >= 2 * HA_RATE, timeout=30, interval=0.1)
+            kubectl("patch", "pushcluster", NAME, "-n", HA, "--type=merge", "-p",
+                    json.dumps({"spec": {"redis": {"managed": {"image": image}}}}))
+
+            def rolled() -> bool:
+                everyone = ha_pods("redis") + ha_pods("redis-sentinel")
+                return len(everyone) == 6 and all(ready(p) and p["spec"]["containers"][0]["image"] == image
+                                                  for p in everyone)
+            wait_for("every Redis pod and Sentinel on the new image and ready", rolled, timeout=240, interval=0.5)
+            pc = wait_for("the PushCluster Ready with a replicated Redis", lambda: (
+                pc := kubectl_json("get", "pushcluster", NAME, "-n", HA))
+                and (condition(pc, "RedisReady") or {}).get("reason") == "Replicated"
+                and (condition(pc, "Ready") or {}).get("status") == "True" and pc, timeout=60, interval=0.3)
+            at = len(publisher.accepted)
+            wait_for("2 s more", lambda: len(publisher.accepted) >= at + 2 * HA_RATE, timeout=30, interval=0.1)
+        fence = requests.post(urls[0] + CONTRACT["paths"]["PUBLISH"], headers={"Authorization": f"Bearer {ha['token']}"},
+                              json={"event": "fence", "data": 1, "broadcast": True}, timeout=10)
+        assert fence.status_code == 202, fence.text
+        wait_for("the fence", lambda: len(swarm.events("fence")) >= 2, timeout=20, interval=0.1)
+        check_exactly_once_in_order(swarm, publisher)
+        assert swarm.events(BROKEN) == [], swarm.events(BROKEN)
+        gap = publisher.longest_gap()
+        print(f"\nRedis image change rolled 3 Redis pods and 3 Sentinels: {len(publisher.accepted)} answered 202 "
+              f"({publisher.retries} retries), each received once, in order; longest stretch without a 202 "
+              f"{gap:.1f} s; {condition(pc, 'RedisReady')['message']}")
+        assert publisher.refused == [], f"never answered 202: {publisher.refused[:20]}"
+        assert gap <= 5.0, f"no 202 for {gap:.1f} s"
+    finally:
+        swarm.close()
+
+
+def test_a_deleted_redis_password_secret_ends_ready_with_a_new_password_and_delivering(chat):
+    """Day 2 on the single Redis: the generated password Secret deleted. The operator
+    writes a new one; Redis restarts with it (its pod template carries the password's
+    digest) as the push pods roll to it, instead of new pods failing WRONGPASS against a
+    Redis that kept the old password. The cluster ends Ready and delivers."""
+    secret = f"{NAME}-redis-password"
+    old_password = kubectl_json("get", "secret", secret, "-n", APPS)["data"]["password"]
+    old_redis = kubectl_json("get", "pod", f"{NAME}-redis-0", "-n", APPS)["metadata"]["uid"]
+    kubectl("delete", "secret", secret, "-n", APPS)
+    new_password = wait_for("a new generated password", lambda: (
+        s := kubectl("get", "secret", secret, "-n", APPS, "-o", "jsonpath={.data.password}", check=False))
+        .returncode == 0 and s.stdout and s.stdout != old_password and s.stdout, timeout=60, interval=0.3)
+
+    def settled() -> dict | None:
+        pc = kubectl_json("get", "pushcluster", NAME, "-n", APPS)
+        redis = kubectl_json("get", "pod", f"{NAME}-redis-0", "-n", APPS)
+        deployment = kubectl_json("get", "deployment", NAME, "-n", APPS)["status"]
+        return pc if ((condition(pc, "Ready") or {}).get("status") == "True"
+                      and redis["metadata"]["uid"] != old_redis and ready(redis)
+                      and deployment.get("updatedReplicas") == deployment.get("readyReplicas") == 3
+                      and deployment.get("replicas") == 3) else None
+    wait_for("Redis restarted with the new password and the push pods rolled, Ready", settled, timeout=180,
+             interval=0.5)
+    password = base64.b64decode(new_password).decode()
+    ip = kubectl_json("get", "pod", f"{NAME}-redis-0", "-n", APPS)["status"]["podIP"]
+    assert redis_cli(ip, 6379, "PING", password=password).strip() == "PONG"
+    first, second = (p["status"]["podIP"] for p in push_pods(chat)[:2])
+    client = PyClient()
+    try:
+        assert client.connect(f"http://{first}:{PORT}", transports=["websocket"]), client.error_message()
+        assert client.subscribe("day2")["joined"] == ["day2"]
+        r = requests.post(f"http://{second}:{PORT}{CONTRACT['paths']['PUBLISH']}",
+                          headers={"Authorization": f"Bearer {chat['token']}"},
+                          json={"event": "news", "data": "after", "room": "day2"}, timeout=10)
+        assert r.status_code == 202, r.text
+        wait_for("the publish on another pod's client", lambda: client.received("news") == ["after"],
+                 timeout=15, interval=0.1)
+    finally:
+        client.close()
 
 
 def test_delete_terminates_every_pod_gracefully_and_collects_the_rest(chat, node_cluster):

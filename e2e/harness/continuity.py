@@ -7,6 +7,7 @@ import http.client
 import json
 import threading
 import time
+import uuid
 from typing import Callable
 from urllib.parse import urlsplit
 
@@ -140,11 +141,14 @@ def publish_all(base_url: str, token: str, bodies: list[dict], threads: int = 4)
 
 class RetryingPublisher:
     """Publishes `{"n": k}` at `rate` a second to the nodes at `urls` in turn, alternating
-    room `news` and user `u1`, each with the Idempotency-Key `m-<k>`, retrying a 503 (or a
+    room `news` and user `u1`, each with the Idempotency-Key `<prefix>-<k>`, retrying a 503 (or a
     dropped request) until a 202; records which were answered 202 and when."""
 
     def __init__(self, urls: list[str], token: str, rate: float):
         self.urls, self.token, self.rate = urls, token, rate
+        # Keys of a publisher of its own: another run's `m-<k>` within the key's TTL would
+        # be answered with that run's offset and not delivered again (as it should).
+        self.key_prefix = f"m-{uuid.uuid4().hex[:8]}"
         self.accepted: list[int] = []
         self.sent: list[int] = []
         self.refused: list[int] = []  # given up (never 202): may be delivered once
@@ -162,7 +166,7 @@ class RetryingPublisher:
             try:
                 response = self.session.post(url + contract()["paths"]["PUBLISH"], json=body, timeout=5,
                                              headers={"Authorization": f"Bearer {self.token}",
-                                                      "Idempotency-Key": f"m-{k}"})
+                                                      "Idempotency-Key": f"{self.key_prefix}-{k}"})
                 if response.status_code == 202:
                     return True
                 assert response.status_code == 503, response.text

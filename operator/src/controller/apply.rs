@@ -72,7 +72,11 @@ pub async fn apply_all(
         if object.kind() == ObjectKind::Deployment {
             scale_in_hook(ctx, pc, vc, &object.name()).await?;
         }
-        let applied = match apply_or_recreate(ctx, pc, &vc.namespace, &object).await {
+        // The Redis servers wait while their Sentinels roll (see objects::desired_objects).
+        let hold = object.kind() == ObjectKind::StatefulSet
+            && object.name() == vc.names.redis
+            && observed.sentinels_rolling;
+        let applied = match apply_or_recreate(ctx, pc, &vc.namespace, &object, hold).await {
             Ok(applied) => applied,
             Err(e) => {
                 ctx.publish(
@@ -97,6 +101,8 @@ pub async fn apply_all(
                     .unwrap_or(0);
                 if object.name() == vc.names.redis_sentinel {
                     observed.sentinels_ready = Some(ready);
+                    observed.sentinels_rolling =
+                        plan::statefulset_rolling(&applied.metadata, status);
                 } else {
                     observed.redis_ready_replicas = Some(ready);
                 }
@@ -117,11 +123,14 @@ const RECREATE_POLL: Duration = Duration::from_millis(250);
 /// the running pods and rolls them to the new template one at a time, the way any
 /// template change rolls. Applied as it was, every reconcile failed with 422, and since
 /// Redis is applied first, every later change of the cluster waited behind it.
+///
+/// `hold`: a StatefulSet that exists is left as it is (returned as stored) this time.
 async fn apply_or_recreate(
     ctx: &Context,
     pc: &PushCluster,
     ns: &str,
     object: &DesiredObject,
+    hold: bool,
 ) -> Result<DynamicObject, ApplyError> {
     if object.kind() == ObjectKind::StatefulSet {
         let api: Api<DynamicObject> =
@@ -137,6 +146,12 @@ async fn apply_or_recreate(
             object: object.name(),
             source,
         })?;
+        if let Some(current) = current.as_ref()
+            && hold
+        {
+            tracing::info!(statefulset = %object.name(), "held until the Redis Sentinels have rolled");
+            return Ok(current.clone());
+        }
         if let Some(current) = current
             && let Some(change) = plan::immutable_change(&current.data, &desired)
         {

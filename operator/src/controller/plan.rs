@@ -96,6 +96,24 @@ pub fn immutable_change(
     (before != after).then(|| format!("{before} -> {after}"))
 }
 
+/// Whether a StatefulSet, as an apply returned it, is still rolling out a template: its
+/// controller has not seen the latest spec, or not every pod runs the latest template
+/// yet. (Not readiness alone: Sentinels not ready for want of a known replica must not
+/// hold the servers that would give them one.)
+pub fn statefulset_rolling(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    status: Option<&serde_json::Value>,
+) -> bool {
+    let Some(status) = status else {
+        return true;
+    };
+    let number = |field: &str| status.get(field).and_then(serde_json::Value::as_i64);
+    let replicas = number("replicas").unwrap_or(0);
+    meta.generation > number("observedGeneration")
+        || number("updatedReplicas").unwrap_or(0) < replicas
+        || status.get("currentRevision") != status.get("updateRevision")
+}
+
 /// A StatefulSet change the API server refuses in place: it is recreated, its pods
 /// orphaned and adopted by the new one.
 pub fn statefulset_recreated(name: &str, change: &str) -> PendingEvent {
@@ -227,6 +245,37 @@ pub fn exposure_summary(vc: &ValidatedCluster) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statefulset_rolling_until_the_controller_settled_every_pod() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+        let meta = |generation| ObjectMeta {
+            generation: Some(generation),
+            ..Default::default()
+        };
+        let settled = serde_json::json!({"observedGeneration": 2, "replicas": 3, "readyReplicas": 3,
+            "updatedReplicas": 3, "currentRevision": "a", "updateRevision": "a"});
+        assert!(!statefulset_rolling(&meta(2), Some(&settled)));
+        assert!(
+            statefulset_rolling(&meta(3), Some(&settled)),
+            "new spec not seen yet"
+        );
+        assert!(statefulset_rolling(&meta(2), None), "no status yet");
+        let mut unready = settled.clone();
+        unready["readyReplicas"] = serde_json::json!(1);
+        assert!(
+            !statefulset_rolling(&meta(2), Some(&unready)),
+            "readiness alone"
+        );
+        for (field, value) in [
+            ("updatedReplicas", serde_json::json!(2)),
+            ("updateRevision", serde_json::json!("b")),
+        ] {
+            let mut status = settled.clone();
+            status[field] = value;
+            assert!(statefulset_rolling(&meta(2), Some(&status)), "{field}");
+        }
+    }
 
     #[test]
     fn immutable_change_sees_claim_templates_and_service_but_not_server_defaults() {

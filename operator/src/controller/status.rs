@@ -53,6 +53,8 @@ pub struct Observed {
     pub redis_replicas_requested: i32,
     /// Ready Sentinels of a replicated managed Redis (`None` without them).
     pub sentinels_ready: Option<i32>,
+    /// The Sentinels' StatefulSet is rolling out a new template.
+    pub sentinels_rolling: bool,
     pub exposure: Option<ExposureState>,
     pub blocker: Option<Blocker>,
     pub selector: Option<String>,
@@ -313,6 +315,7 @@ mod tests {
             redis_ready_replicas: Some(1),
             redis_replicas_requested: 1,
             sentinels_ready: None,
+            sentinels_rolling: false,
             exposure: Some(ExposureState::Configured("ClientIP affinity".into())),
             blocker: None,
             selector: Some("a=b".into()),

@@ -123,17 +123,10 @@ pub fn desired_objects(vc: &ValidatedCluster, digests: &SecretDigests) -> Vec<De
     let mut out = Vec::new();
     if let Some(managed) = &vc.spec.redis.managed {
         out.push(DesiredObject::Service(redis::service(vc)));
-        out.push(DesiredObject::StatefulSet(redis::statefulset(
-            vc,
-            managed,
-            &digests.redis,
-        )));
-        out.push(DesiredObject::PodDisruptionBudget(
-            redis::pod_disruption_budget(vc),
-        ));
-        out.push(DesiredObject::NetworkPolicy(redis::network_policy(
-            vc, managed,
-        )));
+        // The Sentinels before the servers: a template change (image, password) rolls
+        // them first, and the servers only once they are done (controller::apply holds
+        // the servers' StatefulSet meanwhile), so a primary's switchover never meets
+        // Sentinels that are restarting.
         if managed.replicas > 1 {
             out.push(DesiredObject::Service(redis::pods_service(vc)));
             out.push(DesiredObject::Service(sentinel::service(vc)));
@@ -147,6 +140,17 @@ pub fn desired_objects(vc: &ValidatedCluster, digests: &SecretDigests) -> Vec<De
             ));
             out.push(DesiredObject::NetworkPolicy(sentinel::network_policy(vc)));
         }
+        out.push(DesiredObject::StatefulSet(redis::statefulset(
+            vc,
+            managed,
+            &digests.redis,
+        )));
+        out.push(DesiredObject::PodDisruptionBudget(
+            redis::pod_disruption_budget(vc),
+        ));
+        out.push(DesiredObject::NetworkPolicy(redis::network_policy(
+            vc, managed,
+        )));
     }
     out.push(DesiredObject::Service(services::client_service(vc)));
     out.push(DesiredObject::Service(services::headless_service(vc)));

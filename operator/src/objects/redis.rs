@@ -5,7 +5,8 @@
 
 use super::labels::{self, Component};
 use super::redis_pod::{
-    self, PASSWORD_DIGEST_ANNOTATION, REDIS_PORT, REDIS_USER, password_env, redis_security,
+    self, PASSWORD_DIGEST_ANNOTATION, PodSet, REDIS_PORT, REDIS_USER, password_env, redis_security,
+    shell, shell_probe,
 };
 use super::security::restricted_container_security;
 use super::sentinel;
@@ -15,16 +16,13 @@ use k8s_openapi::api::apps::v1::{
     StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
 };
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EmptyDirVolumeSource, ExecAction, Lifecycle, LifecycleHandler,
+    Container, ContainerPort, EmptyDirVolumeSource, Lifecycle, LifecycleHandler,
     PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, Service, ServicePort, ServiceSpec, TCPSocketAction,
-    TopologySpreadConstraint, Volume, VolumeMount, VolumeResourceRequirements,
+    ResourceRequirements, Service, TCPSocketAction, Volume, VolumeMount,
+    VolumeResourceRequirements,
 };
-use k8s_openapi::api::networking::v1::{
-    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
-    NetworkPolicySpec,
-};
-use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -38,13 +36,6 @@ const DEFAULT_CPU_REQUEST: &str = "100m";
 /// `maxmemory` as a share of the memory limit: the rest is for the replication and
 /// client output buffers and the copy-on-write of a persistence fork.
 const MAXMEMORY_PERCENT: u64 = 75;
-
-fn selector(vc: &ValidatedCluster) -> LabelSelector {
-    LabelSelector {
-        match_labels: Some(labels::selector_labels(vc, Component::Redis)),
-        match_expressions: None,
-    }
-}
 
 /// The Redis container's resources: the spec's, else requests and a memory limit (never
 /// BestEffort: that is the first pod a node under memory pressure evicts).
@@ -183,13 +174,7 @@ pub fn statefulset(
     };
     let lifecycle = replicated.then(|| Lifecycle {
         pre_stop: Some(LifecycleHandler {
-            exec: Some(ExecAction {
-                command: Some(vec![
-                    "sh".to_string(),
-                    "-c".to_string(),
-                    sentinel::redis_pre_stop(),
-                ]),
-            }),
+            exec: Some(shell(sentinel::redis_pre_stop())),
             ..Default::default()
         }),
         ..Default::default()
@@ -207,7 +192,13 @@ pub fn statefulset(
             protocol: Some("TCP".to_string()),
             ..Default::default()
         }]),
-        readiness_probe: Some(probe.clone()),
+        readiness_probe: Some(if replicated {
+            // A replica is ready once it holds the primary's data: a rollout then waits
+            // for each new pod to be in sync before it stops the next (the primary last).
+            shell_probe(sentinel::redis_in_sync(), 2, 7)
+        } else {
+            probe.clone()
+        }),
         liveness_probe: Some(Probe {
             period_seconds: Some(10),
             failure_threshold: Some(6),
@@ -264,7 +255,7 @@ pub fn statefulset(
             } else {
                 vc.names.redis.clone()
             }),
-            selector: selector(vc),
+            selector: servers(vc).selector(vc),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(labels::labels(vc, Component::Redis)),
@@ -278,15 +269,7 @@ pub fn statefulset(
                     containers: vec![container],
                     volumes,
                     priority_class_name: managed.priority_class_name.clone(),
-                    // Replicas on different nodes where the cluster has them (a node's loss
-                    // then takes one copy); soft, so a one-node cluster still runs them all.
-                    topology_spread_constraints: Some(vec![TopologySpreadConstraint {
-                        max_skew: 1,
-                        topology_key: "kubernetes.io/hostname".to_string(),
-                        when_unsatisfiable: "ScheduleAnyway".to_string(),
-                        label_selector: Some(selector(vc)),
-                        ..Default::default()
-                    }]),
+                    topology_spread_constraints: Some(vec![servers(vc).spread(vc)]),
                     automount_service_account_token: Some(false),
                     security_context: Some(redis_security(REDIS_USER)),
                     ..Default::default()
@@ -305,59 +288,31 @@ pub fn statefulset(
     }
 }
 
+/// The servers as a pod set: named after the cluster's Redis, on the Redis port.
+pub fn servers(vc: &ValidatedCluster) -> PodSet<'_> {
+    PodSet {
+        name: &vc.names.redis,
+        component: Component::Redis,
+        port: REDIS_PORT,
+        port_name: PORT_NAME,
+    }
+}
+
 /// Voluntary evictions (node drains) take one Redis pod at a time: with replicas, never
 /// the primary and its last in-sync replica together.
 pub fn pod_disruption_budget(vc: &ValidatedCluster) -> PodDisruptionBudget {
-    PodDisruptionBudget {
-        metadata: labels::object_meta(vc, &vc.names.redis, Component::Redis),
-        spec: Some(PodDisruptionBudgetSpec {
-            max_unavailable: Some(IntOrString::Int(1)),
-            selector: Some(selector(vc)),
-            ..Default::default()
-        }),
-        status: None,
-    }
+    servers(vc).disruption_budget(vc)
 }
 
 /// With replicas: the headless Service that gives each Redis pod a DNS name
 /// (`<pod>.<it>.<ns>.svc.cluster.local`), also before it is ready, so the first start
 /// finds pod 0 and the Sentinels find every server.
 pub fn pods_service(vc: &ValidatedCluster) -> Service {
-    Service {
-        metadata: labels::object_meta(vc, &vc.names.redis_pods, Component::Redis),
-        spec: Some(ServiceSpec {
-            cluster_ip: Some("None".to_string()),
-            publish_not_ready_addresses: Some(true),
-            selector: Some(labels::selector_labels(vc, Component::Redis)),
-            ports: Some(vec![ServicePort {
-                name: Some(PORT_NAME.to_string()),
-                port: i32::from(REDIS_PORT),
-                target_port: Some(IntOrString::String(PORT_NAME.to_string())),
-                protocol: Some("TCP".to_string()),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        }),
-        status: None,
-    }
+    servers(vc).service(vc, &vc.names.redis_pods, true)
 }
 
 pub fn service(vc: &ValidatedCluster) -> Service {
-    Service {
-        metadata: labels::object_meta(vc, &vc.names.redis, Component::Redis),
-        spec: Some(ServiceSpec {
-            selector: Some(labels::selector_labels(vc, Component::Redis)),
-            ports: Some(vec![ServicePort {
-                name: Some(PORT_NAME.to_string()),
-                port: i32::from(REDIS_PORT),
-                target_port: Some(IntOrString::String(PORT_NAME.to_string())),
-                protocol: Some("TCP".to_string()),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        }),
-        status: None,
-    }
+    servers(vc).service(vc, &vc.names.redis, false)
 }
 
 /// Only this cluster's push pods may reach Redis (with replicas also the other Redis pods
@@ -374,20 +329,5 @@ pub fn network_policy(vc: &ValidatedCluster, managed: &ManagedRedis) -> NetworkP
             ..Default::default()
         }]
     };
-    NetworkPolicy {
-        metadata: labels::object_meta(vc, &vc.names.redis, Component::Redis),
-        spec: Some(NetworkPolicySpec {
-            pod_selector: Some(selector(vc)),
-            policy_types: Some(vec!["Ingress".to_string()]),
-            ingress: Some(vec![NetworkPolicyIngressRule {
-                from: Some(from),
-                ports: Some(vec![NetworkPolicyPort {
-                    port: Some(IntOrString::Int(i32::from(REDIS_PORT))),
-                    protocol: Some("TCP".to_string()),
-                    end_port: None,
-                }]),
-            }]),
-            egress: None,
-        }),
-    }
+    servers(vc).network_policy(vc, from)
 }

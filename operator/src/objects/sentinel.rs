@@ -7,7 +7,8 @@
 
 use super::labels::{self, Component};
 use super::redis_pod::{
-    PASSWORD_DIGEST_ANNOTATION, REDIS_PORT, REDIS_USER, password_env, peers, redis_security,
+    PASSWORD_DIGEST_ANNOTATION, PodSet, REDIS_PORT, REDIS_USER, password_env, peers,
+    redis_security, shell_probe,
 };
 use super::security::restricted_container_security;
 use crate::resources::ManagedRedis;
@@ -15,15 +16,13 @@ use crate::validate::ValidatedCluster;
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, ObjectFieldSelector,
-    PodSpec, PodTemplateSpec, Probe, ResourceRequirements, Service, ServicePort, ServiceSpec,
-    TCPSocketAction, TopologySpreadConstraint, Volume, VolumeMount,
+    PodSpec, PodTemplateSpec, Probe, ResourceRequirements, Service, TCPSocketAction, Volume,
+    VolumeMount,
 };
-use k8s_openapi::api::networking::v1::{
-    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPort, NetworkPolicySpec,
-};
-use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use push_contract::defaults::REDIS_SENTINEL_MASTER;
 use std::collections::BTreeMap;
@@ -43,13 +42,8 @@ const PROMOTION_WAIT_SECONDS: u32 = 60;
 /// A stopping primary waits this many half seconds for its switchover (then stops anyway:
 /// the Sentinels fail it over as a dead one).
 const SWITCHOVER_POLLS: u32 = 40;
-
-fn selector(vc: &ValidatedCluster, component: Component) -> LabelSelector {
-    LabelSelector {
-        match_labels: Some(labels::selector_labels(vc, component)),
-        match_expressions: None,
-    }
-}
+/// How long a stopping primary holds writes for its switchover (longer than the polls).
+const PAUSE_MS: u32 = 25000;
 
 fn field_env(name: &str, path: &str) -> EnvVar {
     EnvVar {
@@ -149,6 +143,23 @@ if [ "$primary" = "$POD_IP" ]; then
   echo "still named the primary and nothing was promoted: starting as the primary"
   exec redis-server {args}
 fi
+# The Sentinels re-point the replicas they know; one they do not know yet (it came back
+# at a new address just before a failover, and they learn replicas from the primary's
+# INFO every 10 s) would replicate the old primary forever. So every replica follows the
+# primary they name, as the push pods do (never promoting anything: that is theirs).
+(
+  while sleep 5; do
+    named=`ask` || continue
+    [ -n "$named" ] && [ "$named" != "$POD_IP" ] || continue
+    info=`timeout 3 redis-cli -h "$POD_IP" -p {REDIS_PORT} -a "$REDIS_PASSWORD" --no-auth-warning INFO replication | tr -d '\r'` || continue
+    case "$info" in *role:slave*) ;; *) continue ;; esac
+    current=`echo "$info" | awk -F: '$1 == "master_host" {{ print $2 }}'`
+    if [ "$current" != "$named" ] && answers "$named"; then
+      echo "replicating $current but the Sentinels name $named: following it"
+      timeout 3 redis-cli -h "$POD_IP" -p {REDIS_PORT} -a "$REDIS_PASSWORD" --no-auth-warning REPLICAOF "$named" {REDIS_PORT} >/dev/null
+    fi
+  done
+) &
 echo "starting as a replica of $primary"
 exec redis-server {args} --replicaof "$primary" {REDIS_PORT}
 "#,
@@ -156,24 +167,68 @@ exec redis-server {args} --replicaof "$primary" {REDIS_PORT}
     )
 }
 
+/// The Redis pods' readiness: the primary; or a replica whose link to the primary is up
+/// (it holds the data) and that the Sentinels list as a healthy replica (they learn one
+/// from the primary's `INFO` every 10 s, and cannot promote one they do not know). A
+/// rollout waits for that before it stops the next pod, the primary last.
+pub fn redis_in_sync() -> String {
+    format!(
+        r#"info=`timeout 3 redis-cli -h "$POD_IP" -p {REDIS_PORT} -a "$REDIS_PASSWORD" --no-auth-warning INFO replication` || exit 1
+case "$info" in *role:master*) exit 0 ;; *master_link_status:up*) ;; *) exit 1 ;; esac
+timeout 3 redis-cli -h "$SENTINEL_HOST" -p {SENTINEL_PORT} --raw SENTINEL REPLICAS {REDIS_SENTINEL_MASTER} | awk -v me="$POD_IP" 'previous == "ip" {{ ip = $0 }} previous == "flags" && ip == me && $0 == "slave" {{ known = 1 }} {{ previous = $0 }} END {{ exit !known }}'
+"#
+    )
+}
+
 /// The Redis pods' preStop hook: a primary about to stop (a rollout, a drain, a deleted
 /// pod) has the Sentinels promote a replica first and waits until it is one itself, so
 /// publishes pause for a switchover (about a second) instead of the Sentinels' detection
 /// of a dead primary (`DOWN_AFTER_MS`, then the failover).
+///
+/// Writes are paused on it first (`CLIENT PAUSE … WRITE`): between the promotion and its
+/// own demotion the old primary still takes writes, and a replica not yet re-pointed still
+/// acknowledges them (`WAIT`), so a publish answered 202 there would be dropped when that
+/// replica resyncs from the new primary (measured: one of 938 lost before the pause). A
+/// paused write is answered when the pause ends, on a demoted server: refused, retried.
 pub fn redis_pre_stop() -> String {
-    let role = format!(
-        "timeout 3 redis-cli -h \"$POD_IP\" -p {REDIS_PORT} -a \"$REDIS_PASSWORD\" --no-auth-warning --raw ROLE 2>/dev/null | head -n 1"
+    let cli = format!(
+        "timeout 3 redis-cli -h \"$POD_IP\" -p {REDIS_PORT} -a \"$REDIS_PASSWORD\" --no-auth-warning"
     );
     format!(
-        r#"role=`{role}` || exit 0
+        r#"role=`{cli} --raw ROLE 2>/dev/null | head -n 1` || exit 0
 [ "$role" = master ] || exit 0
-timeout 3 redis-cli -h "$SENTINEL_HOST" -p {SENTINEL_PORT} SENTINEL FAILOVER {REDIS_SENTINEL_MASTER} >/dev/null 2>&1 || exit 0
+{cli} CLIENT PAUSE {PAUSE_MS} WRITE >/dev/null 2>&1 || exit 0
+tries=0
+answer=
+while [ "$answer" != OK ] && [ "$tries" -lt {SWITCHOVER_POLLS} ]; do
+  answer=`timeout 3 redis-cli -h "$SENTINEL_HOST" -p {SENTINEL_PORT} SENTINEL FAILOVER {REDIS_SENTINEL_MASTER} 2>&1` || answer=
+  [ "$answer" = OK ] || {{ sleep 0.5; tries=`expr "$tries" + 1`; }}
+done
+if [ "$answer" != OK ]; then
+  {cli} CLIENT UNPAUSE >/dev/null 2>&1
+  exit 0
+fi
 tries=0
 while [ "$tries" -lt {SWITCHOVER_POLLS} ]; do
-  role=`{role}` || exit 0
+  role=`{cli} --raw ROLE 2>/dev/null | head -n 1` || exit 0
   [ "$role" = master ] || exit 0
   sleep 0.5; tries=`expr "$tries" + 1`
 done
+{cli} CLIENT UNPAUSE >/dev/null 2>&1
+"#
+    )
+}
+
+/// The Sentinels' readiness: this Sentinel reaches a quorum and a majority of Sentinels
+/// (`SENTINEL CKQUORUM`) and knows at least one healthy replica to promote. A Sentinel
+/// learns replicas from the primary's `INFO` every 10 s: until then a failover would
+/// abort with "no good slave", so it is not ready (measured: a primary deleted 10 s after
+/// the first start was not failed over).
+pub fn sentinel_ready() -> String {
+    format!(
+        r#"cli() {{ timeout 3 redis-cli -h "$POD_IP" -p {SENTINEL_PORT} "$@"; }}
+cli SENTINEL CKQUORUM {REDIS_SENTINEL_MASTER} | grep -q '^OK' || exit 1
+cli --raw SENTINEL REPLICAS {REDIS_SENTINEL_MASTER} | awk 'previous == "flags" && $0 == "slave" {{ healthy++ }} {{ previous = $0 }} END {{ exit !(healthy >= 1) }}'
 "#
     )
 }
@@ -206,6 +261,21 @@ sentinel down-after-milliseconds {master} {DOWN_AFTER_MS}
 sentinel failover-timeout {master} {FAILOVER_TIMEOUT_MS}
 sentinel parallel-syncs {master} 1
 EOF
+# This Sentinel's previous life (another address, another ID) stays in the others' lists
+# as a Sentinel that is down, and counts against the majority a failover needs: once they
+# greet this one, each other Sentinel is reset (it forgets and, within seconds,
+# rediscovers the Sentinels and replicas that are really there).
+(
+  waited=0
+  while [ "$waited" -lt 60 ]; do
+    sleep 2; waited=`expr "$waited" + 2`
+    others=`timeout 3 redis-cli -h "$POD_IP" -p {SENTINEL_PORT} --raw SENTINEL SENTINELS {master} 2>/dev/null | awk 'previous == "ip" {{ print }} {{ previous = $0 }}'` || others=
+    if [ -n "$others" ]; then
+      for other in $others; do timeout 3 redis-cli -h "$other" -p {SENTINEL_PORT} SENTINEL RESET {master} >/dev/null 2>&1; done
+      break
+    fi
+  done
+) &
 exec redis-server {work}/sentinel.conf --sentinel
 "#,
         functions = functions(),
@@ -256,7 +326,7 @@ pub fn statefulset(
             protocol: Some("TCP".to_string()),
             ..Default::default()
         }]),
-        readiness_probe: Some(probe.clone()),
+        readiness_probe: Some(shell_probe(sentinel_ready(), 2, 7)),
         liveness_probe: Some(Probe {
             period_seconds: Some(10),
             failure_threshold: Some(6),
@@ -278,7 +348,7 @@ pub fn statefulset(
             service_name: Some(vc.names.redis_sentinel.clone()),
             // Sentinels find each other through the primary: none waits for another.
             pod_management_policy: Some("Parallel".to_string()),
-            selector: selector(vc, Component::RedisSentinel),
+            selector: sentinels(vc).selector(vc),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(labels::labels(vc, Component::RedisSentinel)),
@@ -296,13 +366,7 @@ pub fn statefulset(
                         ..Default::default()
                     }]),
                     priority_class_name: managed.priority_class_name.clone(),
-                    topology_spread_constraints: Some(vec![TopologySpreadConstraint {
-                        max_skew: 1,
-                        topology_key: "kubernetes.io/hostname".to_string(),
-                        when_unsatisfiable: "ScheduleAnyway".to_string(),
-                        label_selector: Some(selector(vc, Component::RedisSentinel)),
-                        ..Default::default()
-                    }]),
+                    topology_spread_constraints: Some(vec![sentinels(vc).spread(vc)]),
                     automount_service_account_token: Some(false),
                     security_context: Some(redis_security(REDIS_USER)),
                     ..Default::default()
@@ -314,53 +378,26 @@ pub fn statefulset(
     }
 }
 
-pub fn service(vc: &ValidatedCluster) -> Service {
-    Service {
-        metadata: labels::object_meta(vc, &vc.names.redis_sentinel, Component::RedisSentinel),
-        spec: Some(ServiceSpec {
-            selector: Some(labels::selector_labels(vc, Component::RedisSentinel)),
-            ports: Some(vec![ServicePort {
-                name: Some(PORT_NAME.to_string()),
-                port: i32::from(SENTINEL_PORT),
-                target_port: Some(IntOrString::String(PORT_NAME.to_string())),
-                protocol: Some("TCP".to_string()),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        }),
-        status: None,
+/// The Sentinels as a pod set.
+pub fn sentinels(vc: &ValidatedCluster) -> PodSet<'_> {
+    PodSet {
+        name: &vc.names.redis_sentinel,
+        component: Component::RedisSentinel,
+        port: SENTINEL_PORT,
+        port_name: PORT_NAME,
     }
+}
+
+pub fn service(vc: &ValidatedCluster) -> Service {
+    sentinels(vc).service(vc, &vc.names.redis_sentinel, false)
 }
 
 /// Drains take one Sentinel at a time: two of three must stay to agree on a failover.
 pub fn pod_disruption_budget(vc: &ValidatedCluster) -> PodDisruptionBudget {
-    PodDisruptionBudget {
-        metadata: labels::object_meta(vc, &vc.names.redis_sentinel, Component::RedisSentinel),
-        spec: Some(PodDisruptionBudgetSpec {
-            max_unavailable: Some(IntOrString::Int(1)),
-            selector: Some(selector(vc, Component::RedisSentinel)),
-            ..Default::default()
-        }),
-        status: None,
-    }
+    sentinels(vc).disruption_budget(vc)
 }
 
 /// The push pods, the Redis pods and the other Sentinels may ask a Sentinel; nobody else.
 pub fn network_policy(vc: &ValidatedCluster) -> NetworkPolicy {
-    NetworkPolicy {
-        metadata: labels::object_meta(vc, &vc.names.redis_sentinel, Component::RedisSentinel),
-        spec: Some(NetworkPolicySpec {
-            pod_selector: Some(selector(vc, Component::RedisSentinel)),
-            policy_types: Some(vec!["Ingress".to_string()]),
-            ingress: Some(vec![NetworkPolicyIngressRule {
-                from: Some(peers(vc)),
-                ports: Some(vec![NetworkPolicyPort {
-                    port: Some(IntOrString::Int(i32::from(SENTINEL_PORT))),
-                    protocol: Some("TCP".to_string()),
-                    end_port: None,
-                }]),
-            }]),
-            egress: None,
-        }),
-    }
+    sentinels(vc).network_policy(vc, peers(vc))
 }

@@ -446,16 +446,19 @@ mod tests {
 
     #[test]
     fn a_replicated_redis_needs_room_for_the_sentinels_statefulset_name() {
-        let spec = |yaml: &str| -> PushClusterSpec {
-            serde_yaml_ng::from_str(yaml).expect("spec parses")
-        };
+        let spec =
+            |yaml: &str| -> PushClusterSpec { serde_yaml_ng::from_str(yaml).expect("spec parses") };
         let replicated = spec("{redis: {managed: {replicas: 3}}}");
         let single = spec("{}");
         // 52 - len("-redis-sentinel") = 37.
         assert!(replicated_redis_name_errors(&"a".repeat(37), &replicated).is_empty());
         let errors = replicated_redis_name_errors(&"a".repeat(38), &replicated);
         assert_eq!(errors.len(), 1);
-        assert!(errors[0].to_string().contains("at most 37"), "{}", errors[0]);
+        assert!(
+            errors[0].to_string().contains("at most 37"),
+            "{}",
+            errors[0]
+        );
         assert!(replicated_redis_name_errors(&"a".repeat(46), &single).is_empty());
     }
 

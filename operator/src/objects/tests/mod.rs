@@ -163,6 +163,10 @@ fn replicated_redis_renders_servers_sentinels_and_their_services() {
         pre_stop.contains("SENTINEL FAILOVER pushcluster"),
         "{pre_stop}"
     );
+    let ready = redis["readinessProbe"]["exec"]["command"][2]
+        .as_str()
+        .expect("readiness");
+    assert!(ready.contains("master_link_status:up"), "{ready}");
 
     let pods = json(Service, "chat-redis-pods");
     assert_eq!(pods["spec"]["clusterIP"], "None");
