@@ -195,7 +195,7 @@ pub fn statefulset(
         readiness_probe: Some(if replicated {
             // A replica is ready once it holds the primary's data: a rollout then waits
             // for each new pod to be in sync before it stops the next (the primary last).
-            shell_probe(sentinel::redis_in_sync(), 2, 7)
+            shell_probe(sentinel::redis_in_sync(), 2, 10)
         } else {
             probe.clone()
         }),

@@ -148,7 +148,7 @@ fi
 # INFO every 10 s) would replicate the old primary forever. So every replica follows the
 # primary they name, as the push pods do (never promoting anything: that is theirs).
 (
-  while sleep 5; do
+  while sleep 1; do
     named=`ask` || continue
     [ -n "$named" ] && [ "$named" != "$POD_IP" ] || continue
     info=`timeout 3 redis-cli -h "$POD_IP" -p {REDIS_PORT} -a "$REDIS_PASSWORD" --no-auth-warning INFO replication | tr -d '\r'` || continue
@@ -168,14 +168,18 @@ exec redis-server {args} --replicaof "$primary" {REDIS_PORT}
 }
 
 /// The Redis pods' readiness: the primary; or a replica whose link to the primary is up
-/// (it holds the data) and that the Sentinels list as a healthy replica (they learn one
-/// from the primary's `INFO` every 10 s, and cannot promote one they do not know). A
+/// (it holds the data) and that every Sentinel lists as a healthy replica (they learn one
+/// from the primary's `INFO` every 10 s; the one leading a failover re-points only the
+/// replicas it knows, and a replica it does not know is left on the old primary). A
 /// rollout waits for that before it stops the next pod, the primary last.
 pub fn redis_in_sync() -> String {
     format!(
         r#"info=`timeout 3 redis-cli -h "$POD_IP" -p {REDIS_PORT} -a "$REDIS_PASSWORD" --no-auth-warning INFO replication` || exit 1
 case "$info" in *role:master*) exit 0 ;; *master_link_status:up*) ;; *) exit 1 ;; esac
-timeout 3 redis-cli -h "$SENTINEL_HOST" -p {SENTINEL_PORT} --raw SENTINEL REPLICAS {REDIS_SENTINEL_MASTER} | awk -v me="$POD_IP" 'previous == "ip" {{ ip = $0 }} previous == "flags" && ip == me && $0 == "slave" {{ known = 1 }} {{ previous = $0 }} END {{ exit !known }}'
+lists_me() {{ timeout 2 redis-cli -h "$1" -p {SENTINEL_PORT} --raw SENTINEL REPLICAS {REDIS_SENTINEL_MASTER} | awk -v me="$POD_IP" 'previous == "ip" {{ ip = $0 }} previous == "flags" && ip == me && $0 == "slave" {{ known = 1 }} {{ previous = $0 }} END {{ exit !known }}'; }}
+lists_me "$SENTINEL_HOST" || exit 1
+others=`timeout 2 redis-cli -h "$SENTINEL_HOST" -p {SENTINEL_PORT} --raw SENTINEL SENTINELS {REDIS_SENTINEL_MASTER} | awk 'previous == "ip" {{ ip = $0 }} previous == "flags" && $0 == "sentinel" {{ print ip }} {{ previous = $0 }}'` || exit 1
+for other in $others; do lists_me "$other" || exit 1; done
 "#
     )
 }
