@@ -546,47 +546,6 @@ def test_a_new_redis_image_rolls_every_redis_pod_and_sentinel_and_loses_nothing(
         swarm.close()
 
 
-def test_a_deleted_redis_password_secret_ends_ready_with_a_new_password_and_delivering(chat):
-    """Day 2 on the single Redis: the generated password Secret deleted. The operator
-    writes a new one; Redis restarts with it (its pod template carries the password's
-    digest) as the push pods roll to it, instead of new pods failing WRONGPASS against a
-    Redis that kept the old password. The cluster ends Ready and delivers."""
-    secret = f"{NAME}-redis-password"
-    old_password = kubectl_json("get", "secret", secret, "-n", APPS)["data"]["password"]
-    old_redis = kubectl_json("get", "pod", f"{NAME}-redis-0", "-n", APPS)["metadata"]["uid"]
-    kubectl("delete", "secret", secret, "-n", APPS)
-    new_password = wait_for("a new generated password", lambda: (
-        s := kubectl("get", "secret", secret, "-n", APPS, "-o", "jsonpath={.data.password}", check=False))
-        .returncode == 0 and s.stdout and s.stdout != old_password and s.stdout, timeout=60, interval=0.3)
-
-    def settled() -> dict | None:
-        pc = kubectl_json("get", "pushcluster", NAME, "-n", APPS)
-        redis = kubectl_json("get", "pod", f"{NAME}-redis-0", "-n", APPS)
-        deployment = kubectl_json("get", "deployment", NAME, "-n", APPS)["status"]
-        return pc if ((condition(pc, "Ready") or {}).get("status") == "True"
-                      and redis["metadata"]["uid"] != old_redis and ready(redis)
-                      and deployment.get("updatedReplicas") == deployment.get("readyReplicas") == 3
-                      and deployment.get("replicas") == 3) else None
-    wait_for("Redis restarted with the new password and the push pods rolled, Ready", settled, timeout=180,
-             interval=0.5)
-    password = base64.b64decode(new_password).decode()
-    ip = kubectl_json("get", "pod", f"{NAME}-redis-0", "-n", APPS)["status"]["podIP"]
-    assert redis_cli(ip, 6379, "PING", password=password).strip() == "PONG"
-    first, second = (p["status"]["podIP"] for p in push_pods(chat)[:2])
-    client = PyClient()
-    try:
-        assert client.connect(f"http://{first}:{PORT}", transports=["websocket"]), client.error_message()
-        assert client.subscribe("day2")["joined"] == ["day2"]
-        r = requests.post(f"http://{second}:{PORT}{CONTRACT['paths']['PUBLISH']}",
-                          headers={"Authorization": f"Bearer {chat['token']}"},
-                          json={"event": "news", "data": "after", "room": "day2"}, timeout=10)
-        assert r.status_code == 202, r.text
-        wait_for("the publish on another pod's client", lambda: client.received("news") == ["after"],
-                 timeout=15, interval=0.1)
-    finally:
-        client.close()
-
-
 def test_delete_terminates_every_pod_gracefully_and_collects_the_rest(chat, node_cluster):
     doomed = [p["metadata"]["name"] for p in push_pods(chat)] + [f"{NAME}-redis-0"]
     kubectl("delete", "pushcluster", NAME, "-n", APPS, "--wait=true", "--timeout=60s")
