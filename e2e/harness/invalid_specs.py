@@ -43,6 +43,14 @@ INVALID_SPECS = [
     ("sentinel-address-without-port",
      "spec: {redis: {external: {sentinel: {addresses: ['s'], masterName: m}}}}",
      "spec.redis.external.sentinel.addresses[0]"),
+    ("external-sentinel-and-cluster",
+     "spec: {redis: {external: {cluster: {addresses: ['c:7000']}, sentinel: {addresses: ['s:26379'], masterName: m}}}}",
+     "spec.redis.external"),
+    ("cluster-seed-without-port", "spec: {redis: {external: {cluster: {addresses: ['c:7000', 'c']}}}}",
+     "spec.redis.external.cluster.addresses[1]"),
+    ("cluster-without-seeds", "spec: {redis: {external: {cluster: {addresses: []}}}}",
+     "spec.redis.external.cluster.addresses"),
+    ("env-names-the-cluster", "spec: {env: [{name: PUSH_REDIS_CLUSTER, value: 'c:7000'}]}", "spec.env"),
 ]
 
 

@@ -4,8 +4,8 @@ primary is SIGKILLed: the Sentinels promote a replica, the supervisor restarts t
 redis-server on its port as a replica of the new primary, and local mode keeps running.
 The push-servers follow the new primary: a message published before and one after the
 failover (retried with its idempotency key until a 202) both reach a client once. With
-`redis.external.sentinel` local mode points the nodes at a Sentinel set it did not start,
-and they follow its failover the same way. With the default (1), one redis-server as
+`redis.external.sentinel` (or `.cluster`) local mode points the nodes at a Sentinel set
+(or a Redis Cluster) it did not start, and they follow its failover the same way. With the default (1), one redis-server as
 always."""
 
 from __future__ import annotations
@@ -17,8 +17,11 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from harness import wait_until
 from harness.local import CONTRACT, LocalCluster, clients, manifest, record_measurement
+from harness.redis_cluster import RedisClusterSet
 from harness.redis_sentinel import SentinelSet
 
 MASTER = CONTRACT["defaults"]["REDIS_SENTINEL_MASTER"]
@@ -169,22 +172,36 @@ def test_one_redis_by_default(tmp_path):
         assert cluster.proc is not None and cluster.proc.poll() is None
 
 
-def test_an_external_sentinel_set_is_followed_through_its_failover(tmp_path, processes):
-    redis = SentinelSet(processes).start()
+def external_sentinel(redis: SentinelSet) -> tuple[dict, dict]:
+    """`spec.redis.external` for `redis`, and the node env it must give."""
+    return ({"sentinel": {"addresses": redis.sentinels.split(","), "masterName": MASTER}},
+            {ENV["REDIS_SENTINELS"]: redis.sentinels, ENV["REDIS_MIN_REPLICAS"]: "1"})
+
+
+def external_cluster(redis: RedisClusterSet) -> tuple[dict, dict]:
+    return ({"cluster": {"addresses": redis.seeds.split(",")}},
+            {ENV["REDIS_CLUSTER"]: redis.seeds, ENV["REDIS_MIN_REPLICAS"]: "1"})
+
+
+EXTERNAL = {"sentinel": (SentinelSet, external_sentinel), "cluster": (RedisClusterSet, external_cluster)}
+
+
+@pytest.mark.parametrize("topology", EXTERNAL)
+def test_an_external_redis_is_followed_through_its_failover(tmp_path, processes, topology):
+    kind, external = EXTERNAL[topology]
+    redis = kind(processes).start()
+    form, want_env = external(redis)
     spec = manifest("ext", 2, 2, "address")
-    spec["spec"]["redis"] = {"external": {
-        "sentinel": {"addresses": redis.sentinels.split(","), "masterName": MASTER},
-        "passwordSecretRef": {"name": "redis", "key": "password"}}}
+    spec["spec"]["redis"] = {"external": {**form, "passwordSecretRef": {"name": "redis", "key": "password"}}}
     with LocalCluster(tmp_path, spec, env={"PUSHCLUSTER_SECRET_REDIS_PASSWORD": redis.password}) as cluster:
         for node in cluster.state()["nodes"]:
             env = node_env(node["pid"])
-            assert env[ENV["REDIS_SENTINELS"]] == redis.sentinels, env
-            assert env[ENV["REDIS_MIN_REPLICAS"]] == "1"
+            assert {k: env.get(k) for k in want_env} == want_env, env
         client = clients(processes, {"url": cluster.endpoint, "transports": ["websocket"], "rooms": ["news"]})
         client.wait_ready()
         published_until_accepted(cluster, "before")
         old_primary = redis.primary()
         redis.kill(old_primary)
-        wait_until(lambda: redis.primary() not in (None, old_primary), 20, "the Sentinels promoting a replica")
+        wait_until(lambda: redis.primary() not in (None, old_primary), 20, f"the {topology} promoting a replica")
         published_until_accepted(cluster, "after")
         delivered_once(client, ["before", "after"])

@@ -91,6 +91,10 @@ pub struct Cli {
     /// Redis Sentinels, `host:port` (comma-separated): follow the primary they name.
     #[arg(long, env = env::REDIS_SENTINELS, value_delimiter = ',')]
     pub redis_sentinels: Vec<String>,
+    /// Redis Cluster seed nodes, `host:port` (comma-separated): use the primary owning
+    /// the slot of this cluster's keys and follow it through failovers.
+    #[arg(long, env = env::REDIS_CLUSTER, value_delimiter = ',')]
+    pub redis_cluster: Vec<String>,
     /// The name the Sentinels monitor the primary under.
     #[arg(long, env = env::REDIS_SENTINEL_MASTER, default_value = defaults::REDIS_SENTINEL_MASTER)]
     pub redis_sentinel_master: String,
@@ -193,8 +197,12 @@ pub struct Config {
     pub node_id: String,
     /// RESP3, password merged in.
     pub redis: Option<ConnectionInfo>,
-    /// Sentinels naming the primary (its host in `redis` is then not used).
-    pub redis_sentinels: Option<redis_link::Sentinels>,
+    /// Sentinels or a Redis Cluster naming the primary (the host in `redis` is then not
+    /// used).
+    pub redis_topology: Option<redis_link::Topology>,
+    /// What every Redis key of this cluster starts with: the channel, or with a Redis
+    /// Cluster `{channel}` (a hash tag: every key in one slot).
+    pub redis_key_prefix: String,
     /// Replicas a 202 waits for (Redis WAIT, for up to `redis_timeout` more).
     pub redis_min_replicas: u32,
     pub redis_channel: String,
@@ -251,15 +259,43 @@ impl Config {
             }
             None => None,
         };
-        let redis_sentinels = match (&redis, cli.redis_sentinels.is_empty()) {
-            (_, true) => None,
-            (None, false) => {
+        let redis_key_prefix = if cli.redis_cluster.is_empty() {
+            cli.redis_channel.clone()
+        } else {
+            cluster_key_prefix(&cli.redis_channel)?
+        };
+        let redis_topology = match (
+            &redis,
+            cli.redis_sentinels.is_empty(),
+            cli.redis_cluster.is_empty(),
+        ) {
+            (_, true, true) => None,
+            (_, false, false) => {
+                return Err(ConfigError::Exclusive(
+                    env::REDIS_SENTINELS,
+                    env::REDIS_CLUSTER,
+                ));
+            }
+            (None, false, _) => {
                 return Err(ConfigError::Requires(env::REDIS_SENTINELS, env::REDIS_URL));
             }
-            (Some(_), false) => Some(redis_link::Sentinels::parse(
-                &cli.redis_sentinels,
-                &cli.redis_sentinel_master,
-            )?),
+            (None, _, false) => {
+                return Err(ConfigError::Requires(env::REDIS_CLUSTER, env::REDIS_URL));
+            }
+            (Some(_), false, true) => Some(redis_link::Topology::Sentinels(
+                redis_link::Sentinels::parse(&cli.redis_sentinels, &cli.redis_sentinel_master)?,
+            )),
+            (Some(info), true, false) => {
+                if info.redis_settings().db() != 0 {
+                    return Err(ConfigError::Invalid {
+                        var: env::REDIS_URL,
+                        reason: "a Redis Cluster has only db 0".into(),
+                    });
+                }
+                Some(redis_link::Topology::Cluster(
+                    redis_link::ClusterNodes::parse(&cli.redis_cluster, &redis_key_prefix)?,
+                ))
+            }
         };
         if cli.redis_min_replicas > 0 && redis.is_none() {
             return Err(ConfigError::Requires(
@@ -323,7 +359,8 @@ impl Config {
             address_file: cli.address_file,
             node_id,
             redis,
-            redis_sentinels,
+            redis_topology,
+            redis_key_prefix,
             redis_min_replicas: cli.redis_min_replicas,
             redis_channel: cli.redis_channel,
             redis_timeout: Duration::from_millis(cli.redis_timeout_ms),
@@ -444,6 +481,18 @@ impl fmt::Display for Config {
     }
 }
 
+/// `{channel}`: with a Redis Cluster every key carries the channel as its hash tag, so
+/// they all live in one slot (the publish script touches several at once).
+fn cluster_key_prefix(channel: &str) -> Result<String, ConfigError> {
+    if channel.contains(['{', '}']) {
+        return Err(ConfigError::Invalid {
+            var: env::REDIS_CHANNEL,
+            reason: "with a Redis Cluster the channel becomes the keys' hash tag: no { or }".into(),
+        });
+    }
+    Ok(format!("{{{channel}}}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -499,6 +548,45 @@ mod tests {
                 env::CLIENT_JS,
             ),
             ("empty node id", &["--node-id", " "], env::NODE_ID),
+            (
+                "cluster without url",
+                &["--redis-cluster", "h:7000"],
+                env::REDIS_URL,
+            ),
+            (
+                "cluster and sentinels",
+                &[
+                    "--redis-url",
+                    "redis://h:1",
+                    "--redis-cluster",
+                    "h:7000",
+                    "--redis-sentinels",
+                    "h:26379",
+                ],
+                env::REDIS_CLUSTER,
+            ),
+            (
+                "cluster with a db",
+                &["--redis-url", "redis://h:1/2", "--redis-cluster", "h:7000"],
+                env::REDIS_URL,
+            ),
+            (
+                "cluster with braces in the channel",
+                &[
+                    "--redis-url",
+                    "redis://h:1",
+                    "--redis-cluster",
+                    "h:7000",
+                    "--redis-channel",
+                    "a{b}",
+                ],
+                env::REDIS_CHANNEL,
+            ),
+            (
+                "cluster seed without port",
+                &["--redis-url", "redis://h:1", "--redis-cluster", "h"],
+                env::REDIS_CLUSTER,
+            ),
         ];
         for (name, args, var) in cases {
             let err = match Config::from_cli(cli(args)) {
@@ -510,6 +598,42 @@ mod tests {
                 "case {name:?}: {err:?} does not name {var}"
             );
         }
+    }
+
+    #[test]
+    fn a_redis_cluster_puts_every_key_in_the_slot_it_follows() {
+        let config = Config::from_cli(cli(&[
+            "--redis-url",
+            "redis://h:1",
+            "--redis-cluster",
+            "a:7000, b:7001",
+        ]))
+        .expect("valid");
+        assert_eq!(config.redis_key_prefix, "{push:publish}");
+        let Some(redis_link::Topology::Cluster(nodes)) = &config.redis_topology else {
+            panic!("not a cluster: {:?}", config.redis_topology);
+        };
+        assert_eq!(nodes.addresses, [("a".into(), 7000), ("b".into(), 7001)]);
+        let keys = crate::history::Keys::new(&config.redis_key_prefix);
+        let room = keys.stream("/", Some("{news}"));
+        for key in [
+            keys.log(),
+            keys.channel_owner(),
+            keys.channel_taken(),
+            keys.session("p1"),
+            keys.idempotency("k}{"),
+            room.stream,
+            room.trimmed,
+            room.created,
+        ] {
+            assert_eq!(redis_link::key_slot(key.as_bytes()), nodes.slot, "{key}");
+        }
+        let plain = Config::from_cli(cli(&["--redis-url", "redis://h:1"])).expect("valid");
+        assert_eq!(
+            plain.redis_key_prefix, "push:publish",
+            "keys unchanged without a cluster"
+        );
+        assert_eq!(plain.redis_topology, None);
     }
 
     #[test]

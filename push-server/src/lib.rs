@@ -119,8 +119,8 @@ async fn serve_clients(
         let builder: SocketIoBuilder<SingleNodeAdapter> = SocketIo::builder();
         return serve_with(builder, None, listener, state, shutdown, stop).await;
     };
-    let sentinels = state.config.redis_sentinels.clone();
-    let Some(link) = RedisLink::connect_with_retry(info, sentinels, &shutdown.drain).await else {
+    let topology = state.config.redis_topology.clone();
+    let Some(link) = RedisLink::connect_with_retry(info, topology, &shutdown.drain).await else {
         return Ok(()); // asked to stop before Redis ever answered
     };
     state.metrics.redis_up.set(1);

@@ -30,8 +30,8 @@ use crate::{error::ConfigError, metrics::Metrics};
 
 type Handlers = Arc<RwLock<HashMap<String, mpsc::Sender<ChanItem>>>>;
 
-/// How often the Sentinels are asked which node is the primary.
-const SENTINEL_POLL: Duration = Duration::from_millis(250);
+/// How often the Sentinels (or cluster nodes) are asked which node is the primary.
+const PRIMARY_POLL: Duration = Duration::from_millis(250);
 
 /// Redis Sentinels and the name they monitor the primary under.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,26 +43,7 @@ pub struct Sentinels {
 impl Sentinels {
     /// `host:port` entries (blank ones skipped) and the master name.
     pub fn parse(entries: &[String], master: &str) -> Result<Self, ConfigError> {
-        let invalid = |reason: String| ConfigError::Invalid {
-            var: env::REDIS_SENTINELS,
-            reason,
-        };
-        let mut addresses = Vec::new();
-        for entry in entries.iter().map(|e| e.trim()).filter(|e| !e.is_empty()) {
-            let (host, port) = entry
-                .rsplit_once(':')
-                .ok_or_else(|| invalid(format!("{entry:?} is not host:port")))?;
-            let port = port
-                .parse::<u16>()
-                .map_err(|_| invalid(format!("{entry:?}: bad port")))?;
-            if host.is_empty() {
-                return Err(invalid(format!("{entry:?}: no host")));
-            }
-            addresses.push((host.trim_matches(['[', ']']).to_owned(), port));
-        }
-        if addresses.is_empty() {
-            return Err(ConfigError::Empty(env::REDIS_SENTINELS));
-        }
+        let addresses = parse_addresses(entries, env::REDIS_SENTINELS)?;
         if master.is_empty() {
             return Err(ConfigError::Empty(env::REDIS_SENTINEL_MASTER));
         }
@@ -111,6 +92,169 @@ impl Sentinels {
     }
 }
 
+/// `host:port` entries of `var` (blank ones skipped; at least one).
+fn parse_addresses(
+    entries: &[String],
+    var: &'static str,
+) -> Result<Vec<(String, u16)>, ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid { var, reason };
+    let mut addresses = Vec::new();
+    for entry in entries.iter().map(|e| e.trim()).filter(|e| !e.is_empty()) {
+        let (host, port) = entry
+            .rsplit_once(':')
+            .ok_or_else(|| invalid(format!("{entry:?} is not host:port")))?;
+        let port = port
+            .parse::<u16>()
+            .map_err(|_| invalid(format!("{entry:?}: bad port")))?;
+        if host.is_empty() {
+            return Err(invalid(format!("{entry:?}: no host")));
+        }
+        addresses.push((host.trim_matches(['[', ']']).to_owned(), port));
+    }
+    if addresses.is_empty() {
+        return Err(ConfigError::Empty(var));
+    }
+    Ok(addresses)
+}
+
+/// Redis Cluster: every key of this cluster carries one hash tag, so all of them live in
+/// one slot; the link is on the primary that owns it, as the seed nodes say. A failover
+/// of that primary (its replica promoted by the cluster itself) moves the slot, and the
+/// link follows it like a Sentinel-named primary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterNodes {
+    pub addresses: Vec<(String, u16)>,
+    /// The slot of every key (see [`key_slot`]).
+    pub slot: u16,
+}
+
+impl ClusterNodes {
+    /// Seed nodes (`host:port` each) and the key prefix every key starts with.
+    pub fn parse(entries: &[String], key_prefix: &str) -> Result<Self, ConfigError> {
+        Ok(Self {
+            addresses: parse_addresses(entries, env::REDIS_CLUSTER)?,
+            slot: key_slot(key_prefix.as_bytes()),
+        })
+    }
+
+    /// The primary owning [`ClusterNodes::slot`] as the first seed that answers names it.
+    async fn primary(&self, info: &ConnectionInfo) -> Result<(String, u16), RedisError> {
+        let mut last = None;
+        for (host, port) in &self.addresses {
+            match self.ask(info, host, *port).await {
+                Ok(Some(primary)) => return Ok(primary),
+                Ok(None) => {}
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            RedisError::from((
+                redis::ErrorKind::Io,
+                "no cluster node knows the slot's primary",
+                self.slot.to_string(),
+            ))
+        }))
+    }
+
+    async fn ask(
+        &self,
+        info: &ConnectionInfo,
+        host: &str,
+        port: u16,
+    ) -> Result<Option<(String, u16)>, RedisError> {
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_millis(500)))
+            .set_response_timeout(Some(Duration::from_millis(500)));
+        let mut conn: MultiplexedConnection = redis::Client::open(at(info, host.to_owned(), port))?
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        let reply: Value = redis::cmd("CLUSTER")
+            .arg("SLOTS")
+            .query_async(&mut conn)
+            .await?;
+        Ok(slot_owner(&reply, self.slot, host))
+    }
+}
+
+/// The primary serving `slot` in a `CLUSTER SLOTS` reply; a node announced without a
+/// host (`""` or `"?"`) is on `asked`, the node that answered.
+fn slot_owner(reply: &Value, slot: u16, asked: &str) -> Option<(String, u16)> {
+    let Value::Array(ranges) = reply else {
+        return None;
+    };
+    ranges.iter().find_map(|range| {
+        let Value::Array(items) = range else {
+            return None;
+        };
+        let [
+            Value::Int(start),
+            Value::Int(end),
+            Value::Array(primary),
+            ..,
+        ] = items.as_slice()
+        else {
+            return None;
+        };
+        if !(*start..=*end).contains(&i64::from(slot)) {
+            return None;
+        }
+        let [host, Value::Int(port), ..] = primary.as_slice() else {
+            return None;
+        };
+        let host = String::from_redis_value(host.clone()).ok()?;
+        let host = if host.is_empty() || host == "?" {
+            asked.to_owned()
+        } else {
+            host
+        };
+        Some((host, u16::try_from(*port).ok()?))
+    })
+}
+
+/// Redis Cluster's slot of a key: CRC16 (XMODEM) of its hash tag (the part between the
+/// first `{` and the next `}`, when not empty) or else of the whole key, modulo 16384.
+pub fn key_slot(key: &[u8]) -> u16 {
+    let tagged = key.iter().position(|&b| b == b'{').and_then(|open| {
+        let rest = &key[open + 1..];
+        let close = rest.iter().position(|&b| b == b'}')?;
+        (close > 0).then(|| &rest[..close])
+    });
+    crc16(tagged.unwrap_or(key)) % 16384
+}
+
+fn crc16(bytes: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &byte in bytes {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
+}
+
+/// Where the primary is when it can move: Sentinels name it, or a Redis Cluster's slot
+/// map does. Without one, the link stays on the URL's host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Topology {
+    Sentinels(Sentinels),
+    Cluster(ClusterNodes),
+}
+
+impl Topology {
+    /// The primary's address now (`info` carries the credentials a cluster node wants).
+    pub async fn primary(&self, info: &ConnectionInfo) -> Result<(String, u16), RedisError> {
+        match self {
+            Self::Sentinels(sentinels) => sentinels.primary().await,
+            Self::Cluster(nodes) => nodes.primary(info).await,
+        }
+    }
+}
+
 /// The connections to the current primary.
 struct Current {
     conn: ConnectionManager,
@@ -129,8 +273,13 @@ pub struct RedisLink {
     /// The generation whose pushes are dispatched (an older connection's are not).
     dispatching: Arc<AtomicU64>,
     handlers: Handlers,
-    sentinels: Option<Arc<Sentinels>>,
+    topology: Option<Arc<Topology>>,
+    /// With a Redis Cluster: connections to the other primaries, for keys of other slots.
+    elsewhere: Arc<std::sync::Mutex<HashMap<(String, u16), MultiplexedConnection>>>,
 }
+
+/// Most other cluster primaries [`RedisLink::get_anywhere`] keeps a connection to.
+const ELSEWHERE_MAX: usize = 64;
 
 /// Splits a RESP3 push into (channel, payload) when it is a pub/sub message.
 fn pubsub_message(push: PushInfo) -> Option<ChanItem> {
@@ -162,6 +311,18 @@ fn at(info: &ConnectionInfo, host: String, port: u16) -> ConnectionInfo {
     info.clone().set_addr(ConnectionAddr::Tcp(host, port))
 }
 
+/// The node a `MOVED` reply names (`host:port`; an empty host is the node that said it).
+fn moved_to(addr: &str, asked: &ConnectionInfo) -> Option<(String, u16)> {
+    let (host, port) = addr.rsplit_once(':')?;
+    let port = port.parse().ok()?;
+    let host = match (host.trim_matches(['[', ']']), addr_of(asked)) {
+        ("", Some((asked, _))) => asked,
+        ("", None) => return None,
+        (host, _) => host.to_owned(),
+    };
+    Some((host, port))
+}
+
 fn addr_of(info: &ConnectionInfo) -> Option<(String, u16)> {
     match info.addr() {
         ConnectionAddr::Tcp(host, port) => Some((host.clone(), *port)),
@@ -170,16 +331,16 @@ fn addr_of(info: &ConnectionInfo) -> Option<(String, u16)> {
 }
 
 impl RedisLink {
-    /// Connects once (to the primary the Sentinels name, if any); afterwards the manager
+    /// Connects once (to the primary the topology names, if any); afterwards the manager
     /// reconnects (with backoff) by itself, and [`RedisLink::follow`] moves it to a new
     /// primary.
     pub async fn connect(
         info: ConnectionInfo,
-        sentinels: Option<Sentinels>,
+        topology: Option<Topology>,
     ) -> Result<Self, RedisError> {
-        let info = match &sentinels {
-            Some(sentinels) => {
-                let (host, port) = sentinels.primary().await?;
+        let info = match &topology {
+            Some(topology) => {
+                let (host, port) = topology.primary(&info).await?;
                 at(&info, host, port)
             }
             None => info,
@@ -191,7 +352,8 @@ impl RedisLink {
             current: Arc::new(RwLock::new(Arc::new(current))),
             dispatching,
             handlers,
-            sentinels: sentinels.map(Arc::new),
+            topology: topology.map(Arc::new),
+            elsewhere: Arc::default(),
         })
     }
 
@@ -239,12 +401,12 @@ impl RedisLink {
     /// Connects, retrying with backoff until Redis answers or `cancel` fires.
     pub async fn connect_with_retry(
         info: ConnectionInfo,
-        sentinels: Option<Sentinels>,
+        topology: Option<Topology>,
         cancel: &CancellationToken,
     ) -> Option<Self> {
         let mut delay = Duration::from_millis(100);
         loop {
-            match Self::connect(info.clone(), sentinels.clone()).await {
+            match Self::connect(info.clone(), topology.clone()).await {
                 Ok(link) => return Some(link),
                 Err(e) => tracing::warn!(error = %e, retry_in = ?delay, "redis not reachable"),
             }
@@ -276,22 +438,68 @@ impl RedisLink {
         self.current().bulk.clone()
     }
 
-    /// With Sentinels: asks them every [`SENTINEL_POLL`] which node is the primary and,
-    /// when it changed (a failover), moves every connection there and subscribes again.
-    /// Ends when `stop` fires; returns at once without Sentinels.
+    /// GET of a key that is not this cluster's (a web app's session): with a Redis
+    /// Cluster its slot may be on another primary, which the `MOVED` reply names; it is
+    /// read there.
+    pub async fn get_anywhere(&self, key: &str) -> Result<Option<String>, RedisError> {
+        let moved =
+            match self.connection().get(key).await {
+                Err(e) if matches!(self.topology.as_deref(), Some(Topology::Cluster(_))) => match e
+                    .redirect_node()
+                    .and_then(|(addr, _slot)| moved_to(addr, &self.info()))
+                {
+                    Some(node) => node,
+                    None => return Err(e),
+                },
+                other => return other,
+            };
+        let cached = self
+            .elsewhere
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&moved).cloned());
+        let mut conn = match cached {
+            Some(conn) => conn,
+            None => {
+                let info = at(&self.info(), moved.0.clone(), moved.1);
+                let conn = redis::Client::open(info)?
+                    .get_multiplexed_async_connection()
+                    .await?;
+                if let Ok(mut cache) = self.elsewhere.lock() {
+                    if cache.len() >= ELSEWHERE_MAX {
+                        cache.clear();
+                    }
+                    cache.insert(moved.clone(), conn.clone());
+                }
+                conn
+            }
+        };
+        let got = conn.get(key).await;
+        if got.is_err()
+            && let Ok(mut cache) = self.elsewhere.lock()
+        {
+            // Dropped, so the next lookup connects afresh (the node may have failed over).
+            cache.remove(&moved);
+        }
+        got
+    }
+
+    /// With Sentinels or a Redis Cluster: asks every [`PRIMARY_POLL`] which node is the
+    /// primary and, when it changed (a failover), moves every connection there and
+    /// subscribes again. Ends when `stop` fires; returns at once without either.
     pub async fn follow(self, metrics: Arc<Metrics>, stop: CancellationToken) {
-        let Some(sentinels) = self.sentinels.clone() else {
+        let Some(topology) = self.topology.clone() else {
             return;
         };
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(SENTINEL_POLL) => {}
+                _ = tokio::time::sleep(PRIMARY_POLL) => {}
             }
-            let Ok(primary) = sentinels.primary().await else {
+            let current = self.current();
+            let Ok(primary) = topology.primary(&current.info).await else {
                 continue;
             };
-            let current = self.current();
             if addr_of(&current.info).as_ref() == Some(&primary) {
                 continue;
             }
@@ -491,6 +699,73 @@ mod tests {
             Sentinels::parse(&entries(&["h:1"]), "").is_err(),
             "no master name"
         );
+    }
+
+    #[test]
+    fn a_moved_reply_names_host_and_port() {
+        let asked = connection_info("redis://10.0.0.1:7000", None).expect("valid");
+        assert_eq!(
+            moved_to("10.0.0.2:7001", &asked),
+            Some(("10.0.0.2".into(), 7001))
+        );
+        assert_eq!(moved_to(":7002", &asked), Some(("10.0.0.1".into(), 7002)));
+        assert_eq!(moved_to("[::1]:7003", &asked), Some(("::1".into(), 7003)));
+        assert_eq!(moved_to("nonsense", &asked), None);
+        assert_eq!(moved_to("h:99999", &asked), None);
+    }
+
+    #[test]
+    fn key_slots_are_redis_clusters() {
+        // Values from the Redis Cluster specification and `CLUSTER KEYSLOT`.
+        assert_eq!(crc16(b"123456789"), 0x31C3);
+        assert_eq!(key_slot(b"foo"), 12182);
+        assert_eq!(key_slot(b"{user1000}.following"), key_slot(b"user1000"));
+        assert_eq!(
+            key_slot(b"{}x"),
+            key_slot(b"{}x"),
+            "an empty tag hashes the key"
+        );
+        assert_ne!(key_slot(b"{}x"), key_slot(b""));
+        assert_eq!(key_slot(b"{push:publish}:log"), key_slot(b"push:publish"));
+    }
+
+    #[test]
+    fn the_slot_owner_is_read_from_cluster_slots() {
+        let node = |host: &str, port: i64| {
+            Value::Array(vec![
+                Value::BulkString(host.as_bytes().to_vec()),
+                Value::Int(port),
+                Value::BulkString(b"id".to_vec()),
+            ])
+        };
+        let range = |start: i64, end: i64, primary: Value| {
+            Value::Array(vec![
+                Value::Int(start),
+                Value::Int(end),
+                primary,
+                node("10.0.0.9", 7009),
+            ])
+        };
+        let reply = Value::Array(vec![
+            range(0, 5460, node("10.0.0.1", 7000)),
+            range(5461, 10922, node("", 7001)),
+            range(10923, 16383, node("?", 7002)),
+        ]);
+        assert_eq!(
+            slot_owner(&reply, 0, "seed"),
+            Some(("10.0.0.1".into(), 7000))
+        );
+        assert_eq!(
+            slot_owner(&reply, 5461, "seed"),
+            Some(("seed".into(), 7001))
+        );
+        assert_eq!(
+            slot_owner(&reply, 16383, "seed"),
+            Some(("seed".into(), 7002))
+        );
+        let uncovered = Value::Array(vec![range(0, 10, node("h", 1))]);
+        assert_eq!(slot_owner(&uncovered, 11, "seed"), None);
+        assert_eq!(slot_owner(&Value::Nil, 0, "seed"), None, "no panic on junk");
     }
 
     #[test]

@@ -108,7 +108,7 @@ impl AppState {
         let metrics = Arc::new(Metrics::new(config.redis.is_some()));
         let admission = Arc::new(tokio::sync::Semaphore::new(config.max_connections));
         Arc::new(Self {
-            keys: Keys::new(&config.redis_channel),
+            keys: Keys::new(&config.redis_key_prefix),
             handshakes: config.handshakes_per_second.map(|rate| {
                 std::sync::Mutex::new(TokenBucket::new(rate, rate, std::time::Instant::now()))
             }),

@@ -132,6 +132,7 @@ pub fn node_env(
             env::REDIS_PASSWORD,
             env::REDIS_SENTINELS,
             env::REDIS_SENTINEL_MASTER,
+            env::REDIS_CLUSTER,
             env::REDIS_MIN_REPLICAS,
         ]);
     }

@@ -6,7 +6,7 @@
 
 use super::labels::{self, Component};
 use super::security::{restricted_container_security, runtime_default_seccomp};
-use crate::resources::PullPolicy;
+use crate::resources::{ExternalRedis, PullPolicy};
 use crate::validate::ValidatedCluster;
 use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
@@ -44,24 +44,29 @@ pub fn operator_env_names() -> [&'static str; env::SET_BY_OPERATOR.len()] {
 /// socketioxide-redis needs RESP3, so `protocol=resp3` is added when absent.
 pub fn redis_url(vc: &ValidatedCluster) -> String {
     let external = vc.spec.redis.external.as_ref();
-    match (
-        external.and_then(|e| e.url.as_ref()),
-        external.and_then(|e| e.sentinel.as_ref()),
-    ) {
-        (Some(url), _) if url.contains("protocol=") => url.clone(),
-        (Some(url), _) => {
+    // With Sentinels or a cluster, push-server takes only the settings from the URL;
+    // they name the host.
+    let first_of = |addresses: &[String]| {
+        format!(
+            "redis://{}/0?protocol=resp3",
+            addresses.first().map_or("redis", String::as_str)
+        )
+    };
+    match external {
+        Some(ExternalRedis { url: Some(url), .. }) if url.contains("protocol=") => url.clone(),
+        Some(ExternalRedis { url: Some(url), .. }) => {
             let sep = if url.contains('?') { '&' } else { '?' };
             format!("{url}{sep}protocol=resp3")
         }
-        // push-server takes only the settings from it; the Sentinels name the host.
-        (None, Some(sentinel)) => format!(
-            "redis://{}/0?protocol=resp3",
-            sentinel
-                .addresses
-                .first()
-                .map_or("sentinel", String::as_str)
-        ),
-        (None, None) => format!(
+        Some(ExternalRedis {
+            sentinel: Some(sentinel),
+            ..
+        }) => first_of(&sentinel.addresses),
+        Some(ExternalRedis {
+            cluster: Some(cluster),
+            ..
+        }) => first_of(&cluster.addresses),
+        _ => format!(
             "redis://{}.{}.svc:{}/0?protocol=resp3",
             vc.names.redis,
             vc.namespace,
@@ -83,13 +88,24 @@ pub fn sentinel_env(sentinels: &[String], master: &str, min_replicas: u32) -> Ve
     ]
 }
 
-/// [`sentinel_env`] for a Sentinel-managed Redis: an external one, or the managed one
-/// with replicas (its Sentinels' Service; one replica acknowledges every publish).
-/// Empty otherwise.
-pub fn redis_sentinel_env(vc: &ValidatedCluster) -> Vec<EnvVar> {
+/// The variables for a Redis whose primary can move: [`sentinel_env`] for an external
+/// Sentinel set or the managed Redis with replicas (its Sentinels' Service; one replica
+/// acknowledges every publish), the seed nodes for an external Redis Cluster. Empty
+/// otherwise.
+pub fn redis_topology_env(vc: &ValidatedCluster) -> Vec<EnvVar> {
     let redis = &vc.spec.redis;
-    if let Some(s) = redis.external.as_ref().and_then(|e| e.sentinel.as_ref()) {
+    let external = redis.external.as_ref();
+    if let Some(s) = external.and_then(|e| e.sentinel.as_ref()) {
         return sentinel_env(&s.addresses, &s.master_name, s.min_replicas_to_acknowledge);
+    }
+    if let Some(c) = external.and_then(|e| e.cluster.as_ref()) {
+        return vec![
+            value(env::REDIS_CLUSTER, c.addresses.join(",")),
+            value(
+                env::REDIS_MIN_REPLICAS,
+                c.min_replicas_to_acknowledge.to_string(),
+            ),
+        ];
     }
     if redis.managed.as_ref().is_some_and(|m| m.replicas > 1) {
         return sentinel_env(
@@ -167,7 +183,7 @@ pub fn push_server_env(vc: &ValidatedCluster) -> Vec<EnvVar> {
         },
         value(env::REDIS_URL, redis_url(vc)),
     ];
-    vars.extend(redis_sentinel_env(vc));
+    vars.extend(redis_topology_env(vc));
     if let Some(password) = redis_password_secret(vc) {
         vars.push(from_secret(env::REDIS_PASSWORD, &password));
     }

@@ -377,12 +377,17 @@ mod tests {
             (
                 "one external form",
                 "spec: {redis: {external: {url: 'redis://r', sentinel: {addresses: ['s:26379'], masterName: m}}}}",
-                "set exactly one of url or sentinel",
+                "set exactly one of url, sentinel or cluster",
+            ),
+            (
+                "sentinel and cluster",
+                "spec: {redis: {external: {cluster: {addresses: ['c:7000']}, sentinel: {addresses: ['s:26379'], masterName: m}}}}",
+                "set exactly one of url, sentinel or cluster",
             ),
             (
                 "no external form",
                 "spec: {redis: {external: {}}}",
-                "set exactly one of url or sentinel",
+                "set exactly one of url, sentinel or cluster",
             ),
             (
                 "one exposure mode",

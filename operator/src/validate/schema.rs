@@ -111,6 +111,23 @@ fn check(schema: &Value, value: &Value, path: &str, errors: &mut Vec<ValidationE
             }
         }
         Value::Array(items) => {
+            let len = items.len() as u64;
+            if let Some(min) = schema.get("minItems").and_then(Value::as_u64)
+                && len < min
+            {
+                errors.push(ValidationError::new(
+                    path.to_owned(),
+                    format!("must have at least {min} items"),
+                ));
+            }
+            if let Some(max) = schema.get("maxItems").and_then(Value::as_u64)
+                && len > max
+            {
+                errors.push(ValidationError::new(
+                    path.to_owned(),
+                    format!("must have at most {max} items"),
+                ));
+            }
             if let Some(item_schema) = schema.get("items") {
                 for (i, item) in items.iter().enumerate() {
                     check(item_schema, item, &format!("{path}[{i}]"), errors);
@@ -275,6 +292,16 @@ mod tests {
                 "a sentinel address is host:port",
                 "{redis: {external: {sentinel: {addresses: ['s'], masterName: m}}}}",
                 Some("spec.redis.external.sentinel.addresses[0]"),
+            ),
+            (
+                "a cluster seed is host:port",
+                "{redis: {external: {cluster: {addresses: ['c:7000', 'c2']}}}}",
+                Some("spec.redis.external.cluster.addresses[1]"),
+            ),
+            (
+                "a cluster needs a seed",
+                "{redis: {external: {cluster: {addresses: []}}}}",
+                Some("spec.redis.external.cluster.addresses"),
             ),
             (
                 "unknown env field",

@@ -36,6 +36,11 @@ pub mod env {
     pub const REDIS_SENTINELS: &str = "PUSH_REDIS_SENTINELS";
     /// The name the Sentinels monitor the primary under.
     pub const REDIS_SENTINEL_MASTER: &str = "PUSH_REDIS_SENTINEL_MASTER";
+    /// Comma-separated `host:port` of Redis Cluster seed nodes: every key of the push
+    /// cluster carries the hash tag `{<REDIS_CHANNEL>}` (one slot), and the node uses the
+    /// primary owning that slot, following it through the cluster's own failovers.
+    /// [`REDIS_URL`] then only gives the user (db must be 0); its host is not used.
+    pub const REDIS_CLUSTER: &str = "PUSH_REDIS_CLUSTER";
     /// Replicas that must have a message before the publish API answers 202 (Redis
     /// `WAIT`, for up to [`REDIS_TIMEOUT_MS`] more): with 1, a failover to a replica loses
     /// nothing answered 202. 0 = do not wait.
@@ -107,7 +112,7 @@ pub mod env {
     /// The variables the operator sets on every push-server pod itself; a PushCluster's
     /// `spec.env` may not override them (the CRD's CEL rule and the Deployment builder
     /// both read this list).
-    pub const SET_BY_OPERATOR: [&str; 25] = [
+    pub const SET_BY_OPERATOR: [&str; 26] = [
         LISTEN,
         ADMIN_LISTEN,
         NODE_ID,
@@ -115,6 +120,7 @@ pub mod env {
         REDIS_PASSWORD,
         REDIS_SENTINELS,
         REDIS_SENTINEL_MASTER,
+        REDIS_CLUSTER,
         REDIS_MIN_REPLICAS,
         API_TOKEN,
         JWT_SECRET,

@@ -2,12 +2,12 @@
 //! in Redis (connect-redis). The cookie is `s:<id>.<base64 HMAC-SHA256(id)>`, URI-encoded;
 //! the session is JSON at `<prefix><id>`.
 
+use crate::redis_link::RedisLink;
 use base64::{Engine, engine::general_purpose::STANDARD_NO_PAD};
 use hmac::{Hmac, Mac};
 use http::HeaderMap;
 use percent_encoding::percent_decode_str;
 use push_contract::env;
-use redis::{AsyncCommands, aio::ConnectionManager};
 use sha2::Sha256;
 
 use super::identity::{AuthError, Identity, RoomPolicy};
@@ -103,14 +103,13 @@ pub fn user_at(session: &serde_json::Value, path: &str) -> Option<String> {
 /// Loads and checks the session a handshake's cookie points to.
 pub async fn identify(
     config: &SessionConfig,
-    conn: &ConnectionManager,
+    link: &RedisLink,
     headers: &HeaderMap,
 ) -> Result<Identity, AuthError> {
     let cookie = cookie_value(headers, &config.cookie).ok_or(AuthError::MissingCredentials)?;
     let id = unsign(&cookie, &config.secret).ok_or(AuthError::InvalidSession("bad signature"))?;
-    let stored: Option<String> = conn
-        .clone()
-        .get(format!("{}{id}", config.prefix))
+    let stored = link
+        .get_anywhere(&format!("{}{id}", config.prefix))
         .await
         .map_err(|e| {
             tracing::warn!(error = %e, "session lookup failed");

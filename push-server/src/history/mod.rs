@@ -89,9 +89,10 @@ pub struct Keys {
 }
 
 impl Keys {
-    pub fn new(channel: &str) -> Self {
+    /// `prefix`: the channel, or `{channel}` with a Redis Cluster (`Config::redis_key_prefix`).
+    pub fn new(prefix: &str) -> Self {
         Self {
-            prefix: channel.to_owned(),
+            prefix: prefix.to_owned(),
         }
     }
 

@@ -62,7 +62,7 @@ async fn identify(
             .get()
             .and_then(|s| s.link.as_ref())
             .ok_or(AuthError::SessionStoreDown)?;
-        return session::identify(session, &link.connection(), &parts.headers)
+        return session::identify(session, link, &parts.headers)
             .await
             .map_err(|e| match (e, config.jwt.is_some()) {
                 (AuthError::MissingCredentials, false) => {

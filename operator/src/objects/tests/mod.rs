@@ -335,6 +335,42 @@ fn env_per_spec_variant() {
             Some("1"),
         ),
         (
+            "external cluster: the url carries settings only",
+            "{redis: {external: {cluster: {addresses: ['c1:7000', 'c2:7001']}}}}",
+            env::REDIS_URL,
+            Some("redis://c1:7000/0?protocol=resp3"),
+        ),
+        (
+            "external cluster: the seed nodes",
+            "{redis: {external: {cluster: {addresses: ['c1:7000', 'c2:7001']}}}}",
+            env::REDIS_CLUSTER,
+            Some("c1:7000,c2:7001"),
+        ),
+        (
+            "external cluster: one replica acknowledges by default",
+            "{redis: {external: {cluster: {addresses: ['c1:7000']}}}}",
+            env::REDIS_MIN_REPLICAS,
+            Some("1"),
+        ),
+        (
+            "external cluster: no sentinels",
+            "{redis: {external: {cluster: {addresses: ['c1:7000'], minReplicasToAcknowledge: 0}}}}",
+            env::REDIS_SENTINELS,
+            None,
+        ),
+        (
+            "external cluster: acknowledgement off",
+            "{redis: {external: {cluster: {addresses: ['c1:7000'], minReplicasToAcknowledge: 0}}}}",
+            env::REDIS_MIN_REPLICAS,
+            Some("0"),
+        ),
+        (
+            "external url: no cluster",
+            "{redis: {external: {url: 'redis://r'}}}",
+            env::REDIS_CLUSTER,
+            None,
+        ),
+        (
             "external url: no sentinels",
             "{redis: {external: {url: 'redis://r'}}}",
             env::REDIS_SENTINELS,
