@@ -14,13 +14,14 @@ import pytest
 from .core import contract, wait_until
 from .ports import reserve_port
 from .procs import Processes
+from .redis_tls import TlsFiles, make_tls
 
 CHANNEL = contract()["defaults"]["REDIS_CHANNEL"]
 
 
 class RedisClusterSet:
     def __init__(self, procs: Processes, primaries: int = 3, replicas: int = 2, password: str = "cluster-secret",
-                 node_timeout_ms: int = 1000):
+                 node_timeout_ms: int = 1000, tls: bool = False):
         if shutil.which("redis-server") is None:
             pytest.skip("redis-server not installed (apt-get install redis-server; .ci/setup does it)")
         self.procs = procs
@@ -32,11 +33,13 @@ class RedisClusterSet:
         # range (taken by any outgoing connection); reserved like the others instead.
         self.bus_ports = {port: reserve_port() for port in self.ports}
         self.by_port: dict[int, subprocess.Popen] = {}
+        # With TLS every connection is TLS: clients, replication and the cluster bus.
+        self.tls: TlsFiles | None = make_tls(procs.log_dir, "cluster") if tls else None
 
     @property
     def url(self) -> str:
         """The push-server's PUSH_REDIS_URL (its host is replaced by the slot's primary)."""
-        return f"redis://127.0.0.1:{self.ports[0]}"
+        return f"{'rediss' if self.tls else 'redis'}://127.0.0.1:{self.ports[0]}"
 
     @property
     def seeds(self) -> str:
@@ -45,13 +48,14 @@ class RedisClusterSet:
 
     def env(self) -> dict:
         """What a push-server needs to use this cluster (contract env keys)."""
-        return {"REDIS_PASSWORD": self.password, "REDIS_CLUSTER": self.seeds}
+        env = {"REDIS_PASSWORD": self.password, "REDIS_CLUSTER": self.seeds}
+        return {**env, "REDIS_CA_FILE": str(self.tls.ca)} if self.tls else env
 
     def start(self) -> "RedisClusterSet":
         for port in self.ports:
             self._start_redis(port)
         out = subprocess.run(
-            ["redis-cli", "--no-auth-warning", "-a", self.password, "--cluster", "create",
+            ["redis-cli", *self._cli_tls(), "--no-auth-warning", "-a", self.password, "--cluster", "create",
              *(f"127.0.0.1:{p}" for p in self.ports), "--cluster-replicas", str(self.replicas), "--cluster-yes"],
             capture_output=True, text=True, timeout=60)
         assert out.returncode == 0, out.stdout + out.stderr
@@ -69,7 +73,9 @@ class RedisClusterSet:
         # cluster) survives a restart there, so a killed node comes back as itself.
         data = self.procs.log_dir / f"cluster-{port}"
         data.mkdir(exist_ok=True)
-        args = ["redis-server", "--bind", "127.0.0.1", "--port", port, "--dir", data,
+        listen = (["--port", 0, "--tls-port", port, "--tls-cluster", "yes", "--tls-replication", "yes",
+                   *self.tls.server_args()] if self.tls else ["--port", port])
+        args = ["redis-server", "--bind", "127.0.0.1", *listen, "--dir", data,
                 "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                 "--cluster-port", self.bus_ports[port],
                 "--cluster-node-timeout", self.node_timeout_ms,
@@ -80,8 +86,11 @@ class RedisClusterSet:
         wait_until(lambda: self.cli(port, "PING") == "PONG", 10, f"redis-server on {port}",
                    process=self.by_port[port])
 
+    def _cli_tls(self) -> list:
+        return [str(a) for a in self.tls.cli_args()] if self.tls else []
+
     def cli(self, port: int, *args) -> str:
-        return subprocess.run(["redis-cli", "-p", str(port), "--no-auth-warning", "-a", self.password,
+        return subprocess.run(["redis-cli", *self._cli_tls(), "-p", str(port), "--no-auth-warning", "-a", self.password,
                                *map(str, args)], capture_output=True, text=True, timeout=10).stdout.strip()
 
     def info(self, port: int) -> dict:

@@ -10,6 +10,7 @@ always."""
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -179,11 +180,18 @@ def external_sentinel(redis: SentinelSet) -> tuple[dict, dict]:
 
 
 def external_cluster(redis: RedisClusterSet) -> tuple[dict, dict]:
-    return ({"cluster": {"addresses": redis.seeds.split(",")}},
-            {ENV["REDIS_CLUSTER"]: redis.seeds, ENV["REDIS_MIN_REPLICAS"]: "1"})
+    form = {"cluster": {"addresses": redis.seeds.split(",")}}
+    want = {ENV["REDIS_CLUSTER"]: redis.seeds, ENV["REDIS_MIN_REPLICAS"]: "1"}
+    if redis.tls:
+        # The CA comes from a Secret (here PUSHCLUSTER_SECRET_REDIS_CA_PEM), written to a
+        # file as the pod would have it mounted.
+        form["tls"] = {"caSecretRef": {"name": "redis-ca", "key": "pem"}}
+        want[ENV["REDIS_URL"]] = f"rediss://{redis.seeds.split(',')[0]}/0?protocol=resp3"
+    return form, want
 
 
-EXTERNAL = {"sentinel": (SentinelSet, external_sentinel), "cluster": (RedisClusterSet, external_cluster)}
+EXTERNAL = {"sentinel": (SentinelSet, external_sentinel), "cluster": (RedisClusterSet, external_cluster),
+            "cluster-tls": (functools.partial(RedisClusterSet, tls=True), external_cluster)}
 
 
 @pytest.mark.parametrize("topology", EXTERNAL)
@@ -193,10 +201,15 @@ def test_an_external_redis_is_followed_through_its_failover(tmp_path, processes,
     form, want_env = external(redis)
     spec = manifest("ext", 2, 2, "address")
     spec["spec"]["redis"] = {"external": {**form, "passwordSecretRef": {"name": "redis", "key": "password"}}}
-    with LocalCluster(tmp_path, spec, env={"PUSHCLUSTER_SECRET_REDIS_PASSWORD": redis.password}) as cluster:
+    secrets = {"PUSHCLUSTER_SECRET_REDIS_PASSWORD": redis.password}
+    if getattr(redis, "tls", None):
+        secrets["PUSHCLUSTER_SECRET_REDIS_CA_PEM"] = redis.tls.ca.read_text()
+    with LocalCluster(tmp_path, spec, env=secrets) as cluster:
         for node in cluster.state()["nodes"]:
             env = node_env(node["pid"])
             assert {k: env.get(k) for k in want_env} == want_env, env
+            if getattr(redis, "tls", None):
+                assert Path(env[ENV["REDIS_CA_FILE"]]).read_text() == redis.tls.ca.read_text()
         client = clients(processes, {"url": cluster.endpoint, "transports": ["websocket"], "rooms": ["news"]})
         client.wait_ready()
         published_until_accepted(cluster, "before")

@@ -3,7 +3,8 @@ mechanisms (real redis-server processes):
 - Sentinel: a primary, two replicas and three Sentinels; the push-server nodes follow
   the primary the Sentinels name (PUSH_REDIS_SENTINELS);
 - Redis Cluster: three primaries with two replicas each (`redis-cli --cluster create`);
-  the nodes follow the primary owning the slot of their keys (PUSH_REDIS_CLUSTER).
+  the nodes follow the primary owning the slot of their keys (PUSH_REDIS_CLUSTER); once
+  more with every connection over TLS (rediss://, the test's own CA).
 Two nodes answer 202 only once a replica has the message too (PUSH_REDIS_MIN_REPLICAS=1).
 A publisher sends 50 numbered messages a second, retrying every 503 with its
 Idempotency-Key; the primary is SIGKILLed mid-stream. Every message answered 202 reaches
@@ -14,6 +15,7 @@ comes back as a replica: nothing is repeated."""
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -34,7 +36,9 @@ BROKEN = contract()["socket"]["CONTINUITY_BROKEN"]
 DEFAULTS = contract()["defaults"]
 
 
-TOPOLOGIES = {"sentinel": SentinelSet, "cluster": RedisClusterSet}
+TOPOLOGIES = {"sentinel": SentinelSet, "cluster": RedisClusterSet,
+              # Every connection TLS (rediss://, PUSH_REDIS_CA_FILE): seeds, primary, bus.
+              "cluster-tls": functools.partial(RedisClusterSet, tls=True)}
 
 
 @pytest.mark.parametrize("topology", TOPOLOGIES)

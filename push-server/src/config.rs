@@ -88,6 +88,9 @@ pub struct Cli {
     /// Redis password, merged into the URL.
     #[arg(long, env = env::REDIS_PASSWORD, hide_env_values = true)]
     pub redis_password: Option<String>,
+    /// CA certificates (PEM) a rediss:// Redis must be signed by (default: public roots).
+    #[arg(long, env = env::REDIS_CA_FILE)]
+    pub redis_ca_file: Option<PathBuf>,
     /// Redis Sentinels, `host:port` (comma-separated): follow the primary they name.
     #[arg(long, env = env::REDIS_SENTINELS, value_delimiter = ',')]
     pub redis_sentinels: Vec<String>,
@@ -249,13 +252,25 @@ impl Config {
     /// Validates the flags; the error names the variable to fix.
     pub fn from_cli(cli: Cli) -> Result<Self, ConfigError> {
         let node_id = node_id(cli.node_id)?;
+        let redis_ca = match &cli.redis_ca_file {
+            Some(path) => Some(std::fs::read(path).map_err(|source| ConfigError::Read {
+                var: env::REDIS_CA_FILE,
+                path: path.clone(),
+                source,
+            })?),
+            None => None,
+        };
         let redis = match cli.redis_url {
             Some(url) => Some(redis_link::connection_info(
                 &url,
                 cli.redis_password.as_deref(),
+                redis_ca.as_deref(),
             )?),
             None if cli.redis_password.is_some() => {
                 return Err(ConfigError::Requires(env::REDIS_PASSWORD, env::REDIS_URL));
+            }
+            None if redis_ca.is_some() => {
+                return Err(ConfigError::Requires(env::REDIS_CA_FILE, env::REDIS_URL));
             }
             None => None,
         };
@@ -548,6 +563,44 @@ mod tests {
                 env::CLIENT_JS,
             ),
             ("empty node id", &["--node-id", " "], env::NODE_ID),
+            (
+                "ca file without url",
+                &[
+                    "--redis-ca-file",
+                    concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"),
+                ],
+                env::REDIS_URL,
+            ),
+            (
+                "ca file for a plain url",
+                &[
+                    "--redis-url",
+                    "redis://h:1",
+                    "--redis-ca-file",
+                    concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"),
+                ],
+                env::REDIS_CA_FILE,
+            ),
+            (
+                "ca file that is not PEM",
+                &[
+                    "--redis-url",
+                    "rediss://h:1",
+                    "--redis-ca-file",
+                    concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"),
+                ],
+                env::REDIS_CA_FILE,
+            ),
+            (
+                "missing ca file",
+                &[
+                    "--redis-url",
+                    "rediss://h:1",
+                    "--redis-ca-file",
+                    "/nonexistent.pem",
+                ],
+                env::REDIS_CA_FILE,
+            ),
             (
                 "cluster without url",
                 &["--redis-cluster", "h:7000"],

@@ -28,6 +28,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // rustls (TLS to Redis) needs one process-wide crypto provider: ring, as the
+    // operator's (an error only means one is installed already).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let config = match Config::from_cli(Cli::parse()) {
         Ok(config) => config,
         Err(e) => {

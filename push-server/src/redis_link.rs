@@ -53,11 +53,12 @@ impl Sentinels {
         })
     }
 
-    /// The primary's address as the first Sentinel that answers names it.
-    pub async fn primary(&self) -> Result<(String, u16), RedisError> {
+    /// The primary's address as the first Sentinel that answers names it (over TLS when
+    /// `info`, the link's, is).
+    pub async fn primary(&self, info: &ConnectionInfo) -> Result<(String, u16), RedisError> {
         let mut last = None;
         for (host, port) in &self.addresses {
-            match self.ask(host, *port).await {
+            match self.ask(info, host, *port).await {
                 Ok(Some(primary)) => return Ok(primary),
                 Ok(None) => {}
                 Err(e) => last = Some(e),
@@ -72,8 +73,14 @@ impl Sentinels {
         }))
     }
 
-    async fn ask(&self, host: &str, port: u16) -> Result<Option<(String, u16)>, RedisError> {
-        let info = ConnectionAddr::Tcp(host.to_owned(), port).into_connection_info()?;
+    async fn ask(
+        &self,
+        info: &ConnectionInfo,
+        host: &str,
+        port: u16,
+    ) -> Result<Option<(String, u16)>, RedisError> {
+        // A Sentinel has no password of the primary's: only the address and TLS carry over.
+        let info = addr_at(info, host.to_owned(), port).into_connection_info()?;
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(Duration::from_millis(500)))
             .set_response_timeout(Some(Duration::from_millis(500)));
@@ -249,7 +256,7 @@ impl Topology {
     /// The primary's address now (`info` carries the credentials a cluster node wants).
     pub async fn primary(&self, info: &ConnectionInfo) -> Result<(String, u16), RedisError> {
         match self {
-            Self::Sentinels(sentinels) => sentinels.primary().await,
+            Self::Sentinels(sentinels) => sentinels.primary(info).await,
             Self::Cluster(nodes) => nodes.primary(info).await,
         }
     }
@@ -308,7 +315,24 @@ fn dispatch(push: PushInfo, handlers: &Handlers) {
 
 /// `info` pointed at `host:port` (the primary a Sentinel named).
 fn at(info: &ConnectionInfo, host: String, port: u16) -> ConnectionInfo {
-    info.clone().set_addr(ConnectionAddr::Tcp(host, port))
+    info.clone().set_addr(addr_at(info, host, port))
+}
+
+/// `host:port`, with TLS (and its CA) when `info` has it.
+fn addr_at(info: &ConnectionInfo, host: String, port: u16) -> ConnectionAddr {
+    match info.addr() {
+        ConnectionAddr::TcpTls {
+            insecure,
+            tls_params,
+            ..
+        } => ConnectionAddr::TcpTls {
+            host,
+            port,
+            insecure: *insecure,
+            tls_params: tls_params.clone(),
+        },
+        _ => ConnectionAddr::Tcp(host, port),
+    }
 }
 
 /// The node a `MOVED` reply names (`host:port`; an empty host is the node that said it).
@@ -325,7 +349,9 @@ fn moved_to(addr: &str, asked: &ConnectionInfo) -> Option<(String, u16)> {
 
 fn addr_of(info: &ConnectionInfo) -> Option<(String, u16)> {
     match info.addr() {
-        ConnectionAddr::Tcp(host, port) => Some((host.clone(), *port)),
+        ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => {
+            Some((host.clone(), *port))
+        }
         _ => None,
     }
 }
@@ -442,17 +468,16 @@ impl RedisLink {
     /// Cluster its slot may be on another primary, which the `MOVED` reply names; it is
     /// read there.
     pub async fn get_anywhere(&self, key: &str) -> Result<Option<String>, RedisError> {
-        let moved =
-            match self.connection().get(key).await {
-                Err(e) if matches!(self.topology.as_deref(), Some(Topology::Cluster(_))) => match e
-                    .redirect_node()
-                    .and_then(|(addr, _slot)| moved_to(addr, &self.info()))
-                {
-                    Some(node) => node,
-                    None => return Err(e),
-                },
-                other => return other,
-            };
+        let moved = match self.connection().get(key).await {
+            Err(e) if matches!(self.topology.as_deref(), Some(Topology::Cluster(_))) => match e
+                .redirect_node()
+                .and_then(|(addr, _slot)| moved_to(addr, &self.info()))
+            {
+                Some(node) => node,
+                None => return Err(e),
+            },
+            other => return other,
+        };
         let cached = self
             .elsewhere
             .lock()
@@ -564,9 +589,16 @@ impl RedisLink {
     }
 }
 
-/// Parses the user's Redis URL, forces RESP3 (the adapter's push messages need it)
-/// and merges a separately supplied password.
-pub fn connection_info(url: &str, password: Option<&str>) -> Result<ConnectionInfo, ConfigError> {
+const CERTIFICATE_PEM: &[u8] = b"-----BEGIN CERTIFICATE-----";
+
+/// Parses the user's Redis URL, forces RESP3 (the adapter's push messages need it),
+/// merges a separately supplied password and, for `rediss://`, the CA certificates (PEM)
+/// to trust instead of the public roots.
+pub fn connection_info(
+    url: &str,
+    password: Option<&str>,
+    ca_pem: Option<&[u8]>,
+) -> Result<ConnectionInfo, ConfigError> {
     let invalid = |reason: String| ConfigError::Invalid {
         var: env::REDIS_URL,
         reason,
@@ -605,7 +637,33 @@ pub fn connection_info(url: &str, password: Option<&str>) -> Result<ConnectionIn
         }
         settings = settings.set_password(password);
     }
-    Ok(info.set_redis_settings(settings))
+    let info = info.set_redis_settings(settings);
+    let Some(ca_pem) = ca_pem else {
+        return Ok(info);
+    };
+    if !matches!(info.addr(), ConnectionAddr::TcpTls { .. }) {
+        return Err(ConfigError::Requires(env::REDIS_CA_FILE, "a rediss:// URL"));
+    }
+    // An empty trust store would refuse every server later, with a vaguer error.
+    if !ca_pem
+        .windows(CERTIFICATE_PEM.len())
+        .any(|w| w == CERTIFICATE_PEM)
+    {
+        return Err(ConfigError::Invalid {
+            var: env::REDIS_CA_FILE,
+            reason: "no PEM certificate (-----BEGIN CERTIFICATE-----) in it".into(),
+        });
+    }
+    let certificates = redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(ca_pem.to_vec()),
+    };
+    redis::Client::build_with_tls(info, certificates)
+        .map(|client| client.get_connection_info().clone())
+        .map_err(|e| ConfigError::Invalid {
+            var: env::REDIS_CA_FILE,
+            reason: e.to_string(),
+        })
 }
 
 impl Driver for RedisLink {
@@ -703,7 +761,7 @@ mod tests {
 
     #[test]
     fn a_moved_reply_names_host_and_port() {
-        let asked = connection_info("redis://10.0.0.1:7000", None).expect("valid");
+        let asked = connection_info("redis://10.0.0.1:7000", None, None).expect("valid");
         assert_eq!(
             moved_to("10.0.0.2:7001", &asked),
             Some(("10.0.0.2".into(), 7001))
@@ -770,7 +828,8 @@ mod tests {
 
     #[test]
     fn redis_url_gets_resp3_and_the_password() {
-        let info = connection_info("redis://127.0.0.1:6390/2", Some("s3cret")).expect("valid");
+        let info =
+            connection_info("redis://127.0.0.1:6390/2", Some("s3cret"), None).expect("valid");
         assert_eq!(info.redis_settings().protocol(), ProtocolVersion::RESP3);
         assert_eq!(info.redis_settings().password(), Some("s3cret"));
         assert_eq!(info.redis_settings().db(), 2);
@@ -778,7 +837,7 @@ mod tests {
             "redis://127.0.0.1:6390/?protocol=resp3",
             "redis://127.0.0.1:6390/?protocol=RESP3",
         ] {
-            let info = connection_info(url, None).expect(url);
+            let info = connection_info(url, None, None).expect(url);
             assert_eq!(info.redis_settings().protocol(), ProtocolVersion::RESP3);
         }
     }

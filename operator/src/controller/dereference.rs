@@ -93,13 +93,10 @@ pub fn referenced_secret_keys(vc: &ValidatedCluster) -> Vec<SecretKeyRef> {
     let auth = &vc.spec.auth;
     let mut refs: Vec<SecretKeyRef> = Vec::new();
     refs.extend(auth.api_token_secret_ref.clone());
-    refs.extend(
-        vc.spec
-            .redis
-            .external
-            .as_ref()
-            .and_then(|e| e.password_secret_ref.clone()),
-    );
+    if let Some(external) = &vc.spec.redis.external {
+        refs.extend(external.password_secret_ref.clone());
+        refs.extend(external.tls.as_ref().and_then(|t| t.ca_secret_ref.clone()));
+    }
     if let Some(jwt) = &auth.jwt {
         refs.extend(jwt.secret_ref.clone());
         refs.extend(jwt.public_key_secret_ref.clone());

@@ -104,8 +104,9 @@ pub struct LocalRedis {
 pub struct LocalOverrides {
     /// The redis-server(s) local mode runs (managed Redis).
     pub redis: Option<LocalRedis>,
-    /// Where the JWT public key was written (instead of the pod's mounted file).
-    pub jwt_public_key_file: Option<PathBuf>,
+    /// Where each Secret file was written (instead of the pod's mounted file), by the
+    /// variable that names it (`objects::deployment::secret_files`).
+    pub files: Vec<(String, PathBuf)>,
 }
 
 /// Secret values by (Secret name, key).
@@ -136,9 +137,7 @@ pub fn node_env(
             env::REDIS_MIN_REPLICAS,
         ]);
     }
-    if overrides.jwt_public_key_file.is_some() {
-        overridden.push(env::JWT_PUBLIC_KEY_FILE);
-    }
+    overridden.extend(overrides.files.iter().map(|(var, _)| var.as_str()));
     for var in template {
         if overridden.contains(&var.name.as_str()) {
             continue;
@@ -158,8 +157,8 @@ pub fn node_env(
             }
         }
     }
-    if let Some(path) = &overrides.jwt_public_key_file {
-        out.push((env::JWT_PUBLIC_KEY_FILE.into(), path.display().to_string()));
+    for (var, path) in &overrides.files {
+        out.push((var.clone(), path.display().to_string()));
     }
     Ok(out)
 }

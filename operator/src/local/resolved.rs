@@ -9,7 +9,7 @@ use push_contract::env;
 use super::error::LocalError;
 use super::plan::{self, Affinity, LocalOverrides, LocalRedis, NodeSlot, SecretValues};
 use super::secrets::{self, SecretSources};
-use crate::objects::deployment::push_server_env;
+use crate::objects::deployment::{self, push_server_env};
 use crate::validate::ValidatedCluster;
 
 /// The manifest as local mode runs it.
@@ -62,10 +62,9 @@ pub fn resolve(
         .filter(|(_, _, var)| !(ctx.redis.is_some() && var == env::REDIS_PASSWORD))
         .collect();
     let loaded = secrets::load(&refs, ctx.sources, ctx.previous);
-    let jwt_public_key_file = jwt_key_file(&cluster, ctx)?;
     let overrides = LocalOverrides {
         redis: ctx.redis.clone(),
-        jwt_public_key_file,
+        files: secret_files(&cluster, ctx)?,
     };
     // Resolving once for a probe slot surfaces every missing secret now, not per node.
     let probe = NodeSlot {
@@ -89,37 +88,34 @@ pub fn resolve(
     Ok((resolved, loaded.generated_api_token))
 }
 
-/// Writes the JWT public key Secret to a file, as the pod would see it mounted.
-fn jwt_key_file(
+/// Writes each Secret push-server reads as a file (`deployment::secret_files`) to the
+/// work directory, as the pod would see it mounted.
+fn secret_files(
     cluster: &ValidatedCluster,
     ctx: &Context<'_>,
-) -> Result<Option<PathBuf>, LocalError> {
-    let Some(secret) = cluster
-        .spec
-        .auth
-        .jwt
-        .as_ref()
-        .and_then(|jwt| jwt.public_key_secret_ref.as_ref())
-    else {
-        return Ok(None);
-    };
-    let Some(pem) = ctx.sources.read(&secret.name, &secret.key) else {
-        let (env_name, file) = ctx.sources.locate(&secret.name, &secret.key);
-        return Err(plan::PlanError::MissingSecret {
-            var: env::JWT_PUBLIC_KEY_FILE.into(),
-            name: secret.name.clone(),
-            key: secret.key.clone(),
-            env_name,
-            file,
-        }
-        .into());
-    };
-    let path = ctx.workdir.join("jwt-public-key.pem");
-    std::fs::write(&path, pem).map_err(|source| LocalError::Io {
-        what: format!("writing {}", path.display()),
-        source,
-    })?;
-    Ok(Some(path))
+) -> Result<Vec<(String, PathBuf)>, LocalError> {
+    let mut written = Vec::new();
+    for file in deployment::secret_files(cluster) {
+        let secret = &file.key;
+        let Some(pem) = ctx.sources.read(&secret.name, &secret.key) else {
+            let (env_name, path) = ctx.sources.locate(&secret.name, &secret.key);
+            return Err(plan::PlanError::MissingSecret {
+                var: file.var.into(),
+                name: secret.name.clone(),
+                key: secret.key.clone(),
+                env_name,
+                file: path,
+            }
+            .into());
+        };
+        let path = ctx.workdir.join(format!("{}.pem", file.volume));
+        std::fs::write(&path, pem).map_err(|source| LocalError::Io {
+            what: format!("writing {}", path.display()),
+            source,
+        })?;
+        written.push((file.var.to_owned(), path));
+    }
+    Ok(written)
 }
 
 #[cfg(test)]

@@ -29,6 +29,60 @@ pub const ADMIN_PORT_NAME: &str = "admin";
 /// Where the JWT public key Secret is mounted.
 pub const JWT_KEY_DIR: &str = "/etc/pushcluster/jwt";
 pub const JWT_KEY_FILE: &str = "public-key.pem";
+pub const REDIS_CA_DIR: &str = "/etc/pushcluster/redis-ca";
+pub const REDIS_CA_FILE: &str = "ca.pem";
+
+/// A Secret key push-server reads as a file (a variable names its path): mounted in the
+/// pod, written to the work directory in local mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretFile {
+    /// The variable that names the file.
+    pub var: &'static str,
+    /// The pod volume holding it.
+    pub volume: &'static str,
+    pub dir: &'static str,
+    pub file: &'static str,
+    pub key: crate::resources::SecretKeyRef,
+}
+
+impl SecretFile {
+    pub fn path(&self) -> String {
+        format!("{}/{}", self.dir, self.file)
+    }
+}
+
+/// The Secret keys this cluster's push-servers read as files: the JWT public key and
+/// the CA of a TLS Redis.
+pub fn secret_files(vc: &ValidatedCluster) -> Vec<SecretFile> {
+    let jwt_key = vc
+        .spec
+        .auth
+        .jwt
+        .as_ref()
+        .and_then(|j| j.public_key_secret_ref.clone())
+        .map(|key| SecretFile {
+            var: env::JWT_PUBLIC_KEY_FILE,
+            volume: "jwt-public-key",
+            dir: JWT_KEY_DIR,
+            file: JWT_KEY_FILE,
+            key,
+        });
+    let redis_ca = vc
+        .spec
+        .redis
+        .external
+        .as_ref()
+        .and_then(|e| e.tls.as_ref())
+        .and_then(|t| t.ca_secret_ref.clone())
+        .map(|key| SecretFile {
+            var: env::REDIS_CA_FILE,
+            volume: "redis-ca",
+            dir: REDIS_CA_DIR,
+            file: REDIS_CA_FILE,
+            key,
+        });
+    jwt_key.into_iter().chain(redis_ca).collect()
+}
 /// The push-server image's non-root user.
 pub const RUN_AS_USER: i64 = 65532;
 /// Time beyond the drain window: the settle before it (push-server's
@@ -46,9 +100,14 @@ pub fn redis_url(vc: &ValidatedCluster) -> String {
     let external = vc.spec.redis.external.as_ref();
     // With Sentinels or a cluster, push-server takes only the settings from the URL;
     // they name the host.
+    let scheme = if external.is_some_and(|e| e.tls.is_some()) {
+        "rediss"
+    } else {
+        "redis"
+    };
     let first_of = |addresses: &[String]| {
         format!(
-            "redis://{}/0?protocol=resp3",
+            "{scheme}://{}/0?protocol=resp3",
             addresses.first().map_or("redis", String::as_str)
         )
     };
@@ -188,15 +247,10 @@ pub fn push_server_env(vc: &ValidatedCluster) -> Vec<EnvVar> {
         vars.push(from_secret(env::REDIS_PASSWORD, &password));
     }
     vars.push(from_secret(env::API_TOKEN, &api_token_secret(vc)));
+    vars.extend(secret_files(vc).iter().map(|f| value(f.var, f.path())));
     if let Some(jwt) = &spec.auth.jwt {
         if let Some(secret) = &jwt.secret_ref {
             vars.push(from_secret(env::JWT_SECRET, secret));
-        }
-        if jwt.public_key_secret_ref.is_some() {
-            vars.push(value(
-                env::JWT_PUBLIC_KEY_FILE,
-                format!("{JWT_KEY_DIR}/{JWT_KEY_FILE}"),
-            ));
         }
         if let Some(issuer) = &jwt.issuer {
             vars.push(value(env::JWT_ISSUER, issuer.clone()));
@@ -267,19 +321,12 @@ fn container(vc: &ValidatedCluster) -> Container {
         mount_path: "/tmp".to_string(),
         ..Default::default()
     }];
-    if spec
-        .auth
-        .jwt
-        .as_ref()
-        .is_some_and(|j| j.public_key_secret_ref.is_some())
-    {
-        mounts.push(VolumeMount {
-            name: "jwt-public-key".to_string(),
-            mount_path: JWT_KEY_DIR.to_string(),
-            read_only: Some(true),
-            ..Default::default()
-        });
-    }
+    mounts.extend(secret_files(vc).into_iter().map(|f| VolumeMount {
+        name: f.volume.to_string(),
+        mount_path: f.dir.to_string(),
+        read_only: Some(true),
+        ..Default::default()
+    }));
     Container {
         name: CONTAINER_NAME.to_string(),
         image: Some(spec.image.clone()),
@@ -324,29 +371,21 @@ fn volumes(vc: &ValidatedCluster) -> Vec<Volume> {
         }),
         ..Default::default()
     }];
-    if let Some(key) = vc
-        .spec
-        .auth
-        .jwt
-        .as_ref()
-        .and_then(|j| j.public_key_secret_ref.as_ref())
-    {
-        volumes.push(Volume {
-            name: "jwt-public-key".to_string(),
-            secret: Some(SecretVolumeSource {
-                secret_name: Some(key.name.clone()),
-                items: Some(vec![KeyToPath {
-                    key: key.key.clone(),
-                    path: JWT_KEY_FILE.to_string(),
-                    ..Default::default()
-                }]),
-                default_mode: Some(0o444),
-                optional: Some(false),
+    volumes.extend(secret_files(vc).into_iter().map(|f| Volume {
+        name: f.volume.to_string(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(f.key.name.clone()),
+            items: Some(vec![KeyToPath {
+                key: f.key.key.clone(),
+                path: f.file.to_string(),
                 ..Default::default()
-            }),
+            }]),
+            default_mode: Some(0o444),
+            optional: Some(false),
             ..Default::default()
-        });
-    }
+        }),
+        ..Default::default()
+    }));
     volumes
 }
 

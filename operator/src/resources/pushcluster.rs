@@ -322,12 +322,14 @@ impl VolumeRetention {
 /// with replicas whose failover Redis Sentinel runs) or `cluster` (a Redis Cluster).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[x_kube(validation = Rule::new("(has(self.url) ? 1 : 0) + (has(self.sentinel) ? 1 : 0) + (has(self.cluster) ? 1 : 0) == 1").message("spec.redis.external: set exactly one of url, sentinel or cluster"))]
+#[x_kube(validation = Rule::new("!has(self.tls) || !has(self.url) || self.url.startsWith('rediss://')").message("spec.redis.external.tls needs a rediss:// url"))]
 #[serde(rename_all = "camelCase")]
 pub struct ExternalRedis {
-    /// `redis://` URL without the password (host, port, db) of one Redis endpoint. TLS
-    /// (`rediss://`) is not supported yet: push-server would refuse it at start.
+    /// `redis://` URL without the password (host, port, db) of one Redis endpoint;
+    /// `rediss://` for TLS (the server's certificate checked against the public roots,
+    /// or `tls.caSecretRef`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^redis://[^\s]+$"))]
+    #[schemars(regex(pattern = r"^rediss?://[^\s]+$"))]
     pub url: Option<String>,
     /// A Sentinel-managed Redis: the pods ask the Sentinels for the primary and follow it
     /// through a failover without a restart, and a publish is answered 202 only once
@@ -344,6 +346,20 @@ pub struct ExternalRedis {
     /// Secret key holding the Redis password, if it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_secret_ref: Option<SecretKeyRef>,
+    /// TLS to Redis (and to the Sentinels or every cluster node): present = on. With
+    /// `url`, the URL must be `rediss://`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ExternalTls>,
+}
+
+/// How the pods check a TLS Redis's certificate.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalTls {
+    /// Secret key holding the PEM CA certificate(s) the servers' certificates must chain
+    /// to; without it, the public roots (Mozilla's, built into push-server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretKeyRef>,
 }
 
 /// Redis Sentinels watching the primary the pods use.

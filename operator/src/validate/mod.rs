@@ -385,6 +385,11 @@ mod tests {
                 "set exactly one of url, sentinel or cluster",
             ),
             (
+                "tls with a plain url",
+                "spec: {redis: {external: {url: 'redis://r', tls: {}}}}",
+                "spec.redis.external.tls needs a rediss:// url",
+            ),
+            (
                 "no external form",
                 "spec: {redis: {external: {}}}",
                 "set exactly one of url, sentinel or cluster",

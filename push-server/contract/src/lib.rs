@@ -30,6 +30,9 @@ pub mod env {
     pub const REDIS_URL: &str = "PUSH_REDIS_URL";
     /// Redis password, merged into [`REDIS_URL`] (comes from a Secret in Kubernetes).
     pub const REDIS_PASSWORD: &str = "PUSH_REDIS_PASSWORD";
+    /// PEM file of the CA certificates a `rediss://` Redis (and its Sentinels) must be
+    /// signed by; unset = the public roots (Mozilla's, built in).
+    pub const REDIS_CA_FILE: &str = "PUSH_REDIS_CA_FILE";
     /// Comma-separated `host:port` of Redis Sentinels: the node asks them for the primary
     /// of [`REDIS_SENTINEL_MASTER`] and follows it through failovers, without a restart.
     /// [`REDIS_URL`] then only gives the user and db; its host is not used.
@@ -112,12 +115,13 @@ pub mod env {
     /// The variables the operator sets on every push-server pod itself; a PushCluster's
     /// `spec.env` may not override them (the CRD's CEL rule and the Deployment builder
     /// both read this list).
-    pub const SET_BY_OPERATOR: [&str; 26] = [
+    pub const SET_BY_OPERATOR: [&str; 27] = [
         LISTEN,
         ADMIN_LISTEN,
         NODE_ID,
         REDIS_URL,
         REDIS_PASSWORD,
+        REDIS_CA_FILE,
         REDIS_SENTINELS,
         REDIS_SENTINEL_MASTER,
         REDIS_CLUSTER,

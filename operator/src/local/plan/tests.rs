@@ -160,7 +160,7 @@ fn node_env_resolves_and_overrides() {
                 replicas: sentinels.len().max(1),
                 sentinels,
             }),
-            jwt_public_key_file: None,
+            files: Vec::new(),
         };
         let got = node_env(&template, &slot(), &overrides, &secrets, &locate).expect("resolves");
         for (name, value) in common {

@@ -365,6 +365,30 @@ fn env_per_spec_variant() {
             Some("0"),
         ),
         (
+            "external cluster over tls",
+            "{redis: {external: {cluster: {addresses: ['c1:7000']}, tls: {caSecretRef: {name: ca, key: pem}}}}}",
+            env::REDIS_URL,
+            Some("rediss://c1:7000/0?protocol=resp3"),
+        ),
+        (
+            "external sentinel over tls with the public roots",
+            "{redis: {external: {sentinel: {addresses: ['s1:26379'], masterName: pc}, tls: {}}}}",
+            env::REDIS_URL,
+            Some("rediss://s1:26379/0?protocol=resp3"),
+        ),
+        (
+            "external tls: the mounted ca",
+            "{redis: {external: {url: 'rediss://r:6380', tls: {caSecretRef: {name: ca, key: pem}}}}}",
+            env::REDIS_CA_FILE,
+            Some("/etc/pushcluster/redis-ca/ca.pem"),
+        ),
+        (
+            "external tls without a ca: the public roots",
+            "{redis: {external: {url: 'rediss://r:6380', tls: {}}}}",
+            env::REDIS_CA_FILE,
+            None,
+        ),
+        (
             "external url: no cluster",
             "{redis: {external: {url: 'redis://r'}}}",
             env::REDIS_CLUSTER,
@@ -757,32 +781,50 @@ fn config_hash_rolls_on_config_and_secret_change_not_on_scale() {
 }
 
 #[test]
-fn jwt_public_key_is_mounted_as_file() {
-    let vc = cluster("{auth: {jwt: {publicKeySecretRef: {name: k, key: pem}}}}");
+fn secrets_read_as_files_are_mounted() {
+    let vc = cluster(
+        "{auth: {jwt: {publicKeySecretRef: {name: k, key: pem}}}, redis: {external: {url: 'rediss://r:6380', tls: {caSecretRef: {name: ca, key: ca.crt}}}}}",
+    );
     let objects = desired_objects(&vc, &SecretDigests::default());
     let DesiredObject::Deployment(d) = find(&objects, ObjectKind::Deployment, "chat") else {
         panic!("not a deployment")
     };
     let pod = d.spec.template.spec.as_ref().expect("pod");
-    let volume = pod
-        .volumes
-        .iter()
-        .flatten()
-        .find(|v| v.secret.is_some())
-        .expect("secret volume");
-    let secret = volume.secret.as_ref().expect("secret");
-    assert_eq!(secret.secret_name.as_deref(), Some("k"));
-    assert_eq!(
-        secret.items.as_ref().map(|i| i[0].key.as_str()),
-        Some("pem")
-    );
-    assert!(
-        pod.containers[0]
-            .volume_mounts
+    for (volume, secret, key, file, dir) in [
+        (
+            "jwt-public-key",
+            "k",
+            "pem",
+            deployment::JWT_KEY_FILE,
+            deployment::JWT_KEY_DIR,
+        ),
+        (
+            "redis-ca",
+            "ca",
+            "ca.crt",
+            deployment::REDIS_CA_FILE,
+            deployment::REDIS_CA_DIR,
+        ),
+    ] {
+        let mounted = pod
+            .volumes
             .iter()
             .flatten()
-            .any(|m| m.mount_path == deployment::JWT_KEY_DIR)
-    );
+            .find(|v| v.name == volume)
+            .and_then(|v| v.secret.as_ref())
+            .unwrap_or_else(|| panic!("no secret volume {volume}"));
+        assert_eq!(mounted.secret_name.as_deref(), Some(secret));
+        let item = &mounted.items.as_ref().expect("items")[0];
+        assert_eq!((item.key.as_str(), item.path.as_str()), (key, file));
+        assert!(
+            pod.containers[0]
+                .volume_mounts
+                .iter()
+                .flatten()
+                .any(|m| m.name == volume && m.mount_path == dir && m.read_only == Some(true)),
+            "{volume} mounted read-only at {dir}"
+        );
+    }
 }
 
 mod exposure;
