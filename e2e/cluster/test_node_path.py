@@ -355,6 +355,7 @@ def test_rolling_update_keeps_every_pod_slot_ready_and_loses_no_message(chat, no
 # --- a replicated managed Redis (spec.redis.managed.replicas: 3) --------------------------
 HA = "chat-ha"
 SENTINEL_PORT = 26379
+REDIS_PORT = 6379
 MASTER = CONTRACT["defaults"]["REDIS_SENTINEL_MASTER"]
 BROKEN = CONTRACT["socket"]["CONTINUITY_BROKEN"]
 HA_RATE = 50
@@ -367,7 +368,7 @@ def redis_cli(ip: str, port: int, *args: str, password: str | None = None) -> st
 
 
 def replication_info(ip: str, password: str) -> dict[str, str]:
-    lines = redis_cli(ip, 6379, "INFO", "replication", password=password).splitlines()
+    lines = redis_cli(ip, REDIS_PORT, "INFO", "replication", password=password).splitlines()
     return dict(line.strip().split(":", 1) for line in lines if ":" in line)
 
 
@@ -497,6 +498,18 @@ def test_deleting_the_redis_primary_pod_mid_stream_loses_and_repeats_nothing(ha,
               f"6 clients; RedisReady {condition(pc, 'RedisReady')['reason']}")
         assert publisher.refused == [], f"never answered 202: {publisher.refused[:20]}"
         assert gap <= 5.0, f"no 202 for {gap:.1f} s"
+
+        # The status names the new primary as the push pods report it (their metrics,
+        # read by the operator), and when they last followed a failover.
+        def topology() -> dict | None:
+            status = kubectl_json("get", "pushcluster", NAME, "-n", HA).get("status", {})
+            redis = status.get("redis", {})
+            return status if (redis.get("primary") == f"{new_primary}:{REDIS_PORT}"
+                              and redis.get("podsLinked") == redis.get("podsReporting") == len(push)
+                              and redis.get("serversReady") == 3 and redis.get("sentinelsReady") == 3
+                              and redis.get("lastFailoverTime")) else None
+        status = wait_for("status.redis naming the new primary", topology, timeout=60, interval=1)
+        assert condition({"status": status}, "RedisReady")["status"] == "True", status["conditions"]
     finally:
         ws.close()
         polling.close()

@@ -59,6 +59,7 @@ def test_a_primary_killed_mid_stream_loses_and_repeats_nothing(processes, topolo
         wait_until(lambda: len(publisher.accepted) >= 5 * RATE, 20, "5 s of 202s")
         redis.kill(old_primary)
         killed_at = time.monotonic()
+        killed_wall = time.time()
         new_primary = wait_until(lambda: (p := redis.primary()) not in (None, old_primary) and p, 20,
                                  f"the {topology} promoting a replica")
         promoted_s = time.monotonic() - killed_at
@@ -86,6 +87,10 @@ def test_a_primary_killed_mid_stream_loses_and_repeats_nothing(processes, topolo
     assert gap <= 5.0, f"no 202 for {gap:.1f} s"
     failovers = [n.metric("REDIS_FAILOVERS") for n in nodes]
     assert all(f >= 1 for f in failovers), failovers
+    # Each node names the primary it uses now, and when it moved there.
+    for node in nodes:
+        assert node.metric("REDIS_PRIMARY", address=f"127.0.0.1:{new_primary}") == 1, node.metrics()
+        assert node.metric("REDIS_LAST_FAILOVER") >= killed_wall - 1, node.metric("REDIS_LAST_FAILOVER")
     print(f"\n{topology}: primary {old_primary} SIGKILLed: promoted {new_primary} after {promoted_s:.1f} s, "
           f"first 202 again after {first_202_s:.1f} s, longest stretch without a 202 {gap:.1f} s; "
           f"{len(publisher.accepted)} answered 202 ({publisher.retries} retries with the same key, "

@@ -124,6 +124,7 @@ async fn serve_clients(
         return Ok(()); // asked to stop before Redis ever answered
     };
     state.metrics.redis_up.set(1);
+    state.metrics.redis_primary(&link.primary());
     let adapter = RedisAdapterCtr::new_with_driver(
         link.clone(),
         RedisAdapterConfig::new().with_prefix(push_contract::cluster::ADAPTER_PREFIX),

@@ -15,6 +15,11 @@ pub enum Transport {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AddressLabels {
+    address: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TransportLabels {
     transport: Transport,
 }
@@ -117,6 +122,9 @@ pub struct Metrics {
     slow_consumer_drops: Family<DropLabels, Counter>,
     pub fanout_gaps: Counter,
     pub redis_failovers: Counter,
+    redis_primary: Family<AddressLabels, Gauge>,
+    /// Unix seconds of the last move to a new primary.
+    redis_last_failover: Gauge,
     /// Milliseconds (shown in seconds): how far the fan-out log reader is behind.
     pub fanout_lag_ms: Gauge,
 }
@@ -202,7 +210,19 @@ impl Metrics {
         let fanout_gaps = Counter::default();
         let redis_failovers = Counter::default();
         let fanout_lag_ms = Gauge::default();
+        let redis_primary = Family::<AddressLabels, Gauge>::default();
+        let redis_last_failover = Gauge::default();
         if with_redis {
+            registry.register(
+                names::REDIS_PRIMARY,
+                "The Redis primary this node uses now (label address), 1",
+                redis_primary.clone(),
+            );
+            registry.register(
+                names::REDIS_LAST_FAILOVER,
+                "When this node last moved to a new Redis primary, Unix seconds",
+                redis_last_failover.clone(),
+            );
             registry.register(
                 counter_name(names::REDIS_FAILOVERS),
                 "Times this node found a new Redis primary and moved its connections there",
@@ -246,8 +266,30 @@ impl Metrics {
             slow_consumer_drops,
             fanout_gaps,
             redis_failovers,
+            redis_primary,
+            redis_last_failover,
             fanout_lag_ms,
         }
+    }
+
+    /// The primary the node uses now (`host:port`): the only series of the family.
+    pub fn redis_primary(&self, address: &str) {
+        self.redis_primary.clear();
+        self.redis_primary
+            .get_or_create(&AddressLabels {
+                address: address.to_owned(),
+            })
+            .set(1);
+    }
+
+    /// A move to a new primary, now.
+    pub fn redis_failover(&self, address: &str) {
+        self.redis_failovers.inc();
+        self.redis_primary(address);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        self.redis_last_failover.set(now);
     }
 
     pub fn slow_consumer_drop(&self, reason: DropReason, messages: u64) {

@@ -449,6 +449,12 @@ impl RedisLink {
         self.current().info.clone()
     }
 
+    /// `host:port` of the primary the link is on.
+    pub fn primary(&self) -> String {
+        addr_of(&self.current().info)
+            .map_or_else(String::new, |(host, port)| format!("{host}:{port}"))
+    }
+
     /// Which primary the link is on: changes when it moves to another one.
     pub fn generation(&self) -> u64 {
         self.current().generation
@@ -549,7 +555,7 @@ impl RedisLink {
                         Ok(mut slot) => *slot = Arc::new(next),
                         Err(poisoned) => *poisoned.into_inner() = Arc::new(next),
                     }
-                    metrics.redis_failovers.inc();
+                    metrics.redis_failover(&format!("{host}:{port}"));
                     // Connected to it just now: no need to wait for the next PING to say so.
                     metrics.redis_up.set(1);
                     tracing::warn!(primary = %format!("{host}:{port}"), "redis failover: following the new primary");

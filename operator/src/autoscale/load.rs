@@ -43,6 +43,6 @@ impl Measurement {
     }
 }
 
-fn count(n: usize) -> i32 {
+pub(crate) fn count(n: usize) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }

@@ -1,4 +1,5 @@
-//! Reading each ready pod's connection gauge.
+//! Reading each pod's connection gauge (ready pods: the load) and its Redis link
+//! (every running pod: whether the pods reach Redis, and which primary).
 //!
 //! Every pod is scraped concurrently with one bounded timeout (connect, headers
 //! and body together), so a pod that hangs costs the step at most that timeout
@@ -13,7 +14,10 @@
 use super::load::PodLoad;
 use futures::future::join_all;
 use k8s_openapi::api::core::v1::Pod;
-use push_contract::{metrics::CONNECTIONS, paths::METRICS};
+use push_contract::{
+    metrics::{ADDRESS, CONNECTIONS, REDIS_LAST_FAILOVER, REDIS_PRIMARY, REDIS_UP},
+    paths::METRICS,
+};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -39,25 +43,30 @@ pub enum ScrapeError {
     BadSample { line: String, why: &'static str },
 }
 
-/// A pod to scrape: its name and the full URL of its metrics endpoint.
+/// A pod to scrape: its name, the full URL of its metrics endpoint, and whether it
+/// is Ready.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScrapeTarget {
     pub name: String,
     pub url: String,
+    pub ready: bool,
 }
 
 impl ScrapeTarget {
+    /// A Ready pod.
     pub fn new(name: &str, addr: SocketAddr) -> Self {
         Self {
             name: name.to_string(),
             url: format!("http://{addr}{METRICS}"),
+            ready: true,
         }
     }
 }
 
-/// The pods worth scraping: running, Ready, not terminating, with an IP.
-/// Pods that are not ready take no new clients (a draining pod is not ready),
-/// so their connections are leaving and do not count towards the load.
+/// The pods worth scraping: not terminating, with an IP. Only the Ready ones count
+/// towards the load (a pod that is not ready takes no new clients: a draining pod's
+/// connections are leaving); every one tells whether it reaches Redis (a pod that does
+/// not is not ready).
 pub fn targets_from_pods(pods: &[Pod], admin_port: u16) -> Vec<ScrapeTarget> {
     pods.iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
@@ -66,13 +75,127 @@ pub fn targets_from_pods(pods: &[Pod], admin_port: u16) -> Vec<ScrapeTarget> {
             let status = p.status.as_ref()?;
             let ready = status
                 .conditions
-                .as_ref()?
                 .iter()
+                .flatten()
                 .any(|c| c.type_ == "Ready" && c.status == "True");
             let ip: IpAddr = status.pod_ip.as_deref()?.parse().ok()?;
-            ready.then(|| ScrapeTarget::new(name, SocketAddr::new(ip, admin_port)))
+            Some(ScrapeTarget {
+                ready,
+                ..ScrapeTarget::new(name, SocketAddr::new(ip, admin_port))
+            })
         })
         .collect()
+}
+
+/// What one pod's metrics say about its Redis link (absent: a pod without Redis).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodRedis {
+    pub up: bool,
+    /// `host:port` of the primary it uses.
+    pub primary: Option<String>,
+    /// Unix seconds of its last move to a new primary.
+    pub last_failover: Option<i64>,
+}
+
+/// One scraped pod: its load (counted only when Ready) and its Redis link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scraped {
+    pub load: PodLoad,
+    pub ready: bool,
+    pub redis: Option<PodRedis>,
+}
+
+/// The loads of the Ready pods.
+pub fn ready_loads(scraped: &[Scraped]) -> Vec<PodLoad> {
+    scraped
+        .iter()
+        .filter(|s| s.ready)
+        .map(|s| s.load.clone())
+        .collect()
+}
+
+/// The Redis link as every pod that answered sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RedisLinks {
+    /// Pods that reported a Redis link, and of those the ones it is up for.
+    pub pods: i32,
+    pub up: i32,
+    /// The primary most linked pods use.
+    pub primary: Option<String>,
+    /// The latest failover any pod followed, Unix seconds.
+    pub last_failover: Option<i64>,
+}
+
+impl RedisLinks {
+    pub fn of(scraped: &[Scraped]) -> Self {
+        let reports: Vec<&PodRedis> = scraped.iter().filter_map(|s| s.redis.as_ref()).collect();
+        let mut votes: std::collections::BTreeMap<&str, usize> = Default::default();
+        for primary in reports
+            .iter()
+            .filter(|r| r.up)
+            .filter_map(|r| r.primary.as_deref())
+        {
+            *votes.entry(primary).or_default() += 1;
+        }
+        Self {
+            pods: super::load::count(reports.len()),
+            up: super::load::count(reports.iter().filter(|r| r.up).count()),
+            primary: votes
+                .into_iter()
+                .max_by_key(|(_, n)| *n)
+                .map(|(p, _)| p.to_owned()),
+            last_failover: reports.iter().filter_map(|r| r.last_failover).max(),
+        }
+    }
+}
+
+/// The Redis lines of a pod's metrics: `None` when it reports no link (no Redis).
+pub fn parse_redis(text: &str) -> Option<PodRedis> {
+    let mut up = None;
+    let mut primary = None;
+    let mut last_failover = None;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('#') {
+            continue;
+        }
+        let Some((name, labels, value)) = sample(line) else {
+            continue;
+        };
+        match name {
+            REDIS_UP => up = Some(value >= 1.0),
+            REDIS_PRIMARY if value >= 1.0 => primary = label(labels, ADDRESS),
+            // A counter's zero value says "never"; whole seconds are enough.
+            REDIS_LAST_FAILOVER if value > 0.0 => last_failover = Some(value as i64),
+            _ => {}
+        }
+    }
+    Some(PodRedis {
+        up: up?,
+        primary,
+        last_failover,
+    })
+}
+
+/// `name{labels} value` (labels may be absent) of a sample line; `None` if malformed.
+fn sample(line: &str) -> Option<(&str, &str, f64)> {
+    let end = line.find(['{', ' ', '\t'])?;
+    let (name, rest) = line.split_at(end);
+    let (labels, after) = if rest.starts_with('{') {
+        let after = skip_labels(rest)?;
+        (&rest[1..rest.len() - after.len() - 1], after)
+    } else {
+        ("", rest)
+    };
+    let value: f64 = after.split_whitespace().next()?.parse().ok()?;
+    value.is_finite().then_some((name, labels, value))
+}
+
+/// The value of label `key` in `a="x",b="y"` (escapes kept as they are: addresses
+/// have none).
+fn label(labels: &str, key: &str) -> Option<String> {
+    let start = labels.find(&format!("{key}=\""))? + key.len() + 2;
+    let len = labels[start..].find('"')?;
+    Some(labels[start..start + len].to_owned())
 }
 
 /// Sum of the connection gauge over its label sets (transports).
@@ -134,8 +257,11 @@ fn skip_labels(s: &str) -> Option<&str> {
     None
 }
 
-/// Scrape one pod.
-pub async fn scrape(client: &reqwest::Client, url: &str) -> Result<i64, ScrapeError> {
+/// Scrape one pod: its connections, and its Redis link.
+pub async fn scrape(
+    client: &reqwest::Client,
+    url: &str,
+) -> Result<(i64, Option<PodRedis>), ScrapeError> {
     let mut response = client
         .get(url)
         .send()
@@ -155,7 +281,8 @@ pub async fn scrape(client: &reqwest::Client, url: &str) -> Result<i64, ScrapeEr
         }
         body.extend_from_slice(&chunk);
     }
-    parse_connections(&String::from_utf8_lossy(&body))
+    let text = String::from_utf8_lossy(&body);
+    Ok((parse_connections(&text)?, parse_redis(&text)))
 }
 
 /// Scrape every target at once, each bounded by `timeout`; failures become
@@ -164,22 +291,26 @@ pub async fn scrape_all(
     client: &reqwest::Client,
     targets: &[ScrapeTarget],
     timeout: Duration,
-) -> Vec<PodLoad> {
+) -> Vec<Scraped> {
     join_all(targets.iter().map(|t| async move {
         let result = match tokio::time::timeout(timeout, scrape(client, &t.url)).await {
             Ok(r) => r,
             Err(_) => Err(ScrapeError::Timeout(timeout)),
         };
-        let connections = match result {
-            Ok(c) => Some(c),
+        let (connections, redis) = match result {
+            Ok((c, redis)) => (Some(c), redis),
             Err(e) => {
-                tracing::warn!(pod = %t.name, url = %t.url, error = %e, "connection gauge not read; pod counted as unmeasured");
-                None
+                tracing::warn!(pod = %t.name, url = %t.url, error = %e, "metrics not read; pod counted as unmeasured");
+                (None, None)
             }
         };
-        PodLoad {
-            name: t.name.clone(),
-            connections,
+        Scraped {
+            load: PodLoad {
+                name: t.name.clone(),
+                connections,
+            },
+            ready: t.ready,
+            redis,
         }
     }))
     .await

@@ -21,7 +21,9 @@ use super::decision::{Direction, History, Plan, Policy, decide};
 use super::field_manager::patch_params;
 use super::load::{Measurement, PodLoad};
 use super::scale_in::{choose_victims, cost_patches, mark};
-use super::scrape::{SCRAPE_TIMEOUT, client as scrape_client, scrape_all, targets_from_pods};
+use super::scrape::{
+    RedisLinks, SCRAPE_TIMEOUT, client as scrape_client, ready_loads, scrape_all, targets_from_pods,
+};
 use crate::events::{EventReason, PendingEvent};
 use crate::resources::{AutoscalerStatus, PushCluster};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -47,6 +49,8 @@ pub const MIN_DECISION_GAP: Duration = Duration::from_secs(13);
 /// What one step found and did, for the status and the Events.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepReport {
+    /// What every pod that answered says about its Redis link.
+    pub redis_links: RedisLinks,
     /// status.connections: the sum over the pods that answered (None: none answered).
     pub connections: Option<i64>,
     /// status.autoscaler.
@@ -95,12 +99,13 @@ impl Autoscaler {
             .list(&ListParams::default().labels(selector))
             .await?
             .items;
-        let loads = scrape_all(
+        let scraped = scrape_all(
             &self.http,
             &targets_from_pods(&pods, self.admin_port),
             SCRAPE_TIMEOUT,
         )
         .await;
+        let loads = ready_loads(&scraped);
         let measurement = Measurement::of(&loads);
         let previous = pc.status.as_ref().and_then(|s| s.autoscaler.clone());
         let previous_recommended = previous.as_ref().and_then(|p| p.recommended_replicas);
@@ -112,6 +117,7 @@ impl Autoscaler {
         };
         let connections = (measurement.pods_measured > 0).then_some(measurement.total);
         let mut report = StepReport {
+            redis_links: RedisLinks::of(&scraped),
             connections,
             status: status.clone(),
             plan: None,
@@ -289,7 +295,11 @@ pub async fn prepare_scale_in(
         .list(&ListParams::default().labels(selector))
         .await?
         .items;
-    let loads = scrape_all(http, &targets_from_pods(&pods, admin_port), SCRAPE_TIMEOUT).await;
+    let ready: Vec<_> = targets_from_pods(&pods, admin_port)
+        .into_iter()
+        .filter(|t| t.ready)
+        .collect();
+    let loads = ready_loads(&scrape_all(http, &ready, SCRAPE_TIMEOUT).await);
     let k = usize::try_from(from.saturating_sub(to)).unwrap_or(0);
     let victims = choose_victims(&loads, k);
     mark(pods_api, &cost_patches(&pods, &victims)).await?;

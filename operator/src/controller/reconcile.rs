@@ -18,7 +18,6 @@ use kube::runtime::controller::Action;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// One reconcile of one PushCluster.
 pub async fn reconcile(pc: Arc<PushCluster>, ctx: Arc<Context>) -> Result<Action, ReconcileError> {
@@ -56,8 +55,21 @@ pub async fn reconcile(pc: Arc<PushCluster>, ctx: Arc<Context>) -> Result<Action
     if let Some(event) = plan::pruned(&prune(&ctx.client, &vc).await?) {
         ctx.publish(&pc, &event).await;
     }
+    // The pods are asked first: what they say about Redis goes into the conditions.
+    let step = autoscale_step(&ctx, &pc, &selector).await;
+    observed.redis_links = step.as_ref().map(|report| report.redis_links.clone());
     let mut new = status::compute(&observed, pc.status.as_ref(), now());
-    let autoscale_every = autoscale_step(&ctx, &pc, &selector, &mut new).await;
+    if let Some(report) = step {
+        new.connections = report.connections;
+        new.autoscaler = Some(report.status);
+        if let Some(event) = report.event {
+            ctx.publish(&pc, &event).await;
+        }
+    }
+    let autoscale_every = ctx
+        .autoscaler
+        .as_ref()
+        .map(|_| crate::autoscale::STEP_INTERVAL);
     write_status(&ctx.client, &pc, &new).await?;
     let plan = plan::applied(Applied {
         previous: pc.status.as_ref(),
@@ -109,26 +121,24 @@ async fn carry_out(ctx: &Context, pc: &PushCluster, plan: Plan) -> Action {
 
 /// The autoscaler's step (when configured): fills status.connections and
 /// status.autoscaler and says when to come back. Its failures do not fail the reconcile.
+/// Measures the pods (and, with autoscaling enabled, decides): `None` without an
+/// autoscaler or when the step failed.
 async fn autoscale_step(
     ctx: &Context,
     pc: &PushCluster,
     selector: &str,
-    status: &mut PushClusterStatus,
-) -> Option<Duration> {
+) -> Option<crate::autoscale::StepReport> {
     let autoscaler = ctx.autoscaler.as_ref()?;
-    // Also without spec.autoscaling: status.connections (the Connections column) is
-    // measured for every cluster; the step only decides when autoscaling is enabled.
+    // Also without spec.autoscaling: status.connections (the Connections column) and the
+    // pods' Redis links are measured for every cluster; the step only decides when
+    // autoscaling is enabled.
     match autoscaler.step(&ctx.client, pc, selector).await {
-        Ok(report) => {
-            status.connections = report.connections;
-            status.autoscaler = Some(report.status);
-            if let Some(event) = report.event {
-                ctx.publish(pc, &event).await;
-            }
+        Ok(report) => Some(report),
+        Err(e) => {
+            tracing::warn!(cluster = %key(pc), error = %e, "autoscaler step failed");
+            None
         }
-        Err(e) => tracing::warn!(cluster = %key(pc), error = %e, "autoscaler step failed"),
     }
-    Some(crate::autoscale::STEP_INTERVAL)
 }
 
 async fn write_status(

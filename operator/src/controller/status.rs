@@ -4,9 +4,10 @@
 //! `Degraded`, each with a reason and a message. A condition keeps its
 //! lastTransitionTime while its status does not change.
 
+use crate::autoscale::scrape::RedisLinks;
 use crate::events::EventReason;
 use crate::objects::sentinel::{QUORUM, SENTINELS};
-use crate::resources::PushClusterStatus;
+use crate::resources::{PushClusterStatus, RedisStatus};
 use k8s_openapi::api::apps::v1::DeploymentStatus;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
@@ -59,6 +60,8 @@ pub struct Observed {
     pub blocker: Option<Blocker>,
     pub selector: Option<String>,
     pub endpoint: Option<String>,
+    /// What the push pods report about their Redis link (`None`: not asked).
+    pub redis_links: Option<RedisLinks>,
 }
 
 fn condition(type_: &str, ok: bool, reason: &str, message: impl Into<String>) -> Condition {
@@ -154,8 +157,31 @@ pub fn compute(
         endpoint: observed.endpoint.clone(),
         connections: previous.and_then(|p| p.connections),
         autoscaler: previous.and_then(|p| p.autoscaler.clone()),
+        redis: redis_status(observed, previous),
         conditions,
     }
+}
+
+/// status.redis: the managed pods from the apply, the rest from the push pods (kept from
+/// the previous status when they were not asked).
+fn redis_status(observed: &Observed, previous: Option<&PushClusterStatus>) -> Option<RedisStatus> {
+    let before = previous.and_then(|p| p.redis.clone()).unwrap_or_default();
+    let mut status = RedisStatus {
+        servers_ready: observed.redis_ready_replicas,
+        sentinels_ready: observed.sentinels_ready,
+        ..before.clone()
+    };
+    if let Some(links) = &observed.redis_links {
+        status.pods_reporting = links.pods;
+        status.pods_linked = links.up;
+        status.primary = links.primary.clone().or(before.primary);
+        status.last_failover_time = links
+            .last_failover
+            .and_then(|s| k8s_openapi::jiff::Timestamp::from_second(s).ok())
+            .map(Time)
+            .or(before.last_failover_time);
+    }
+    (status != RedisStatus::default()).then_some(status)
 }
 
 fn degraded(blocker: Option<&Blocker>, pods: &Pods) -> Condition {
@@ -196,11 +222,43 @@ fn degraded(blocker: Option<&Blocker>, pods: &Pods) -> Condition {
 
 fn redis(observed: &Observed) -> Condition {
     let requested = observed.redis_replicas_requested;
+    let links = observed.redis_links.as_ref().filter(|l| l.pods > 0);
+    // The pods' view first: whatever the servers look like, none of them reaches Redis.
+    if observed.blocker.is_none()
+        && let Some(links) = links.filter(|l| l.up == 0)
+    {
+        return condition(
+            REDIS_READY,
+            false,
+            "Unreachable",
+            format!("no push pod reaches Redis ({} asked)", links.pods),
+        );
+    }
     match (observed.redis_ready_replicas, observed.sentinels_ready) {
         (None, _) if observed.blocker.is_some() => {
             condition(REDIS_READY, false, "NotApplied", "spec not applied")
         }
-        (None, _) => condition(REDIS_READY, true, "External", "using the external Redis"),
+        (None, _) => match links {
+            Some(l) => condition(
+                REDIS_READY,
+                true,
+                "Linked",
+                format!(
+                    "{}/{} push pods linked to the external Redis{}",
+                    l.up,
+                    l.pods,
+                    l.primary
+                        .as_deref()
+                        .map_or_else(String::new, |p| format!(" (primary {p})"))
+                ),
+            ),
+            None => condition(
+                REDIS_READY,
+                true,
+                "External",
+                "using the external Redis (no push pod asked yet)",
+            ),
+        },
         // Replicated: a publish needs the primary and one replica (WAIT 1), a failover
         // needs a quorum of Sentinels.
         (Some(servers), sentinels) if requested > 1 => {
@@ -318,6 +376,7 @@ mod tests {
             sentinels_rolling: false,
             exposure: Some(ExposureState::Configured("ClientIP affinity".into())),
             blocker: None,
+            redis_links: None,
             selector: Some("a=b".into()),
             endpoint: Some("http://x".into()),
         }
@@ -373,6 +432,62 @@ mod tests {
                     (REDIS_READY, "False", "Starting"),
                     (READY, "False", "RedisNotReady"),
                 ],
+            ),
+            (
+                "no push pod reaches the managed Redis",
+                Observed {
+                    redis_links: Some(RedisLinks {
+                        pods: 3,
+                        up: 0,
+                        primary: None,
+                        last_failover: None,
+                    }),
+                    ..healthy()
+                },
+                &[
+                    (REDIS_READY, "False", "Unreachable"),
+                    (READY, "False", "RedisNotReady"),
+                ],
+            ),
+            (
+                "external redis: the pods linked",
+                Observed {
+                    redis_ready_replicas: None,
+                    redis_replicas_requested: 0,
+                    redis_links: Some(RedisLinks {
+                        pods: 3,
+                        up: 2,
+                        primary: Some("10.0.0.5:6379".into()),
+                        last_failover: None,
+                    }),
+                    ..healthy()
+                },
+                &[(REDIS_READY, "True", "Linked"), (READY, "True", "AllReady")],
+            ),
+            (
+                "external redis: no pod reaches it",
+                Observed {
+                    redis_ready_replicas: None,
+                    redis_replicas_requested: 0,
+                    redis_links: Some(RedisLinks {
+                        pods: 2,
+                        up: 0,
+                        primary: None,
+                        last_failover: None,
+                    }),
+                    ..healthy()
+                },
+                &[(REDIS_READY, "False", "Unreachable")],
+            ),
+            (
+                "external redis: no pod asked yet",
+                Observed {
+                    redis_ready_replicas: None,
+                    redis_replicas_requested: 0,
+                    redis_links: Some(RedisLinks::default()),
+                    ..healthy()
+                },
+                &[(REDIS_READY, "True", "External")],
             ),
             (
                 "replicated redis: primary, a replica and a quorum of Sentinels ready",
@@ -656,5 +771,52 @@ mod tests {
         assert_eq!(get(&flipped, PROGRESSING).last_transition_time, ts(100));
         assert_eq!(flipped.observed_generation, Some(3));
         assert_eq!(flipped.selector.as_deref(), Some("a=b"));
+    }
+
+    #[test]
+    fn the_redis_topology_keeps_what_the_pods_said_last() {
+        let asked = Observed {
+            redis_replicas_requested: 3,
+            redis_ready_replicas: Some(3),
+            sentinels_ready: Some(3),
+            redis_links: Some(RedisLinks {
+                pods: 2,
+                up: 2,
+                primary: Some("10.0.0.7:6379".into()),
+                last_failover: Some(1_796_570_000),
+            }),
+            ..healthy()
+        };
+        let first = compute(&asked, None, ts(100));
+        let redis = first.redis.clone().expect("status.redis");
+        assert_eq!(
+            (
+                redis.primary.as_deref(),
+                redis.servers_ready,
+                redis.sentinels_ready,
+                redis.pods_linked,
+                redis.pods_reporting
+            ),
+            (Some("10.0.0.7:6379"), Some(3), Some(3), 2, 2)
+        );
+        assert_eq!(
+            redis.last_failover_time.as_ref().map(|t| t.0.as_second()),
+            Some(1_796_570_000)
+        );
+        // Not asked this time (no autoscaler step): the pods' part stays as it was.
+        let later = compute(
+            &Observed {
+                redis_links: None,
+                redis_ready_replicas: Some(2),
+                ..asked
+            },
+            Some(&first),
+            ts(200),
+        );
+        let redis_later = later.redis.expect("status.redis");
+        assert_eq!(redis_later.servers_ready, Some(2));
+        assert_eq!(redis_later.primary, redis.primary);
+        assert_eq!(redis_later.last_failover_time, redis.last_failover_time);
+        assert_eq!(compute(&Observed::default(), None, ts(1)).redis, None);
     }
 }

@@ -5,7 +5,9 @@
 //! Events): `push_contract::local_mode::STEP_*` names the line and its fields.
 
 use crate::autoscale::decision::{Direction, History, Plan, Policy, decide};
-use crate::autoscale::scrape::{SCRAPE_TIMEOUT, ScrapeTarget, client as scrape_client, scrape_all};
+use crate::autoscale::scrape::{
+    SCRAPE_TIMEOUT, ScrapeTarget, client as scrape_client, ready_loads, scrape_all,
+};
 use crate::resources::AutoscalingSpec;
 use push_contract::local_mode::{
     PHASE_DRAINING, PHASE_READY, STEP_CONNECTIONS, STEP_INTERVAL_MS, STEP_MEASURED, STEP_MESSAGE,
@@ -57,7 +59,7 @@ pub async fn step<N: LocalNodes>(
         .filter(|n| n.ready && !n.draining)
         .map(|n| ScrapeTarget::new(&n.name, n.admin))
         .collect();
-    let loads = scrape_all(http, &targets, SCRAPE_TIMEOUT).await;
+    let loads = ready_loads(&scrape_all(http, &targets, SCRAPE_TIMEOUT).await);
     let plan = decide(policy, current, &loads, history, now);
     history.record(
         now,

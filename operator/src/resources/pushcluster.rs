@@ -776,11 +776,38 @@ pub struct PushClusterStatus {
     /// The connection autoscaler's view.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoscaler: Option<AutoscalerStatus>,
+    /// Redis as the operator and the pods see it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisStatus>,
     /// Ready, RedisReady, ExposureReady, Progressing, Degraded. Degraded is True
     /// with reason InvalidSpec, SecretMissing, or PodsUnavailable (pods were all
     /// ready and some no longer are: a crash, a failing probe, a lost node).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+/// The Redis topology: the managed pods ready, and what the push pods report.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RedisStatus {
+    /// `host:port` of the primary the push pods use (the one most of them name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary: Option<String>,
+    /// Ready redis-server pods of the managed Redis (primary and replicas).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub servers_ready: Option<i32>,
+    /// Ready Sentinels of a replicated managed Redis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sentinels_ready: Option<i32>,
+    /// Push pods whose metrics were read and reported a Redis link.
+    #[serde(default)]
+    pub pods_reporting: i32,
+    /// Of those, the pods whose link is up.
+    #[serde(default)]
+    pub pods_linked: i32,
+    /// The latest failover a push pod followed to a new primary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failover_time: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
 }
 
 /// What the connection autoscaler last decided.

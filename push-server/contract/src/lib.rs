@@ -230,6 +230,14 @@ pub mod metrics {
     /// Counter: times this node found a new Redis primary (Sentinel failover) and moved
     /// its connections there.
     pub const REDIS_FAILOVERS: &str = "push_redis_failovers_total";
+    /// Gauge 1, label [`ADDRESS`]: the Redis primary this node uses now (`host:port`;
+    /// one series, replaced when the node follows a failover).
+    pub const REDIS_PRIMARY: &str = "push_redis_primary";
+    /// Gauge, Unix seconds: when this node last moved to a new Redis primary (absent
+    /// until it did).
+    pub const REDIS_LAST_FAILOVER: &str = "push_redis_last_failover_timestamp_seconds";
+    /// The label naming an address.
+    pub const ADDRESS: &str = "address";
     /// Counter: times this node's fan-out log reader found entries trimmed away before
     /// it read them (it fell behind the log's length); its sockets are then cut, to
     /// recover from history or be told `continuity_broken`.

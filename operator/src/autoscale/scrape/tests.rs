@@ -99,7 +99,7 @@ fn pod(name: &str, ip: Option<&str>, ready: &str, terminating: bool) -> Pod {
 }
 
 #[test]
-fn targets_are_ready_running_pods_with_an_ip() {
+fn targets_are_running_pods_with_an_ip_and_their_readiness() {
     let pods = [
         pod("ready", Some("10.0.0.1"), "True", false),
         pod("not-ready", Some("10.0.0.2"), "False", false),
@@ -113,11 +113,18 @@ fn targets_are_ready_running_pods_with_an_ip() {
         vec![
             ScrapeTarget {
                 name: "ready".into(),
-                url: "http://10.0.0.1:9090/metrics".into()
+                url: "http://10.0.0.1:9090/metrics".into(),
+                ready: true,
+            },
+            ScrapeTarget {
+                name: "not-ready".into(),
+                url: "http://10.0.0.2:9090/metrics".into(),
+                ready: false,
             },
             ScrapeTarget {
                 name: "ipv6".into(),
-                url: "http://[fd00::7]:9090/metrics".into()
+                url: "http://[fd00::7]:9090/metrics".into(),
+                ready: true,
             },
         ]
     );
@@ -164,7 +171,7 @@ async fn a_hanging_pod_is_unmeasured_and_does_not_block_the_others() {
     // Generous enough that the healthy pod answers even on a loaded CI machine.
     let timeout = Duration::from_secs(1);
     let started = Instant::now();
-    let loads = scrape_all(&client(timeout), &targets, timeout).await;
+    let loads = ready_loads(&scrape_all(&client(timeout), &targets, timeout).await);
     let took = started.elapsed();
     assert_eq!(
         loads,
@@ -189,4 +196,76 @@ async fn an_oversized_body_counts_as_no_answer() {
     .await;
     let got = scrape(&client(SCRAPE_TIMEOUT), &ScrapeTarget::new("big", big).url).await;
     assert_eq!(got, Err(ScrapeError::TooLarge));
+}
+
+#[test]
+fn the_redis_link_is_read_from_a_pods_metrics() {
+    let text = format!(
+        "# HELP {REDIS_UP} Redis link state\n# TYPE {REDIS_UP} gauge\n{REDIS_UP} 1\n\
+         {REDIS_PRIMARY}{{{ADDRESS}=\"10.0.0.5:6379\"}} 1\n\
+         {REDIS_LAST_FAILOVER} 1796570000\n{CONNECTIONS}{{transport=\"websocket\"}} 3\n"
+    );
+    assert_eq!(
+        parse_redis(&text),
+        Some(PodRedis {
+            up: true,
+            primary: Some("10.0.0.5:6379".into()),
+            last_failover: Some(1_796_570_000),
+        })
+    );
+    let never_moved = format!("{REDIS_UP} 0\n{REDIS_LAST_FAILOVER} 0\n");
+    assert_eq!(
+        parse_redis(&never_moved),
+        Some(PodRedis {
+            up: false,
+            primary: None,
+            last_failover: None,
+        })
+    );
+    assert_eq!(
+        parse_redis(&format!("{CONNECTIONS} 1\n")),
+        None,
+        "a pod without Redis reports no link"
+    );
+    assert_eq!(
+        parse_redis(&format!(
+            "{REDIS_UP} one\n{REDIS_PRIMARY}{{{ADDRESS}=\"x\" 1\n"
+        )),
+        None,
+        "malformed lines are skipped, not a panic"
+    );
+}
+
+#[test]
+fn the_links_of_all_pods_name_the_primary_most_use() {
+    let pod = |up: bool, primary: Option<&str>, last_failover: Option<i64>| Scraped {
+        load: PodLoad::measured("p", 0),
+        ready: up,
+        redis: Some(PodRedis {
+            up,
+            primary: primary.map(str::to_owned),
+            last_failover,
+        }),
+    };
+    let links = RedisLinks::of(&[
+        pod(true, Some("a:1"), Some(10)),
+        pod(true, Some("b:1"), Some(20)),
+        pod(true, Some("b:1"), None),
+        pod(false, Some("a:1"), Some(5)),
+        Scraped {
+            load: PodLoad::unmeasured("silent"),
+            ready: false,
+            redis: None,
+        },
+    ]);
+    assert_eq!(
+        links,
+        RedisLinks {
+            pods: 4,
+            up: 3,
+            primary: Some("b:1".into()),
+            last_failover: Some(20),
+        }
+    );
+    assert_eq!(RedisLinks::of(&[]), RedisLinks::default());
 }
