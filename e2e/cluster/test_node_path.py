@@ -25,7 +25,7 @@ import pytest
 import requests
 import yaml
 from harness import NodeClients, PyClient, parse_metrics
-from harness.continuity import ROOMS, RetryingPublisher, check_exactly_once_in_order
+from harness.continuity import ROOMS, RetryingPublisher, check_after_the_stream
 from harness.cluster import CHART, CONTRACT, EXAMPLE, condition, helm, kubectl, kubectl_json, restricted_namespace, wait_for
 from harness.kube import ControlPlane, ControlPlaneError
 
@@ -357,8 +357,13 @@ HA = "chat-ha"
 SENTINEL_PORT = 26379
 REDIS_PORT = 6379
 MASTER = CONTRACT["defaults"]["REDIS_SENTINEL_MASTER"]
-BROKEN = CONTRACT["socket"]["CONTINUITY_BROKEN"]
 HA_RATE = 50
+
+
+def publish_to(url: str, token: str):
+    """The publish API of the push pod at `url`, as a function of the body."""
+    return lambda body: requests.post(url + CONTRACT["paths"]["PUBLISH"], headers={"Authorization": f"Bearer {token}"},
+                                      json=body, timeout=10)
 
 
 def redis_cli(ip: str, port: int, *args: str, password: str | None = None) -> str:
@@ -480,16 +485,7 @@ def test_deleting_the_redis_primary_pod_mid_stream_loses_and_repeats_nothing(ha,
                 timeout=90, interval=0.5)
             at = len(publisher.accepted)
             wait_for("2 s more", lambda: len(publisher.accepted) >= at + 2 * HA_RATE, timeout=30, interval=0.1)
-        fence = requests.post(urls[0] + CONTRACT["paths"]["PUBLISH"], headers={"Authorization": f"Bearer {ha['token']}"},
-                              json={"event": "fence", "data": 1, "broadcast": True}, timeout=10)
-        assert fence.status_code == 202, fence.text
-        for swarm in (ws, polling):
-            wait_for("the fence everywhere", lambda s=swarm: len(s.events("fence")) >= 3, timeout=20, interval=0.1)
-            check_exactly_once_in_order(swarm, publisher)
-            assert swarm.events(BROKEN) == [], swarm.events(BROKEN)
-            for i in range(3):
-                later = swarm.of("connected", i=i)[1:]
-                assert all(e["recovered"] is True for e in later), f"client {i} reconnected without recovering: {later}"
+        check_after_the_stream(publish_to(urls[0], ha["token"]), (ws, polling), publisher)
         gap = publisher.longest_gap()
         pc = kubectl_json("get", "pushcluster", NAME, "-n", HA)
         print(f"\nRedis primary pod {victim} deleted: Sentinels named {new_primary} after {promoted_s:.1f} s; longest "
@@ -543,12 +539,7 @@ def test_a_new_redis_image_rolls_every_redis_pod_and_sentinel_and_loses_nothing(
                 and (condition(pc, "Ready") or {}).get("status") == "True" and pc, timeout=60, interval=0.3)
             at = len(publisher.accepted)
             wait_for("2 s more", lambda: len(publisher.accepted) >= at + 2 * HA_RATE, timeout=30, interval=0.1)
-        fence = requests.post(urls[0] + CONTRACT["paths"]["PUBLISH"], headers={"Authorization": f"Bearer {ha['token']}"},
-                              json={"event": "fence", "data": 1, "broadcast": True}, timeout=10)
-        assert fence.status_code == 202, fence.text
-        wait_for("the fence", lambda: len(swarm.events("fence")) >= 2, timeout=20, interval=0.1)
-        check_exactly_once_in_order(swarm, publisher)
-        assert swarm.events(BROKEN) == [], swarm.events(BROKEN)
+        check_after_the_stream(publish_to(urls[0], ha["token"]), (swarm,), publisher)
         gap = publisher.longest_gap()
         print(f"\nRedis image change rolled 3 Redis pods and 3 Sentinels: {len(publisher.accepted)} answered 202 "
               f"({publisher.retries} retries), each received once, in order; longest stretch without a 202 "

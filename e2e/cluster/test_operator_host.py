@@ -19,6 +19,7 @@ from harness.cluster import CONTRACT, EXAMPLE, condition, kubectl, kubectl_json,
 from harness.host_operator import HostOperator, service_account_kubeconfig
 
 NAME = "chat"
+PAUSED = "pushcluster.dev/paused"
 FIELD_MANAGER = CONTRACT["kube"]["FIELD_MANAGER"]
 OWNED_KINDS = ("deployments.apps,statefulsets.apps,services,secrets,configmaps,"
                "poddisruptionbudgets.policy,networkpolicies.networking.k8s.io,ingresses.networking.k8s.io")
@@ -245,6 +246,40 @@ def test_persistence_on_and_off_recreates_the_redis_statefulset_and_later_change
     wait_for("the status to settle again", lambda: settled(ns), timeout=60, interval=0.3)
     events = kubectl_json("get", "events", "-n", ns, "--field-selector", "reason=Recreated")["items"]
     assert events and "volume claim templates" in events[0]["message"], events
+
+
+def test_a_paused_cluster_is_not_repaired_or_scaled_until_resumed(chat, operator):
+    """`pushcluster.dev/paused: "true"`: a deleted owned object stays deleted and a
+    `kubectl scale` does not reach the Deployment, though the operator reconciled after
+    both (its log says so for this cluster); removing the annotation does both."""
+    ns = chat["namespace"]
+    wait_for("the status to settle", lambda: settled(ns), timeout=60, interval=0.3)
+    replicas = kubectl_json("get", "deployment", NAME, "-n", ns)["spec"]["replicas"]
+    kubectl("annotate", "pushcluster", NAME, "-n", ns, f"{PAUSED}=true")
+    wait_for("the Paused condition", lambda: (condition(push_cluster(ns), "Paused") or {}).get("status") == "True",
+             timeout=30, interval=0.2)
+
+    def paused_reconciles() -> int:
+        return sum(1 for line in operator.log().splitlines()
+                   if "paused: nothing applied" in line and f"{ns}/{NAME}" in line)
+    before = paused_reconciles()
+    kubectl("delete", "service", NAME, "-n", ns)
+    kubectl("scale", f"pushcluster/{NAME}", "-n", ns, f"--replicas={replicas + 1}")
+    wait_for("the operator reconciling the paused cluster after both changes",
+             lambda: paused_reconciles() >= before + 2, timeout=30, interval=0.2)
+    assert kubectl("get", "service", NAME, "-n", ns, check=False).returncode != 0, "repaired while paused"
+    assert kubectl_json("get", "deployment", NAME, "-n", ns)["spec"]["replicas"] == replicas, "scaled while paused"
+    reasons = {e["reason"] for e in kubectl_json("get", "events", "-n", ns)["items"]}
+    assert "Paused" in reasons, reasons
+
+    kubectl("annotate", "pushcluster", NAME, "-n", ns, f"{PAUSED}-")
+    wait_for("the Service back and the Deployment scaled", lambda: (
+        kubectl("get", "service", NAME, "-n", ns, check=False).returncode == 0
+        and kubectl_json("get", "deployment", NAME, "-n", ns)["spec"]["replicas"] == replicas + 1),
+        timeout=60, interval=0.3)
+    wait_for("the Paused condition gone", lambda: condition(push_cluster(ns), "Paused") is None, timeout=30,
+             interval=0.2)
+    assert "Resumed" in {e["reason"] for e in kubectl_json("get", "events", "-n", ns)["items"]}
 
 
 def test_the_api_server_never_refused_the_operator(chat, operator):

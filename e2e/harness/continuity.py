@@ -15,6 +15,7 @@ import requests
 
 from .core import contract, wait_until
 
+BROKEN = contract()["socket"]["CONTINUITY_BROKEN"]
 # Messages a second, alternating room `news` and user `u1`.
 RATE = 100
 ROOMS = ["news", "user:u1"]
@@ -73,6 +74,23 @@ def fence(cluster, swarm) -> None:
     arrived wherever it was going to."""
     assert cluster.publish({"event": "fence", "data": 1, "broadcast": True}).status_code == 202
     wait_until(lambda: len(swarm.events("fence")) >= swarm.spec["count"], 20, "the fence everywhere")
+
+
+def check_after_the_stream(publish_fence: Callable[[dict], requests.Response], swarms,
+                           publisher: "Publisher | RetryingPublisher") -> None:
+    """After a stream through an outage: a fence broadcast (answered 202) waited for on
+    every client, then for each: every 202'd message once and in order, no
+    `continuity_broken`, and every reconnect recovered."""
+    fenced = publish_fence({"event": "fence", "data": 1, "broadcast": True})
+    assert fenced.status_code == 202, fenced.text
+    for swarm in swarms:
+        count = swarm.spec.get("count", 1)
+        wait_until(lambda s=swarm: len(s.events("fence")) >= count, 20, "the fence everywhere")
+        check_exactly_once_in_order(swarm, publisher)
+        assert swarm.events(BROKEN) == [], swarm.events(BROKEN)
+        for i in range(count):
+            later = swarm.of("connected", i=i)[1:]
+            assert all(e["recovered"] is True for e in later), f"client {i} reconnected without recovering: {later}"
 
 
 def check_exactly_once_in_order(swarm, publisher: Publisher) -> dict[int, list[int]]:

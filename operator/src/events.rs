@@ -40,6 +40,10 @@ pub enum EventReason {
     RecommendationChanged,
     /// An HPA targets the PushCluster while spec.autoscaling is enabled.
     ExternalScalerConflict,
+    /// The pause annotation is set: the operator changes nothing for this cluster.
+    Paused,
+    /// The pause annotation is gone: reconciling again.
+    Resumed,
 }
 
 impl EventReason {
@@ -61,6 +65,8 @@ impl EventReason {
             Self::MetricsUnavailable => "MetricsUnavailable",
             Self::RecommendationChanged => "RecommendationChanged",
             Self::ExternalScalerConflict => "ExternalScalerConflict",
+            Self::Paused => "Paused",
+            Self::Resumed => "Resumed",
         }
     }
 

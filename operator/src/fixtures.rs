@@ -29,6 +29,8 @@ pub trait PushClusterExt {
     fn generation(self, generation: i64) -> Self;
     fn observed(self, generation: i64) -> Self;
     fn deleted(self) -> Self;
+    /// With the pause annotation set to `value`.
+    fn pause_annotation(self, value: &str) -> Self;
 }
 
 impl PushClusterExt for PushCluster {
@@ -41,6 +43,16 @@ impl PushClusterExt for PushCluster {
         self.status
             .get_or_insert_with(Default::default)
             .observed_generation = Some(generation);
+        self
+    }
+    fn pause_annotation(mut self, value: &str) -> Self {
+        self.metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(
+                crate::resources::PAUSED_ANNOTATION.to_string(),
+                value.to_string(),
+            );
         self
     }
     fn deleted(mut self) -> Self {

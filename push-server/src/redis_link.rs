@@ -56,21 +56,12 @@ impl Sentinels {
     /// The primary's address as the first Sentinel that answers names it (over TLS when
     /// `info`, the link's, is).
     pub async fn primary(&self, info: &ConnectionInfo) -> Result<(String, u16), RedisError> {
-        let mut last = None;
-        for (host, port) in &self.addresses {
-            match self.ask(info, host, *port).await {
-                Ok(Some(primary)) => return Ok(primary),
-                Ok(None) => {}
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.unwrap_or_else(|| {
-            RedisError::from((
-                redis::ErrorKind::Io,
-                "no Sentinel knows the primary",
-                self.master.clone(),
-            ))
-        }))
+        first_named(
+            &self.addresses,
+            |host, port| self.ask(info, host, port),
+            ("no Sentinel knows the primary", self.master.clone()),
+        )
+        .await
     }
 
     async fn ask(
@@ -80,13 +71,8 @@ impl Sentinels {
         port: u16,
     ) -> Result<Option<(String, u16)>, RedisError> {
         // A Sentinel has no password of the primary's: only the address and TLS carry over.
-        let info = addr_at(info, host.to_owned(), port).into_connection_info()?;
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(Duration::from_millis(500)))
-            .set_response_timeout(Some(Duration::from_millis(500)));
-        let mut conn: MultiplexedConnection = redis::Client::open(info)?
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?;
+        let mut conn =
+            short_lived(addr_at(info, host.to_owned(), port).into_connection_info()?).await?;
         let reply: Option<Vec<String>> = redis::cmd("SENTINEL")
             .arg("get-master-addr-by-name")
             .arg(&self.master)
@@ -97,6 +83,39 @@ impl Sentinels {
             _ => None,
         }))
     }
+}
+
+/// The first address `ask` gets a primary from, in order; else the last error, or
+/// `nobody` (description, detail) when every one answered that it knows none.
+async fn first_named<'a, Ask, Answer>(
+    addresses: &'a [(String, u16)],
+    ask: Ask,
+    nobody: (&'static str, String),
+) -> Result<(String, u16), RedisError>
+where
+    Ask: Fn(&'a str, u16) -> Answer,
+    Answer: std::future::Future<Output = Result<Option<(String, u16)>, RedisError>>,
+{
+    let mut last = None;
+    for (host, port) in addresses {
+        match ask(host, *port).await {
+            Ok(Some(primary)) => return Ok(primary),
+            Ok(None) => {}
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| RedisError::from((redis::ErrorKind::Io, nobody.0, nobody.1))))
+}
+
+/// A connection for one question (which node is the primary): a node that does not
+/// answer within half a second is skipped for the next.
+async fn short_lived(info: ConnectionInfo) -> Result<MultiplexedConnection, RedisError> {
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_millis(500)))
+        .set_response_timeout(Some(Duration::from_millis(500)));
+    redis::Client::open(info)?
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
 }
 
 /// `host:port` entries of `var` (blank ones skipped; at least one).
@@ -146,21 +165,15 @@ impl ClusterNodes {
 
     /// The primary owning [`ClusterNodes::slot`] as the first seed that answers names it.
     async fn primary(&self, info: &ConnectionInfo) -> Result<(String, u16), RedisError> {
-        let mut last = None;
-        for (host, port) in &self.addresses {
-            match self.ask(info, host, *port).await {
-                Ok(Some(primary)) => return Ok(primary),
-                Ok(None) => {}
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.unwrap_or_else(|| {
-            RedisError::from((
-                redis::ErrorKind::Io,
+        first_named(
+            &self.addresses,
+            |host, port| self.ask(info, host, port),
+            (
                 "no cluster node knows the slot's primary",
                 self.slot.to_string(),
-            ))
-        }))
+            ),
+        )
+        .await
     }
 
     async fn ask(
@@ -169,12 +182,7 @@ impl ClusterNodes {
         host: &str,
         port: u16,
     ) -> Result<Option<(String, u16)>, RedisError> {
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(Duration::from_millis(500)))
-            .set_response_timeout(Some(Duration::from_millis(500)));
-        let mut conn: MultiplexedConnection = redis::Client::open(at(info, host.to_owned(), port))?
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?;
+        let mut conn = short_lived(at(info, host.to_owned(), port)).await?;
         let reply: Value = redis::cmd("CLUSTER")
             .arg("SLOTS")
             .query_async(&mut conn)

@@ -4,8 +4,9 @@
 
 use super::status::{self, Blocker};
 use crate::events::{EventReason, PendingEvent};
-use crate::resources::PushClusterStatus;
+use crate::resources::{PAUSED_ANNOTATION, PushCluster, PushClusterStatus};
 use crate::validate::ValidatedCluster;
+use kube::ResourceExt;
 use std::time::Duration;
 
 /// Re-check a healthy cluster this often (catches rotated referenced Secrets).
@@ -128,6 +129,30 @@ pub fn statefulset_recreated(name: &str, change: &str) -> PendingEvent {
 /// A blocked cluster: a Warning the first time this Degraded reason and message
 /// is reported for this generation; an invalid spec waits for a change, a
 /// missing Secret is retried.
+/// A paused cluster: an Event when it was not paused before; no requeue (removing the
+/// annotation is a change, which reconciles it).
+pub fn paused(previous: Option<&PushClusterStatus>) -> Plan {
+    Plan {
+        events: if status::says_paused(previous) {
+            Vec::new()
+        } else {
+            vec![PendingEvent::new(
+                EventReason::Paused,
+                format!(
+                    "{PAUSED_ANNOTATION} is \"true\": the operator changes nothing for this cluster until it is removed"
+                ),
+            )]
+        },
+        requeue: None,
+    }
+}
+
+/// Whether the PushCluster carries the pause annotation (`"true"`; any other value is
+/// not a pause).
+pub fn pause_requested(pc: &PushCluster) -> bool {
+    pc.annotations().get(PAUSED_ANNOTATION).map(String::as_str) == Some("true")
+}
+
 pub fn blocked(
     blocker: &Blocker,
     previous: Option<&PushClusterStatus>,
@@ -177,6 +202,12 @@ pub struct Applied<'a> {
 /// Events after the status write (pods lost; a generation applied) and the requeue.
 pub fn applied(a: Applied<'_>) -> Plan {
     let mut events = Vec::new();
+    if status::says_paused(a.previous) {
+        events.push(PendingEvent::new(
+            EventReason::Resumed,
+            format!("{PAUSED_ANNOTATION} removed: reconciling again"),
+        ));
+    }
     let pods_lost = |s: &PushClusterStatus| {
         degraded(s)
             .filter(|c| c.reason == EventReason::PodsUnavailable.as_str())

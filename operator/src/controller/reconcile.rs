@@ -10,7 +10,7 @@ use super::plan::{self, Applied, Plan};
 use super::prune::prune;
 use super::status::{self, Blocker, ExposureState, Observed};
 use crate::objects::labels::{Component, selector_string};
-use crate::resources::{PushCluster, PushClusterStatus};
+use crate::resources::{PAUSED_ANNOTATION, PushCluster, PushClusterStatus};
 use crate::validate;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
@@ -25,6 +25,9 @@ pub async fn reconcile(pc: Arc<PushCluster>, ctx: Arc<Context>) -> Result<Action
     if pc.meta().deletion_timestamp.is_some() {
         // Owner references let the garbage collector remove the children.
         return Ok(Action::await_change());
+    }
+    if plan::pause_requested(&pc) {
+        return pause(&ctx, &pc).await;
     }
     let namespace = pc.namespace().unwrap_or_default();
     let vc = match validate::validate(&pc, &namespace) {
@@ -108,6 +111,15 @@ async fn block(
     let new = status::compute(&observed, pc.status.as_ref(), now());
     write_status(&ctx.client, pc, &new).await?;
     let plan = plan::blocked(&blocker, pc.status.as_ref(), pc.metadata.generation, &new);
+    Ok(carry_out(ctx, pc, plan).await)
+}
+
+/// Paused: only the `Paused` condition (and an Event when it starts) is written.
+async fn pause(ctx: &Context, pc: &PushCluster) -> Result<Action, ReconcileError> {
+    tracing::info!(cluster = %key(pc), "paused: nothing applied, pruned or scaled");
+    let new = status::paused(pc.status.as_ref(), PAUSED_ANNOTATION, now());
+    write_status(&ctx.client, pc, &new).await?;
+    let plan = plan::paused(pc.status.as_ref());
     Ok(carry_out(ctx, pc, plan).await)
 }
 

@@ -16,6 +16,8 @@ pub const REDIS_READY: &str = "RedisReady";
 pub const EXPOSURE_READY: &str = "ExposureReady";
 pub const PROGRESSING: &str = "Progressing";
 pub const DEGRADED: &str = "Degraded";
+/// Present (True) only while the pause annotation is set.
+pub const PAUSED: &str = "Paused";
 /// RedisReady reason: `spec.redis.managed.replicas` > 1, which only local mode runs today.
 /// Degraded reason: pods were all ready and some no longer are.
 pub const PODS_UNAVAILABLE: &str = EventReason::PodsUnavailable.as_str();
@@ -160,6 +162,41 @@ pub fn compute(
         redis: redis_status(observed, previous),
         conditions,
     }
+}
+
+/// The status of a paused cluster: the previous one as it was (nothing was looked at,
+/// observedGeneration stays behind a newer spec), with `Paused` True.
+pub fn paused(
+    previous: Option<&PushClusterStatus>,
+    annotation: &str,
+    now: Time,
+) -> PushClusterStatus {
+    let mut status = previous.cloned().unwrap_or_default();
+    let was_paused = says_paused(previous);
+    status.conditions.retain(|c| c.type_ != PAUSED);
+    let mut paused = condition(
+        PAUSED,
+        true,
+        "Annotated",
+        format!(
+            "{annotation} is \"true\": the operator and its autoscaler change nothing for this cluster"
+        ),
+    );
+    paused.last_transition_time = previous
+        .and_then(|p| p.conditions.iter().find(|c| c.type_ == PAUSED))
+        .filter(|_| was_paused)
+        .map_or(now, |c| c.last_transition_time.clone());
+    status.conditions.push(paused);
+    status
+}
+
+/// Whether `status` says the cluster is paused.
+pub fn says_paused(status: Option<&PushClusterStatus>) -> bool {
+    status.is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == PAUSED && c.status == "True")
+    })
 }
 
 /// status.redis: the managed pods from the apply, the rest from the push pods (kept from
@@ -818,5 +855,31 @@ mod tests {
         assert_eq!(redis_later.primary, redis.primary);
         assert_eq!(redis_later.last_failover_time, redis.last_failover_time);
         assert_eq!(compute(&Observed::default(), None, ts(1)).redis, None);
+    }
+
+    #[test]
+    fn the_paused_condition_lives_only_while_paused() {
+        let running = compute(&healthy(), None, ts(100));
+        let paused = super::paused(Some(&running), "pushcluster.dev/paused", ts(200));
+        assert!(says_paused(Some(&paused)));
+        let condition = paused
+            .conditions
+            .iter()
+            .find(|c| c.type_ == PAUSED)
+            .expect("Paused");
+        assert_eq!(condition.last_transition_time, ts(200));
+        assert_eq!(
+            paused.conditions.len(),
+            running.conditions.len() + 1,
+            "the others kept as they were"
+        );
+        let still = super::paused(Some(&paused), "pushcluster.dev/paused", ts(300));
+        assert_eq!(
+            still, paused,
+            "paused again: nothing changes, not even the time"
+        );
+        let resumed = compute(&healthy(), Some(&paused), ts(400));
+        assert!(!says_paused(Some(&resumed)));
+        assert!(resumed.conditions.iter().all(|c| c.type_ != PAUSED));
     }
 }

@@ -416,6 +416,10 @@ pub struct SecretKeyRef {
     pub key: String,
 }
 
+/// On a PushCluster, `"true"` stops every write of the operator and its autoscaler for
+/// it (an incident's hands-off switch); removing it resumes.
+pub const PAUSED_ANNOTATION: &str = "pushcluster.dev/paused";
+
 /// How clients reach the cluster.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[x_kube(validation = Rule::new("(has(self.gateway) ? 1 : 0) + (has(self.ingress) ? 1 : 0) + (has(self.service) ? 1 : 0) == 1").message("spec.exposure: set exactly one of gateway, ingress or service"))]
@@ -779,7 +783,8 @@ pub struct PushClusterStatus {
     /// Redis as the operator and the pods see it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redis: Option<RedisStatus>,
-    /// Ready, RedisReady, ExposureReady, Progressing, Degraded. Degraded is True
+    /// Ready, RedisReady, ExposureReady, Progressing, Degraded (and Paused, True while the
+    /// `pushcluster.dev/paused` annotation is "true"). Degraded is True
     /// with reason InvalidSpec, SecretMissing, or PodsUnavailable (pods were all
     /// ready and some no longer are: a crash, a failing probe, a lost node).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -101,6 +101,63 @@ pub(super) fn image_change() -> Scenario {
     ])
 }
 
+/// Scenario: the pause annotation on a cluster with a new spec: only the `Paused`
+/// condition is written (observedGeneration stays behind), an Event the first time.
+pub(super) fn paused(first_time: bool) -> Scenario {
+    let mut calls = vec![status_patch(|body| {
+        let paused = condition(body, "Paused");
+        assert_eq!(paused["status"], "True");
+        assert_eq!(paused["reason"], "Annotated");
+        assert_eq!(body["status"]["observedGeneration"], 1, "nothing applied");
+    })];
+    if first_time {
+        calls.push(event("Paused", "Normal"));
+    }
+    Scenario(calls)
+}
+
+#[tokio::test]
+async fn a_paused_cluster_is_left_alone_until_the_annotation_goes() {
+    let spec = "{image: 'example.com/push:2'}";
+    let (ctx, handle) = context();
+    let pc = cluster(spec)
+        .generation(2)
+        .observed(1)
+        .pause_annotation("true");
+    let (result, _) = run(ctx, handle, pc.clone(), paused(true)).await;
+    assert_eq!(result.expect("not an error"), Action::await_change());
+
+    // Reconciled again while paused (its own status patch): no second Event.
+    let mut again = pc;
+    again.status = Some(status::paused(
+        again.status.as_ref(),
+        crate::resources::PAUSED_ANNOTATION,
+        Time(k8s_openapi::jiff::Timestamp::now()),
+    ));
+    let (ctx, handle) = context();
+    let (result, _) = run(ctx, handle, again.clone(), paused(false)).await;
+    assert_eq!(result.expect("not an error"), Action::await_change());
+
+    // Another value is not a pause; without the annotation the new spec is applied,
+    // the Paused condition goes and an Event says so.
+    for unpaused in [
+        again.clone().pause_annotation("false"),
+        cluster(spec).generation(2).observed(1),
+    ] {
+        let resumed = PushCluster {
+            status: again.status.clone(),
+            ..unpaused
+        };
+        let mut calls = image_change().0;
+        let updated = calls.pop().expect("the Updated event");
+        calls.push(event("Resumed", "Normal"));
+        calls.push(updated);
+        let (ctx, handle) = context();
+        let (result, _) = run(ctx, handle, resumed, Scenario(calls)).await;
+        result.expect("reconciled");
+    }
+}
+
 #[tokio::test]
 async fn image_change_reapplies_the_deployment() {
     let (ctx, handle) = context();
