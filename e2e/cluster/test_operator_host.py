@@ -248,6 +248,26 @@ def test_persistence_on_and_off_recreates_the_redis_statefulset_and_later_change
     assert events and "volume claim templates" in events[0]["message"], events
 
 
+def test_the_disruption_budget_takes_a_percentage_and_a_string_count_is_explained(chat):
+    ns = chat["namespace"]
+    kubectl("patch", "pushcluster", NAME, "-n", ns, "--type=merge", "-p",
+            json.dumps({"spec": {"disruption": {"maxUnavailable": "50%"}}}))
+    wait_for("the PodDisruptionBudget at 50%", lambda: kubectl_json(
+        "get", "pdb", NAME, "-n", ns)["spec"].get("maxUnavailable") == "50%", timeout=30, interval=0.3)
+    # "2" passes the CRD's rule (CEL sees 2 and "2" alike) but no PDB takes it: said in the status.
+    kubectl("patch", "pushcluster", NAME, "-n", ns, "--type=merge", "-p",
+            json.dumps({"spec": {"disruption": {"maxUnavailable": "2"}}}))
+    wait_for("Degraded InvalidSpec naming the field", lambda: (
+        (c := condition(push_cluster(ns), "Degraded") or {}).get("reason") == "InvalidSpec"
+        and "spec.disruption.maxUnavailable" in c.get("message", "")), timeout=30, interval=0.3)
+    assert kubectl_json("get", "pdb", NAME, "-n", ns)["spec"]["maxUnavailable"] == "50%", "kept the last good one"
+    kubectl("patch", "pushcluster", NAME, "-n", ns, "--type=merge", "-p",
+            json.dumps({"spec": {"disruption": {"maxUnavailable": 1}}}))
+    wait_for("the PodDisruptionBudget at 1 again", lambda: kubectl_json(
+        "get", "pdb", NAME, "-n", ns)["spec"].get("maxUnavailable") == 1, timeout=30, interval=0.3)
+    wait_for("the status to settle", lambda: settled(ns), timeout=60, interval=0.3)
+
+
 def test_a_paused_cluster_is_not_repaired_or_scaled_until_resumed(chat, operator):
     """`pushcluster.dev/paused: "true"`: a deleted owned object stays deleted and a
     `kubectl scale` does not reach the Deployment, though the operator reconciled after

@@ -51,6 +51,9 @@ INVALID_SPECS = [
      "spec.redis.external.cluster.addresses[1]"),
     ("cluster-without-seeds", "spec: {redis: {external: {cluster: {addresses: []}}}}",
      "spec.redis.external.cluster.addresses"),
+    ("negative-max-unavailable", "spec: {disruption: {maxUnavailable: -1}}", "spec.disruption"),
+    ("max-unavailable-not-a-percentage", "spec: {disruption: {maxUnavailable: 'half'}}", "spec.disruption"),
+    ("max-unavailable-over-100-percent", "spec: {disruption: {maxUnavailable: '101%'}}", "spec.disruption"),
     ("env-names-the-cluster", "spec: {env: [{name: PUSH_REDIS_CLUSTER, value: 'c:7000'}]}", "spec.env"),
 ]
 

@@ -1,16 +1,16 @@
-//! The PodDisruptionBudget: voluntary evictions (node drains) take one push pod at a time.
+//! The PodDisruptionBudget: voluntary evictions (node drains) take at most
+//! `spec.disruption.maxUnavailable` push pods at a time (default one).
 
 use super::labels::{self, Component};
 use crate::validate::ValidatedCluster;
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 pub fn pod_disruption_budget(vc: &ValidatedCluster) -> PodDisruptionBudget {
     PodDisruptionBudget {
         metadata: labels::object_meta(vc, &vc.names.server, Component::Server),
         spec: Some(PodDisruptionBudgetSpec {
-            max_unavailable: Some(IntOrString::Int(1)),
+            max_unavailable: Some(vc.spec.disruption.max_unavailable.clone()),
             selector: Some(LabelSelector {
                 match_labels: Some(labels::selector_labels(vc, Component::Server)),
                 match_expressions: None,

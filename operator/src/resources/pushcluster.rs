@@ -128,6 +128,11 @@ pub struct PushClusterSpec {
     #[serde(default)]
     pub auth: AuthSpec,
 
+    /// Voluntary disruptions of the push pods (node drains, evictions): their
+    /// PodDisruptionBudget.
+    #[serde(default)]
+    pub disruption: DisruptionSpec,
+
     /// Seconds over which a stopping pod moves its clients off (spread, not all at once).
     /// The pod's terminationGracePeriodSeconds is set above it.
     #[serde(default = "default_drain_seconds")]
@@ -414,6 +419,37 @@ pub struct SecretKeyRef {
     /// Key within the Secret.
     #[schemars(length(min = 1, max = 253))]
     pub key: String,
+}
+
+/// The push pods' PodDisruptionBudget.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("string(self.maxUnavailable).matches('^([0-9]+|([0-9]|[1-9][0-9]|100)%)$')").message("spec.disruption.maxUnavailable: a number of pods (0 or more) or a percentage such as \"25%\""))]
+#[serde(rename_all = "camelCase")]
+pub struct DisruptionSpec {
+    /// Push pods a drain may take at once: a number, or a percentage of the replicas
+    /// (rounded up). Each one taken moves its clients to the others (they recover what
+    /// they missed); 0 blocks drains until the budget is raised.
+    #[serde(default = "default_max_unavailable")]
+    #[schemars(schema_with = "int_or_string")]
+    pub max_unavailable: k8s_openapi::apimachinery::pkg::util::intstr::IntOrString,
+}
+
+/// An int-or-string that may not be null (k8s-openapi's own schema allows null, which
+/// would not deserialize).
+fn int_or_string(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "x-kubernetes-int-or-string": true })
+}
+
+impl Default for DisruptionSpec {
+    fn default() -> Self {
+        Self {
+            max_unavailable: default_max_unavailable(),
+        }
+    }
+}
+
+fn default_max_unavailable() -> k8s_openapi::apimachinery::pkg::util::intstr::IntOrString {
+    k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(1)
 }
 
 /// On a PushCluster, `"true"` stops every write of the operator and its autoscaler for

@@ -7,8 +7,9 @@
 
 pub mod schema;
 
-use crate::resources::{ExposureSpec, PushCluster, PushClusterSpec};
+use crate::resources::{DisruptionSpec, ExposureSpec, PushCluster, PushClusterSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 
 /// Longest StatefulSet name: the controller-revision-hash label value
@@ -206,7 +207,23 @@ fn replicated_redis_name_errors(name: &str, spec: &PushClusterSpec) -> Vec<Valid
 fn spec_errors(spec: &PushClusterSpec) -> Vec<ValidationError> {
     // Reserved env names, Traefik + ipHash and Gateway + TLS are CEL rules of the CRD
     // (see `cel_errors`): the API server and this step judge them with the same rule.
-    exposure_errors(&spec.exposure)
+    let mut errors = exposure_errors(&spec.exposure);
+    errors.extend(disruption_errors(&spec.disruption));
+    errors
+}
+
+/// What the CEL rule cannot tell (it sees `5` and `"5"` alike): a string must be a
+/// percentage, which is all a PodDisruptionBudget accepts as a string.
+fn disruption_errors(disruption: &DisruptionSpec) -> Vec<ValidationError> {
+    match &disruption.max_unavailable {
+        IntOrString::String(s) if !s.ends_with('%') => vec![ValidationError::new(
+            "spec.disruption.maxUnavailable",
+            format!(
+                "{s:?} is a string: write a number of pods without quotes, or a percentage such as \"25%\""
+            ),
+        )],
+        _ => Vec::new(),
+    }
 }
 
 fn exposure_errors(exposure: &ExposureSpec) -> Vec<ValidationError> {
@@ -245,6 +262,21 @@ mod tests {
         // (case, spec yaml, expected failing field or None)
         let cases: &[(&str, &str, Option<&str>)] = &[
             ("defaults", "spec: {}", None),
+            (
+                "a count of pods as a string",
+                "spec: {disruption: {maxUnavailable: '2'}}",
+                Some("spec.disruption.maxUnavailable"),
+            ),
+            (
+                "a percentage of pods",
+                "spec: {disruption: {maxUnavailable: '25%'}}",
+                None,
+            ),
+            (
+                "a count of pods",
+                "spec: {disruption: {maxUnavailable: 2}}",
+                None,
+            ),
             (
                 "both redis modes",
                 "spec: {redis: {managed: {}, external: {url: 'redis://r:6379'}}}",

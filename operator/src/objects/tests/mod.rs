@@ -829,3 +829,21 @@ fn secrets_read_as_files_are_mounted() {
 
 mod exposure;
 mod redis;
+
+#[test]
+fn the_push_disruption_budget_follows_spec_disruption() {
+    for (spec, want) in [
+        ("{}", serde_json::json!(1)),
+        ("{disruption: {maxUnavailable: 0}}", serde_json::json!(0)),
+        (
+            "{disruption: {maxUnavailable: '25%'}}",
+            serde_json::json!("25%"),
+        ),
+    ] {
+        let objects = desired_objects(&cluster(spec), &SecretDigests::default());
+        let pdb = find(&objects, ObjectKind::PodDisruptionBudget, "chat")
+            .to_json()
+            .expect("json");
+        assert_eq!(pdb["spec"]["maxUnavailable"], want, "{spec}");
+    }
+}
