@@ -14,7 +14,7 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction, KeyToPath,
     ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SecretKeySelector,
-    SecretVolumeSource, TopologySpreadConstraint, Volume, VolumeMount,
+    SecretVolumeSource, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -405,16 +405,10 @@ fn pod_template(vc: &ValidatedCluster) -> PodTemplateSpec {
         ("prometheus.io/path".to_string(), paths::METRICS.to_string()),
     ]);
     let spread = if overrides.topology_spread_constraints.is_empty() {
-        vec![TopologySpreadConstraint {
-            max_skew: 1,
-            topology_key: "kubernetes.io/hostname".to_string(),
-            when_unsatisfiable: "ScheduleAnyway".to_string(),
-            label_selector: Some(LabelSelector {
-                match_labels: Some(selector),
-                match_expressions: None,
-            }),
-            ..Default::default()
-        }]
+        super::spread::over_zones_and_nodes(&LabelSelector {
+            match_labels: Some(selector),
+            match_expressions: None,
+        })
     } else {
         overrides.topology_spread_constraints.clone()
     };

@@ -12,6 +12,7 @@ pub mod secrets;
 pub mod security;
 pub mod sentinel;
 pub mod services;
+pub mod spread;
 
 use crate::validate::ValidatedCluster;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};

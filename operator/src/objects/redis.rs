@@ -269,7 +269,7 @@ pub fn statefulset(
                     containers: vec![container],
                     volumes,
                     priority_class_name: managed.priority_class_name.clone(),
-                    topology_spread_constraints: Some(vec![servers(vc).spread(vc)]),
+                    topology_spread_constraints: Some(servers(vc).spread(vc)),
                     automount_service_account_token: Some(false),
                     security_context: Some(redis_security(REDIS_USER)),
                     ..Default::default()

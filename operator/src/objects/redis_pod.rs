@@ -148,16 +148,11 @@ impl PodSet<'_> {
         }
     }
 
-    /// Pods of the set on different nodes where the cluster has them (a node's loss then
-    /// takes one); soft, so a one-node cluster still runs them all.
-    pub fn spread(&self, vc: &ValidatedCluster) -> TopologySpreadConstraint {
-        TopologySpreadConstraint {
-            max_skew: 1,
-            topology_key: "kubernetes.io/hostname".to_string(),
-            when_unsatisfiable: "ScheduleAnyway".to_string(),
-            label_selector: Some(self.selector(vc)),
-            ..Default::default()
-        }
+    /// Pods of the set in different zones and on different nodes where the cluster has
+    /// them (a zone's or a node's loss then takes one); soft, so a one-node cluster still
+    /// runs them all.
+    pub fn spread(&self, vc: &ValidatedCluster) -> Vec<TopologySpreadConstraint> {
+        super::spread::over_zones_and_nodes(&self.selector(vc))
     }
 }
 

@@ -370,7 +370,7 @@ pub fn statefulset(
                         ..Default::default()
                     }]),
                     priority_class_name: managed.priority_class_name.clone(),
-                    topology_spread_constraints: Some(vec![sentinels(vc).spread(vc)]),
+                    topology_spread_constraints: Some(sentinels(vc).spread(vc)),
                     automount_service_account_token: Some(false),
                     security_context: Some(redis_security(REDIS_USER)),
                     ..Default::default()

@@ -665,7 +665,17 @@ fn deployment_is_secure_and_drains() {
             .any(|m| m.mount_path == "/tmp")
     );
     let spread = pod.topology_spread_constraints.as_ref().expect("spread");
-    assert_eq!(spread[0].when_unsatisfiable, "ScheduleAnyway");
+    assert_eq!(
+        spread
+            .iter()
+            .map(|c| (c.topology_key.as_str(), c.when_unsatisfiable.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            ("topology.kubernetes.io/zone", "ScheduleAnyway"),
+            ("kubernetes.io/hostname", "ScheduleAnyway")
+        ],
+        "soft spread over zones, then nodes"
+    );
     let ann = spec
         .template
         .metadata

@@ -101,13 +101,19 @@ fn priority_spread_and_retention_reach_the_statefulset() {
     );
     let pod = &sts["spec"]["template"]["spec"];
     assert_eq!(pod["priorityClassName"], "redis-critical");
-    let spread = &pod["topologySpreadConstraints"][0];
-    assert_eq!(spread["topologyKey"], "kubernetes.io/hostname");
-    assert_eq!(spread["whenUnsatisfiable"], "ScheduleAnyway");
+    let spread = pod["topologySpreadConstraints"].as_array().expect("spread");
+    let keys: Vec<_> = spread.iter().map(|c| c["topologyKey"].clone()).collect();
     assert_eq!(
-        spread["labelSelector"]["matchLabels"][names::LABEL_COMPONENT],
-        names::COMPONENT_REDIS
+        keys,
+        ["topology.kubernetes.io/zone", "kubernetes.io/hostname"]
     );
+    for constraint in spread {
+        assert_eq!(constraint["whenUnsatisfiable"], "ScheduleAnyway");
+        assert_eq!(
+            constraint["labelSelector"]["matchLabels"][names::LABEL_COMPONENT],
+            names::COMPONENT_REDIS
+        );
+    }
     let retention = &sts["spec"]["persistentVolumeClaimRetentionPolicy"];
     assert_eq!(retention["whenDeleted"], "Delete");
     assert_eq!(retention["whenScaled"], "Delete");
