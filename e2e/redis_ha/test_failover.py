@@ -23,10 +23,10 @@ import subprocess
 import time
 from urllib.parse import quote
 
-from harness import NodeClients, PushServer, contract, wait_until
-from harness.continuity import ROOMS, RetryingPublisher, check_after_the_stream
 import pytest
 
+from harness import NodeClients, PushServer, contract, wait_until
+from harness.continuity import ROOMS, RetryingPublisher, check_after_the_stream
 from harness.redis_cluster import RedisClusterSet
 from harness.redis_sentinel import SentinelSet
 

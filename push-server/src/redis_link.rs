@@ -543,8 +543,9 @@ impl RedisLink {
                 continue;
             }
             let (host, port) = primary;
+            let address = format!("{host}:{port}");
             let generation = current.generation + 1;
-            let info = at(&current.info, host.clone(), port);
+            let info = at(&current.info, host, port);
             match Self::open(info, generation, &self.handlers, &self.dispatching).await {
                 Ok(next) => {
                     let channels: Vec<String> = self
@@ -563,13 +564,13 @@ impl RedisLink {
                         Ok(mut slot) => *slot = Arc::new(next),
                         Err(poisoned) => *poisoned.into_inner() = Arc::new(next),
                     }
-                    metrics.redis_failover(&format!("{host}:{port}"));
+                    metrics.redis_failover(&address);
                     // Connected to it just now: no need to wait for the next PING to say so.
                     metrics.redis_up.set(1);
-                    tracing::warn!(primary = %format!("{host}:{port}"), "redis failover: following the new primary");
+                    tracing::warn!(primary = %address, "redis failover: following the new primary");
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, primary = %format!("{host}:{port}"), "redis: the new primary does not answer yet")
+                    tracing::warn!(error = %e, primary = %address, "redis: the new primary does not answer yet")
                 }
             }
         }

@@ -158,9 +158,15 @@ pub fn parse_redis(text: &str) -> Option<PodRedis> {
         if line.starts_with('#') {
             continue;
         }
-        let Some((name, labels, value)) = sample(line) else {
+        let Some((name, rest)) = split_name(line) else {
             continue;
         };
+        let Ok((labels, value)) = labels_and_value(rest) else {
+            continue;
+        };
+        if !value.is_finite() {
+            continue;
+        }
         match name {
             REDIS_UP => up = Some(value >= 1.0),
             REDIS_PRIMARY if value >= 1.0 => primary = label(labels, ADDRESS),
@@ -176,18 +182,26 @@ pub fn parse_redis(text: &str) -> Option<PodRedis> {
     })
 }
 
-/// `name{labels} value` (labels may be absent) of a sample line; `None` if malformed.
-fn sample(line: &str) -> Option<(&str, &str, f64)> {
+/// A sample line's metric name and what follows it (`{labels} value` or ` value`);
+/// `None` when nothing follows the name. `push_connections_foo` is another metric: the
+/// name ends at `{` or a space.
+fn split_name(line: &str) -> Option<(&str, &str)> {
     let end = line.find(['{', ' ', '\t'])?;
-    let (name, rest) = line.split_at(end);
+    Some(line.split_at(end))
+}
+
+/// The labels (between the braces; empty when there are none) and the value of what
+/// follows a metric name, or why they cannot be read.
+fn labels_and_value(rest: &str) -> Result<(&str, f64), &'static str> {
     let (labels, after) = if rest.starts_with('{') {
-        let after = skip_labels(rest)?;
+        let after = skip_labels(rest).ok_or("unclosed label set")?;
         (&rest[1..rest.len() - after.len() - 1], after)
     } else {
         ("", rest)
     };
-    let value: f64 = after.split_whitespace().next()?.parse().ok()?;
-    value.is_finite().then_some((name, labels, value))
+    let value = after.split_whitespace().next().ok_or("no value")?;
+    let value = value.parse().map_err(|_| "value is not a number")?;
+    Ok((labels, value))
 }
 
 /// The value of label `key` in `a="x",b="y"` (escapes kept as they are: addresses
@@ -205,22 +219,10 @@ pub fn parse_connections(text: &str) -> Result<i64, ScrapeError> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let Some(rest) = line.strip_prefix(CONNECTIONS) else {
+        let Some((CONNECTIONS, rest)) = split_name(line) else {
             continue;
         };
-        // `push_connections_foo` is another metric; the name ends at `{` or a space.
-        let after_labels = match rest.chars().next() {
-            Some('{') => skip_labels(rest).ok_or_else(|| bad(line, "unclosed label set"))?,
-            Some(' ') | Some('\t') => rest,
-            _ => continue,
-        };
-        let value = after_labels
-            .split_whitespace()
-            .next()
-            .ok_or_else(|| bad(line, "no value"))?;
-        let value: f64 = value
-            .parse()
-            .map_err(|_| bad(line, "value is not a number"))?;
+        let (_, value) = labels_and_value(rest).map_err(|why| bad(line, why))?;
         if !value.is_finite() || value < 0.0 {
             return Err(bad(line, "value is not a finite non-negative number"));
         }

@@ -10,7 +10,7 @@ use super::plan::{self, Applied, Plan};
 use super::prune::prune;
 use super::status::{self, Blocker, ExposureState, Observed};
 use crate::objects::labels::{Component, selector_string};
-use crate::resources::{PAUSED_ANNOTATION, PushCluster, PushClusterStatus};
+use crate::resources::{PushCluster, PushClusterStatus};
 use crate::validate;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
@@ -117,7 +117,7 @@ async fn block(
 /// Paused: only the `Paused` condition (and an Event when it starts) is written.
 async fn pause(ctx: &Context, pc: &PushCluster) -> Result<Action, ReconcileError> {
     tracing::info!(cluster = %key(pc), "paused: nothing applied, pruned or scaled");
-    let new = status::paused(pc.status.as_ref(), PAUSED_ANNOTATION, now());
+    let new = status::paused(pc.status.as_ref(), now());
     write_status(&ctx.client, pc, &new).await?;
     let plan = plan::paused(pc.status.as_ref());
     Ok(carry_out(ctx, pc, plan).await)

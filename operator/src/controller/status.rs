@@ -7,7 +7,7 @@
 use crate::autoscale::scrape::RedisLinks;
 use crate::events::EventReason;
 use crate::objects::sentinel::{QUORUM, SENTINELS};
-use crate::resources::{PushClusterStatus, RedisStatus};
+use crate::resources::{PAUSED_ANNOTATION, PushClusterStatus, RedisStatus};
 use k8s_openapi::api::apps::v1::DeploymentStatus;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
@@ -166,26 +166,23 @@ pub fn compute(
 
 /// The status of a paused cluster: the previous one as it was (nothing was looked at,
 /// observedGeneration stays behind a newer spec), with `Paused` True.
-pub fn paused(
-    previous: Option<&PushClusterStatus>,
-    annotation: &str,
-    now: Time,
-) -> PushClusterStatus {
+pub fn paused(previous: Option<&PushClusterStatus>, now: Time) -> PushClusterStatus {
     let mut status = previous.cloned().unwrap_or_default();
-    let was_paused = says_paused(previous);
+    let since = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == PAUSED && c.status == "True")
+        .map_or(now, |c| c.last_transition_time.clone());
     status.conditions.retain(|c| c.type_ != PAUSED);
     let mut paused = condition(
         PAUSED,
         true,
         "Annotated",
         format!(
-            "{annotation} is \"true\": the operator and its autoscaler change nothing for this cluster"
+            "{PAUSED_ANNOTATION} is \"true\": the operator and its autoscaler change nothing for this cluster"
         ),
     );
-    paused.last_transition_time = previous
-        .and_then(|p| p.conditions.iter().find(|c| c.type_ == PAUSED))
-        .filter(|_| was_paused)
-        .map_or(now, |c| c.last_transition_time.clone());
+    paused.last_transition_time = since;
     status.conditions.push(paused);
     status
 }
@@ -860,7 +857,7 @@ mod tests {
     #[test]
     fn the_paused_condition_lives_only_while_paused() {
         let running = compute(&healthy(), None, ts(100));
-        let paused = super::paused(Some(&running), "pushcluster.dev/paused", ts(200));
+        let paused = super::paused(Some(&running), ts(200));
         assert!(says_paused(Some(&paused)));
         let condition = paused
             .conditions
@@ -873,7 +870,7 @@ mod tests {
             running.conditions.len() + 1,
             "the others kept as they were"
         );
-        let still = super::paused(Some(&paused), "pushcluster.dev/paused", ts(300));
+        let still = super::paused(Some(&paused), ts(300));
         assert_eq!(
             still, paused,
             "paused again: nothing changes, not even the time"

@@ -131,7 +131,6 @@ async fn a_paused_cluster_is_left_alone_until_the_annotation_goes() {
     let mut again = pc;
     again.status = Some(status::paused(
         again.status.as_ref(),
-        crate::resources::PAUSED_ANNOTATION,
         Time(k8s_openapi::jiff::Timestamp::now()),
     ));
     let (ctx, handle) = context();
