@@ -15,6 +15,11 @@ from .ports import reserve_port
 from .procs import Processes
 
 MASTER = "pushcluster"
+# Each Sentinel calls the primary down at its own time, the quorum's (the second) at
+# `down_after_ms`: with one value for all, they reach +odown together, each votes for
+# itself, and the retry comes after twice the failover timeout (operator's
+# objects::sentinel::down_after_ms, which local mode and Kubernetes use).
+DOWN_AFTER_STAGGER_MS = 750
 
 
 class SentinelSet:
@@ -51,13 +56,14 @@ class SentinelSet:
         for port in self.ports[1:]:
             wait_until(lambda p=port: self.info(p).get("master_link_status") == "up", 15,
                        f"replica {port} in sync")
-        for port in self.sentinel_ports:
+        for index, port in enumerate(self.sentinel_ports):
             conf = self.procs.log_dir / f"sentinel-{port}.conf"
+            down_after = self.down_after_ms + (index - 1) * DOWN_AFTER_STAGGER_MS
             conf.write_text("\n".join([
                 f"port {port}", "bind 127.0.0.1", f"dir {self.procs.log_dir}",
                 f"sentinel monitor {MASTER} 127.0.0.1 {primary} 2",
                 f"sentinel auth-pass {MASTER} {self.password}",
-                f"sentinel down-after-milliseconds {MASTER} {self.down_after_ms}",
+                f"sentinel down-after-milliseconds {MASTER} {down_after}",
                 f"sentinel failover-timeout {MASTER} 5000",
                 f"sentinel parallel-syncs {MASTER} 1", ""]))
             self.procs.start(["redis-server", conf, "--sentinel"], name=f"sentinel-{port}")

@@ -6,14 +6,16 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use crate::objects::sentinel::down_after_ms;
 use push_contract::defaults::REDIS_SENTINEL_MASTER;
 
 /// Sentinels watching a replicated Redis, and how many must agree that the primary is down.
 pub const SENTINELS: usize = 3;
 pub const QUORUM: usize = 2;
-/// Sentinel timing: the primary is down after 2 s without an answer (at 1 s, a loaded
-/// 2-core machine made Sentinels take the just-promoted primary for down and fail over a
-/// second time); a failover that has not completed in 5 s is retried.
+/// Sentinel timing: the primary is down after 2 s without an answer for the quorum (at
+/// 1 s, a loaded 2-core machine made Sentinels take the just-promoted primary for down and
+/// fail over a second time; each Sentinel's own value is staggered around it, see
+/// [`down_after_ms`]); a failover that has not completed in 5 s is retried.
 pub const DOWN_AFTER_MS: u32 = 2000;
 pub const FAILOVER_TIMEOUT_MS: u32 = 5000;
 
@@ -183,12 +185,14 @@ impl Topology {
     pub fn sentinel_conf(&self, addr: SocketAddr) -> String {
         let name = REDIS_SENTINEL_MASTER;
         let (ip, port) = (self.primary.ip(), self.primary.port());
+        let index = self.sentinels.iter().position(|s| *s == addr).unwrap_or(0);
+        let down_after = down_after_ms(DOWN_AFTER_MS, u32::try_from(index).unwrap_or(0));
         [
             format!("port {}", addr.port()),
             format!("bind {}", addr.ip()),
             format!("sentinel monitor {name} {ip} {port} {QUORUM}"),
             format!("sentinel auth-pass {name} {}", self.password),
-            format!("sentinel down-after-milliseconds {name} {DOWN_AFTER_MS}"),
+            format!("sentinel down-after-milliseconds {name} {down_after}"),
             format!("sentinel failover-timeout {name} {FAILOVER_TIMEOUT_MS}"),
             format!("sentinel parallel-syncs {name} 1"),
         ]

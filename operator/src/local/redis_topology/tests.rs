@@ -195,6 +195,24 @@ fn sentinel_configuration() {
     assert_eq!(REDIS_SENTINEL_MASTER, "pushcluster", "the contract's name");
 }
 
+/// Each Sentinel calls the primary down at its own time (no split vote), the second of
+/// them (the quorum) at `DOWN_AFTER_MS`.
+#[test]
+fn sentinels_call_the_primary_down_one_after_another() {
+    let t = topology(3);
+    let down_after: Vec<String> = [7004, 7005, 7006]
+        .iter()
+        .map(|port| {
+            let conf = t.sentinel_conf(addr(*port));
+            conf.lines()
+                .find_map(|l| l.strip_prefix("sentinel down-after-milliseconds pushcluster "))
+                .unwrap_or("missing")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(down_after, ["1250", "2000", "2750"]);
+}
+
 #[test]
 fn a_dead_server_restarts_as_a_replica_of_the_primary_named_now() {
     let own = addr(7001);

@@ -179,7 +179,8 @@ fn replicated_redis_renders_servers_sentinels_and_their_services() {
     for part in [
         "sentinel monitor pushcluster $primary 6379 2",
         "sentinel announce-ip $POD_IP",
-        "sentinel down-after-milliseconds pushcluster 5000",
+        "down_after=`expr 4250 + \"$ordinal\" \\* 750`",
+        "sentinel down-after-milliseconds pushcluster $down_after",
         "chat-redis-2.chat-redis-pods.ns.svc.cluster.local",
         "--sentinel",
     ] {
@@ -856,4 +857,14 @@ fn the_push_disruption_budget_follows_spec_disruption() {
             .expect("json");
         assert_eq!(pdb["spec"]["maxUnavailable"], want, "{spec}");
     }
+}
+
+/// Kubernetes's Sentinels as local mode's: the quorum's verdict at `DOWN_AFTER_MS`, the
+/// others `DOWN_AFTER_STAGGER_MS` before and after it.
+#[test]
+fn sentinels_down_after_is_staggered_around_the_quorum() {
+    use super::sentinel::{DOWN_AFTER_MS, down_after_ms};
+    let each: Vec<u32> = (0..3).map(|i| down_after_ms(DOWN_AFTER_MS, i)).collect();
+    assert_eq!(each, [4250, 5000, 5750]);
+    assert_eq!(down_after_ms(500, 0), 0, "never below zero");
 }
