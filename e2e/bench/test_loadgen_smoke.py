@@ -100,7 +100,8 @@ def test_loadgen_counts_match_the_official_client(processes, tmp_path, server, t
 
     out = tmp_path / "fanout.json"
     run = subprocess.run(
-        [loadgen, "fanout", "--url", info["urls"][0], "--api-token", TOKEN, "--transport", transport,
+        [loadgen, "fanout", "--url", info["urls"][0], "--publish-url", info["publishUrls"][0],
+         "--api-token", TOKEN, "--transport", transport,
          "--clients", str(CLIENTS), "--rooms", str(ROOMS), "--rates", str(RATE),
          "--step-secs", str(STEP_SECS), "--out", out],
         cwd=REPO, capture_output=True, text=True, timeout=120,

@@ -115,9 +115,14 @@ def push_pods(chat: dict) -> list[dict]:
     return sorted(pods(APPS, chat["selector"]), key=lambda p: p["metadata"]["name"])
 
 
-def service_url(node_cluster: ControlPlane, name: str) -> str:
+def service_url(node_cluster: ControlPlane, name: str, port: int = PORT) -> str:
     services = json.loads((Path(node_cluster.state) / "node" / "services.json").read_text())
-    return f"http://{services[f'{APPS}/{name}']['address']}:{PORT}"
+    return f"http://{services[f'{APPS}/{name}']['address']}:{port}"
+
+
+def api_url(node_cluster: ControlPlane, name: str) -> str:
+    """The server API Service (`<name>-api`): where backends publish."""
+    return service_url(node_cluster, f"{name}-api", ADMIN_PORT)
 
 
 def test_chat_becomes_ready_with_redis_and_three_pods(chat):
@@ -144,7 +149,7 @@ def test_publishes_reach_clients_on_other_pods_exactly_once(chat, transports):
         headers = {"Authorization": f"Bearer {chat['token']}"}
         targets = [{"room": "e2e"}, {"user": "u1"}, {"broadcast": True}]
         for n, target in enumerate(targets):
-            r = requests.post(f"http://{third}:{PORT}{CONTRACT['paths']['PUBLISH']}", headers=headers,
+            r = requests.post(f"http://{third}:{ADMIN_PORT}{CONTRACT['paths']['PUBLISH']}", headers=headers,
                               json={"event": "news", "data": {"n": n}, **target}, timeout=10)
             assert r.status_code == 202, r.text
             assert r.json()["fanout"] == "cluster"
@@ -178,8 +183,15 @@ def test_official_js_clients_stick_to_their_pods_through_the_service(chat, node_
                if any(n == CONTRACT["metrics"]["CONNECTIONS"] and v > 0 for n, _, v in parse_metrics(text))]
     assert len(serving) >= 2, f"all clients on one pod: {serving}"
     headers = {"Authorization": f"Bearer {chat['token']}"}
+    # The Service clients reach (what an Ingress or Gateway routes to) has no publish API,
+    # nor a demo page (spec.demoPage is off); the server API Service has it.
+    exposed = requests.post(url + CONTRACT["paths"]["PUBLISH"], headers=headers,
+                            json={"event": "news", "room": "js", "data": {"n": -1}}, timeout=10)
+    assert exposed.status_code == 404, f"publish through the client Service: {exposed.status_code} {exposed.text}"
+    assert requests.get(url + "/", timeout=10).status_code == 404, "demo page served with demoPage off"
+    api = api_url(node_cluster, NAME)
     for n in range(3):
-        r = requests.post(url + CONTRACT["paths"]["PUBLISH"], headers=headers,
+        r = requests.post(api + CONTRACT["paths"]["PUBLISH"], headers=headers,
                           json={"event": "news", "room": "js", "data": {"n": n}}, timeout=10)
         assert r.status_code == 202, r.text
     for client in clients:
@@ -225,7 +237,7 @@ def test_helm_upgrade_of_the_operator_keeps_the_clients_connected(chat, operator
         assert client.sio.connected, "the client was disconnected by the operator upgrade"
         assert {p["metadata"]["name"]: p["metadata"]["uid"] for p in push_pods(chat)} == before
         headers = {"Authorization": f"Bearer {chat['token']}"}
-        r = requests.post(f"http://{push_pods(chat)[1]['status']['podIP']}:{PORT}{CONTRACT['paths']['PUBLISH']}",
+        r = requests.post(f"http://{push_pods(chat)[1]['status']['podIP']}:{ADMIN_PORT}{CONTRACT['paths']['PUBLISH']}",
                           headers=headers, json={"event": "news", "broadcast": True, "data": "after"}, timeout=10)
         assert r.status_code == 202
         wait_for("the broadcast after the upgrade", lambda: client.received("news") == ["after"], timeout=15, interval=0.1)
@@ -299,7 +311,7 @@ def test_rolling_update_keeps_every_pod_slot_ready_and_loses_no_message(chat, no
     default), every broadcast published during the rollout arrives once, in order."""
     wait_for("3 ready pods before the rollout (an earlier test may have scaled)", lambda: (
         p := push_pods(chat)) and len(p) == 3 and all(ready(x) for x in p), timeout=120, interval=0.5)
-    url = service_url(node_cluster, NAME)
+    url, api = service_url(node_cluster, NAME), api_url(node_cluster, NAME)
     swarm = NodeClients(processes, {"url": url, "count": 3, "transports": ["websocket"], "reconnection": True,
                                     "reconnectionDelay": 200, "reconnectionDelayMax": 1000,
                                     "rejoinAfterServerDisconnect": True}, name="rollout")
@@ -315,7 +327,7 @@ def test_rolling_update_keeps_every_pod_slot_ready_and_loses_no_message(chat, no
                 json.dumps({"spec": {"env": [{"name": "E2E_ROLLOUT", "value": "1"}]}}))
         deadline = time.monotonic() + 180
         while True:
-            r = requests.post(url + CONTRACT["paths"]["PUBLISH"], headers=headers,
+            r = requests.post(api + CONTRACT["paths"]["PUBLISH"], headers=headers,
                               json={"event": "tick", "broadcast": True, "data": sent}, timeout=10)
             assert r.status_code == 202, r.text
             sent += 1
@@ -329,7 +341,7 @@ def test_rolling_update_keeps_every_pod_slot_ready_and_loses_no_message(chat, no
         wait_for("every client moved and back", lambda: all(
             swarm.of("connected", i=i)[-1]["t"] > max([started_at] + [d["t"] for d in swarm.of("disconnect", i=i)])
             and swarm.of("disconnect", i=i) for i in range(3)), timeout=60, interval=0.2)
-        r = requests.post(url + CONTRACT["paths"]["PUBLISH"], headers=headers,
+        r = requests.post(api + CONTRACT["paths"]["PUBLISH"], headers=headers,
                           json={"event": "tick", "broadcast": True, "data": sent}, timeout=10)
         assert r.status_code == 202, r.text
         wait_for("every client to receive after the rollout", lambda: all(
@@ -361,7 +373,7 @@ HA_RATE = 50
 
 
 def publish_to(url: str, token: str):
-    """The publish API of the push pod at `url`, as a function of the body."""
+    """The publish API at `url` (a push pod's server port), as a function of the body."""
     return lambda body: requests.post(url + CONTRACT["paths"]["PUBLISH"], headers={"Authorization": f"Bearer {token}"},
                                       json=body, timeout=10)
 
@@ -459,6 +471,7 @@ def test_deleting_the_redis_primary_pod_mid_stream_loses_and_repeats_nothing(ha,
     back as a replica. Every message answered 202 reaches every client once, in order."""
     push = sorted(pods(HA, ha["selector"]), key=lambda p: p["metadata"]["name"])
     urls = [f"http://{p['status']['podIP']}:{PORT}" for p in push]
+    apis = [f"http://{p['status']['podIP']}:{ADMIN_PORT}" for p in push]
     spec = {"rooms": ROOMS, "reconnection": True, "reconnectionDelay": 100, "reconnectionDelayMax": 500}
     ws = NodeClients(processes, {"url": urls[0], "transports": ["websocket"], "count": 3, **spec}, name="ha-ws")
     polling = NodeClients(processes, {"url": urls[1], "transports": ["polling"], "count": 3, **spec}, name="ha-polling")
@@ -467,7 +480,7 @@ def test_deleting_the_redis_primary_pod_mid_stream_loses_and_repeats_nothing(ha,
         polling.wait_ready()
         old_primary = named_primary(ha)
         victim = next(p["metadata"]["name"] for p in ha_pods("redis") if p["status"]["podIP"] == old_primary)
-        with RetryingPublisher(urls, ha["token"], HA_RATE) as publisher:
+        with RetryingPublisher(apis, ha["token"], HA_RATE) as publisher:
             wait_for("5 s of 202s", lambda: len(publisher.accepted) >= 5 * HA_RATE, timeout=30, interval=0.1)
             deleted_at = time.monotonic()
             kubectl("delete", "pod", victim, "-n", HA, "--wait=false")
@@ -485,7 +498,7 @@ def test_deleting_the_redis_primary_pod_mid_stream_loses_and_repeats_nothing(ha,
                 timeout=90, interval=0.5)
             at = len(publisher.accepted)
             wait_for("2 s more", lambda: len(publisher.accepted) >= at + 2 * HA_RATE, timeout=30, interval=0.1)
-        check_after_the_stream(publish_to(urls[0], ha["token"]), (ws, polling), publisher)
+        check_after_the_stream(publish_to(apis[0], ha["token"]), (ws, polling), publisher)
         gap = publisher.longest_gap()
         pc = kubectl_json("get", "pushcluster", NAME, "-n", HA)
         print(f"\nRedis primary pod {victim} deleted: Sentinels named {new_primary} after {promoted_s:.1f} s; longest "
@@ -518,12 +531,13 @@ def test_a_new_redis_image_rolls_every_redis_pod_and_sentinel_and_loses_nothing(
     arrives once, in order; the cluster ends Ready with every pod on the new image."""
     push = sorted(pods(HA, ha["selector"]), key=lambda p: p["metadata"]["name"])
     urls = [f"http://{p['status']['podIP']}:{PORT}" for p in push]
+    apis = [f"http://{p['status']['podIP']}:{ADMIN_PORT}" for p in push]
     spec = {"rooms": ROOMS, "reconnection": True, "reconnectionDelay": 100, "reconnectionDelayMax": 500}
     swarm = NodeClients(processes, {"url": urls[0], "transports": ["websocket"], "count": 2, **spec}, name="ha-roll")
     image = "docker.io/library/redis:7.2.5-alpine"
     try:
         swarm.wait_ready()
-        with RetryingPublisher(urls, ha["token"], HA_RATE) as publisher:
+        with RetryingPublisher(apis, ha["token"], HA_RATE) as publisher:
             wait_for("2 s of 202s", lambda: len(publisher.accepted) >= 2 * HA_RATE, timeout=30, interval=0.1)
             kubectl("patch", "pushcluster", NAME, "-n", HA, "--type=merge", "-p",
                     json.dumps({"spec": {"redis": {"managed": {"image": image}}}}))
@@ -539,7 +553,7 @@ def test_a_new_redis_image_rolls_every_redis_pod_and_sentinel_and_loses_nothing(
                 and (condition(pc, "Ready") or {}).get("status") == "True" and pc, timeout=60, interval=0.3)
             at = len(publisher.accepted)
             wait_for("2 s more", lambda: len(publisher.accepted) >= at + 2 * HA_RATE, timeout=30, interval=0.1)
-        check_after_the_stream(publish_to(urls[0], ha["token"]), (swarm,), publisher)
+        check_after_the_stream(publish_to(apis[0], ha["token"]), (swarm,), publisher)
         gap = publisher.longest_gap()
         print(f"\nRedis image change rolled 3 Redis pods and 3 Sentinels: {len(publisher.accepted)} answered 202 "
               f"({publisher.retries} retries), each received once, in order; longest stretch without a 202 "

@@ -131,7 +131,9 @@ def test_client_receives_a_publish_through_a_port_forward(chat, transports):
                 service["spec"]["ports"][0]["port"])
     received: list[dict] = []
     arrived = threading.Event()
-    with PortForward(chat["namespace"], service["metadata"]["name"], port) as forward:
+    api_service = f"{NAME}-api"  # the server API Service: backends publish here, clients never reach it
+    with PortForward(chat["namespace"], service["metadata"]["name"], port) as forward, \
+            PortForward(chat["namespace"], api_service, CONTRACT["defaults"]["ADMIN_PORT"]) as api:
         client = socketio.Client(reconnection=False)
 
         @client.on("news")
@@ -145,13 +147,16 @@ def test_client_receives_a_publish_through_a_port_forward(chat, transports):
             ack = client.call(CONTRACT["socket"]["SUBSCRIBE"], {"rooms": ["e2e"]}, timeout=10)
             assert ack["joined"] == ["e2e"], ack
             message = {"event": "news", "room": "e2e", "data": {"transports": transports}}
-            response = requests.post(forward.url + CONTRACT["paths"]["PUBLISH"], data=json.dumps(message),
+            exposed = requests.post(forward.url + CONTRACT["paths"]["PUBLISH"], data=json.dumps(message),
+                                    headers={"Authorization": f"Bearer {api_token(chat['namespace'])}"}, timeout=10)
+            assert exposed.status_code == 404, "the publish API through the client Service"
+            response = requests.post(api.url + CONTRACT["paths"]["PUBLISH"], data=json.dumps(message),
                                      headers={"Authorization": f"Bearer {api_token(chat['namespace'])}",
                                               "Content-Type": "application/json"}, timeout=10)
             assert response.status_code == 202, response.text
             assert arrived.wait(15), "the published message never reached the client"
             assert received == [{"transports": transports}]
-            unauthorized = requests.post(forward.url + CONTRACT["paths"]["PUBLISH"], data=json.dumps(message),
+            unauthorized = requests.post(api.url + CONTRACT["paths"]["PUBLISH"], data=json.dumps(message),
                                          headers={"Authorization": "Bearer wrong"}, timeout=10)
             assert unauthorized.status_code == 401
         finally:

@@ -446,7 +446,7 @@ def test_a_subscribe_during_a_long_replay_never_reorders_or_repeats(processes, r
         client.wait("event", event="m")
 
         drop(client, node)
-        results = publish_all(node.url, API_TOKEN, [{"event": "m", "room": "news", "data": {"n": k, "pad": PAD}}
+        results = publish_all(node.admin_url, API_TOKEN, [{"event": "m", "room": "news", "data": {"n": k, "pad": PAD}}
                                                    for k in range(BACKLOG)])
         assert all(status == 202 for status, _ in results), {s for s, _ in results}
         news += [offset for _, offset in results]

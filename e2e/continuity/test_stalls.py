@@ -119,12 +119,12 @@ def test_a_client_paused_during_a_long_replay_comes_back_and_misses_nothing(proc
         wait_until(lambda: client.of("disconnect"), 5, "the drop", interval=0.002)
         os.kill(pid, signal.SIGSTOP)
         assert len(client.of("open")) == 1, "the client came back before it could be kept away"
-        results = publish_all(node.url, API_TOKEN, [
+        results = publish_all(node.admin_url, API_TOKEN, [
             {"event": "news", "room": "news", "data": {"n": k, "pad": PAD}} for k in range(MISSED)])
         refused = [s for s, _ in results if s != 202]
         assert not refused, f"{len(refused)} publishes refused: {refused[:5]}"
         owed |= {o for _, o in results}
-        with Paced(node.url, lambda k: {"event": "bcast", "broadcast": True, "data": {"k": k}},
+        with Paced(node.admin_url, lambda k: {"event": "bcast", "broadcast": True, "data": {"k": k}},
                    broadcast_rate) as background:
             os.kill(pid, signal.SIGCONT)
             # Stopped again the moment it reconnects (its CONNECT with pid and offset is out):
@@ -193,7 +193,7 @@ def test_a_node_paused_past_the_logs_length_cuts_and_its_clients_recover(process
     os.kill(b.proc.pid, signal.SIGSTOP)
     try:
         started = time.monotonic()
-        results = publish_all(a.url, API_TOKEN, bodies, threads=4)
+        results = publish_all(a.admin_url, API_TOKEN, bodies, threads=4)
         took = time.monotonic() - started
     finally:
         os.kill(b.proc.pid, signal.SIGCONT)

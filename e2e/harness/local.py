@@ -66,6 +66,7 @@ class LocalCluster:
         self.proc: subprocess.Popen | None = None
         self.lines: queue.Queue[str] = queue.Queue()
         self.endpoint = ""
+        self.api_endpoint = ""  # where backends publish (never the client endpoint)
         self.token = ""
         self.seen_pids: set[int] = set()
 
@@ -87,7 +88,7 @@ class LocalCluster:
         threading.Thread(target=self._read_stdout, daemon=True).start()
         try:
             deadline = time.monotonic() + 90
-            while not self.endpoint:
+            while not (self.endpoint and self.api_endpoint):
                 if self.proc.poll() is not None:
                     raise AssertionError(f"push-operator local exited ({self.proc.returncode}):\n{self.log_tail()}")
                 try:
@@ -98,6 +99,8 @@ class LocalCluster:
                     self.token = line.removeprefix(LOCAL_MODE["API_TOKEN_PREFIX"]).strip()
                 elif line.startswith(LOCAL_MODE["ENDPOINT_PREFIX"]):
                     self.endpoint = line.removeprefix(LOCAL_MODE["ENDPOINT_PREFIX"]).strip()
+                elif line.startswith(LOCAL_MODE["API_ENDPOINT_PREFIX"]):
+                    self.api_endpoint = line.removeprefix(LOCAL_MODE["API_ENDPOINT_PREFIX"]).strip()
         except BaseException:
             self.stop()
             raise
@@ -146,7 +149,7 @@ class LocalCluster:
         return path.read_text().splitlines() if path.exists() else []
 
     def publish(self, body: dict) -> requests.Response:
-        return requests.post(f"{self.endpoint}{CONTRACT['paths']['PUBLISH']}", json=body,
+        return requests.post(f"{self.api_endpoint}{CONTRACT['paths']['PUBLISH']}", json=body,
                              headers={"Authorization": f"Bearer {self.token}"}, timeout=10)
 
     def publish_redis(self, body: dict) -> None:

@@ -106,7 +106,7 @@ class PushServer:
         hdrs = dict(headers or {})
         if token is not None:
             hdrs["Authorization"] = f"Bearer {token}"
-        url = self.url + contract()["paths"]["PUBLISH"]
+        url = self.admin_url + contract()["paths"]["PUBLISH"]
         if raw:
             return requests.post(url, data=body, headers=hdrs, timeout=10)
         return requests.post(url, json=body, headers=hdrs, timeout=10)

@@ -76,7 +76,7 @@ def test_the_connection_cap_closes_the_excess_and_readiness_flips_first(processe
         for s in held:
             s.close()
     wait_until(lambda: node.readyz() == 200, 10, "ready again once the connections left")
-    assert requests.get(node.url + "/", timeout=5).status_code == 200
+    assert requests.get(f"{node.url}/socket.io/?EIO=4&transport=polling", timeout=5).status_code == 200
 
 
 def test_a_reconnect_storm_is_spread_by_the_handshake_rate(processes):

@@ -125,7 +125,7 @@ def test_old_offset_recoveries_over_many_busy_rooms_do_not_take_publishes_down(p
     def publish_control(first: int) -> None:
         # CONTROL_THREADS of them, each its share of the schedule: a slow answer does not
         # hold the next publishes back (each is sent when due, as independent backends would).
-        url = other.url + contract()["paths"]["PUBLISH"]
+        url = other.admin_url + contract()["paths"]["PUBLISH"]
         with requests.Session() as session:
             session.headers["Authorization"] = f"Bearer {API_TOKEN}"
             start, k = time.monotonic(), first

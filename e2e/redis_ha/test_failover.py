@@ -54,7 +54,7 @@ def test_a_primary_killed_mid_stream_loses_and_repeats_nothing(processes, topolo
     ws.wait_ready()
     polling.wait_ready()
     old_primary = redis.primary()
-    with RetryingPublisher([n.url for n in nodes], API_TOKEN, RATE) as publisher:
+    with RetryingPublisher([n.admin_url for n in nodes], API_TOKEN, RATE) as publisher:
         wait_until(lambda: len(publisher.accepted) >= 5 * RATE, 20, "5 s of 202s")
         redis.kill(old_primary)
         killed_at = time.monotonic()

@@ -1,22 +1,24 @@
-//! The admin port: `/metrics`, `/healthz`, `/readyz`. Kept off the client port so
-//! exposing clients never exposes metrics.
+//! The server port (`PUSH_ADMIN_LISTEN`): the publish API backends call, `/metrics`,
+//! `/healthz`, `/readyz`. Kept off the client port so exposing clients never exposes
+//! the publish API or the metrics (Centrifugo's internal port, for the same reason).
 
 use axum::{
     Router,
     extract::State,
     http::{StatusCode, header},
     response::IntoResponse,
-    routing::get,
+    routing::{get, post},
 };
 use push_contract::paths;
 
-use crate::state::SharedState;
+use crate::{publish, state::SharedState};
 
 pub fn router(state: SharedState) -> Router {
     Router::new()
         .route(paths::HEALTHZ, get(|| async { "ok\n" }))
         .route(paths::READYZ, get(readyz))
         .route(paths::METRICS, get(metrics))
+        .route(paths::PUBLISH, post(publish::http::publish))
         .with_state(state)
 }
 

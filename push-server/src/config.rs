@@ -69,10 +69,11 @@ fn open_file_limit() -> Option<usize> {
 #[derive(Debug, Clone, Parser)]
 #[command(name = "push-server", version, about = "socket.io push node")]
 pub struct Cli {
-    /// socket.io + publish API listener.
+    /// Client listener: socket.io (and the demo page with --demo-page).
     #[arg(long, env = env::LISTEN, default_value = defaults::LISTEN)]
     pub listen: SocketAddr,
-    /// Admin listener (/metrics, /healthz, /readyz).
+    /// Server listener: the publish API, /metrics, /healthz, /readyz (never exposed to
+    /// clients).
     #[arg(long, env = env::ADMIN_LISTEN, default_value = defaults::ADMIN_LISTEN)]
     pub admin_listen: SocketAddr,
     /// Write the bound addresses here as JSON once listening (for supervisors and tests
@@ -177,6 +178,9 @@ pub struct Cli {
     /// Official socket.io client bundle served to the demo page.
     #[arg(long, env = env::CLIENT_JS)]
     pub client_js: Option<PathBuf>,
+    /// Serve the demo page (`/`) and its client bundle on the client port.
+    #[arg(long, env = env::DEMO_PAGE, default_value_t = false, action = clap::ArgAction::Set)]
+    pub demo_page: bool,
     /// Log filter (tracing EnvFilter syntax).
     #[arg(long, env = env::LOG, default_value = "info")]
     pub log: String,
@@ -235,6 +239,8 @@ pub struct Config {
     /// Not ready and refusing new sessions for this long before the drain moves anyone.
     pub drain_settle: Duration,
     pub client_js: Option<PathBuf>,
+    /// The client port serves the demo page.
+    pub demo_page: bool,
     pub log: String,
     pub log_format: LogFormat,
 }
@@ -396,6 +402,7 @@ impl Config {
             drain: Duration::from_secs(cli.drain_seconds),
             drain_settle: Duration::from_millis(cli.drain_settle_ms),
             client_js: cli.client_js,
+            demo_page: cli.demo_page,
             log: cli.log,
             log_format: cli.log_format,
         })
@@ -488,7 +495,8 @@ impl fmt::Display for Config {
         )?;
         write!(
             f,
-            "client_js={}",
+            "demo_page={} client_js={}",
+            if self.demo_page { "on" } else { "off" },
             self.client_js
                 .as_ref()
                 .map_or("default lookup".into(), |p| p.display().to_string())

@@ -1,7 +1,8 @@
 //! push-server: one node of a socket.io push cluster.
 //!
 //! `main` parses the config, binds and calls [`run`]; tests bind `127.0.0.1:0` and call
-//! the same [`run`]. [`app`] is the client port's plain HTTP routes.
+//! the same [`run`]. [`app`] is the client port's plain HTTP routes, [`admin::router`]
+//! the server port's (the publish API, metrics, health).
 
 pub mod adapter;
 pub mod admin;
@@ -24,13 +25,7 @@ pub mod web;
 
 use std::{sync::Arc, time::Duration};
 
-use axum::{
-    Router,
-    body::Bytes,
-    middleware,
-    routing::{get, post},
-};
-use push_contract::paths;
+use axum::{Router, body::Bytes, middleware, routing::get};
 use socketioxide::{SocketIo, SocketIoBuilder};
 use socketioxide_redis::{RedisAdapterConfig, RedisAdapterCtr};
 use tokio::net::TcpListener;
@@ -71,8 +66,13 @@ impl Listeners {
     }
 }
 
-/// The client port's HTTP routes (the socket.io layer is added by [`run`]).
+/// The client port's HTTP routes (the socket.io layer is added by [`run`]): the demo page
+/// and its client bundle when configured, nothing else. The publish API is on the server
+/// port ([`admin::router`]), so a route exposing clients never exposes it.
 pub fn app(state: SharedState) -> Router {
+    if !state.config.demo_page {
+        return Router::new().with_state(state);
+    }
     let bundle = web::load_bundle(state.config.client_js.as_deref()).map(Bytes::from);
     Router::new()
         .route("/", get(web::page))
@@ -83,7 +83,6 @@ pub fn app(state: SharedState) -> Router {
                 async move { web::bundle_response(bundle.as_deref()) }
             }),
         )
-        .route(paths::PUBLISH, post(publish::http::publish))
         .with_state(state)
 }
 

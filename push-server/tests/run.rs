@@ -76,7 +76,7 @@ impl Node {
     async fn publish(&self, token: Option<&str>, body: String) -> (u16, String) {
         let mut req = self
             .http
-            .post(format!("{}{}", self.client, paths::PUBLISH))
+            .post(format!("{}{}", self.admin, paths::PUBLISH))
             .body(body);
         if let Some(token) = token {
             req = req.bearer_auth(token);
@@ -143,11 +143,30 @@ async fn health_metrics_and_publish_api() {
             .await,
         200
     );
-    // Metrics live on the admin port only.
+    // Metrics and the publish API live on the server port only; the demo page is off
+    // unless asked for.
     assert_eq!(
         node.status(format!("{}{}", node.client, paths::METRICS))
             .await,
         404
+    );
+    let on_client_port = node
+        .http
+        .post(format!("{}{}", node.client, paths::PUBLISH))
+        .bearer_auth(TOKEN)
+        .body(r#"{"event":"e","room":"r","data":1}"#)
+        .send()
+        .await
+        .expect("publish on the client port");
+    assert_eq!(
+        on_client_port.status().as_u16(),
+        404,
+        "publish API on the client port"
+    );
+    assert_eq!(
+        node.status(format!("{}/", node.client)).await,
+        404,
+        "demo page off"
     );
 
     let cases = [
@@ -280,4 +299,16 @@ async fn unreachable_redis_keeps_the_node_unready_until_stopped() {
     shutdown.drain.cancel();
     let result = tokio::time::timeout(Duration::from_secs(10), node.task).await;
     assert!(matches!(result, Ok(Ok(Ok(())))));
+}
+
+#[tokio::test]
+async fn demo_page_only_when_asked_for() {
+    let node = start(Shutdown::new(), &["--demo-page", "true"]).await;
+    eventually("ready", || async { node.ready().await == 200 }).await;
+    assert_eq!(node.status(format!("{}/", node.client)).await, 200);
+    assert_eq!(
+        node.status(format!("{}/", node.admin)).await,
+        404,
+        "the page is for clients: not on the server port"
+    );
 }

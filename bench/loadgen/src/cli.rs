@@ -149,9 +149,12 @@ pub struct RedisArgs {
 
 #[derive(Args)]
 pub struct FanoutArgs {
-    /// Server base URLs (`http://IP:PORT`); clients spread over them, publishes go to the first.
+    /// Server base URLs (`http://IP:PORT`); clients spread over them.
     #[arg(long = "url", required = true)]
     pub urls: Vec<String>,
+    /// Where publishes go (push-server: its server port); default: the first `--url`.
+    #[arg(long)]
+    pub publish_url: Option<String>,
     #[arg(long)]
     pub api_token: String,
     /// Server PIDs whose RSS to report (optional).

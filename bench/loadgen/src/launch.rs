@@ -64,7 +64,11 @@ impl LaunchConfig {
 
 /// Running server nodes: their URLs and PIDs (for RSS).
 pub struct Cluster {
+    /// Where clients connect.
     pub urls: Vec<String>,
+    /// Where publishes go: push-server's server port (never its client port), the Node
+    /// reference's one port.
+    pub publish_urls: Vec<String>,
     pub pids: Vec<u32>,
     pub api_token: String,
     _children: Vec<Child>,
@@ -104,9 +108,15 @@ pub fn node_config(listen: &str, redis_url: Option<&str>, token: &str) -> serde_
 
 impl Cluster {
     /// Servers started by someone else (the smoke test): nothing to kill.
-    pub fn attach(urls: Vec<String>, pids: Vec<u32>, api_token: String) -> Cluster {
+    pub fn attach(
+        urls: Vec<String>,
+        publish_urls: Vec<String>,
+        pids: Vec<u32>,
+        api_token: String,
+    ) -> Cluster {
         Cluster {
             urls,
+            publish_urls,
             pids,
             api_token,
             _children: Vec::new(),
@@ -155,7 +165,7 @@ impl Cluster {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
             .build()?;
-        let (mut urls, mut pids) = (Vec::new(), Vec::new());
+        let (mut urls, mut publish_urls, mut pids) = (Vec::new(), Vec::new(), Vec::new());
         for n in 0..cfg.nodes {
             let listen = format!("127.0.0.1:{}", free_port()?);
             let admin = format!("127.0.0.1:{}", free_port()?);
@@ -212,10 +222,15 @@ impl Cluster {
                 let ready = format!("http://{admin}{}", paths::READYZ);
                 wait_http(&http, &ready, &format!("push-server node {n} /readyz")).await?;
             }
+            publish_urls.push(match cfg.kind {
+                ServerKind::Push => format!("http://{admin}"),
+                ServerKind::Node => url.clone(),
+            });
             urls.push(url);
         }
         Ok(Cluster {
             urls,
+            publish_urls,
             pids,
             api_token: cfg.api_token.clone(),
             _children: children,

@@ -99,7 +99,11 @@ async fn suite(a: SuiteArgs) -> anyhow::Result<()> {
 }
 
 async fn fanout(a: FanoutArgs) -> anyhow::Result<()> {
-    let cluster = Cluster::attach(a.urls, a.pids, a.api_token);
+    let publish_urls = match a.publish_url {
+        Some(url) => vec![url],
+        None => a.urls.clone(),
+    };
+    let cluster = Cluster::attach(a.urls, publish_urls, a.pids, a.api_token);
     let cfg = FanoutConfig {
         clients: a.clients,
         rooms: a.rooms,
@@ -136,6 +140,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     let cluster = Cluster::start(&cfg).await?;
     let line = serde_json::json!({
         "urls": cluster.urls,
+        "publishUrls": cluster.publish_urls,
         "pids": cluster.pids,
         "contract": launch::node_config("", None, ""),
         "benchEvent": publisher::BENCH_EVENT,

@@ -12,6 +12,9 @@
 //!   key). Like a Kubernetes Service, a draining node leaves the set at once; its
 //!   WebSockets stay open (an nginx reload keeps established connections).
 //! - off: round robin, the classic missing-stickiness failure (tests only).
+//!
+//! A second server, on its own port, is the API front: round robin over every node's
+//! server port (publish API, metrics), as the `<name>-api` Service is on Kubernetes.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -24,7 +27,10 @@ use super::plan::Affinity;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Backend {
     pub name: String,
+    /// Its client port.
     pub addr: SocketAddr,
+    /// Its server port (publish API).
+    pub admin: SocketAddr,
     /// False while draining: existing sessions only.
     pub accepts_new: bool,
 }
@@ -33,7 +39,10 @@ pub struct Backend {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Site {
     pub dir: PathBuf,
+    /// The client front door.
     pub listen: SocketAddr,
+    /// The API front door.
+    pub api_listen: SocketAddr,
     pub affinity: Affinity,
     pub backends: Vec<Backend>,
 }
@@ -140,9 +149,32 @@ http {{
       add_header Set-Cookie {set_cookie} always;
     }}
   }}
-}}
 ",
         listen = site.listen
+    );
+    // Every node publishes, a draining one too (until it stops: then the next one; a POST
+    // is passed on only when it never reached the first).
+    c.push_str("  upstream push_api {\n");
+    for b in &site.backends {
+        let _ = writeln!(c, "    server {} max_fails=1 fail_timeout=2s;", b.admin);
+    }
+    let _ = write!(
+        c,
+        "  }}
+  server {{
+    listen {api_listen};
+    location / {{
+      proxy_pass http://push_api;
+      proxy_http_version 1.1;
+      proxy_set_header Connection \"\";
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_next_upstream error timeout;
+      proxy_connect_timeout 2s;
+    }}
+  }}
+}}
+",
+        api_listen = site.api_listen
     );
     c
 }

@@ -61,6 +61,14 @@ pub fn front(requested: Option<u16>) -> std::io::Result<SocketAddr> {
     }
 }
 
+/// The API front door: the port after `front` when free, else any free port.
+pub fn api_front(front: SocketAddr) -> std::io::Result<SocketAddr> {
+    match front.port().checked_add(1) {
+        Some(port) if is_free(port) => Ok(SocketAddr::from((LOOPBACK, port))),
+        _ => any(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

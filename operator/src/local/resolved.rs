@@ -39,9 +39,12 @@ pub struct Context<'a> {
 
 /// Resolves `cluster`; the second value is an API token generated just now.
 pub fn resolve(
-    cluster: ValidatedCluster,
+    mut cluster: ValidatedCluster,
     ctx: &Context<'_>,
 ) -> Result<(Resolved, Option<String>), LocalError> {
+    // Local mode is what a person opens in a browser: the demo page is on unless the
+    // manifest says otherwise (Kubernetes: off unless it says so).
+    cluster.spec.demo_page.get_or_insert(true);
     if let (Some(running), Some(managed)) = (&ctx.redis, &cluster.spec.redis.managed) {
         let requested = usize::try_from(managed.replicas).unwrap_or(1);
         if requested != running.replicas {
@@ -162,8 +165,13 @@ mod tests {
         );
         assert_eq!(
             resolved.template,
-            push_server_env(&cluster),
+            push_server_env(&resolved.cluster),
             "the controller's env, not a copy"
+        );
+        assert_eq!(
+            resolved.cluster.spec.demo_page,
+            Some(true),
+            "local mode serves the demo page unless the manifest says not to"
         );
         let node = plan::node_env(
             &resolved.template,

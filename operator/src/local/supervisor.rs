@@ -22,7 +22,8 @@ use super::secrets::{self, SecretSources};
 use super::state_file;
 use super::watch::{self as manifest, ManifestWatch};
 use crate::resources::AutoscalingSpec;
-use push_contract::local_mode::{API_TOKEN_PREFIX, ENDPOINT_PREFIX};
+use push_contract::local_mode::{API_ENDPOINT_PREFIX, API_TOKEN_PREFIX, ENDPOINT_PREFIX};
+use push_contract::paths;
 
 const TICK: Duration = Duration::from_millis(200);
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -67,6 +68,8 @@ pub struct Supervisor {
     binary: PathBuf,
     workdir: PathBuf,
     front: SocketAddr,
+    /// Where backends publish (every node's server port behind nginx).
+    api_front: SocketAddr,
     sources: SecretSources,
     watch: ManifestWatch,
     resolved: Resolved,
@@ -99,6 +102,7 @@ impl Supervisor {
         let text = watch.changed()?.unwrap_or_default();
         let cluster = manifest::parse(&options.manifest, &text)?;
         let front = ports::front(options.port).map_err(io("choosing the front port"))?;
+        let api_front = ports::api_front(front).map_err(io("choosing the API front port"))?;
         let redis = match &cluster.spec.redis.managed {
             Some(managed) => {
                 let replicas = usize::try_from(managed.replicas).unwrap_or(1);
@@ -138,6 +142,7 @@ impl Supervisor {
             binary,
             workdir,
             front,
+            api_front,
             sources,
             watch,
             resolved,
@@ -405,12 +410,14 @@ impl Supervisor {
             .map(|n| Backend {
                 name: n.slot.name.clone(),
                 addr: n.slot.client,
+                admin: n.slot.admin,
                 accepts_new: !matches!(n.phase, Phase::Draining { .. }),
             })
             .collect();
         let site = Site {
             dir: self.workdir.join("nginx"),
             listen: self.front,
+            api_listen: self.api_front,
             affinity,
             backends,
         };
@@ -427,7 +434,8 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Prints the endpoint once the front door answers with every initial node ready.
+    /// Prints the endpoints once both front doors answer with every initial node ready
+    /// (the client front with anything but a gateway error: `/` is the demo page or 404).
     async fn announce(&mut self) {
         if self.announced || self.nginx.is_none() {
             return;
@@ -441,9 +449,18 @@ impl Supervisor {
             return;
         }
         let url = format!("http://{}", self.front);
-        if matches!(self.http.get(format!("{url}/")).send().await, Ok(r) if r.status().is_success())
+        let api_url = format!("http://{}", self.api_front);
+        let client_front = self.http.get(format!("{url}/")).send().await;
+        let api_front = self
+            .http
+            .get(format!("{api_url}{}", paths::READYZ))
+            .send()
+            .await;
+        if matches!(client_front, Ok(r) if !r.status().is_server_error())
+            && matches!(api_front, Ok(r) if r.status().is_success())
         {
             println!("{ENDPOINT_PREFIX}{url}");
+            println!("{API_ENDPOINT_PREFIX}{api_url}");
             self.announced = true;
         }
     }
@@ -471,6 +488,7 @@ impl Supervisor {
         if let Some(path) = &self.options.state_file {
             let state = serde_json::json!({
                 "endpoint": format!("http://{}", self.front),
+                "api_endpoint": format!("http://{}", self.api_front),
                 "ready": self.announced,
                 "workdir": self.workdir,
                 "nodes": nodes,

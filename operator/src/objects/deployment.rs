@@ -229,6 +229,7 @@ pub fn push_server_env(vc: &ValidatedCluster) -> Vec<EnvVar> {
     let mut vars = vec![
         value(env::LISTEN, defaults::LISTEN),
         value(env::ADMIN_LISTEN, defaults::ADMIN_LISTEN),
+        value(env::DEMO_PAGE, spec.demo_page.unwrap_or(false).to_string()),
         EnvVar {
             name: env::NODE_ID.to_string(),
             value: None,

@@ -154,6 +154,7 @@ pub fn desired_objects(vc: &ValidatedCluster, digests: &SecretDigests) -> Vec<De
         )));
     }
     out.push(DesiredObject::Service(services::client_service(vc)));
+    out.push(DesiredObject::Service(services::api_service(vc)));
     out.push(DesiredObject::Service(services::headless_service(vc)));
     out.push(DesiredObject::Deployment(deployment::deployment(
         vc,

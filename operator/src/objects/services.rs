@@ -1,5 +1,6 @@
-//! The client Service (what clients and the exposure route to) and the
-//! headless Service (per-pod DNS; the autoscaler scrapes pods through it).
+//! The client Service (what clients and the exposure route to), the server API Service
+//! (what backends publish through; nothing routes to it) and the headless Service
+//! (per-pod DNS; the autoscaler scrapes pods through it).
 
 use super::deployment::{ADMIN_PORT_NAME, HTTP_PORT_NAME};
 use super::labels::{self, Component};
@@ -54,6 +55,22 @@ pub fn client_service(vc: &ValidatedCluster) -> Service {
     Service {
         metadata,
         spec: Some(spec),
+        status: None,
+    }
+}
+
+/// The server API Service: port `admin` only (the publish API, metrics, health), a
+/// ClusterIP for backends inside the cluster. No exposure mode routes to it, so making
+/// the cluster reachable for browsers never makes the publish API reachable.
+pub fn api_service(vc: &ValidatedCluster) -> Service {
+    Service {
+        metadata: labels::object_meta(vc, &vc.names.api, Component::Server),
+        spec: Some(ServiceSpec {
+            selector: Some(labels::selector_labels(vc, Component::Server)),
+            ports: Some(vec![port(ADMIN_PORT_NAME, defaults::ADMIN_PORT)]),
+            type_: Some("ClusterIP".to_string()),
+            ..Default::default()
+        }),
         status: None,
     }
 }

@@ -124,6 +124,13 @@ pub struct PushClusterSpec {
     #[serde(default)]
     pub exposure: ExposureSpec,
 
+    /// Serve the demo page (`/`: connects with the official client, joins rooms, shows what
+    /// arrives) on the client port. Off by default on Kubernetes; local mode turns it on
+    /// unless set. The publish API is never on the client port: backends call the
+    /// `<name>-api` Service, which no route, Ingress or LoadBalancer exposes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub demo_page: Option<bool>,
+
     /// Secret references for the publish API token, JWT verification and shared sessions.
     #[serde(default)]
     pub auth: AuthSpec,

@@ -52,6 +52,9 @@ pub struct DerivedNames {
     pub server: String,
     /// Headless Service of the push pods (per-pod DNS, metrics scraping).
     pub headless: String,
+    /// The server API Service: the push pods' server port (publish API, metrics), for
+    /// backends inside the cluster; nothing exposes it.
+    pub api: String,
     /// Managed Redis StatefulSet, Service, PodDisruptionBudget and NetworkPolicy.
     pub redis: String,
     /// Headless Service naming each Redis pod (`<pod>.<it>.<ns>.svc`) with replicas.
@@ -69,6 +72,7 @@ impl DerivedNames {
         Self {
             server: name.to_string(),
             headless: format!("{name}-headless"),
+            api: format!("{name}-api"),
             redis: format!("{name}-redis"),
             redis_pods: format!("{name}-redis-pods"),
             redis_sentinel: format!("{name}-redis-sentinel"),

@@ -15,11 +15,15 @@ pub mod json;
 
 /// Environment variables `push-server` reads (each also a `--flag`).
 pub mod env {
-    /// Socket.io + publish API listener, `HOST:PORT`.
+    /// The client listener (socket.io, and the demo page when [`DEMO_PAGE`] is on),
+    /// `HOST:PORT`: what routes, Ingresses and LoadBalancers expose.
     pub const LISTEN: &str = "PUSH_LISTEN";
-    /// Admin listener (`/metrics`, `/healthz`, `/readyz`), `HOST:PORT`.
-    /// Kept apart from [`LISTEN`] so exposing the client port never exposes metrics.
+    /// The server listener, `HOST:PORT`: the publish API backends call, `/metrics`,
+    /// `/healthz`, `/readyz`. Kept apart from [`LISTEN`] so exposing the client port never
+    /// exposes the publish API or the metrics.
     pub const ADMIN_LISTEN: &str = "PUSH_ADMIN_LISTEN";
+    /// `true`: the client port also serves the demo page (`/`) and its client bundle.
+    pub const DEMO_PAGE: &str = "PUSH_DEMO_PAGE";
     /// Where to write `{"client": "HOST:PORT", "admin": "HOST:PORT"}` once both listeners
     /// are bound: how a supervisor learns the ports a `:0` listener got (no race with
     /// another process between picking a free port and binding it).
@@ -115,9 +119,10 @@ pub mod env {
     /// The variables the operator sets on every push-server pod itself; a PushCluster's
     /// `spec.env` may not override them (the CRD's CEL rule and the Deployment builder
     /// both read this list).
-    pub const SET_BY_OPERATOR: [&str; 27] = [
+    pub const SET_BY_OPERATOR: [&str; 28] = [
         LISTEN,
         ADMIN_LISTEN,
+        DEMO_PAGE,
         NODE_ID,
         REDIS_URL,
         REDIS_PASSWORD,
@@ -338,6 +343,9 @@ pub mod local_mode {
     /// Stdout line once every initial node is ready and the front door answers:
     /// `endpoint: http://HOST:PORT`.
     pub const ENDPOINT_PREFIX: &str = "endpoint: ";
+    /// Stdout line right after it: where backends publish (the nodes' server ports, never
+    /// the client endpoint): `api-endpoint: http://HOST:PORT`.
+    pub const API_ENDPOINT_PREFIX: &str = "api-endpoint: ";
     /// Stdout line with the publish API token local mode generated (at start, and
     /// again when a manifest edit generates a new one): `api-token: TOKEN`.
     pub const API_TOKEN_PREFIX: &str = "api-token: ";

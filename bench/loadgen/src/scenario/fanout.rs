@@ -149,7 +149,7 @@ pub async fn run(
         0,
     );
     let connect = fleet.add(specs).await?;
-    let publisher = Publisher::new(&cluster.urls[0], &cluster.api_token)?;
+    let publisher = Publisher::new(&cluster.publish_urls[0], &cluster.api_token)?;
     let mut steps = Vec::new();
     let mut last_report = None;
     for (i, &rate) in cfg.rates.iter().enumerate() {

@@ -56,7 +56,7 @@ pub async fn run(
     first_step: u32,
 ) -> Result<PollingResult, ScenarioError> {
     let mut fleet = Fleet::new();
-    let publisher = Publisher::new(&cluster.urls[0], &cluster.api_token)?;
+    let publisher = Publisher::new(&cluster.publish_urls[0], &cluster.api_token)?;
     let mut connect = ConnectOutcome::default();
     let mut result = PollingResult::default();
     let rate = cfg.rooms as f64 * cfg.msgs_per_client_per_s;

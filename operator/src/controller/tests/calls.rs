@@ -93,10 +93,11 @@ pub(super) fn redis_statefulset_stored(claims: Value) -> Call {
     )
 }
 
-/// The client Service and the headless Service applied over existing ones.
+/// The client, server API and headless Services applied over existing ones.
 pub(super) fn services_reapplied() -> Vec<Call> {
     vec![
         ssa(NS_API, "services", "chat", "Service", false),
+        ssa(NS_API, "services", "chat-api", "Service", false),
         ssa(NS_API, "services", "chat-headless", "Service", false),
     ]
 }

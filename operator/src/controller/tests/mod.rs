@@ -28,6 +28,11 @@ pub(super) fn create_from_nothing() -> Scenario {
             ssa(NS_API, "services", "chat", "Service", true).check(|body| {
                 assert_eq!(body["spec"]["sessionAffinity"], "ClientIP");
             }),
+            ssa(NS_API, "services", "chat-api", "Service", true).check(|body| {
+                assert_eq!(body["spec"]["type"], "ClusterIP");
+                assert_eq!(body["spec"]["ports"][0]["targetPort"], "admin");
+                assert_eq!(body["spec"]["ports"].as_array().map(Vec::len), Some(1));
+            }),
             ssa(NS_API, "services", "chat-headless", "Service", true),
             ssa_deployment(true, |body| {
                 assert_eq!(body["spec"]["replicas"], 2);
@@ -443,7 +448,7 @@ async fn unchanged_claim_templates_are_applied_in_place() {
     let mut scenario = image_change();
     // The image_change scenario with the persistent StatefulSet stored: no delete.
     scenario.0[3] = redis_statefulset_stored(claims);
-    scenario.0[9] = ssa_deployment(false, |_| {});
+    scenario.0[10] = ssa_deployment(false, |_| {});
     let (result, _) = run(ctx, handle, pc, scenario).await;
     result.expect("reconciled");
 }

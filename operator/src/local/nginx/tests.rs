@@ -4,6 +4,7 @@ fn backend(name: &str, port: u16, accepts_new: bool) -> Backend {
     Backend {
         name: name.into(),
         addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        admin: SocketAddr::from(([127, 0, 0, 1], port + 1000)),
         accepts_new,
     }
 }
@@ -12,6 +13,7 @@ fn site(affinity: Affinity, backends: Vec<Backend>) -> Site {
     Site {
         dir: PathBuf::from("/tmp/x"),
         listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        api_listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
         affinity,
         backends,
     }
@@ -143,4 +145,28 @@ fn the_real_nginx_accepts_every_variant() {
         }
     }
     std::fs::remove_dir_all(&dir).expect("cleanup");
+}
+
+#[test]
+fn the_api_front_spreads_over_every_server_port_and_only_those() {
+    let conf = render(&site(
+        Affinity::Cookie { name: "aff".into() },
+        vec![backend("a", 1001, true), backend("b", 1002, false)],
+    ));
+    let api = block(&conf, "upstream push_api {");
+    assert!(api.contains("127.0.0.1:2001"), "{api}");
+    assert!(
+        api.contains("127.0.0.1:2002"),
+        "a draining node still publishes"
+    );
+    assert!(!api.contains(":1001") && !api.contains(":1002"), "{api}");
+    assert!(conf.contains("listen 127.0.0.1:8081;"));
+    assert!(conf.contains("proxy_pass http://push_api;"));
+    for upstream in ["push_new", "push_node_0", "push_node_1"] {
+        let client = block(&conf, &format!("upstream {upstream} {{"));
+        assert!(
+            !client.contains(":200"),
+            "client upstreams never reach a server port: {client}"
+        );
+    }
 }

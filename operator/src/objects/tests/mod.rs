@@ -61,6 +61,7 @@ fn object_set_per_spec_variant() {
     let base = |extra: &[(ObjectKind, &str)]| {
         let mut v = vec![
             (Service, "chat"),
+            (Service, "chat-api"),
             (Service, "chat-headless"),
             (Deployment, "chat"),
             (PodDisruptionBudget, "chat"),
@@ -113,6 +114,7 @@ fn replicated_redis_renders_servers_sentinels_and_their_services() {
     let mut want: Vec<(ObjectKind, String)> = [
         (Deployment, "chat"),
         (Service, "chat"),
+        (Service, "chat-api"),
         (Service, "chat-headless"),
         (Service, "chat-redis"),
         (Service, "chat-redis-pods"),
