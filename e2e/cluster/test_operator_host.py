@@ -47,8 +47,8 @@ def operator(chart_release, tmp_path_factory) -> HostOperator:
         procs.kill_all()
 
 
-def push_cluster(namespace: str) -> dict:
-    return kubectl_json("get", "pushcluster", NAME, "-n", namespace, "--show-managed-fields")
+def push_cluster(namespace: str, name: str = NAME) -> dict:
+    return kubectl_json("get", "pushcluster", name, "-n", namespace, "--show-managed-fields")
 
 
 def owned(namespace: str, uid: str) -> list[dict]:
@@ -201,9 +201,9 @@ def redis_statefulset(ns: str) -> dict:
     return kubectl_json("get", "statefulset", f"{NAME}-redis", "-n", ns)
 
 
-def settled(ns: str) -> dict | None:
+def settled(ns: str, name: str = NAME) -> dict | None:
     """The PushCluster once its status speaks of its current generation with nothing degraded."""
-    pc = push_cluster(ns)
+    pc = push_cluster(ns, name)
     degraded = condition(pc, "Degraded")
     if pc.get("status", {}).get("observedGeneration") == pc["metadata"]["generation"] and degraded \
             and degraded["status"] == "False":
@@ -268,6 +268,46 @@ def test_the_disruption_budget_takes_a_percentage_and_a_string_count_is_explaine
     wait_for("the status to settle", lambda: settled(ns), timeout=60, interval=0.3)
 
 
+# The one PushCluster the API server refuses on purpose (the log check below leaves it out).
+REFUSED = "refused"
+
+
+def test_a_spec_the_api_server_refuses_is_degraded_naming_the_step_until_fixed(chat):
+    """A spec that passes the CRD but not the API server's validation of the Deployment
+    (a CPU request above its limit: 422 on every apply): within the failing reconcile,
+    Degraded=True names the step, the object and the API server's answer, Ready=False,
+    and observedGeneration stays at the last generation applied in full. Fixing the spec
+    clears both and moves observedGeneration on."""
+    ns = chat["namespace"]
+    manifest = {"apiVersion": f"{CONTRACT['kube']['GROUP']}/{CONTRACT['kube']['VERSION']}", "kind": "PushCluster",
+                "metadata": {"name": REFUSED, "namespace": ns}, "spec": {"replicas": 1}}
+    kubectl("apply", "-f", "-", stdin=yaml.safe_dump(manifest))
+    try:
+        applied = wait_for("the status to settle first", lambda: settled(ns, REFUSED), timeout=60, interval=0.3)
+        refused = {"spec": {"resources": {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}}}
+        kubectl("patch", "pushcluster", REFUSED, "-n", ns, "--type=merge", "-p", json.dumps(refused))
+        pc = wait_for("Degraded naming the apply step", lambda: (pc := push_cluster(ns, REFUSED))
+                      and (condition(pc, "Degraded") or {}).get("reason") == "ApplyFailed" and pc,
+                      timeout=30, interval=0.2)
+        degraded, ready = condition(pc, "Degraded"), condition(pc, "Ready")
+        assert degraded["status"] == "True" and degraded["observedGeneration"] == pc["metadata"]["generation"], \
+            degraded
+        message = degraded["message"]
+        assert message.startswith(f"step apply failed: applying Deployment/{REFUSED}"), message
+        assert "must be less than or equal to cpu limit" in message, "the API server's own answer: " + message
+        assert ready["status"] == "False", ready
+        assert pc["status"]["observedGeneration"] == applied["status"]["observedGeneration"] \
+            < pc["metadata"]["generation"], pc["status"]
+        kubectl("patch", "pushcluster", REFUSED, "-n", ns, "--type=merge", "-p",
+                json.dumps({"spec": {"resources": None}}))
+        fixed = wait_for("the status to settle on the fixed generation", lambda: settled(ns, REFUSED),
+                         timeout=60, interval=0.3)
+        # No node here: Ready waits for pods, but no longer for the refused apply.
+        assert condition(fixed, "Ready")["reason"] != "ApplyFailed", condition(fixed, "Ready")
+    finally:
+        kubectl("delete", "pushcluster", REFUSED, "-n", ns, "--wait=false", "--ignore-not-found", check=False)
+
+
 def test_a_paused_cluster_is_not_repaired_or_scaled_until_resumed(chat, operator):
     """`pushcluster.dev/paused: "true"`: a deleted owned object stays deleted and a
     `kubectl scale` does not reach the Deployment, though the operator reconciled after
@@ -303,7 +343,8 @@ def test_a_paused_cluster_is_not_repaired_or_scaled_until_resumed(chat, operator
 
 
 def test_the_api_server_never_refused_the_operator(chat, operator):
-    refusals = operator.api_refusals()
+    refusals = [line for line in operator.api_refusals()
+                if f"/{REFUSED}" not in line and f"{REFUSED}.{chat['namespace']}" not in line]
     assert refusals == [], "\n".join(refusals[:20])
     assert operator.reconcile_runs() > 0
 

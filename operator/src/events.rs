@@ -26,6 +26,8 @@ pub enum EventReason {
     PodsUnavailable,
     /// The API server refused or failed an apply.
     ApplyFailed,
+    /// Another step failed against the API server (reading Secrets, pruning).
+    ReconcileFailed,
     /// An owned object whose change the API server refuses in place was recreated.
     Recreated,
     /// Replicas go down: the least-loaded pods were marked to go first.
@@ -58,6 +60,7 @@ impl EventReason {
             Self::PodsUnavailable => "PodsUnavailable",
             Self::Recreated => "Recreated",
             Self::ApplyFailed => "ApplyFailed",
+            Self::ReconcileFailed => "ReconcileFailed",
             Self::ScaleIn => "ScaleIn",
             Self::ScaleInDeferred => "ScaleInDeferred",
             Self::ScaledUp => "ScaledUp",
@@ -78,6 +81,7 @@ impl EventReason {
                 | Self::SecretMissing
                 | Self::PodsUnavailable
                 | Self::ApplyFailed
+                | Self::ReconcileFailed
                 | Self::ScaleInDeferred
                 | Self::MetricsUnavailable
                 | Self::ExternalScalerConflict

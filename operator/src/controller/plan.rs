@@ -162,18 +162,27 @@ pub fn blocked(
     let reason = match blocker {
         Blocker::InvalidSpec(_) => EventReason::InvalidSpec,
         Blocker::MissingSecrets(_) => EventReason::SecretMissing,
-        // The apply step published its Event already; the error's backoff retries.
-        Blocker::ApplyFailed(_) => {
-            return Plan {
-                events: Vec::new(),
-                requeue: None,
-            };
-        }
+        Blocker::StepFailed { step, .. } => match Blocker::step_reason(step) {
+            // The apply step published its Event already (naming the object); the
+            // error's backoff retries.
+            EventReason::ApplyFailed => {
+                return Plan {
+                    events: Vec::new(),
+                    requeue: None,
+                };
+            }
+            other => other,
+        },
     };
     let message = degraded(new).map(|c| c.message.clone()).unwrap_or_default();
+    // The Degraded condition says which generation it was reported for (the status's
+    // observedGeneration stays at the last applied one).
     let repeat = previous.is_some_and(|p| {
-        p.observed_generation == generation
-            && degraded(p).is_some_and(|c| c.reason == reason.as_str() && c.message == message)
+        degraded(p).is_some_and(|c| {
+            c.observed_generation == generation
+                && c.reason == reason.as_str()
+                && c.message == message
+        })
     });
     Plan {
         events: if repeat {
@@ -183,7 +192,7 @@ pub fn blocked(
         },
         requeue: match blocker {
             Blocker::MissingSecrets(_) => Some(MISSING_DEPENDENCY_RETRY),
-            Blocker::InvalidSpec(_) | Blocker::ApplyFailed(_) => None,
+            Blocker::InvalidSpec(_) | Blocker::StepFailed { .. } => None,
         },
     }
 }

@@ -38,25 +38,26 @@ pub async fn reconcile(pc: Arc<PushCluster>, ctx: Arc<Context>) -> Result<Action
         }
     };
     let selector = selector_string(&vc, Component::Server);
-    let digests = match dereference(&ctx, &pc, &vc).await? {
-        Dereferenced::Complete(digests) => digests,
-        Dereferenced::Missing(missing) => {
+    let digests = match dereference(&ctx, &pc, &vc).await {
+        Ok(Dereferenced::Complete(digests)) => digests,
+        Ok(Dereferenced::Missing(missing)) => {
             let blocker = Blocker::MissingSecrets(missing);
             return block(&ctx, &pc, blocker, Some(selector)).await;
         }
+        Err(e) => return failed(&ctx, &pc, e.into(), selector).await,
     };
     let mut observed = match apply_all(&ctx, &pc, &vc, &digests).await {
         Ok(observed) => observed,
-        Err(e) => {
-            // Said in the status too: a cluster whose spec cannot be applied is not Ready.
-            let blocker = Blocker::ApplyFailed(e.to_string());
-            block(&ctx, &pc, blocker, Some(selector)).await?;
-            return Err(e.into());
-        }
+        Err(e) => return failed(&ctx, &pc, e.into(), selector).await,
     };
     observed.selector = Some(selector.clone());
-    if let Some(event) = plan::pruned(&prune(&ctx.client, &vc).await?) {
-        ctx.publish(&pc, &event).await;
+    match prune(&ctx.client, &vc).await {
+        Ok(pruned) => {
+            if let Some(event) = plan::pruned(&pruned) {
+                ctx.publish(&pc, &event).await;
+            }
+        }
+        Err(e) => return failed(&ctx, &pc, e.into(), selector).await,
     }
     // The pods are asked first: what they say about Redis goes into the conditions.
     let step = autoscale_step(&ctx, &pc, &selector).await;
@@ -92,6 +93,23 @@ pub fn error_policy(pc: Arc<PushCluster>, error: &ReconcileError, ctx: Arc<Conte
     let delay = plan::backoff(failures);
     tracing::warn!(cluster = %key(&pc), step = error.step(), %error, failures, ?delay, "reconcile failed");
     Action::requeue(delay)
+}
+
+/// A step's error, said in the status first (Degraded naming the step, with the API
+/// server's answer; not Ready; observedGeneration not moved), then returned for the
+/// error policy's backoff.
+async fn failed(
+    ctx: &Context,
+    pc: &PushCluster,
+    error: ReconcileError,
+    selector: String,
+) -> Result<Action, ReconcileError> {
+    let blocker = Blocker::StepFailed {
+        step: error.step(),
+        message: error.to_string(),
+    };
+    block(ctx, pc, blocker, Some(selector)).await?;
+    Err(error)
 }
 
 /// Reports a blocker in the status (and once as a Warning Event).

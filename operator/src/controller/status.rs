@@ -29,8 +29,20 @@ pub enum Blocker {
     InvalidSpec(String),
     /// Referenced Secrets (or keys) that do not exist, as `name/key`.
     MissingSecrets(Vec<String>),
-    /// The API server refused or failed an apply (its answer); retried with backoff.
-    ApplyFailed(String),
+    /// A step of the reconcile failed (`ReconcileError::step`: apply, scale_in,
+    /// dereference, prune) with the API server's answer; retried with backoff.
+    StepFailed { step: &'static str, message: String },
+}
+
+impl Blocker {
+    /// The Degraded reason (and Event reason) of a failed step: an apply's own, or the
+    /// other steps'.
+    pub fn step_reason(step: &str) -> EventReason {
+        match step {
+            "apply" | "scale_in" => EventReason::ApplyFailed,
+            _ => EventReason::ReconcileFailed,
+        }
+    }
 }
 
 /// State of the exposure object.
@@ -152,7 +164,14 @@ pub fn compute(
         _ => (pods.replicas, pods.ready),
     };
     PushClusterStatus {
-        observed_generation: observed.generation,
+        // Moves only when a generation was applied in full: a blocked one (invalid, its
+        // Secrets missing, a step refused) keeps the last applied generation here, and
+        // says in the conditions (their observedGeneration) why this one is not.
+        observed_generation: if observed.blocker.is_some() {
+            previous.and_then(|p| p.observed_generation)
+        } else {
+            observed.generation
+        },
         replicas,
         ready_replicas,
         selector: observed.selector.clone(),
@@ -235,11 +254,11 @@ fn degraded(blocker: Option<&Blocker>, pods: &Pods) -> Condition {
                 missing.join(", ")
             ),
         ),
-        Some(Blocker::ApplyFailed(message)) => condition(
+        Some(Blocker::StepFailed { step, message }) => condition(
             DEGRADED,
             true,
-            EventReason::ApplyFailed.as_str(),
-            format!("{message}; retried with backoff"),
+            Blocker::step_reason(step).as_str(),
+            format!("step {step} failed: {message}; retried with backoff"),
         ),
         None if pods.lost => condition(
             DEGRADED,
@@ -621,9 +640,10 @@ mod tests {
             (
                 "apply refused: not Ready, whatever the pods of the last good spec say",
                 Observed {
-                    blocker: Some(Blocker::ApplyFailed(
-                        "applying StatefulSet/chat-redis failed: 422".into(),
-                    )),
+                    blocker: Some(Blocker::StepFailed {
+                        step: "apply",
+                        message: "applying StatefulSet/chat-redis failed: 422".into(),
+                    }),
                     ..Observed {
                         generation: Some(3),
                         desired_replicas: 3,
@@ -805,6 +825,53 @@ mod tests {
         assert_eq!(get(&flipped, PROGRESSING).last_transition_time, ts(100));
         assert_eq!(flipped.observed_generation, Some(3));
         assert_eq!(flipped.selector.as_deref(), Some("a=b"));
+    }
+
+    /// observedGeneration is the last generation applied in full; a blocked one is said
+    /// in the conditions, which carry its generation.
+    #[test]
+    fn a_blocked_generation_does_not_move_observed_generation() {
+        let applied = compute(&healthy(), None, ts(100));
+        assert_eq!(applied.observed_generation, Some(3));
+        let blockers = [
+            Blocker::InvalidSpec("spec.x: bad".into()),
+            Blocker::MissingSecrets(vec!["jwt/key".into()]),
+            Blocker::StepFailed {
+                step: "prune",
+                message: "deleting Ingress/chat failed: 500".into(),
+            },
+        ];
+        for blocker in blockers {
+            let blocked = Observed {
+                generation: Some(4),
+                blocker: Some(blocker.clone()),
+                ..healthy()
+            };
+            let status = compute(&blocked, Some(&applied), ts(200));
+            assert_eq!(status.observed_generation, Some(3), "{blocker:?}");
+            let degraded = get(&status, DEGRADED);
+            assert_eq!(degraded.observed_generation, Some(4), "{blocker:?}");
+            assert_eq!(degraded.status, "True", "{blocker:?}");
+        }
+        let failed = compute(
+            &Observed {
+                generation: Some(4),
+                blocker: Some(Blocker::StepFailed {
+                    step: "prune",
+                    message: "deleting Ingress/chat failed: 500".into(),
+                }),
+                ..healthy()
+            },
+            Some(&applied),
+            ts(200),
+        );
+        let degraded = get(&failed, DEGRADED);
+        assert_eq!(degraded.reason, "ReconcileFailed");
+        assert_eq!(
+            degraded.message,
+            "step prune failed: deleting Ingress/chat failed: 500; retried with backoff"
+        );
+        assert_eq!(get(&failed, READY).status, "False");
     }
 
     #[test]

@@ -355,12 +355,17 @@ pub(super) fn api_error(first: bool) -> Scenario {
                     (&json!("True"), &json!("ApplyFailed"))
                 );
                 assert!(
-                    degraded["message"]
-                        .as_str()
-                        .is_some_and(|m| m.contains("etcdserver: request timed out")),
-                    "{degraded}"
+                    degraded["message"].as_str().is_some_and(|m| m
+                        .starts_with("step apply failed: applying Deployment")
+                        && m.contains("etcdserver: request timed out")),
+                    "the step, the object and the API server's answer: {degraded}"
                 );
                 assert_eq!(condition(body, "Ready")["status"], "False");
+                assert_ne!(
+                    body["status"]["observedGeneration"], degraded["observedGeneration"],
+                    "this generation was not applied in full: {}",
+                    body["status"]
+                );
             }),
         ],
     ])
