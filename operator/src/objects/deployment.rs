@@ -13,8 +13,8 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction, KeyToPath,
-    ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SecretKeySelector,
-    SecretVolumeSource, Volume, VolumeMount,
+    ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
+    SecretKeySelector, SecretVolumeSource, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -28,6 +28,35 @@ pub const HTTP_PORT_NAME: &str = "http";
 pub const ADMIN_PORT_NAME: &str = "admin";
 /// Where the JWT public key Secret is mounted.
 pub const JWT_KEY_DIR: &str = "/etc/pushcluster/jwt";
+/// Default requests of a push-server container, and its memory limit: an idle connection
+/// costs about 6.5 KiB (bench/results/2026-11-29.md), so 1 GiB holds tens of thousands of
+/// connections with their send buffers. No CPU limit: throttling a node in a fan-out
+/// delays every client on it.
+const DEFAULT_CPU_REQUEST: &str = "250m";
+const DEFAULT_MEMORY_REQUEST: &str = "256Mi";
+const DEFAULT_MEMORY_LIMIT: &str = "1Gi";
+
+/// The push-server container's resources: the spec's, else the defaults above (never
+/// BestEffort: that is the first pod a node under memory pressure evicts).
+fn push_server_resources(vc: &ValidatedCluster) -> ResourceRequirements {
+    vc.spec
+        .resources
+        .clone()
+        .unwrap_or_else(|| ResourceRequirements {
+            requests: Some(BTreeMap::from([
+                ("cpu".to_string(), Quantity(DEFAULT_CPU_REQUEST.to_string())),
+                (
+                    "memory".to_string(),
+                    Quantity(DEFAULT_MEMORY_REQUEST.to_string()),
+                ),
+            ])),
+            limits: Some(BTreeMap::from([(
+                "memory".to_string(),
+                Quantity(DEFAULT_MEMORY_LIMIT.to_string()),
+            )])),
+            ..Default::default()
+        })
+}
 pub const JWT_KEY_FILE: &str = "public-key.pem";
 pub const REDIS_CA_DIR: &str = "/etc/pushcluster/redis-ca";
 pub const REDIS_CA_FILE: &str = "ca.pem";
@@ -354,7 +383,7 @@ fn container(vc: &ValidatedCluster) -> Container {
             },
         ]),
         env: Some(push_server_env(vc)),
-        resources: spec.resources.clone(),
+        resources: Some(push_server_resources(vc)),
         readiness_probe: Some(http_probe(paths::READYZ, 5, 2)),
         liveness_probe: Some(http_probe(paths::HEALTHZ, 10, 3)),
         security_context: Some(restricted_container_security()),

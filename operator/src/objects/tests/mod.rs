@@ -870,3 +870,27 @@ fn sentinels_down_after_is_staggered_around_the_quorum() {
     assert_eq!(each, [4250, 5000, 5750]);
     assert_eq!(down_after_ms(500, 0), 0, "never below zero");
 }
+
+/// Never BestEffort: without `spec.resources` the push-server container gets requests and
+/// a memory limit (no CPU limit); with it, exactly what the spec says.
+#[test]
+fn push_pods_have_default_resources_unless_the_spec_sets_them() {
+    let container = |spec: &str| {
+        let objects = desired_objects(&cluster(spec), &SecretDigests::default());
+        let deployment = objects
+            .iter()
+            .find(|o| o.kind() == ObjectKind::Deployment)
+            .expect("a Deployment");
+        deployment.to_json().expect("json")["spec"]["template"]["spec"]["containers"][0]
+            ["resources"]
+            .clone()
+    };
+    assert_eq!(
+        container("{}"),
+        serde_json::json!({"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}})
+    );
+    assert_eq!(
+        container("{resources: {requests: {cpu: '1'}}}"),
+        serde_json::json!({"requests": {"cpu": "1"}})
+    );
+}
