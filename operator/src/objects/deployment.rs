@@ -32,8 +32,8 @@ pub const JWT_KEY_DIR: &str = "/etc/pushcluster/jwt";
 /// costs about 6.5 KiB (bench/results/2026-11-29.md), so 1 GiB holds tens of thousands of
 /// connections with their send buffers. No CPU limit: throttling a node in a fan-out
 /// delays every client on it.
-const DEFAULT_CPU_REQUEST: &str = "250m";
-const DEFAULT_MEMORY_REQUEST: &str = "256Mi";
+const DEFAULT_CPU_REQUEST: &str = "100m";
+const DEFAULT_MEMORY_REQUEST: &str = "128Mi";
 const DEFAULT_MEMORY_LIMIT: &str = "1Gi";
 
 /// The push-server container's resources: the spec's, else the defaults above (never

@@ -112,7 +112,7 @@ pub struct PushClusterSpec {
     pub replicas: i32,
 
     /// CPU/memory requests and limits of the push-server container. Default: requests
-    /// 250m CPU and 256Mi, a 1Gi memory limit, no CPU limit (an idle connection costs about
+    /// 100m CPU and 128Mi, a 1Gi memory limit, no CPU limit (an idle connection costs about
     /// 6.5 KiB; raise the limit with `admission.maxConnectionsPerPod`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,

@@ -887,7 +887,7 @@ fn push_pods_have_default_resources_unless_the_spec_sets_them() {
     };
     assert_eq!(
         container("{}"),
-        serde_json::json!({"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}})
+        serde_json::json!({"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}})
     );
     assert_eq!(
         container("{resources: {requests: {cpu: '1'}}}"),
