@@ -1,20 +1,28 @@
 //! Leader election on a coordination.k8s.io/v1 Lease, so two operator
 //! replicas never both act. A small elector (no crate for it resolves with
-//! kube 5 here): [`decide`] is the pure decision, [`acquire`] blocks until
-//! this replica holds the Lease, [`hold`] renews it and returns an error
-//! when it is lost (the process then exits and restarts as a standby).
+//! kube 5 here) with client-go's rules: a standby judges a Lease expired by its
+//! own monotonic clock, from when it last saw the Lease change (never by comparing
+//! the holder's `renewTime` with its own wall clock: under clock skew two replicas
+//! would lead), and a holder that could not renew within [`RENEW_DEADLINE`], shorter
+//! than the lease duration, stops before any standby may take over.
+//! [`decide`] is the pure decision, [`Elector::acquire`] blocks until this replica
+//! holds the Lease, [`Elector::hold`] renews it and returns an error when it is lost
+//! (the process then exits and restarts as a standby).
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, PostParams};
 use std::time::Duration;
+use tokio::time::Instant;
 
-/// A holder that stops renewing loses the Lease after this long.
+/// A standby takes over a Lease it has not seen change for this long.
 pub const LEASE_DURATION_SECONDS: i32 = 15;
-/// The holder renews this often (well inside the duration).
-pub const RENEW_INTERVAL: Duration = Duration::from_secs(5);
-/// A standby re-checks the Lease this often.
+/// The holder stops acting when it could not renew for this long (client-go's
+/// RenewDeadline): shorter than the lease duration, so it has stopped before a
+/// standby that saw its last renewal can take over.
+pub const RENEW_DEADLINE: Duration = Duration::from_secs(10);
+/// The holder renews, and a standby re-reads the Lease, this often.
 pub const RETRY_INTERVAL: Duration = Duration::from_secs(2);
 
 /// What to do with the Lease as it is now.
@@ -22,39 +30,72 @@ pub const RETRY_INTERVAL: Duration = Duration::from_secs(2);
 pub enum Decision {
     /// We hold it: renew.
     Renew,
-    /// Nobody holds it, or the holder expired: take it over.
+    /// Nobody holds it, or the holder has not renewed it for a lease duration: take it.
     Acquire,
     /// Someone else holds a live Lease.
     Wait,
 }
 
-/// Pure decision from the Lease spec, our identity and the time.
-pub fn decide(spec: Option<&LeaseSpec>, me: &str, now: Timestamp) -> Decision {
-    let Some(spec) = spec else {
+/// The Lease as this replica last saw it, and when, by its own monotonic clock.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observation {
+    /// `metadata.resourceVersion` and the spec: any write by the holder changes them
+    /// (a holder whose wall clock stands still still changes the version).
+    version: Option<String>,
+    spec: Option<LeaseSpec>,
+    at: Instant,
+}
+
+/// Pure decision from the Lease, our identity, what we saw of it before and our clock:
+/// another holder's Lease is expired only when it has not changed for its duration
+/// since we first saw it as it is (its `renewTime` is the holder's clock, not ours).
+pub fn decide(
+    lease: Option<&Lease>,
+    me: &str,
+    seen: &mut Option<Observation>,
+    now: Instant,
+) -> Decision {
+    let Some(lease) = lease else {
+        return Decision::Acquire;
+    };
+    let Some(spec) = &lease.spec else {
         return Decision::Acquire;
     };
     match spec.holder_identity.as_deref() {
         None | Some("") => Decision::Acquire,
         Some(holder) if holder == me => Decision::Renew,
         Some(_) => {
-            let duration = i64::from(
-                spec.lease_duration_seconds
-                    .unwrap_or(LEASE_DURATION_SECONDS),
-            );
-            let last = spec
-                .renew_time
+            let version = lease.metadata.resource_version.clone();
+            let changed = seen
                 .as_ref()
-                .or(spec.acquire_time.as_ref())
-                .map(|t| t.0);
-            match last {
-                Some(last) if last + SignedDuration::from_secs(duration) > now => Decision::Wait,
-                _ => Decision::Acquire,
+                .is_none_or(|o| o.version != version || o.spec.as_ref() != Some(spec));
+            if changed {
+                *seen = Some(Observation {
+                    version,
+                    spec: Some(spec.clone()),
+                    at: now,
+                });
+            }
+            let seconds = spec
+                .lease_duration_seconds
+                .unwrap_or(LEASE_DURATION_SECONDS)
+                .max(1);
+            let duration = Duration::from_secs(seconds.unsigned_abs().into());
+            match seen {
+                Some(o) if now.duration_since(o.at) >= duration => Decision::Acquire,
+                _ => Decision::Wait,
             }
         }
     }
 }
 
-/// The Lease spec after we acquire or renew it.
+/// Whether a holder whose last successful renewal started at `renewed` must stop acting.
+pub fn renew_deadline_passed(renewed: Instant, now: Instant) -> bool {
+    now.duration_since(renewed) >= RENEW_DEADLINE
+}
+
+/// The Lease spec after we acquire or renew it (`now`: our wall clock, for people
+/// reading the Lease; no replica decides by it).
 pub fn next_spec(current: Option<&LeaseSpec>, me: &str, now: Timestamp) -> LeaseSpec {
     let ours = current.and_then(|s| s.holder_identity.as_deref()) == Some(me);
     let transitions = current.and_then(|s| s.lease_transitions).unwrap_or(0);
@@ -76,71 +117,141 @@ pub fn next_spec(current: Option<&LeaseSpec>, me: &str, now: Timestamp) -> Lease
     }
 }
 
-/// One attempt: `Ok(true)` when we hold the Lease afterwards.
-pub async fn try_acquire_or_renew(
-    api: &Api<Lease>,
-    name: &str,
-    me: &str,
-) -> Result<bool, kube::Error> {
-    let now = Timestamp::now();
-    match api.get_opt(name).await? {
-        None => {
-            let lease = Lease {
-                metadata: ObjectMeta {
-                    name: Some(name.to_string()),
-                    ..Default::default()
-                },
-                spec: Some(next_spec(None, me, now)),
-            };
-            match api.create(&PostParams::default(), &lease).await {
-                Ok(_) => Ok(true),
-                Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
-                Err(e) => Err(e),
-            }
+/// One replica's side of the election: the Lease it competes for and what it saw of it.
+pub struct Elector {
+    api: Api<Lease>,
+    name: String,
+    me: String,
+    seen: Option<Observation>,
+    /// When the last successful attempt started: the write it made is no older, so a
+    /// standby's clock for that write started no earlier.
+    renewed: Option<Instant>,
+}
+
+impl Elector {
+    pub fn new(api: Api<Lease>, name: &str, me: &str) -> Self {
+        Self {
+            api,
+            name: name.to_string(),
+            me: me.to_string(),
+            seen: None,
+            renewed: None,
         }
-        Some(mut lease) => match decide(lease.spec.as_ref(), me, now) {
-            Decision::Wait => Ok(false),
-            Decision::Renew | Decision::Acquire => {
-                lease.spec = Some(next_spec(lease.spec.as_ref(), me, now));
-                // replace carries metadata.resourceVersion: a concurrent writer gets 409.
-                match api.replace(name, &PostParams::default(), &lease).await {
+    }
+
+    /// One attempt: `Ok(true)` when we hold the Lease afterwards.
+    pub async fn try_acquire_or_renew(&mut self) -> Result<bool, kube::Error> {
+        let started = Instant::now();
+        let held = self.attempt().await?;
+        if held {
+            self.renewed = Some(started);
+        }
+        Ok(held)
+    }
+
+    async fn attempt(&mut self) -> Result<bool, kube::Error> {
+        let (api, name, me) = (&self.api, self.name.as_str(), self.me.as_str());
+        match api.get_opt(name).await? {
+            None => {
+                let lease = Lease {
+                    metadata: ObjectMeta {
+                        name: Some(name.to_string()),
+                        ..Default::default()
+                    },
+                    spec: Some(next_spec(None, me, Timestamp::now())),
+                };
+                match api.create(&PostParams::default(), &lease).await {
                     Ok(_) => Ok(true),
                     Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
                     Err(e) => Err(e),
                 }
             }
-        },
+            Some(mut lease) => match decide(Some(&lease), me, &mut self.seen, Instant::now()) {
+                Decision::Wait => Ok(false),
+                Decision::Renew | Decision::Acquire => {
+                    lease.spec = Some(next_spec(lease.spec.as_ref(), me, Timestamp::now()));
+                    // replace carries metadata.resourceVersion: a concurrent writer gets 409.
+                    match api.replace(name, &PostParams::default(), &lease).await {
+                        Ok(_) => Ok(true),
+                        Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+                        Err(e) => Err(e),
+                    }
+                }
+            },
+        }
     }
-}
 
-/// Block until this replica holds the Lease.
-pub async fn acquire(api: &Api<Lease>, name: &str, me: &str) {
-    loop {
-        match try_acquire_or_renew(api, name, me).await {
-            Ok(true) => {
-                tracing::info!(lease = name, holder = me, "acquired leadership");
-                return;
+    /// Block until this replica holds the Lease.
+    pub async fn acquire(&mut self) {
+        loop {
+            match self.try_acquire_or_renew().await {
+                Ok(true) => {
+                    tracing::info!(lease = %self.name, holder = %self.me, "acquired leadership");
+                    return;
+                }
+                Ok(false) => tracing::debug!(lease = %self.name, "another replica leads; waiting"),
+                Err(e) => {
+                    tracing::warn!(lease = %self.name, error = %e, "leader election attempt failed");
+                }
             }
-            Ok(false) => tracing::debug!(lease = name, "another replica leads; waiting"),
-            Err(e) => tracing::warn!(lease = name, error = %e, "leader election attempt failed"),
+            tokio::time::sleep(RETRY_INTERVAL).await;
         }
-        tokio::time::sleep(RETRY_INTERVAL).await;
     }
-}
 
-/// Renew until the Lease is lost (or cannot be renewed within its duration).
-pub async fn hold(api: &Api<Lease>, name: &str, me: &str) -> anyhow::Result<()> {
-    let mut last_renewed = tokio::time::Instant::now();
-    loop {
-        tokio::time::sleep(RENEW_INTERVAL).await;
-        match try_acquire_or_renew(api, name, me).await {
-            Ok(true) => last_renewed = tokio::time::Instant::now(),
-            Ok(false) => anyhow::bail!("lost the leader-election Lease {name} to another replica"),
-            Err(e) => tracing::warn!(lease = name, error = %e, "renewing the Lease failed"),
+    /// On a graceful stop (the controllers have stopped acting): give the Lease up, so
+    /// a standby takes it at its next read instead of a lease duration later (client-go's
+    /// ReleaseOnCancel). Only while we still hold it; a failure only costs that wait.
+    pub async fn release(&mut self) {
+        let result = async {
+            let Some(mut lease) = self.api.get_opt(&self.name).await? else {
+                return Ok(false);
+            };
+            let Some(spec) = lease.spec.as_mut() else {
+                return Ok(false);
+            };
+            if spec.holder_identity.as_deref() != Some(self.me.as_str()) {
+                return Ok(false);
+            }
+            spec.holder_identity = None;
+            spec.renew_time = Some(MicroTime(Timestamp::now()));
+            self.api
+                .replace(&self.name, &PostParams::default(), &lease)
+                .await
+                .map(|_| true)
         }
-        let expiry = Duration::from_secs(LEASE_DURATION_SECONDS.unsigned_abs().into());
-        if last_renewed.elapsed() >= expiry {
-            anyhow::bail!("could not renew the leader-election Lease {name} within {expiry:?}");
+        .await;
+        match result {
+            Ok(true) => tracing::info!(lease = %self.name, "released leadership"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(lease = %self.name, error = %e, "releasing the Lease failed"),
+        }
+    }
+
+    /// Renew until the Lease is lost, or not renewed within [`RENEW_DEADLINE`] (an
+    /// attempt still hanging then is abandoned): the caller stops acting at once.
+    pub async fn hold(&mut self) -> anyhow::Result<()> {
+        loop {
+            tokio::time::sleep(RETRY_INTERVAL).await;
+            let renewed = self.renewed.unwrap_or_else(Instant::now);
+            let deadline = renewed + RENEW_DEADLINE;
+            match tokio::time::timeout_at(deadline, self.try_acquire_or_renew()).await {
+                Ok(Ok(true)) => {}
+                Ok(Ok(false)) => anyhow::bail!(
+                    "lost the leader-election Lease {} to another replica",
+                    self.name
+                ),
+                Ok(Err(e)) => {
+                    tracing::warn!(lease = %self.name, error = %e, "renewing the Lease failed");
+                }
+                Err(_) => {}
+            }
+            let renewed = self.renewed.unwrap_or(renewed);
+            if renew_deadline_passed(renewed, Instant::now()) {
+                anyhow::bail!(
+                    "could not renew the leader-election Lease {} within {RENEW_DEADLINE:?}",
+                    self.name
+                );
+            }
         }
     }
 }
@@ -163,51 +274,140 @@ mod tests {
         }
     }
 
+    fn lease(spec: Option<LeaseSpec>, version: u64) -> Lease {
+        Lease {
+            metadata: ObjectMeta {
+                resource_version: Some(version.to_string()),
+                ..Default::default()
+            },
+            spec,
+        }
+    }
+
     #[test]
-    fn decisions() {
-        let cases: &[(&str, Option<LeaseSpec>, i64, Decision)] = &[
-            ("no spec", None, 100, Decision::Acquire),
+    fn decisions_without_another_holder() {
+        let now = Instant::now();
+        let cases: &[(&str, Option<Lease>, Decision)] = &[
+            ("no lease", None, Decision::Acquire),
+            ("no spec", Some(lease(None, 1)), Decision::Acquire),
             (
                 "no holder",
-                Some(LeaseSpec::default()),
-                100,
+                Some(lease(Some(LeaseSpec::default()), 1)),
                 Decision::Acquire,
             ),
-            ("ours", Some(held_by("me", 90)), 100, Decision::Renew),
             (
-                "ours even if stale",
-                Some(held_by("me", 0)),
-                100,
+                "ours",
+                Some(lease(Some(held_by("me", 90)), 1)),
                 Decision::Renew,
             ),
             (
-                "other, live",
-                Some(held_by("other", 90)),
-                100,
-                Decision::Wait,
-            ),
-            (
-                "other, just expired",
-                Some(held_by("other", 85)),
-                100,
-                Decision::Acquire,
-            ),
-            (
-                "other, never renewed",
-                Some(LeaseSpec {
-                    holder_identity: Some("other".into()),
-                    ..Default::default()
-                }),
-                100,
-                Decision::Acquire,
+                "ours even if stale",
+                Some(lease(Some(held_by("me", 0)), 1)),
+                Decision::Renew,
             ),
         ];
-        for (case, spec, now, want) in cases {
+        for (case, lease, want) in cases {
             assert_eq!(
-                decide(spec.as_ref(), "me", at(*now)),
+                decide(lease.as_ref(), "me", &mut None, now),
                 *want,
                 "case {case:?}"
             );
+        }
+    }
+
+    /// Another holder's Lease expires a lease duration after this replica last saw it
+    /// change, whatever its renewTime says (an hour in the past here: judged by the
+    /// time written, it would have been taken over at once).
+    #[test]
+    fn another_holders_lease_expires_by_our_clock_from_its_last_change() {
+        let t0 = Instant::now();
+        let s = |secs: u64| t0 + Duration::from_secs(secs);
+        let mut seen = None;
+        let old_clock = lease(Some(held_by("other", -3600)), 7);
+        assert_eq!(
+            decide(Some(&old_clock), "me", &mut seen, s(0)),
+            Decision::Wait
+        );
+        assert_eq!(
+            decide(Some(&old_clock), "me", &mut seen, s(14)),
+            Decision::Wait
+        );
+        // Renewed (a new version; its clock still an hour behind): the wait starts again.
+        let renewed = lease(Some(held_by("other", -3599)), 8);
+        assert_eq!(
+            decide(Some(&renewed), "me", &mut seen, s(14)),
+            Decision::Wait
+        );
+        assert_eq!(
+            decide(Some(&renewed), "me", &mut seen, s(28)),
+            Decision::Wait
+        );
+        assert_eq!(
+            decide(Some(&renewed), "me", &mut seen, s(29)),
+            Decision::Acquire
+        );
+        // A fresh standby knows nothing of the past: it waits a whole duration.
+        let mut fresh = None;
+        assert_eq!(
+            decide(Some(&renewed), "me", &mut fresh, s(29)),
+            Decision::Wait
+        );
+    }
+
+    /// Two replicas, the holder's wall clock skewed by up to an hour either way (or
+    /// standing still): the holder renews every RETRY_INTERVAL until it is cut off from
+    /// the API server, then stops acting at its renew deadline; the standby reads the
+    /// Lease every RETRY_INTERVAL (at an offset) and takes it over. It never does before
+    /// the holder stopped: never two leaders.
+    #[test]
+    fn under_a_skewed_clock_two_leaders_never_act_at_once() {
+        let t0 = Instant::now();
+        let ms = |ms: u64| t0 + Duration::from_millis(ms);
+        let step = u64::try_from(RETRY_INTERVAL.as_millis()).expect("small");
+        for skew in [-3600, -16, -1, 0, 1, 16, 3600, i64::MIN] {
+            for cut_off_at in [0, 5_000, 20_000, 21_000] {
+                for standby_offset in [0, 1, 999, 1_999] {
+                    // The holder: its writes, and when it stops acting.
+                    let mut writes: Vec<(u64, Lease)> = Vec::new();
+                    let mut last_renewal_started = 0;
+                    let mut t = 0;
+                    while t <= cut_off_at {
+                        let wall = if skew == i64::MIN {
+                            0 // a clock standing still
+                        } else {
+                            i64::try_from(t / 1000).expect("small") + skew
+                        };
+                        let version = u64::try_from(writes.len()).expect("small") + 1;
+                        // The write lands a little after the attempt started.
+                        writes.push((t + 50, lease(Some(held_by("holder", wall)), version)));
+                        last_renewal_started = t;
+                        t += step;
+                    }
+                    let holder_stops = (1..)
+                        .map(|k| last_renewal_started + k * step)
+                        .find(|&t| renew_deadline_passed(ms(last_renewal_started), ms(t)))
+                        .expect("a deadline");
+                    // The standby.
+                    let mut seen = None;
+                    let mut t = standby_offset;
+                    let acquired = loop {
+                        let visible = writes.iter().rev().find(|(w, _)| *w <= t).map(|(_, l)| l);
+                        if let Some(visible) = visible
+                            && decide(Some(visible), "standby", &mut seen, ms(t))
+                                == Decision::Acquire
+                        {
+                            break t;
+                        }
+                        t += step;
+                        assert!(t < 600_000, "the standby never took over");
+                    };
+                    assert!(
+                        acquired > holder_stops,
+                        "skew {skew}, cut off at {cut_off_at} ms, standby offset {standby_offset}: \
+                         the standby took over at {acquired} ms, the holder acted until {holder_stops} ms"
+                    );
+                }
+            }
         }
     }
 
@@ -240,18 +440,36 @@ mod api_tests {
                         "renewTime": MicroTime(renewed), "leaseTransitions": 1}})
     }
 
-    async fn attempt(scenario: Scenario) -> Result<bool, kube::Error> {
+    /// One attempt of an elector that saw the Lease as `lease` returns it, `seen_ago`
+    /// (`None`: never saw it).
+    async fn attempt_after(
+        scenario: Scenario,
+        seen: Option<(serde_json::Value, Duration)>,
+    ) -> Result<bool, kube::Error> {
         let (client, handle) = mock_client();
         let verifier = tokio::spawn(ApiServerVerifier(handle).run(scenario));
         let api: Api<Lease> = Api::namespaced(client, "ops");
+        let mut elector = Elector::new(api, "op", "me");
+        if let Some((lease, ago)) = seen {
+            let lease: Lease = serde_json::from_value(lease).expect("a Lease");
+            elector.seen = Some(Observation {
+                version: lease.metadata.resource_version,
+                spec: lease.spec,
+                at: Instant::now() - ago,
+            });
+        }
         let result = tokio::time::timeout(
             crate::fixtures::SCENARIO_TIMEOUT,
-            try_acquire_or_renew(&api, "op", "me"),
+            elector.try_acquire_or_renew(),
         )
         .await
         .expect("attempt finished");
         verifier.await.expect("verifier finished");
         result
+    }
+
+    async fn attempt(scenario: Scenario) -> Result<bool, kube::Error> {
+        attempt_after(scenario, None).await
     }
 
     #[tokio::test]
@@ -284,39 +502,86 @@ mod api_tests {
     }
 
     #[tokio::test]
-    async fn takes_over_an_expired_lease_with_optimistic_concurrency() {
-        let expired = Timestamp::now() - SignedDuration::from_secs(60);
+    async fn a_lease_renewed_an_hour_ago_by_its_clock_is_not_taken_at_first_sight() {
+        let long_ago = Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_secs(3600);
         let won = attempt(Scenario(vec![
-            call(Method::GET, &format!("{LEASES}/op")).reply(200, lease("other", expired)),
-            call(Method::PUT, &format!("{LEASES}/op"))
-                .query("")
-                .check(|body| {
-                    assert_eq!(
-                        body["metadata"]["resourceVersion"], "41",
-                        "replace is conditional"
-                    );
-                    assert_eq!(body["spec"]["holderIdentity"], "me");
-                    assert_eq!(body["spec"]["leaseTransitions"], 2);
-                })
-                .echo(200),
+            call(Method::GET, &format!("{LEASES}/op")).reply(200, lease("other", long_ago)),
         ]))
+        .await;
+        assert!(
+            !won.expect("no error"),
+            "its renewTime is the holder's clock, not ours"
+        );
+    }
+
+    #[tokio::test]
+    async fn takes_over_an_expired_lease_with_optimistic_concurrency() {
+        let renewed = Timestamp::now();
+        let unchanged_for = Duration::from_secs(16);
+        let won = attempt_after(
+            Scenario(vec![
+                call(Method::GET, &format!("{LEASES}/op")).reply(200, lease("other", renewed)),
+                call(Method::PUT, &format!("{LEASES}/op"))
+                    .query("")
+                    .check(|body| {
+                        assert_eq!(
+                            body["metadata"]["resourceVersion"], "41",
+                            "replace is conditional"
+                        );
+                        assert_eq!(body["spec"]["holderIdentity"], "me");
+                        assert_eq!(body["spec"]["leaseTransitions"], 2);
+                    })
+                    .echo(200),
+            ]),
+            Some((lease("other", renewed), unchanged_for)),
+        )
         .await;
         assert!(won.expect("no error"));
     }
 
     #[tokio::test]
     async fn losing_the_race_is_not_an_error() {
-        let expired = Timestamp::now() - SignedDuration::from_secs(60);
-        let won = attempt(Scenario(vec![
-            call(Method::GET, &format!("{LEASES}/op")).reply(200, lease("other", expired)),
+        let renewed = Timestamp::now();
+        let won = attempt_after(Scenario(vec![
+            call(Method::GET, &format!("{LEASES}/op")).reply(200, lease("other", renewed)),
             call(Method::PUT, &format!("{LEASES}/op")).query("").reply(
                 409,
                 json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict", "code": 409,
                        "message": "the object has been modified"}),
             ),
-        ]))
+        ]), Some((lease("other", renewed), Duration::from_secs(16))))
         .await;
         assert!(!won.expect("a conflict means someone else won"));
+    }
+
+    async fn release(scenario: Scenario) {
+        let (client, handle) = mock_client();
+        let verifier = tokio::spawn(ApiServerVerifier(handle).run(scenario));
+        let mut elector = Elector::new(Api::namespaced(client, "ops"), "op", "me");
+        tokio::time::timeout(crate::fixtures::SCENARIO_TIMEOUT, elector.release())
+            .await
+            .expect("release finished");
+        verifier.await.expect("verifier finished");
+    }
+
+    #[tokio::test]
+    async fn a_graceful_stop_gives_our_lease_up_and_leaves_anothers_alone() {
+        release(Scenario(vec![
+            call(Method::GET, &format!("{LEASES}/op")).reply(200, lease("me", Timestamp::now())),
+            call(Method::PUT, &format!("{LEASES}/op"))
+                .query("")
+                .check(|body| {
+                    assert_eq!(body["metadata"]["resourceVersion"], "41");
+                    assert!(body["spec"].get("holderIdentity").is_none(), "{body}");
+                })
+                .echo(200),
+        ]))
+        .await;
+        // Someone else's: no write (the verifier fails on an unexpected request).
+        release(Scenario(vec![
+            call(Method::GET, &format!("{LEASES}/op")).reply(200, lease("other", Timestamp::now())),
+        ]))
+        .await;
     }
 
     #[test]

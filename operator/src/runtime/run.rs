@@ -124,9 +124,12 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
             lease.clone(),
         )
     });
-    if let Some((api, lease)) = &lease_api {
+    let mut elector = lease_api
+        .as_ref()
+        .map(|(api, lease)| super::leader::Elector::new(api.clone(), &lease.name, &lease.holder));
+    if let Some(elector) = &mut elector {
         tokio::select! {
-            _ = super::leader::acquire(api, &lease.name, &lease.holder) => {}
+            _ = elector.acquire() => {}
             _ = shutdown_signal() => {
                 let _ = admin.await;
                 return Ok(());
@@ -176,16 +179,19 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
         }
     });
     let lost = async {
-        match &lease_api {
-            Some((api, lease)) => super::leader::hold(api, &lease.name, &lease.holder).await,
+        match &mut elector {
+            Some(elector) => elector.hold().await,
             None => std::future::pending().await,
         }
     };
-    let outcome = tokio::select! {
-        _ = controllers => Ok(()),
+    let (outcome, stopped_acting) = tokio::select! {
+        _ = controllers => (Ok(()), true),
         // Never act without the Lease: stop, and let the pod restart as a standby.
-        lost = lost => lost,
+        lost = lost => (lost, false),
     };
+    if stopped_acting && let Some(elector) = &mut elector {
+        elector.release().await;
+    }
     ready.store(false, Ordering::Relaxed);
     admin.abort();
     tracing::info!("stopped");
