@@ -177,9 +177,38 @@ def test_servicemonitor_selects_the_metrics_service(helm, tmp_path, contract):
     assert service["spec"]["selector"].items() <= one(objects, "Deployment")["spec"]["template"]["metadata"]["labels"].items()
 
 
-def test_no_servicemonitor_or_dashboard_by_default(helm, tmp_path):
+def test_podmonitor_scrapes_the_server_port_of_the_pods_the_operator_makes(helm, tmp_path, contract):
+    """The chart's PodMonitor against a PushCluster as the operator renders it: its
+    selector matches the pod labels, its port is the container port serving /metrics,
+    every series gets the PushCluster's name; any namespace, or the watched ones."""
+    monitor = one(render(helm, VALUE_COMBINATIONS["pod-monitor"], tmp_path), "PodMonitor")
+    assert monitor["metadata"]["labels"]["release"] == "prom"
+    spec = monitor["spec"]
+    assert spec["namespaceSelector"] == {"any": True}
+    binary = find_binary("push-operator", "PUSH_OPERATOR_BIN")
+    if binary is None:
+        pytest.skip("push-operator not built (cargo build; .ci/test does it)")
+    out = subprocess.run([str(binary), "render", "-f", str(REPO / "examples" / "chat.yaml")],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    [deployment] = [d for d in yaml.safe_load_all(out.stdout) if d and d["kind"] == "Deployment"]
+    template = deployment["spec"]["template"]
+    assert spec["selector"]["matchLabels"].items() <= template["metadata"]["labels"].items()
+    ports = {p["name"]: p["containerPort"] for c in template["spec"]["containers"] for p in c.get("ports", [])}
+    endpoint = spec["podMetricsEndpoints"][0]
+    assert ports.get(endpoint["port"]) == contract["defaults"]["ADMIN_PORT"], ports
+    assert endpoint["path"] == contract["paths"]["METRICS"]
+    instance = contract["kube"]["LABEL_INSTANCE"].replace(".", "_").replace("/", "_").replace("-", "_")
+    assert endpoint["relabelings"] == [{"sourceLabels": [f"__meta_kubernetes_pod_label_{instance}"],
+                                        "targetLabel": "pushcluster"}]
+    scoped = one(render(helm, {"metrics": {"podMonitor": {"enabled": True}}, "watchNamespaces": ["team-a"]},
+                        tmp_path), "PodMonitor")
+    assert scoped["spec"]["namespaceSelector"] == {"matchNames": ["team-a"]}
+
+
+def test_no_servicemonitor_podmonitor_or_dashboard_by_default(helm, tmp_path):
     kinds = {o["kind"] for o in render(helm, {}, tmp_path)}
-    assert "ServiceMonitor" not in kinds and "ConfigMap" not in kinds
+    assert not {"ServiceMonitor", "PodMonitor", "ConfigMap"} & kinds
 
 
 def dashboard_metric_names(dashboard: dict) -> set[str]:

@@ -56,6 +56,18 @@ def test_servicemonitor_matches_its_crd_schema(helm, tmp_path):
     assert set(spec["endpoints"][0]) == {"port", "path", "interval", "scrapeTimeout"}
 
 
+def test_podmonitor_matches_its_crd_schema(helm, tmp_path):
+    objects = render(helm, VALUE_COMBINATIONS["pod-monitor"], tmp_path)
+    monitors = [o for o in objects if o["kind"] == "PodMonitor"]
+    assert len(monitors) == 1
+    proc = validate_custom_resources(monitors)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "PodMonitor/pc-pushcluster-operator-push-server ok" in proc.stdout
+    spec = monitors[0]["spec"]
+    assert set(spec) == {"selector", "namespaceSelector", "podMetricsEndpoints"}
+    assert set(spec["podMetricsEndpoints"][0]) == {"port", "path", "interval", "scrapeTimeout", "relabelings"}
+
+
 def test_custom_resource_validator_rejects_a_bad_servicemonitor(helm, tmp_path):
     """The validator above can fail: a wrong type and a bad duration are caught."""
     objects = render(helm, VALUE_COMBINATIONS["service-monitor"], tmp_path)

@@ -25,6 +25,7 @@ VALUE_COMBINATIONS: dict[str, dict] = {
     "default": {},
     "namespaced-rbac": {"watchNamespaces": ["team-a", "team-b"]},
     "service-monitor": {"metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}}},
+    "pod-monitor": {"metrics": {"podMonitor": {"enabled": True, "labels": {"release": "prom"}}}},
     "dashboard": {"dashboard": {"enabled": True, "namespace": "monitoring"}},
     "crd-install-off": {"crd": {"install": False}},
     "crd-not-kept": {"crd": {"keep": False}},
@@ -32,7 +33,7 @@ VALUE_COMBINATIONS: dict[str, dict] = {
     "existing-service-account": {"serviceAccount": {"create": False, "name": "ops-robot"}},
     "everything-on": {
         "watchNamespaces": ["team-a"],
-        "metrics": {"serviceMonitor": {"enabled": True}},
+        "metrics": {"serviceMonitor": {"enabled": True}, "podMonitor": {"enabled": True}},
         "dashboard": {"enabled": True},
         "image": {"repository": "registry.example/push-operator", "tag": "dev", "pullPolicy": "Always"},
         "imagePullSecrets": [{"name": "regcred"}],
