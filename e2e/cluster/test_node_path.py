@@ -524,6 +524,71 @@ def test_deleting_the_redis_primary_pod_mid_stream_loses_and_repeats_nothing(ha,
         polling.close()
 
 
+# The worst case of a crashed primary: the Sentinels' detection (objects/sentinel.rs DOWN_AFTER_MS,
+# the quorum's Sentinel), then the failover itself. Usually sooner: the restarted container finds
+# itself still named the primary and asks the Sentinels to fail over at once (redis_script).
+CRASH_GAP_BOUND_S = 5 + 5
+
+
+def test_a_crashed_redis_primary_is_failed_over_and_redis_ready_goes_false_then_true(ha, processes):
+    """No preStop this time: the primary's redis-server is SIGKILLed (a crash, an OOM kill).
+    The push pods lose Redis until the Sentinels promote a replica: RedisReady goes False
+    (Unreachable: no push pod reaches Redis) and then True again (Replicated); publishes
+    answer 503 meanwhile and, retried with their keys, are delivered once, in order, to
+    official clients on both pods; the crashed server comes back as a replica."""
+    push = sorted(pods(HA, ha["selector"]), key=lambda p: p["metadata"]["name"])
+    urls = [f"http://{p['status']['podIP']}:{PORT}" for p in push]
+    apis = [f"http://{p['status']['podIP']}:{ADMIN_PORT}" for p in push]
+    spec = {"rooms": ROOMS, "reconnection": True, "reconnectionDelay": 100, "reconnectionDelayMax": 500}
+    ws = NodeClients(processes, {"url": urls[0], "transports": ["websocket"], "count": 2, **spec}, name="crash-ws")
+    polling = NodeClients(processes, {"url": urls[1], "transports": ["polling"], "count": 2, **spec},
+                          name="crash-polling")
+
+    def redis_ready() -> dict:
+        return condition(kubectl_json("get", "pushcluster", NAME, "-n", HA), "RedisReady") or {}
+    try:
+        ws.wait_ready()
+        polling.wait_ready()
+        wait_for("RedisReady True before the crash", lambda: redis_ready().get("status") == "True",
+                 timeout=60, interval=0.3)
+        old_primary = named_primary(ha)
+        victim = next(p for p in ha_pods("redis") if p["status"]["podIP"] == old_primary)
+        pid = int(victim["status"]["containerStatuses"][0]["containerID"].rsplit("//", 1)[1])
+        with RetryingPublisher(apis, ha["token"], HA_RATE) as publisher:
+            wait_for("3 s of 202s", lambda: len(publisher.accepted) >= 3 * HA_RATE, timeout=30, interval=0.1)
+            killed = time.monotonic()
+            os.kill(pid, signal.SIGKILL)
+            down = wait_for("RedisReady False: no push pod reaches Redis",
+                            lambda: (c := redis_ready()).get("status") == "False" and c, timeout=30, interval=0.1)
+            down_s = time.monotonic() - killed
+            assert down["reason"] == "Unreachable", down
+            new_primary = wait_for("the Sentinels naming another primary",
+                                   lambda: (p := named_primary(ha)) not in (None, old_primary) and p,
+                                   timeout=60, interval=0.1)
+            promoted_s = time.monotonic() - killed
+            up = wait_for("RedisReady True again", lambda: (c := redis_ready()).get("status") == "True" and c,
+                          timeout=60, interval=0.1)
+            up_s = time.monotonic() - killed
+            at = len(publisher.accepted)
+            wait_for("3 s of 202s on the new primary", lambda: len(publisher.accepted) >= at + 3 * HA_RATE,
+                     timeout=60, interval=0.2)
+        check_after_the_stream(publish_to(apis[0], ha["token"]), (ws, polling), publisher)
+        gap = publisher.longest_gap()
+        print(f"\nRedis primary {victim['metadata']['name']} SIGKILLed: RedisReady False ({down['reason']}) after "
+              f"{down_s:.1f} s; Sentinels named {new_primary} after {promoted_s:.1f} s; RedisReady True "
+              f"({up['reason']}) after {up_s:.1f} s; longest stretch without a 202 {gap:.1f} s; "
+              f"{len(publisher.accepted)} answered 202, each received once, in order, by 4 clients")
+        assert publisher.refused == [], f"never answered 202: {publisher.refused[:20]}"
+        assert gap <= CRASH_GAP_BOUND_S, f"no 202 for {gap:.1f} s"
+        wait_for(f"{victim['metadata']['name']} back as a replica of {new_primary}", lambda: (
+            p := next((x for x in ha_pods("redis") if x["metadata"]["name"] == victim["metadata"]["name"]), None))
+            and ready(p) and replication_info(p["status"]["podIP"], ha["password"]).get("master_host") == new_primary,
+            timeout=90, interval=0.5)
+    finally:
+        ws.close()
+        polling.close()
+
+
 def test_a_new_redis_image_rolls_every_redis_pod_and_sentinel_and_loses_nothing(ha, processes):
     """Day 2 on the replicated Redis: a new image rolls the three Redis pods (one at a time,
     each new one ready only once in sync; the primary's pod hands over before it stops)
