@@ -40,32 +40,26 @@ def test_rendered_objects_pass_strict_schemas(helm, combo, version, tmp_path):
     assert sum(has_kubernetes_schema(o, version) for o in objects) >= 6
 
 
-def test_servicemonitor_matches_its_crd_schema(helm, tmp_path):
-    """ServiceMonitor is a Prometheus Operator CRD, which kubernetes-validate
-    skips: check it with the validator generated from that CRD's schema
+@pytest.mark.parametrize("combo,kind,name,endpoints,endpoint_fields", [
+    ("service-monitor", "ServiceMonitor", "pc-pushcluster-operator", "endpoints",
+     {"port", "path", "interval", "scrapeTimeout"}),
+    ("pod-monitor", "PodMonitor", "pc-pushcluster-operator-push-server", "podMetricsEndpoints",
+     {"port", "path", "interval", "scrapeTimeout", "relabelings"}),
+])
+def test_monitors_match_their_crd_schema(helm, tmp_path, combo, kind, name, endpoints, endpoint_fields):
+    """ServiceMonitor and PodMonitor are Prometheus Operator CRDs, which kubernetes-validate
+    skips: check them with the validator generated from those CRDs' schemas
     (npm @kubernetes-models/prometheus-operator; like the API server it does
     not reject unknown fields, so the fields are also compared below)."""
-    objects = render(helm, VALUE_COMBINATIONS["service-monitor"], tmp_path)
-    monitors = [o for o in objects if o["kind"] == "ServiceMonitor"]
+    objects = render(helm, VALUE_COMBINATIONS[combo], tmp_path)
+    monitors = [o for o in objects if o["kind"] == kind]
     assert len(monitors) == 1
     proc = validate_custom_resources(monitors)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "ServiceMonitor/pc-pushcluster-operator ok" in proc.stdout
+    assert f"{kind}/{name} ok" in proc.stdout
     spec = monitors[0]["spec"]
-    assert set(spec) == {"selector", "namespaceSelector", "endpoints"}
-    assert set(spec["endpoints"][0]) == {"port", "path", "interval", "scrapeTimeout"}
-
-
-def test_podmonitor_matches_its_crd_schema(helm, tmp_path):
-    objects = render(helm, VALUE_COMBINATIONS["pod-monitor"], tmp_path)
-    monitors = [o for o in objects if o["kind"] == "PodMonitor"]
-    assert len(monitors) == 1
-    proc = validate_custom_resources(monitors)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "PodMonitor/pc-pushcluster-operator-push-server ok" in proc.stdout
-    spec = monitors[0]["spec"]
-    assert set(spec) == {"selector", "namespaceSelector", "podMetricsEndpoints"}
-    assert set(spec["podMetricsEndpoints"][0]) == {"port", "path", "interval", "scrapeTimeout", "relabelings"}
+    assert set(spec) == {"selector", "namespaceSelector", endpoints}
+    assert set(spec[endpoints][0]) == endpoint_fields
 
 
 def test_custom_resource_validator_rejects_a_bad_servicemonitor(helm, tmp_path):
