@@ -1,9 +1,10 @@
 //! The operator's own Prometheus metrics: reconcile runs, failures by error
-//! label, reconcile duration.
+//! label, reconcile duration, whether this replica leads.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::time::Instant;
@@ -18,6 +19,8 @@ pub struct Metrics {
     pub reconciles: Counter,
     pub failures: Family<StepLabels, Counter>,
     pub duration: Histogram,
+    /// 1 while this replica leads (its controllers act), 0 on a standby.
+    pub leader: Gauge,
 }
 
 impl Default for Metrics {
@@ -37,11 +40,18 @@ impl Default for Metrics {
             "Reconcile duration in seconds",
             duration.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica leads (acts on PushClusters), 0 on a standby",
+            leader.clone(),
+        );
         Self {
             registry,
             reconciles,
             failures,
             duration,
+            leader,
         }
     }
 }
@@ -109,5 +119,8 @@ mod tests {
             text.contains("pushcluster_operator_reconcile_duration_seconds_count 1"),
             "{text}"
         );
+        assert!(text.contains("pushcluster_operator_leader 0"), "{text}");
+        m.leader.set(1);
+        assert!(m.encode().contains("pushcluster_operator_leader 1"));
     }
 }

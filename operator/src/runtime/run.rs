@@ -136,6 +136,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
             }
         }
     }
+    let leader = metrics.leader.clone();
     let autoscaler = Arc::new(crate::autoscale::Autoscaler::new(
         push_contract::defaults::ADMIN_PORT,
     ));
@@ -172,6 +173,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
             .boxed()
     });
     ready.store(true, Ordering::Relaxed);
+    leader.set(1);
     let controllers = futures::stream::select_all(controllers).for_each(|result| async move {
         match result {
             Ok((object, _)) => tracing::debug!(cluster = %object.name, "reconciled"),
@@ -193,6 +195,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
         elector.release().await;
     }
     ready.store(false, Ordering::Relaxed);
+    leader.set(0);
     admin.abort();
     tracing::info!("stopped");
     outcome
