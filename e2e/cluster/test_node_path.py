@@ -28,6 +28,7 @@ from harness import NodeClients, PyClient, parse_metrics
 from harness.continuity import ROOMS, RetryingPublisher, check_after_the_stream
 from harness.cluster import CHART, CONTRACT, EXAMPLE, condition, helm, kubectl, kubectl_json, restricted_namespace, wait_for
 from harness.kube import ControlPlane, ControlPlaneError
+from harness.ports import reserve_port
 
 NAME = "chat"
 SYSTEM = "pushcluster-system"
@@ -587,6 +588,113 @@ def test_a_crashed_redis_primary_is_failed_over_and_redis_ready_goes_false_then_
     finally:
         ws.close()
         polling.close()
+
+
+# --- the chart's alerts in a real Prometheus ------------------------------------------------
+ALERTS_NS = "alerts-apps"
+PROMETHEUS = Path(__file__).resolve().parents[2] / ".tools" / "bin" / "prometheus"
+
+
+def prometheus_config(kubeconfig: Path) -> dict:
+    """What the Prometheus Operator generates from the chart's PodMonitor (push pods: the
+    `admin` port, `namespace`, `pod`, `pushcluster` labels) and ServiceMonitor (the
+    operator's admin port), written out: discovery from the real API server."""
+    def pods_of(name: str, component: str | None, namespaces: list[str] | None = None) -> dict:
+        keep = [{"source_labels": ["__meta_kubernetes_pod_label_app_kubernetes_io_name"], "regex": name,
+                 "action": "keep"},
+                {"source_labels": ["__meta_kubernetes_pod_container_port_name"], "regex": "admin",
+                 "action": "keep"},
+                {"source_labels": ["__meta_kubernetes_pod_phase"], "regex": "Running", "action": "keep"},
+                {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
+                {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"}]
+        if component:
+            keep.insert(1, {"source_labels": ["__meta_kubernetes_pod_label_app_kubernetes_io_component"],
+                            "regex": component, "action": "keep"})
+            keep.append({"source_labels": ["__meta_kubernetes_pod_label_app_kubernetes_io_instance"],
+                         "target_label": "pushcluster"})
+        sd = {"role": "pod", "kubeconfig_file": str(kubeconfig)}
+        if namespaces:
+            sd["namespaces"] = {"names": namespaces}
+        return {"kubernetes_sd_configs": [sd], "relabel_configs": keep}
+    return {
+        "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
+        "rule_files": ["rules.yaml"],
+        "scrape_configs": [
+            {"job_name": "push-server", **pods_of("pushcluster", "push-server", [ALERTS_NS])},
+            {"job_name": "operator", **pods_of("pushcluster-operator", None, [SYSTEM])},
+        ],
+    }
+
+
+def prometheus_alerts(url: str) -> list[dict]:
+    return requests.get(f"{url}/api/v1/alerts", timeout=5).json()["data"]["alerts"]
+
+
+def test_the_charts_alerts_in_a_real_prometheus_fire_and_resolve(operator, node_cluster, processes, tmp_path):
+    """A real Prometheus (built from Go modules) discovers the push pods and the operator
+    from the API server as the chart's PodMonitor and ServiceMonitor describe them and
+    evaluates the chart's rules. A healthy cluster fires nothing; its Redis stopped (the
+    PushCluster paused, the Redis StatefulSet scaled to 0), PushClusterRedisLinkDown
+    fires after its `for` (1 minute) plus a scrape; Redis back, it resolves."""
+    if not PROMETHEUS.exists():
+        pytest.fail("prometheus not built: run .ci/setup (e2e/prometheus/build)")
+    rule = yaml.safe_load(helm("template", "pc", str(CHART), "--set", "prometheusRule.enabled=true",
+                               "--show-only", "templates/prometheusrule.yaml").stdout)
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rule["spec"]))
+    (tmp_path / "prometheus.yaml").write_text(yaml.safe_dump(prometheus_config(node_cluster.kubeconfig)))
+    restricted_namespace(ALERTS_NS)
+    kubectl("apply", "-f", "-", stdin=yaml.safe_dump({
+        "apiVersion": "pushcluster.dev/v1alpha1", "kind": "PushCluster",
+        "metadata": {"name": NAME, "namespace": ALERTS_NS}, "spec": {"replicas": 1, "drainSeconds": 1}}))
+    try:
+        wait_for("the alerts cluster Ready", lambda: (condition(
+            kubectl_json("get", "pushcluster", NAME, "-n", ALERTS_NS), "Ready") or {}).get("status") == "True",
+            timeout=120, interval=0.5)
+        port = reserve_port()
+        url = f"http://127.0.0.1:{port}"
+        processes.start([PROMETHEUS, f"--config.file={tmp_path / 'prometheus.yaml'}",
+                         f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}"],
+                        name="prometheus", cwd=tmp_path)
+
+        def targets_up() -> bool:
+            active = requests.get(f"{url}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
+            jobs = {t["labels"]["job"] for t in active if t["health"] == "up"}
+            return {"push-server", "operator"} <= jobs
+        wait_for("Prometheus scraping the push pod and the operator", targets_up, timeout=60, interval=0.5)
+        # Evaluations before the first scrape saw no operator (absent: pending); the next clears it.
+        wait_for("no alert once everything is scraped", lambda: prometheus_alerts(url) == [], timeout=30,
+                 interval=0.5)
+        # Healthy: 15 s of evaluations (every second) and not one alert, not even pending.
+        quiet_until = time.monotonic() + 15
+        while time.monotonic() < quiet_until:
+            assert prometheus_alerts(url) == [], prometheus_alerts(url)
+            time.sleep(1)  # the evaluation interval: each check sees a new evaluation
+        kubectl("annotate", "pushcluster", NAME, "-n", ALERTS_NS, "pushcluster.dev/paused=true")
+        wait_for("the Paused condition", lambda: (condition(
+            kubectl_json("get", "pushcluster", NAME, "-n", ALERTS_NS), "Paused") or {}).get("status") == "True",
+            timeout=30, interval=0.3)
+        stopped = time.monotonic()
+        kubectl("scale", "statefulset", f"{NAME}-redis", "-n", ALERTS_NS, "--replicas=0")
+
+        def firing(name: str) -> list[dict]:
+            return [a for a in prometheus_alerts(url) if a["labels"]["alertname"] == name and a["state"] == "firing"]
+        alert = wait_for("PushClusterRedisLinkDown firing", lambda: firing("PushClusterRedisLinkDown"),
+                         timeout=120, interval=0.5)[0]
+        fired_s = time.monotonic() - stopped
+        assert alert["labels"]["namespace"] == ALERTS_NS and alert["labels"]["pushcluster"] == NAME, alert
+        assert alert["annotations"]["runbook_url"].endswith("/docs/runbooks/PushClusterRedisLinkDown.md"), alert
+        started = time.monotonic()
+        kubectl("scale", "statefulset", f"{NAME}-redis", "-n", ALERTS_NS, "--replicas=1")
+        wait_for("PushClusterRedisLinkDown resolved", lambda: not [
+            a for a in prometheus_alerts(url) if a["labels"]["alertname"] == "PushClusterRedisLinkDown"],
+            timeout=120, interval=0.5)
+        resolved_s = time.monotonic() - started
+        print(f"\nreal Prometheus: PushClusterRedisLinkDown fired {fired_s:.1f} s after Redis stopped (for: 1m), "
+              f"resolved {resolved_s:.1f} s after it was started again")
+        assert 60 <= fired_s <= 60 + 15, f"fired after {fired_s:.1f} s"
+    finally:
+        kubectl("annotate", "pushcluster", NAME, "-n", ALERTS_NS, "pushcluster.dev/paused-", check=False)
+        kubectl("delete", "namespace", ALERTS_NS, "--wait=false", check=False)
 
 
 def test_a_new_redis_image_rolls_every_redis_pod_and_sentinel_and_loses_nothing(ha, processes):
