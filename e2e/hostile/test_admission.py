@@ -63,6 +63,7 @@ def test_health_and_publish_answer_while_the_client_port_holds_19500_idle_connec
 
 def test_the_connection_cap_closes_the_excess_and_readiness_flips_first(processes):
     node = PushServer(processes, env={"API_TOKEN": "t", "MAX_CONNECTIONS": 100, "HEADER_TIMEOUT_SECONDS": 60}).start()
+    assert node.metric("CONNECTION_LIMIT") == 100, "the limit the alert compares connections with"
     held = open_idle("127.0.0.1", node.port, 95)
     try:
         wait_until(lambda: node.readyz() == 503, 5, "not-ready at 90 % of the cap")

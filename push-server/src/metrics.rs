@@ -127,6 +127,8 @@ pub struct Metrics {
     redis_last_failover: Gauge,
     /// Milliseconds (shown in seconds): how far the fan-out log reader is behind.
     pub fanout_lag_ms: Gauge,
+    /// The connections this node admits at once (set once, from the config).
+    pub connection_limit: Gauge,
 }
 
 /// Strips the `_total` the encoder appends to counters again.
@@ -207,6 +209,12 @@ impl Metrics {
             "Messages a socket did not get because its send buffer was full, by reason",
             slow_consumer_drops.clone(),
         );
+        let connection_limit = Gauge::default();
+        registry.register(
+            names::CONNECTION_LIMIT,
+            "Connections this node admits at once (not ready at 90 % of it)",
+            connection_limit.clone(),
+        );
         let fanout_gaps = Counter::default();
         let redis_failovers = Counter::default();
         let fanout_lag_ms = Gauge::default();
@@ -269,6 +277,7 @@ impl Metrics {
             redis_primary,
             redis_last_failover,
             fanout_lag_ms,
+            connection_limit,
         }
     }
 
@@ -332,6 +341,19 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_connection_limit_is_exposed_with_or_without_redis() {
+        for with_redis in [true, false] {
+            let metrics = Metrics::new(with_redis);
+            metrics.connection_limit.set(900);
+            let text = metrics.encode();
+            assert!(
+                text.contains(&format!("\n{} 900\n", names::CONNECTION_LIMIT)),
+                "{text}"
+            );
+        }
+    }
 
     #[test]
     fn exposition_uses_the_contract_names() {

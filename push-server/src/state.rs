@@ -106,6 +106,9 @@ pub fn readiness(
 impl AppState {
     pub fn new(config: Config, shutdown: Shutdown) -> SharedState {
         let metrics = Arc::new(Metrics::new(config.redis.is_some()));
+        metrics
+            .connection_limit
+            .set(i64::try_from(config.max_connections).unwrap_or(i64::MAX));
         let admission = Arc::new(tokio::sync::Semaphore::new(config.max_connections));
         Arc::new(Self {
             keys: Keys::new(&config.redis_key_prefix),

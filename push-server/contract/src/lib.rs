@@ -207,6 +207,9 @@ pub mod metrics {
     /// Gauge, label [`TRANSPORT`]: live socket.io connections on this node.
     /// The autoscaler sums it over transports.
     pub const CONNECTIONS: &str = "push_connections";
+    /// Gauge: the connections this node admits at once (`PUSH_MAX_CONNECTIONS`, or the
+    /// open-file limit minus the reserve); it reports not-ready at 90 % of it.
+    pub const CONNECTION_LIMIT: &str = "push_connection_limit";
     /// Label of [`CONNECTIONS`]: `websocket` or `polling`.
     pub const TRANSPORT: &str = "transport";
     /// Counter: messages written to client sockets.
