@@ -42,7 +42,7 @@ def test_rendered_objects_pass_strict_schemas(helm, combo, version, tmp_path):
 
 @pytest.mark.parametrize("combo,kind,name,endpoints,endpoint_fields", [
     ("service-monitor", "ServiceMonitor", "pc-pushcluster-operator", "endpoints",
-     {"port", "path", "interval", "scrapeTimeout"}),
+     {"port", "path", "honorLabels", "interval", "scrapeTimeout"}),
     ("pod-monitor", "PodMonitor", "pc-pushcluster-operator-push-server", "podMetricsEndpoints",
      {"port", "path", "interval", "scrapeTimeout", "relabelings"}),
 ])

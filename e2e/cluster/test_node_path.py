@@ -621,13 +621,16 @@ def prometheus_config(kubeconfig: Path) -> dict:
         "rule_files": ["rules.yaml"],
         "scrape_configs": [
             {"job_name": "push-server", **pods_of("pushcluster", "push-server", [ALERTS_NS])},
-            {"job_name": "operator", **pods_of("pushcluster-operator", None, [SYSTEM])},
+            {"job_name": "operator", "honor_labels": True, **pods_of("pushcluster-operator", None, [SYSTEM])},
         ],
     }
 
 
 def prometheus_alerts(url: str) -> list[dict]:
-    return requests.get(f"{url}/api/v1/alerts", timeout=5).json()["data"]["alerts"]
+    """Alerts about the test's cluster and the operator (the other clusters of this module
+    are the other tests' business)."""
+    alerts = requests.get(f"{url}/api/v1/alerts", timeout=5).json()["data"]["alerts"]
+    return [a for a in alerts if "pushcluster" not in a["labels"] or a["labels"].get("namespace") == ALERTS_NS]
 
 
 def test_the_charts_alerts_in_a_real_prometheus_fire_and_resolve(operator, node_cluster, processes, tmp_path):
@@ -664,6 +667,11 @@ def test_the_charts_alerts_in_a_real_prometheus_fire_and_resolve(operator, node_
         # Evaluations before the first scrape saw no operator (absent: pending); the next clears it.
         wait_for("no alert once everything is scraped", lambda: prometheus_alerts(url) == [], timeout=30,
                  interval=0.5)
+        # The operator's per-cluster series name the cluster's own namespace (honorLabels).
+        query = f'pushcluster_operator_cluster_ready{{namespace="{ALERTS_NS}",pushcluster="{NAME}"}}'
+        wait_for("the operator's Ready gauge of the cluster at 1", lambda: [
+            r for r in requests.get(f"{url}/api/v1/query", params={"query": query}, timeout=5).json()["data"]["result"]
+            if r["value"][1] == "1"], timeout=30, interval=0.5)
         # Healthy: 15 s of evaluations (every second) and not one alert, not even pending.
         quiet_until = time.monotonic() + 15
         while time.monotonic() < quiet_until:

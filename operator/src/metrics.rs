@@ -1,12 +1,19 @@
 //! The operator's own Prometheus metrics: reconcile runs, failures by error
-//! label, reconcile duration, whether this replica leads.
+//! label, reconcile duration, whether this replica leads, and each watched
+//! PushCluster's Ready/Degraded/paused state (read from the controller's cache at
+//! every scrape, so a deleted cluster's series go with it).
 
-use prometheus_client::encoding::EncodeLabelSet;
+use crate::resources::{PAUSED_ANNOTATION, PushCluster};
+use kube::ResourceExt;
+use kube::runtime::reflector::Store;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -21,6 +28,94 @@ pub struct Metrics {
     pub duration: Histogram,
     /// 1 while this replica leads (its controllers act), 0 on a standby.
     pub leader: Gauge,
+    /// The controllers' caches of PushClusters, filled once they run.
+    pub clusters: Arc<ClusterStates>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClusterLabels {
+    pub namespace: String,
+    pub pushcluster: String,
+}
+
+/// Each watched PushCluster's conditions as gauges, from the controllers' caches.
+#[derive(Debug, Default)]
+pub struct ClusterStates {
+    stores: RwLock<Vec<Store<PushCluster>>>,
+}
+
+impl ClusterStates {
+    pub fn watch(&self, store: Store<PushCluster>) {
+        match self.stores.write() {
+            Ok(mut stores) => stores.push(store),
+            Err(poisoned) => poisoned.into_inner().push(store),
+        }
+    }
+
+    /// (labels, Ready, Degraded, paused) of every cached PushCluster.
+    fn states(&self) -> Vec<(ClusterLabels, bool, bool, bool)> {
+        let stores = match self.stores.read() {
+            Ok(stores) => stores.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        let is_true = |pc: &PushCluster, type_: &str| {
+            pc.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == type_ && c.status == "True")
+            })
+        };
+        stores
+            .iter()
+            .flat_map(|store| store.state())
+            .map(|pc| {
+                let labels = ClusterLabels {
+                    namespace: pc.namespace().unwrap_or_default(),
+                    pushcluster: pc.name_any(),
+                };
+                let paused =
+                    pc.annotations().get(PAUSED_ANNOTATION).map(String::as_str) == Some("true");
+                (
+                    labels,
+                    is_true(&pc, "Ready"),
+                    is_true(&pc, "Degraded"),
+                    paused,
+                )
+            })
+            .collect()
+    }
+}
+
+impl Collector for ClusterStates {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let states = self.states();
+        let gauges: [(&str, &str, fn(&(ClusterLabels, bool, bool, bool)) -> bool); 3] = [
+            (
+                "cluster_ready",
+                "1 while the PushCluster's Ready condition is True",
+                |s| s.1,
+            ),
+            (
+                "cluster_degraded",
+                "1 while the PushCluster's Degraded condition is True",
+                |s| s.2,
+            ),
+            (
+                "cluster_paused",
+                "1 while the PushCluster carries the pause annotation",
+                |s| s.3,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let family = Family::<ClusterLabels, Gauge>::default();
+            for state in &states {
+                family.get_or_create(&state.0).set(i64::from(value(state)));
+            }
+            let metric = encoder.encode_descriptor(name, help, None, family.metric_type())?;
+            family.encode(metric)?;
+        }
+        Ok(())
+    }
 }
 
 impl Default for Metrics {
@@ -46,12 +141,15 @@ impl Default for Metrics {
             "1 while this replica leads (acts on PushClusters), 0 on a standby",
             leader.clone(),
         );
+        let clusters = Arc::new(ClusterStates::default());
+        registry.register_collector(Box::new(clusters.clone()));
         Self {
             registry,
             reconciles,
             failures,
             duration,
             leader,
+            clusters,
         }
     }
 }
@@ -100,6 +198,69 @@ impl Drop for DurationGuard<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kube::runtime::reflector::store::Writer;
+    use kube::runtime::watcher;
+
+    fn cluster(
+        namespace: &str,
+        name: &str,
+        conditions: &[(&str, &str)],
+        paused: bool,
+    ) -> PushCluster {
+        let conditions: Vec<serde_json::Value> = conditions
+            .iter()
+            .map(|(t, s)| {
+                serde_json::json!({"type": t, "status": s, "reason": "R", "message": "",
+                                   "lastTransitionTime": "2026-12-06T00:00:00Z"})
+            })
+            .collect();
+        let annotations = if paused {
+            serde_json::json!({PAUSED_ANNOTATION: "true"})
+        } else {
+            serde_json::json!({})
+        };
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "pushcluster.dev/v1alpha1", "kind": "PushCluster",
+            "metadata": {"name": name, "namespace": namespace, "annotations": annotations},
+            "spec": {}, "status": {"conditions": conditions}}))
+        .expect("a PushCluster")
+    }
+
+    /// Each cached PushCluster's conditions, read at scrape time: a cluster gone from
+    /// the cache has no series any more.
+    #[test]
+    fn cluster_conditions_are_gauges_of_the_cached_clusters() {
+        let m = Metrics::default();
+        let mut writer: Writer<PushCluster> = Writer::default();
+        m.clusters.watch(writer.as_reader());
+        let ready = cluster(
+            "apps",
+            "chat",
+            &[("Ready", "True"), ("Degraded", "False")],
+            false,
+        );
+        let refused = cluster(
+            "apps",
+            "refused",
+            &[("Ready", "False"), ("Degraded", "True")],
+            true,
+        );
+        writer.apply_watcher_event(&watcher::Event::Apply(ready.clone()));
+        writer.apply_watcher_event(&watcher::Event::Apply(refused.clone()));
+        let text = m.encode();
+        for line in [
+            "pushcluster_operator_cluster_ready{namespace=\"apps\",pushcluster=\"chat\"} 1",
+            "pushcluster_operator_cluster_degraded{namespace=\"apps\",pushcluster=\"chat\"} 0",
+            "pushcluster_operator_cluster_paused{namespace=\"apps\",pushcluster=\"chat\"} 0",
+            "pushcluster_operator_cluster_ready{namespace=\"apps\",pushcluster=\"refused\"} 0",
+            "pushcluster_operator_cluster_degraded{namespace=\"apps\",pushcluster=\"refused\"} 1",
+            "pushcluster_operator_cluster_paused{namespace=\"apps\",pushcluster=\"refused\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} not in\n{text}");
+        }
+        writer.apply_watcher_event(&watcher::Event::Delete(refused));
+        assert!(!m.encode().contains("pushcluster=\"refused\""));
+    }
 
     #[test]
     fn counts_runs_failures_and_durations() {

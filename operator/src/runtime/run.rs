@@ -137,6 +137,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
         }
     }
     let leader = metrics.leader.clone();
+    let clusters = metrics.clusters.clone();
     let autoscaler = Arc::new(crate::autoscale::Autoscaler::new(
         push_contract::defaults::ADMIN_PORT,
     ));
@@ -163,7 +164,10 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
             }
         }
         let wc = watcher::Config::default();
-        Controller::new(api::<PushCluster>(&client, &ns), wc.clone())
+        let controller = Controller::new(api::<PushCluster>(&client, &ns), wc.clone());
+        // The clusters' conditions as gauges at every scrape (metrics::ClusterStates).
+        clusters.watch(controller.store());
+        controller
             .owns(api::<Deployment>(&client, &ns), wc.clone())
             .owns(api::<StatefulSet>(&client, &ns), wc.clone())
             .owns(api::<Service>(&client, &ns), wc.clone())
