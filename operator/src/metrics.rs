@@ -52,8 +52,8 @@ impl ClusterStates {
         }
     }
 
-    /// (labels, Ready, Degraded, paused) of every cached PushCluster.
-    fn states(&self) -> Vec<(ClusterLabels, bool, bool, bool)> {
+    /// Every cached PushCluster's state.
+    fn states(&self) -> Vec<ClusterState> {
         let stores = match self.stores.read() {
             Ok(stores) => stores.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
@@ -75,41 +75,54 @@ impl ClusterStates {
                 };
                 let paused =
                     pc.annotations().get(PAUSED_ANNOTATION).map(String::as_str) == Some("true");
-                (
-                    labels,
-                    is_true(&pc, "Ready"),
-                    is_true(&pc, "Degraded"),
+                ClusterState {
+                    ready: is_true(&pc, "Ready"),
+                    degraded: is_true(&pc, "Degraded"),
                     paused,
-                )
+                    labels,
+                }
             })
             .collect()
     }
 }
 
+/// One PushCluster as its gauges say it.
+struct ClusterState {
+    labels: ClusterLabels,
+    ready: bool,
+    degraded: bool,
+    paused: bool,
+}
+
+/// (name, help, value) of each per-cluster gauge.
+type ClusterGauge = (&'static str, &'static str, fn(&ClusterState) -> bool);
+
 impl Collector for ClusterStates {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let states = self.states();
-        let gauges: [(&str, &str, fn(&(ClusterLabels, bool, bool, bool)) -> bool); 3] = [
+        let gauges: [ClusterGauge; 3] = [
             (
                 "cluster_ready",
                 "1 while the PushCluster's Ready condition is True",
-                |s| s.1,
+                |s| s.ready,
             ),
             (
                 "cluster_degraded",
                 "1 while the PushCluster's Degraded condition is True",
-                |s| s.2,
+                |s| s.degraded,
             ),
             (
                 "cluster_paused",
                 "1 while the PushCluster carries the pause annotation",
-                |s| s.3,
+                |s| s.paused,
             ),
         ];
         for (name, help, value) in gauges {
             let family = Family::<ClusterLabels, Gauge>::default();
             for state in &states {
-                family.get_or_create(&state.0).set(i64::from(value(state)));
+                family
+                    .get_or_create(&state.labels)
+                    .set(i64::from(value(state)));
             }
             let metric = encoder.encode_descriptor(name, help, None, family.metric_type())?;
             family.encode(metric)?;
