@@ -239,6 +239,37 @@ mod tests {
         .expect("a PushCluster")
     }
 
+    /// The chart's Grafana dashboard charts only series this operator exposes.
+    #[test]
+    fn the_dashboard_charts_operator_metrics_that_exist() {
+        let dashboard = include_str!("../../charts/pushcluster-operator/files/dashboard.json");
+        // Every family with a series (an empty family is not exposed at all).
+        let m = Metrics::default();
+        m.reconcile_failed("apply");
+        drop(m.reconcile_started());
+        let mut writer: Writer<PushCluster> = Writer::default();
+        m.clusters.watch(writer.as_reader());
+        writer.apply_watcher_event(&watcher::Event::Apply(cluster("apps", "chat", &[], false)));
+        let exposed = m.encode();
+        let mut charted = 0;
+        for (at, _) in dashboard.match_indices("pushcluster_operator_") {
+            let name: String = dashboard[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let family = ["_total", "_bucket", "_count", "_sum"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .unwrap_or(&name);
+            assert!(
+                exposed.contains(&format!("# TYPE {family} ")),
+                "{name} is charted but not exposed:\n{exposed}"
+            );
+            charted += 1;
+        }
+        assert!(charted >= 7, "the operator panels are there: {charted}");
+    }
+
     /// Each cached PushCluster's conditions, read at scrape time: a cluster gone from
     /// the cache has no series any more.
     #[test]
