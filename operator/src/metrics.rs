@@ -3,7 +3,7 @@
 //! PushCluster's Ready/Degraded/paused state (read from the controller's cache at
 //! every scrape, so a deleted cluster's series go with it).
 
-use crate::resources::{PAUSED_ANNOTATION, PushCluster};
+use crate::resources::PushCluster;
 use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 use prometheus_client::collector::Collector;
@@ -59,11 +59,9 @@ impl ClusterStates {
             Err(poisoned) => poisoned.into_inner().clone(),
         };
         let is_true = |pc: &PushCluster, type_: &str| {
-            pc.status.as_ref().is_some_and(|s| {
-                s.conditions
-                    .iter()
-                    .any(|c| c.type_ == type_ && c.status == "True")
-            })
+            pc.status
+                .as_ref()
+                .is_some_and(|s| s.true_condition(type_).is_some())
         };
         stores
             .iter()
@@ -73,12 +71,10 @@ impl ClusterStates {
                     namespace: pc.namespace().unwrap_or_default(),
                     pushcluster: pc.name_any(),
                 };
-                let paused =
-                    pc.annotations().get(PAUSED_ANNOTATION).map(String::as_str) == Some("true");
                 ClusterState {
                     ready: is_true(&pc, "Ready"),
                     degraded: is_true(&pc, "Degraded"),
-                    paused,
+                    paused: pc.pause_requested(),
                     labels,
                 }
             })
@@ -211,6 +207,7 @@ impl Drop for DurationGuard<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resources::PAUSED_ANNOTATION;
     use kube::runtime::reflector::store::Writer;
     use kube::runtime::watcher;
 

@@ -4,9 +4,8 @@
 
 use super::status::{self, Blocker};
 use crate::events::{EventReason, PendingEvent};
-use crate::resources::{PAUSED_ANNOTATION, PushCluster, PushClusterStatus};
+use crate::resources::{PAUSED_ANNOTATION, PushClusterStatus};
 use crate::validate::ValidatedCluster;
-use kube::ResourceExt;
 use std::time::Duration;
 
 /// Re-check a healthy cluster this often (catches rotated referenced Secrets).
@@ -147,12 +146,6 @@ pub fn paused(previous: Option<&PushClusterStatus>) -> Plan {
     }
 }
 
-/// Whether the PushCluster carries the pause annotation (`"true"`; any other value is
-/// not a pause).
-pub fn pause_requested(pc: &PushCluster) -> bool {
-    pc.annotations().get(PAUSED_ANNOTATION).map(String::as_str) == Some("true")
-}
-
 pub fn blocked(
     blocker: &Blocker,
     previous: Option<&PushClusterStatus>,
@@ -259,9 +252,7 @@ pub fn applied(a: Applied<'_>) -> Plan {
 fn degraded(
     s: &PushClusterStatus,
 ) -> Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
-    s.conditions
-        .iter()
-        .find(|c| c.type_ == status::DEGRADED && c.status == "True")
+    s.true_condition(status::DEGRADED)
 }
 
 /// The exposure, in the words of the ExposureReady condition.

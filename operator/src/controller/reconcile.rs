@@ -26,7 +26,7 @@ pub async fn reconcile(pc: Arc<PushCluster>, ctx: Arc<Context>) -> Result<Action
         // Owner references let the garbage collector remove the children.
         return Ok(Action::await_change());
     }
-    if plan::pause_requested(&pc) {
+    if pc.pause_requested() {
         return pause(&ctx, &pc).await;
     }
     let namespace = pc.namespace().unwrap_or_default();

@@ -188,9 +188,7 @@ pub fn compute(
 pub fn paused(previous: Option<&PushClusterStatus>, now: Time) -> PushClusterStatus {
     let mut status = previous.cloned().unwrap_or_default();
     let since = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == PAUSED && c.status == "True")
+        .true_condition(PAUSED)
         .map_or(now, |c| c.last_transition_time.clone());
     status.conditions.retain(|c| c.type_ != PAUSED);
     let mut paused = condition(
@@ -208,11 +206,7 @@ pub fn paused(previous: Option<&PushClusterStatus>, now: Time) -> PushClusterSta
 
 /// Whether `status` says the cluster is paused.
 pub fn says_paused(status: Option<&PushClusterStatus>) -> bool {
-    status.is_some_and(|s| {
-        s.conditions
-            .iter()
-            .any(|c| c.type_ == PAUSED && c.status == "True")
-    })
+    status.is_some_and(|s| s.true_condition(PAUSED).is_some())
 }
 
 /// status.redis: the managed pods from the apply, the rest from the push pods (kept from

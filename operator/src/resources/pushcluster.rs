@@ -465,6 +465,27 @@ fn default_max_unavailable() -> k8s_openapi::apimachinery::pkg::util::intstr::In
 /// it (an incident's hands-off switch); removing it resumes.
 pub const PAUSED_ANNOTATION: &str = "pushcluster.dev/paused";
 
+impl PushCluster {
+    /// Whether it carries the pause annotation (`"true"`; any other value is not a pause).
+    pub fn pause_requested(&self) -> bool {
+        self.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(PAUSED_ANNOTATION))
+            .map(String::as_str)
+            == Some("true")
+    }
+}
+
+impl PushClusterStatus {
+    /// Its condition of `type_`, when that condition's status is True.
+    pub fn true_condition(&self, type_: &str) -> Option<&Condition> {
+        self.conditions
+            .iter()
+            .find(|c| c.type_ == type_ && c.status == "True")
+    }
+}
+
 /// How clients reach the cluster.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[x_kube(validation = Rule::new("(has(self.gateway) ? 1 : 0) + (has(self.ingress) ? 1 : 0) + (has(self.service) ? 1 : 0) == 1").message("spec.exposure: set exactly one of gateway, ingress or service"))]
