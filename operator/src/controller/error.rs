@@ -4,6 +4,7 @@
 use super::apply::ApplyError;
 use super::dereference::DereferenceError;
 use super::prune::PruneError;
+use crate::events::EventReason;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
@@ -26,6 +27,15 @@ impl ReconcileError {
             Self::Apply(_) => "apply",
             Self::Prune(_) => "prune",
             Self::Status(_) => "status",
+        }
+    }
+
+    /// The Degraded (and Event) reason of this failure: an apply's own (the scale-in
+    /// hook runs inside it), or the other steps'.
+    pub fn reason(&self) -> EventReason {
+        match self {
+            Self::Apply(_) => EventReason::ApplyFailed,
+            _ => EventReason::ReconcileFailed,
         }
     }
 }

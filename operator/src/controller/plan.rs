@@ -155,7 +155,7 @@ pub fn blocked(
     let reason = match blocker {
         Blocker::InvalidSpec(_) => EventReason::InvalidSpec,
         Blocker::MissingSecrets(_) => EventReason::SecretMissing,
-        Blocker::StepFailed { step, .. } => match Blocker::step_reason(step) {
+        Blocker::StepFailed { reason, .. } => match reason {
             // The apply step published its Event already (naming the object); the
             // error's backoff retries.
             EventReason::ApplyFailed => {
@@ -164,7 +164,7 @@ pub fn blocked(
                     requeue: None,
                 };
             }
-            other => other,
+            other => *other,
         },
     };
     let message = degraded(new).map(|c| c.message.clone()).unwrap_or_default();

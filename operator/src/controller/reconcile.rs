@@ -106,6 +106,7 @@ async fn failed(
 ) -> Result<Action, ReconcileError> {
     let blocker = Blocker::StepFailed {
         step: error.step(),
+        reason: error.reason(),
         message: error.to_string(),
     };
     block(ctx, pc, blocker, Some(selector)).await?;

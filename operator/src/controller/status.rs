@@ -30,19 +30,13 @@ pub enum Blocker {
     /// Referenced Secrets (or keys) that do not exist, as `name/key`.
     MissingSecrets(Vec<String>),
     /// A step of the reconcile failed (`ReconcileError::step`: apply, scale_in,
-    /// dereference, prune) with the API server's answer; retried with backoff.
-    StepFailed { step: &'static str, message: String },
-}
-
-impl Blocker {
-    /// The Degraded reason (and Event reason) of a failed step: an apply's own, or the
-    /// other steps'.
-    pub fn step_reason(step: &str) -> EventReason {
-        match step {
-            "apply" | "scale_in" => EventReason::ApplyFailed,
-            _ => EventReason::ReconcileFailed,
-        }
-    }
+    /// dereference, prune) with the API server's answer; retried with backoff. `reason`
+    /// is the Degraded reason (`ReconcileError::reason`).
+    StepFailed {
+        step: &'static str,
+        reason: EventReason,
+        message: String,
+    },
 }
 
 /// State of the exposure object.
@@ -248,10 +242,14 @@ fn degraded(blocker: Option<&Blocker>, pods: &Pods) -> Condition {
                 missing.join(", ")
             ),
         ),
-        Some(Blocker::StepFailed { step, message }) => condition(
+        Some(Blocker::StepFailed {
+            step,
+            reason,
+            message,
+        }) => condition(
             DEGRADED,
             true,
-            Blocker::step_reason(step).as_str(),
+            reason.as_str(),
             format!("step {step} failed: {message}; retried with backoff"),
         ),
         None if pods.lost => condition(
@@ -636,6 +634,7 @@ mod tests {
                 Observed {
                     blocker: Some(Blocker::StepFailed {
                         step: "apply",
+                        reason: EventReason::ApplyFailed,
                         message: "applying StatefulSet/chat-redis failed: 422".into(),
                     }),
                     ..Observed {
@@ -832,6 +831,7 @@ mod tests {
             Blocker::MissingSecrets(vec!["jwt/key".into()]),
             Blocker::StepFailed {
                 step: "prune",
+                reason: EventReason::ReconcileFailed,
                 message: "deleting Ingress/chat failed: 500".into(),
             },
         ];
@@ -852,6 +852,7 @@ mod tests {
                 generation: Some(4),
                 blocker: Some(Blocker::StepFailed {
                     step: "prune",
+                    reason: EventReason::ReconcileFailed,
                     message: "deleting Ingress/chat failed: 500".into(),
                 }),
                 ..healthy()
