@@ -39,23 +39,13 @@ const DEFAULT_MEMORY_LIMIT: &str = "1Gi";
 /// The push-server container's resources: the spec's, else the defaults above (never
 /// BestEffort: that is the first pod a node under memory pressure evicts).
 fn push_server_resources(vc: &ValidatedCluster) -> ResourceRequirements {
-    vc.spec
-        .resources
-        .clone()
-        .unwrap_or_else(|| ResourceRequirements {
-            requests: Some(BTreeMap::from([
-                ("cpu".to_string(), Quantity(DEFAULT_CPU_REQUEST.to_string())),
-                (
-                    "memory".to_string(),
-                    Quantity(DEFAULT_MEMORY_REQUEST.to_string()),
-                ),
-            ])),
-            limits: Some(BTreeMap::from([(
-                "memory".to_string(),
-                Quantity(DEFAULT_MEMORY_LIMIT.to_string()),
-            )])),
-            ..Default::default()
-        })
+    vc.spec.resources.clone().unwrap_or_else(|| {
+        super::requests::with_memory_limit(
+            DEFAULT_CPU_REQUEST,
+            DEFAULT_MEMORY_REQUEST,
+            DEFAULT_MEMORY_LIMIT,
+        )
+    })
 }
 pub const JWT_KEY_FILE: &str = "public-key.pem";
 pub const REDIS_CA_DIR: &str = "/etc/pushcluster/redis-ca";

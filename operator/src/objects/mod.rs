@@ -8,6 +8,7 @@ pub mod labels;
 pub mod pdb;
 pub mod redis;
 pub mod redis_pod;
+pub mod requests;
 pub mod secrets;
 pub mod security;
 pub mod sentinel;

@@ -40,20 +40,9 @@ const MAXMEMORY_PERCENT: u64 = 75;
 /// The Redis container's resources: the spec's, else requests and a memory limit (never
 /// BestEffort: that is the first pod a node under memory pressure evicts).
 pub fn resources(managed: &ManagedRedis) -> ResourceRequirements {
-    managed
-        .resources
-        .clone()
-        .unwrap_or_else(|| ResourceRequirements {
-            requests: Some(BTreeMap::from([
-                ("cpu".to_string(), Quantity(DEFAULT_CPU_REQUEST.to_string())),
-                ("memory".to_string(), Quantity(DEFAULT_MEMORY.to_string())),
-            ])),
-            limits: Some(BTreeMap::from([(
-                "memory".to_string(),
-                Quantity(DEFAULT_MEMORY.to_string()),
-            )])),
-            ..Default::default()
-        })
+    managed.resources.clone().unwrap_or_else(|| {
+        super::requests::with_memory_limit(DEFAULT_CPU_REQUEST, DEFAULT_MEMORY, DEFAULT_MEMORY)
+    })
 }
 
 /// `maxmemory` in bytes: a share of the memory limit (else of the request); `None`

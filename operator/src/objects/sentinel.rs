@@ -21,7 +21,6 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use push_contract::defaults::REDIS_SENTINEL_MASTER;
@@ -312,17 +311,7 @@ exec redis-server {work}/sentinel.conf --sentinel
 
 /// A Sentinel needs little: it answers a few questions a second.
 fn resources() -> ResourceRequirements {
-    ResourceRequirements {
-        requests: Some(BTreeMap::from([
-            ("cpu".to_string(), Quantity("20m".to_string())),
-            ("memory".to_string(), Quantity("32Mi".to_string())),
-        ])),
-        limits: Some(BTreeMap::from([(
-            "memory".to_string(),
-            Quantity("64Mi".to_string()),
-        )])),
-        ..Default::default()
-    }
+    super::requests::with_memory_limit("20m", "32Mi", "64Mi")
 }
 
 pub fn statefulset(
