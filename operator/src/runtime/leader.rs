@@ -230,11 +230,13 @@ impl Elector {
     /// Renew until the Lease is lost, or not renewed within [`RENEW_DEADLINE`] (an
     /// attempt still hanging then is abandoned): the caller stops acting at once.
     pub async fn hold(&mut self) -> anyhow::Result<()> {
+        // The acquiring attempt started the clock (now, if this replica never acquired).
+        let mut renewed = *self.renewed.get_or_insert_with(Instant::now);
         loop {
             tokio::time::sleep(RETRY_INTERVAL).await;
-            let renewed = self.renewed.unwrap_or_else(Instant::now);
-            let deadline = renewed + RENEW_DEADLINE;
-            match tokio::time::timeout_at(deadline, self.try_acquire_or_renew()).await {
+            match tokio::time::timeout_at(renewed + RENEW_DEADLINE, self.try_acquire_or_renew())
+                .await
+            {
                 Ok(Ok(true)) => {}
                 Ok(Ok(false)) => anyhow::bail!(
                     "lost the leader-election Lease {} to another replica",
@@ -245,7 +247,7 @@ impl Elector {
                 }
                 Err(_) => {}
             }
-            let renewed = self.renewed.unwrap_or(renewed);
+            renewed = self.renewed.unwrap_or(renewed);
             if renew_deadline_passed(renewed, Instant::now()) {
                 anyhow::bail!(
                     "could not renew the leader-election Lease {} within {RENEW_DEADLINE:?}",
