@@ -5,7 +5,6 @@ none fires on a healthy cluster, and every runbook_url names a runbook in docs/r
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness import REPO, validate_custom_resources
+from harness import REPO, missing_build, validate_custom_resources
 from harness.chart import VALUE_COMBINATIONS, render
 
 PROMTOOL = REPO / ".tools" / "bin" / "promtool"
@@ -23,10 +22,7 @@ RUNBOOKS = REPO / "docs" / "runbooks"
 @pytest.fixture
 def promtool() -> Path:
     if not PROMTOOL.exists():
-        message = "promtool not built: run .ci/setup (e2e/prometheus/build)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        missing_build("promtool not built: run .ci/setup (e2e/prometheus/build)")
     return PROMTOOL
 
 
@@ -40,16 +36,22 @@ def run(promtool: Path, *args, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([str(promtool), *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
+def promtool_test_rules(promtool: Path, tmp_path: Path, rules: str, runbook_base: str) -> tuple[subprocess.CompletedProcess, str]:
+    """`promtool test rules` of alerts-test.yaml (its RUNBOOK_BASE made `runbook_base`)
+    against `rules`; the test file's text too."""
+    (tmp_path / "rules.yaml").write_text(rules)
+    tests = Path(__file__).with_name("alerts-test.yaml").read_text().replace("RUNBOOK_BASE", runbook_base)
+    (tmp_path / "alerts-test.yaml").write_text(tests)
+    return run(promtool, "test", "rules", "alerts-test.yaml", cwd=tmp_path), tests
+
+
 def test_every_alert_fires_on_its_failure_and_none_on_a_healthy_cluster(helm, tmp_path, promtool):
     base = "https://runbooks.example/pushcluster"
     rule = rendered_rules(helm, tmp_path, {"runbookBaseUrl": base + "/", "labels": {"release": "prom"}})
     assert rule["metadata"]["labels"]["release"] == "prom"
-    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rule["spec"]))
+    tested, tests = promtool_test_rules(promtool, tmp_path, yaml.safe_dump(rule["spec"]), base)
     checked = run(promtool, "check", "rules", "rules.yaml", cwd=tmp_path)
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    tests = (Path(__file__).with_name("alerts-test.yaml")).read_text().replace("RUNBOOK_BASE", base)
-    (tmp_path / "alerts-test.yaml").write_text(tests)
-    tested = run(promtool, "test", "rules", "alerts-test.yaml", cwd=tmp_path)
     assert tested.returncode == 0, tested.stdout + tested.stderr
     # Every alert of the chart has a test that makes it fire.
     alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]}
@@ -63,11 +65,8 @@ def test_a_broken_rule_or_a_wrong_expectation_fails(helm, tmp_path, promtool):
     rule = rendered_rules(helm, tmp_path, {})
     text = yaml.safe_dump(rule["spec"]).replace("(push_fanout_lag_seconds) > 5", "(push_fanout_lag_seconds) > 50")
     assert "> 50" in text
-    (tmp_path / "rules.yaml").write_text(text)
     base = rule["spec"]["groups"][0]["rules"][0]["annotations"]["runbook_url"].rsplit("/", 1)[0]
-    tests = (Path(__file__).with_name("alerts-test.yaml")).read_text().replace("RUNBOOK_BASE", base)
-    (tmp_path / "alerts-test.yaml").write_text(tests)
-    tested = run(promtool, "test", "rules", "alerts-test.yaml", cwd=tmp_path)
+    tested, _ = promtool_test_rules(promtool, tmp_path, text, base)
     assert tested.returncode != 0 and "PushClusterFanoutLag" in tested.stdout + tested.stderr
 
 

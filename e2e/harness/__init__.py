@@ -26,7 +26,7 @@ Fixtures wrapping them live in e2e/conftest.py. Suite modules, imported by name:
 `harness.invalid_specs`, `harness.push_suite`; README.md lists them.
 """
 
-from .core import REPO, contract, find_binary, log_tail, require_binary, wait_until
+from .core import REPO, contract, find_binary, log_tail, missing_build, require_binary, wait_until
 from .ports import reserve_port
 from .procs import Processes
 from .redis_server import RedisServer
@@ -50,6 +50,7 @@ __all__ = [
     "contract",
     "find_binary",
     "log_tail",
+    "missing_build",
     "reserve_port",
     "require_binary",
     "wait_until",

@@ -6,7 +6,7 @@ import os
 import subprocess
 import time
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Callable, NoReturn, TypeVar
 
 import pytest
 
@@ -31,14 +31,18 @@ def find_binary(name: str, env_var: str) -> Path | None:
     return None
 
 
+def missing_build(message: str) -> NoReturn:
+    """Something the tests need was not built: in CI a broken build, never a reason to
+    skip; elsewhere a skip that says how to build it."""
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def require_binary(name: str, env_var: str) -> Path:
     path = find_binary(name, env_var)
     if path is None:
-        message = f"{name} not built: run `cargo build -p {name}` or set {env_var}"
-        # In CI a missing binary is a broken build, never a reason to skip.
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        missing_build(f"{name} not built: run `cargo build -p {name}` or set {env_var}")
     return path
 
 
