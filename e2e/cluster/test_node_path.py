@@ -373,6 +373,11 @@ MASTER = CONTRACT["defaults"]["REDIS_SENTINEL_MASTER"]
 HA_RATE = 50
 
 
+def pod_urls(push: list[dict], port: int) -> list[str]:
+    """`http://<pod IP>:<port>` of each push pod: its client port or its server port."""
+    return [f"http://{p['status']['podIP']}:{port}" for p in push]
+
+
 def publish_to(url: str, token: str):
     """The publish API at `url` (a push pod's server port), as a function of the body."""
     return lambda body: requests.post(url + CONTRACT["paths"]["PUBLISH"], headers={"Authorization": f"Bearer {token}"},
@@ -471,8 +476,7 @@ def test_deleting_the_redis_primary_pod_mid_stream_loses_and_repeats_nothing(ha,
     hook has the Sentinels promote a replica first; the pods follow; the deleted pod comes
     back as a replica. Every message answered 202 reaches every client once, in order."""
     push = sorted(pods(HA, ha["selector"]), key=lambda p: p["metadata"]["name"])
-    urls = [f"http://{p['status']['podIP']}:{PORT}" for p in push]
-    apis = [f"http://{p['status']['podIP']}:{ADMIN_PORT}" for p in push]
+    urls, apis = pod_urls(push, PORT), pod_urls(push, ADMIN_PORT)
     spec = {"rooms": ROOMS, "reconnection": True, "reconnectionDelay": 100, "reconnectionDelayMax": 500}
     ws = NodeClients(processes, {"url": urls[0], "transports": ["websocket"], "count": 3, **spec}, name="ha-ws")
     polling = NodeClients(processes, {"url": urls[1], "transports": ["polling"], "count": 3, **spec}, name="ha-polling")
@@ -538,8 +542,7 @@ def test_a_crashed_redis_primary_is_failed_over_and_redis_ready_goes_false_then_
     answer 503 meanwhile and, retried with their keys, are delivered once, in order, to
     official clients on both pods; the crashed server comes back as a replica."""
     push = sorted(pods(HA, ha["selector"]), key=lambda p: p["metadata"]["name"])
-    urls = [f"http://{p['status']['podIP']}:{PORT}" for p in push]
-    apis = [f"http://{p['status']['podIP']}:{ADMIN_PORT}" for p in push]
+    urls, apis = pod_urls(push, PORT), pod_urls(push, ADMIN_PORT)
     spec = {"rooms": ROOMS, "reconnection": True, "reconnectionDelay": 100, "reconnectionDelayMax": 500}
     ws = NodeClients(processes, {"url": urls[0], "transports": ["websocket"], "count": 2, **spec}, name="crash-ws")
     polling = NodeClients(processes, {"url": urls[1], "transports": ["polling"], "count": 2, **spec},
@@ -711,8 +714,7 @@ def test_a_new_redis_image_rolls_every_redis_pod_and_sentinel_and_loses_nothing(
     and the Sentinels, with a publisher at 50/s retrying 503s with its key: every 202
     arrives once, in order; the cluster ends Ready with every pod on the new image."""
     push = sorted(pods(HA, ha["selector"]), key=lambda p: p["metadata"]["name"])
-    urls = [f"http://{p['status']['podIP']}:{PORT}" for p in push]
-    apis = [f"http://{p['status']['podIP']}:{ADMIN_PORT}" for p in push]
+    urls, apis = pod_urls(push, PORT), pod_urls(push, ADMIN_PORT)
     spec = {"rooms": ROOMS, "reconnection": True, "reconnectionDelay": 100, "reconnectionDelayMax": 500}
     swarm = NodeClients(processes, {"url": urls[0], "transports": ["websocket"], "count": 2, **spec}, name="ha-roll")
     image = "docker.io/library/redis:7.2.5-alpine"
