@@ -578,6 +578,9 @@ class NodeAgent:
                 continue
             code = c.proc.poll()
             if code is not None:
+                # As a runtime tears down the container's PID namespace with its first
+                # process: nothing it started (a start script's loop) outlives it.
+                Processes.signal(c.proc, signal.SIGKILL)
                 c.last_exit = {"exitCode": code, "finishedAt": now(), "startedAt": c.started_at,
                                "reason": "Completed" if code == 0 else "Error"}
                 c.proc, c.ready = None, False
@@ -711,8 +714,9 @@ class NodeAgent:
             try:
                 c.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                Processes.signal(c.proc, signal.SIGKILL)
+                c.proc.kill()
                 c.proc.wait()
+            Processes.signal(c.proc, signal.SIGKILL)  # what the first process left behind
             c.last_exit = {"exitCode": c.proc.returncode, "finishedAt": now(), "startedAt": c.started_at,
                            "reason": "Completed" if c.proc.returncode == 0 else "Error",
                            "signal": -c.proc.returncode if c.proc.returncode < 0 else 0}

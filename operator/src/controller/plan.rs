@@ -14,6 +14,10 @@ pub const RESYNC: Duration = Duration::from_secs(300);
 pub const PROGRESS_RESYNC: Duration = Duration::from_secs(30);
 /// Retry a cluster waiting for a referenced Secret or the Gateway API.
 pub const MISSING_DEPENDENCY_RETRY: Duration = Duration::from_secs(60);
+/// Re-check while RedisReady is False: the pods' Redis links are only seen when the
+/// operator looks, and a failover heals them in seconds without changing any object
+/// the operator watches (a False condition must not outlive the outage by minutes).
+pub const REDIS_DOWN_RESYNC: Duration = Duration::from_secs(5);
 
 /// Requeue delay after `failures` consecutive failures: 5 s doubling, capped at 5 min.
 pub fn backoff(failures: u32) -> Duration {
@@ -237,6 +241,14 @@ pub fn applied(a: Applied<'_>) -> Plan {
         (c.type_ == status::PROGRESSING || c.type_ == status::DEGRADED) && c.status == "True"
     });
     let mut requeue = if unsettled { PROGRESS_RESYNC } else { RESYNC };
+    let redis_down = a
+        .new
+        .conditions
+        .iter()
+        .any(|c| c.type_ == status::REDIS_READY && c.status == "False");
+    if redis_down {
+        requeue = requeue.min(REDIS_DOWN_RESYNC);
+    }
     if a.gateway_api_missing {
         requeue = requeue.min(MISSING_DEPENDENCY_RETRY);
     }
@@ -420,6 +432,15 @@ mod tests {
             1,
             &[("Degraded", "True", "PodsUnavailable", "2/3 pods ready")],
         );
+        let unreachable = status(
+            1,
+            &[(
+                "RedisReady",
+                "False",
+                "Unreachable",
+                "no push pod reaches Redis",
+            )],
+        );
         // (case, previous, generation, new, gateway missing, autoscaler, events, requeue)
         type Case<'a> = (
             &'a str,
@@ -481,6 +502,16 @@ mod tests {
                 None,
                 vec![],
                 PROGRESS_RESYNC,
+            ),
+            (
+                "redis unreachable: looked at again in seconds",
+                Some(&healthy),
+                1,
+                &unreachable,
+                false,
+                None,
+                vec![],
+                REDIS_DOWN_RESYNC,
             ),
             (
                 "gateway api missing",
