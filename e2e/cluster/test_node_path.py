@@ -14,6 +14,7 @@ and its disruption budget refuses evicting two Redis pods at once."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -116,14 +117,14 @@ def push_pods(chat: dict) -> list[dict]:
     return sorted(pods(APPS, chat["selector"]), key=lambda p: p["metadata"]["name"])
 
 
-def service_url(node_cluster: ControlPlane, name: str, port: int = PORT) -> str:
+def service_url(node_cluster: ControlPlane, name: str, port: int = PORT, namespace: str = APPS) -> str:
     services = json.loads((Path(node_cluster.state) / "node" / "services.json").read_text())
-    return f"http://{services[f'{APPS}/{name}']['address']}:{port}"
+    return f"http://{services[f'{namespace}/{name}']['address']}:{port}"
 
 
-def api_url(node_cluster: ControlPlane, name: str) -> str:
+def api_url(node_cluster: ControlPlane, name: str, namespace: str = APPS) -> str:
     """The server API Service (`<name>-api`): where backends publish."""
-    return service_url(node_cluster, f"{name}-api", ADMIN_PORT)
+    return service_url(node_cluster, f"{name}-api", ADMIN_PORT, namespace)
 
 
 def test_chat_becomes_ready_with_redis_and_three_pods(chat):
@@ -643,6 +644,100 @@ def test_a_crashed_redis_primary_is_failed_over_and_the_status_follows(ha, proce
     finally:
         ws.close()
         polling.close()
+
+
+# --- an operator upgrade rolls the clusters one at a time ----------------------------------
+ROLL = "roll-apps"
+ROLL_DELAY_S = 4
+
+
+def push_deployment(namespace: str) -> dict:
+    return kubectl_json("get", "deployment", NAME, "-n", namespace)
+
+
+def rolled_out(d: dict, image: str) -> bool:
+    s = d.get("status", {})
+    want = d["spec"]["replicas"]
+    return (d["spec"]["template"]["spec"]["containers"][0]["image"] == image
+            and s.get("observedGeneration", 0) >= d["metadata"]["generation"]
+            and s.get("updatedReplicas") == s.get("readyReplicas") == s.get("replicas") == want)
+
+
+def test_an_operator_upgrade_with_a_new_push_server_image_rolls_the_clusters_one_at_a_time(
+        chat, ha, operator, node_cluster, processes):
+    """Three PushClusters without spec.image (chat, chat-ha and a third), official clients
+    on each through its Service and a publisher on each API Service, retrying 503s with
+    their keys. `helm upgrade` brings a new pushServer.image: every cluster's pods roll to
+    it, one cluster at a time, rollout.clusterDelaySeconds apart (as the Deployments show
+    it, polled: no two rolling at once, each start at least the delay after the previous
+    end), each waiting cluster saying RolloutQueued; every message answered 202 reaches
+    every client once, in order."""
+    restricted_namespace(ROLL)
+    manifest = yaml.safe_load(EXAMPLE.read_text())
+    manifest["metadata"]["namespace"] = ROLL
+    manifest["spec"].update({"replicas": 2, "drainSeconds": 1})
+    kubectl("apply", "-f", "-", stdin=yaml.safe_dump(manifest))
+    namespaces = [APPS, HA, ROLL]
+    wait_for("every cluster Ready, its pods' template hash in the status", lambda: all(
+        (pc := kubectl_json("get", "pushcluster", NAME, "-n", ns))
+        and (condition(pc, "Ready") or {}).get("status") == "True" and pc["status"].get("podTemplateHash")
+        for ns in namespaces), timeout=180, interval=0.5)
+    token = {ns: base64.b64decode(kubectl_json("get", "secret", f"{NAME}-api-token", "-n", ns)["data"]["token"]
+                                  ).decode() for ns in namespaces}
+    old_image = push_deployment(ROLL)["spec"]["template"]["spec"]["containers"][0]["image"]
+    new_image = old_image.rsplit(":", 1)[0] + ":upgraded"
+    spec = {"count": 2, "rooms": ROOMS, "reconnection": True, "reconnectionDelay": 100, "reconnectionDelayMax": 500,
+            "rejoinAfterServerDisconnect": True}
+    swarms = {ns: NodeClients(processes, {"url": service_url(node_cluster, NAME, namespace=ns), **spec},
+                              name=f"upgrade-{ns}") for ns in namespaces}
+    windows: dict[str, list[float]] = {}
+    queued: set[str] = set()
+    try:
+        for swarm in swarms.values():
+            swarm.wait_ready()
+        with contextlib.ExitStack() as running:
+            publishers = {ns: running.enter_context(RetryingPublisher([api_url(node_cluster, NAME, ns)], token[ns], 10))
+                          for ns in namespaces}
+            upgraded = time.monotonic()
+            helm("upgrade", "pushcluster-operator", str(CHART), "--namespace", SYSTEM, "--reuse-values",
+                 "--set", "pushServer.image.tag=upgraded", "--set", f"rollout.clusterDelaySeconds={ROLL_DELAY_S}")
+            deadline = time.monotonic() + 300
+            while len([w for w in windows.values() if len(w) == 2]) < len(namespaces):
+                assert time.monotonic() < deadline, f"the rollouts did not finish: {windows}"
+                for ns in namespaces:
+                    d = push_deployment(ns)
+                    now = time.monotonic() - upgraded
+                    if d["spec"]["template"]["spec"]["containers"][0]["image"] == new_image:
+                        windows.setdefault(ns, [now])
+                        if len(windows[ns]) == 1 and rolled_out(d, new_image):
+                            windows[ns].append(now)
+                    elif (condition(kubectl_json("get", "pushcluster", NAME, "-n", ns), "Progressing") or {}
+                          ).get("reason") == "RolloutQueued":
+                        queued.add(ns)
+                time.sleep(0.2)  # the poll period of the timeline, not a readiness wait
+            for ns, p in publishers.items():
+                at = len(p.accepted)
+                wait_for(f"2 s of 202s in {ns} after the rollouts", lambda p=p, at=at: len(p.accepted) >= at + 20,
+                         timeout=60, interval=0.2)
+        for ns in namespaces:
+            check_after_the_stream(publish_to(api_url(node_cluster, NAME, ns), token[ns]), (swarms[ns],),
+                                   publishers[ns])
+        timeline = sorted(windows.items(), key=lambda kv: kv[1][0])
+        print("\noperator upgrade (new pushServer.image, clusterDelaySeconds "
+              f"{ROLL_DELAY_S}): " + "; ".join(f"{ns} rolled {a:.1f}-{b:.1f} s" for ns, (a, b) in timeline)
+              + f"; queued meanwhile: {sorted(queued)}; "
+              + ", ".join(f"{ns} {len(p.accepted)} answered 202 ({p.retries} retries)" for ns, p in publishers.items())
+              + ", each received once, in order, by 2 clients")
+        for (before, (_, end)), (after, (start, _)) in zip(timeline, timeline[1:]):
+            # The poll sees a start and an end up to one period late.
+            assert start - end >= ROLL_DELAY_S - 1, f"{after} started {start - end:.1f} s after {before} ended"
+        assert queued, "no cluster ever said RolloutQueued"
+        for ns, p in publishers.items():
+            assert p.refused == [], f"{ns}: never answered 202: {p.refused[:20]}"
+    finally:
+        for swarm in swarms.values():
+            swarm.close()
+        kubectl("delete", "namespace", ROLL, "--wait=false", check=False)
 
 
 # --- the chart's alerts in a real Prometheus ------------------------------------------------

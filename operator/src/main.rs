@@ -48,6 +48,12 @@ struct RunArgs {
     /// This pod's namespace: where the Lease lives.
     #[arg(long, env = push_contract::operator::env::POD_NAMESPACE)]
     pod_namespace: Option<String>,
+    /// The push-server image of clusters without spec.image.
+    #[arg(long, env = push_contract::operator::env::PUSH_SERVER_IMAGE)]
+    push_server_image: Option<String>,
+    /// Seconds between one cluster's operator-caused rollout ending and the next starting.
+    #[arg(long, env = push_contract::operator::env::CLUSTER_ROLLOUT_DELAY_SECONDS, default_value_t = 30)]
+    cluster_rollout_delay_seconds: u64,
 }
 
 #[derive(clap::Args)]
@@ -157,6 +163,10 @@ fn run_controller(args: RunArgs) -> anyhow::Result<()> {
                 .unwrap_or_else(|| format!("push-operator-{}", std::process::id())),
         }),
         pod_name: args.pod_name,
+        cluster_rollout_delay: std::time::Duration::from_secs(args.cluster_rollout_delay_seconds),
     };
+    if let Some(image) = args.push_server_image.filter(|i| !i.is_empty()) {
+        push_operator::resources::set_default_push_server_image(image);
+    }
     tokio::runtime::Runtime::new()?.block_on(run::run(config))
 }

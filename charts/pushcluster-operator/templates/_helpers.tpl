@@ -42,6 +42,11 @@ app.kubernetes.io/part-of: pushcluster
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 
+{{/* The push-server image of PushClusters without spec.image. */}}
+{{- define "pushcluster-operator.pushServerImage" -}}
+{{- printf "%s:%s" .Values.pushServer.image.repository (default .Chart.AppVersion .Values.pushServer.image.tag) }}
+{{- end }}
+
 {{/*
 Rules the controller needs in every namespace it watches: read its
 PushClusters and write their status, and own (server-side apply, prune)

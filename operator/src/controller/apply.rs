@@ -3,8 +3,9 @@
 //! Right before a Deployment apply that lowers the replicas, the least-loaded
 //! pods are marked to go first (see [`scale_in_hook`]).
 
-use super::context::Context;
+use super::context::{Context, key};
 use super::plan;
+use super::rollout::Admission;
 use super::status::{ExposureState, Observed};
 use crate::events::{EventReason, PendingEvent};
 use crate::objects::{self, DesiredObject, ObjectKind, SecretDigests};
@@ -69,13 +70,26 @@ pub async fn apply_all(
         if object.kind() == ObjectKind::HttpRoute && !gateway_installed {
             continue;
         }
-        if object.kind() == ObjectKind::Deployment {
-            scale_in_hook(ctx, pc, vc, &object.name()).await?;
-        }
-        // The Redis servers wait while their Sentinels roll (see objects::desired_objects).
-        let hold = object.kind() == ObjectKind::StatefulSet
+        // The Redis servers wait while their Sentinels roll (see objects::desired_objects),
+        // and the push pods while another cluster's operator-caused rollout runs.
+        let mut hold = object.kind() == ObjectKind::StatefulSet
             && object.name() == vc.names.redis
             && observed.sentinels_rolling;
+        if object.kind() == ObjectKind::Deployment {
+            let hash = object.pod_config_hash();
+            observed.pod_template_hash = hash.clone();
+            if let Some(Admission::Wait { reason, retry }) = rollout_turn(ctx, pc, hash.as_deref())
+            {
+                tracing::info!(cluster = %key(pc), %reason, "operator-caused rollout queued");
+                hold = true;
+                observed.pod_template_hash =
+                    pc.status.as_ref().and_then(|s| s.pod_template_hash.clone());
+                observed.rollout_queued = Some(reason);
+                observed.rollout_retry = Some(retry);
+            } else {
+                scale_in_hook(ctx, pc, vc, &object.name()).await?;
+            }
+        }
         let applied = match apply_or_recreate(ctx, pc, &vc.namespace, &object, hold).await {
             Ok(applied) => applied,
             Err(e) => {
@@ -113,6 +127,19 @@ pub async fn apply_all(
     Ok(observed)
 }
 
+/// The rollout gate's answer when applying `hash` would roll the pods for a reason of
+/// the operator's own: a new template while the spec is the one last applied. `None`:
+/// no gate, no change, or the user's change (not queued).
+fn rollout_turn(ctx: &Context, pc: &PushCluster, hash: Option<&str>) -> Option<Admission> {
+    let gate = ctx.rollouts.as_ref()?;
+    let status = pc.status.as_ref()?;
+    let applied = status.pod_template_hash.as_deref()?;
+    let own_change = hash.is_some_and(|h| h != applied)
+        && status.observed_generation.is_some()
+        && status.observed_generation == pc.metadata.generation;
+    own_change.then(|| gate.admit(&key(pc), std::time::Instant::now()))
+}
+
 /// How long a StatefulSet recreation waits for the old object to be gone.
 const RECREATE_DEADLINE: Duration = Duration::from_secs(60);
 const RECREATE_POLL: Duration = Duration::from_millis(250);
@@ -124,7 +151,7 @@ const RECREATE_POLL: Duration = Duration::from_millis(250);
 /// template change rolls. Applied as it was, every reconcile failed with 422, and since
 /// Redis is applied first, every later change of the cluster waited behind it.
 ///
-/// `hold`: a StatefulSet that exists is left as it is (returned as stored) this time.
+/// `hold`: an object that exists is left as it is (returned as stored) this time.
 async fn apply_or_recreate(
     ctx: &Context,
     pc: &PushCluster,
@@ -132,7 +159,7 @@ async fn apply_or_recreate(
     object: &DesiredObject,
     hold: bool,
 ) -> Result<DynamicObject, ApplyError> {
-    if object.kind() == ObjectKind::StatefulSet {
+    if hold || object.kind() == ObjectKind::StatefulSet {
         let api: Api<DynamicObject> =
             Api::namespaced_with(ctx.client.clone(), ns, &object.kind().api_resource());
         let current = api
@@ -149,10 +176,11 @@ async fn apply_or_recreate(
         if let Some(current) = current.as_ref()
             && hold
         {
-            tracing::info!(statefulset = %object.name(), "held until the Redis Sentinels have rolled");
+            tracing::info!(object = %object.name(), "held as it is this time");
             return Ok(current.clone());
         }
-        if let Some(current) = current
+        if object.kind() == ObjectKind::StatefulSet
+            && let Some(current) = current
             && let Some(change) = plan::immutable_change(&current.data, &desired)
         {
             ctx.publish(pc, &plan::statefulset_recreated(&object.name(), &change))

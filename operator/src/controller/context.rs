@@ -17,6 +17,8 @@ pub struct Context {
     pub autoscaler: Option<Arc<crate::autoscale::Autoscaler>>,
     /// Consecutive failures per object, for the backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// Operator-caused rollouts one cluster at a time; `None`: not queued (tests).
+    pub rollouts: Option<super::rollout::RolloutGate>,
 }
 
 impl Context {
@@ -36,7 +38,13 @@ impl Context {
             metrics,
             autoscaler,
             failures: Mutex::default(),
+            rollouts: None,
         }
+    }
+
+    pub fn with_rollout_gate(mut self, gate: super::rollout::RolloutGate) -> Self {
+        self.rollouts = Some(gate);
+        self
     }
 
     /// Counts one more consecutive failure of `pc`; returns the count.

@@ -203,6 +203,8 @@ pub struct Applied<'a> {
     pub gateway_api_missing: bool,
     /// The autoscaler's step period, when it runs.
     pub autoscale_every: Option<Duration>,
+    /// When a queued operator-caused rollout asks for its turn again.
+    pub rollout_retry: Option<Duration>,
 }
 
 /// Events after the status write (pods lost; a generation applied) and the requeue.
@@ -252,7 +254,7 @@ pub fn applied(a: Applied<'_>) -> Plan {
     if a.gateway_api_missing {
         requeue = requeue.min(MISSING_DEPENDENCY_RETRY);
     }
-    if let Some(every) = a.autoscale_every {
+    for every in [a.autoscale_every, a.rollout_retry].into_iter().flatten() {
         requeue = requeue.min(every);
     }
     Plan {
@@ -551,6 +553,7 @@ mod tests {
                 new,
                 gateway_api_missing,
                 autoscale_every,
+                rollout_retry: None,
             });
             assert_eq!(reasons(&plan), events, "case {case:?}");
             assert_eq!(plan.requeue, Some(requeue), "case {case:?}");

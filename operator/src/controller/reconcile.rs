@@ -75,12 +75,20 @@ pub async fn reconcile(pc: Arc<PushCluster>, ctx: Arc<Context>) -> Result<Action
         .as_ref()
         .map(|_| crate::autoscale::STEP_INTERVAL);
     write_status(&ctx.client, &pc, &new).await?;
+    if let Some(gate) = &ctx.rollouts {
+        let rolling = new
+            .conditions
+            .iter()
+            .any(|c| c.type_ == status::PROGRESSING && c.reason == status::ROLLING_OUT);
+        gate.observe(&key(&pc), rolling, std::time::Instant::now());
+    }
     let plan = plan::applied(Applied {
         previous: pc.status.as_ref(),
         generation: pc.metadata.generation,
         new: &new,
         gateway_api_missing: observed.exposure == Some(ExposureState::GatewayApiMissing),
         autoscale_every,
+        rollout_retry: observed.rollout_retry,
     });
     ctx.succeeded(&pc);
     Ok(carry_out(&ctx, &pc, plan).await)

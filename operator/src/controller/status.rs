@@ -13,6 +13,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 pub const READY: &str = "Ready";
 pub const REDIS_READY: &str = "RedisReady";
+/// Progressing's reason while an operator-caused rollout waits for its turn.
+pub const ROLLOUT_QUEUED: &str = "RolloutQueued";
+/// Progressing's reason while the pods roll to a new template.
+pub const ROLLING_OUT: &str = "RollingOut";
 pub const EXPOSURE_READY: &str = "ExposureReady";
 pub const PROGRESSING: &str = "Progressing";
 pub const DEGRADED: &str = "Degraded";
@@ -64,6 +68,12 @@ pub struct Observed {
     pub sentinels_ready: Option<i32>,
     /// The Sentinels' StatefulSet is rolling out a new template.
     pub sentinels_rolling: bool,
+    /// The hash of the push pods' template now in the Deployment (`None`: not applied).
+    pub pod_template_hash: Option<String>,
+    /// An operator-caused rollout waiting for its turn (controller::rollout): why, and
+    /// when to ask again.
+    pub rollout_queued: Option<String>,
+    pub rollout_retry: Option<std::time::Duration>,
     pub exposure: Option<ExposureState>,
     pub blocker: Option<Blocker>,
     pub selector: Option<String>,
@@ -137,7 +147,11 @@ pub fn compute(
     let degraded = degraded(observed.blocker.as_ref(), &pods);
     let redis = redis(observed);
     let exposure = exposure(observed.exposure.as_ref());
-    let progressing = progressing(observed.blocker.is_some(), &pods);
+    let progressing = progressing(
+        observed.blocker.is_some(),
+        observed.rollout_queued.as_deref(),
+        &pods,
+    );
     let ready = ready(&pods, &degraded, &redis, &exposure);
     let mut conditions = vec![ready, redis, exposure, progressing, degraded];
     for c in &mut conditions {
@@ -173,6 +187,10 @@ pub fn compute(
         connections: previous.and_then(|p| p.connections),
         autoscaler: previous.and_then(|p| p.autoscaler.clone()),
         redis: redis_status(observed, previous),
+        pod_template_hash: observed
+            .pod_template_hash
+            .clone()
+            .or_else(|| previous.and_then(|p| p.pod_template_hash.clone())),
         conditions,
     }
 }
@@ -349,10 +367,17 @@ fn exposure(state: Option<&ExposureState>) -> Condition {
     }
 }
 
-fn progressing(blocked: bool, pods: &Pods) -> Condition {
+fn progressing(blocked: bool, queued: Option<&str>, pods: &Pods) -> Condition {
     let (ready, updated, desired) = (pods.ready, pods.updated, pods.desired);
     if blocked {
         condition(PROGRESSING, false, "Blocked", "see the Degraded condition")
+    } else if let Some(why) = queued {
+        condition(
+            PROGRESSING,
+            true,
+            ROLLOUT_QUEUED,
+            format!("the operator changed the pods' template; their rollout waits: {why}"),
+        )
     } else if pods.lost {
         // Nothing is rolling out: the spec is in place and a pod went away.
         condition(
@@ -372,7 +397,7 @@ fn progressing(blocked: bool, pods: &Pods) -> Condition {
         condition(
             PROGRESSING,
             true,
-            "RollingOut",
+            ROLLING_OUT,
             format!("{updated}/{desired} pods updated, {ready} ready"),
         )
     }
@@ -419,6 +444,9 @@ mod tests {
             redis_replicas_requested: 1,
             sentinels_ready: None,
             sentinels_rolling: false,
+            pod_template_hash: Some("abc".into()),
+            rollout_queued: None,
+            rollout_retry: None,
             exposure: Some(ExposureState::Configured("ClientIP affinity".into())),
             blocker: None,
             redis_links: None,
@@ -940,5 +968,34 @@ mod tests {
         let resumed = compute(&healthy(), Some(&paused), ts(400));
         assert!(!says_paused(Some(&resumed)));
         assert!(resumed.conditions.iter().all(|c| c.type_ != PAUSED));
+    }
+
+    #[test]
+    fn a_queued_operator_rollout_is_progressing_and_keeps_the_applied_hash() {
+        let mut observed = healthy();
+        observed.rollout_queued = Some("cluster ns/a is rolling out".into());
+        observed.pod_template_hash = None;
+        let previous = PushClusterStatus {
+            pod_template_hash: Some("old".into()),
+            ..PushClusterStatus::default()
+        };
+        let status = compute(&observed, Some(&previous), ts(10));
+        let progressing = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == PROGRESSING)
+            .expect("Progressing");
+        assert_eq!(
+            (progressing.status.as_str(), progressing.reason.as_str()),
+            ("True", ROLLOUT_QUEUED)
+        );
+        assert!(progressing.message.contains("ns/a is rolling out"));
+        assert_eq!(status.pod_template_hash.as_deref(), Some("old"));
+        assert_eq!(
+            compute(&healthy(), Some(&previous), ts(10))
+                .pod_template_hash
+                .as_deref(),
+            Some("abc")
+        );
     }
 }

@@ -77,7 +77,11 @@ pub fn resolve(
     };
     let locate = |name: &str, key: &str| ctx.sources.locate(name, key);
     let env = plan::node_env(&template, &probe, &overrides, &loaded.values, &locate)?;
-    let identity = format!("{}|{}", ctx.binary.display(), cluster.spec.image);
+    let identity = format!(
+        "{}|{}",
+        ctx.binary.display(),
+        cluster.spec.push_server_image()
+    );
     let resolved = Resolved {
         replicas: usize::try_from(cluster.spec.replicas).unwrap_or(0),
         drain_seconds: u64::try_from(cluster.spec.drain_seconds).unwrap_or(0),

@@ -349,7 +349,7 @@ fn container(vc: &ValidatedCluster) -> Container {
     }));
     Container {
         name: CONTAINER_NAME.to_string(),
-        image: Some(spec.image.clone()),
+        image: Some(spec.push_server_image().to_string()),
         image_pull_policy: spec.image_pull_policy.map(|p| {
             match p {
                 PullPolicy::Always => "Always",

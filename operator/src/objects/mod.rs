@@ -88,6 +88,22 @@ impl DesiredObject {
         meta.name.clone().unwrap_or_default()
     }
 
+    /// A Deployment's pod config hash (its template's `ANNOTATION_CONFIG_HASH`):
+    /// it changes exactly when the pods roll.
+    pub fn pod_config_hash(&self) -> Option<String> {
+        let DesiredObject::Deployment(d) = self else {
+            return None;
+        };
+        d.spec
+            .template
+            .metadata
+            .as_ref()?
+            .annotations
+            .as_ref()?
+            .get(push_contract::kube::ANNOTATION_CONFIG_HASH)
+            .cloned()
+    }
+
     /// The manifest as JSON, with apiVersion and kind, ready for server-side apply.
     pub fn to_json(&self) -> serde_json::Result<serde_json::Value> {
         fn typed<K: k8s_openapi::Resource + serde::Serialize>(

@@ -19,6 +19,22 @@ pub const DEFAULT_IMAGE: &str = concat!(
     "ghcr.io/pushcluster/push-server:",
     env!("CARGO_PKG_VERSION")
 );
+
+/// The push-server image of clusters without `spec.image`: the operator's setting
+/// (`PUSH_OPERATOR_PUSH_SERVER_IMAGE`, the chart's `pushServer.image`), set once at
+/// start; [`DEFAULT_IMAGE`] otherwise.
+static PUSH_SERVER_IMAGE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Sets the default push-server image; only the first call counts.
+pub fn set_default_push_server_image(image: String) {
+    let _ = PUSH_SERVER_IMAGE.set(image);
+}
+
+pub fn default_push_server_image() -> &'static str {
+    PUSH_SERVER_IMAGE
+        .get()
+        .map_or(DEFAULT_IMAGE, String::as_str)
+}
 /// Default image of the operator-managed Redis.
 pub const DEFAULT_REDIS_IMAGE: &str = "docker.io/library/redis:7.2-alpine";
 pub const DEFAULT_DRAIN_SECONDS: i32 = 30;
@@ -96,10 +112,12 @@ pub const MAX_DRAIN_SECONDS: i32 = 3600;
 #[x_kube(validation = reserved_env_rule())]
 #[serde(rename_all = "camelCase")]
 pub struct PushClusterSpec {
-    /// push-server container image.
-    #[serde(default = "default_image")]
+    /// push-server container image. Unset = the operator's default (the chart's
+    /// `pushServer.image`): an operator upgrade that brings a new one rolls every such
+    /// cluster to it, one cluster at a time (the chart's `rollout.clusterDelaySeconds`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
-    pub image: String,
+    pub image: Option<String>,
 
     /// Image pull policy of the push-server container (Always, IfNotPresent, Never).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -464,6 +482,16 @@ fn default_max_unavailable() -> k8s_openapi::apimachinery::pkg::util::intstr::In
 /// On a PushCluster, `"true"` stops every write of the operator and its autoscaler for
 /// it (an incident's hands-off switch); removing it resumes.
 pub const PAUSED_ANNOTATION: &str = "pushcluster.dev/paused";
+
+impl PushClusterSpec {
+    /// `spec.image`, else the operator's default.
+    pub fn push_server_image(&self) -> &str {
+        match &self.image {
+            Some(image) => image,
+            None => default_push_server_image(),
+        }
+    }
+}
 
 impl PushCluster {
     /// Whether it carries the pause annotation (`"true"`; any other value is not a pause).
@@ -849,6 +877,10 @@ pub struct PushClusterStatus {
     /// Redis as the operator and the pods see it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redis: Option<RedisStatus>,
+    /// Hash of the push pods' template the operator last applied: a different one with an
+    /// unchanged spec is the operator's own change (an upgrade), rolled one cluster at a time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_template_hash: Option<String>,
     /// Ready, RedisReady, ExposureReady, Progressing, Degraded (and Paused, True while the
     /// `pushcluster.dev/paused` annotation is "true"). Degraded is True
     /// with reason InvalidSpec, SecretMissing, or PodsUnavailable (pods were all
@@ -900,9 +932,6 @@ pub struct AutoscalerStatus {
     pub last_scale_time: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
 }
 
-fn default_image() -> String {
-    DEFAULT_IMAGE.to_string()
-}
 fn default_replicas() -> i32 {
     2
 }

@@ -2,6 +2,7 @@
 //! objects they own, serves `/metrics`, `/healthz`, `/readyz` on the admin
 //! port, and stops cleanly on SIGTERM/Ctrl-C.
 
+use crate::controller::rollout::RolloutGate;
 use crate::controller::{Context, error_policy, reconcile};
 use crate::metrics::Metrics;
 use crate::resources::PushCluster;
@@ -30,6 +31,8 @@ pub struct RunConfig {
     pub lease: Option<LeaseConfig>,
     /// Reporting instance of Events (the pod name).
     pub pod_name: Option<String>,
+    /// Between one cluster's operator-caused rollout and the next (controller::rollout).
+    pub cluster_rollout_delay: std::time::Duration,
 }
 
 /// The leader-election Lease.
@@ -141,12 +144,15 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
     let autoscaler = Arc::new(crate::autoscale::Autoscaler::new(
         push_contract::defaults::ADMIN_PORT,
     ));
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        config.pod_name.clone(),
-        metrics,
-        Some(autoscaler),
-    ));
+    let ctx = Arc::new(
+        Context::new(
+            client.clone(),
+            config.pod_name.clone(),
+            metrics,
+            Some(autoscaler),
+        )
+        .with_rollout_gate(RolloutGate::new(config.cluster_rollout_delay)),
+    );
     let scopes: Vec<Option<String>> = if config.namespaces.is_empty() {
         vec![None]
     } else {

@@ -53,6 +53,7 @@ pub fn contract_json() -> Value {
         ],
         "operator::env" => operator::env [
             POD_NAME, POD_NAMESPACE, WATCH_NAMESPACES, LEASE_NAME, ADMIN_LISTEN, LOG, LOG_FORMAT,
+            PUSH_SERVER_IMAGE, CLUSTER_ROLLOUT_DELAY_SECONDS,
         ],
         "operator" => operator [ADMIN_PORT, ADMIN_LISTEN, LEASE_NAME],
         "local_mode" => local_mode [

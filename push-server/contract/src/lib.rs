@@ -332,6 +332,12 @@ pub mod operator {
         pub const LOG: &str = "PUSH_OPERATOR_LOG";
         /// `text` or `json`.
         pub const LOG_FORMAT: &str = "PUSH_OPERATOR_LOG_FORMAT";
+        /// The push-server image of clusters without `spec.image`.
+        pub const PUSH_SERVER_IMAGE: &str = "PUSH_OPERATOR_PUSH_SERVER_IMAGE";
+        /// Seconds between one cluster's operator-caused rollout ending and the next one
+        /// starting.
+        pub const CLUSTER_ROLLOUT_DELAY_SECONDS: &str =
+            "PUSH_OPERATOR_CLUSTER_ROLLOUT_DELAY_SECONDS";
     }
     pub const ADMIN_PORT: u16 = 8080;
     pub const ADMIN_LISTEN: &str = "0.0.0.0:8080";

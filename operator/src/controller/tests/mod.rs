@@ -2,10 +2,12 @@
 //! query and body as a real API server would see them, in order.
 
 use super::*;
+use crate::controller::rollout::{Admission, QUEUE_POLL, RolloutGate};
 use crate::fixtures::*;
 use calls::*;
 use http::Method;
 use serde_json::json;
+use std::time::Duration;
 
 /// Scenario: create from nothing (managed Redis, service exposure).
 pub(super) fn create_from_nothing() -> Scenario {
@@ -104,6 +106,64 @@ pub(super) fn image_change() -> Scenario {
             event("Updated", "Normal"),
         ],
     ])
+}
+
+/// Scenario: the operator changed the pods' template (a new default image; the spec is
+/// the one last applied) while another cluster's rollout holds the gate: the Deployment
+/// is read and left as it is, Progressing says RolloutQueued naming that cluster, and the
+/// status keeps the hash of the template the pods run.
+pub(super) fn rollout_queued() -> Scenario {
+    scenario(vec![
+        generated_secrets_present(),
+        managed_redis_reapplied(),
+        services_reapplied(),
+        vec![
+            call(Method::GET, &format!("{APPS}/deployments/chat")).reply(
+                200,
+                json!({
+                    "apiVersion": "apps/v1", "kind": "Deployment",
+                    "metadata": {"name": "chat", "namespace": "ns", "generation": 4},
+                    "status": {"observedGeneration": 4, "replicas": 2, "readyReplicas": 2,
+                               "updatedReplicas": 2}
+                }),
+            ),
+            ssa_pdb(false),
+            absent(NS_API, "services", "chat-redis-pods"),
+            absent(NS_API, "services", "chat-redis-sentinel"),
+            absent(APPS, "statefulsets", "chat-redis-sentinel"),
+            absent(POLICY, "poddisruptionbudgets", "chat-redis-sentinel"),
+            absent(NET, "networkpolicies", "chat-redis-sentinel"),
+            absent(NET, "ingresses", "chat"),
+            absent(GATEWAY, "httproutes", "chat"),
+            status_patch(|body| {
+                let progressing = condition(body, "Progressing");
+                assert_eq!(progressing["status"], "True");
+                assert_eq!(progressing["reason"], "RolloutQueued");
+                let message = progressing["message"].as_str().unwrap_or_default();
+                assert!(message.contains("other/fleet is rolling out"), "{message}");
+                assert_eq!(body["status"]["podTemplateHash"], "applied-before");
+                assert_eq!(body["status"]["observedGeneration"], 1);
+            }),
+        ],
+    ])
+}
+
+#[tokio::test]
+async fn an_operator_caused_rollout_waits_while_another_cluster_rolls() {
+    let (client, handle) = crate::fixtures::mock_client();
+    let gate = RolloutGate::new(Duration::from_secs(30));
+    assert_eq!(
+        gate.admit("other/fleet", std::time::Instant::now()),
+        Admission::Go
+    );
+    let ctx =
+        Context::new(client, None, Arc::new(Metrics::default()), None).with_rollout_gate(gate);
+    let mut pc = cluster("{}").generation(1).observed(1);
+    if let Some(status) = pc.status.as_mut() {
+        status.pod_template_hash = Some("applied-before".into());
+    }
+    let (result, _) = run(Arc::new(ctx), handle, pc, rollout_queued()).await;
+    assert_eq!(result.expect("reconciled"), Action::requeue(QUEUE_POLL));
 }
 
 /// Scenario: the pause annotation on a cluster with a new spec: only the `Paused`
