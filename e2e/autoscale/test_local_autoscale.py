@@ -36,6 +36,10 @@ def autoscaled_manifest(replicas: int = 1, up_window: int = UP_WINDOW, down_wind
         "enabled": True, "minReplicas": 1, "maxReplicas": 3, "targetConnectionsPerPod": TARGET,
         "scaleUpStabilizationSeconds": up_window, "scaleDownStabilizationSeconds": down_window,
         "maxScaleInStep": 1,
+        # The scale-in's choice of the least-loaded node is judged here on the spread the
+        # scale-out left; moving clients after a scale-out has its own test
+        # (e2e/local/test_local_rebalance.py).
+        "rebalance": {"enabled": False},
     }
     return spec
 

@@ -262,7 +262,10 @@ def test_autoscaling_on_live_connections_scales_out_then_in_removing_the_least_l
     drain = 4
     patch = {"spec": {"replicas": 1, "drainSeconds": drain, "autoscaling": {
         "enabled": True, "minReplicas": 1, "maxReplicas": 3, "targetConnectionsPerPod": 8,
-        "scaleUpStabilizationSeconds": 0, "scaleDownStabilizationSeconds": 3, "maxScaleInStep": 2}}}
+        "scaleUpStabilizationSeconds": 0, "scaleDownStabilizationSeconds": 3, "maxScaleInStep": 2,
+        # The scale-in's choice is judged on the spread the scale-out left (rebalancing
+        # after a scale-out has its own test).
+        "rebalance": {"enabled": False}}}}
     kubectl("patch", "pushcluster", NAME, "-n", APPS, "--type=merge", "-p", json.dumps(patch))
     wait_for("one ready push-server pod", lambda: len(p := push_pods(chat)) == 1 and ready(p[0]), timeout=120,
              interval=0.5)
@@ -302,6 +305,74 @@ def test_autoscaling_on_live_connections_scales_out_then_in_removing_the_least_l
               f"{window:.1f} s of a {drain} s drain (load before scale-in {sorted(load.values())})")
         assert window <= drain + 1
     finally:
+        kubectl("patch", "pushcluster", NAME, "-n", APPS, "--type=merge", "-p",
+                json.dumps({"spec": {"autoscaling": None, "replicas": 3}}))
+
+
+def metric_of(pod: dict, name: str) -> float:
+    text = requests.get(f"http://{pod['status']['podIP']}:{ADMIN_PORT}{CONTRACT['paths']['METRICS']}", timeout=5).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name + " ") or line.startswith(name + "{"))
+
+
+def test_a_scale_out_moves_clients_from_the_hot_pod_to_the_new_ones(chat, node_cluster, processes):
+    """One pod with 30 official clients (WebSocket, 30 source addresses) through the Service
+    (ClientIP affinity), a publisher on the API Service all along; `kubectl scale` to 3.
+    Once the new pods are Ready the operator asks the hot pod to move its surplus (Event
+    Rebalanced); it says not-ready until the Service drops it, then cuts 20 sessions over
+    the window; they reconnect through the Service to the new pods and recover: every
+    message once, in order, nobody moved twice, every pod ends with clients, and the
+    cluster never says Degraded for the pod that is not ready on purpose. With address
+    affinity a client lands where its address maps, so the spread is judged no finer."""
+    window = 5
+    kubectl("patch", "pushcluster", NAME, "-n", APPS, "--type=merge", "-p", json.dumps(
+        {"spec": {"replicas": 1, "autoscaling": {"rebalance": {"windowSeconds": window}}}}))
+    wait_for("one ready push-server pod", lambda: len(p := push_pods(chat)) == 1 and ready(p[0]), timeout=120,
+             interval=0.5)
+    [hot] = push_pods(chat)
+    url, api = service_url(node_cluster, NAME), api_url(node_cluster, NAME)
+    swarm = NodeClients(processes, {"url": url, "count": 30, "transports": ["websocket"], "rooms": ROOMS,
+                                    "sources": [f"127.0.3.{i}" for i in range(1, 31)], "reconnection": True,
+                                    "reconnectionDelay": 200, "reconnectionDelayMax": 1000}, name="rebalance")
+    try:
+        swarm.wait_ready()
+        assert connections(hot) == 30
+        with RetryingPublisher([api], chat["token"], 10) as publisher:
+            wait_for("1 s of 202s", lambda: len(publisher.accepted) >= 10, timeout=30, interval=0.1)
+            scaled = time.monotonic()
+            kubectl("scale", "pushcluster", NAME, "-n", APPS, "--replicas=3")
+            hot_name = hot["metadata"]["name"]
+            event = wait_for("the Rebalanced Event naming the hot pod", lambda: [
+                e for e in kubectl_json("get", "events", "-n", APPS, "--field-selector",
+                                        f"involvedObject.name={NAME},reason=Rebalanced")["items"]
+                if f"20 off {hot_name}" in (e.get("note") or e.get("message") or "")], timeout=90, interval=0.5)[0]
+            asked_s = time.monotonic() - scaled
+
+            degraded: list[dict] = []
+
+            def spread():
+                c = condition(kubectl_json("get", "pushcluster", NAME, "-n", APPS), "Degraded") or {}
+                if c.get("status") == "True":
+                    degraded.append(c)
+                pods = [p for p in push_pods(chat) if ready(p)]
+                load = {p["metadata"]["name"]: connections(p) for p in pods}
+                return load if (len(load) == 3 and sum(load.values()) == 30 and all(load.values())
+                                and metric_of(hot, CONTRACT["metrics"]["REBALANCED"]) == 20) else None
+            load = wait_for("20 clients moved, every pod with clients", spread, timeout=90, interval=0.5)
+            evened_s = time.monotonic() - scaled
+            at = len(publisher.accepted)
+            wait_for("1 s more of 202s", lambda: len(publisher.accepted) >= at + 10, timeout=30, interval=0.1)
+        check_after_the_stream(publish_to(api, chat["token"]), (swarm,), publisher)
+        moved = {i: len(swarm.of("disconnect", i=i)) for i in range(30)}
+        note = event.get("note") or event.get("message")
+        print(f"\nscale 1 -> 3 with 30 clients: Rebalanced after {asked_s:.1f} s ({note}); "
+              f"spread {sorted(load.values())} after {evened_s:.1f} s; "
+              f"{sum(1 for n in moved.values() if n)} clients moved, {len(publisher.accepted)} messages each once")
+        assert sum(1 for n in moved.values() if n) == 20 and max(moved.values()) == 1, moved
+        # Not ready on purpose while it moves clients off: not a lost pod.
+        assert degraded == [], degraded[:1]
+    finally:
+        swarm.close()
         kubectl("patch", "pushcluster", NAME, "-n", APPS, "--type=merge", "-p",
                 json.dumps({"spec": {"autoscaling": None, "replicas": 3}}))
 

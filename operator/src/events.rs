@@ -46,6 +46,8 @@ pub enum EventReason {
     Paused,
     /// The pause annotation is gone: reconciling again.
     Resumed,
+    /// After a scale-out, pods above their share were asked to move the surplus.
+    Rebalanced,
 }
 
 impl EventReason {
@@ -70,6 +72,7 @@ impl EventReason {
             Self::ExternalScalerConflict => "ExternalScalerConflict",
             Self::Paused => "Paused",
             Self::Resumed => "Resumed",
+            Self::Rebalanced => "Rebalanced",
         }
     }
 
@@ -95,7 +98,8 @@ impl EventReason {
             | Self::ScaledDown
             | Self::MetricsUnavailable
             | Self::RecommendationChanged
-            | Self::ExternalScalerConflict => "Autoscale",
+            | Self::ExternalScalerConflict
+            | Self::Rebalanced => "Autoscale",
             _ => "Reconcile",
         }
     }

@@ -72,8 +72,8 @@ impl ServingAdapter for ClusterAdapter {
 
 /// This node's own sockets, whatever the adapter.
 pub trait NodeSockets: Send + Sync + 'static {
-    /// Live sockets by transport: (websocket, polling).
-    fn count_by_transport(&self) -> (usize, usize);
+    /// Live sockets by transport: (websocket, polling), those `counted` says yes to.
+    fn count_by_transport(&self, counted: &dyn Fn(&str) -> bool) -> (usize, usize);
     /// The socket.io ids of the live sockets.
     fn ids(&self) -> Vec<String>;
     /// Closes every socket that is left.
@@ -84,8 +84,12 @@ pub trait NodeSockets: Send + Sync + 'static {
 }
 
 impl<A: Adapter> NodeSockets for SocketIo<A> {
-    fn count_by_transport(&self) -> (usize, usize) {
-        let sockets = self.sockets();
+    fn count_by_transport(&self, counted: &dyn Fn(&str) -> bool) -> (usize, usize) {
+        let sockets: Vec<_> = self
+            .sockets()
+            .into_iter()
+            .filter(|s| counted(s.id.as_str()))
+            .collect();
         let websocket = sockets
             .iter()
             .filter(|s| s.transport_type() == TransportType::Websocket)

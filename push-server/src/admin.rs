@@ -11,7 +11,7 @@ use axum::{
 };
 use push_contract::paths;
 
-use crate::{publish, state::SharedState};
+use crate::{publish, rebalance, state::SharedState};
 
 pub fn router(state: SharedState) -> Router {
     Router::new()
@@ -19,6 +19,7 @@ pub fn router(state: SharedState) -> Router {
         .route(paths::READYZ, get(readyz))
         .route(paths::METRICS, get(metrics))
         .route(paths::PUBLISH, post(publish::http::publish))
+        .route(paths::REBALANCE, post(rebalance::rebalance))
         .with_state(state)
 }
 

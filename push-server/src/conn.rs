@@ -7,7 +7,7 @@
 //! to the TCP connections it uses, and the drain cuts those.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     future::Future,
     io,
     pin::Pin,
@@ -53,8 +53,14 @@ static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
 #[derive(Default)]
 pub struct ConnRegistry {
     by_sid: Mutex<HashMap<String, Vec<ConnHandle>>>,
-    moved_off: Mutex<HashSet<String>>,
+    /// When each was moved off: kept [`MOVED_OFF_KEPT`] (a rebalance moves clients off a
+    /// node that lives on, so the set must not grow for ever).
+    moved_off: Mutex<HashMap<String, std::time::Instant>>,
 }
+
+/// Longer than a long-poll plus a ping interval: a cut session's last late request
+/// is refused in that time, and the client has reconnected elsewhere.
+pub const MOVED_OFF_KEPT: std::time::Duration = std::time::Duration::from_secs(120);
 
 impl ConnRegistry {
     pub fn attach(&self, sid: &str, conn: &ConnHandle) {
@@ -77,7 +83,12 @@ impl ConnRegistry {
     /// later requests.
     pub fn cut(&self, sid: &str) {
         if let Ok(mut moved) = self.moved_off.lock() {
-            moved.insert(sid.to_owned());
+            let now = std::time::Instant::now();
+            // Every 1024th entry, not on each: a drain cuts thousands in a row.
+            if moved.len() % 1024 == 1023 {
+                moved.retain(|_, at| now.duration_since(*at) < MOVED_OFF_KEPT);
+            }
+            moved.insert(sid.to_owned(), now);
         }
         let conns = self.by_sid.lock().ok().and_then(|mut m| m.remove(sid));
         for conn in conns.into_iter().flatten() {
@@ -86,7 +97,7 @@ impl ConnRegistry {
     }
 
     pub fn is_moved_off(&self, sid: &str) -> bool {
-        self.moved_off.lock().is_ok_and(|m| m.contains(sid))
+        self.moved_off.lock().is_ok_and(|m| m.contains_key(sid))
     }
 }
 

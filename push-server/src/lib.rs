@@ -14,6 +14,7 @@ pub mod error;
 pub mod history;
 pub mod metrics;
 pub mod publish;
+pub mod rebalance;
 pub mod redis_link;
 pub mod request_head;
 pub mod room_sizes;

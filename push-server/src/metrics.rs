@@ -116,6 +116,8 @@ pub struct Metrics {
     pub redis_up: Gauge,
     pub draining: Gauge,
     pub handshakes_refused: Counter,
+    pub rebalanced: Counter,
+    pub rebalancing: Gauge,
     recoveries: Family<RecoveryLabels, Counter>,
     pub messages_replayed: Counter,
     pub history_length: Histogram,
@@ -184,6 +186,18 @@ impl Metrics {
             counter_name(names::HANDSHAKES_REFUSED),
             "New socket.io sessions refused with 503 over the node's handshake rate",
             handshakes_refused.clone(),
+        );
+        let rebalanced = Counter::default();
+        registry.register(
+            counter_name(names::REBALANCED),
+            "Connections this node moved to the others by a rebalance",
+            rebalanced.clone(),
+        );
+        let rebalancing = Gauge::default();
+        registry.register(
+            names::REBALANCING,
+            "1 while this node moves clients off for a rebalance (not ready meanwhile)",
+            rebalancing.clone(),
         );
         let recoveries = Family::<RecoveryLabels, Counter>::default();
         registry.register(
@@ -268,6 +282,8 @@ impl Metrics {
             redis_up,
             draining,
             handshakes_refused,
+            rebalanced,
+            rebalancing,
             recoveries,
             messages_replayed,
             history_length,

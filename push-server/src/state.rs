@@ -61,6 +61,8 @@ pub type SharedState = Arc<AppState>;
 pub enum NotReady {
     Starting,
     Draining,
+    /// Moving some clients to the other nodes: new ones should go there too.
+    Rebalancing,
     RedisDown,
     /// Near its connection cap: the Service should send new clients elsewhere.
     NearlyFull,
@@ -73,6 +75,7 @@ impl NotReady {
         match self {
             NotReady::Starting => "starting",
             NotReady::Draining => "draining",
+            NotReady::Rebalancing => "moving clients to the other nodes (rebalance)",
             NotReady::RedisDown => "redis link down",
             NotReady::NearlyFull => "near the connection cap (PUSH_MAX_CONNECTIONS)",
             NotReady::Behind => "the fan-out log reader is behind",
@@ -87,9 +90,12 @@ pub fn readiness(
     redis: Option<bool>,
     nearly_full: bool,
     behind: bool,
+    rebalancing: bool,
 ) -> Result<(), NotReady> {
     if draining {
         Err(NotReady::Draining)
+    } else if rebalancing {
+        Err(NotReady::Rebalancing)
     } else if !started {
         Err(NotReady::Starting)
     } else if redis == Some(false) {
@@ -156,7 +162,13 @@ impl AppState {
             self.redis_up(),
             self.nearly_full(),
             self.metrics.fanout_lag_ms.get() > crate::publish::log::MAX_LAG_MS,
+            self.rebalancing(),
         )
+    }
+
+    /// A rebalance is moving clients off (see [`crate::rebalance`]).
+    pub fn rebalancing(&self) -> bool {
+        self.metrics.rebalancing.get() == 1
     }
 
     /// 90% of the connection cap in use: report not-ready before refusing anyone.
@@ -170,7 +182,11 @@ impl AppState {
     /// polling→websocket upgrades, which have no hook).
     pub fn refresh_connection_gauge(&self) {
         if let Some(started) = self.started.get() {
-            let (websocket, polling) = started.sockets.count_by_transport();
+            // A session moved off lingers until its heartbeat times out (a cut long-poll
+            // leaves nothing to notice): it is connected elsewhere already.
+            let (websocket, polling) = started
+                .sockets
+                .count_by_transport(&|id| !self.conns.is_moved_off(id));
             self.metrics.set_connections(websocket, polling);
         }
     }
@@ -212,21 +228,25 @@ mod tests {
         ];
         for (name, started, draining, redis, want) in cases {
             assert_eq!(
-                readiness(started, draining, redis, false, false),
+                readiness(started, draining, redis, false, false, false),
                 want,
                 "case {name}"
             );
         }
         assert_eq!(
-            readiness(true, false, Some(true), true, false),
+            readiness(true, false, Some(true), true, false, false),
             Err(NotReady::NearlyFull)
         );
         assert_eq!(
-            readiness(true, false, Some(true), false, true),
+            readiness(true, false, Some(true), false, true, false),
             Err(NotReady::Behind)
         );
         assert_eq!(
-            readiness(true, true, Some(true), true, true),
+            readiness(true, false, Some(true), false, false, true),
+            Err(NotReady::Rebalancing)
+        );
+        assert_eq!(
+            readiness(true, true, Some(true), true, true, true),
             Err(NotReady::Draining),
             "draining still wins"
         );

@@ -7,6 +7,7 @@
 //!   with a bounded timeout.
 //! - [`scale_in`]: choosing the least-loaded pods and marking them with
 //!   `controller.kubernetes.io/pod-deletion-cost` before the replica count drops.
+//! - [`rebalance`]: after a scale-out, which pods move how many clients to the others.
 //! - [`step`]: one step against the Kubernetes API (measure, decide, write
 //!   replicas through the scale subresource, refuse to fight an HPA).
 pub mod decision;
@@ -14,6 +15,7 @@ pub mod field_manager;
 #[cfg(test)]
 pub(crate) mod fixtures;
 pub mod load;
+pub mod rebalance;
 pub mod scale_in;
 pub mod scrape;
 pub mod step;

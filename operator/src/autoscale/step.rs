@@ -28,7 +28,7 @@ use crate::events::{EventReason, PendingEvent};
 use crate::resources::{AutoscalerStatus, PushCluster};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, ListParams, Patch};
 use kube::{Client, ResourceExt};
@@ -51,6 +51,8 @@ pub const MIN_DECISION_GAP: Duration = Duration::from_secs(13);
 pub struct StepReport {
     /// What every pod that answered says about its Redis link.
     pub redis_links: RedisLinks,
+    /// Pods asked to move clients off whose round is not over: not-ready on purpose.
+    pub pods_rebalancing: i32,
     /// status.connections: the sum over the pods that answered (None: none answered).
     pub connections: Option<i64>,
     /// status.autoscaler.
@@ -106,6 +108,7 @@ impl Autoscaler {
         )
         .await;
         let loads = ready_loads(&scraped);
+        let rebalanced = self.rebalance_if_due(client, pc, &pods, &loads).await;
         let measurement = Measurement::of(&loads);
         let previous = pc.status.as_ref().and_then(|s| s.autoscaler.clone());
         let previous_recommended = previous.as_ref().and_then(|p| p.recommended_replicas);
@@ -118,10 +121,11 @@ impl Autoscaler {
         let connections = (measurement.pods_measured > 0).then_some(measurement.total);
         let mut report = StepReport {
             redis_links: RedisLinks::of(&scraped),
+            pods_rebalancing: self.pods_rebalancing(pc, Instant::now()),
             connections,
             status: status.clone(),
             plan: None,
-            event: None,
+            event: rebalanced,
         };
         let Some(spec) = pc.spec.autoscaling.as_ref().filter(|a| a.enabled) else {
             return Ok(report);
@@ -233,11 +237,141 @@ impl Autoscaler {
     }
 }
 
+/// A pod moving clients off says not-ready; the Service drops it after its readiness
+/// probe fails twice, 5 s apart (objects::deployment), so its moved clients, whatever
+/// their affinity, reconnect to the others. A margin on top.
+pub const REBALANCE_SETTLE: Duration = Duration::from_secs(12);
+
 /// What the autoscaler remembers of one PushCluster (in memory only).
 #[derive(Debug, Default)]
 struct ClusterMemory {
     history: History,
     last_decision: Option<Instant>,
+    /// spec.replicas at the last step, and whether a scale-out since awaits its rebalance.
+    replicas_seen: Option<i32>,
+    rebalance_due: bool,
+    /// The pods of the last round and when they are ready again at the latest.
+    rebalancing: Option<(i32, Instant)>,
+}
+
+impl Autoscaler {
+    /// After a scale-out (spec.replicas went up since the last step, whoever raised it),
+    /// once exactly the wanted pods are Ready and all answered: the pods above their
+    /// share are asked to move the surplus ([`super::rebalance`]). Returns the Event.
+    async fn rebalance_if_due(
+        &self,
+        client: &Client,
+        pc: &PushCluster,
+        pods: &[Pod],
+        loads: &[PodLoad],
+    ) -> Option<PendingEvent> {
+        let wanted = pc.spec.replicas;
+        {
+            let mut clusters = self.clusters.lock().ok()?;
+            let memory = clusters.entry(key(pc)).or_default();
+            match memory.replicas_seen.replace(wanted) {
+                Some(before) if wanted > before => memory.rebalance_due = true,
+                Some(before) if wanted < before => memory.rebalance_due = false,
+                _ => {}
+            }
+            let spec = pc.spec.rebalance();
+            let settled =
+                loads.len() == usize::try_from(wanted).unwrap_or(0) && pods.len() == loads.len();
+            if !memory.rebalance_due || !spec.enabled || !settled {
+                memory.rebalance_due &= spec.enabled;
+                return None;
+            }
+            memory.rebalance_due = false;
+        }
+        let moves = super::rebalance::moves(loads);
+        if moves.is_empty() {
+            return None;
+        }
+        let spec = pc.spec.rebalance();
+        let ns = pc.namespace().unwrap_or_default();
+        let vc_token = crate::objects::deployment::api_token_secret_of(
+            &pc.spec,
+            &crate::validate::DerivedNames::for_cluster(&pc.name_any()),
+        );
+        let token = match Api::<Secret>::namespaced(client.clone(), &ns)
+            .get(&vc_token.name)
+            .await
+        {
+            Ok(secret) => secret
+                .data
+                .and_then(|d| d.get(&vc_token.key).cloned())
+                .and_then(|b| String::from_utf8(b.0).ok())?,
+            Err(e) => {
+                tracing::warn!(cluster = %key(pc), error = %e, "rebalance skipped: API token not read");
+                return None;
+            }
+        };
+        let mut notes = Vec::new();
+        let mut asked = 0;
+        for m in &moves {
+            let Some(addr) = pod_admin(pods, &m.pod, self.admin_port) else {
+                continue;
+            };
+            match super::rebalance::request(
+                &self.http,
+                addr,
+                &token,
+                m.connections,
+                spec.window_seconds,
+                REBALANCE_SETTLE,
+            )
+            .await
+            {
+                Ok(moving) => {
+                    asked += 1;
+                    notes.push(format!("{moving} off {}", m.pod));
+                }
+                Err(e) => {
+                    tracing::warn!(cluster = %key(pc), pod = %m.pod, error = %e, "rebalance refused")
+                }
+            }
+        }
+        // Ready again after the settle time and the window, seen by the next probe.
+        let over = Instant::now()
+            + REBALANCE_SETTLE
+            + Duration::from_secs(u64::try_from(spec.window_seconds).unwrap_or(0))
+            + Duration::from_secs(10);
+        if let Ok(mut clusters) = self.clusters.lock() {
+            clusters.entry(key(pc)).or_default().rebalancing = Some((asked, over));
+        }
+        (!notes.is_empty()).then(|| {
+            PendingEvent::new(
+                EventReason::Rebalanced,
+                format!(
+                    "scaled out to {wanted} pods: moving clients to the new ones over {} s ({})",
+                    spec.window_seconds,
+                    notes.join(", ")
+                ),
+            )
+        })
+    }
+}
+
+impl Autoscaler {
+    /// How many pods are not ready because they move clients off (see
+    /// [`Self::rebalance_if_due`]), at `now`.
+    fn pods_rebalancing(&self, pc: &PushCluster, now: Instant) -> i32 {
+        self.clusters
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&key(pc)).and_then(|m| m.rebalancing))
+            .filter(|(_, over)| now < *over)
+            .map_or(0, |(pods, _)| pods)
+    }
+}
+
+/// A pod's server port, by name.
+fn pod_admin(pods: &[Pod], name: &str, port: u16) -> Option<std::net::SocketAddr> {
+    let pod = pods
+        .iter()
+        .find(|p| p.metadata.name.as_deref() == Some(name))?;
+    let ip: std::net::IpAddr = pod.status.as_ref()?.pod_ip.as_deref()?.parse().ok()?;
+    Some(std::net::SocketAddr::new(ip, port))
 }
 
 /// Whether a new decision may be taken at `now`.

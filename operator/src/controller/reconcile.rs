@@ -62,6 +62,7 @@ pub async fn reconcile(pc: Arc<PushCluster>, ctx: Arc<Context>) -> Result<Action
     // The pods are asked first: what they say about Redis goes into the conditions.
     let step = autoscale_step(&ctx, &pc, &selector).await;
     observed.redis_links = step.as_ref().map(|report| report.redis_links.clone());
+    observed.pods_rebalancing = step.as_ref().map_or(0, |report| report.pods_rebalancing);
     let mut new = status::compute(&observed, pc.status.as_ref(), now());
     if let Some(report) = step {
         new.connections = report.connections;

@@ -80,6 +80,8 @@ pub struct Observed {
     pub endpoint: Option<String>,
     /// What the push pods report about their Redis link (`None`: not asked).
     pub redis_links: Option<RedisLinks>,
+    /// Pods not ready on purpose: moving clients off after a scale-out (not lost).
+    pub pods_rebalancing: i32,
 }
 
 fn condition(type_: &str, ok: bool, reason: &str, message: impl Into<String>) -> Condition {
@@ -131,7 +133,7 @@ impl Pods {
             ready,
             updated,
             settled,
-            lost: settled && ready < desired && was_whole,
+            lost: settled && ready + observed.pods_rebalancing.max(0) < desired && was_whole,
         }
     }
 }
@@ -447,6 +449,7 @@ mod tests {
             pod_template_hash: Some("abc".into()),
             rollout_queued: None,
             rollout_retry: None,
+            pods_rebalancing: 0,
             exposure: Some(ExposureState::Configured("ClientIP affinity".into())),
             blocker: None,
             redis_links: None,
@@ -997,5 +1000,27 @@ mod tests {
                 .as_deref(),
             Some("abc")
         );
+    }
+
+    #[test]
+    fn a_pod_moving_clients_off_is_not_a_lost_pod() {
+        let mut observed = healthy();
+        if let Some(d) = observed.deployment.as_mut() {
+            d.ready_replicas = Some(2);
+        }
+        let previous = PushClusterStatus {
+            ready_replicas: 3,
+            ..PushClusterStatus::default()
+        };
+        let degraded = |o: &Observed| {
+            compute(o, Some(&previous), ts(10))
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == DEGRADED)
+                .expect("Degraded")
+        };
+        assert_eq!(degraded(&observed).reason, PODS_UNAVAILABLE);
+        observed.pods_rebalancing = 1;
+        assert_eq!(degraded(&observed).status, "False");
     }
 }

@@ -95,7 +95,11 @@ http {{
     if let Affinity::Cookie { name } = &site.affinity {
         for (i, b) in site.backends.iter().enumerate() {
             let _ = writeln!(c, "  upstream push_node_{i} {{");
-            let _ = writeln!(c, "    server {} max_fails=1 fail_timeout=2s;", b.addr);
+            // Never marked down for a failed request: a drain or rebalance cutting one
+            // session's poll would otherwise send every other session of the node to a
+            // backup that does not know it (400 Session ID unknown). A dead node leaves
+            // the config; a refused connection still falls through to a backup.
+            let _ = writeln!(c, "    server {} max_fails=0;", b.addr);
             for other in new_clients.iter().filter(|o| o.name != b.name) {
                 let _ = writeln!(c, "    server {} backup;", other.addr);
             }

@@ -85,6 +85,10 @@ pub struct Supervisor {
     status_tx: tokio_watch::Sender<Vec<NodeStatus>>,
     autoscaling_tx: tokio_watch::Sender<Option<AutoscalingSpec>>,
     last_state: String,
+    /// A scale-out started nodes: one rebalance round once they are all Ready.
+    rebalance_due: bool,
+    /// Nodes moving clients off for a rebalance, until when: new clients go elsewhere.
+    shedding: std::collections::HashMap<String, Instant>,
 }
 
 impl Supervisor {
@@ -157,6 +161,8 @@ impl Supervisor {
             status_tx,
             autoscaling_tx,
             last_state: String::new(),
+            rebalance_due: false,
+            shedding: Default::default(),
         };
         Ok((
             supervisor,
@@ -204,6 +210,7 @@ impl Supervisor {
             redis.supervise().await;
         }
         self.step();
+        self.rebalance().await;
         self.route()?;
         self.announce().await;
         self.publish_status();
@@ -367,6 +374,10 @@ impl Supervisor {
             })
             .collect();
         let step = plan::next_step(&views, replicas, self.resolved.fingerprint, &prefer);
+        // A scale-out (not the first nodes, not a crash restart): rebalance once they are up.
+        if step.start > 0 && !views.is_empty() {
+            self.rebalance_due = true;
+        }
         for _ in 0..step.start {
             if let Err(e) = self.add_node() {
                 tracing::error!(error = %e, "starting a node failed");
@@ -396,6 +407,66 @@ impl Supervisor {
         }
     }
 
+    /// After a scale-out, once no node is starting: the nodes above their share move the
+    /// surplus ([`crate::autoscale::rebalance`]), and nginx sends new handshakes (theirs
+    /// included, whatever their cookie names) to the others meanwhile.
+    async fn rebalance(&mut self) {
+        use crate::autoscale::rebalance;
+        use crate::autoscale::scrape::{SCRAPE_TIMEOUT, ScrapeTarget, ready_loads, scrape_all};
+        let now = Instant::now();
+        self.shedding.retain(|_, until| *until > now);
+        let spec = self.resolved.cluster.spec.rebalance();
+        if !self.rebalance_due || !spec.enabled {
+            self.rebalance_due &= spec.enabled;
+            return;
+        }
+        if self.nodes.iter().any(|n| n.phase != Phase::Ready) {
+            return;
+        }
+        self.rebalance_due = false;
+        let targets: Vec<ScrapeTarget> = self
+            .nodes
+            .iter()
+            .map(|n| ScrapeTarget::new(&n.slot.name, n.slot.admin))
+            .collect();
+        let loads = ready_loads(&scrape_all(&self.http, &targets, SCRAPE_TIMEOUT).await);
+        let token_ref = crate::objects::deployment::api_token_secret(&self.resolved.cluster);
+        let Some(token) = self
+            .resolved
+            .secrets
+            .get(&(token_ref.name.clone(), token_ref.key.clone()))
+        else {
+            return tracing::warn!("rebalance skipped: no API token");
+        };
+        let window = Duration::from_secs(u64::try_from(spec.window_seconds).unwrap_or(20));
+        for m in rebalance::moves(&loads) {
+            let Some(node) = self.nodes.iter().find(|n| n.slot.name == m.pod) else {
+                continue;
+            };
+            // nginx stops sending it handshakes at this tick's reload.
+            let settle = Duration::from_secs(1);
+            match rebalance::request(
+                &self.http,
+                node.slot.admin,
+                token,
+                m.connections,
+                spec.window_seconds,
+                settle,
+            )
+            .await
+            {
+                Ok(moving) => {
+                    tracing::info!(node = %m.pod, moving, window_seconds = spec.window_seconds, "{}", push_contract::local_mode::REBALANCE_MESSAGE);
+                    self.shedding.insert(
+                        m.pod.clone(),
+                        now + settle + window + Duration::from_secs(1),
+                    );
+                }
+                Err(e) => tracing::warn!(node = %m.pod, error = %e, "rebalance refused"),
+            }
+        }
+    }
+
     /// Starts or updates nginx with the routed nodes.
     fn route(&mut self) -> Result<(), LocalError> {
         let affinity = if self.options.no_affinity {
@@ -411,7 +482,8 @@ impl Supervisor {
                 name: n.slot.name.clone(),
                 addr: n.slot.client,
                 admin: n.slot.admin,
-                accepts_new: !matches!(n.phase, Phase::Draining { .. }),
+                accepts_new: !matches!(n.phase, Phase::Draining { .. })
+                    && !self.shedding.contains_key(&n.slot.name),
             })
             .collect();
         let site = Site {

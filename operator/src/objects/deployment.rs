@@ -197,12 +197,20 @@ pub fn redis_topology_env(vc: &ValidatedCluster) -> Vec<EnvVar> {
 
 /// The Secret key holding the publish API token (the user's, or the generated one).
 pub fn api_token_secret(vc: &ValidatedCluster) -> crate::resources::SecretKeyRef {
-    vc.spec
-        .auth
+    api_token_secret_of(&vc.spec, &vc.names)
+}
+
+/// [`api_token_secret`] from a spec and its cluster's names (the autoscaler, which
+/// works from the PushCluster as stored).
+pub fn api_token_secret_of(
+    spec: &crate::resources::PushClusterSpec,
+    names: &crate::validate::DerivedNames,
+) -> crate::resources::SecretKeyRef {
+    spec.auth
         .api_token_secret_ref
         .clone()
         .unwrap_or_else(|| crate::resources::SecretKeyRef {
-            name: vc.names.api_token_secret.clone(),
+            name: names.api_token_secret.clone(),
             key: super::secrets::API_TOKEN_KEY.to_string(),
         })
 }

@@ -484,6 +484,14 @@ fn default_max_unavailable() -> k8s_openapi::apimachinery::pkg::util::intstr::In
 pub const PAUSED_ANNOTATION: &str = "pushcluster.dev/paused";
 
 impl PushClusterSpec {
+    /// `spec.autoscaling.rebalance`, or its defaults without an autoscaling section.
+    pub fn rebalance(&self) -> RebalanceSpec {
+        self.autoscaling
+            .as_ref()
+            .map(|a| a.rebalance.clone())
+            .unwrap_or_default()
+    }
+
     /// `spec.image`, else the operator's default.
     pub fn push_server_image(&self) -> &str {
         match &self.image {
@@ -820,6 +828,41 @@ pub struct AutoscalingSpec {
     #[serde(default = "default_max_scale_in_step")]
     #[schemars(range(min = 1, max = 100))]
     pub max_scale_in_step: i32,
+    /// Moving clients onto pods that became Ready by a scale-out (also without
+    /// `enabled`: the scale-out may come from an HPA or `kubectl scale`).
+    #[serde(default)]
+    pub rebalance: RebalanceSpec,
+}
+
+/// Rebalancing after a scale-out: existing connections stay where they are, so new pods
+/// would sit idle until clients churn. Once the new pods are Ready, each pod holding more
+/// than its share moves the surplus (its clients reconnect elsewhere and recover what
+/// they missed). With cookie affinity the moved clients land on other pods; with client
+/// address affinity a client returns to the pod its address maps to, so the spread
+/// evens out only as far as the addresses allow.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RebalanceSpec {
+    /// On by default, also for clusters without `spec.autoscaling`.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// A pod moves its surplus over this many seconds (after leaving the Service).
+    #[serde(default = "default_rebalance_window")]
+    #[schemars(range(min = 1, max = 600))]
+    pub window_seconds: i32,
+}
+
+impl Default for RebalanceSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            window_seconds: default_rebalance_window(),
+        }
+    }
+}
+
+fn default_rebalance_window() -> i32 {
+    20
 }
 
 /// Pod-level overrides for the push-server pods.

@@ -196,6 +196,8 @@ pub mod defaults {
 pub mod paths {
     pub const SOCKET_IO: &str = "/socket.io/";
     pub const PUBLISH: &str = "/api/v1/publish";
+    /// Server port, bearer token: move some of this node's clients to the others.
+    pub const REBALANCE: &str = "/api/v1/rebalance";
     pub const METRICS: &str = "/metrics";
     pub const HEALTHZ: &str = "/healthz";
     pub const READYZ: &str = "/readyz";
@@ -224,6 +226,10 @@ pub mod metrics {
     pub const DRAINING: &str = "push_draining";
     /// Counter: new socket.io sessions refused (503) over the node's handshake rate.
     pub const HANDSHAKES_REFUSED: &str = "push_handshakes_refused_total";
+    /// Counter: connections this node moved to the others by a rebalance.
+    pub const REBALANCED: &str = "push_rebalanced_connections_total";
+    /// Gauge: 1 while this node moves clients off for a rebalance.
+    pub const REBALANCING: &str = "push_rebalancing";
     /// Counter, label `result` (`recovered`, `broken`): reconnecting clients that asked
     /// to recover their session, and whether everything they missed was still there.
     pub const RECOVERIES: &str = "push_recoveries_total";
@@ -372,6 +378,9 @@ pub mod local_mode {
     /// could measure) changes: `autoscale step: <reason>`, the reason starting with
     /// its verb (`scale up 1 -> 3: recommended 3 (...)`); the fields below follow.
     pub const STEP_MESSAGE: &str = "autoscale step";
+    /// The log line of a rebalance request local mode sent a node (fields `node`,
+    /// `moving`, `window_seconds`).
+    pub const REBALANCE_MESSAGE: &str = "rebalance: moving clients off";
     /// Field of that line: the recommendation before windows and bounds.
     pub const STEP_RECOMMENDED: &str = "recommended";
     /// Field: the node count asked for.

@@ -51,7 +51,7 @@ impl IntoResponse for Accepted {
 }
 
 /// Constant-time-ish comparison: compares digests, so timing says nothing about the token.
-fn token_matches(header: Option<&str>, expected: &str) -> bool {
+pub fn token_matches(header: Option<&str>, expected: &str) -> bool {
     let Some(given) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
         return false;
     };

@@ -22,11 +22,11 @@ pub async fn handshake_gate(
 ) -> Response {
     if req.uri().path().starts_with(paths::SOCKET_IO) {
         match req.uri().query().and_then(engine_sid) {
-            None if state.draining() => {
+            None if state.draining() || state.rebalancing() => {
                 return (
                     StatusCode::SERVICE_UNAVAILABLE,
                     [("retry-after", "1")],
-                    "server is draining: reconnect to another node\n",
+                    "server is moving its clients off (draining or rebalancing): reconnect to another node\n",
                 )
                     .into_response();
             }

@@ -319,6 +319,7 @@ fn policy_from_spec_guards_against_degenerate_values() {
         scale_up_stabilization_seconds: -5,
         scale_down_stabilization_seconds: 60,
         max_scale_in_step: 0,
+        rebalance: Default::default(),
     };
     let p = Policy::from(&spec);
     assert_eq!(
