@@ -113,6 +113,20 @@ pub(super) fn ssa_pdb(created: bool) -> Call {
     )
 }
 
+/// The prune of a single managed Redis behind a Service: no Sentinel objects, no
+/// Ingress, no HTTPRoute are there to remove.
+pub(super) fn nothing_else_to_prune() -> Vec<Call> {
+    vec![
+        absent(NS_API, "services", "chat-redis-pods"),
+        absent(NS_API, "services", "chat-redis-sentinel"),
+        absent(APPS, "statefulsets", "chat-redis-sentinel"),
+        absent(POLICY, "poddisruptionbudgets", "chat-redis-sentinel"),
+        absent(NET, "networkpolicies", "chat-redis-sentinel"),
+        absent(NET, "ingresses", "chat"),
+        absent(GATEWAY, "httproutes", "chat"),
+    ]
+}
+
 /// External Redis: none of the managed Redis's objects is there to remove.
 pub(super) fn no_managed_redis_left() -> Vec<Call> {
     vec![

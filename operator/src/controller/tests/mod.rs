@@ -95,13 +95,9 @@ pub(super) fn image_change() -> Scenario {
                 );
             }),
             ssa_pdb(false),
-            absent(NS_API, "services", "chat-redis-pods"),
-            absent(NS_API, "services", "chat-redis-sentinel"),
-            absent(APPS, "statefulsets", "chat-redis-sentinel"),
-            absent(POLICY, "poddisruptionbudgets", "chat-redis-sentinel"),
-            absent(NET, "networkpolicies", "chat-redis-sentinel"),
-            absent(NET, "ingresses", "chat"),
-            absent(GATEWAY, "httproutes", "chat"),
+        ],
+        nothing_else_to_prune(),
+        vec![
             status_patch(|body| assert_eq!(body["status"]["observedGeneration"], 2)),
             event("Updated", "Normal"),
         ],
@@ -128,23 +124,17 @@ pub(super) fn rollout_queued() -> Scenario {
                 }),
             ),
             ssa_pdb(false),
-            absent(NS_API, "services", "chat-redis-pods"),
-            absent(NS_API, "services", "chat-redis-sentinel"),
-            absent(APPS, "statefulsets", "chat-redis-sentinel"),
-            absent(POLICY, "poddisruptionbudgets", "chat-redis-sentinel"),
-            absent(NET, "networkpolicies", "chat-redis-sentinel"),
-            absent(NET, "ingresses", "chat"),
-            absent(GATEWAY, "httproutes", "chat"),
-            status_patch(|body| {
-                let progressing = condition(body, "Progressing");
-                assert_eq!(progressing["status"], "True");
-                assert_eq!(progressing["reason"], "RolloutQueued");
-                let message = progressing["message"].as_str().unwrap_or_default();
-                assert!(message.contains("other/fleet is rolling out"), "{message}");
-                assert_eq!(body["status"]["podTemplateHash"], "applied-before");
-                assert_eq!(body["status"]["observedGeneration"], 1);
-            }),
         ],
+        nothing_else_to_prune(),
+        vec![status_patch(|body| {
+            let progressing = condition(body, "Progressing");
+            assert_eq!(progressing["status"], "True");
+            assert_eq!(progressing["reason"], "RolloutQueued");
+            let message = progressing["message"].as_str().unwrap_or_default();
+            assert!(message.contains("other/fleet is rolling out"), "{message}");
+            assert_eq!(body["status"]["podTemplateHash"], "applied-before");
+            assert_eq!(body["status"]["observedGeneration"], 1);
+        })],
     ])
 }
 
@@ -472,16 +462,9 @@ pub(super) fn persistence_turned_on() -> Scenario {
             ssa(NET, "networkpolicies", "chat-redis", "NetworkPolicy", false),
         ],
         services_reapplied(),
+        vec![ssa_deployment(false, |_| {}), ssa_pdb(false)],
+        nothing_else_to_prune(),
         vec![
-            ssa_deployment(false, |_| {}),
-            ssa_pdb(false),
-            absent(NS_API, "services", "chat-redis-pods"),
-            absent(NS_API, "services", "chat-redis-sentinel"),
-            absent(APPS, "statefulsets", "chat-redis-sentinel"),
-            absent(POLICY, "poddisruptionbudgets", "chat-redis-sentinel"),
-            absent(NET, "networkpolicies", "chat-redis-sentinel"),
-            absent(NET, "ingresses", "chat"),
-            absent(GATEWAY, "httproutes", "chat"),
             status_patch(|body| {
                 assert_eq!(body["status"]["observedGeneration"], 2);
                 assert_eq!(condition(body, "Degraded")["status"], "False");
