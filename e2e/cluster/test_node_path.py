@@ -437,6 +437,74 @@ def test_rolling_update_keeps_every_pod_slot_ready_and_loses_no_message(chat, no
         swarm.close()
 
 
+def test_a_deleted_redis_password_secret_is_replaced_and_redis_and_the_pods_roll_to_it_once(chat, node_cluster,
+                                                                                             processes):
+    """Day 2, single managed Redis: the generated password Secret deleted. At its next
+    reconcile (the operator does not watch Secrets: its periodic resync, here nudged by an
+    annotation) the operator writes a new password once (one SecretCreated Event, the
+    value stable afterwards); Redis restarts with it (its template carries the digest) and
+    the push pods roll to it once (one new ReplicaSet); the cluster ends Ready with every
+    pod linked to Redis, and a client connected afterwards receives what is published."""
+    secret_name = f"{NAME}-redis-password"
+
+    def password() -> str | None:
+        found = kubectl("get", "secret", secret_name, "-n", APPS, "-o", "jsonpath={.data.password}", check=False)
+        return base64.b64decode(found.stdout).decode() if found.returncode == 0 and found.stdout else None
+    wait_for("3 ready pods", lambda: len(p := push_pods(chat)) == 3 and all(ready(x) for x in p), timeout=120,
+             interval=0.5)
+    old_password = password()
+    old_pods = {p["metadata"]["name"] for p in push_pods(chat)}
+    old_redis = kubectl_json("get", "pod", f"{NAME}-redis-0", "-n", APPS)["metadata"]["uid"]
+    replica_sets = {r["metadata"]["name"] for r in kubectl_json("get", "replicasets", "-n", APPS, "-l",
+                                                                  chat["selector"])["items"]}
+    def secrets_created() -> int:
+        """SecretCreated Events of the cluster, counted with their series (the recorder folds
+        one reason into one Event)."""
+        items = kubectl_json("get", "events.v1.events.k8s.io", "-n", APPS, "--field-selector",
+                             f"regarding.name={NAME},reason=SecretCreated")["items"]
+        return sum((e.get("series") or {}).get("count", 1) for e in items)
+    created_before = secrets_created()
+    deleted = time.monotonic()
+    kubectl("delete", "secret", secret_name, "-n", APPS)
+    kubectl("annotate", "--overwrite", "pushcluster", NAME, "-n", APPS, f"e2e/nudge={time.time()}")
+    new_password = wait_for("a new Redis password", lambda: (p := password()) and p != old_password and p,
+                            timeout=60, interval=0.3)
+
+    def settled():
+        pc = kubectl_json("get", "pushcluster", NAME, "-n", APPS)
+        pods = push_pods(chat)
+        redis = kubectl_json("get", "pod", f"{NAME}-redis-0", "-n", APPS)
+        return ((condition(pc, "Ready") or {}).get("status") == "True" and len(pods) == 3
+                and all(ready(p) for p in pods) and not ({p["metadata"]["name"] for p in pods} & old_pods)
+                and redis["metadata"]["uid"] != old_redis and ready(redis)
+                and pc["status"].get("redis", {}).get("podsLinked") == 3 and pc)
+    wait_for("Ready again: Redis restarted, 3 new push pods linked to it", settled, timeout=240, interval=0.5)
+    settled_s = time.monotonic() - deleted
+    # Stable: no second password, no second roll (watched for 10 s of reconciles).
+    stable_until = time.monotonic() + 10
+    while time.monotonic() < stable_until:
+        assert password() == new_password, "the password changed again"
+        time.sleep(0.5)  # the poll period of the stability watch
+    new_sets = [r for r in kubectl_json("get", "replicasets", "-n", APPS, "-l", chat["selector"])["items"]
+                if r["metadata"]["name"] not in replica_sets]
+    created = secrets_created() - created_before
+    client = PyClient()
+    try:
+        assert client.connect(service_url(node_cluster, NAME))
+        r = requests.post(api_url(node_cluster, NAME) + CONTRACT["paths"]["PUBLISH"],
+                          headers={"Authorization": f"Bearer {chat['token']}"},
+                          json={"event": "news", "broadcast": True, "data": "after-rotation"}, timeout=10)
+        assert r.status_code == 202, r.text
+        wait_for("the broadcast after the rotation", lambda: client.received("news") == ["after-rotation"],
+                 timeout=15, interval=0.1)
+    finally:
+        client.close()
+    print(f"\nRedis password Secret deleted: new password written, Redis restarted and 3 push pods rolled, Ready "
+          f"after {settled_s:.1f} s; {len(new_sets)} new ReplicaSet, {created} SecretCreated Event(s)")
+    assert len(new_sets) == 1, [r["metadata"]["name"] for r in new_sets]
+    assert created == 1, created
+
+
 # From the thaw to RedisReady True: the pods' next PING (1 s) and readiness probe (5 s) or the
 # operator's next look while RedisReady is False (plan::REDIS_DOWN_RESYNC, 5 s), plus a reconcile.
 THAW_BOUND_S = 5 + 5
