@@ -325,16 +325,23 @@ def test_a_scale_out_moves_clients_from_the_hot_pod_to_the_new_ones(chat, node_c
     cluster never says Degraded for the pod that is not ready on purpose. With address
     affinity a client lands where its address maps, so the spread is judged no finer."""
     window = 5
-    kubectl("patch", "pushcluster", NAME, "-n", APPS, "--type=merge", "-p", json.dumps(
-        {"spec": {"replicas": 1, "autoscaling": {"rebalance": {"windowSeconds": window}}}}))
-    wait_for("one ready push-server pod", lambda: len(p := push_pods(chat)) == 1 and ready(p[0]), timeout=120,
-             interval=0.5)
-    [hot] = push_pods(chat)
-    url, api = service_url(node_cluster, NAME), api_url(node_cluster, NAME)
-    swarm = NodeClients(processes, {"url": url, "count": 30, "transports": ["websocket"], "rooms": ROOMS,
-                                    "sources": [f"127.0.3.{i}" for i in range(1, 31)], "reconnection": True,
-                                    "reconnectionDelay": 200, "reconnectionDelayMax": 1000}, name="rebalance")
+    swarm = None
     try:
+        kubectl("patch", "pushcluster", NAME, "-n", APPS, "--type=merge", "-p", json.dumps(
+            {"spec": {"replicas": 1, "autoscaling": {"rebalance": {"windowSeconds": window}}}}))
+
+        def one_pod():
+            # The spec applied and settled, and no other pod left (terminating ones count).
+            pc = kubectl_json("get", "pushcluster", NAME, "-n", APPS)
+            pods = push_pods(chat)
+            return (pc["status"].get("observedGeneration") == pc["metadata"]["generation"]
+                    and (condition(pc, "Progressing") or {}).get("reason") == "Complete"
+                    and len(pods) == 1 and ready(pods[0]) and pods[0])
+        hot = wait_for("one ready push-server pod, no other left", one_pod, timeout=120, interval=0.5)
+        url, api = service_url(node_cluster, NAME), api_url(node_cluster, NAME)
+        swarm = NodeClients(processes, {"url": url, "count": 30, "transports": ["websocket"], "rooms": ROOMS,
+                                        "sources": [f"127.0.3.{i}" for i in range(1, 31)], "reconnection": True,
+                                        "reconnectionDelay": 200, "reconnectionDelayMax": 1000}, name="rebalance")
         swarm.wait_ready()
         assert connections(hot) == 30
         with RetryingPublisher([api], chat["token"], 10) as publisher:
@@ -372,7 +379,8 @@ def test_a_scale_out_moves_clients_from_the_hot_pod_to_the_new_ones(chat, node_c
         # Not ready on purpose while it moves clients off: not a lost pod.
         assert degraded == [], degraded[:1]
     finally:
-        swarm.close()
+        if swarm:
+            swarm.close()
         kubectl("patch", "pushcluster", NAME, "-n", APPS, "--type=merge", "-p",
                 json.dumps({"spec": {"autoscaling": None, "replicas": 3}}))
 

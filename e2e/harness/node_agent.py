@@ -82,6 +82,13 @@ def now_micro() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def write_atomically(path: Path, text: str) -> None:
+    """Readers (tests, `kube down`) poll these files: never let one see a half-written one."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
 class Api:
     """The API server through the admin kubeconfig (client certificate)."""
 
@@ -332,7 +339,7 @@ class NodeAgent:
         for key in list(self.services):
             if key not in seen:
                 self.services.pop(key)[1].close()
-        (self.state / "services.json").write_text(json.dumps(
+        write_atomically(self.state / "services.json", json.dumps(
             {k: {"address": a, "ports": [p["port"] for p in s["spec"]["ports"]]} for k, (a, _, s) in self.services.items()},
             indent=1))
 
@@ -724,7 +731,7 @@ class NodeAgent:
 
     def write_pids(self) -> None:
         pids = [c.proc.pid for run in self.runs.values() for c in run.containers.values() if c.proc]
-        (self.pods_dir / "pids.json").write_text(json.dumps(pids))
+        write_atomically(self.pods_dir / "pids.json", json.dumps(pids))
 
 
 class ImageError(Exception):
