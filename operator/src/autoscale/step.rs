@@ -266,6 +266,7 @@ impl Autoscaler {
         loads: &[PodLoad],
     ) -> Option<PendingEvent> {
         let wanted = pc.spec.replicas;
+        let spec = pc.spec.rebalance();
         {
             let mut clusters = self.clusters.lock().ok()?;
             let memory = clusters.entry(key(pc)).or_default();
@@ -274,7 +275,6 @@ impl Autoscaler {
                 Some(before) if wanted < before => memory.rebalance_due = false,
                 _ => {}
             }
-            let spec = pc.spec.rebalance();
             let settled =
                 loads.len() == usize::try_from(wanted).unwrap_or(0) && pods.len() == loads.len();
             if !memory.rebalance_due || !spec.enabled || !settled {
@@ -287,19 +287,18 @@ impl Autoscaler {
         if moves.is_empty() {
             return None;
         }
-        let spec = pc.spec.rebalance();
         let ns = pc.namespace().unwrap_or_default();
-        let vc_token = crate::objects::deployment::api_token_secret_of(
+        let token_ref = crate::objects::deployment::api_token_secret_of(
             &pc.spec,
             &crate::validate::DerivedNames::for_cluster(&pc.name_any()),
         );
         let token = match Api::<Secret>::namespaced(client.clone(), &ns)
-            .get(&vc_token.name)
+            .get(&token_ref.name)
             .await
         {
             Ok(secret) => secret
                 .data
-                .and_then(|d| d.get(&vc_token.key).cloned())
+                .and_then(|d| d.get(&token_ref.key).cloned())
                 .and_then(|b| String::from_utf8(b.0).ok())?,
             Err(e) => {
                 tracing::warn!(cluster = %key(pc), error = %e, "rebalance skipped: API token not read");
@@ -350,9 +349,7 @@ impl Autoscaler {
             )
         })
     }
-}
 
-impl Autoscaler {
     /// How many pods are not ready because they move clients off (see
     /// [`Self::rebalance_if_due`]), at `now`.
     fn pods_rebalancing(&self, pc: &PushCluster, now: Instant) -> i32 {

@@ -113,18 +113,26 @@ pub(super) fn ssa_pdb(created: bool) -> Call {
     )
 }
 
-/// The prune of a single managed Redis behind a Service: no Sentinel objects, no
-/// Ingress, no HTTPRoute are there to remove.
-pub(super) fn nothing_else_to_prune() -> Vec<Call> {
+/// A Redis without replicas: none of the replicated topology's objects is there to remove.
+pub(super) fn no_replication_left() -> Vec<Call> {
     vec![
         absent(NS_API, "services", "chat-redis-pods"),
         absent(NS_API, "services", "chat-redis-sentinel"),
         absent(APPS, "statefulsets", "chat-redis-sentinel"),
         absent(POLICY, "poddisruptionbudgets", "chat-redis-sentinel"),
         absent(NET, "networkpolicies", "chat-redis-sentinel"),
+    ]
+}
+
+/// The prune of a single managed Redis behind a Service: no Sentinel objects, no
+/// Ingress, no HTTPRoute are there to remove.
+pub(super) fn nothing_else_to_prune() -> Vec<Call> {
+    let mut calls = no_replication_left();
+    calls.extend([
         absent(NET, "ingresses", "chat"),
         absent(GATEWAY, "httproutes", "chat"),
-    ]
+    ]);
+    calls
 }
 
 /// External Redis: none of the managed Redis's objects is there to remove.
@@ -134,13 +142,11 @@ pub(super) fn no_managed_redis_left() -> Vec<Call> {
         absent(APPS, "statefulsets", "chat-redis"),
         absent(POLICY, "poddisruptionbudgets", "chat-redis"),
         absent(NET, "networkpolicies", "chat-redis"),
-        absent(NS_API, "services", "chat-redis-pods"),
-        absent(NS_API, "services", "chat-redis-sentinel"),
-        absent(APPS, "statefulsets", "chat-redis-sentinel"),
-        absent(POLICY, "poddisruptionbudgets", "chat-redis-sentinel"),
-        absent(NET, "networkpolicies", "chat-redis-sentinel"),
-        absent(NS_API, "secrets", "chat-redis-password"),
     ]
+    .into_iter()
+    .chain(no_replication_left())
+    .chain([absent(NS_API, "secrets", "chat-redis-password")])
+    .collect()
 }
 
 /// Server-side apply of `kind`/`name` under `base`; `created` = the object did not exist (201).
