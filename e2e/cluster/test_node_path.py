@@ -1002,7 +1002,21 @@ def test_the_charts_alerts_in_a_real_prometheus_fire_and_resolve(operator, node_
         kubectl("delete", "namespace", ALERTS_NS, "--wait=false", check=False)
 
 
-def test_a_new_redis_image_rolls_every_redis_pod_and_sentinel_and_loses_nothing(ha, processes):
+def switchovers(plane: ControlPlane) -> str:
+    """What the replicated Redis's pods said about failovers, in time order: each stopping
+    primary's preStop log and the Sentinels' failover events (the post-mortem of a gap)."""
+    events = ("+switch-master", "+try-failover", "+failover-end", "-failover-abort", "+odown", "+sdown master",
+              "user requested FAILOVER", "+convert-to-slave")
+    lines = []
+    for pod in sorted((plane.state / "node" / "pods").glob(f"{HA}_{NAME}-redis-*")):
+        for log in sorted(pod.glob("*.log")):
+            for line in log.read_text(errors="replace").splitlines():
+                if log.name.endswith(".prestop.log") or any(e in line for e in events):
+                    lines.append(f"{pod.name.removeprefix(HA + '_')}: {line}")
+    return "\n".join(lines)
+
+
+def test_a_new_redis_image_rolls_every_redis_pod_and_sentinel_and_loses_nothing(ha, processes, node_cluster):
     """Day 2 on the replicated Redis: a new image rolls the three Redis pods (one at a time,
     each new one ready only once in sync; the primary's pod hands over before it stops)
     and the Sentinels, with a publisher at 50/s retrying 503s with its key: every 202
@@ -1035,8 +1049,9 @@ def test_a_new_redis_image_rolls_every_redis_pod_and_sentinel_and_loses_nothing(
         print(f"\nRedis image change rolled 3 Redis pods and 3 Sentinels: {len(publisher.accepted)} answered 202 "
               f"({publisher.retries} retries), each received once, in order; longest stretch without a 202 "
               f"{gap:.1f} s; {condition(pc, 'RedisReady')['message']}")
-        assert publisher.refused == [], f"never answered 202: {publisher.refused[:20]}"
-        assert gap <= 5.0, f"no 202 for {gap:.1f} s"
+        print(log := switchovers(node_cluster))
+        assert publisher.refused == [], f"never answered 202: {publisher.refused[:20]}\n{log}"
+        assert gap <= 5.0, f"no 202 for {gap:.1f} s\n{log}"
     finally:
         swarm.close()
 

@@ -23,7 +23,8 @@ What it does (and how it maps a container onto this machine):
   service-account token, hostPath, subPath, file modes.
 - ServiceAccount: a TokenRequest token for the pod's ServiceAccount in a kubeconfig of the
   pod's own, exposed as KUBECONFIG (unless automountServiceAccountToken is false).
-- Probes: httpGet, tcpSocket and exec readiness/liveness probes against the process, with
+- Probes: httpGet, tcpSocket and exec readiness/liveness probes (an exec's args rewritten as
+  the container's) against the process, with
   their period/timeout/failure thresholds; container statuses and the pod's Ready
   condition come from them; a liveness failure restarts the container.
 - Restarts per restartPolicy with backoff (1 s doubling to 30 s; kubelet's is 10 s to 5 min),
@@ -38,7 +39,8 @@ What it does (and how it maps a container onto this machine):
   pod's name under a headless Service (`<pod>.<svc>.<ns>.svc[.cluster.local]`) by the
   pod's address.
   services.json in the state directory lists them (`python3 -m harness.kube urls`).
-- Logs: <state>/pods/<namespace>_<pod>/<container>.log; every process it starts is in
+- Logs: <state>/pods/<namespace>_<pod>/<container>.log (a preStop exec's output in
+  <container>.prestop.log); every process it starts is in
   pids.json there, so `kube-down` stops them even after the agent crashed.
 
 Run: python3 -m harness.node_agent --kubeconfig K --state DIR (make kube-up starts it).
@@ -150,6 +152,9 @@ class Container:
     liveness: Probe | None = None
     # The environment it was started with (exec probes and hooks run in it, as in a pod).
     env: dict[str, str] = field(default_factory=dict)
+    # Its mountPaths and the directories standing in for them (an exec probe or hook sees
+    # the container's paths: they are rewritten as its args are).
+    mounts: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -563,7 +568,7 @@ class NodeAgent:
             cmd += ["--bind", run.ip]
         base_env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "RUST_BACKTRACE")}
         base_env["TMPDIR"] = str(run.dir)
-        c.env = {**base_env, **env}
+        c.env, c.mounts = {**base_env, **env}, mounts
         with open(c.log, "a") as log:
             c.proc = subprocess.Popen(cmd, env=c.env, stdin=subprocess.DEVNULL, stdout=log,
                                       stderr=subprocess.STDOUT, start_new_session=True, cwd=run.dir)
@@ -618,7 +623,9 @@ class NodeAgent:
             if c.readiness is None:
                 c.ready = True
 
-    def probe(self, run: PodRun, c: Container, spec: dict) -> bool:
+    def probe(self, run: PodRun, c: Container, spec: dict, output: Path | None = None) -> bool:
+        """Runs a probe or hook; an exec's output is appended to `output` when given (a
+        kubelet keeps a hook's output nowhere: here it is kept for a post-mortem)."""
         timeout = spec.get("timeoutSeconds", 1)
 
         def port(value) -> int:
@@ -638,8 +645,13 @@ class NodeAgent:
                 command = spec["exec"]["command"]
                 if command and command[0] in REDIS_IMAGE_SHELLS:
                     command = ["/bin/sh", *command[1:]]
-                return subprocess.run(command, timeout=timeout, capture_output=True, cwd=run.dir,
-                                      env=c.env or None).returncode == 0
+                command = [command[0], *(self.rewrite(a, run.namespace, run.ip, c.mounts) for a in command[1:])]
+                if output is None:
+                    return subprocess.run(command, timeout=timeout, capture_output=True, cwd=run.dir,
+                                          env=c.env or None).returncode == 0
+                with output.open("a") as log:
+                    return subprocess.run(command, timeout=timeout, stdout=log, stderr=subprocess.STDOUT,
+                                          cwd=run.dir, env=c.env or None).returncode == 0
         except (requests.RequestException, OSError, subprocess.SubprocessError, StopIteration):
             return False
         return True
@@ -700,7 +712,8 @@ class NodeAgent:
         for c in run.containers.values():
             pre_stop = (c.spec.get("lifecycle") or {}).get("preStop")
             if pre_stop and c.proc:
-                self.probe(run, c, {**pre_stop, "timeoutSeconds": max(1, grace)})
+                self.probe(run, c, {**pre_stop, "timeoutSeconds": max(1, grace)},
+                           output=run.dir / f"{c.spec['name']}.prestop.log")
         self.stop_containers(run, grace=max(0.0, deadline - time.monotonic()))
         statuses = []
         for name, c in run.containers.items():

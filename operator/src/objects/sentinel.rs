@@ -53,12 +53,15 @@ pub fn down_after_ms(quorum_ms: u32, index: u32) -> u32 {
     (quorum_ms + index * DOWN_AFTER_STAGGER_MS).saturating_sub(before_quorum)
 }
 const WORK_DIR: &str = "/data";
+/// A Sentinel's marker (in `WORK_DIR`) that it has reset the others once they greeted it.
+const GREETED: &str = "greeted";
 /// How long a restarted primary waits for the Sentinels to promote a replica.
 const PROMOTION_WAIT_SECONDS: u32 = 60;
 /// A stopping primary waits this many half seconds for its switchover (then stops anyway:
 /// the Sentinels fail it over as a dead one).
 const SWITCHOVER_POLLS: u32 = 40;
-/// How long a stopping primary holds writes for its switchover (longer than the polls).
+/// How long a stopping primary holds writes for its switchover (longer than the polls take
+/// while the Sentinels answer).
 const PAUSE_MS: u32 = 25000;
 
 fn field_env(name: &str, path: &str) -> EnvVar {
@@ -201,52 +204,69 @@ for other in $others; do lists_me "$other" || exit 1; done
 }
 
 /// The Redis pods' preStop hook: a primary about to stop (a rollout, a drain, a deleted
-/// pod) has the Sentinels promote a replica first and waits until it is one itself, so
-/// publishes pause for a switchover (about a second) instead of the Sentinels' detection
-/// of a dead primary (`DOWN_AFTER_MS`, then the failover).
+/// pod) has the Sentinels promote a replica first and becomes its replica, so publishes
+/// pause for a switchover (about a second) instead of the Sentinels' detection of a dead
+/// primary (`DOWN_AFTER_MS`, then the failover).
 ///
 /// Writes are paused on it first (`CLIENT PAUSE … WRITE`): between the promotion and its
 /// own demotion the old primary still takes writes, and a replica not yet re-pointed still
 /// acknowledges them (`WAIT`), so a publish answered 202 there would be dropped when that
-/// replica resyncs from the new primary (measured: one of 938 lost before the pause). A
-/// paused write is answered when the pause ends, on a demoted server: refused, retried.
+/// replica resyncs from the new primary (measured: one of 938 lost before the pause).
+///
+/// It demotes itself (`REPLICAOF` is not a write: the pause lets it through) as soon as
+/// the Sentinels name the new primary. Left to them, the demotion never came while it
+/// was paused: their hello `PUBLISH` waits out the pause, the `PING`s queue behind it, and
+/// they only reconfigure an instance that has answered for 8 s (measured: still the
+/// primary 21 s after the promotion, then unpaused as one). A paused write is answered
+/// once the pause ends, on a replica: refused, retried with its key.
 pub fn redis_pre_stop() -> String {
     let cli = format!(
         "timeout 3 redis-cli -h \"$POD_IP\" -p {REDIS_PORT} -a \"$REDIS_PASSWORD\" --no-auth-warning"
     );
     format!(
-        r#"role=`{cli} --raw ROLE 2>/dev/null | head -n 1` || exit 0
+        r#"say() {{ echo "`date +%H:%M:%S` $*"; }}
+{functions}
+role=`{cli} --raw ROLE 2>/dev/null | head -n 1` || exit 0
 [ "$role" = master ] || exit 0
 {cli} CLIENT PAUSE {PAUSE_MS} WRITE >/dev/null 2>&1 || exit 0
+say "primary stopping: writes paused, asking the Sentinels for a switchover"
 tries=0
 answer=
 while [ "$answer" != OK ] && [ "$tries" -lt {SWITCHOVER_POLLS} ]; do
   answer=`timeout 3 redis-cli -h "$SENTINEL_HOST" -p {SENTINEL_PORT} SENTINEL FAILOVER {REDIS_SENTINEL_MASTER} 2>&1` || answer=
-  [ "$answer" = OK ] || {{ sleep 0.5; tries=`expr "$tries" + 1`; }}
+  [ "$answer" = OK ] || {{ say "SENTINEL FAILOVER: ${{answer:-no answer}}"; sleep 0.5; tries=`expr "$tries" + 1`; }}
 done
-if [ "$answer" != OK ]; then
-  {cli} CLIENT UNPAUSE >/dev/null 2>&1
-  exit 0
+primary="$POD_IP"
+if [ "$answer" = OK ]; then
+  say "switchover started"
+  tries=0
+  while [ "$tries" -lt {SWITCHOVER_POLLS} ]; do
+    primary=`ask` || primary=
+    [ -z "$primary" ] || [ "$primary" = "$POD_IP" ] || break
+    sleep 0.5; tries=`expr "$tries" + 1`
+  done
 fi
-tries=0
-while [ "$tries" -lt {SWITCHOVER_POLLS} ]; do
-  role=`{cli} --raw ROLE 2>/dev/null | head -n 1` || exit 0
-  [ "$role" = master ] || exit 0
-  sleep 0.5; tries=`expr "$tries" + 1`
-done
+if [ -n "$primary" ] && [ "$primary" != "$POD_IP" ]; then
+  {cli} REPLICAOF "$primary" {REDIS_PORT} >/dev/null 2>&1
+  say "the Sentinels name $primary: a replica of it now"
+else
+  say "no switchover: stopping as the primary (the Sentinels fail it over as a dead one)"
+fi
 {cli} CLIENT UNPAUSE >/dev/null 2>&1
-"#
+"#,
+        functions = functions(),
     )
 }
 
-/// The Sentinels' readiness: this Sentinel reaches a quorum and a majority of Sentinels
-/// (`SENTINEL CKQUORUM`) and knows at least one healthy replica to promote. A Sentinel
+/// The Sentinels' readiness: this Sentinel has reset the others (its start script),
+/// reaches a quorum and a majority of Sentinels (`SENTINEL CKQUORUM`) and knows at least one healthy replica to promote. A Sentinel
 /// learns replicas from the primary's `INFO` every 10 s: until then a failover would
 /// abort with "no good slave", so it is not ready (measured: a primary deleted 10 s after
 /// the first start was not failed over).
 pub fn sentinel_ready() -> String {
     format!(
-        r#"cli() {{ timeout 3 redis-cli -h "$POD_IP" -p {SENTINEL_PORT} "$@"; }}
+        r#"[ -f {WORK_DIR}/{GREETED} ] || exit 1
+cli() {{ timeout 3 redis-cli -h "$POD_IP" -p {SENTINEL_PORT} "$@"; }}
 cli SENTINEL CKQUORUM {REDIS_SENTINEL_MASTER} | grep -q '^OK' || exit 1
 cli --raw SENTINEL REPLICAS {REDIS_SENTINEL_MASTER} | awk 'previous == "flags" && $0 == "slave" {{ healthy++ }} {{ previous = $0 }} END {{ exit !(healthy >= 1) }}'
 "#
@@ -286,7 +306,10 @@ EOF
 # This Sentinel's previous life (another address, another ID) stays in the others' lists
 # as a Sentinel that is down, and counts against the majority a failover needs: once they
 # greet this one, each other Sentinel is reset (it forgets and, within seconds,
-# rediscovers the Sentinels and replicas that are really there).
+# rediscovers the Sentinels and replicas that are really there). Not ready before that
+# (the marker `greeted`): a reset aborts a failover the other runs, so the servers' roll,
+# which waits for the Sentinels', must not start a switchover while resets are due.
+rm -f {work}/{GREETED}
 (
   waited=0
   while [ "$waited" -lt 60 ]; do
@@ -297,6 +320,7 @@ EOF
       break
     fi
   done
+  touch {work}/{GREETED}
 ) &
 exec redis-server {work}/sentinel.conf --sentinel
 "#,
