@@ -889,6 +889,7 @@ def test_an_operator_upgrade_with_a_new_push_server_image_rolls_the_clusters_one
 
 # --- the chart's alerts in a real Prometheus ------------------------------------------------
 ALERTS_NS = "alerts-apps"
+DEGRADED_FOR = 20  # seconds: PushClusterDegraded's `for` in the real Prometheus test (the chart: 5m)
 PROMETHEUS = Path(__file__).resolve().parents[2] / ".tools" / "bin" / "prometheus"
 
 
@@ -935,11 +936,16 @@ def test_the_charts_alerts_in_a_real_prometheus_fire_and_resolve(operator, node_
     from the API server as the chart's PodMonitor and ServiceMonitor describe them and
     evaluates the chart's rules. A healthy cluster fires nothing; its Redis stopped (the
     PushCluster paused, the Redis StatefulSet scaled to 0), PushClusterRedisLinkDown
-    fires after its `for` (1 minute) plus a scrape; Redis back, it resolves."""
+    fires after its `for` (1 minute) plus a scrape; Redis back, it resolves. Then a spec
+    the API server refuses (Degraded, ApplyFailed) fires PushClusterDegraded (its `for`
+    shortened to DEGRADED_FOR here: promtool judges the chart's 5 minutes in the fast
+    tier); the spec fixed, it resolves."""
     if not PROMETHEUS.exists():
         pytest.fail("prometheus not built: run .ci/setup (e2e/prometheus/build)")
     rule = yaml.safe_load(helm("template", "pc", str(CHART), "--set", "prometheusRule.enabled=true",
                                "--show-only", "templates/prometheusrule.yaml").stdout)
+    degraded_rule = next(r for g in rule["spec"]["groups"] for r in g["rules"] if r.get("alert") == "PushClusterDegraded")
+    degraded_rule["for"] = f"{DEGRADED_FOR}s"
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rule["spec"]))
     (tmp_path / "prometheus.yaml").write_text(yaml.safe_dump(prometheus_config(node_cluster.kubeconfig)))
     restricted_namespace(ALERTS_NS)
@@ -997,6 +1003,31 @@ def test_the_charts_alerts_in_a_real_prometheus_fire_and_resolve(operator, node_
         print(f"\nreal Prometheus: PushClusterRedisLinkDown fired {fired_s:.1f} s after Redis stopped (for: 1m), "
               f"resolved {resolved_s:.1f} s after it was started again")
         assert 60 <= fired_s <= 60 + 15, f"fired after {fired_s:.1f} s"
+
+        kubectl("annotate", "pushcluster", NAME, "-n", ALERTS_NS, "pushcluster.dev/paused-")
+        # A CPU request above its limit passes the CRD, not the API server's validation of
+        # the Deployment: 422 on every apply.
+        kubectl("patch", "pushcluster", NAME, "-n", ALERTS_NS, "--type=merge", "-p",
+                json.dumps({"spec": {"resources": {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}}}))
+        wait_for("Degraded (ApplyFailed)", lambda: (condition(
+            kubectl_json("get", "pushcluster", NAME, "-n", ALERTS_NS), "Degraded") or {}).get("reason")
+            == "ApplyFailed", timeout=30, interval=0.2)
+        degraded = time.monotonic()
+        alert = wait_for("PushClusterDegraded firing", lambda: firing("PushClusterDegraded"),
+                         timeout=DEGRADED_FOR + 60, interval=0.5)[0]
+        degraded_fired_s = time.monotonic() - degraded
+        assert alert["labels"]["namespace"] == ALERTS_NS and alert["labels"]["pushcluster"] == NAME, alert
+        assert [a["labels"]["alertname"] for a in prometheus_alerts(url) if a["state"] == "firing"] \
+            == ["PushClusterDegraded"], prometheus_alerts(url)
+        kubectl("patch", "pushcluster", NAME, "-n", ALERTS_NS, "--type=merge", "-p",
+                json.dumps({"spec": {"resources": None}}))
+        fixed = time.monotonic()
+        wait_for("PushClusterDegraded resolved", lambda: not [
+            a for a in prometheus_alerts(url) if a["labels"]["alertname"] == "PushClusterDegraded"],
+            timeout=60, interval=0.5)
+        print(f"real Prometheus: PushClusterDegraded fired {degraded_fired_s:.1f} s after the cluster said Degraded "
+              f"(for: {DEGRADED_FOR}s), resolved {time.monotonic() - fixed:.1f} s after the spec was fixed")
+        assert DEGRADED_FOR <= degraded_fired_s <= DEGRADED_FOR + 15, f"fired after {degraded_fired_s:.1f} s"
     finally:
         kubectl("annotate", "pushcluster", NAME, "-n", ALERTS_NS, "pushcluster.dev/paused-", check=False)
         kubectl("delete", "namespace", ALERTS_NS, "--wait=false", check=False)
