@@ -81,6 +81,16 @@ pub trait NodeSockets: Send + Sync + 'static {
     /// The recovery pids of this node's sockets (those that have one), each with
     /// whether the socket is in its rooms (not still recovering).
     fn recovery_pids(&self) -> Vec<(String, bool)>;
+    /// Sends `event` with `data` to this node's sockets in `room` (every namespace; all
+    /// sockets when `None`) whose id `chosen` accepts, then disconnects them (socket.io's
+    /// DISCONNECT, after the event on the same socket); returns how many.
+    fn disconnect(
+        &self,
+        room: Option<&str>,
+        chosen: &dyn Fn(&str) -> bool,
+        event: &str,
+        data: &serde_json::Value,
+    ) -> usize;
 }
 
 impl<A: Adapter> NodeSockets for SocketIo<A> {
@@ -111,5 +121,32 @@ impl<A: Adapter> NodeSockets for SocketIo<A> {
             .iter()
             .filter_map(|s| s.recovery_pid().map(|pid| (pid.to_owned(), !recovering(s))))
             .collect()
+    }
+
+    fn disconnect(
+        &self,
+        room: Option<&str>,
+        chosen: &dyn Fn(&str) -> bool,
+        event: &str,
+        data: &serde_json::Value,
+    ) -> usize {
+        let mut ended = 0;
+        for namespace in crate::publish::NAMESPACES {
+            let Some(ns) = self.of(*namespace) else {
+                continue;
+            };
+            let sockets = match room {
+                Some(room) => ns.local().to(room.to_owned()).sockets(),
+                None => ns.local().sockets(),
+            };
+            for socket in sockets.into_iter().filter(|s| chosen(s.id.as_str())) {
+                // Gone meanwhile: nothing to tell, nothing to end.
+                let _ = socket.emit(event, data);
+                if socket.disconnect().is_ok() {
+                    ended += 1;
+                }
+            }
+        }
+        ended
     }
 }

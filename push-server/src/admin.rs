@@ -1,5 +1,5 @@
 //! The server port (`PUSH_ADMIN_LISTEN`): the publish API backends call, `/metrics`,
-//! `/healthz`, `/readyz`. Kept off the client port so exposing clients never exposes
+//! `/healthz`, `/readyz`, rebalance and disconnect. Kept off the client port so exposing clients never exposes
 //! the publish API or the metrics (Centrifugo's internal port, for the same reason).
 
 use axum::{
@@ -11,7 +11,7 @@ use axum::{
 };
 use push_contract::paths;
 
-use crate::{publish, rebalance, state::SharedState};
+use crate::{disconnect, publish, rebalance, state::SharedState};
 
 pub fn router(state: SharedState) -> Router {
     Router::new()
@@ -20,6 +20,7 @@ pub fn router(state: SharedState) -> Router {
         .route(paths::METRICS, get(metrics))
         .route(paths::PUBLISH, post(publish::http::publish))
         .route(paths::REBALANCE, post(rebalance::rebalance))
+        .route(paths::DISCONNECT, post(disconnect::disconnect))
         .with_state(state)
 }
 

@@ -9,6 +9,7 @@ pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod conn;
+pub mod disconnect;
 pub mod drain;
 pub mod error;
 pub mod history;
@@ -235,6 +236,13 @@ async fn follow_redis(
         wait: config.replica_wait(),
     };
     tokio::spawn(channel.run(shutdown.drain.clone()));
+    tokio::spawn(disconnect::listen(
+        link.clone(),
+        state.keys.disconnect_channel(),
+        sockets.clone(),
+        state.metrics.clone(),
+        stop.clone(),
+    ));
     if let Some(history) = config.history {
         tokio::spawn(socket::recover::keep_sessions(
             link.clone(),

@@ -117,6 +117,7 @@ pub struct Metrics {
     pub draining: Gauge,
     pub handshakes_refused: Counter,
     pub rebalanced: Counter,
+    pub disconnected_by_api: Counter,
     pub rebalancing: Gauge,
     recoveries: Family<RecoveryLabels, Counter>,
     pub messages_replayed: Counter,
@@ -192,6 +193,12 @@ impl Metrics {
             counter_name(names::REBALANCED),
             "Connections this node moved to the others by a rebalance",
             rebalanced.clone(),
+        );
+        let disconnected_by_api = Counter::default();
+        registry.register(
+            counter_name(names::DISCONNECTED_BY_API),
+            "Sockets this node ended because the disconnect API asked it to",
+            disconnected_by_api.clone(),
         );
         let rebalancing = Gauge::default();
         registry.register(
@@ -283,6 +290,7 @@ impl Metrics {
             draining,
             handshakes_refused,
             rebalanced,
+            disconnected_by_api,
             rebalancing,
             recoveries,
             messages_replayed,

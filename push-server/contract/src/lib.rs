@@ -198,6 +198,8 @@ pub mod paths {
     pub const PUBLISH: &str = "/api/v1/publish";
     /// Server port, bearer token: move some of this node's clients to the others.
     pub const REBALANCE: &str = "/api/v1/rebalance";
+    /// Server port, bearer token: end a user's sockets, or one socket, on every node.
+    pub const DISCONNECT: &str = "/api/v1/disconnect";
     pub const METRICS: &str = "/metrics";
     pub const HEALTHZ: &str = "/healthz";
     pub const READYZ: &str = "/readyz";
@@ -228,6 +230,8 @@ pub mod metrics {
     pub const HANDSHAKES_REFUSED: &str = "push_handshakes_refused_total";
     /// Counter: connections this node moved to the others by a rebalance.
     pub const REBALANCED: &str = "push_rebalanced_connections_total";
+    /// Counter: sockets this node ended because the disconnect API asked it to.
+    pub const DISCONNECTED_BY_API: &str = "push_disconnected_by_api_total";
     /// Gauge: 1 while this node moves clients off for a rebalance.
     pub const REBALANCING: &str = "push_rebalancing";
     /// Counter, label `result` (`recovered`, `broken`): reconnecting clients that asked
@@ -273,6 +277,10 @@ pub mod socket {
     /// Sent to a socket when its JWT's `exp` passes, `{"reason", "exp"}`, right before
     /// the server disconnects it: reconnect with a fresh token to continue.
     pub const AUTH_EXPIRED: &str = "auth_expired";
+    /// Sent to a socket right before the server disconnects it because a backend asked
+    /// (the disconnect API), `{"reason"}`: the official client does not reconnect by
+    /// itself after a server-side disconnect.
+    pub const DISCONNECT_REASON: &str = "disconnect_reason";
     /// Sent right after CONNECT to a client that asked to recover (socket.io's
     /// connection state recovery) but cannot get everything it missed:
     /// `{"reason", "rooms", "broadcast", "revoked"}`; `socket.recovered` is false, the

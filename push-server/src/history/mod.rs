@@ -135,6 +135,11 @@ impl Keys {
         format!("{}:i:{key}", self.prefix)
     }
 
+    /// The pub/sub channel of the disconnect API's orders to every node.
+    pub fn disconnect_channel(&self) -> String {
+        format!("{}:disconnect", self.prefix)
+    }
+
     /// Digests of the last channel messages appended (see `script::Fence`).
     pub fn channel_taken(&self) -> String {
         format!("{}:taken", self.prefix)
