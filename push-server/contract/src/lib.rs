@@ -281,6 +281,13 @@ pub mod socket {
     /// (the disconnect API), `{"reason"}`: the official client does not reconnect by
     /// itself after a server-side disconnect.
     pub const DISCONNECT_REASON: &str = "disconnect_reason";
+    /// Emitted by a client with `{"token"}` and an ack before its JWT's `exp`: the
+    /// connection moves to the new token (same subject, later `exp`) without a
+    /// reconnect. Ack `{"exp", "left"?}` or `{"error"}`.
+    pub const REFRESH_TOKEN: &str = "refresh_token";
+    /// Sent when a refreshed token no longer allows some of the socket's rooms, which it
+    /// has left: `{"rooms", "reason"}`.
+    pub const ROOMS_REVOKED: &str = "rooms_revoked";
     /// Sent right after CONNECT to a client that asked to recover (socket.io's
     /// connection state recovery) but cannot get everything it missed:
     /// `{"reason", "rooms", "broadcast", "revoked"}`; `socket.recovered` is false, the

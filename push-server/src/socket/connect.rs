@@ -8,10 +8,7 @@ use socketioxide::{
     extract::{SocketRef, State, TryData},
 };
 
-use super::{
-    events::{identity_of, register_handlers},
-    expiry, recover,
-};
+use super::{events::register_handlers, expiry, extensions::identity_of, recover};
 use crate::{
     auth::{
         identity::{AuthError, Identity},

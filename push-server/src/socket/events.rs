@@ -1,9 +1,7 @@
 //! The events of an admitted socket: subscribe, unsubscribe (within its event
-//! budget), disconnect.
+//! budget), refresh_token (`refresh`), disconnect.
 
-use std::sync::{Arc, Mutex};
-
-use push_contract::socket::{SUBSCRIBE, UNSUBSCRIBE};
+use push_contract::socket::{REFRESH_TOKEN, SUBSCRIBE, UNSUBSCRIBE};
 use socketioxide::{
     adapter::Adapter,
     extract::{AckSender, SocketRef, State, TryData},
@@ -11,10 +9,12 @@ use socketioxide::{
 };
 
 use super::{
-    expiry, rate, recover,
+    expiry,
+    extensions::{self, identity_of, within_budget},
+    rate, recover,
     rooms::{self, RoomsRequest, malformed, plan_subscribe, plan_unsubscribe, recovering},
 };
-use crate::{auth::identity::Identity, state::SharedState};
+use crate::state::SharedState;
 
 /// Registered by the middleware, before CONNECT is sent: socketioxide runs the
 /// (async) connect handler on a spawned task after sending CONNECT, so handlers
@@ -25,37 +25,11 @@ pub(super) fn register_handlers<A: Adapter>(socket: &SocketRef<A>, state: &Share
         state.config.event_burst,
         std::time::Instant::now(),
     );
-    socket
-        .extensions
-        .insert(Budget(Arc::new(Mutex::new(budget))));
+    extensions::give_budget(socket, budget);
     socket.on(SUBSCRIBE, on_subscribe::<A>);
     socket.on(UNSUBSCRIBE, on_unsubscribe::<A>);
+    socket.on(REFRESH_TOKEN, super::refresh::on_refresh::<A>);
     socket.on_disconnect(on_disconnect::<A>);
-}
-
-/// The socket's inbound event budget (see `rate`).
-#[derive(Clone)]
-struct Budget(Arc<Mutex<rate::EventBudget>>);
-
-/// Whether this room request may be served; refuses (error ack) or disconnects a flood.
-fn within_budget<A: Adapter>(socket: &SocketRef<A>, ack: AckSender<A>) -> Option<AckSender<A>> {
-    let verdict = socket
-        .extensions
-        .get::<Budget>()
-        .map_or(rate::Verdict::Allow, |b| {
-            b.0.lock().map_or(rate::Verdict::Allow, |mut budget| {
-                budget.take(std::time::Instant::now())
-            })
-        });
-    if verdict == rate::Verdict::Allow {
-        return Some(ack);
-    }
-    let _ = ack.send(&rooms::rate_limited());
-    if verdict == rate::Verdict::Disconnect {
-        tracing::info!(sid = %socket.id, "room request flood: disconnecting");
-        let _ = socket.clone().disconnect();
-    }
-    None
 }
 
 async fn on_subscribe<A: Adapter>(
@@ -64,7 +38,7 @@ async fn on_subscribe<A: Adapter>(
     ack: AckSender<A>,
     State(state): State<SharedState>,
 ) {
-    let Some(ack) = within_budget(&socket, ack) else {
+    let Some(ack) = within_budget(&socket, ack, rooms::rate_limited) else {
         return;
     };
     if !recover::settled(&socket).await {
@@ -90,7 +64,7 @@ async fn on_unsubscribe<A: Adapter>(
     ack: AckSender<A>,
     State(state): State<SharedState>,
 ) {
-    let Some(ack) = within_budget(&socket, ack) else {
+    let Some(ack) = within_budget(&socket, ack, rooms::rate_limited) else {
         return;
     };
     if !recover::settled(&socket).await {
@@ -106,13 +80,6 @@ async fn on_unsubscribe<A: Adapter>(
         recover::left(&socket, &state, left).await;
     }
     let _ = ack.send(&plan);
-}
-
-pub(super) fn identity_of<A: Adapter>(socket: &SocketRef<A>) -> Identity {
-    socket
-        .extensions
-        .get::<Identity>()
-        .unwrap_or_else(Identity::anonymous)
 }
 
 async fn on_disconnect<A: Adapter>(

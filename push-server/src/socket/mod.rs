@@ -5,9 +5,11 @@
 mod connect;
 mod events;
 mod expiry;
+mod extensions;
 pub mod gate;
 pub mod rate;
 pub mod recover;
+mod refresh;
 mod rooms;
 
 use push_contract::{defaults, paths};
