@@ -30,6 +30,8 @@ struct TransportLabels {
 pub enum Source {
     http,
     redis,
+    /// A client's `publish` event.
+    client,
 }
 
 /// What became of a publish.
@@ -50,6 +52,8 @@ pub enum Outcome {
     buffer_full,
     /// On the Redis primary but not confirmed by enough replicas in time: 503.
     not_replicated,
+    /// A client's publish to a room its token does not allow.
+    forbidden,
 }
 
 /// How a recovery attempt ended.

@@ -218,7 +218,7 @@ pub mod metrics {
     pub const TRANSPORT: &str = "transport";
     /// Counter: messages written to client sockets.
     pub const MESSAGES_DELIVERED: &str = "push_messages_delivered_total";
-    /// Counter, labels `source` (`http`, `redis`) and `result`.
+    /// Counter, labels `source` (`http`, `redis`, `client`) and `result`.
     pub const PUBLISH_REQUESTS: &str = "push_publish_requests_total";
     /// Histogram: publish accepted → written to local sockets, seconds.
     pub const PUBLISH_LATENCY: &str = "push_publish_delivery_latency_seconds";
@@ -270,6 +270,10 @@ pub mod metrics {
 pub mod socket {
     pub const SUBSCRIBE: &str = "subscribe";
     pub const UNSUBSCRIBE: &str = "unsubscribe";
+    /// Emitted by a client with `{"room", "event", "data"}` and an ack: delivered to the
+    /// room like an API publish when the token's `publish` claim allows the room. Ack
+    /// `{"offset"}` (`{"delivered"}` without Redis) or `{"error"}`.
+    pub const PUBLISH: &str = "publish";
     /// A JWT's `sub` (or a session's user) puts the socket in `user:<sub>`.
     pub const USER_ROOM_PREFIX: &str = "user:";
     /// Rooms the server keeps for itself; a subscribe to one is refused.

@@ -105,6 +105,8 @@ impl RoomPolicy {
 pub struct Identity {
     pub user: Option<String>,
     pub rooms: RoomPolicy,
+    /// The rooms it may publish to (`publish` event); `None`: none.
+    pub publish: Option<RoomPolicy>,
     /// The token's `exp` (seconds since the epoch): the socket is disconnected then.
     pub expires_at: Option<i64>,
 }
@@ -114,6 +116,7 @@ impl Identity {
         Self {
             user: None,
             rooms: RoomPolicy::Any,
+            publish: None,
             expires_at: None,
         }
     }

@@ -15,6 +15,9 @@ struct Claims {
     exp: i64,
     #[serde(default)]
     rooms: Option<Vec<String>>,
+    /// Room patterns the socket may publish to (the `publish` event); absent: none.
+    #[serde(default)]
+    publish: Option<Vec<String>>,
 }
 
 /// Verifies connection tokens against one key.
@@ -80,6 +83,10 @@ impl JwtVerifier {
         Ok(Identity {
             user: Some(data.claims.sub),
             rooms: RoomPolicy::from_claim(data.claims.rooms)?,
+            publish: match data.claims.publish {
+                Some(patterns) => Some(RoomPolicy::from_claim(Some(patterns))?),
+                None => None,
+            },
             expires_at: Some(data.claims.exp),
         })
     }

@@ -124,6 +124,8 @@ pub async fn identify(
     Ok(Identity {
         user: Some(user),
         rooms: RoomPolicy::Any,
+        // A session names no rooms to publish to (no rule for them yet).
+        publish: None,
         expires_at: None,
     })
 }

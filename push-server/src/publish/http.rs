@@ -115,6 +115,14 @@ async fn accept(
             ))?;
         message.idempotency_key = Some(key.to_owned());
     }
+    hand_over(state, message).await
+}
+
+/// A validated message handed to the cluster (every node delivers it; with history on,
+/// kept for reconnecting clients), or without Redis written to this node's sockets: the
+/// one way in for the publish API and a client's `publish` event.
+pub async fn hand_over(state: &AppState, message: Message) -> Result<Accepted, PublishError> {
+    let limit = state.config.max_payload_bytes;
     let started = state.started.get().ok_or(PublishError::Starting)?;
     let origin = now_us();
     let Some(link) = &started.link else {

@@ -77,6 +77,12 @@ impl Default for Data {
     }
 }
 
+impl From<Box<RawValue>> for Data {
+    fn from(raw: Box<RawValue>) -> Self {
+        Data(raw)
+    }
+}
+
 impl PartialEq for Data {
     fn eq(&self, other: &Self) -> bool {
         self.0.get() == other.0.get()

@@ -1,7 +1,7 @@
 //! The events of an admitted socket: subscribe, unsubscribe (within its event
-//! budget), refresh_token (`refresh`), disconnect.
+//! budget), refresh_token (`refresh`), publish (`client_publish`), disconnect.
 
-use push_contract::socket::{REFRESH_TOKEN, SUBSCRIBE, UNSUBSCRIBE};
+use push_contract::socket::{PUBLISH, REFRESH_TOKEN, SUBSCRIBE, UNSUBSCRIBE};
 use socketioxide::{
     adapter::Adapter,
     extract::{AckSender, SocketRef, State, TryData},
@@ -29,6 +29,7 @@ pub(super) fn register_handlers<A: Adapter>(socket: &SocketRef<A>, state: &Share
     socket.on(SUBSCRIBE, on_subscribe::<A>);
     socket.on(UNSUBSCRIBE, on_unsubscribe::<A>);
     socket.on(REFRESH_TOKEN, super::refresh::on_refresh::<A>);
+    socket.on(PUBLISH, super::client_publish::on_publish::<A>);
     socket.on_disconnect(on_disconnect::<A>);
 }
 

@@ -148,6 +148,7 @@ mod tests {
             user: Some(user.into()),
             rooms: RoomPolicy::from_claim(rooms.map(|r| r.iter().map(|p| p.to_string()).collect()))
                 .expect("valid patterns"),
+            publish: None,
             expires_at: Some(exp),
         }
     }

@@ -149,6 +149,7 @@ mod tests {
         Identity {
             user: Some(name.to_string()),
             rooms: RoomPolicy::from_claim(patterns).expect("valid test claim"),
+            publish: None,
             expires_at: None,
         }
     }
