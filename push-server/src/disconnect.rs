@@ -22,7 +22,13 @@ use serde::{Deserialize, Serialize};
 use socketioxide_redis::drivers::Driver;
 use tokio_util::sync::CancellationToken;
 
-use crate::{adapter::NodeSockets, metrics::Metrics, redis_link::RedisLink, state::SharedState};
+use crate::{
+    adapter::NodeSockets,
+    api_token::{refusal, refuse},
+    metrics::Metrics,
+    redis_link::RedisLink,
+    state::SharedState,
+};
 
 /// The largest body taken (a user id, a socket id and a reason fit many times over).
 pub const MAX_BODY_BYTES: usize = 4096;
@@ -85,26 +91,13 @@ pub fn check(body: &[u8]) -> Result<Order, String> {
     Ok(Order { target, reason })
 }
 
-fn refuse(status: StatusCode, message: &str) -> Response {
-    (status, Json(serde_json::json!({ "error": message }))).into_response()
-}
-
 pub async fn disconnect(
     State(state): State<SharedState>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(expected) = state.config.api_token.as_deref() else {
-        return refuse(
-            StatusCode::NOT_FOUND,
-            "the server API is disabled (no token)",
-        );
-    };
-    let auth = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    if !crate::publish::http::token_matches(auth, expected) {
-        return refuse(StatusCode::UNAUTHORIZED, "bad or missing bearer token");
+    if let Some(refused) = refusal(&state, &headers) {
+        return refused;
     }
     if body.len() > MAX_BODY_BYTES {
         return refuse(

@@ -6,6 +6,7 @@
 
 pub mod adapter;
 pub mod admin;
+pub mod api_token;
 pub mod auth;
 pub mod config;
 pub mod conn;

@@ -13,13 +13,16 @@ use axum::{
     Json,
     body::Bytes,
     extract::State,
-    http::{HeaderMap, StatusCode, header},
+    http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-use crate::state::SharedState;
+use crate::{
+    api_token::{refusal, refuse},
+    state::SharedState,
+};
 
 /// The longest window a request may ask for.
 pub const MAX_WINDOW_SECONDS: u64 = 600;
@@ -52,10 +55,6 @@ pub struct Accepted {
     pub window_seconds: u64,
 }
 
-fn refuse(status: StatusCode, message: &str) -> Response {
-    (status, Json(serde_json::json!({ "error": message }))).into_response()
-}
-
 /// A request checked: `Ok` or the answer to give.
 pub fn check(body: &[u8]) -> Result<Request, String> {
     let request: Request =
@@ -79,17 +78,8 @@ pub async fn rebalance(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(expected) = state.config.api_token.as_deref() else {
-        return refuse(
-            StatusCode::NOT_FOUND,
-            "the server API is disabled (no token)",
-        );
-    };
-    let auth = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    if !crate::publish::http::token_matches(auth, expected) {
-        return refuse(StatusCode::UNAUTHORIZED, "bad or missing bearer token");
+    if let Some(refused) = refusal(&state, &headers) {
+        return refused;
     }
     let request = match check(&body) {
         Ok(request) => request,
