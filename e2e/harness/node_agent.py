@@ -23,10 +23,10 @@ What it does (and how it maps a container onto this machine):
   service-account token, hostPath, subPath, file modes.
 - ServiceAccount: a TokenRequest token for the pod's ServiceAccount in a kubeconfig of the
   pod's own, exposed as KUBECONFIG (unless automountServiceAccountToken is false).
-- Probes: httpGet, tcpSocket and exec readiness/liveness probes (an exec's args rewritten as
-  the container's) against the process, with
-  their period/timeout/failure thresholds; container statuses and the pod's Ready
-  condition come from them; a liveness failure restarts the container.
+- Probes: httpGet, tcpSocket and exec readiness/liveness probes (an exec's args rewritten
+  as the container's) against the process, with their period/timeout/failure thresholds;
+  container statuses and the pod's Ready condition come from them; a liveness failure
+  restarts the container.
 - Restarts per restartPolicy with backoff (1 s doubling to 30 s; kubelet's is 10 s to 5 min),
   restartCount visible.
 - Deletion: preStop (exec or httpGet), SIGTERM, up to terminationGracePeriodSeconds, SIGKILL,
@@ -40,8 +40,8 @@ What it does (and how it maps a container onto this machine):
   pod's address.
   services.json in the state directory lists them (`python3 -m harness.kube urls`).
 - Logs: <state>/pods/<namespace>_<pod>/<container>.log (a preStop exec's output in
-  <container>.prestop.log); every process it starts is in
-  pids.json there, so `kube-down` stops them even after the agent crashed.
+  <container>.prestop.log); every process it starts is in pids.json there, so
+  `kube-down` stops them even after the agent crashed.
 
 Run: python3 -m harness.node_agent --kubeconfig K --state DIR (make kube-up starts it).
 """

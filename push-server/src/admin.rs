@@ -1,6 +1,7 @@
-//! The server port (`PUSH_ADMIN_LISTEN`): the publish API backends call, `/metrics`,
-//! `/healthz`, `/readyz`, rebalance and disconnect. Kept off the client port so exposing clients never exposes
-//! the publish API or the metrics (Centrifugo's internal port, for the same reason).
+//! The server port (`PUSH_ADMIN_LISTEN`): the publish, rebalance and disconnect APIs
+//! backends call, `/metrics`, `/healthz`, `/readyz`. Kept off the client port so exposing
+//! clients never exposes the server API or the metrics (Centrifugo's internal port, for
+//! the same reason).
 
 use axum::{
     Router,

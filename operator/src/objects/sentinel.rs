@@ -259,10 +259,10 @@ fi
 }
 
 /// The Sentinels' readiness: this Sentinel has reset the others (its start script),
-/// reaches a quorum and a majority of Sentinels (`SENTINEL CKQUORUM`) and knows at least one healthy replica to promote. A Sentinel
-/// learns replicas from the primary's `INFO` every 10 s: until then a failover would
-/// abort with "no good slave", so it is not ready (measured: a primary deleted 10 s after
-/// the first start was not failed over).
+/// reaches a quorum and a majority of Sentinels (`SENTINEL CKQUORUM`) and knows at least
+/// one healthy replica to promote. A Sentinel learns replicas from the primary's `INFO`
+/// every 10 s: until then a failover would abort with "no good slave", so it is not ready
+/// (measured: a primary deleted 10 s after the first start was not failed over).
 pub fn sentinel_ready() -> String {
     format!(
         r#"[ -f {WORK_DIR}/{GREETED} ] || exit 1

@@ -83,10 +83,11 @@ impl JwtVerifier {
         Ok(Identity {
             user: Some(data.claims.sub),
             rooms: RoomPolicy::from_claim(data.claims.rooms)?,
-            publish: match data.claims.publish {
-                Some(patterns) => Some(RoomPolicy::from_claim(Some(patterns))?),
-                None => None,
-            },
+            publish: data
+                .claims
+                .publish
+                .map(|patterns| RoomPolicy::from_claim(Some(patterns)))
+                .transpose()?,
             expires_at: Some(data.claims.exp),
         })
     }

@@ -65,10 +65,12 @@ if KEYS[5] then
   end
   local cut = nil
   local floor = tonumber(string.match(id, '^(%d+)-')) - tonumber(ARGV[8])
-  local oldest = redis.call('XRANGE', KEYS[5], '-', '+', 'COUNT', 1)
-  if floor > 0 and oldest[1] and tonumber(string.match(oldest[1][1], '^(%d+)-')) < floor then
-    cut = redis.call('XREVRANGE', KEYS[5], '(' .. floor .. '-0', '-', 'COUNT', 1)[1][1]
-    redis.call('XTRIM', KEYS[5], 'MINID', floor .. '-0')
+  if floor > 0 then
+    local oldest = redis.call('XRANGE', KEYS[5], '-', '+', 'COUNT', 1)
+    if oldest[1] and tonumber(string.match(oldest[1][1], '^(%d+)-')) < floor then
+      cut = redis.call('XREVRANGE', KEYS[5], '(' .. floor .. '-0', '-', 'COUNT', 1)[1][1]
+      redis.call('XTRIM', KEYS[5], 'MINID', floor .. '-0')
+    end
   end
   local excess = redis.call('XLEN', KEYS[5]) - tonumber(ARGV[7])
   if excess > 0 then

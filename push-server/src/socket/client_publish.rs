@@ -179,46 +179,48 @@ mod tests {
         let chat = identity(Some(&["chat.*"]));
         let message = plan(&chat, request("chat.lobby", "say"), "/", 1000).expect("allowed");
         assert_eq!(message.room().as_deref(), Some("chat.lobby"));
-        let refused: &[(&str, Identity, ClientPublish, Outcome)] = &[
+        let refused = [
             (
                 "no claim",
                 identity(None),
-                request("chat.lobby", "say"),
+                "chat.lobby",
+                "say",
                 Outcome::forbidden,
             ),
             (
                 "other room",
                 chat.clone(),
-                request("news", "say"),
+                "news",
+                "say",
                 Outcome::forbidden,
             ),
             (
                 "a user room",
                 identity(Some(&["*"])),
-                request("user:bob", "say"),
+                "user:bob",
+                "say",
                 Outcome::forbidden,
             ),
             (
                 "reserved event",
                 chat.clone(),
-                request("chat.lobby", "connect"),
+                "chat.lobby",
+                "connect",
                 Outcome::invalid,
             ),
             (
                 "empty event",
                 chat.clone(),
-                request("chat.lobby", ""),
+                "chat.lobby",
+                "",
                 Outcome::invalid,
             ),
         ];
-        for (case, who, req, outcome) in refused {
-            let req = ClientPublish {
-                room: req.room.clone(),
-                event: req.event.clone(),
-                data: req.data.clone(),
-            };
-            let got = plan(who, req, "/", 1000).map(|_| ()).map_err(|(o, _)| o);
-            assert_eq!(got, Err(*outcome), "{case}");
+        for (case, who, room, event, outcome) in refused {
+            let got = plan(&who, request(room, event), "/", 1000)
+                .map(|_| ())
+                .map_err(|(o, _)| o);
+            assert_eq!(got, Err(outcome), "{case}");
         }
         let big = ClientPublish {
             data: serde_json::json!("x".repeat(2000)),
