@@ -5,13 +5,17 @@ on every case, accept and reject alike."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
 from harness import REPO, require_binary
-from harness.cluster import CRD_NAME, kubectl, kubectl_json, temporary_namespace
+from harness.cluster import CRD_NAME, kubectl, kubectl_json, temporary_namespace, wait_for
 from harness.invalid_specs import INVALID_SPECS, manifest
+from harness.node_agent import Api
 
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
 
@@ -88,3 +92,30 @@ def test_invalid_spec_is_refused_by_the_server_and_by_render_naming_the_field(na
 def test_render_accepts_what_the_server_accepts(example):
     proc = render(example.read_text())
     assert proc.returncode == 0, proc.stderr
+
+
+def test_a_namespace_being_deleted_refuses_new_objects_with_the_cause_the_operator_reads(chart_release, run_id):
+    """The operator lets a PushCluster go without a failure when a create is refused because
+    its namespace is being deleted (`ReconcileError::namespace_terminating`, which reads the
+    cause below; its fast-tier mock answers with this shape)."""
+    name = f"pc-e2e-{run_id}-ending"
+    kubectl("create", "namespace", name)
+    # A finalizer the test removes itself keeps the namespace in Terminating meanwhile.
+    hold = {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "hold", "namespace": name, "finalizers": ["pushcluster.dev/test-hold"]}}
+    kubectl("create", "-f", "-", stdin=json.dumps(hold))
+    try:
+        kubectl("delete", "namespace", name, "--wait=false")
+        wait_for("the namespace terminating",
+                 lambda: kubectl_json("get", "namespace", name)["status"].get("phase") == "Terminating", timeout=60, interval=0.5)
+        api = Api(Path(os.environ["KUBECONFIG"].split(os.pathsep)[0]))
+        secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "chat-api-token"}}
+        answer = api.request("POST", f"/api/v1/namespaces/{name}/secrets?fieldManager=pushcluster-operator", json=secret)
+        assert answer.status_code == 403, answer.text
+        body = answer.json()
+        assert (body["kind"], body["status"], body["reason"], body["code"]) == ("Status", "Failure", "Forbidden", 403), body
+        assert body["details"]["causes"] == [{"reason": "NamespaceTerminating", "message": f"namespace {name} is being terminated",
+                                              "field": "metadata.namespace"}], body
+        assert f"unable to create new content in namespace {name} because it is being terminated" in body["message"], body
+    finally:
+        kubectl("patch", "configmap", "hold", "-n", name, "--type=merge", "-p", '{"metadata":{"finalizers":null}}', check=False)

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 #[derive(Debug, thiserror::Error)]
 #[error("reading or creating Secrets: {0}")]
-pub struct DereferenceError(#[from] kube::Error);
+pub struct DereferenceError(#[from] pub(super) kube::Error);
 
 /// What the Secrets step found.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,6 +6,10 @@ use super::dereference::DereferenceError;
 use super::prune::PruneError;
 use crate::events::EventReason;
 
+/// The cause the API server gives when it refuses new objects in a namespace being
+/// deleted (`metav1.NamespaceTerminatingCause`).
+const NAMESPACE_TERMINATING: &str = "NamespaceTerminating";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
     #[error(transparent)]
@@ -28,6 +32,34 @@ impl ReconcileError {
             Self::Prune(_) => "prune",
             Self::Status(_) => "status",
         }
+    }
+
+    /// Whether the API server refused because the PushCluster's namespace is being
+    /// deleted (the cause `NamespaceTerminating` of a 403: nothing new may be created
+    /// there): the cluster is going away with its namespace, which is no failure to
+    /// report, count or retry.
+    pub fn namespace_terminating(&self) -> bool {
+        let source = match self {
+            Self::Dereference(DereferenceError(e))
+            | Self::Prune(PruneError(e))
+            | Self::Status(e) => e,
+            Self::Apply(
+                ApplyError::Apply { source, .. }
+                | ApplyError::ScaleIn(source)
+                | ApplyError::Discovery(source),
+            ) => source,
+            Self::Apply(ApplyError::Serialize { .. } | ApplyError::RecreateTimedOut { .. }) => {
+                return false;
+            }
+        };
+        let kube::Error::Api(status) = source else {
+            return false;
+        };
+        status.is_forbidden()
+            && status
+                .details
+                .as_ref()
+                .is_some_and(|d| d.causes.iter().any(|c| c.reason == NAMESPACE_TERMINATING))
     }
 
     /// The Degraded (and Event) reason of this failure: an apply's own (the scale-in

@@ -8,7 +8,7 @@ use kube::{Client, ResourceExt};
 
 #[derive(Debug, thiserror::Error)]
 #[error("pruning objects the spec no longer wants: {0}")]
-pub struct PruneError(#[from] kube::Error);
+pub struct PruneError(#[from] pub(super) kube::Error);
 
 /// Delete the owned objects the spec no longer wants. Only objects whose
 /// controller owner is this PushCluster (by uid) are touched, and the delete is

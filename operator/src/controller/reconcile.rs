@@ -95,8 +95,15 @@ pub async fn reconcile(pc: Arc<PushCluster>, ctx: Arc<Context>) -> Result<Action
     Ok(carry_out(&ctx, &pc, plan).await)
 }
 
-/// Logs, counts by step and requeues with backoff; never gives up.
+/// Logs, counts by step and requeues with backoff; never gives up (a namespace being
+/// deleted is no failure: the PushCluster goes with it).
 pub fn error_policy(pc: Arc<PushCluster>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
+    if error.namespace_terminating() {
+        // The namespace controller deletes the PushCluster too, in an order of its own: a
+        // generated Secret may be gone first and cannot be created again there.
+        tracing::info!(cluster = %key(&pc), step = error.step(), "namespace is being deleted: the cluster goes with it");
+        return Action::await_change();
+    }
     ctx.metrics.reconcile_failed(error.step());
     let failures = ctx.failed(&pc);
     let delay = plan::backoff(failures);
@@ -113,6 +120,10 @@ async fn failed(
     error: ReconcileError,
     selector: String,
 ) -> Result<Action, ReconcileError> {
+    if error.namespace_terminating() {
+        // Nothing to say in a status that is going away: the error policy lets it go.
+        return Err(error);
+    }
     let blocker = Blocker::StepFailed {
         step: error.step(),
         reason: error.reason(),

@@ -536,6 +536,69 @@ async fn api_error_is_requeued_with_backoff() {
     );
 }
 
+/// The real API server's answer to a create in a namespace being deleted
+/// (`e2e/cluster/test_api_server.py` checks this shape on the real server).
+pub(super) fn namespace_terminating(resource: &str, name: &str) -> serde_json::Value {
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+           "message": format!("{resource} \"{name}\" is forbidden: unable to create new content in namespace ns because it is being terminated"),
+           "reason": "Forbidden",
+           "details": {"name": name, "kind": resource,
+                       "causes": [{"reason": "NamespaceTerminating",
+                                   "message": "namespace ns is being terminated",
+                                   "field": "metadata.namespace"}]},
+           "code": 403})
+}
+
+#[tokio::test]
+async fn a_namespace_being_deleted_is_no_failure() {
+    let (ctx, handle) = context();
+    let pc = cluster("{}");
+    // The namespace controller deleted the generated Secret before the PushCluster.
+    let scenario = Scenario(vec![
+        secret_absent("chat-api-token"),
+        call(Method::POST, &format!("{NS_API}/secrets"))
+            .query("&fieldManager=pushcluster-operator")
+            .reply(403, namespace_terminating("secrets", "chat-api-token")),
+    ]);
+    let (result, seen, _) =
+        run_keeping(ctx.clone(), ApiServerVerifier(handle), pc.clone(), scenario).await;
+    assert_eq!(
+        seen.len(),
+        2,
+        "no status written, no Event: {:?}",
+        seen.iter().map(|s| &s.path).collect::<Vec<_>>()
+    );
+    let error = result.expect_err("the create was refused");
+    assert!(error.namespace_terminating(), "{error}");
+    assert_eq!(
+        error_policy(Arc::new(pc), &error, ctx.clone()),
+        Action::await_change(),
+        "not retried: the PushCluster's deletion follows"
+    );
+    assert!(
+        !ctx.metrics.encode().contains("reconcile_failures_total{"),
+        "not counted as a failure: {}",
+        ctx.metrics.encode()
+    );
+
+    // Any other 403 (e.g. RBAC) is a failure as before.
+    let mut rbac = namespace_terminating("secrets", "chat-api-token");
+    rbac["details"]["causes"] = json!([]);
+    let (ctx, handle) = context();
+    let scenario = Scenario(vec![
+        secret_absent("chat-api-token"),
+        call(Method::POST, &format!("{NS_API}/secrets"))
+            .query("&fieldManager=pushcluster-operator")
+            .reply(403, rbac),
+        status_patch(|body| {
+            assert_eq!(condition(body, "Degraded")["reason"], "ReconcileFailed");
+        }),
+        event("ReconcileFailed", "Warning"),
+    ]);
+    let (result, _) = run(ctx, handle, cluster("{}"), scenario).await;
+    assert!(!result.expect_err("refused").namespace_terminating());
+}
+
 #[tokio::test]
 async fn deleted_cluster_makes_no_calls() {
     let (ctx, handle) = context();
