@@ -30,7 +30,7 @@ from .core import REPO, contract, find_binary, log_tail, missing_build, require_
 from .ports import reserve_port
 from .procs import Processes
 from .redis_server import RedisServer
-from .push_server import PushServer, parse_metrics
+from .push_server import PushServer, fanout_mode, parse_metrics
 from .node_clients import NodeClients, run_node_json
 from .py_client import PyClient
 from .schemas import (
@@ -57,6 +57,7 @@ __all__ = [
     "Processes",
     "RedisServer",
     "PushServer",
+    "fanout_mode",
     "parse_metrics",
     "NodeClients",
     "run_node_json",

@@ -1,6 +1,7 @@
 """A push-server process configured through the contract's env names."""
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -27,6 +28,12 @@ def parse_metrics(text: str) -> list[tuple[str, dict, float]]:
     return samples
 
 
+def fanout_mode() -> str:
+    """How the push servers a suite starts receive messages: `log` (default) or `interest`
+    (E2E_FANOUT=interest: each node receives only its rooms' messages)."""
+    return os.environ.get("E2E_FANOUT") or "log"
+
+
 class PushServer:
     def __init__(self, procs: Processes, redis_url: str | None = None, env: dict | None = None,
                  node_id: str = "node"):
@@ -47,6 +54,8 @@ class PushServer:
         }
         if redis_url:
             self.env[names["REDIS_URL"]] = redis_url
+            # E2E_FANOUT=interest runs a suite with delivery by interest (default: the log).
+            self.env[names["FANOUT"]] = fanout_mode()
         # Names from the contract: callers pass {"API_TOKEN": "..."}.
         for key, value in (env or {}).items():
             self.env[names.get(key, key)] = str(value)

@@ -175,6 +175,9 @@ pub struct Cli {
     pub session_prefix: String,
     #[arg(long, env = env::SESSION_USER_PATH, default_value = defaults::SESSION_USER_PATH)]
     pub session_user_path: String,
+    /// How nodes receive the cluster's messages (see `push_contract::env::FANOUT`).
+    #[arg(long, env = env::FANOUT, default_value = "log")]
+    pub fanout: FanoutMode,
     /// Official socket.io client bundle served to the demo page.
     #[arg(long, env = env::CLIENT_JS)]
     pub client_js: Option<PathBuf>,
@@ -187,6 +190,15 @@ pub struct Cli {
     /// `text` or `json`.
     #[arg(long, env = env::LOG_FORMAT, default_value = "text")]
     pub log_format: LogFormat,
+}
+
+/// How a node receives the cluster's messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FanoutMode {
+    /// Every node reads the whole fan-out log (`publish::log`).
+    Log,
+    /// Each node receives its rooms' messages only (`publish::interest`).
+    Interest,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -241,6 +253,7 @@ pub struct Config {
     pub client_js: Option<PathBuf>,
     /// The client port serves the demo page.
     pub demo_page: bool,
+    pub fanout: FanoutMode,
     pub log: String,
     pub log_format: LogFormat,
 }
@@ -403,6 +416,7 @@ impl Config {
             drain_settle: Duration::from_millis(cli.drain_settle_ms),
             client_js: cli.client_js,
             demo_page: cli.demo_page,
+            fanout: cli.fanout,
             log: cli.log,
             log_format: cli.log_format,
         })
@@ -485,6 +499,9 @@ impl fmt::Display for Config {
                 h.ttl.as_secs()
             )?,
             None => writeln!(f, "history: off")?,
+        }
+        if self.redis.is_some() {
+            writeln!(f, "fanout: {:?}", self.fanout)?;
         }
         writeln!(
             f,

@@ -36,11 +36,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     adapter::{ClusterAdapter, NodeSockets, ServingAdapter, SingleNodeAdapter},
+    config::FanoutMode,
     history::Offset,
     publish::{
         channel::ChannelInput,
         deliver::{NodeDelivery, SocketDelivery},
         fanout::Fanout,
+        interest::Interest,
         log,
     },
     redis_link::RedisLink,
@@ -155,9 +157,9 @@ async fn serve_with<A: ServingAdapter>(
         conns: state.conns.clone(),
         warned_at: Default::default(),
     });
-    let fanout = match &link {
-        Some(link) => Some(
-            follow_redis(
+    let (fanout, interest) = match &link {
+        Some(link) => {
+            let (fanout, interest) = follow_redis(
                 link,
                 &state,
                 delivery.clone(),
@@ -165,14 +167,16 @@ async fn serve_with<A: ServingAdapter>(
                 shutdown,
                 stop,
             )
-            .await,
-        ),
-        None => None,
+            .await;
+            (Some(fanout), interest)
+        }
+        None => (None, None),
     };
     let _ = state.started.set(Started {
         delivery,
         link,
         fanout,
+        interest,
         sockets: sockets.clone(),
     });
     let router = app(state.clone())
@@ -186,8 +190,9 @@ async fn serve_with<A: ServingAdapter>(
 }
 
 /// With Redis: keeps `redis_up` true to the link, delivers the fan-out log in order
-/// from its current end, appends what backends publish on the channel (while this node
-/// holds its lease, until it drains), and keeps its sockets' recovery sessions alive.
+/// from its current end (all of it, or by interest only its rooms' messages), appends
+/// what backends publish on the channel (while this node holds its lease, until it
+/// drains), and keeps its sockets' recovery sessions alive.
 async fn follow_redis(
     link: &RedisLink,
     state: &SharedState,
@@ -195,7 +200,7 @@ async fn follow_redis(
     sockets: Arc<dyn NodeSockets>,
     shutdown: &Shutdown,
     stop: &CancellationToken,
-) -> Arc<Fanout> {
+) -> (Arc<Fanout>, Option<Arc<Interest>>) {
     let metrics = state.metrics.clone();
     let config = &state.config;
     tokio::spawn(
@@ -221,7 +226,18 @@ async fn follow_redis(
         wait: config.replica_wait(),
         position_key: state.keys.reader_position(&config.node_id),
     };
-    tokio::spawn(reader.run(start, stop.clone()));
+    let interest = match config.fanout {
+        FanoutMode::Log => {
+            tokio::spawn(reader.run(start, stop.clone()));
+            None
+        }
+        FanoutMode::Interest => {
+            let (interest, receiver) =
+                Interest::new(reader, state.room_sizes.clone(), &config.node_id);
+            tokio::spawn(receiver.run(stop.clone()));
+            Some(interest)
+        }
+    };
     let channel = ChannelInput {
         link: link.clone(),
         channel: config.redis_channel.clone(),
@@ -254,7 +270,7 @@ async fn follow_redis(
             stop.clone(),
         ));
     }
-    fanout
+    (fanout, interest)
 }
 
 /// Accepts clients until the drain starts, moves them off over the drain window, then

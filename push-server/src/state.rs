@@ -7,11 +7,11 @@ use std::sync::{
 
 use crate::{
     adapter::NodeSockets,
-    config::Config,
+    config::{Config, FanoutMode},
     conn::ConnRegistry,
     history::Keys,
     metrics::Metrics,
-    publish::{deliver::NodeDelivery, fanout::Fanout},
+    publish::{deliver::NodeDelivery, fanout::Fanout, interest::Interest},
     redis_link::RedisLink,
     room_sizes::RoomSizes,
     shutdown::Shutdown,
@@ -24,6 +24,8 @@ pub struct Started {
     pub link: Option<RedisLink>,
     /// The ordered delivery of the fan-out log (with Redis).
     pub fanout: Option<Arc<Fanout>>,
+    /// The rooms this node receives, with delivery by interest.
+    pub interest: Option<Arc<Interest>>,
     pub sockets: Arc<dyn NodeSockets>,
 }
 
@@ -117,7 +119,10 @@ impl AppState {
             .set(i64::try_from(config.max_connections).unwrap_or(i64::MAX));
         let admission = Arc::new(tokio::sync::Semaphore::new(config.max_connections));
         Arc::new(Self {
-            keys: Keys::new(&config.redis_key_prefix),
+            keys: match config.fanout {
+                FanoutMode::Log => Keys::new(&config.redis_key_prefix),
+                FanoutMode::Interest => Keys::new(&config.redis_key_prefix).with_room_channels(),
+            },
             handshakes: config.handshakes_per_second.map(|rate| {
                 std::sync::Mutex::new(TokenBucket::new(rate, rate, std::time::Instant::now()))
             }),

@@ -54,6 +54,11 @@ pub mod env {
     pub const REDIS_MIN_REPLICAS: &str = "PUSH_REDIS_MIN_REPLICAS";
     /// Redis pub/sub channel other systems publish to.
     pub const REDIS_CHANNEL: &str = "PUSH_REDIS_CHANNEL";
+    /// How nodes receive the cluster's messages: `log` (default: every node reads the
+    /// whole fan-out log) or `interest` (each node subscribes to the rooms its sockets are
+    /// in; every append is also published on its room's channel). Every node of a cluster
+    /// must use the same.
+    pub const FANOUT: &str = "PUSH_FANOUT";
     /// How long a publish waits for Redis before answering 503 (milliseconds).
     pub const REDIS_TIMEOUT_MS: &str = "PUSH_REDIS_TIMEOUT_MS";
     /// Bearer token of the publish API; unset = API disabled.

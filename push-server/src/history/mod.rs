@@ -86,6 +86,9 @@ pub struct StreamKeys {
 #[derive(Debug, Clone)]
 pub struct Keys {
     prefix: String,
+    /// Whether every append is also published on its room's pub/sub channel, for nodes
+    /// that receive only their rooms (`publish::interest`).
+    room_channels: bool,
 }
 
 impl Keys {
@@ -93,7 +96,28 @@ impl Keys {
     pub fn new(prefix: &str) -> Self {
         Self {
             prefix: prefix.to_owned(),
+            room_channels: false,
         }
+    }
+
+    /// The same keys, with appends also published on their room's channel.
+    pub fn with_room_channels(mut self) -> Self {
+        self.room_channels = true;
+        self
+    }
+
+    /// The pub/sub channel an append to `room` (`None`: namespace broadcasts) is
+    /// published on, when the cluster delivers by interest.
+    pub fn room_channel(&self, namespace: &str, room: Option<&str>) -> Option<String> {
+        self.room_channels.then(|| match room {
+            Some(room) => format!("{}:f:{namespace}:r:{room}", self.prefix),
+            None => format!("{}:f:{namespace}:b", self.prefix),
+        })
+    }
+
+    /// The pub/sub channel on which a node's own position markers come back to it.
+    pub fn marker_channel(&self, node: &str) -> String {
+        format!("{}:f:node:{node}", self.prefix)
     }
 
     /// The fan-out log: every message, in order, for every node to deliver.
@@ -165,14 +189,24 @@ mod tests {
             keys.stream("/", Some("x:t")),
             keys.stream("/", Some("x")),
         ];
+        let with_channels = keys.clone().with_room_channels();
         let mut all = vec![
             keys.log(),
+            keys.marker_channel("n"),
             keys.session("b"),
             keys.channel_owner(),
             keys.channel_taken(),
             keys.idempotency("k"),
             keys.reader_position("n"),
         ];
+        for room in [Some("b"), None, Some("x")] {
+            assert_eq!(
+                keys.room_channel("/", room),
+                None,
+                "not published without interest"
+            );
+            all.extend(with_channels.room_channel("/", room));
+        }
         all.extend(
             streams
                 .into_iter()

@@ -18,7 +18,10 @@ use super::{Budget, HistoryConfig, LOG_MAX_LEN, Offset, StreamKeys};
 ///
 /// KEYS: log, lease, taken, idempotency key, [stream, trimmed, created].
 /// ARGV: message, log length, lease holder, digest, taken kept, idempotency ttl ms,
-/// [max messages, ttl ms].
+/// max messages, ttl ms (both unused without a stream), room channel.
+/// - With a room channel (interest-based delivery, `publish::interest`), the appended
+///   message is also published there as `<id> <message>`, last, once nothing can undo
+///   the append: the nodes holding that room's members receive it in append order.
 /// - With a lease holder (the Redis channel's input) the append happens only while that
 ///   holder holds the lease (else the error `NOTHOLDER`: two nodes that both think they
 ///   hold it never append a message twice), and the message's digest joins the list of
@@ -52,6 +55,7 @@ end
 if ARGV[6] ~= '0' then
   redis.call('SET', KEYS[4], id, 'PX', ARGV[6])
 end
+local length = 0
 if KEYS[5] then
   local created = redis.call('EXISTS', KEYS[5]) == 0
   local ok = redis.pcall('XADD', KEYS[5], id, 'm', ARGV[1])
@@ -84,9 +88,12 @@ if KEYS[5] then
   redis.call('PEXPIRE', KEYS[5], ARGV[8])
   redis.call('PEXPIRE', KEYS[6], ARGV[8])
   redis.call('PEXPIRE', KEYS[7], ARGV[8])
-  return { id, redis.call('XLEN', KEYS[5]) }
+  length = redis.call('XLEN', KEYS[5])
 end
-return { id, 0 }
+if ARGV[9] and ARGV[9] ~= '' then
+  redis.call('PUBLISH', ARGV[9], id .. ' ' .. ARGV[1])
+end
+return { id, length }
 "#;
 
 /// For each history stream (KEYS after the log: stream, its trimmed-id key, its
@@ -137,6 +144,15 @@ pub struct Appended {
     pub history_length: Option<u64>,
     /// A repeat of an idempotency key: nothing was appended, `offset` is the first's.
     pub repeat: bool,
+}
+
+/// Where an append goes: the log, the history stream (with its bounds) and the room's
+/// pub/sub channel, the last two when on.
+#[derive(Debug, Clone, Copy)]
+pub struct Destination<'a> {
+    pub log: &'a str,
+    pub stream: Option<(&'a StreamKeys, &'a HistoryConfig)>,
+    pub room_channel: Option<&'a str>,
 }
 
 /// The publish channel's lease, whose holder alone appends what backends PUBLISH.
@@ -210,16 +226,21 @@ pub enum AppendError {
 
 /// Appends `wire` (the message's channel form) to `log` and, if given, to `stream`;
 /// with a `fence`, only while its holder holds the lease; with `idempotency`, once per
-/// key; with `wait`, confirmed only once that many replicas have it.
+/// key; with `wait`, confirmed only once that many replicas have it; with a
+/// `room_channel`, also published there.
 pub async fn append(
     conn: &mut ConnectionManager,
-    log: &str,
-    stream: Option<(&StreamKeys, &HistoryConfig)>,
+    to: Destination<'_>,
     fence: Option<Fence<'_>>,
     idempotency: Option<Idempotency<'_>>,
     wait: Option<ReplicaWait>,
     wire: &[u8],
 ) -> Result<Appended, AppendError> {
+    let Destination {
+        log,
+        stream,
+        room_channel,
+    } = to;
     let (lease, holder, taken, digest) =
         fence.map_or(("", "", "", ""), |f| (f.lease, f.holder, f.taken, f.digest));
     // Keys a call does not use: the log's name stands in.
@@ -250,15 +271,19 @@ pub async fn append(
         TAKEN_KEPT.to_string().into_bytes(),
         idempotency_ttl_ms.to_string().into_bytes(),
     ];
-    if let Some((stream_keys, history)) = stream {
-        keys.extend([
-            stream_keys.stream.clone(),
-            stream_keys.trimmed.clone(),
-            stream_keys.created.clone(),
-        ]);
-        args.push(history.max_messages.to_string().into_bytes());
-        args.push(history.ttl_ms().to_string().into_bytes());
+    match stream {
+        Some((stream_keys, history)) => {
+            keys.extend([
+                stream_keys.stream.clone(),
+                stream_keys.trimmed.clone(),
+                stream_keys.created.clone(),
+            ]);
+            args.push(history.max_messages.to_string().into_bytes());
+            args.push(history.ttl_ms().to_string().into_bytes());
+        }
+        None => args.extend([b"0".to_vec(), b"0".to_vec()]),
     }
+    args.push(room_channel.unwrap_or_default().as_bytes().to_vec());
     let mut eval = redis::cmd("EVALSHA");
     eval.arg(APPEND_SCRIPT.get_hash())
         .arg(keys.len())
@@ -464,6 +489,37 @@ fn parse_snapshot(value: Value, expected: usize) -> redis::RedisResult<Snapshot>
     })
 }
 
+/// A position marker: publishes `<log's last id> <seq>` on a node's marker channel, in
+/// one step with reading that id. Every append published before it (on any channel the
+/// node is subscribed to) reaches the node before the marker, every later one after it:
+/// when the marker arrives, the node has received all it will ever receive of its rooms
+/// up to that id.
+///
+/// KEYS: log. ARGV: marker channel, seq.
+const MARK: &str = r#"
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+return redis.call('PUBLISH', ARGV[1], (last[1] and last[1][1] or '0-0') .. ' ' .. ARGV[2])
+"#;
+
+static MARK_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(MARK));
+
+/// Sends position marker `seq` to `channel` (see [`MARK`]); returns how many
+/// subscribers got it.
+pub async fn mark<C: redis::aio::ConnectionLike>(
+    conn: &mut C,
+    log: &str,
+    channel: &str,
+    seq: u64,
+) -> redis::RedisResult<u64> {
+    MARK_SCRIPT
+        .key(log)
+        .arg(channel)
+        .arg(seq)
+        .invoke_async(conn)
+        .await
+}
+
+#[cfg(test)]
 #[cfg(test)]
 mod tests {
     use super::*;

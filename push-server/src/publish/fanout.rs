@@ -89,6 +89,24 @@ impl Fanout {
         self.delivered.send_replace(offset);
     }
 
+    /// Moves the delivered position to `to` without a delivery: with delivery by
+    /// interest, a position marker proves the node received everything of its rooms up to
+    /// there.
+    pub async fn advance(&self, to: Offset) {
+        let mut recent = self.recent.lock().await;
+        if to > recent.last {
+            recent.last = to;
+            drop(recent);
+            self.delivered.send_if_modified(|last| {
+                let moved = to > *last;
+                if moved {
+                    *last = to;
+                }
+                moved
+            });
+        }
+    }
+
     /// Holds deliveries back while a recovering socket joins its rooms.
     pub async fn hold(&self) -> MutexGuard<'_, Recent> {
         self.recent.lock().await

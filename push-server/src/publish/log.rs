@@ -16,7 +16,7 @@ use crate::{
     conn::ConnRegistry,
     history::{
         self, HistoryConfig, Keys, Offset,
-        script::{AppendError, Fence, Idempotency, ReplicaWait},
+        script::{AppendError, Destination, Fence, Idempotency, ReplicaWait},
     },
     metrics::{Metrics, Outcome, Source},
     redis_link::RedisLink,
@@ -24,13 +24,13 @@ use crate::{
 
 /// Entries one read takes at most (well under a socket's send buffer: a batch is
 /// delivered back to back).
-const READ_BATCH: usize = 128;
+pub(super) const READ_BATCH: usize = 128;
 /// What one read should bring at most, in bytes: large messages are read fewer at a time
 /// (a batch of 128 one-megabyte entries would be 128 MB at once).
 const READ_BYTES: usize = 8 << 20;
 
 /// Entries the next read asks for, from the size of the last batch's entries.
-fn next_batch(entries: usize, bytes: usize) -> usize {
+pub(super) fn next_batch(entries: usize, bytes: usize) -> usize {
     let average = bytes.checked_div(entries).unwrap_or(0).max(1);
     (READ_BYTES / average).clamp(1, READ_BATCH)
 }
@@ -66,17 +66,15 @@ pub async fn append(
         key,
         ttl: HistoryConfig::idempotency_ttl(history),
     });
+    let room_channel = keys.room_channel(&message.namespace, message.room().as_deref());
     let mut conn = link.connection();
-    let appended = history::script::append(
-        &mut conn,
-        &keys.log(),
-        stream.as_ref().map(|(keys, h)| (keys, *h)),
-        fence,
-        idempotency,
-        wait,
-        wire,
-    )
-    .await?;
+    let log = keys.log();
+    let to = Destination {
+        log: &log,
+        stream: stream.as_ref().map(|(keys, h)| (keys, *h)),
+        room_channel: room_channel.as_deref(),
+    };
+    let appended = history::script::append(&mut conn, to, fence, idempotency, wait, wire).await?;
     if let Some(length) = appended.history_length {
         metrics.history_length.observe(length as f64);
     }
@@ -105,7 +103,7 @@ type LogEntry = (Offset, Vec<u8>, Option<Offset>);
 
 /// Stream entries `[[id, [field, value, ...]], ...]`; an entry of another shape is
 /// skipped (a reader stuck on it would stop the node's delivery).
-fn entries(value: Value) -> redis::RedisResult<Vec<LogEntry>> {
+pub(super) fn entries(value: Value) -> redis::RedisResult<Vec<LogEntry>> {
     let raw = Vec::<Value>::from_redis_value(value)?;
     Ok(raw
         .into_iter()
@@ -264,13 +262,7 @@ impl Reader {
                 count = next_batch(batch.len(), batch.iter().map(|(_, m, _)| m.len()).sum());
             }
             for (offset, payload, previous) in batch {
-                match continuity(*last, previous) {
-                    Continuity::Follows => {}
-                    Continuity::Gap => self.gap(*last, previous),
-                    Continuity::Restarted => {
-                        tracing::warn!(after = %last, %offset, "fan-out log started again (Redis lost its data?): reading on")
-                    }
-                }
+                self.check(*last, offset, previous);
                 self.deliver(offset, &payload).await;
                 *last = offset;
                 // Let the sockets' writers run between messages of a batch.
@@ -287,11 +279,23 @@ impl Reader {
         }
     }
 
+    /// Compares an entry's predecessor with the position delivered last: a gap cuts the
+    /// sockets (see [`Reader::gap`]), a log that started again is read on.
+    pub(super) fn check(&self, last: Offset, offset: Offset, previous: Option<Offset>) {
+        match continuity(last, previous) {
+            Continuity::Follows => {}
+            Continuity::Gap => self.gap(last, previous),
+            Continuity::Restarted => {
+                tracing::warn!(after = %last, %offset, "fan-out log started again (Redis lost its data?): reading on")
+            }
+        }
+    }
+
     /// Waits until the entries just read are on `wait.replicas` replicas: delivered, an
     /// entry a failover could lose (its publish answered 503 and retried) would reach
     /// clients twice. `WAIT` covers the connection's own writes, so the reader first
     /// records its position (a write after the entries it read).
-    async fn replicated(
+    pub(super) async fn replicated(
         &self,
         conn: &mut MultiplexedConnection,
         generation: u64,
@@ -323,7 +327,7 @@ impl Reader {
     /// sockets may have missed them. Never a silent skip: counted, and every socket's
     /// transport cut, so each client reconnects and recovers from its rooms' history
     /// (or is told `continuity_broken`).
-    fn gap(&self, last: Offset, previous: Option<Offset>) {
+    pub(super) fn gap(&self, last: Offset, previous: Option<Offset>) {
         self.metrics.fanout_gaps.inc();
         let sids = self.sockets.ids();
         tracing::warn!(
@@ -337,7 +341,7 @@ impl Reader {
         }
     }
 
-    async fn deliver(&self, offset: Offset, payload: &[u8]) {
+    pub(super) async fn deliver(&self, offset: Offset, payload: &[u8]) {
         // The API refused bodies over the limit; a backend writing the log directly may not.
         if payload.len() > self.max_payload + ENVELOPE_OVERHEAD {
             self.metrics.publish(Source::redis, Outcome::too_large);

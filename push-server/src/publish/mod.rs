@@ -14,6 +14,7 @@ pub mod deliver;
 pub mod error;
 pub mod fanout;
 pub mod http;
+pub mod interest;
 pub mod log;
 
 use std::time::{SystemTime, UNIX_EPOCH};

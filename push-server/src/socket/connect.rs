@@ -91,7 +91,14 @@ pub(super) async fn authenticate<A: Adapter>(
             register_handlers(&socket, &state);
             let rooms = match &state.config.history {
                 Some(history) => recover::prepare(&socket, &state, history, &identity, asked).await,
-                None => identity.user.iter().map(|u| user_room(u)).collect(),
+                None => {
+                    let rooms: Vec<String> = identity.user.iter().map(|u| user_room(u)).collect();
+                    if recover::receiving(&state, &rooms).await {
+                        rooms
+                    } else {
+                        recover::not_now(&socket, None)
+                    }
+                }
             };
             state.room_sizes.admitted(&socket, &rooms);
             socket.extensions.insert(identity);

@@ -50,6 +50,12 @@ async fn on_subscribe<A: Adapter>(
         Err(e) => malformed(e),
         Ok(req) => plan_subscribe(&identity_of(&socket), socket.rooms().len(), req.rooms),
     };
+    if let Some(joined) = &plan.joined
+        && !recover::receiving(&state, joined).await
+    {
+        let _ = ack.send(&rooms::not_receiving());
+        return;
+    }
     if let Some(joined) = &plan.joined {
         state.room_sizes.join(&socket, joined);
         if !recover::joined(&socket, &state, joined).await {

@@ -201,6 +201,9 @@ pub(super) async fn prepare<A: Adapter>(
     let mut conn = link.connection();
     let keys = &state.keys;
     let asked_pid = asked.pid.filter(|p| session::plausible_pid(p));
+    if !receiving(state, &user_rooms).await {
+        return not_now(socket, asked_pid);
+    }
     let found = match &asked_pid {
         None => None,
         Some(pid) => match session::load(&mut conn, &keys.session(pid)).await {
@@ -253,6 +256,11 @@ pub(super) async fn prepare<A: Adapter>(
             }
         };
     let revoked = reauthorize(identity, &mut found);
+    // Received before the history read: what comes after it reaches this node.
+    let session_rooms: Vec<String> = found.rooms.keys().cloned().collect();
+    if !receiving(state, &session_rooms).await {
+        return not_now(socket, Some(old_pid));
+    }
     let offset = asked
         .offset
         .as_deref()
@@ -296,6 +304,26 @@ pub(super) async fn prepare<A: Adapter>(
             log_end,
         }),
     );
+    Vec::new()
+}
+
+/// With delivery by interest: whether this node now receives every message of `rooms`
+/// (see `publish::interest`); always true when every node reads the whole log.
+pub(super) async fn receiving(state: &SharedState, rooms: &[String]) -> bool {
+    match state.started.get().and_then(|s| s.interest.clone()) {
+        Some(interest) => interest.ensure(rooms).await,
+        None => true,
+    }
+}
+
+/// This node cannot receive the socket's rooms now (Redis away): the client is sent away
+/// to come back (to this node or another) as [`defer`] does, without counting a recovery.
+pub(super) fn not_now<A: Adapter>(socket: &SocketRef<A>, pid: Option<String>) -> Vec<String> {
+    tracing::info!(sid = %socket.id, "this node cannot receive the socket's rooms now: the client comes back later");
+    if let Some(pid) = pid {
+        socket.set_recovery_pid(pid);
+    }
+    pend(socket, Pending::Deferred);
     Vec::new()
 }
 
@@ -496,6 +524,15 @@ async fn apply<A: Adapter>(
         }
     }
     let cursor = pending.log_end;
+    // With delivery by interest, the node's position moves with its rooms' messages or
+    // a marker: one sent now brings it past the read.
+    if fanout.last() < cursor
+        && let Some(interest) = state.started.get().and_then(|s| s.interest.clone())
+        && !interest.sync().await
+    {
+        come_back(socket, state, "this node's room channels are behind");
+        return;
+    }
     loop {
         let recent = fanout.hold().await;
         if recent.last < cursor {

@@ -70,6 +70,18 @@ pub(super) fn recovering() -> RoomsAck {
     }
 }
 
+/// The ack of a subscribe this node could not make effective (with delivery by
+/// interest, Redis did not confirm the subscription in time): nothing was joined.
+pub(super) fn not_receiving() -> RoomsAck {
+    RoomsAck {
+        error: Some(
+            "this node cannot receive these rooms' messages now (Redis unreachable); retry"
+                .to_string(),
+        ),
+        ..RoomsAck::default()
+    }
+}
+
 fn too_many(rooms: &[String]) -> Option<RoomsAck> {
     (rooms.len() > MAX_ROOMS_PER_REQUEST).then(|| RoomsAck {
         error: Some(format!("at most {MAX_ROOMS_PER_REQUEST} rooms per request")),
