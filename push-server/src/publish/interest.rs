@@ -58,8 +58,9 @@ const QUEUE_MESSAGES: usize = 65_536;
 const QUEUE_BYTES: usize = 64 << 20;
 /// Pushes handled between two looks at the rest of the connection loop.
 const BATCH: usize = 128;
-/// Join requests waiting for the receiver at most.
-const REQUESTS: usize = 4_096;
+/// Join requests waiting for the receiver at most (a reconnect storm's connects each
+/// ask once; the receiver answers all that wait with one marker).
+const REQUESTS: usize = 65_536;
 /// A node that received nothing for this long sends itself a marker: its position stays
 /// within about twice this of the log's end, so a join records about where it started.
 const MARK_QUIET: Duration = Duration::from_secs(1);
@@ -492,8 +493,8 @@ impl Receiver {
             if self.reader.link.generation() != generation {
                 return io_error("the link moved to a new primary");
             }
+            // Not biased: under a steady stream of pushes, joins and sweeps still get turns.
             let next = tokio::select! {
-                biased;
                 push = queue.pushes.recv() => Next::Push(push),
                 Some(done) = self.pending.recv() => Next::Join(done),
                 _ = sweep.tick() => Next::Sweep,
@@ -662,6 +663,77 @@ mod tests {
                 Value::BulkString(payload.as_bytes().to_vec()),
             ],
         }
+    }
+
+    /// An [`Interest`] whose receiver is gone: joins are answered only from what is ready.
+    fn without_receiver() -> Interest {
+        let (requests, _) = mpsc::channel(1);
+        Interest {
+            wanted: Mutex::new(HashMap::new()),
+            requests,
+            keys: crate::history::Keys::new("p").with_room_channels(),
+            room_sizes: Arc::new(RoomSizes::default()),
+        }
+    }
+
+    fn wanted(interest: &Interest) -> Vec<String> {
+        let mut channels = interest.snapshot();
+        channels.sort();
+        channels
+    }
+
+    #[tokio::test]
+    async fn a_join_waits_for_rooms_not_received_yet_and_never_subscribes_reserved_ones() {
+        let interest = without_receiver();
+        assert!(
+            !interest.ensure(&["a".into()]).await,
+            "not confirmed: the join must not happen"
+        );
+        assert_eq!(
+            wanted(&interest),
+            ["p:f:/:r:a"],
+            "asked for: subscribed at the receiver's next turn"
+        );
+        interest.set_ready(&["p:f:/:r:a".into()], true);
+        assert!(interest.ensure(&["a".into()]).await, "received already");
+        assert!(
+            interest
+                .ensure(&["$push:recovering".into(), "a".into()])
+                .await,
+            "a reserved room is local only"
+        );
+        assert_eq!(wanted(&interest), ["p:f:/:r:a"]);
+        interest.all_unready();
+        assert!(
+            !interest.ensure(&["a".into()]).await,
+            "after a reconnect: wait again"
+        );
+    }
+
+    #[test]
+    fn rooms_without_members_are_released_after_a_while_broadcasts_never() {
+        let interest = without_receiver();
+        let long_ago = Instant::now()
+            .checked_sub(RELEASE_AFTER + Duration::from_secs(1))
+            .expect("monotonic clock far enough from its start");
+        if let Ok(mut wanted) = interest.wanted.lock() {
+            for (channel, room, touched) in [
+                ("p:f:/:b", None, long_ago),
+                ("p:f:/:r:old", Some("old"), long_ago),
+                ("p:f:/:r:new", Some("new"), Instant::now()),
+            ] {
+                wanted.insert(
+                    channel.into(),
+                    Wanted {
+                        room: room.map(String::from),
+                        touched,
+                        ready: true,
+                    },
+                );
+            }
+        }
+        assert_eq!(interest.release_idle(), ["p:f:/:r:old"]);
+        assert_eq!(wanted(&interest), ["p:f:/:b", "p:f:/:r:new"]);
     }
 
     #[test]
