@@ -26,6 +26,10 @@ def test_room_publish_on_b_reaches_client_on_a_exactly_once(processes, cluster, 
         assert client.of("upgrade")[0]["transport"] == "websocket"
     expected_transport = "polling" if mode == "polling" else "websocket"
     assert a.metric("CONNECTIONS", transport=expected_transport) == 1
+    # By interest a receives namespace broadcasts and "sports", b broadcasts only; with
+    # the log neither subscribes to a room channel.
+    channels = {"log": (0, 0), "interest": (2, 1)}[fanout_mode()]
+    assert (a.metric("ROOM_CHANNELS"), b.metric("ROOM_CHANNELS")) == channels
 
     response = b.publish({"event": "score", "data": {"n": 1}, "room": "sports"}, API_TOKEN)
     assert response.status_code == 202, response.text

@@ -134,6 +134,8 @@ pub struct Metrics {
     redis_last_failover: Gauge,
     /// Milliseconds (shown in seconds): how far the fan-out log reader is behind.
     pub fanout_lag_ms: Gauge,
+    /// Room channels subscribed (delivery by interest).
+    pub room_channels: Gauge,
     /// The connections this node admits at once (set once, from the config).
     pub connection_limit: Gauge,
 }
@@ -243,6 +245,7 @@ impl Metrics {
         let fanout_gaps = Counter::default();
         let redis_failovers = Counter::default();
         let fanout_lag_ms = Gauge::default();
+        let room_channels = Gauge::default();
         let redis_primary = Family::<AddressLabels, Gauge>::default();
         let redis_last_failover = Gauge::default();
         if with_redis {
@@ -270,6 +273,11 @@ impl Metrics {
                 names::FANOUT_LAG,
                 "How far the fan-out log reader is behind the newest entry it has seen, seconds",
                 LagSeconds(fanout_lag_ms.clone()),
+            );
+            registry.register(
+                names::ROOM_CHANNELS,
+                "Room channels this node is subscribed to (delivery by interest; 0 with the whole log)",
+                room_channels.clone(),
             );
         }
         let _ = slow_consumer_drops.get_or_create(&DropLabels {
@@ -305,6 +313,7 @@ impl Metrics {
             redis_primary,
             redis_last_failover,
             fanout_lag_ms,
+            room_channels,
             connection_limit,
         }
     }

@@ -269,6 +269,10 @@ pub mod metrics {
     /// entry it has seen (0 when it has read everything). The node is not ready past
     /// a few seconds.
     pub const FANOUT_LAG: &str = "push_fanout_lag_seconds";
+    /// Gauge: the room channels this node is subscribed to with delivery by interest
+    /// (its rooms with members, those released within the last 30 s, and namespace
+    /// broadcasts); 0 when it reads the whole fan-out log.
+    pub const ROOM_CHANNELS: &str = "push_room_channels";
 }
 
 /// Client-facing socket.io event names and rooms.

@@ -306,6 +306,11 @@ fn push_size(push: &PushInfo) -> usize {
         .sum()
 }
 
+/// Room channels among `subscribed` (the node's marker channel is not one).
+fn count(subscribed: usize) -> i64 {
+    i64::try_from(subscribed.saturating_sub(1)).unwrap_or(i64::MAX)
+}
+
 fn io_error(what: &'static str) -> RedisError {
     RedisError::from((redis::ErrorKind::Io, what))
 }
@@ -321,6 +326,7 @@ impl Receiver {
                 e = self.connected() => e,
             };
             self.interest.all_unready();
+            self.reader.metrics.room_channels.set(0);
             tracing::warn!(error = %error, after = %self.reader.fanout.last(), "room channels: connection lost: catching up from the log after reconnect");
             if started.elapsed() > Duration::from_secs(10) {
                 delay = Duration::from_millis(100);
@@ -415,6 +421,7 @@ impl Receiver {
         self.catch_up(conn, generation, until).await?;
         self.reader.fanout.advance(until).await;
         self.interest.set_ready(&channels, true);
+        self.reader.metrics.room_channels.set(count(channels.len()));
         // Every join that waited has its rooms now (they were wanted before the snapshot).
         self.answer(seq);
         Ok(channels.into_iter().collect())
@@ -621,6 +628,10 @@ impl Receiver {
             conn.subscribe(chunk).await?;
         }
         subscribed.extend(new.iter().cloned());
+        self.reader
+            .metrics
+            .room_channels
+            .set(count(subscribed.len()));
         let seq = self.send_marker(conn).await?;
         self.waiting.push(Waiting {
             seq,
@@ -644,6 +655,10 @@ impl Receiver {
         for chunk in idle.chunks(CHANNELS_PER_COMMAND) {
             conn.unsubscribe(chunk).await?;
         }
+        self.reader
+            .metrics
+            .room_channels
+            .set(count(subscribed.len()));
         if !idle.is_empty() {
             tracing::debug!(rooms = idle.len(), "room channels without members released");
         }
