@@ -13,12 +13,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from local_redis import cli, free_port, wait
 
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,29 +28,6 @@ SCRIPT = "push-server/src/history/script.rs"
 # The last commit whose append script walked the whole stream looking for the age cut.
 BEFORE = "e970385"
 SERVER_CPUS = os.environ.get("SERVER_CPUS", "0")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait(what: str, check, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except subprocess.SubprocessError:
-            pass
-        time.sleep(0.05)
-    raise SystemExit(f"history_append: {what} not within {timeout} s")
-
-
-def cli(port: int, *args: str) -> str:
-    return subprocess.run(["redis-cli", "-p", str(port), *args], capture_output=True, text=True,
-                          check=True, timeout=30).stdout
 
 
 def usec_per_call(port: int, command: str) -> float:
@@ -78,7 +55,7 @@ def measure(length: int, scripts: dict[str, str], workdir: Path) -> dict:
                               "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
                              stdout=subprocess.DEVNULL, cwd=workdir)
     try:
-        wait("redis-server", lambda: cli(port, "PING").strip() == "PONG")
+        wait("history_append: redis-server", lambda: cli(port, "PING").strip() == "PONG")
         row: dict = {"max_messages": length, "appends": APPENDS}
         message = json.dumps({"event": "m", "data": {"n": 0, "text": "x" * 60}})
         for name, body in scripts.items():

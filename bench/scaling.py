@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,9 @@ from pathlib import Path
 
 import requests
 import socketio
+
+import local_redis
+from local_redis import cli, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 NODES = tuple(int(n) for n in os.environ.get("NODES", "1,2,4,8").split(","))
@@ -37,27 +39,9 @@ TOKEN = "bench-token"
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait(what: str, check, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except (OSError, ValueError, requests.RequestException, subprocess.SubprocessError):
-            pass
-        time.sleep(0.05)
-    raise SystemExit(f"scaling: {what} not within {timeout} s")
-
-
-def cli(port: int, *args: str) -> str:
-    return subprocess.run(["redis-cli", "-p", str(port), *args], capture_output=True, text=True,
-                          check=True, timeout=30).stdout
+    local_redis.wait(f"scaling: {what}", check, timeout,
+                     (OSError, ValueError, requests.RequestException, subprocess.SubprocessError))
 
 
 def info(port: int, section: str) -> dict[str, str]:
