@@ -20,6 +20,7 @@ import yaml
 from .core import REPO, contract, find_binary
 from .node_clients import NodeClients
 from .procs import Processes
+from .push_server import fanout_mode
 
 CONTRACT = contract()
 LOCAL_MODE = CONTRACT["local_mode"]
@@ -45,11 +46,15 @@ def manifest(name: str, replicas: int, drain_seconds: int, affinity: str) -> dic
     exposure: dict = {"service": {}}
     if affinity == "cookie":
         exposure = {"host": "push.localhost", "ingress": {"className": "nginx", "affinity": "cookie", "cookieName": "pc-node"}}
+    spec = {"replicas": replicas, "drainSeconds": drain_seconds, "redis": {"managed": {}}, "exposure": exposure}
+    if fanout_mode() != "log":
+        # E2E_FANOUT=interest: the nodes receive by interest (the manifest configures them).
+        spec["env"] = [{"name": contract()["env"]["FANOUT"], "value": fanout_mode()}]
     return {
         "apiVersion": "pushcluster.dev/v1alpha1",
         "kind": "PushCluster",
         "metadata": {"name": name},
-        "spec": {"replicas": replicas, "drainSeconds": drain_seconds, "redis": {"managed": {}}, "exposure": exposure},
+        "spec": spec,
     }
 
 
