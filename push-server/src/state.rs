@@ -7,7 +7,7 @@ use std::sync::{
 
 use crate::{
     adapter::NodeSockets,
-    config::{Config, FanoutMode},
+    config::Config,
     conn::ConnRegistry,
     history::Keys,
     metrics::Metrics,
@@ -119,10 +119,7 @@ impl AppState {
             .set(i64::try_from(config.max_connections).unwrap_or(i64::MAX));
         let admission = Arc::new(tokio::sync::Semaphore::new(config.max_connections));
         Arc::new(Self {
-            keys: match config.fanout {
-                FanoutMode::Log => Keys::new(&config.redis_key_prefix),
-                FanoutMode::Interest => Keys::new(&config.redis_key_prefix).with_room_channels(),
-            },
+            keys: Keys::new(&config.redis_key_prefix),
             handshakes: config.handshakes_per_second.map(|rate| {
                 std::sync::Mutex::new(TokenBucket::new(rate, rate, std::time::Instant::now()))
             }),

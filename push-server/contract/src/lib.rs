@@ -56,8 +56,8 @@ pub mod env {
     pub const REDIS_CHANNEL: &str = "PUSH_REDIS_CHANNEL";
     /// How nodes receive the cluster's messages: `log` (default: every node reads the
     /// whole fan-out log) or `interest` (each node subscribes to the rooms its sockets are
-    /// in; every append is also published on its room's channel). Every node of a cluster
-    /// must use the same.
+    /// in). Every append is published on its room's channel in both modes, so a rolling
+    /// update from one to the other loses nothing.
     pub const FANOUT: &str = "PUSH_FANOUT";
     /// How long a publish waits for Redis before answering 503 (milliseconds).
     pub const REDIS_TIMEOUT_MS: &str = "PUSH_REDIS_TIMEOUT_MS";

@@ -86,9 +86,6 @@ pub struct StreamKeys {
 #[derive(Debug, Clone)]
 pub struct Keys {
     prefix: String,
-    /// Whether every append is also published on its room's pub/sub channel, for nodes
-    /// that receive only their rooms (`publish::interest`).
-    room_channels: bool,
 }
 
 impl Keys {
@@ -96,23 +93,18 @@ impl Keys {
     pub fn new(prefix: &str) -> Self {
         Self {
             prefix: prefix.to_owned(),
-            room_channels: false,
         }
     }
 
-    /// The same keys, with appends also published on their room's channel.
-    pub fn with_room_channels(mut self) -> Self {
-        self.room_channels = true;
-        self
-    }
-
-    /// The pub/sub channel an append to `room` (`None`: namespace broadcasts) is
-    /// published on, when the cluster delivers by interest.
-    pub fn room_channel(&self, namespace: &str, room: Option<&str>) -> Option<String> {
-        self.room_channels.then(|| match room {
+    /// The pub/sub channel an append to `room` (`None`: namespace broadcasts) is also
+    /// published on, for nodes that receive by interest (`publish::interest`). Every
+    /// append is published there whichever way its node receives: a cluster whose nodes
+    /// differ (a rolling update from one `PUSH_FANOUT` to the other) loses nothing.
+    pub fn room_channel(&self, namespace: &str, room: Option<&str>) -> String {
+        match room {
             Some(room) => format!("{}:f:{namespace}:r:{room}", self.prefix),
             None => format!("{}:f:{namespace}:b", self.prefix),
-        })
+        }
     }
 
     /// The pub/sub channel on which a node's own position markers come back to it.
@@ -189,7 +181,6 @@ mod tests {
             keys.stream("/", Some("x:t")),
             keys.stream("/", Some("x")),
         ];
-        let with_channels = keys.clone().with_room_channels();
         let mut all = vec![
             keys.log(),
             keys.marker_channel("n"),
@@ -200,12 +191,7 @@ mod tests {
             keys.reader_position("n"),
         ];
         for room in [Some("b"), None, Some("x")] {
-            assert_eq!(
-                keys.room_channel("/", room),
-                None,
-                "not published without interest"
-            );
-            all.extend(with_channels.room_channel("/", room));
+            all.push(keys.room_channel("/", room));
         }
         all.extend(
             streams

@@ -4,7 +4,8 @@
 //!
 //! Every append still goes to the fan-out log, which gives the message its offset in the
 //! cluster's one order, and the same script publishes it last on its room's pub/sub
-//! channel (`Keys::room_channel`). A node subscribes, on one connection of its own, to the
+//! channel (`Keys::room_channel`; in both modes, so nodes of either kind can share a
+//! cluster during a rolling update). A node subscribes, on one connection of its own, to the
 //! channels of its rooms. Pub/sub on one connection keeps Redis's execution order, so a
 //! node receives the log's order restricted to its rooms, and its delivery, ring and
 //! recovery gate (`fanout`) work unchanged.
@@ -91,9 +92,7 @@ impl Interest {
     pub fn new(reader: Reader, room_sizes: Arc<RoomSizes>, node: &str) -> (Arc<Self>, Receiver) {
         let (requests, pending) = mpsc::channel(REQUESTS);
         let keys = reader.keys.clone();
-        let broadcast = keys
-            .room_channel(defaults::NAMESPACE, None)
-            .unwrap_or_default();
+        let broadcast = keys.room_channel(defaults::NAMESPACE, None);
         let interest = Arc::new(Self {
             wanted: Mutex::new(HashMap::from([(
                 broadcast,
@@ -132,9 +131,7 @@ impl Interest {
                 .iter()
                 .filter(|r| !r.starts_with(RESERVED_ROOM_PREFIX))
             {
-                let Some(channel) = self.keys.room_channel(defaults::NAMESPACE, Some(room)) else {
-                    continue;
-                };
+                let channel = self.keys.room_channel(defaults::NAMESPACE, Some(room));
                 let entry = wanted.entry(channel).or_insert_with(|| Wanted {
                     room: Some(room.clone()),
                     touched: now,
@@ -686,7 +683,7 @@ mod tests {
         Interest {
             wanted: Mutex::new(HashMap::new()),
             requests,
-            keys: crate::history::Keys::new("p").with_room_channels(),
+            keys: crate::history::Keys::new("p"),
             room_sizes: Arc::new(RoomSizes::default()),
         }
     }
