@@ -92,6 +92,11 @@ pub struct SuiteArgs {
     pub cross_rates: Vec<f64>,
     #[arg(long, default_value_t = 10)]
     pub cross_secs: u64,
+    /// Messages published to every room before the cross-node clients connect: with
+    /// `--history-max-messages`, the steps start from full histories (the publish
+    /// ceiling at full history, bench/ceiling)
+    #[arg(long, default_value_t = 0)]
+    pub cross_fill_per_room: u64,
     #[arg(
         long,
         value_delimiter = ',',

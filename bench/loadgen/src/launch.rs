@@ -70,6 +70,8 @@ pub struct Cluster {
     /// reference's one port.
     pub publish_urls: Vec<String>,
     pub pids: Vec<u32>,
+    /// The redis-server the nodes share (its primary), when they have one.
+    pub redis_pid: Option<u32>,
     pub api_token: String,
     _children: Vec<Child>,
 }
@@ -118,6 +120,7 @@ impl Cluster {
             urls,
             publish_urls,
             pids,
+            redis_pid: None,
             api_token,
             _children: Vec::new(),
         }
@@ -128,6 +131,7 @@ impl Cluster {
             return Err(LaunchError::HistoryOnNode);
         }
         let mut children = Vec::new();
+        let mut redis_pid = None;
         let redis_url = if cfg.wants_redis() {
             let port = free_port()?;
             let child = pinned("redis-server", &cfg.server_cpus)
@@ -137,6 +141,8 @@ impl Cluster {
                 .kill_on_drop(true)
                 .spawn()
                 .map_err(|e| LaunchError::Spawn("redis-server".into(), e))?;
+            // `taskset` execs redis-server: the child's pid is Redis's.
+            redis_pid = child.id();
             children.push(child);
             wait_redis(port).await?;
             for _ in 0..cfg.redis_replicas {
@@ -232,6 +238,7 @@ impl Cluster {
             urls,
             publish_urls,
             pids,
+            redis_pid,
             api_token: cfg.api_token.clone(),
             _children: children,
         })

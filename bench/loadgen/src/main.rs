@@ -71,6 +71,7 @@ async fn suite(a: SuiteArgs) -> anyhow::Result<()> {
             rates: a.fanout_rates,
             step: secs(a.step_secs),
             grace: secs(5),
+            fill_per_room: 0,
         },
         cross_nodes: a.cross_nodes,
         cross: FanoutConfig {
@@ -81,6 +82,7 @@ async fn suite(a: SuiteArgs) -> anyhow::Result<()> {
             rates: a.cross_rates,
             step: secs(a.cross_secs),
             grace: secs(5),
+            fill_per_room: a.cross_fill_per_room,
         },
         polling: PollingConfig {
             sizes: a.polling_sizes,
@@ -112,6 +114,7 @@ async fn fanout(a: FanoutArgs) -> anyhow::Result<()> {
         rates: a.rates,
         step: secs(a.step_secs),
         grace: secs(5),
+        fill_per_room: 0,
     };
     let result = scenario::fanout::run(&cluster, &cfg, 0).await?;
     let json = serde_json::to_string_pretty(&result)?;

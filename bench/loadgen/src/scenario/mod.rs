@@ -90,6 +90,7 @@ pub struct CpuWindow {
     started: Instant,
     server: CpuTime,
     generator: CpuTime,
+    redis: CpuTime,
 }
 
 impl CpuWindow {
@@ -98,6 +99,7 @@ impl CpuWindow {
             started: Instant::now(),
             server: cpu_time(&cluster.pids),
             generator: cpu_time(&fleet.generator_pids()),
+            redis: cpu_time(&redis_pids(cluster)),
         }
     }
 
@@ -106,11 +108,17 @@ impl CpuWindow {
         let wall = self.started.elapsed().as_secs_f64().max(1e-9);
         let server = cpu_time(&cluster.pids).since(self.server);
         let generator = cpu_time(&fleet.generator_pids()).since(self.generator);
+        let redis = cpu_time(&redis_pids(cluster)).since(self.redis);
         step.server_cpu_pct = 100.0 * server.total() / wall;
+        step.redis_cpu_pct = 100.0 * redis.total() / wall;
         step.generator_cpu_pct = 100.0 * generator.total() / wall;
         step.server_cpu_us_per_delivery = per_delivery_us(server.total(), step.received);
         step.server_user_us_per_delivery = per_delivery_us(server.user, step.received);
     }
+}
+
+fn redis_pids(cluster: &Cluster) -> Vec<u32> {
+    cluster.redis_pid.into_iter().collect()
 }
 
 /// Server CPU time per delivered message, µs: a throughput-per-core figure
