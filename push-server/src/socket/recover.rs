@@ -320,11 +320,7 @@ pub(super) async fn receiving(state: &SharedState, rooms: &[String]) -> bool {
 /// to come back (to this node or another) as [`defer`] does, without counting a recovery.
 pub(super) fn not_now<A: Adapter>(socket: &SocketRef<A>, pid: Option<String>) -> Vec<String> {
     tracing::info!(sid = %socket.id, "this node cannot receive the socket's rooms now: the client comes back later");
-    if let Some(pid) = pid {
-        socket.set_recovery_pid(pid);
-    }
-    pend(socket, Pending::Deferred);
-    Vec::new()
+    send_away(socket, pid)
 }
 
 /// Sends the client away to come back later (its transport is cut once CONNECT is out),
@@ -335,6 +331,12 @@ fn defer<A: Adapter>(
     pid: Option<String>,
 ) -> Vec<String> {
     state.metrics.recovery(Recovered::deferred);
+    send_away(socket, pid)
+}
+
+/// What [`defer`] and [`not_now`] share: the pid kept for the CONNECT reply, the
+/// transport cut once it is out.
+fn send_away<A: Adapter>(socket: &SocketRef<A>, pid: Option<String>) -> Vec<String> {
     if let Some(pid) = pid {
         socket.set_recovery_pid(pid);
     }
