@@ -50,7 +50,8 @@ def spec_property(path: str) -> dict:
     return node
 
 
-@pytest.mark.parametrize("field", ["spec.exposure", "spec.autoscaling", "spec.redis", "spec.history", "spec.admission"])
+@pytest.mark.parametrize("field", ["spec.exposure", "spec.autoscaling", "spec.redis", "spec.history", "spec.admission",
+                                   "spec.delivery"])
 def test_kubectl_explain_prints_our_descriptions(chart_release, field):
     out = kubectl("explain", f"pushcluster.{field}").stdout
     described = spec_property(field)

@@ -49,7 +49,7 @@ def manifest(name: str, replicas: int, drain_seconds: int, affinity: str) -> dic
     spec = {"replicas": replicas, "drainSeconds": drain_seconds, "redis": {"managed": {}}, "exposure": exposure}
     if fanout_mode() != "log":
         # E2E_FANOUT=interest: the nodes receive by interest (the manifest configures them).
-        spec["env"] = [{"name": contract()["env"]["FANOUT"], "value": fanout_mode()}]
+        spec["delivery"] = {"fanout": fanout_mode()}
     return {
         "apiVersion": "pushcluster.dev/v1alpha1",
         "kind": "PushCluster",

@@ -35,6 +35,8 @@ pub const HTTP1_MAX_BUF_BYTES: usize = 8192;
 pub const MAX_ATTACHMENTS: usize = 16;
 /// How long the attachments of one packet may take to arrive.
 pub const ATTACHMENT_COMPLETION_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest write window accepted: beyond it the window is latency, not batching.
+pub const MAX_WRITE_WINDOW_MS: u64 = 1_000;
 
 /// The configured node id, else the hostname (the pod name).
 fn node_id(configured: Option<String>) -> Result<String, ConfigError> {
@@ -120,6 +122,12 @@ pub struct Cli {
     /// Milliseconds a PONG may take before the session is closed (pingTimeout).
     #[arg(long, env = env::PING_TIMEOUT_MS, default_value_t = defaults::PING_TIMEOUT_MS)]
     pub ping_timeout_ms: u64,
+    /// Milliseconds a WebSocket holds back the first message queued after a write, so
+    /// that the messages queued meanwhile share one write (fewer syscalls per message at
+    /// high per-socket rates, for up to this much latency). 0 writes at once.
+    #[arg(long, env = env::WRITE_WINDOW_MS, default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_WRITE_WINDOW_MS))]
+    pub write_window_ms: u64,
     /// Room requests (subscribe/unsubscribe) one socket may send per second.
     #[arg(long, env = env::EVENTS_PER_SECOND, default_value_t = defaults::EVENTS_PER_SECOND)]
     pub events_per_second: u32,
@@ -234,6 +242,8 @@ pub struct Config {
     /// Engine.IO heartbeat: PING period and how long a PONG may take.
     pub ping_interval: Duration,
     pub ping_timeout: Duration,
+    /// How long a WebSocket holds back a message for others to share its write.
+    pub write_window: Duration,
     /// Per-socket budget of room requests: rate per second and burst.
     pub events_per_second: u32,
     pub event_burst: u32,
@@ -402,6 +412,7 @@ impl Config {
             header_timeout: Duration::from_secs(cli.header_timeout_seconds.max(1)),
             ping_interval: Duration::from_millis(cli.ping_interval_ms.max(1)),
             ping_timeout: Duration::from_millis(cli.ping_timeout_ms.max(1)),
+            write_window: Duration::from_millis(cli.write_window_ms),
             events_per_second: cli.events_per_second,
             event_burst: cli.event_burst,
             api_token: cli.api_token,

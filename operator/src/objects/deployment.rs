@@ -323,6 +323,12 @@ pub fn push_server_env(vc: &ValidatedCluster) -> Vec<EnvVar> {
         env::HEADER_TIMEOUT_SECONDS,
         admission.header_timeout_seconds.to_string(),
     ));
+    let delivery = &spec.delivery;
+    vars.push(value(env::FANOUT, delivery.fanout.as_str().to_string()));
+    vars.push(value(
+        env::WRITE_WINDOW_MS,
+        delivery.write_window_ms.to_string(),
+    ));
     vars.push(value(env::LOG_FORMAT, "json"));
     vars.extend(spec.env.iter().cloned());
     vars

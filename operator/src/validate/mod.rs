@@ -366,6 +366,16 @@ mod tests {
                 "spec: {env: [{name: PUSH_HANDSHAKES_PER_SECOND, value: '0'}]}",
                 Some("spec.env"),
             ),
+            (
+                "env overrides the delivery spec",
+                "spec: {env: [{name: PUSH_FANOUT, value: interest}]}",
+                Some("spec.env"),
+            ),
+            (
+                "delivery by interest with a write window",
+                "spec: {delivery: {fanout: interest, writeWindowMs: 1000}}",
+                None,
+            ),
         ];
         for (case, spec, want) in cases {
             let got = validate(&cluster(&format!("{BASE}{spec}")), "default");

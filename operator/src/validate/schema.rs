@@ -308,6 +308,16 @@ mod tests {
                 "{env: [{name: A, valeu: b}]}",
                 Some("spec.env[0].valeu"),
             ),
+            (
+                "an unknown fan-out mode",
+                "{delivery: {fanout: everywhere}}",
+                Some("spec.delivery.fanout"),
+            ),
+            (
+                "a write window past a second",
+                "{delivery: {writeWindowMs: 1001}}",
+                Some("spec.delivery.writeWindowMs"),
+            ),
         ];
         for (case, spec, want) in cases {
             let yaml = format!(

@@ -91,6 +91,9 @@ pub mod env {
     pub const PING_INTERVAL_MS: &str = "PUSH_PING_INTERVAL_MS";
     /// ...and closes a session whose PONG has not come within this many ms.
     pub const PING_TIMEOUT_MS: &str = "PUSH_PING_TIMEOUT_MS";
+    /// Milliseconds a WebSocket holds back the first message queued after a write, so
+    /// that those queued meanwhile share its write (0, the default: write at once).
+    pub const WRITE_WINDOW_MS: &str = "PUSH_WRITE_WINDOW_MS";
     /// Window over which clients are moved off on SIGTERM.
     pub const DRAIN_SECONDS: &str = "PUSH_DRAIN_SECONDS";
     /// Milliseconds a draining node waits, refusing new sessions and not ready, before it
@@ -124,7 +127,7 @@ pub mod env {
     /// The variables the operator sets on every push-server pod itself; a PushCluster's
     /// `spec.env` may not override them (the CRD's CEL rule and the Deployment builder
     /// both read this list).
-    pub const SET_BY_OPERATOR: [&str; 28] = [
+    pub const SET_BY_OPERATOR: [&str; 30] = [
         LISTEN,
         ADMIN_LISTEN,
         DEMO_PAGE,
@@ -152,6 +155,8 @@ pub mod env {
         SESSION_COOKIE,
         SESSION_PREFIX,
         SESSION_USER_PATH,
+        FANOUT,
+        WRITE_WINDOW_MS,
         LOG_FORMAT,
     ];
 }

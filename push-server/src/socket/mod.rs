@@ -40,6 +40,7 @@ pub fn configure<A: Adapter>(
         .ws_max_message_size(max)
         .ws_max_frame_size(max)
         .ws_read_buffer_size(config::WS_READ_BUFFER_BYTES)
+        .ws_write_window(state.config.write_window)
         // Binary attachments are buffered until a packet is complete: their sum is
         // bounded by our payload limit (socketioxide's default is 10 MB per socket, which
         // let 50 sockets pin 485 MB), their count by a small number, their wait by a

@@ -250,6 +250,16 @@ impl<A: Adapter> SocketIoBuilder<A> {
         self
     }
 
+    /// How long a WebSocket connection holds back the first packet queued after a write,
+    /// so that the packets queued meanwhile go out in the same write: fewer syscalls per
+    /// message at high per-socket rates, for up to this much added latency.
+    ///
+    /// Defaults to zero: every packet is written as soon as it is queued.
+    pub fn ws_write_window(mut self, ws_write_window: Duration) -> Self {
+        self.engine_config_builder = self.engine_config_builder.ws_write_window(ws_write_window);
+        self
+    }
+
     /// Allowed transports on this server
     ///
     /// The `transports` array should have a size of 1 or 2

@@ -494,6 +494,30 @@ fn env_per_spec_variant() {
             Some("30"),
         ),
         (
+            "delivery absent: every pod reads the log",
+            "{}",
+            env::FANOUT,
+            Some("log"),
+        ),
+        (
+            "delivery absent: no write window",
+            "{}",
+            env::WRITE_WINDOW_MS,
+            Some("0"),
+        ),
+        (
+            "delivery by interest",
+            "{delivery: {fanout: interest, writeWindowMs: 20}}",
+            env::FANOUT,
+            Some("interest"),
+        ),
+        (
+            "delivery with a write window",
+            "{delivery: {fanout: interest, writeWindowMs: 20}}",
+            env::WRITE_WINDOW_MS,
+            Some("20"),
+        ),
+        (
             "listen from contract",
             "{}",
             env::LISTEN,

@@ -4,6 +4,7 @@
 //! Other functions are used internally to handle the websocket connection through tasks and channels
 //! and to handle upgrade from polling to ws
 
+use std::pin::Pin;
 use std::sync::Arc;
 
 use futures_util::{SinkExt, StreamExt};
@@ -298,6 +299,10 @@ where
     let far = || Instant::now() + Duration::from_secs(86_400 * 365);
     let beat = tokio::time::sleep_until(heartbeat.as_ref().map_or_else(far, Heartbeat::deadline));
     tokio::pin!(beat);
+    let window = engine.config.ws_write_window;
+    // A batch held back by the write window (boxed: only while one is held, so an idle
+    // connection's task stays as small as without the window).
+    let mut held: Option<Pin<Box<Held>>> = None;
 
     let ended = loop {
         // One select decides, then at most one write: every write and flush of the
@@ -321,14 +326,26 @@ where
                     Err(e) => Step::End(Ended::Error(e)),
                 },
             },
-            batch = buffered_rx.next_batch() => match batch {
-                Some(Batch::Queued(batch)) => Step::Write(batch, Drain::Queue),
+            batch = buffered_rx.next_batch(), if held.is_none() => match batch {
+                Some(Batch::Queued(batch)) if window.is_zero() => Step::Write(batch, Drain::Queue),
+                Some(Batch::Queued(batch)) => {
+                    held = Some(Box::pin(Held {
+                        batch,
+                        until: tokio::time::sleep(window),
+                    }));
+                    Step::Idle
+                }
                 Some(Batch::Volatile(batch)) => {
                     #[cfg(feature = "tracing")]
                     tracing::debug!(sid = ?socket.id, "ws volatile flush: {} packets", batch.len());
                     Step::Write(batch, Drain::No)
                 }
                 None => Step::End(Ended::SessionClosed),
+            },
+            _ = window_end(&mut held), if held.is_some() => match held.take() {
+                // What was queued during the window goes out with the held batch.
+                Some(mut h) => Step::Write(std::mem::take(h.as_mut().project().batch), Drain::Queue),
+                None => Step::Idle,
             },
             _ = &mut beat, if heartbeat.is_some() => match heartbeat.as_mut() {
                 Some(h) if h.pong_due.is_some() => {
@@ -367,7 +384,12 @@ where
     if matches!(ended, Ended::SessionClosed) {
         // What the session queued before it was closed still goes out (a socket.io
         // DISCONNECT, the engine CLOSE), as it did with a writer task of its own: the
-        // loop's select takes the cancellation first.
+        // loop's select takes the cancellation first. A batch held by the write window
+        // was queued first.
+        if let Some(mut h) = held.take() {
+            let batch = std::mem::take(h.as_mut().project().batch);
+            Box::pin(write(socket, ws, batch, None)).await;
+        }
         while let Ok(batch) = buffered_rx.try_recv() {
             Box::pin(write(socket, ws, batch, None)).await;
         }
@@ -377,6 +399,23 @@ where
     ws.flush().await.ok();
     ws.close(None).await.ok();
     ended
+}
+
+pin_project_lite::pin_project! {
+    /// A queued batch held back by the write window, and the window's end.
+    struct Held {
+        batch: PacketBuf,
+        #[pin]
+        until: tokio::time::Sleep,
+    }
+}
+
+/// Completes when the held batch's write window ends (never without one).
+async fn window_end(held: &mut Option<Pin<Box<Held>>>) {
+    match held.as_mut() {
+        Some(h) => h.as_mut().project().until.await,
+        None => std::future::pending().await,
+    }
 }
 
 /// What a client frame asks of the connection loop.
@@ -709,10 +748,11 @@ mod tests {
     }
 
     fn engine() -> Arc<EngineIo<StubHandler>> {
-        Arc::new(EngineIo::new(
-            Arc::new(StubHandler),
-            EngineIoConfig::default(),
-        ))
+        engine_with(EngineIoConfig::default())
+    }
+
+    fn engine_with(config: EngineIoConfig) -> Arc<EngineIo<StubHandler>> {
+        Arc::new(EngineIo::new(Arc::new(StubHandler), config))
     }
 
     fn spawn_serve(
@@ -720,14 +760,149 @@ mod tests {
         server: WebSocketStream<DuplexStream>,
         heartbeat: Option<Heartbeat>,
     ) -> tokio::task::JoinHandle<Ended> {
+        spawn_serve_on(engine(), socket, server, heartbeat)
+    }
+
+    fn spawn_serve_on<S>(
+        engine: Arc<EngineIo<StubHandler>>,
+        socket: &Arc<Socket<()>>,
+        server: WebSocketStream<S>,
+        heartbeat: Option<Heartbeat>,
+    ) -> tokio::task::JoinHandle<Ended>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let socket = socket.clone();
         tokio::spawn(async move {
             let conn = Box::new(Connection {
                 ws: server,
                 heartbeat,
             });
-            serve(&engine(), &socket, conn).await
+            serve(&engine, &socket, conn).await
         })
+    }
+
+    /// The server's end of a duplex pipe that counts the writes made to it.
+    struct CountedWrites {
+        inner: DuplexStream,
+        writes: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl AsyncRead for CountedWrites {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            Pin::new(&mut self.inner).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for CountedWrites {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+            if polled.is_ready() {
+                self.writes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            polled
+        }
+        fn poll_flush(
+            mut self: Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            Pin::new(&mut self.inner).poll_flush(cx)
+        }
+        fn poll_shutdown(
+            mut self: Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            Pin::new(&mut self.inner).poll_shutdown(cx)
+        }
+    }
+
+    /// A connection served with `window`, whose server side counts its writes.
+    async fn serve_with_window(
+        window: Duration,
+    ) -> (
+        Arc<Socket<()>>,
+        WebSocketStream<DuplexStream>,
+        Arc<std::sync::atomic::AtomicUsize>,
+        tokio::task::JoinHandle<Ended>,
+    ) {
+        let socket = socket();
+        let (server, client) = tokio::io::duplex(4096);
+        let writes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let server = CountedWrites {
+            inner: server,
+            writes: writes.clone(),
+        };
+        let server = WebSocketStream::from_raw_socket(server, Role::Server, None).await;
+        let client = WebSocketStream::from_raw_socket(client, Role::Client, None).await;
+        let config = EngineIoConfig::builder().ws_write_window(window).build();
+        let serving = spawn_serve_on(engine_with(config), &socket, server, None);
+        (socket, client, writes, serving)
+    }
+
+    async fn next_text(client: &mut WebSocketStream<DuplexStream>) -> Message {
+        tokio::time::timeout(TIMEOUT, client.next())
+            .await
+            .expect("a message within the timeout")
+            .expect("the connection open")
+            .expect("a valid frame")
+    }
+
+    #[tokio::test]
+    async fn a_write_window_sends_what_was_queued_during_it_in_one_write() {
+        let window = Duration::from_millis(150);
+        let (socket, mut client, writes, _serving) = serve_with_window(window).await;
+        let queued = Instant::now();
+        socket.emit(Str::from("a")).unwrap();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        socket.emit(Str::from("b")).unwrap();
+        assert_eq!(next_text(&mut client).await, Message::text("4a"));
+        assert!(
+            queued.elapsed() >= window,
+            "the first message waits for the window: {:?}",
+            queued.elapsed()
+        );
+        assert_eq!(next_text(&mut client).await, Message::text("4b"));
+        let n = writes.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(n, 1, "both messages in one write, got {n}");
+    }
+
+    #[tokio::test]
+    async fn without_a_write_window_each_message_is_written_when_queued() {
+        let (socket, mut client, writes, _serving) = serve_with_window(Duration::ZERO).await;
+        socket.emit(Str::from("a")).unwrap();
+        assert_eq!(next_text(&mut client).await, Message::text("4a"));
+        socket.emit(Str::from("b")).unwrap();
+        assert_eq!(next_text(&mut client).await, Message::text("4b"));
+        let n = writes.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(n, 2, "a write per message, got {n}");
+    }
+
+    #[tokio::test]
+    async fn a_session_closed_during_a_write_window_still_sends_the_held_message() {
+        let (socket, mut client, _writes, serving) =
+            serve_with_window(Duration::from_secs(30)).await;
+        socket.emit(Str::from("last words")).unwrap();
+        // The loop holds it once it has left the queue (the window is 30 s).
+        let deadline = Instant::now() + TIMEOUT;
+        while socket.internal_tx.len() > 0 {
+            assert!(Instant::now() < deadline, "the loop never took the message");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        socket.cancellation_token.cancel();
+        assert_eq!(next_text(&mut client).await, Message::text("4last words"));
+        let ended = tokio::time::timeout(TIMEOUT, serving)
+            .await
+            .expect("the loop should stop")
+            .unwrap();
+        assert!(matches!(ended, Ended::SessionClosed));
     }
 
     /// A polling request can still hold the lock at the end of an upgrade.
