@@ -122,9 +122,10 @@ pub struct Cli {
     /// Milliseconds a PONG may take before the session is closed (pingTimeout).
     #[arg(long, env = env::PING_TIMEOUT_MS, default_value_t = defaults::PING_TIMEOUT_MS)]
     pub ping_timeout_ms: u64,
-    /// Milliseconds a WebSocket holds back the first message queued after a write, so
-    /// that the messages queued meanwhile share one write (fewer syscalls per message at
-    /// high per-socket rates, for up to this much latency). 0 writes at once.
+    /// A WebSocket's write window in milliseconds: a message queued within it after the
+    /// socket's last write waits until it ends, so that the messages queued meanwhile
+    /// share one write (fewer syscalls per message at high per-socket rates, for up to
+    /// this much latency); a socket that wrote nothing within it writes at once. 0: off.
     #[arg(long, env = env::WRITE_WINDOW_MS, default_value_t = 0,
           value_parser = clap::value_parser!(u64).range(0..=MAX_WRITE_WINDOW_MS))]
     pub write_window_ms: u64,
@@ -242,7 +243,7 @@ pub struct Config {
     /// Engine.IO heartbeat: PING period and how long a PONG may take.
     pub ping_interval: Duration,
     pub ping_timeout: Duration,
-    /// How long a WebSocket holds back a message for others to share its write.
+    /// A WebSocket's write window (see `write_window_ms`).
     pub write_window: Duration,
     /// Per-socket budget of room requests: rate per second and burst.
     pub events_per_second: u32,

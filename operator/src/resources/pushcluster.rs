@@ -202,8 +202,8 @@ pub struct PushClusterSpec {
     /// How messages reach the pods and leave them for the clients: `fanout` chooses
     /// whether every pod reads every message (`log`, the default) or only its rooms'
     /// (`interest`: Redis output and CPU per publish stay flat as pods are added);
-    /// `writeWindowMs` lets a WebSocket batch the messages queued within that many
-    /// milliseconds into one write (0, the default: write at once).
+    /// `writeWindowMs` lets a busy WebSocket batch the messages queued within that many
+    /// milliseconds of its last write into one write (0, the default: write at once).
     #[serde(default)]
     pub delivery: DeliverySpec,
 
@@ -812,10 +812,11 @@ pub struct DeliverySpec {
     /// pods without a loss.
     #[serde(default)]
     pub fanout: Fanout,
-    /// Milliseconds a WebSocket holds back the first message queued after a write, so that
-    /// the messages queued meanwhile go out in the same write: less CPU per message for
-    /// sockets receiving many messages a second, for up to this much added latency.
-    /// Long-polling is not affected. 0 (default): every message is written at once.
+    /// A WebSocket's write window in milliseconds: a message queued within this long after
+    /// the socket's last write waits until then, so that the messages queued meanwhile go
+    /// out in the same write — less CPU per message for sockets receiving many messages a
+    /// second, for up to this much added latency; a socket that wrote nothing within the
+    /// window writes at once. Long-polling is not affected. 0 (default): no window.
     #[serde(default)]
     #[schemars(range(min = 0, max = 1000))]
     pub write_window_ms: i32,

@@ -91,8 +91,10 @@ pub mod env {
     pub const PING_INTERVAL_MS: &str = "PUSH_PING_INTERVAL_MS";
     /// ...and closes a session whose PONG has not come within this many ms.
     pub const PING_TIMEOUT_MS: &str = "PUSH_PING_TIMEOUT_MS";
-    /// Milliseconds a WebSocket holds back the first message queued after a write, so
-    /// that those queued meanwhile share its write (0, the default: write at once).
+    /// A WebSocket's write window in milliseconds: a message queued within it after the
+    /// socket's last write waits until it ends, so that those queued meanwhile share one
+    /// write; a socket that wrote nothing within it writes at once (0, the default: every
+    /// message at once).
     pub const WRITE_WINDOW_MS: &str = "PUSH_WRITE_WINDOW_MS";
     /// Window over which clients are moved off on SIGTERM.
     pub const DRAIN_SECONDS: &str = "PUSH_DRAIN_SECONDS";

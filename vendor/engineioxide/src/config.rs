@@ -84,10 +84,12 @@ pub struct EngineIoConfig {
     /// to prevent memory eating by a malicious user.
     pub ws_max_frame_size: usize,
 
-    /// How long a WebSocket connection holds back the first packet queued after a write,
-    /// so that the packets queued meanwhile go out in the same write (one syscall and one
-    /// TCP segment for several messages: less CPU per message at high per-socket rates,
-    /// for up to this much added latency). Zero, the default, writes at once.
+    /// A WebSocket connection's write window: a packet queued within this long after the
+    /// connection's last write waits until then, so that the packets queued meanwhile go
+    /// out in the same write (one syscall and one TCP segment for several messages: less
+    /// CPU per message at high per-socket rates, for up to this much added latency); a
+    /// connection that wrote nothing within it writes at once. Zero, the default, writes
+    /// every packet at once.
     pub ws_write_window: Duration,
 
     /// Allowed transports on this server
@@ -246,9 +248,11 @@ impl EngineIoConfigBuilder {
         self
     }
 
-    /// How long a WebSocket connection holds back the first packet queued after a write,
-    /// so that the packets queued meanwhile go out in the same write: fewer syscalls per
-    /// message at high per-socket rates, for up to this much added latency.
+    /// A WebSocket connection's write window: a packet queued within this long after the
+    /// connection's last write waits until then, so that the packets queued meanwhile go
+    /// out in the same write (fewer syscalls per message at high per-socket rates, for up
+    /// to this much added latency); a connection that wrote nothing within it writes at
+    /// once.
     ///
     /// Defaults to zero: every packet is written as soon as it is queued.
     pub fn ws_write_window(mut self, ws_write_window: Duration) -> Self {

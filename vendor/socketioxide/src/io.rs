@@ -250,9 +250,11 @@ impl<A: Adapter> SocketIoBuilder<A> {
         self
     }
 
-    /// How long a WebSocket connection holds back the first packet queued after a write,
-    /// so that the packets queued meanwhile go out in the same write: fewer syscalls per
-    /// message at high per-socket rates, for up to this much added latency.
+    /// A WebSocket connection's write window: a packet queued within this long after the
+    /// connection's last write waits until then, so that the packets queued meanwhile go
+    /// out in the same write (fewer syscalls per message at high per-socket rates, for up
+    /// to this much added latency); a connection that wrote nothing within it writes at
+    /// once.
     ///
     /// Defaults to zero: every packet is written as soon as it is queued.
     pub fn ws_write_window(mut self, ws_write_window: Duration) -> Self {

@@ -300,8 +300,10 @@ where
     let beat = tokio::time::sleep_until(heartbeat.as_ref().map_or_else(far, Heartbeat::deadline));
     tokio::pin!(beat);
     let window = engine.config.ws_write_window;
-    // A batch held back by the write window (boxed: only while one is held, so an idle
-    // connection's task stays as small as without the window).
+    // With a write window: when this connection last wrote (a batch queued within the
+    // window after it waits for the window's end), and the batch held meanwhile (boxed:
+    // only while one is held, so an idle connection's task stays small).
+    let mut last_write: Option<Instant> = None;
     let mut held: Option<Pin<Box<Held>>> = None;
 
     let ended = loop {
@@ -327,14 +329,16 @@ where
                 },
             },
             batch = buffered_rx.next_batch(), if held.is_none() => match batch {
-                Some(Batch::Queued(batch)) if window.is_zero() => Step::Write(batch, Drain::Queue),
-                Some(Batch::Queued(batch)) => {
-                    held = Some(Box::pin(Held {
-                        batch,
-                        until: tokio::time::sleep(window),
-                    }));
-                    Step::Idle
-                }
+                Some(Batch::Queued(batch)) => match hold_until(last_write, window) {
+                    None => Step::Write(batch, Drain::Queue),
+                    Some(until) => {
+                        held = Some(Box::pin(Held {
+                            batch,
+                            until: tokio::time::sleep_until(until),
+                        }));
+                        Step::Idle
+                    }
+                },
                 Some(Batch::Volatile(batch)) => {
                     #[cfg(feature = "tracing")]
                     tracing::debug!(sid = ?socket.id, "ws volatile flush: {} packets", batch.len());
@@ -377,6 +381,9 @@ where
                     Drain::No => None,
                 };
                 Box::pin(write(socket, ws, batch, more)).await;
+                if !window.is_zero() {
+                    last_write = Some(Instant::now());
+                }
             }
         }
     };
@@ -408,6 +415,15 @@ pin_project_lite::pin_project! {
         #[pin]
         until: tokio::time::Sleep,
     }
+}
+
+/// When a batch queued now may be written: `None` at once — no window, or the last
+/// write is at least a window ago (a socket that receives little pays no latency) —
+/// else at the end of the window that began with the last write (a busy socket writes
+/// at most once per window, everything queued meanwhile in that write).
+fn hold_until(last_write: Option<Instant>, window: Duration) -> Option<Instant> {
+    let until = last_write? + window;
+    (!window.is_zero() && until > Instant::now()).then_some(until)
 }
 
 /// Completes when the held batch's write window ends (never without one).
@@ -859,19 +875,32 @@ mod tests {
     async fn a_write_window_sends_what_was_queued_during_it_in_one_write() {
         let window = Duration::from_millis(150);
         let (socket, mut client, writes, _serving) = serve_with_window(window).await;
-        let queued = Instant::now();
+        // An idle socket writes at once; the window starts with that write.
         socket.emit(Str::from("a")).unwrap();
-        tokio::time::sleep(Duration::from_millis(30)).await;
-        socket.emit(Str::from("b")).unwrap();
         assert_eq!(next_text(&mut client).await, Message::text("4a"));
-        assert!(
-            queued.elapsed() >= window,
-            "the first message waits for the window: {:?}",
-            queued.elapsed()
-        );
+        let first_write = Instant::now();
+        socket.emit(Str::from("b")).unwrap();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        socket.emit(Str::from("c")).unwrap();
         assert_eq!(next_text(&mut client).await, Message::text("4b"));
+        assert!(
+            first_write.elapsed() >= window - Duration::from_millis(5),
+            "a message queued within the window waits for its end: {:?}",
+            first_write.elapsed()
+        );
+        assert_eq!(next_text(&mut client).await, Message::text("4c"));
         let n = writes.load(std::sync::atomic::Ordering::SeqCst);
-        assert_eq!(n, 1, "both messages in one write, got {n}");
+        assert_eq!(n, 2, "a, then b and c in one write; got {n} writes");
+    }
+
+    #[tokio::test]
+    async fn a_socket_that_wrote_nothing_within_the_window_writes_at_once() {
+        // A window far longer than the test: were "a" held, it would not come in time.
+        let (socket, mut client, writes, _serving) =
+            serve_with_window(Duration::from_secs(30)).await;
+        socket.emit(Str::from("a")).unwrap();
+        assert_eq!(next_text(&mut client).await, Message::text("4a"));
+        assert_eq!(writes.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 
     #[tokio::test]
@@ -889,6 +918,8 @@ mod tests {
     async fn a_session_closed_during_a_write_window_still_sends_the_held_message() {
         let (socket, mut client, _writes, serving) =
             serve_with_window(Duration::from_secs(30)).await;
+        socket.emit(Str::from("first")).unwrap();
+        assert_eq!(next_text(&mut client).await, Message::text("4first"));
         socket.emit(Str::from("last words")).unwrap();
         // The loop holds it once it has left the queue (the window is 30 s).
         let deadline = Instant::now() + TIMEOUT;
