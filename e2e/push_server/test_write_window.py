@@ -29,11 +29,13 @@ def test_a_busy_socket_gets_its_messages_once_a_window_in_order(processes, start
         publish(n)
     events = client.settle("tick", MESSAGES)
     assert [e["data"]["n"] for e in events] == list(range(MESSAGES))
-    # The client stamps events with the host's wall clock (Date.now(), whole ms); without
-    # a window the second message follows the first within a few ms. The margin covers
-    # the ms rounding and the first message's way from the write to the client.
+    # The client stamps events with the host's wall clock (Date.now(), whole ms). Without
+    # a window the second message follows the first as soon as this test has seen the
+    # first and published again (~50 ms); with it, not before the window that began with
+    # the first one's write has passed. The margin covers the ms rounding and the first
+    # message's way from the write to the client's handler on a busy machine.
     gap_ms = events[1]["t"] - events[0]["t"]
-    assert gap_ms >= WINDOW_MS - 5, f"the second message came {gap_ms} ms after the first"
+    assert gap_ms >= WINDOW_MS - 50, f"the second message came {gap_ms} ms after the first"
 
 
 def test_a_write_window_out_of_range_is_refused_at_start():
