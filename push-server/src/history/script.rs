@@ -146,13 +146,13 @@ pub struct Appended {
     pub repeat: bool,
 }
 
-/// Where an append goes: the log, the history stream (with its bounds) and the room's
-/// pub/sub channel, the last two when on.
+/// Where an append goes: the log, the history stream (with its bounds, when on) and the
+/// room's pub/sub channel (`Keys::room_channel`: every append, whatever the node's mode).
 #[derive(Debug, Clone, Copy)]
 pub struct Destination<'a> {
     pub log: &'a str,
     pub stream: Option<(&'a StreamKeys, &'a HistoryConfig)>,
-    pub room_channel: Option<&'a str>,
+    pub room_channel: &'a str,
 }
 
 /// The publish channel's lease, whose holder alone appends what backends PUBLISH.
@@ -226,8 +226,8 @@ pub enum AppendError {
 
 /// Appends `wire` (the message's channel form) to `log` and, if given, to `stream`;
 /// with a `fence`, only while its holder holds the lease; with `idempotency`, once per
-/// key; with `wait`, confirmed only once that many replicas have it; with a
-/// `room_channel`, also published there.
+/// key; with `wait`, confirmed only once that many replicas have it; published last on
+/// `room_channel`.
 pub async fn append(
     conn: &mut ConnectionManager,
     to: Destination<'_>,
@@ -283,7 +283,7 @@ pub async fn append(
         }
         None => args.extend([b"0".to_vec(), b"0".to_vec()]),
     }
-    args.push(room_channel.unwrap_or_default().as_bytes().to_vec());
+    args.push(room_channel.as_bytes().to_vec());
     let mut eval = redis::cmd("EVALSHA");
     eval.arg(APPEND_SCRIPT.get_hash())
         .arg(keys.len())

@@ -72,7 +72,7 @@ pub async fn append(
     let to = Destination {
         log: &log,
         stream: stream.as_ref().map(|(keys, h)| (keys, *h)),
-        room_channel: Some(&room_channel),
+        room_channel: &room_channel,
     };
     let appended = history::script::append(&mut conn, to, fence, idempotency, wait, wire).await?;
     if let Some(length) = appended.history_length {
