@@ -1,5 +1,6 @@
 //! One supervised push-server process: its slot, lifecycle phase and restart bookkeeping.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -111,11 +112,11 @@ impl Node {
     }
 
     /// New ports for a node that keeps dying at start (nginx follows on the same tick).
-    pub fn move_if_crash_looping(&mut self) {
+    pub fn move_if_crash_looping(&mut self, reserved: &HashSet<u16>) {
         if self.quick_crashes < QUICK_CRASHES_BEFORE_NEW_PORTS {
             return;
         }
-        match ports::consecutive_pair() {
+        match ports::consecutive_pair(reserved) {
             Ok((client, admin)) => {
                 tracing::warn!(node = %self.slot.name, %client, %admin, "crashing at start: moving to new ports");
                 self.slot.client = client;

@@ -1,7 +1,10 @@
 //! Free loopback ports, probed by binding (the ports are released before use, so a
 //! race with another process is possible but rare; a node that cannot bind crashes and
-//! is restarted by the supervisor).
+//! is restarted by the supervisor). A probe released is free again for the next probe,
+//! so ports this process already handed out are passed in as `reserved`: two nodes given
+//! one port would be one crash-looping node whose readiness the other one answers.
 
+use std::collections::HashSet;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 
 const LOOPBACK: Ipv4Addr = Ipv4Addr::LOCALHOST;
@@ -11,14 +14,17 @@ pub fn is_free(port: u16) -> bool {
     TcpListener::bind((LOOPBACK, port)).is_ok()
 }
 
-/// Two consecutive free ports (client, admin) on loopback.
-pub fn consecutive_pair() -> std::io::Result<(SocketAddr, SocketAddr)> {
+/// Two consecutive free ports (client, admin) on loopback, neither of them `reserved`.
+pub fn consecutive_pair(reserved: &HashSet<u16>) -> std::io::Result<(SocketAddr, SocketAddr)> {
     for _ in 0..100 {
         let first = TcpListener::bind((LOOPBACK, 0))?;
         let port = first.local_addr()?.port();
         let Some(next) = port.checked_add(1) else {
             continue;
         };
+        if reserved.contains(&port) || reserved.contains(&next) {
+            continue;
+        }
         if TcpListener::bind((LOOPBACK, next)).is_ok() {
             return Ok((
                 SocketAddr::from((LOOPBACK, port)),
@@ -96,7 +102,20 @@ mod tests {
 
     #[test]
     fn pairs_are_consecutive() {
-        let (client, admin) = consecutive_pair().expect("ports");
+        let (client, admin) = consecutive_pair(&HashSet::new()).expect("ports");
         assert_eq!(admin.port(), client.port() + 1);
+    }
+
+    #[test]
+    fn reserved_ports_are_never_handed_out() {
+        // A third of all ports reserved: a pair that ignored them would hit one two times
+        // in three; every pair must avoid them (the probes are released at once, so the
+        // kernel may offer a handed-out port again: two local-mode nodes got one port).
+        let reserved: HashSet<u16> = (0..=u16::MAX).filter(|p| p % 3 == 0).collect();
+        for _ in 0..20 {
+            let (client, admin) = consecutive_pair(&reserved).expect("ports");
+            assert!(!reserved.contains(&client.port()), "{client} is reserved");
+            assert!(!reserved.contains(&admin.port()), "{admin} is reserved");
+        }
     }
 }

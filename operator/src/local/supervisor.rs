@@ -3,6 +3,7 @@
 //! [`plan::next_step`], keeps nginx's view in line, and publishes a status snapshot.
 //! All decisions live in `plan`; this file only carries them out.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -280,13 +281,14 @@ impl Supervisor {
 
     fn restart_due(&mut self) {
         let now = Instant::now();
+        let reserved = self.reserved_ports();
         for i in 0..self.nodes.len() {
             if let Phase::Crashed { restart_at } = self.nodes[i].phase
                 && now >= restart_at
             {
                 let node = &mut self.nodes[i];
                 node.restarts += 1;
-                node.move_if_crash_looping();
+                node.move_if_crash_looping(&reserved);
                 if let Err(e) = node.spawn(&self.binary, &self.workdir) {
                     tracing::error!(error = %e, "restart failed");
                     node.phase = Phase::Crashed {
@@ -298,10 +300,11 @@ impl Supervisor {
     }
 
     fn add_node(&mut self) -> Result<(), LocalError> {
-        let (client, admin) = ports::consecutive_pair().map_err(|source| LocalError::Io {
-            what: "choosing node ports".into(),
-            source,
-        })?;
+        let (client, admin) =
+            ports::consecutive_pair(&self.reserved_ports()).map_err(|source| LocalError::Io {
+                what: "choosing node ports".into(),
+                source,
+            })?;
         let slot = NodeSlot {
             name: format!("{}-{}", self.resolved.cluster.name, self.next_ordinal),
             client,
@@ -323,6 +326,25 @@ impl Supervisor {
         node.spawn(&self.binary, &self.workdir)?;
         self.nodes.push(node);
         Ok(())
+    }
+
+    /// Every port this supervisor handed out: the front doors, each node's pair, each
+    /// redis-server's and Sentinel's (one being restarted is not listening right now).
+    fn reserved_ports(&self) -> HashSet<u16> {
+        let nodes = self
+            .nodes
+            .iter()
+            .flat_map(|n| [n.slot.client.port(), n.slot.admin.port()]);
+        let redis = self
+            .redis
+            .iter()
+            .flat_map(RedisServers::entries)
+            .map(|e| e.addr.port());
+        [self.front.port(), self.api_front.port()]
+            .into_iter()
+            .chain(nodes)
+            .chain(redis)
+            .collect()
     }
 
     async fn check_readiness(&mut self) -> Result<(), LocalError> {
