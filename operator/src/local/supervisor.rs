@@ -360,8 +360,11 @@ impl Supervisor {
             }
         });
         let results = futures::future::join_all(probes).await;
-        for (node, ready) in self.nodes.iter_mut().zip(results) {
+        for (node, answered) in self.nodes.iter_mut().zip(results) {
             if let Phase::Starting { since } = node.phase {
+                // The answer counts only while the node runs: one that died since is
+                // reaped on the next tick, not announced.
+                let ready = answered && node.child.as_mut().is_some_and(Child::alive);
                 if ready {
                     tracing::info!(node = %node.slot.name, "ready");
                     node.phase = Phase::Ready;
