@@ -547,6 +547,97 @@ def test_redis_ready_is_the_push_pods_view_unreachable_while_redis_is_frozen(cha
     assert up_s <= THAW_BOUND_S, f"RedisReady True {up_s:.1f} s after the thaw"
 
 
+def test_persistence_on_a_local_volume_keeps_redis_data_through_a_pod_deletion(chat, node_cluster):
+    """Day 2 with pods: `persistence` turned on. The claim of the new Redis StatefulSet binds
+    to a local PersistentVolume (an admin's static volume, `kubernetes.io/no-provisioner`:
+    the scheduler and the controller-manager bind it), Redis's append-only file lands on
+    it, and what Redis held survives the deletion of its pod: an idempotency key published
+    before answers the same offset after, with the same data set. Turning it off again ends
+    Ready too, and the cluster keeps delivering."""
+    ns, pod = APPS, f"{NAME}-redis-0"
+    volume_dir = Path(node_cluster.state) / "volumes" / "chat-redis-data"
+    storage = {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "node-local"},
+               "provisioner": "kubernetes.io/no-provisioner", "volumeBindingMode": "WaitForFirstConsumer"}
+    volume = {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "chat-redis-data"},
+              "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                       "persistentVolumeReclaimPolicy": "Retain", "storageClassName": "node-local",
+                       "local": {"path": str(volume_dir)},
+                       "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                           {"key": "kubernetes.io/hostname", "operator": "In", "values": ["pushcluster-node"]}]}]}}}}
+    volume_dir.mkdir(parents=True)
+    kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all([storage, volume]))
+    password = lambda: base64.b64decode(kubectl_json(  # noqa: E731
+        "get", "secret", f"{NAME}-redis-password", "-n", ns)["data"]["password"]).decode()
+    api = api_url(node_cluster, NAME)
+    headers = {"Authorization": f"Bearer {chat['token']}"}
+
+    def publish(key: str) -> requests.Response:
+        return requests.post(api + CONTRACT["paths"]["PUBLISH"], headers={**headers, "Idempotency-Key": key},
+                             json={"event": "news", "room": "kept", "data": key}, timeout=10)
+
+    def settled_on(persistent: bool):
+        pc = kubectl_json("get", "pushcluster", NAME, "-n", ns)
+        redis = kubectl("get", "pod", pod, "-n", ns, "-o", "json", check=False)
+        redis = json.loads(redis.stdout) if redis.returncode == 0 else {}
+        claims = [v for v in redis.get("spec", {}).get("volumes", []) if "persistentVolumeClaim" in v]
+        return (pc["status"].get("observedGeneration") == pc["metadata"]["generation"]
+                and (condition(pc, "Ready") or {}).get("status") == "True"
+                and redis and ready(redis) and bool(claims) == persistent
+                and pc["status"].get("redis", {}).get("podsLinked") == len(push_pods(chat)) and pc)
+
+    on = {"spec": {"redis": {"managed": {"persistence": {
+        "size": "1Gi", "storageClassName": "node-local", "whenDeleted": "Delete"}}}}}
+    turned_on = time.monotonic()
+    kubectl("patch", "pushcluster", NAME, "-n", ns, "--type=merge", "-p", json.dumps(on))
+    wait_for("Ready with Redis on its claim", lambda: settled_on(True), timeout=180, interval=0.5)
+    on_s = time.monotonic() - turned_on
+    claim = kubectl_json("get", "pvc", f"data-{pod}", "-n", ns)
+    assert (claim["status"]["phase"], claim["spec"]["volumeName"]) == ("Bound", "chat-redis-data"), claim
+    # The adopted pod had no volume for the claim and its StatefulSet controller cannot add
+    # one: the operator evicted it.
+    evicted = kubectl_json("get", "events.v1.events.k8s.io", "-n", ns, "--field-selector",
+                           f"regarding.name={NAME},reason=Evicted")["items"]
+    assert evicted and pod in evicted[0]["note"], evicted
+    first = wait_for("a 202 with Redis on its volume", lambda: (r := publish("before")).status_code == 202 and r,
+                     timeout=30, interval=0.3)
+    ip = kubectl_json("get", "pod", pod, "-n", ns)["status"]["podIP"]
+    keys = int(redis_cli(ip, REDIS_PORT, "DBSIZE", password=password()).strip())
+    assert keys > 0
+    assert any(volume_dir.rglob("*.aof")), f"no append-only file in {volume_dir}: {list(volume_dir.rglob('*'))}"
+
+    old_uid = kubectl_json("get", "pod", pod, "-n", ns)["metadata"]["uid"]
+    deleted = time.monotonic()
+    kubectl("delete", "pod", pod, "-n", ns)
+    wait_for("a new Redis pod, Ready, every push pod linked", lambda: (
+        kubectl_json("get", "pod", pod, "-n", ns)["metadata"]["uid"] != old_uid and settled_on(True)),
+        timeout=120, interval=0.5)
+    back_s = time.monotonic() - deleted
+    again = wait_for("a 202 for the same key", lambda: (r := publish("before")).status_code == 202 and r,
+                     timeout=30, interval=0.3)
+    assert first.json()["offset"] and again.json()["offset"] == first.json()["offset"], (first.json(), again.json())
+    ip = kubectl_json("get", "pod", pod, "-n", ns)["status"]["podIP"]
+    assert int(redis_cli(ip, REDIS_PORT, "DBSIZE", password=password()).strip()) >= keys
+
+    turned_off = time.monotonic()
+    kubectl("patch", "pushcluster", NAME, "-n", ns, "--type=merge", "-p",
+            json.dumps({"spec": {"redis": {"managed": {"persistence": None}}}}))
+    wait_for("Ready with Redis on an emptyDir again", lambda: settled_on(False), timeout=180, interval=0.5)
+    off_s = time.monotonic() - turned_off
+    client = PyClient()
+    try:
+        assert client.connect(service_url(node_cluster, NAME)), client.error_message()
+        assert client.subscribe("kept")["joined"] == ["kept"]
+        wait_for("a 202 after persistence off", lambda: publish("after-off").status_code == 202, timeout=30,
+                 interval=0.3)
+        wait_for("the publish after persistence off", lambda: client.received("news") == ["after-off"],
+                 timeout=15, interval=0.1)
+    finally:
+        client.close()
+    print(f"\npersistence on: Ready on a bound local volume after {on_s:.1f} s; Redis pod deleted: back with "
+          f"{keys}+ keys and the same offset for a repeated idempotency key after {back_s:.1f} s; "
+          f"persistence off: Ready after {off_s:.1f} s")
+
+
 # --- a replicated managed Redis (spec.redis.managed.replicas: 3) --------------------------
 HA = "chat-ha"
 SENTINEL_PORT = 26379

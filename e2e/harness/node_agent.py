@@ -18,9 +18,14 @@ What it does (and how it maps a container onto this machine):
   fieldRef (metadata.name/namespace/uid, status.podIP, spec.nodeName,
   spec.serviceAccountName); args get `$(VAR)` expansion too.
 - Volumes: secret, configMap and emptyDir volumes become directories under the pod's
-  directory; every mountPath that appears in the env or args is replaced by that directory
-  (the processes are not chrooted). Not supported: PVCs, projected volumes other than the
-  service-account token, hostPath, subPath, file modes.
+  directory (an emptyDir starts empty for each new pod, even one of the same name); a
+  persistentVolumeClaim is the directory of the PersistentVolume it is bound to (its
+  `local.path` or `hostPath.path`; the container waits in ContainerCreating until the
+  claim is Bound: the real controller-manager binds it, the scheduler too when its class
+  waits for the first consumer). Every mountPath that appears in the env or args is
+  replaced by that directory (the processes are not chrooted). Not supported: dynamic
+  provisioning, projected volumes other than the service-account token, hostPath volumes
+  in a pod, subPath, file modes.
 - ServiceAccount: a TokenRequest token for the pod's ServiceAccount in a kubeconfig of the
   pod's own, exposed as KUBECONFIG (unless automountServiceAccountToken is false).
 - Probes: httpGet, tcpSocket and exec readiness/liveness probes (an exec's args rewritten
@@ -54,6 +59,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -440,6 +446,9 @@ class NodeAgent:
         key = f"{meta['namespace']}/{meta['name']}"
         pod_dir = self.pods_dir / f"{meta['namespace']}_{meta['name']}"
         pod_dir.mkdir(parents=True, exist_ok=True)
+        # A new pod of a reused name (a StatefulSet's) starts with empty emptyDirs; the
+        # logs of the one before stay.
+        shutil.rmtree(pod_dir / "volumes", ignore_errors=True)
         run = PodRun(meta["uid"], meta["namespace"], meta["name"], self.free_address(key), pod_dir, pod)
         for spec in pod["spec"]["containers"]:
             run.containers[spec["name"]] = Container(spec=spec, log=pod_dir / f"{spec['name']}.log",
@@ -453,6 +462,9 @@ class NodeAgent:
         """name -> directory, materialised."""
         out = {}
         for volume in run.pod["spec"].get("volumes") or []:
+            if "persistentVolumeClaim" in volume:
+                out[volume["name"]] = self.claimed_directory(run.namespace, volume["persistentVolumeClaim"]["claimName"])
+                continue
             path = run.dir / "volumes" / volume["name"]
             path.mkdir(parents=True, exist_ok=True)
             items: dict[str, bytes] = {}
@@ -470,6 +482,22 @@ class NodeAgent:
                 (path / name).write_bytes(data)
             out[volume["name"]] = str(path)
         return out
+
+    def claimed_directory(self, namespace: str, claim: str) -> str:
+        """The directory of the PersistentVolume `claim` is bound to."""
+        pvc = self.api.get(f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/{claim}")
+        if not pvc:
+            raise VolumeNotReady(f'persistentvolumeclaim "{claim}" not found')
+        volume = pvc["spec"].get("volumeName")
+        if pvc.get("status", {}).get("phase") != "Bound" or not volume:
+            raise VolumeNotReady(f'persistentvolumeclaim "{claim}" is not bound yet')
+        pv = self.api.get(f"/api/v1/persistentvolumes/{volume}") or {}
+        source = pv.get("spec", {}).get("local") or pv.get("spec", {}).get("hostPath")
+        if not source:
+            raise VolumeNotReady(f'persistentvolume "{volume}" is neither local nor hostPath: this node cannot mount it')
+        path = Path(source["path"])
+        path.mkdir(parents=True, exist_ok=True)
+        return str(path)
 
     def service_account_kubeconfig(self, run: PodRun) -> Path | None:
         spec = run.pod["spec"]
@@ -551,13 +579,16 @@ class NodeAgent:
         try:
             cmd = self.command(c.spec)
             env = self.env(run, c.spec)
+            volumes = self.volumes(run)
         except ImageError as e:
             c.waiting = ("ErrImageNeverPull", str(e))
             return
         except ContainerConfigError as e:
             c.waiting = ("CreateContainerConfigError", str(e))
             return
-        volumes = self.volumes(run)
+        except VolumeNotReady as e:
+            c.waiting = ("ContainerCreating", str(e))
+            return
         mounts = {m["mountPath"]: volumes[m["name"]] for m in c.spec.get("volumeMounts") or [] if m["name"] in volumes}
         kubeconfig = self.service_account_kubeconfig(run)
         if kubeconfig:
@@ -752,6 +783,10 @@ class ImageError(Exception):
 
 
 class ContainerConfigError(Exception):
+    pass
+
+
+class VolumeNotReady(Exception):
     pass
 
 

@@ -48,6 +48,8 @@ pub enum EventReason {
     Resumed,
     /// After a scale-out, pods above their share were asked to move the surplus.
     Rebalanced,
+    /// A Redis pod without its volume claim was evicted so it comes back with it.
+    Evicted,
 }
 
 impl EventReason {
@@ -73,6 +75,7 @@ impl EventReason {
             Self::Paused => "Paused",
             Self::Resumed => "Resumed",
             Self::Rebalanced => "Rebalanced",
+            Self::Evicted => "Evicted",
         }
     }
 

@@ -5,9 +5,11 @@
 
 use super::context::{Context, key};
 use super::plan;
+use super::redis_volumes;
 use super::rollout::Admission;
 use super::status::{ExposureState, Observed};
 use crate::events::{EventReason, PendingEvent};
+use crate::objects::labels::{self, Component};
 use crate::objects::{self, DesiredObject, ObjectKind, SecretDigests};
 use crate::resources::PushCluster;
 use crate::validate::ValidatedCluster;
@@ -32,6 +34,8 @@ pub enum ApplyError {
     ScaleIn(#[source] kube::Error),
     #[error("{object} was deleted to be created again, and is still there after {after:?}")]
     RecreateTimedOut { object: String, after: Duration },
+    #[error("moving the Redis pods onto their volume claims: {0}")]
+    VolumeRoll(#[source] kube::Error),
 }
 
 /// Server-side apply under the operator's field manager, forcing ownership of
@@ -119,12 +123,63 @@ pub async fn apply_all(
                         plan::statefulset_rolling(&applied.metadata, status);
                 } else {
                     observed.redis_ready_replicas = Some(ready);
+                    move_redis_onto_claims(ctx, pc, vc, &applied, &mut observed).await?;
                 }
             }
             _ => {}
         }
     }
     Ok(observed)
+}
+
+/// A Redis StatefulSet with claim templates that is still rolling: its pods without
+/// their claims are evicted one at a time ([`redis_volumes`]), and the reconcile looks
+/// again soon while any is left.
+async fn move_redis_onto_claims(
+    ctx: &Context,
+    pc: &PushCluster,
+    vc: &ValidatedCluster,
+    applied: &DynamicObject,
+    observed: &mut Observed,
+) -> Result<(), ApplyError> {
+    let spec = &applied.data["spec"];
+    let templates: Vec<String> = spec["volumeClaimTemplates"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["metadata"]["name"].as_str().map(str::to_owned))
+        .collect();
+    if templates.is_empty()
+        || !plan::statefulset_rolling(&applied.metadata, applied.data.get("status"))
+    {
+        return Ok(());
+    }
+    let replicas = spec["replicas"]
+        .as_u64()
+        .and_then(|r| usize::try_from(r).ok())
+        .unwrap_or(1);
+    let selector = labels::selector_string(vc, Component::Redis);
+    let roll = redis_volumes::roll_onto_claims(
+        &ctx.client,
+        &vc.namespace,
+        &selector,
+        &templates,
+        replicas,
+    )
+    .await
+    .map_err(ApplyError::VolumeRoll)?;
+    if let Some(pod) = &roll.evicted {
+        ctx.publish(pc, &plan::redis_pod_evicted(pod)).await;
+    }
+    if !roll.waiting.is_empty() {
+        observed.rollout_retry = Some(
+            observed
+                .rollout_retry
+                .map_or(redis_volumes::RETRY, |r| r.min(redis_volumes::RETRY)),
+        );
+    }
+    observed.redis_pods_without_claims = roll.waiting;
+    Ok(())
 }
 
 /// The rollout gate's answer when applying `hash` would roll the pods for a reason of

@@ -46,6 +46,7 @@ impl ReconcileError {
             Self::Apply(
                 ApplyError::Apply { source, .. }
                 | ApplyError::ScaleIn(source)
+                | ApplyError::VolumeRoll(source)
                 | ApplyError::Discovery(source),
             ) => source,
             Self::Apply(ApplyError::Serialize { .. } | ApplyError::RecreateTimedOut { .. }) => {

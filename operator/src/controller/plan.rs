@@ -129,6 +129,16 @@ pub fn statefulset_recreated(name: &str, change: &str) -> PendingEvent {
     )
 }
 
+/// A Redis pod the StatefulSet controller could not roll onto its claim, evicted.
+pub fn redis_pod_evicted(pod: &str) -> PendingEvent {
+    PendingEvent::new(
+        EventReason::Evicted,
+        format!(
+            "evicted Redis pod {pod}: it has no volume for the StatefulSet's claim template, which the StatefulSet controller cannot add to a running pod; it comes back with its claim"
+        ),
+    )
+}
+
 /// A blocked cluster: a Warning the first time this Degraded reason and message
 /// is reported for this generation; an invalid spec waits for a change, a
 /// missing Secret is retried.

@@ -102,6 +102,10 @@ pub const PERMISSIONS: &[Permission] = &[
         "delete",
         Reconcile,
     ),
+    // Redis pods the StatefulSet controller cannot roll onto new claims
+    // (controller::redis_volumes) are evicted, so the disruption budget decides (their
+    // list: the `pods` `list` below).
+    p("", "pods/eviction", "create", Reconcile),
     p("events.k8s.io", "events", "create", Reconcile),
     // kube's Recorder patches an event it already created (a series) within 6 minutes.
     p("events.k8s.io", "events", "patch", Reconcile),

@@ -82,6 +82,8 @@ pub struct Observed {
     pub redis_links: Option<RedisLinks>,
     /// Pods not ready on purpose: moving clients off after a scale-out (not lost).
     pub pods_rebalancing: i32,
+    /// Redis pods still to be moved onto their volume claims (controller::redis_volumes).
+    pub redis_pods_without_claims: Vec<String>,
 }
 
 fn condition(type_: &str, ok: bool, reason: &str, message: impl Into<String>) -> Condition {
@@ -152,6 +154,7 @@ pub fn compute(
     let progressing = progressing(
         observed.blocker.is_some(),
         observed.rollout_queued.as_deref(),
+        &observed.redis_pods_without_claims,
         &pods,
     );
     let ready = ready(&pods, &degraded, &redis, &exposure);
@@ -369,7 +372,12 @@ fn exposure(state: Option<&ExposureState>) -> Condition {
     }
 }
 
-fn progressing(blocked: bool, queued: Option<&str>, pods: &Pods) -> Condition {
+fn progressing(
+    blocked: bool,
+    queued: Option<&str>,
+    redis_without_claims: &[String],
+    pods: &Pods,
+) -> Condition {
     let (ready, updated, desired) = (pods.ready, pods.updated, pods.desired);
     if blocked {
         condition(PROGRESSING, false, "Blocked", "see the Degraded condition")
@@ -379,6 +387,16 @@ fn progressing(blocked: bool, queued: Option<&str>, pods: &Pods) -> Condition {
             true,
             ROLLOUT_QUEUED,
             format!("the operator changed the pods' template; their rollout waits: {why}"),
+        )
+    } else if !redis_without_claims.is_empty() {
+        condition(
+            PROGRESSING,
+            true,
+            ROLLING_OUT,
+            format!(
+                "Redis pods move onto their volume claims one at a time; still to move: {}",
+                redis_without_claims.join(", ")
+            ),
         )
     } else if pods.lost {
         // Nothing is rolling out: the spec is in place and a pod went away.
@@ -450,6 +468,7 @@ mod tests {
             rollout_queued: None,
             rollout_retry: None,
             pods_rebalancing: 0,
+            redis_pods_without_claims: Vec::new(),
             exposure: Some(ExposureState::Configured("ClientIP affinity".into())),
             blocker: None,
             redis_links: None,
@@ -483,6 +502,17 @@ mod tests {
                 "rolling out",
                 Observed {
                     deployment_generation: Some(8),
+                    ..healthy()
+                },
+                &[
+                    (PROGRESSING, "True", "RollingOut"),
+                    (READY, "True", "AllReady"),
+                ],
+            ),
+            (
+                "Redis pods still to move onto their claims",
+                Observed {
+                    redis_pods_without_claims: vec!["chat-redis-0".into()],
                     ..healthy()
                 },
                 &[

@@ -451,7 +451,29 @@ pub(super) fn persistence_turned_on() -> Scenario {
             // Still there while the garbage collector orphans the pods, then gone.
             redis_statefulset_stored(json!(null)),
             absent(APPS, "statefulsets", "chat-redis"),
-            ssa_redis_statefulset(true),
+            // Created again; it adopted the running pod, which has no volume for the
+            // claim template (its controller cannot add one in place).
+            call(Method::PATCH, &format!("{APPS}/statefulsets/chat-redis"))
+                .query(SSA_QUERY)
+                .reply(201, json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+                    "metadata": {"name": "chat-redis", "namespace": "ns", "generation": 1},
+                    "spec": {"replicas": 1, "volumeClaimTemplates": [{"metadata": {"name": "data"}}]},
+                    "status": {"observedGeneration": 1, "replicas": 1, "readyReplicas": 1,
+                               "updatedReplicas": 0, "currentRevision": "a", "updateRevision": "b"}})),
+            call(Method::GET, &format!("{NS_API}/pods"))
+                .query("&labelSelector=app.kubernetes.io%2Fcomponent%3Dredis%2Capp.kubernetes.io%2Finstance%3Dchat%2Capp.kubernetes.io%2Fname%3Dpushcluster")
+                .reply(200, json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [{
+                    "metadata": {"name": "chat-redis-0", "namespace": "ns"},
+                    "spec": {"containers": [], "volumes": [{"name": "data", "emptyDir": {}}]},
+                    "status": {"conditions": [{"type": "Ready", "status": "True"}]}}]})),
+            call(Method::POST, &format!("{NS_API}/pods/chat-redis-0/eviction"))
+                .query("")
+                // kube's body: no kind (the endpoint's, policy/v1 Eviction), default options.
+                .check(|body| assert_eq!(body["metadata"]["name"], "chat-redis-0"))
+                .reply(201, json!({"kind": "Status", "apiVersion": "v1", "status": "Success"})),
+            event("Evicted", "Normal").check(|body| {
+                assert!(body["note"].as_str().is_some_and(|n| n.contains("chat-redis-0")), "{body}");
+            }),
             ssa(
                 POLICY,
                 "poddisruptionbudgets",
@@ -468,6 +490,9 @@ pub(super) fn persistence_turned_on() -> Scenario {
             status_patch(|body| {
                 assert_eq!(body["status"]["observedGeneration"], 2);
                 assert_eq!(condition(body, "Degraded")["status"], "False");
+                let progressing = condition(body, "Progressing");
+                assert_eq!(progressing["reason"], "RollingOut", "{body}");
+                assert!(progressing["message"].as_str().is_some_and(|m| m.contains("chat-redis-0")), "{body}");
             }),
             event("Updated", "Normal"),
         ],
@@ -475,13 +500,18 @@ pub(super) fn persistence_turned_on() -> Scenario {
 }
 
 #[tokio::test]
-async fn persistence_turned_on_recreates_the_redis_statefulset_keeping_its_pods() {
+async fn persistence_turned_on_recreates_the_redis_statefulset_and_evicts_the_pod_without_its_claim()
+ {
     let (ctx, handle) = context();
     let pc = cluster("{redis: {managed: {persistence: {size: 1Gi}}}}")
         .generation(2)
         .observed(1);
     let (result, _) = run(ctx, handle, pc, persistence_turned_on()).await;
-    result.expect("reconciled");
+    // Looked at again soon: the pod comes back with its claim, then Progressing ends.
+    assert_eq!(
+        result.expect("reconciled"),
+        Action::requeue(crate::controller::redis_volumes::RETRY)
+    );
 }
 
 #[tokio::test]

@@ -62,6 +62,10 @@ async fn rbac_table_covers_every_request_and_every_reconcile_entry_is_used() {
             gateway_api_missing(),
         ),
         (cluster("{redis: {managed: {}, external: {url: 'redis://r'}}}"), invalid_spec(true)),
+        (
+            cluster("{redis: {managed: {persistence: {size: 1Gi}}}}").generation(2).observed(1),
+            persistence_turned_on(),
+        ),
     ];
     for (pc, scenario) in scenarios {
         let (ctx, handle) = context();
