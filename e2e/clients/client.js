@@ -3,7 +3,8 @@
 // driver of the official client for every suite (harness/node_clients.py runs it).
 //
 // Spec: { url, count=1, transports?: ["websocket"] | ["polling"] (default: polling
-//         then upgrade), upgrade?: bool, auth?: {...}, headers?: {...} (Node only:
+//         then upgrade), upgrade?: bool, auth?: {...} (or auths: [{...}, ...], client i
+//         gets auths[i % length]), headers?: {...} (Node only:
 //         sent on every request, e.g. a Cookie), withCredentials?: bool (Node's cookie
 //         jar: what cookie affinity needs), rooms?: [..] (subscribed on connect),
 //         sourceAddress?: "127.0.0.x" (every client binds it), sources?: ["127.0.0.2", ...]
@@ -67,7 +68,7 @@ for (let i = 0; i < count; i++) {
     reconnection: spec.reconnection === true,
     reconnectionDelay: spec.reconnectionDelay ?? 200,
     reconnectionDelayMax: spec.reconnectionDelayMax ?? 1000,
-    auth: spec.auth || {},
+    auth: spec.auths ? spec.auths[i % spec.auths.length] : (spec.auth || {}),
     extraHeaders: spec.headers || {},
     withCredentials: spec.withCredentials === true,
     timeout: 10000,

@@ -91,6 +91,9 @@ pub trait NodeSockets: Send + Sync + 'static {
         event: &str,
         data: &serde_json::Value,
     ) -> usize;
+    /// This node's sockets in `room` (every namespace) and their users (one entry per
+    /// socket that has one: repeats included).
+    fn room_members(&self, room: &str) -> (usize, Vec<String>);
 }
 
 impl<A: Adapter> NodeSockets for SocketIo<A> {
@@ -148,5 +151,26 @@ impl<A: Adapter> NodeSockets for SocketIo<A> {
             }
         }
         ended
+    }
+
+    fn room_members(&self, room: &str) -> (usize, Vec<String>) {
+        let mut count = 0;
+        let mut users = Vec::new();
+        for namespace in crate::publish::NAMESPACES {
+            let Some(ns) = self.of(*namespace) else {
+                continue;
+            };
+            for socket in ns.local().within(room.to_owned()).sockets() {
+                count += 1;
+                if let Some(user) = socket
+                    .extensions
+                    .get::<crate::auth::identity::Identity>()
+                    .and_then(|i| i.user)
+                {
+                    users.push(user);
+                }
+            }
+        }
+        (count, users)
     }
 }

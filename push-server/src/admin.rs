@@ -1,4 +1,4 @@
-//! The server port (`PUSH_ADMIN_LISTEN`): the publish, rebalance and disconnect APIs
+//! The server port (`PUSH_ADMIN_LISTEN`): the publish, rebalance, disconnect and presence APIs
 //! backends call, `/metrics`, `/healthz`, `/readyz`. Kept off the client port so exposing
 //! clients never exposes the server API or the metrics (Centrifugo's internal port, for
 //! the same reason).
@@ -12,7 +12,7 @@ use axum::{
 };
 use push_contract::paths;
 
-use crate::{disconnect, publish, rebalance, state::SharedState};
+use crate::{disconnect, presence, publish, rebalance, state::SharedState};
 
 pub fn router(state: SharedState) -> Router {
     Router::new()
@@ -22,6 +22,8 @@ pub fn router(state: SharedState) -> Router {
         .route(paths::PUBLISH, post(publish::http::publish))
         .route(paths::REBALANCE, post(rebalance::rebalance))
         .route(paths::DISCONNECT, post(disconnect::disconnect))
+        .route(paths::ROOM_PRESENCE, get(presence::room_presence))
+        .route(paths::USER_PRESENCE, get(presence::user_presence))
         .with_state(state)
 }
 

@@ -15,6 +15,7 @@ pub mod drain;
 pub mod error;
 pub mod history;
 pub mod metrics;
+pub mod presence;
 pub mod publish;
 pub mod rebalance;
 pub mod redis_link;
@@ -258,6 +259,12 @@ async fn follow_redis(
         state.keys.disconnect_channel(),
         sockets.clone(),
         state.metrics.clone(),
+        stop.clone(),
+    ));
+    tokio::spawn(presence::listen(
+        link.clone(),
+        state.keys.presence_channel(),
+        sockets.clone(),
         stop.clone(),
     ));
     if let Some(history) = config.history {

@@ -212,6 +212,11 @@ pub mod paths {
     pub const REBALANCE: &str = "/api/v1/rebalance";
     /// Server port, bearer token: end a user's sockets, or one socket, on every node.
     pub const DISCONNECT: &str = "/api/v1/disconnect";
+    /// Server port, bearer token: a room's sockets and users, cluster-wide
+    /// (`?after=&limit=` pages the users).
+    pub const ROOM_PRESENCE: &str = "/api/v1/rooms/{room}/presence";
+    /// Server port, bearer token: how many sockets a user has, cluster-wide.
+    pub const USER_PRESENCE: &str = "/api/v1/users/{user}/presence";
     pub const METRICS: &str = "/metrics";
     pub const HEALTHZ: &str = "/healthz";
     pub const READYZ: &str = "/readyz";

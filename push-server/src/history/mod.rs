@@ -151,6 +151,12 @@ impl Keys {
         format!("{}:i:{key}", self.prefix)
     }
 
+    /// The pub/sub channel of presence questions to every node (answers go to
+    /// `<this>:<node>:<n>`, a channel of the asking node's own).
+    pub fn presence_channel(&self) -> String {
+        format!("{}:presence", self.prefix)
+    }
+
     /// The pub/sub channel of the disconnect API's orders to every node.
     pub fn disconnect_channel(&self) -> String {
         format!("{}:disconnect", self.prefix)
