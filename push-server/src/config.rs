@@ -113,6 +113,9 @@ pub struct Cli {
     /// Most client-port connections (0 = open-file limit minus a reserve).
     #[arg(long, env = env::MAX_CONNECTIONS, default_value_t = 0)]
     pub max_connections: usize,
+    /// Most sockets one user has across the cluster (0 = no limit).
+    #[arg(long, env = env::MAX_CONNECTIONS_PER_USER, default_value_t = 0)]
+    pub max_connections_per_user: u32,
     /// Seconds a client connection may take to send its request head.
     #[arg(long, env = env::HEADER_TIMEOUT_SECONDS, default_value_t = defaults::HEADER_TIMEOUT_SECONDS)]
     pub header_timeout_seconds: u64,
@@ -238,6 +241,8 @@ pub struct Config {
     pub redis_timeout: Duration,
     /// Client-port connections admitted at once (the rest are closed at accept).
     pub max_connections: usize,
+    /// Sockets one user may have across the cluster (`None`: no limit).
+    pub max_connections_per_user: Option<u32>,
     /// Time a client connection has to send its request head.
     pub header_timeout: Duration,
     /// Engine.IO heartbeat: PING period and how long a PONG may take.
@@ -410,6 +415,8 @@ impl Config {
             redis_channel: cli.redis_channel,
             redis_timeout: Duration::from_millis(cli.redis_timeout_ms),
             max_connections: max_connections(cli.max_connections),
+            max_connections_per_user: (cli.max_connections_per_user > 0)
+                .then_some(cli.max_connections_per_user),
             header_timeout: Duration::from_secs(cli.header_timeout_seconds.max(1)),
             ping_interval: Duration::from_millis(cli.ping_interval_ms.max(1)),
             ping_timeout: Duration::from_millis(cli.ping_timeout_ms.max(1)),

@@ -25,6 +25,7 @@ pub mod shutdown;
 pub mod socket;
 pub mod state;
 pub mod telemetry;
+pub mod user_limit;
 pub mod web;
 
 use std::{sync::Arc, time::Duration};
@@ -261,6 +262,9 @@ async fn follow_redis(
         state.metrics.clone(),
         stop.clone(),
     ));
+    if let Some(slots) = &state.user_slots {
+        tokio::spawn(slots.clone().beat(link.clone(), stop.clone()));
+    }
     tokio::spawn(presence::listen(
         link.clone(),
         state.keys.presence_channel(),

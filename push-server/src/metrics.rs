@@ -122,6 +122,7 @@ pub struct Metrics {
     pub handshakes_refused: Counter,
     pub rebalanced: Counter,
     pub disconnected_by_api: Counter,
+    pub user_limit_refusals: Counter,
     pub rebalancing: Gauge,
     recoveries: Family<RecoveryLabels, Counter>,
     pub messages_replayed: Counter,
@@ -205,6 +206,12 @@ impl Metrics {
             counter_name(names::DISCONNECTED_BY_API),
             "Sockets this node ended because the disconnect API asked it to",
             disconnected_by_api.clone(),
+        );
+        let user_limit_refusals = Counter::default();
+        registry.register(
+            counter_name(names::USER_LIMIT_REFUSALS),
+            "Connections refused because their user had as many sockets as the per-user limit allows",
+            user_limit_refusals.clone(),
         );
         let rebalancing = Gauge::default();
         registry.register(
@@ -303,6 +310,7 @@ impl Metrics {
             handshakes_refused,
             rebalanced,
             disconnected_by_api,
+            user_limit_refusals,
             rebalancing,
             recoveries,
             messages_replayed,

@@ -53,6 +53,8 @@ pub struct AppState {
     pub handshakes: Option<std::sync::Mutex<TokenBucket>>,
     /// One permit per recovery whose replay is in memory.
     pub recoveries: Arc<tokio::sync::Semaphore>,
+    /// The per-user connection limit's counts (`None`: no limit).
+    pub user_slots: Option<crate::user_limit::UserSlots>,
     warned_open_rooms: AtomicBool,
 }
 
@@ -118,8 +120,23 @@ impl AppState {
             .connection_limit
             .set(i64::try_from(config.max_connections).unwrap_or(i64::MAX));
         let admission = Arc::new(tokio::sync::Semaphore::new(config.max_connections));
+        let keys = Keys::new(&config.redis_key_prefix);
+        let user_slots =
+            config
+                .max_connections_per_user
+                .map(|limit| crate::user_limit::UserSlots {
+                    limit,
+                    holder: format!(
+                        "{}/{}",
+                        config.node_id,
+                        crate::history::session::new_pid().unwrap_or_default()
+                    ),
+                    users: keys.user_sockets_prefix(),
+                    holders: keys.slot_holders(),
+                });
         Arc::new(Self {
-            keys: Keys::new(&config.redis_key_prefix),
+            keys,
+            user_slots,
             handshakes: config.handshakes_per_second.map(|rate| {
                 std::sync::Mutex::new(TokenBucket::new(rate, rate, std::time::Instant::now()))
             }),

@@ -316,6 +316,10 @@ pub fn push_server_env(vc: &ValidatedCluster) -> Vec<EnvVar> {
         admission.max_connections_per_pod.to_string(),
     ));
     vars.push(value(
+        env::MAX_CONNECTIONS_PER_USER,
+        admission.max_connections_per_user.to_string(),
+    ));
+    vars.push(value(
         env::HANDSHAKES_PER_SECOND,
         admission.handshakes_per_second.to_string(),
     ));

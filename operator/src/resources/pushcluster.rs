@@ -776,6 +776,14 @@ pub struct AdmissionSpec {
     #[serde(default)]
     #[schemars(range(min = 0, max = 1000000))]
     pub max_connections_per_pod: i32,
+    /// Most sockets one user (the JWT `sub`, or the session's user) has across the whole
+    /// cluster; a handshake beyond is refused with "too many connections for this user".
+    /// Approximate: counted in Redis per pod, so a pod that dies stops counting within
+    /// about 15 s, and while Redis is unreachable the limit is not enforced. Anonymous
+    /// connections are not limited by it. 0 (the default): no limit.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 1000000))]
+    pub max_connections_per_user: i32,
     /// New socket.io sessions (handshakes) one pod starts per second, with bursts up to a
     /// second's worth. Beyond, a handshake is answered 503 with `Retry-After: 1` and the
     /// official client retries with its backoff, so a reconnect storm after a pod loss is
@@ -794,6 +802,7 @@ impl Default for AdmissionSpec {
     fn default() -> Self {
         Self {
             max_connections_per_pod: 0,
+            max_connections_per_user: 0,
             handshakes_per_second: default_handshakes_per_second(),
             header_timeout_seconds: default_header_timeout_seconds(),
         }

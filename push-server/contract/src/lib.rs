@@ -80,6 +80,9 @@ pub mod env {
     /// Most client-port TCP connections this node holds (0 = its open-file limit minus a
     /// reserve kept for the admin port, Redis and the publish API).
     pub const MAX_CONNECTIONS: &str = "PUSH_MAX_CONNECTIONS";
+    /// Most sockets one user (JWT `sub` or session user) has across the cluster; 0 = no
+    /// limit.
+    pub const MAX_CONNECTIONS_PER_USER: &str = "PUSH_MAX_CONNECTIONS_PER_USER";
     /// New socket.io sessions (handshakes) this node starts per second; beyond, a
     /// handshake is answered 503 + Retry-After, so a reconnect storm is spread over time
     /// instead of absorbed at once (0 = no limit). Bursts up to a second's worth.
@@ -129,7 +132,7 @@ pub mod env {
     /// The variables the operator sets on every push-server pod itself; a PushCluster's
     /// `spec.env` may not override them (the CRD's CEL rule and the Deployment builder
     /// both read this list).
-    pub const SET_BY_OPERATOR: [&str; 30] = [
+    pub const SET_BY_OPERATOR: [&str; 31] = [
         LISTEN,
         ADMIN_LISTEN,
         DEMO_PAGE,
@@ -151,6 +154,7 @@ pub mod env {
         HISTORY_MAX_MESSAGES,
         HISTORY_TTL_SECONDS,
         MAX_CONNECTIONS,
+        MAX_CONNECTIONS_PER_USER,
         HANDSHAKES_PER_SECOND,
         HEADER_TIMEOUT_SECONDS,
         SESSION_SECRET,
@@ -249,6 +253,9 @@ pub mod metrics {
     pub const REBALANCED: &str = "push_rebalanced_connections_total";
     /// Counter: sockets this node ended because the disconnect API asked it to.
     pub const DISCONNECTED_BY_API: &str = "push_disconnected_by_api_total";
+    /// Counter: connections this node refused because their user had as many sockets
+    /// as `PUSH_MAX_CONNECTIONS_PER_USER` allows.
+    pub const USER_LIMIT_REFUSALS: &str = "push_user_limit_refusals_total";
     /// Gauge: 1 while this node moves clients off for a rebalance.
     pub const REBALANCING: &str = "push_rebalancing";
     /// Counter, label `result` (`recovered`, `broken`): reconnecting clients that asked

@@ -25,6 +25,8 @@ pub enum AuthError {
     SessionStoreDown,
     #[error("server is draining: reconnect to another node")]
     Draining,
+    #[error("too many connections for this user: the cluster allows {0} at once")]
+    TooManyConnections(u32),
 }
 
 /// The rooms an identity may subscribe to.

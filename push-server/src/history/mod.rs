@@ -151,6 +151,16 @@ impl Keys {
         format!("{}:i:{key}", self.prefix)
     }
 
+    /// A user's sockets per holder (`user_limit`): this prefix and the user id.
+    pub fn user_sockets_prefix(&self) -> String {
+        format!("{}:user-sockets:", self.prefix)
+    }
+
+    /// The heartbeats of the holders of per-user slots (`user_limit`).
+    pub fn slot_holders(&self) -> String {
+        format!("{}:holders", self.prefix)
+    }
+
     /// The pub/sub channel of presence questions to every node (answers go to
     /// `<this>:<node>:<n>`, a channel of the asking node's own).
     pub fn presence_channel(&self) -> String {

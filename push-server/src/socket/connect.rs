@@ -8,7 +8,12 @@ use socketioxide::{
     extract::{SocketRef, State, TryData},
 };
 
-use super::{events::register_handlers, expiry, extensions::identity_of, recover};
+use super::{
+    events::register_handlers,
+    expiry,
+    extensions::{UserSlot, identity_of},
+    recover,
+};
 use crate::{
     auth::{
         identity::{AuthError, Identity},
@@ -16,6 +21,7 @@ use crate::{
     },
     conn::ConnHandle,
     state::SharedState,
+    user_limit,
 };
 
 /// The CONNECT payload: the app's `auth` (a JWT in `token`), merged by the official
@@ -87,6 +93,14 @@ pub(super) async fn authenticate<A: Adapter>(
     let asked = auth.recovery();
     match identify(&state, auth.token, socket.req_parts()).await {
         Ok(identity) => {
+            if let Some(user) = identity.user.as_deref()
+                && let Err(full) = take_user_slot(&socket, &state, user).await
+            {
+                state.metrics.user_limit_refusals.inc();
+                let refused = AuthError::TooManyConnections(full.limit);
+                tracing::info!(sid = %socket.id, reason = %refused, "connection refused");
+                return Err(refused);
+            }
             // Handlers first: the disconnect handler is what uncounts the socket.
             register_handlers(&socket, &state);
             let rooms = match &state.config.history {
@@ -108,6 +122,27 @@ pub(super) async fn authenticate<A: Adapter>(
             tracing::info!(sid = %socket.id, reason = %e, "connection refused");
             Err(e)
         }
+    }
+}
+
+/// A slot of the per-user limit for this socket; kept on it as [`UserSlot`] when
+/// counted in Redis, for the disconnect handler to give back.
+async fn take_user_slot<A: Adapter>(
+    socket: &SocketRef<A>,
+    state: &SharedState,
+    user: &str,
+) -> Result<(), user_limit::Full> {
+    let (Some(slots), Some(started)) = (&state.user_slots, state.started.get()) else {
+        return Ok(());
+    };
+    match &started.link {
+        Some(link) => {
+            if slots.take(link, user).await? {
+                socket.extensions.insert(UserSlot(user.to_owned()));
+            }
+            Ok(())
+        }
+        None => user_limit::local_room(started.sockets.as_ref(), user, slots.limit),
     }
 }
 

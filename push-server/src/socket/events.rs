@@ -98,6 +98,13 @@ async fn on_disconnect<A: Adapter>(
     state.conns.forget(&socket.id.to_string());
     state.room_sizes.disconnected(&socket);
     expiry::cancel(&socket);
+    if let (Some(extensions::UserSlot(user)), Some(slots), Some(link)) = (
+        socket.extensions.get::<extensions::UserSlot>(),
+        &state.user_slots,
+        state.started.get().and_then(|s| s.link.as_ref()),
+    ) {
+        slots.release(link, &user).await;
+    }
     recover::departed(&socket, &state, reason, live).await;
     match reason {
         // The drain moves clients off by cutting their connections: a transport error.

@@ -48,6 +48,10 @@ pub(super) fn within_budget<A: Adapter, T: serde::Serialize>(
     None
 }
 
+/// The user whose per-user slot this socket holds in Redis (`user_limit`).
+#[derive(Clone)]
+pub(super) struct UserSlot(pub String);
+
 /// The socket's verified identity (anonymous when it has none).
 pub(super) fn identity_of<A: Adapter>(socket: &SocketRef<A>) -> Identity {
     socket
