@@ -20,7 +20,7 @@ import yaml
 from .core import REPO, contract, find_binary
 from .node_clients import NodeClients
 from .procs import Processes
-from .push_server import fanout_mode
+from .push_server import fanout_override
 
 CONTRACT = contract()
 LOCAL_MODE = CONTRACT["local_mode"]
@@ -47,9 +47,9 @@ def manifest(name: str, replicas: int, drain_seconds: int, affinity: str) -> dic
     if affinity == "cookie":
         exposure = {"host": "push.localhost", "ingress": {"className": "nginx", "affinity": "cookie", "cookieName": "pc-node"}}
     spec = {"replicas": replicas, "drainSeconds": drain_seconds, "redis": {"managed": {}}, "exposure": exposure}
-    if fanout_mode() != "log":
-        # E2E_FANOUT=interest: the nodes receive by interest (the manifest configures them).
-        spec["delivery"] = {"fanout": fanout_mode()}
+    if fanout_override():
+        # E2E_FANOUT=log: every node reads the whole log (the manifest configures them).
+        spec["delivery"] = {"fanout": fanout_override()}
     return {
         "apiVersion": "pushcluster.dev/v1alpha1",
         "kind": "PushCluster",

@@ -188,7 +188,7 @@ pub struct Cli {
     #[arg(long, env = env::SESSION_USER_PATH, default_value = defaults::SESSION_USER_PATH)]
     pub session_user_path: String,
     /// How nodes receive the cluster's messages (see `push_contract::env::FANOUT`).
-    #[arg(long, env = env::FANOUT, default_value = "log")]
+    #[arg(long, env = env::FANOUT, default_value = "interest")]
     pub fanout: FanoutMode,
     /// Official socket.io client bundle served to the demo page.
     #[arg(long, env = env::CLIENT_JS)]

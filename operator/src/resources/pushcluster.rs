@@ -813,12 +813,12 @@ impl Default for AdmissionSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeliverySpec {
-    /// `log` (default): every pod reads the cluster's whole fan-out log, members there or
-    /// not. `interest`: a pod receives only the rooms its clients are in (and namespace
-    /// broadcasts), so Redis's output and the pods' CPU per publish do not grow with the
-    /// pod count; a join then needs Redis (refused with an error ack while it is away).
-    /// Offsets, recovery and gap detection are the same in both; changing it rolls the
-    /// pods without a loss.
+    /// `interest` (default): a pod receives only the rooms its clients are in (and
+    /// namespace broadcasts), so Redis's output and the pods' CPU per publish do not grow
+    /// with the pod count; a join needs Redis (refused with an error ack while it is
+    /// away). `log`: every pod reads the cluster's whole fan-out log, members there or
+    /// not (a join while Redis is away is local and catches up later). Offsets, recovery
+    /// and gap detection are the same in both; changing it rolls the pods without a loss.
     #[serde(default)]
     pub fanout: Fanout,
     /// A WebSocket's write window in milliseconds: a message queued within this long after
@@ -838,9 +838,9 @@ pub struct DeliverySpec {
 #[serde(rename_all = "camelCase")]
 pub enum Fanout {
     /// Every pod reads the whole fan-out log.
-    #[default]
     Log,
-    /// Each pod receives its rooms' messages only.
+    /// Each pod receives its rooms' messages only (the default).
+    #[default]
     Interest,
 }
 

@@ -494,10 +494,28 @@ fn env_per_spec_variant() {
             Some("30"),
         ),
         (
-            "delivery absent: every pod reads the log",
+            "delivery absent: each pod receives its rooms only",
             "{}",
             env::FANOUT,
+            Some("interest"),
+        ),
+        (
+            "delivery by the whole log",
+            "{delivery: {fanout: log}}",
+            env::FANOUT,
             Some("log"),
+        ),
+        (
+            "per-user connection cap",
+            "{admission: {maxConnectionsPerUser: 5}}",
+            env::MAX_CONNECTIONS_PER_USER,
+            Some("5"),
+        ),
+        (
+            "no per-user connection cap by default",
+            "{}",
+            env::MAX_CONNECTIONS_PER_USER,
+            Some("0"),
         ),
         (
             "delivery absent: no write window",
