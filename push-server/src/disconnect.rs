@@ -38,8 +38,6 @@ pub const MAX_REASON_CHARS: usize = 200;
 pub const MAX_ID_BYTES: usize = 256;
 /// Orders waiting on one node: more at once are dropped (with a warning), not queued.
 const CHANNEL_BUFFER: usize = 1024;
-/// Between attempts to subscribe while Redis is away.
-const SUBSCRIBE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Whose sockets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -176,15 +174,8 @@ pub async fn listen(
     metrics: Arc<Metrics>,
     stop: CancellationToken,
 ) {
-    let mut stream = loop {
-        match link.subscribe(channel.clone(), CHANNEL_BUFFER).await {
-            Ok(stream) => break stream,
-            Err(e) => tracing::warn!(error = %e, "could not subscribe to the disconnect orders"),
-        }
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(SUBSCRIBE_RETRY) => {}
-        }
+    let Some(mut stream) = link.subscribed_until(&channel, CHANNEL_BUFFER, &stop).await else {
+        return;
     };
     loop {
         tokio::select! {

@@ -47,7 +47,6 @@ pub const MAX_LIMIT: usize = 1_000;
 const MAX_IN_FLIGHT: usize = 32;
 /// Questions waiting on one answering node, and answers on one asking node.
 const CHANNEL_BUFFER: usize = 256;
-const SUBSCRIBE_RETRY: Duration = Duration::from_secs(1);
 
 static IN_FLIGHT: Semaphore = Semaphore::const_new(MAX_IN_FLIGHT);
 static NEXT_REPLY: AtomicU64 = AtomicU64::new(0);
@@ -261,23 +260,15 @@ async fn ask(
     Ok(merge(&answers, asked, limit))
 }
 
-/// Answers the cluster's presence questions until `stop` (subscribes again after Redis
-/// was away, as the disconnect orders do).
+/// Answers the cluster's presence questions until `stop`.
 pub async fn listen(
     link: RedisLink,
     channel: String,
     sockets: Arc<dyn NodeSockets>,
     stop: CancellationToken,
 ) {
-    let mut questions = loop {
-        match link.subscribe(channel.clone(), CHANNEL_BUFFER).await {
-            Ok(stream) => break stream,
-            Err(e) => tracing::warn!(error = %e, "could not subscribe to presence questions"),
-        }
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(SUBSCRIBE_RETRY) => {}
-        }
+    let Some(mut questions) = link.subscribed_until(&channel, CHANNEL_BUFFER, &stop).await else {
+        return;
     };
     loop {
         tokio::select! {

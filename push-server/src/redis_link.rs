@@ -30,6 +30,9 @@ use crate::{error::ConfigError, metrics::Metrics};
 
 type Handlers = Arc<RwLock<HashMap<String, mpsc::Sender<ChanItem>>>>;
 
+/// Between attempts of [`RedisLink::subscribed_until`] while Redis is away.
+const SUBSCRIBE_RETRY: Duration = Duration::from_secs(1);
+
 /// How often the Sentinels (or cluster nodes) are asked which node is the primary.
 const PRIMARY_POLL: Duration = Duration::from_millis(250);
 
@@ -466,6 +469,27 @@ impl RedisLink {
     /// Which primary the link is on: changes when it moves to another one.
     pub fn generation(&self) -> u64 {
         self.current().generation
+    }
+
+    /// A subscription to `channel` for a listener that runs until `stop` (the disconnect
+    /// orders, presence questions): tried every [`SUBSCRIBE_RETRY`] while Redis is away
+    /// (`None`: stopped first). A failover resubscribes by itself.
+    pub async fn subscribed_until(
+        &self,
+        channel: &str,
+        buffer: usize,
+        stop: &tokio_util::sync::CancellationToken,
+    ) -> Option<MessageStream<ChanItem>> {
+        loop {
+            match self.subscribe(channel.to_owned(), buffer).await {
+                Ok(stream) => return Some(stream),
+                Err(e) => tracing::warn!(error = %e, %channel, "could not subscribe: retrying"),
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return None,
+                _ = tokio::time::sleep(SUBSCRIBE_RETRY) => {}
+            }
+        }
     }
 
     /// A handle for ordinary commands (GET, PUBLISH).
