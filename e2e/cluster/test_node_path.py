@@ -547,6 +547,26 @@ def test_redis_ready_is_the_push_pods_view_unreachable_while_redis_is_frozen(cha
     assert up_s <= THAW_BOUND_S, f"RedisReady True {up_s:.1f} s after the thaw"
 
 
+def local_volumes(node_cluster: ControlPlane, names: list[str]) -> list[Path]:
+    """An admin's static local PersistentVolumes of StorageClass `node-local` (no
+    provisioner: the scheduler binds a claim to one when its pod is placed), one
+    directory each; returns the directories."""
+    storage = {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "node-local"},
+               "provisioner": "kubernetes.io/no-provisioner", "volumeBindingMode": "WaitForFirstConsumer"}
+    dirs = [Path(node_cluster.state) / "volumes" / name for name in names]
+    volumes = [{"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name},
+                "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                         "persistentVolumeReclaimPolicy": "Retain", "storageClassName": "node-local",
+                         "local": {"path": str(path)},
+                         "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                             {"key": "kubernetes.io/hostname", "operator": "In", "values": ["pushcluster-node"]}]}]}}}}
+               for name, path in zip(names, dirs)]
+    for path in dirs:
+        path.mkdir(parents=True)
+    kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all([storage, *volumes]))
+    return dirs
+
+
 def test_persistence_on_a_local_volume_keeps_redis_data_through_a_pod_deletion(chat, node_cluster):
     """Day 2 with pods: `persistence` turned on. The claim of the new Redis StatefulSet binds
     to a local PersistentVolume (an admin's static volume, `kubernetes.io/no-provisioner`:
@@ -555,17 +575,7 @@ def test_persistence_on_a_local_volume_keeps_redis_data_through_a_pod_deletion(c
     before answers the same offset after, with the same data set. Turning it off again ends
     Ready too, and the cluster keeps delivering."""
     ns, pod = APPS, f"{NAME}-redis-0"
-    volume_dir = Path(node_cluster.state) / "volumes" / "chat-redis-data"
-    storage = {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "node-local"},
-               "provisioner": "kubernetes.io/no-provisioner", "volumeBindingMode": "WaitForFirstConsumer"}
-    volume = {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "chat-redis-data"},
-              "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
-                       "persistentVolumeReclaimPolicy": "Retain", "storageClassName": "node-local",
-                       "local": {"path": str(volume_dir)},
-                       "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
-                           {"key": "kubernetes.io/hostname", "operator": "In", "values": ["pushcluster-node"]}]}]}}}}
-    volume_dir.mkdir(parents=True)
-    kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all([storage, volume]))
+    [volume_dir] = local_volumes(node_cluster, ["chat-redis-data"])
     password = lambda: base64.b64decode(kubectl_json(  # noqa: E731
         "get", "secret", f"{NAME}-redis-password", "-n", ns)["data"]["password"]).decode()
     api = api_url(node_cluster, NAME)
@@ -879,6 +889,59 @@ def test_a_crashed_redis_primary_is_failed_over_and_the_status_follows(ha, proce
             p := next((x for x in ha_pods("redis") if x["metadata"]["name"] == victim["metadata"]["name"]), None))
             and ready(p) and replication_info(p["status"]["podIP"], ha["password"]).get("master_host") == new_primary,
             timeout=90, interval=0.5)
+    finally:
+        ws.close()
+        polling.close()
+
+
+def test_persistence_on_for_a_replicated_redis_moves_every_pod_onto_its_claim_losing_nothing(
+        ha, processes, node_cluster):
+    """`persistence` turned on for a replicated Redis mid-stream: the operator evicts its
+    three adopted pods one at a time (the disruption budget allowing one; the primary's
+    preStop has the Sentinels promote a replica first), each comes back on its own bound
+    local volume, and every message answered 202 reaches official clients on both push
+    pods once, in order."""
+    dirs = local_volumes(node_cluster, [f"chat-ha-redis-data-{i}" for i in range(3)])
+    push = sorted(pods(HA, ha["selector"]), key=lambda p: p["metadata"]["name"])
+    urls, apis = pod_urls(push, PORT), pod_urls(push, ADMIN_PORT)
+    spec = {"rooms": ROOMS, "reconnection": True, "reconnectionDelay": 100, "reconnectionDelayMax": 500}
+    ws = NodeClients(processes, {"url": urls[0], "transports": ["websocket"], "count": 2, **spec}, name="pv-ws")
+    polling = NodeClients(processes, {"url": urls[1], "transports": ["polling"], "count": 2, **spec},
+                          name="pv-polling")
+
+    def on_claims():
+        pc = kubectl_json("get", "pushcluster", NAME, "-n", HA)
+        redis = ha_pods("redis")
+        claimed = [p for p in redis if any(v.get("persistentVolumeClaim", {}).get("claimName")
+                                           == f"data-{p['metadata']['name']}" for v in p["spec"].get("volumes", []))]
+        return (pc["status"].get("observedGeneration") == pc["metadata"]["generation"]
+                and len(redis) == 3 and len(claimed) == 3 and all(ready(p) for p in redis)
+                and (condition(pc, "Progressing") or {}).get("status") == "False"
+                and (condition(pc, "RedisReady") or {}).get("reason") == "Replicated" and pc)
+    try:
+        ws.wait_ready()
+        polling.wait_ready()
+        with RetryingPublisher(apis, ha["token"], HA_RATE) as publisher:
+            wait_for("3 s of 202s", lambda: len(publisher.accepted) >= 3 * HA_RATE, timeout=30, interval=0.1)
+            turned_on = time.monotonic()
+            kubectl("patch", "pushcluster", NAME, "-n", HA, "--type=merge", "-p", json.dumps(
+                {"spec": {"redis": {"managed": {"persistence": {"size": "1Gi", "storageClassName": "node-local"}}}}}))
+            wait_for("3 Redis pods on their claims, Ready, nothing progressing", on_claims, timeout=300, interval=1)
+            moved_s = time.monotonic() - turned_on
+            at = len(publisher.accepted)
+            wait_for("2 s more", lambda: len(publisher.accepted) >= at + 2 * HA_RATE, timeout=30, interval=0.1)
+        check_after_the_stream(publish_to(apis[0], ha["token"]), (ws, polling), publisher)
+        gap = publisher.longest_gap()
+        evicted = kubectl_json("get", "events.v1.events.k8s.io", "-n", HA, "--field-selector",
+                               f"regarding.name={NAME},reason=Evicted")["items"]
+        evictions = sum((e.get("series") or {}).get("count", 1) for e in evicted)
+        print(f"\npersistence on for 3 Redis pods: each evicted and back on its claim, all Ready "
+              f"{moved_s:.1f} s after the patch ({evictions} evictions); longest stretch without a 202 "
+              f"{gap:.1f} s; {len(publisher.accepted)} answered 202, each received once, in order, by 4 clients")
+        assert publisher.refused == [], f"never answered 202: {publisher.refused[:20]}"
+        assert gap <= CRASH_GAP_BOUND_S, f"no 202 for {gap:.1f} s"
+        assert evictions == 3, evicted
+        assert all(any(d.rglob("*.aof")) for d in dirs), "a volume without Redis's append-only file"
     finally:
         ws.close()
         polling.close()

@@ -4,9 +4,11 @@
 //! place, the API server refuses (a pod's volumes are immutable), and the controller stops
 //! there on every sync: the pod keeps running without persistence while nothing rolls.
 //! So the operator evicts such a pod — one at a time, only while every Redis pod is
-//! ready, highest ordinal first (the order the StatefulSet controller rolls in), through
-//! the eviction API so the Redis disruption budget has the last word — and the controller
-//! creates it again with its claim. A replicated Redis keeps its data on the others (the
+//! ready, lowest ordinal first, through the eviction API so the Redis disruption budget
+//! has the last word — and the controller creates it again with its claim. Lowest first
+//! because the controller walks the pods from ordinal 0 and stops at the first it cannot
+//! update: a pod evicted above that one would never be created again (measured: with
+//! three Redis pods, evicting ordinal 2 first left the set at two). A replicated Redis keeps its data on the others (the
 //! primary's preStop hook fails over first); a single Redis restarts empty, which turning
 //! persistence on cannot avoid (it was not persisted).
 
@@ -64,7 +66,7 @@ fn ordinal(pod: &Pod) -> i64 {
         .unwrap_or(-1)
 }
 
-/// The pod to evict now: one without its claims, the highest ordinal, and only when
+/// The pod to evict now: one without its claims, the lowest ordinal, and only when
 /// `replicas` pods exist, every one ready (a pod just moved is back first).
 pub fn next_to_evict<'a>(
     pods: &'a [Pod],
@@ -76,7 +78,7 @@ pub fn next_to_evict<'a>(
     }
     pods.iter()
         .filter(|p| !has_claims(p, templates))
-        .max_by_key(|p| ordinal(p))
+        .min_by_key(|p| ordinal(p))
 }
 
 /// The step: lists the Redis pods (`selector`) and evicts the next one that has to move.
@@ -160,11 +162,11 @@ mod tests {
     }
 
     #[test]
-    fn the_highest_ordinal_without_claims_goes_first_and_only_when_all_are_ready() {
+    fn the_lowest_ordinal_without_claims_goes_first_and_only_when_all_are_ready() {
         let pods = [
-            pod("r-0", false, true),
+            pod("r-0", true, true),
             pod("r-1", false, true),
-            pod("r-2", true, true),
+            pod("r-2", false, true),
         ];
         assert_eq!(
             next_to_evict(&pods, &data(), 3)
@@ -173,28 +175,28 @@ mod tests {
             Some("r-1")
         );
         let moving = [
-            pod("r-0", false, true),
-            pod("r-1", true, false),
-            pod("r-2", true, true),
+            pod("r-0", false, false),
+            pod("r-1", false, true),
+            pod("r-2", false, true),
         ];
         assert!(
             next_to_evict(&moving, &data(), 3).is_none(),
-            "r-1 is not ready yet"
+            "r-0 is not ready yet"
         );
-        let missing = [pod("r-0", false, true), pod("r-2", true, true)];
+        let missing = [pod("r-1", false, true), pod("r-2", false, true)];
         assert!(
             next_to_evict(&missing, &data(), 3).is_none(),
-            "r-1 is not back yet"
+            "r-0 is not back yet"
         );
         let done = [pod("r-0", true, true), pod("r-1", true, true)];
         assert!(next_to_evict(&done, &data(), 2).is_none());
-        // r-10 sorts after r-9 by ordinal, not by name.
-        let many = [pod("r-9", false, true), pod("r-10", false, true)];
+        // r-9 sorts before r-10 by ordinal, not by name.
+        let many = [pod("r-10", false, true), pod("r-9", false, true)];
         assert_eq!(
             next_to_evict(&many, &data(), 2)
                 .map(ResourceExt::name_any)
                 .as_deref(),
-            Some("r-10")
+            Some("r-9")
         );
     }
 }
