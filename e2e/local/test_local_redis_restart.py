@@ -24,14 +24,17 @@ def test_fanout_resumes_after_redis_restart(tmp_path, processes):
         os.kill(redis_pid, signal.SIGKILL)
         wait_until(lambda: cluster.state()["redis"]["pid"] != redis_pid, 15, "redis-server restarted")
 
-        # Publish through the API until one message reaches every client: the link is back.
+        # Publish through the API until every client has received a probe: all of them are
+        # published after the restart, so the link is back. (Asking for the probe just
+        # published, right after its 202, raced its delivery: every client received all 118
+        # probes of a run that failed that way.)
         attempt = [0]
 
         def everyone_got_one():
             attempt[0] += 1
             cluster.publish({"event": "probe", "data": attempt[0], "broadcast": True})
             got = swarm.received("probe").values()
-            return all(attempt[0] in g for g in got)
+            return all(got)
         wait_until(everyone_got_one, 30, "a broadcast reaching clients on every node", interval=0.25)
         record_measurement("redis_restart_seconds_until_fanout", round(time.monotonic() - killed_at, 2))
 
