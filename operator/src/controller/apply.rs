@@ -133,8 +133,8 @@ pub async fn apply_all(
 }
 
 /// A Redis StatefulSet with claim templates that is still rolling: its pods without
-/// their claims are evicted one at a time ([`redis_volumes`]), and the reconcile looks
-/// again soon while any is left.
+/// their claims are evicted one at a time ([`redis_volumes`]); while any is left, the
+/// reconcile looks again soon (`plan::REDIS_VOLUME_RESYNC`).
 async fn move_redis_onto_claims(
     ctx: &Context,
     pc: &PushCluster,
@@ -170,13 +170,6 @@ async fn move_redis_onto_claims(
     .map_err(ApplyError::VolumeRoll)?;
     if let Some(pod) = &roll.evicted {
         ctx.publish(pc, &plan::redis_pod_evicted(pod)).await;
-    }
-    if !roll.waiting.is_empty() {
-        observed.rollout_retry = Some(
-            observed
-                .rollout_retry
-                .map_or(redis_volumes::RETRY, |r| r.min(redis_volumes::RETRY)),
-        );
     }
     observed.redis_pods_without_claims = roll.waiting;
     Ok(())

@@ -18,6 +18,9 @@ pub const MISSING_DEPENDENCY_RETRY: Duration = Duration::from_secs(60);
 /// operator looks, and a failover heals them in seconds without changing any object
 /// the operator watches (a False condition must not outlive the outage by minutes).
 pub const REDIS_DOWN_RESYNC: Duration = Duration::from_secs(5);
+/// Re-check while Redis pods wait to be moved onto their volume claims
+/// (controller::redis_volumes): the next one goes once the last is back and ready.
+pub const REDIS_VOLUME_RESYNC: Duration = Duration::from_secs(5);
 
 /// Requeue delay after `failures` consecutive failures: 5 s doubling, capped at 5 min.
 pub fn backoff(failures: u32) -> Duration {
@@ -215,6 +218,8 @@ pub struct Applied<'a> {
     pub autoscale_every: Option<Duration>,
     /// When a queued operator-caused rollout asks for its turn again.
     pub rollout_retry: Option<Duration>,
+    /// Redis pods still wait to be moved onto their volume claims.
+    pub redis_pods_moving: bool,
 }
 
 /// Events after the status write (pods lost; a generation applied) and the requeue.
@@ -263,6 +268,9 @@ pub fn applied(a: Applied<'_>) -> Plan {
     }
     if a.gateway_api_missing {
         requeue = requeue.min(MISSING_DEPENDENCY_RETRY);
+    }
+    if a.redis_pods_moving {
+        requeue = requeue.min(REDIS_VOLUME_RESYNC);
     }
     for every in [a.autoscale_every, a.rollout_retry].into_iter().flatten() {
         requeue = requeue.min(every);
@@ -564,6 +572,7 @@ mod tests {
                 gateway_api_missing,
                 autoscale_every,
                 rollout_retry: None,
+                redis_pods_moving: false,
             });
             assert_eq!(reasons(&plan), events, "case {case:?}");
             assert_eq!(plan.requeue, Some(requeue), "case {case:?}");

@@ -90,6 +90,7 @@ pub async fn reconcile(pc: Arc<PushCluster>, ctx: Arc<Context>) -> Result<Action
         gateway_api_missing: observed.exposure == Some(ExposureState::GatewayApiMissing),
         autoscale_every,
         rollout_retry: observed.rollout_retry,
+        redis_pods_moving: !observed.redis_pods_without_claims.is_empty(),
     });
     ctx.succeeded(&pc);
     Ok(carry_out(&ctx, &pc, plan).await)

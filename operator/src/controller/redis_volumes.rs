@@ -15,10 +15,6 @@
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, EvictParams, ListParams};
 use kube::{Client, ResourceExt};
-use std::time::Duration;
-
-/// How soon a reconcile looks again while pods wait to be moved onto their claims.
-pub const RETRY: Duration = Duration::from_secs(5);
 
 /// What this step found and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

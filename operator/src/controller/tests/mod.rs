@@ -510,7 +510,7 @@ async fn persistence_turned_on_recreates_the_redis_statefulset_and_evicts_the_po
     // Looked at again soon: the pod comes back with its claim, then Progressing ends.
     assert_eq!(
         result.expect("reconciled"),
-        Action::requeue(crate::controller::redis_volumes::RETRY)
+        Action::requeue(crate::controller::plan::REDIS_VOLUME_RESYNC)
     );
 }
 
