@@ -661,6 +661,19 @@ def pod_urls(push: list[dict], port: int) -> list[str]:
     return [f"http://{p['status']['podIP']}:{port}" for p in push]
 
 
+def ha_clients(ha: dict, processes, count: int, name: str) -> tuple[list[str], NodeClients, NodeClients]:
+    """The replicated cluster's publish API on each push pod (its server port), and `count`
+    official clients in ROOMS on each of its two push pods: WebSocket on the first,
+    long-polling on the second, reconnecting quickly."""
+    push = sorted(pods(HA, ha["selector"]), key=lambda p: p["metadata"]["name"])
+    urls, apis = pod_urls(push, PORT), pod_urls(push, ADMIN_PORT)
+    spec = {"rooms": ROOMS, "reconnection": True, "reconnectionDelay": 100, "reconnectionDelayMax": 500,
+            "count": count}
+    ws = NodeClients(processes, {"url": urls[0], "transports": ["websocket"], **spec}, name=f"{name}-ws")
+    polling = NodeClients(processes, {"url": urls[1], "transports": ["polling"], **spec}, name=f"{name}-polling")
+    return apis, ws, polling
+
+
 def publish_to(url: str, token: str):
     """The publish API at `url` (a push pod's server port), as a function of the body."""
     return lambda body: requests.post(url + CONTRACT["paths"]["PUBLISH"], headers={"Authorization": f"Bearer {token}"},
@@ -758,11 +771,7 @@ def test_deleting_the_redis_primary_pod_mid_stream_loses_and_repeats_nothing(ha,
     with its Idempotency-Key; the Redis primary's pod is deleted mid-stream. Its preStop
     hook has the Sentinels promote a replica first; the pods follow; the deleted pod comes
     back as a replica. Every message answered 202 reaches every client once, in order."""
-    push = sorted(pods(HA, ha["selector"]), key=lambda p: p["metadata"]["name"])
-    urls, apis = pod_urls(push, PORT), pod_urls(push, ADMIN_PORT)
-    spec = {"rooms": ROOMS, "reconnection": True, "reconnectionDelay": 100, "reconnectionDelayMax": 500}
-    ws = NodeClients(processes, {"url": urls[0], "transports": ["websocket"], "count": 3, **spec}, name="ha-ws")
-    polling = NodeClients(processes, {"url": urls[1], "transports": ["polling"], "count": 3, **spec}, name="ha-polling")
+    apis, ws, polling = ha_clients(ha, processes, 3, "ha")
     try:
         ws.wait_ready()
         polling.wait_ready()
@@ -802,7 +811,7 @@ def test_deleting_the_redis_primary_pod_mid_stream_loses_and_repeats_nothing(ha,
             status = kubectl_json("get", "pushcluster", NAME, "-n", HA).get("status", {})
             redis = status.get("redis", {})
             return status if (redis.get("primary") == f"{new_primary}:{REDIS_PORT}"
-                              and redis.get("podsLinked") == redis.get("podsReporting") == len(push)
+                              and redis.get("podsLinked") == redis.get("podsReporting") == len(apis)
                               and redis.get("serversReady") == 3 and redis.get("sentinelsReady") == 3
                               and redis.get("lastFailoverTime")) else None
         status = wait_for("status.redis naming the new primary", topology, timeout=60, interval=1)
@@ -830,12 +839,7 @@ def test_a_crashed_redis_primary_is_failed_over_and_the_status_follows(ha, proce
     with RedisReady True (Replicated), whatever the operator saw during the gap (whether a
     reconcile fell into those ~3 s is a race: the frozen-Redis test below judges
     Unreachable); the crashed server comes back as a replica."""
-    push = sorted(pods(HA, ha["selector"]), key=lambda p: p["metadata"]["name"])
-    urls, apis = pod_urls(push, PORT), pod_urls(push, ADMIN_PORT)
-    spec = {"rooms": ROOMS, "reconnection": True, "reconnectionDelay": 100, "reconnectionDelayMax": 500}
-    ws = NodeClients(processes, {"url": urls[0], "transports": ["websocket"], "count": 2, **spec}, name="crash-ws")
-    polling = NodeClients(processes, {"url": urls[1], "transports": ["polling"], "count": 2, **spec},
-                          name="crash-polling")
+    apis, ws, polling = ha_clients(ha, processes, 2, "crash")
     said: list[str] = []  # RedisReady's reasons, in the order the polls saw them
 
     def observe() -> tuple[dict, dict]:
@@ -902,12 +906,7 @@ def test_persistence_on_for_a_replicated_redis_moves_every_pod_onto_its_claim_lo
     local volume, and every message answered 202 reaches official clients on both push
     pods once, in order."""
     dirs = local_volumes(node_cluster, [f"chat-ha-redis-data-{i}" for i in range(3)])
-    push = sorted(pods(HA, ha["selector"]), key=lambda p: p["metadata"]["name"])
-    urls, apis = pod_urls(push, PORT), pod_urls(push, ADMIN_PORT)
-    spec = {"rooms": ROOMS, "reconnection": True, "reconnectionDelay": 100, "reconnectionDelayMax": 500}
-    ws = NodeClients(processes, {"url": urls[0], "transports": ["websocket"], "count": 2, **spec}, name="pv-ws")
-    polling = NodeClients(processes, {"url": urls[1], "transports": ["polling"], "count": 2, **spec},
-                          name="pv-polling")
+    apis, ws, polling = ha_clients(ha, processes, 2, "pv")
 
     def on_claims():
         pc = kubectl_json("get", "pushcluster", NAME, "-n", HA)
