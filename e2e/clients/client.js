@@ -22,7 +22,8 @@
 //         after an `emitted` line once the subscribe is written) }
 // Rooms are subscribed on every connect but a recovered one (`socket.recovered`: the
 // server restored them, as an app using connection state recovery would do).
-// Lines: {type: open|connected (+recovered)|subscribed|event (+offset)|ack|emitted|upgrade|connect_error|disconnect|ready,
+// Lines: {type: open|connected (+recovered)|subscribed|event (+offset)|ack (+sentUs: when
+//         its emit was written)|emitted|upgrade|connect_error|disconnect|ready,
 //         i, t (wall clock, ms), us (wall clock, µs: latency against another process'
 //         clock), ...}; `ready` once every client has connected at least once.
 // stdin: JSON commands {cmd: "emit", i?, event, data, ack?: true}; {cmd: "disconnect", i?}
@@ -124,7 +125,8 @@ rl.on("line", (line) => {
   if (cmd.cmd === "emit") {
     for (const [n, s] of targets.entries()) {
       const i = cmd.i === undefined ? n : cmd.i;
-      if (cmd.ack) s.emit(cmd.event, cmd.data, (ack) => out({ type: "ack", i, event: cmd.event, ack }));
+      const sentUs = nowUs();
+      if (cmd.ack) s.emit(cmd.event, cmd.data, (ack) => out({ type: "ack", i, event: cmd.event, ack, sentUs }));
       else s.emit(cmd.event, cmd.data);
     }
   } else if (cmd.cmd === "disconnect") {

@@ -61,6 +61,19 @@ INVALID_SPECS = [
     ("max-unavailable-not-a-percentage", "spec: {disruption: {maxUnavailable: 'half'}}", "spec.disruption"),
     ("max-unavailable-over-100-percent", "spec: {disruption: {maxUnavailable: '101%'}}", "spec.disruption"),
     ("env-names-the-cluster", "spec: {env: [{name: PUSH_REDIS_CLUSTER, value: 'c:7000'}]}", "spec.env"),
+    ("backend-event-the-pods-handle", "spec: {backend: {url: 'http://b:8080/ev', signingSecretRef: {name: s, key: k}, events: [{name: subscribe}]}}",
+     "spec.backend.events[0]"),
+    ("backend-event-named-twice", "spec: {backend: {url: 'http://b:8080/ev', signingSecretRef: {name: s, key: k}, events: [{name: a}, {name: a}]}}",
+     "spec.backend"),
+    ("backend-without-events", "spec: {backend: {url: 'http://b:8080/ev', signingSecretRef: {name: s, key: k}, events: []}}", "spec.backend.events"),
+    ("backend-event-with-a-comma", "spec: {backend: {url: 'http://b:8080/ev', signingSecretRef: {name: s, key: k}, events: [{name: 'a,b'}]}}",
+     "spec.backend.events[0].name"),
+    ("backend-url-not-http", "spec: {backend: {url: 'ftp://b', signingSecretRef: {name: s, key: k}, events: [{name: a}]}}",
+     "spec.backend.url"),
+    ("backend-without-a-signing-key", "spec: {backend: {url: 'http://b', events: [{name: a}]}}",
+     "spec.backend.signingSecretRef"),
+    ("backend-timeout-over-a-minute", "spec: {backend: {url: 'http://b:8080/ev', signingSecretRef: {name: s, key: k}, events: [{name: a}], timeoutMs: 60001}}",
+     "spec.backend.timeoutMs"),
 ]
 
 

@@ -12,6 +12,7 @@ use redis::ConnectionInfo;
 
 use crate::{
     auth::{jwt::JwtVerifier, session::SessionConfig},
+    backend::Backend,
     error::ConfigError,
     history::HistoryConfig,
     redis_link,
@@ -190,6 +191,24 @@ pub struct Cli {
     /// How nodes receive the cluster's messages (see `push_contract::env::FANOUT`).
     #[arg(long, env = env::FANOUT, default_value = "interest")]
     pub fanout: FanoutMode,
+    /// The application's endpoint client events are handed to (see `backend`).
+    #[arg(long, env = env::BACKEND_URL)]
+    pub backend_url: Option<String>,
+    /// HMAC-SHA256 key signing every request to the backend.
+    #[arg(long, env = env::BACKEND_SECRET, hide_env_values = true)]
+    pub backend_secret: Option<String>,
+    /// Client events handed to the backend (comma-separated).
+    #[arg(long, env = env::BACKEND_EVENTS, value_delimiter = ',')]
+    pub backend_events: Vec<String>,
+    /// Those of them the backend may receive twice (retried once).
+    #[arg(long, env = env::BACKEND_IDEMPOTENT_EVENTS, value_delimiter = ',')]
+    pub backend_idempotent_events: Vec<String>,
+    /// Milliseconds a backend event may take, retry included.
+    #[arg(long, env = env::BACKEND_TIMEOUT_MS, default_value_t = defaults::BACKEND_TIMEOUT_MS)]
+    pub backend_timeout_ms: u64,
+    /// Most backend requests this node has in flight.
+    #[arg(long, env = env::BACKEND_MAX_IN_FLIGHT, default_value_t = defaults::BACKEND_MAX_IN_FLIGHT)]
+    pub backend_max_in_flight: usize,
     /// Official socket.io client bundle served to the demo page.
     #[arg(long, env = env::CLIENT_JS)]
     pub client_js: Option<PathBuf>,
@@ -266,6 +285,8 @@ pub struct Config {
     pub drain: Duration,
     /// Not ready and refusing new sessions for this long before the drain moves anyone.
     pub drain_settle: Duration,
+    /// Client events handed to the application's backend; `None` = none.
+    pub backend: Option<Backend>,
     pub client_js: Option<PathBuf>,
     /// The client port serves the demo page.
     pub demo_page: bool,
@@ -395,6 +416,14 @@ impl Config {
                 reason: "must be greater than 0".into(),
             });
         }
+        let backend = Backend::from_settings(
+            cli.backend_url,
+            cli.backend_secret,
+            cli.backend_events,
+            cli.backend_idempotent_events,
+            cli.backend_timeout_ms,
+            cli.backend_max_in_flight,
+        )?;
         if let Some(path) = &cli.client_js
             && !path.is_file()
         {
@@ -433,6 +462,7 @@ impl Config {
             max_payload_bytes: cli.max_payload_bytes,
             drain: Duration::from_secs(cli.drain_seconds),
             drain_settle: Duration::from_millis(cli.drain_settle_ms),
+            backend,
             client_js: cli.client_js,
             demo_page: cli.demo_page,
             fanout: cli.fanout,
@@ -521,6 +551,10 @@ impl fmt::Display for Config {
         }
         if self.redis.is_some() {
             writeln!(f, "fanout: {:?}", self.fanout)?;
+        }
+        match &self.backend {
+            Some(b) => writeln!(f, "backend: {b}")?,
+            None => writeln!(f, "backend: off")?,
         }
         writeln!(
             f,

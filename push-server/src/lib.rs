@@ -8,6 +8,7 @@ pub mod adapter;
 pub mod admin;
 pub mod api_token;
 pub mod auth;
+pub mod backend;
 pub mod config;
 pub mod conn;
 pub mod disconnect;

@@ -32,6 +32,8 @@ pub enum Source {
     redis,
     /// A client's `publish` event.
     client,
+    /// A backend's answer to a client event (`publish` in it).
+    backend,
 }
 
 /// What became of a publish.
@@ -75,6 +77,27 @@ pub enum Recovered {
 pub enum DropReason {
     /// Its send buffer was full: it stopped reading (it is then disconnected).
     send_buffer_full,
+}
+
+/// How a client event handed to the backend ended.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum BackendResult {
+    /// A 2xx with the documented answer.
+    answered,
+    /// A 4xx: the backend said no.
+    refused,
+    /// A 5xx, unreachable, or an answer that is not the documented JSON.
+    failed,
+    /// No answer within the timeout.
+    timeout,
+    /// Not sent: the node had its most requests in flight already.
+    busy,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BackendLabels {
+    result: BackendResult,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -123,6 +146,8 @@ pub struct Metrics {
     pub rebalanced: Counter,
     pub disconnected_by_api: Counter,
     pub user_limit_refusals: Counter,
+    backend_events: Family<BackendLabels, Counter>,
+    pub backend_latency: Histogram,
     pub rebalancing: Gauge,
     recoveries: Family<RecoveryLabels, Counter>,
     pub messages_replayed: Counter,
@@ -212,6 +237,20 @@ impl Metrics {
             counter_name(names::USER_LIMIT_REFUSALS),
             "Connections refused because their user had as many sockets as the per-user limit allows",
             user_limit_refusals.clone(),
+        );
+        let backend_events = Family::<BackendLabels, Counter>::default();
+        registry.register(
+            counter_name(names::BACKEND_EVENTS),
+            "Client events handed to the backend, by how they ended",
+            backend_events.clone(),
+        );
+        let backend_latency = Histogram::new([
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ]);
+        registry.register(
+            names::BACKEND_LATENCY,
+            "Round trip of a client event to the backend (sent to answer read), seconds",
+            backend_latency.clone(),
         );
         let rebalancing = Gauge::default();
         registry.register(
@@ -311,6 +350,8 @@ impl Metrics {
             rebalanced,
             disconnected_by_api,
             user_limit_refusals,
+            backend_events,
+            backend_latency,
             rebalancing,
             recoveries,
             messages_replayed,
@@ -350,6 +391,12 @@ impl Metrics {
         self.slow_consumer_drops
             .get_or_create(&DropLabels { reason })
             .inc_by(messages);
+    }
+
+    pub fn backend_event(&self, result: BackendResult) {
+        self.backend_events
+            .get_or_create(&BackendLabels { result })
+            .inc();
     }
 
     pub fn recovery(&self, result: Recovered) {

@@ -102,6 +102,12 @@ pub fn referenced_secret_keys(vc: &ValidatedCluster) -> Vec<SecretKeyRef> {
         refs.extend(jwt.public_key_secret_ref.clone());
     }
     refs.extend(auth.session.as_ref().map(|s| s.secret_ref.clone()));
+    refs.extend(
+        vc.spec
+            .backend
+            .as_ref()
+            .map(|b| b.signing_secret_ref.clone()),
+    );
     refs
 }
 

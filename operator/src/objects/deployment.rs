@@ -109,7 +109,7 @@ pub const RUN_AS_USER: i64 = 65532;
 pub const TERMINATION_MARGIN_SECONDS: i64 = 15;
 
 /// Env vars the operator sets itself; `spec.env` may not override them.
-pub fn operator_env_names() -> [&'static str; env::SET_BY_OPERATOR.len()] {
+pub fn operator_env_names() -> &'static [&'static str] {
     env::SET_BY_OPERATOR
 }
 
@@ -333,6 +333,32 @@ pub fn push_server_env(vc: &ValidatedCluster) -> Vec<EnvVar> {
         env::WRITE_WINDOW_MS,
         delivery.write_window_ms.to_string(),
     ));
+    if let Some(backend) = &spec.backend {
+        let names = |idempotent_only: bool| {
+            backend
+                .events
+                .iter()
+                .filter(|e| e.idempotent || !idempotent_only)
+                .map(|e| e.name.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        vars.push(value(env::BACKEND_URL, backend.url.clone()));
+        vars.push(from_secret(
+            env::BACKEND_SECRET,
+            &backend.signing_secret_ref,
+        ));
+        vars.push(value(env::BACKEND_EVENTS, names(false)));
+        vars.push(value(env::BACKEND_IDEMPOTENT_EVENTS, names(true)));
+        vars.push(value(
+            env::BACKEND_TIMEOUT_MS,
+            backend.timeout_ms.to_string(),
+        ));
+        vars.push(value(
+            env::BACKEND_MAX_IN_FLIGHT,
+            backend.max_in_flight_per_pod.to_string(),
+        ));
+    }
     vars.push(value(env::LOG_FORMAT, "json"));
     vars.extend(spec.env.iter().cloned());
     vars

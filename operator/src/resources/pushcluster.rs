@@ -200,12 +200,24 @@ pub struct PushClusterSpec {
     pub admission: AdmissionSpec,
 
     /// How messages reach the pods and leave them for the clients: `fanout` chooses
-    /// whether every pod reads every message (`log`, the default) or only its rooms'
-    /// (`interest`: Redis output and CPU per publish stay flat as pods are added);
+    /// whether each pod receives only its rooms' messages (`interest`, the default: Redis
+    /// output and CPU per publish stay flat as pods are added) or every message (`log`);
     /// `writeWindowMs` lets a busy WebSocket batch the messages queued within that many
     /// milliseconds of its last write into one write (0, the default: write at once).
     #[serde(default)]
     pub delivery: DeliverySpec,
+
+    /// Client events handed to the application's backend: for each event named in
+    /// `events`, the pod POSTs `{user, sid, event, data, id}` to `url`, signed with
+    /// HMAC-SHA256 (header `X-Pushcluster-Signature: t=<unix seconds>,v1=<hex of
+    /// HMAC(key, "<t>.<body>")>`), and the backend's JSON answer `{result, join, leave,
+    /// publish}` becomes the client's ack (`{result, joined, left, refused, published}`)
+    /// after its joins (within the token's rooms), leaves and publishes are made for that
+    /// socket. An error ack `{error}` when the backend refuses (4xx), fails (5xx,
+    /// unreachable), does not answer within `timeoutMs`, or the pod already has
+    /// `maxInFlightPerPod` requests out (4 per socket). Unset: no event goes to a backend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<BackendSpec>,
 
     /// Autoscaling on live connection count, done by the operator. Leave disabled to let
     /// an HPA or KEDA drive the scale subresource instead.
@@ -442,6 +454,60 @@ pub struct ExternalCluster {
 
 fn default_replicas_to_acknowledge() -> u32 {
     1
+}
+
+/// The application endpoint client events are handed to.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("self.events.all(e, self.events.exists_one(f, f.name == e.name))").message("spec.backend.events: each event name once"))]
+#[serde(rename_all = "camelCase")]
+pub struct BackendSpec {
+    /// Where the pods POST the events: usually a Service of the application
+    /// (`http://orders.shop.svc:8080/socket-events`); `https://` is checked against the
+    /// public roots.
+    #[schemars(
+        length(min = 1, max = 2048),
+        regex(pattern = r"^https?://[^\s/]+[^\s]*$")
+    )]
+    pub url: String,
+    /// Secret key holding the HMAC-SHA256 key that signs every request; the backend
+    /// checks the signature (and that `t` is recent) before trusting a request.
+    pub signing_secret_ref: SecretKeyRef,
+    /// The client events handed to the backend (the others are not).
+    #[schemars(length(min = 1, max = 100))]
+    pub events: Vec<BackendEvent>,
+    /// Milliseconds an event's round trip (a retry included) may take before the client
+    /// gets an error ack.
+    #[serde(default = "default_backend_timeout_ms")]
+    #[schemars(range(min = 1, max = 60000))]
+    pub timeout_ms: i32,
+    /// Most requests to the backend one pod has in flight; beyond, an event gets an error
+    /// ack at once, so a slow backend cannot pile work up on the pods.
+    #[serde(default = "default_backend_max_in_flight")]
+    #[schemars(range(min = 1, max = 100000))]
+    pub max_in_flight_per_pod: i32,
+}
+
+fn default_backend_timeout_ms() -> i32 {
+    i32::try_from(push_contract::defaults::BACKEND_TIMEOUT_MS).unwrap_or(i32::MAX)
+}
+
+fn default_backend_max_in_flight() -> i32 {
+    i32::try_from(push_contract::defaults::BACKEND_MAX_IN_FLIGHT).unwrap_or(i32::MAX)
+}
+
+/// One client event handed to the backend.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("!(self.name in ['subscribe', 'unsubscribe', 'publish', 'refresh_token', 'connect', 'connect_error', 'disconnect', 'disconnecting', 'newListener', 'removeListener'])").message("spec.backend.events[].name: this event is handled by the pods themselves or reserved by socket.io"))]
+#[serde(rename_all = "camelCase")]
+pub struct BackendEvent {
+    /// The socket.io event name the client emits (no commas, no surrounding spaces).
+    #[schemars(length(min = 1, max = 200), regex(pattern = r"^[^,\s]([^,]*[^,\s])?$"))]
+    pub name: String,
+    /// The backend may receive it twice: on a failure that may not have reached the
+    /// backend (cannot connect, 502, 503, 504) it is sent once more with the same `id`.
+    /// Others are sent once, whatever happens.
+    #[serde(default)]
+    pub idempotent: bool,
 }
 
 /// A key in a Secret of the PushCluster's namespace.

@@ -122,6 +122,23 @@ pub mod env {
     pub const SESSION_PREFIX: &str = "PUSH_SESSION_PREFIX";
     /// Dotted JSON path of the user id inside the stored session.
     pub const SESSION_USER_PATH: &str = "PUSH_SESSION_USER_PATH";
+    /// The application's HTTP endpoint client events are handed to (`http://` or
+    /// `https://`); unset = no client event goes to a backend.
+    pub const BACKEND_URL: &str = "PUSH_BACKEND_URL";
+    /// Key of the HMAC-SHA256 signature on every request to the backend
+    /// (`X-Pushcluster-Signature: t=<unix seconds>,v1=<hex of HMAC(key, "<t>.<body>")>`).
+    pub const BACKEND_SECRET: &str = "PUSH_BACKEND_SECRET";
+    /// The client events handed to the backend (comma-separated names).
+    pub const BACKEND_EVENTS: &str = "PUSH_BACKEND_EVENTS";
+    /// Those of them the backend may receive twice (retried once on a failure that may
+    /// not have reached it: a connection error, 502, 503, 504).
+    pub const BACKEND_IDEMPOTENT_EVENTS: &str = "PUSH_BACKEND_IDEMPOTENT_EVENTS";
+    /// Milliseconds an event's round trip to the backend may take, retry included,
+    /// before the client gets an error ack.
+    pub const BACKEND_TIMEOUT_MS: &str = "PUSH_BACKEND_TIMEOUT_MS";
+    /// Most backend requests one node has in flight; beyond, an event gets an error ack
+    /// at once (a slow backend cannot pile up work on the pods).
+    pub const BACKEND_MAX_IN_FLIGHT: &str = "PUSH_BACKEND_MAX_IN_FLIGHT";
     /// Path of the official socket.io client bundle served to the demo page.
     pub const CLIENT_JS: &str = "PUSH_CLIENT_JS";
     /// Log filter (tracing `EnvFilter` syntax).
@@ -132,7 +149,7 @@ pub mod env {
     /// The variables the operator sets on every push-server pod itself; a PushCluster's
     /// `spec.env` may not override them (the CRD's CEL rule and the Deployment builder
     /// both read this list).
-    pub const SET_BY_OPERATOR: [&str; 31] = [
+    pub const SET_BY_OPERATOR: &[&str] = &[
         LISTEN,
         ADMIN_LISTEN,
         DEMO_PAGE,
@@ -163,6 +180,12 @@ pub mod env {
         SESSION_USER_PATH,
         FANOUT,
         WRITE_WINDOW_MS,
+        BACKEND_URL,
+        BACKEND_SECRET,
+        BACKEND_EVENTS,
+        BACKEND_IDEMPOTENT_EVENTS,
+        BACKEND_TIMEOUT_MS,
+        BACKEND_MAX_IN_FLIGHT,
         LOG_FORMAT,
     ];
 }
@@ -195,6 +218,10 @@ pub mod defaults {
     pub const EVENT_BURST: u32 = 40;
     /// A publish answers 503 after this long without Redis (hundreds of ms, not seconds).
     pub const REDIS_TIMEOUT_MS: u64 = 500;
+    /// How long a backend event's round trip may take, retry included.
+    pub const BACKEND_TIMEOUT_MS: u64 = 5_000;
+    /// Backend requests one node has in flight at most.
+    pub const BACKEND_MAX_IN_FLIGHT: usize = 64;
     pub const SESSION_COOKIE: &str = "connect.sid";
     pub const SESSION_PREFIX: &str = "sess:";
     pub const SESSION_USER_PATH: &str = "passport.user";
@@ -239,7 +266,7 @@ pub mod metrics {
     pub const TRANSPORT: &str = "transport";
     /// Counter: messages written to client sockets.
     pub const MESSAGES_DELIVERED: &str = "push_messages_delivered_total";
-    /// Counter, labels `source` (`http`, `redis`, `client`) and `result`.
+    /// Counter, labels `source` (`http`, `redis`, `client`, `backend`) and `result`.
     pub const PUBLISH_REQUESTS: &str = "push_publish_requests_total";
     /// Histogram: publish accepted → written to local sockets, seconds.
     pub const PUBLISH_LATENCY: &str = "push_publish_delivery_latency_seconds";
@@ -256,6 +283,14 @@ pub mod metrics {
     /// Counter: connections this node refused because their user had as many sockets
     /// as `PUSH_MAX_CONNECTIONS_PER_USER` allows.
     pub const USER_LIMIT_REFUSALS: &str = "push_user_limit_refusals_total";
+    /// Counter, label `result` (`answered`, `refused`, `failed`, `timeout`, `busy`): client
+    /// events this node handed to the backend, and how each ended: answered (2xx),
+    /// refused by the backend (4xx), failed (5xx, unreachable, an answer that is not
+    /// the documented JSON), timed out, or not sent because the node had
+    /// `PUSH_BACKEND_MAX_IN_FLIGHT` requests out already.
+    pub const BACKEND_EVENTS: &str = "push_backend_events_total";
+    /// Histogram: a backend event's round trip (sent → answer read), seconds.
+    pub const BACKEND_LATENCY: &str = "push_backend_latency_seconds";
     /// Gauge: 1 while this node moves clients off for a rebalance.
     pub const REBALANCING: &str = "push_rebalancing";
     /// Counter, label `result` (`recovered`, `broken`): reconnecting clients that asked

@@ -42,7 +42,7 @@ pub(super) struct PublishAck {
 }
 
 impl PublishAck {
-    fn refused(reason: impl Into<String>) -> Self {
+    pub(super) fn refused(reason: impl Into<String>) -> Self {
         Self {
             error: Some(reason.into()),
             ..Self::default()
@@ -70,7 +70,25 @@ pub(super) fn plan(
             ),
         ));
     }
-    let text = request.data.to_string();
+    room_message(
+        request.room,
+        request.event,
+        &request.data,
+        namespace,
+        max_payload,
+    )
+}
+
+/// A message to a room (a client's publish once allowed, or a backend's answer), or why
+/// it is not one.
+pub(super) fn room_message(
+    room: String,
+    event: String,
+    data: &serde_json::Value,
+    namespace: &str,
+    max_payload: usize,
+) -> Result<Message, (Outcome, String)> {
+    let text = data.to_string();
     if text.len() > max_payload {
         return Err((
             Outcome::too_large,
@@ -82,9 +100,9 @@ pub(super) fn plan(
         .map_err(|e| (Outcome::invalid, format!("data: {e}")))?;
     validate(
         PublishRequest {
-            event: request.event,
+            event,
             data,
-            room: Some(request.room),
+            room: Some(room),
             user: None,
             broadcast: false,
             namespace: Some(namespace.to_owned()),
@@ -124,29 +142,34 @@ pub(super) async fn on_publish<A: Adapter>(
             state.metrics.publish(Source::client, outcome);
             PublishAck::refused(reason)
         }
-        Ok(message) => match crate::publish::http::hand_over(&state, message).await {
-            Ok(accepted) => {
-                state.metrics.publish(Source::client, Outcome::accepted);
-                match accepted {
-                    Accepted::Cluster { offset } => PublishAck {
-                        offset: Some(offset.to_string()),
-                        ..PublishAck::default()
-                    },
-                    Accepted::SingleNode { delivered } => PublishAck {
-                        delivered: Some(delivered),
-                        ..PublishAck::default()
-                    },
-                }
-            }
-            Err(e) => {
-                if let Some(outcome) = e.outcome() {
-                    state.metrics.publish(Source::client, outcome);
-                }
-                PublishAck::refused(e.to_string())
-            }
-        },
+        Ok(message) => hand_over(&state, message, Source::client).await,
     };
     let _ = ack.send(&answer);
+}
+
+/// Publishes a planned message; the ack saying how it went (counted as from `source`).
+pub(super) async fn hand_over(state: &SharedState, message: Message, source: Source) -> PublishAck {
+    match crate::publish::http::hand_over(state, message).await {
+        Ok(accepted) => {
+            state.metrics.publish(source, Outcome::accepted);
+            match accepted {
+                Accepted::Cluster { offset } => PublishAck {
+                    offset: Some(offset.to_string()),
+                    ..PublishAck::default()
+                },
+                Accepted::SingleNode { delivered } => PublishAck {
+                    delivered: Some(delivered),
+                    ..PublishAck::default()
+                },
+            }
+        }
+        Err(e) => {
+            if let Some(outcome) = e.outcome() {
+                state.metrics.publish(source, outcome);
+            }
+            PublishAck::refused(e.to_string())
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! The events of an admitted socket: subscribe, unsubscribe (within its event
-//! budget), refresh_token (`refresh`), publish (`client_publish`), disconnect.
+//! budget), refresh_token (`refresh`), publish (`client_publish`), the events handed
+//! to the backend (`backend_event`), disconnect.
 
 use push_contract::socket::{PUBLISH, REFRESH_TOKEN, SUBSCRIBE, UNSUBSCRIBE};
 use socketioxide::{
@@ -12,7 +13,9 @@ use super::{
     expiry,
     extensions::{self, identity_of, within_budget},
     rate, recover,
-    rooms::{self, RoomsRequest, malformed, plan_subscribe, plan_unsubscribe, recovering},
+    rooms::{
+        self, RoomsAck, RoomsRequest, malformed, plan_subscribe, plan_unsubscribe, recovering,
+    },
 };
 use crate::state::SharedState;
 
@@ -30,6 +33,12 @@ pub(super) fn register_handlers<A: Adapter>(socket: &SocketRef<A>, state: &Share
     socket.on(UNSUBSCRIBE, on_unsubscribe::<A>);
     socket.on(REFRESH_TOKEN, super::refresh::on_refresh::<A>);
     socket.on(PUBLISH, super::client_publish::on_publish::<A>);
+    if let Some(backend) = &state.config.backend {
+        extensions::give_backend_slots(socket);
+        for event in backend.events() {
+            socket.on(event.clone(), super::backend_event::on_backend_event::<A>);
+        }
+    }
     socket.on_disconnect(on_disconnect::<A>);
 }
 
@@ -42,27 +51,35 @@ async fn on_subscribe<A: Adapter>(
     let Some(ack) = within_budget(&socket, ack, rooms::rate_limited) else {
         return;
     };
-    if !recover::settled(&socket).await {
-        let _ = ack.send(&recovering());
-        return;
-    }
-    let mut plan = match request {
+    let plan = match request {
         Err(e) => malformed(e),
-        Ok(req) => plan_subscribe(&identity_of(&socket), socket.rooms().len(), req.rooms),
+        Ok(req) => join(&socket, &state, req.rooms).await,
     };
+    let _ = ack.send(&plan);
+}
+
+/// Joins the rooms the socket's identity allows (a `subscribe`, or a backend's answer).
+pub(super) async fn join<A: Adapter>(
+    socket: &SocketRef<A>,
+    state: &SharedState,
+    rooms: Vec<String>,
+) -> RoomsAck {
+    if !recover::settled(socket).await {
+        return recovering();
+    }
+    let mut plan = plan_subscribe(&identity_of(socket), socket.rooms().len(), rooms);
     if let Some(joined) = &plan.joined
-        && !recover::receiving(&state, joined).await
+        && !recover::receiving(state, joined).await
     {
-        let _ = ack.send(&rooms::not_receiving());
-        return;
+        return rooms::not_receiving();
     }
     if let Some(joined) = &plan.joined {
-        state.room_sizes.join(&socket, joined);
-        if !recover::joined(&socket, &state, joined).await {
+        state.room_sizes.join(socket, joined);
+        if !recover::joined(socket, state, joined).await {
             plan.unrecoverable = Some(joined.clone());
         }
     }
-    let _ = ack.send(&plan);
+    plan
 }
 
 async fn on_unsubscribe<A: Adapter>(
@@ -74,19 +91,28 @@ async fn on_unsubscribe<A: Adapter>(
     let Some(ack) = within_budget(&socket, ack, rooms::rate_limited) else {
         return;
     };
-    if !recover::settled(&socket).await {
-        let _ = ack.send(&recovering());
-        return;
-    }
     let plan = match request {
         Err(e) => malformed(e),
-        Ok(req) => plan_unsubscribe(&identity_of(&socket), req.rooms),
+        Ok(req) => leave(&socket, &state, req.rooms).await,
     };
-    if let Some(left) = &plan.left {
-        state.room_sizes.leave(&socket, left);
-        recover::left(&socket, &state, left).await;
-    }
     let _ = ack.send(&plan);
+}
+
+/// Leaves rooms (an `unsubscribe`, or a backend's answer); never the own user room.
+pub(super) async fn leave<A: Adapter>(
+    socket: &SocketRef<A>,
+    state: &SharedState,
+    rooms: Vec<String>,
+) -> RoomsAck {
+    if !recover::settled(socket).await {
+        return recovering();
+    }
+    let plan = plan_unsubscribe(&identity_of(socket), rooms);
+    if let Some(left) = &plan.left {
+        state.room_sizes.leave(socket, left);
+        recover::left(socket, state, left).await;
+    }
+    plan
 }
 
 async fn on_disconnect<A: Adapter>(

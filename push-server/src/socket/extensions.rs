@@ -1,5 +1,5 @@
 //! What a socket's handlers keep on the socket (socketioxide extensions) and read back:
-//! its verified identity and its inbound event budget.
+//! its verified identity, its inbound event budget, its backend requests in flight.
 
 use std::sync::{Arc, Mutex};
 
@@ -46,6 +46,36 @@ pub(super) fn within_budget<A: Adapter, T: serde::Serialize>(
         let _ = socket.clone().disconnect();
     }
     None
+}
+
+/// The socket's backend requests in flight (`backend_event`), at most
+/// [`crate::backend::MAX_IN_FLIGHT_PER_SOCKET`].
+#[derive(Clone, Default)]
+struct BackendSlots(Arc<std::sync::atomic::AtomicUsize>);
+
+pub(super) fn give_backend_slots<A: Adapter>(socket: &SocketRef<A>) {
+    socket.extensions.insert(BackendSlots::default());
+}
+
+/// One of the socket's backend requests in flight; its place is given back on drop.
+pub(super) struct BackendSlot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for BackendSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// A place among the socket's backend requests, if it has one free.
+pub(super) fn backend_slot<A: Adapter>(socket: &SocketRef<A>) -> Option<BackendSlot> {
+    use std::sync::atomic::Ordering;
+    let slots = socket.extensions.get::<BackendSlots>()?.0;
+    slots
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < crate::backend::MAX_IN_FLIGHT_PER_SOCKET).then_some(n + 1)
+        })
+        .ok()?;
+    Some(BackendSlot(slots))
 }
 
 /// The user whose per-user slot this socket holds in Redis (`user_limit`).

@@ -2,6 +2,7 @@
 //! the namespace: authentication on connect (`connect`), then subscribe / unsubscribe
 //! (`events`) until the socket leaves or its token expires (`expiry`).
 
+mod backend_event;
 mod client_publish;
 mod connect;
 mod events;

@@ -517,6 +517,37 @@ fn env_per_spec_variant() {
             env::MAX_CONNECTIONS_PER_USER,
             Some("0"),
         ),
+        ("no backend by default", "{}", env::BACKEND_URL, None),
+        (
+            "backend url",
+            BACKEND,
+            env::BACKEND_URL,
+            Some("http://orders.shop.svc:8080/ev"),
+        ),
+        (
+            "backend events in order",
+            BACKEND,
+            env::BACKEND_EVENTS,
+            Some("order,peek"),
+        ),
+        (
+            "backend idempotent events",
+            BACKEND,
+            env::BACKEND_IDEMPOTENT_EVENTS,
+            Some("peek"),
+        ),
+        (
+            "backend timeout by default",
+            BACKEND,
+            env::BACKEND_TIMEOUT_MS,
+            Some("5000"),
+        ),
+        (
+            "backend in-flight bound",
+            BACKEND,
+            env::BACKEND_MAX_IN_FLIGHT,
+            Some("16"),
+        ),
         (
             "delivery absent: no write window",
             "{}",
@@ -593,6 +624,9 @@ fn env_per_spec_variant() {
     }
 }
 
+/// A backend with one plain and one idempotent event.
+const BACKEND: &str = "{backend: {url: 'http://orders.shop.svc:8080/ev', signingSecretRef: {name: orders-signing, key: key}, events: [{name: order}, {name: peek, idempotent: true}], maxInFlightPerPod: 16}}";
+
 #[test]
 fn secrets_only_by_reference() {
     // (case, spec, env name, expected secret name/key)
@@ -632,6 +666,12 @@ fn secrets_only_by_reference() {
             "{auth: {jwt: {secretRef: {name: j, key: s}}}}",
             env::JWT_SECRET,
             Some(("j", "s")),
+        ),
+        (
+            "backend signing key",
+            BACKEND,
+            env::BACKEND_SECRET,
+            Some(("orders-signing", "key")),
         ),
         (
             "session secret",
