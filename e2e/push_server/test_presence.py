@@ -129,3 +129,62 @@ def test_bad_questions_are_refused_saying_why(nodes, path, params, bearer, statu
     answer = ask(nodes[0], path, bearer=bearer, **params)
     assert answer.status_code == status, answer.text
     assert message in answer.text, answer.text
+
+
+PRESENCE_JOIN = contract()["socket"]["PRESENCE_JOIN"]
+PRESENCE_LEAVE = contract()["socket"]["PRESENCE_LEAVE"]
+
+
+def member(processes, node, sub: str, rooms: list[str], name: str) -> NodeClients:
+    c = NodeClients(processes, {"url": node.url, "transports": ["websocket"], "auth": {"token": token(sub)},
+                                "rooms": rooms}, name=name)
+    c.wait_ready()
+    return c
+
+
+def presence(c: NodeClients) -> list[tuple[str, dict]]:
+    return [(e["event"], e["data"]) for e in c.of("event") if e["event"] in (PRESENCE_JOIN, PRESENCE_LEAVE)]
+
+
+def test_join_and_leave_events_reach_the_other_members_on_every_node(processes, redis_server, start_node):
+    a, b = (start_node(redis_server.url, node_id=n, JWT_SECRET=SECRET, PRESENCE_EVENTS="true") for n in "ab")
+    watcher = member(processes, a, "w", ["lobby"], "watcher")
+    ann = member(processes, b, "ann", ["lobby", "other"], "ann")
+    watcher.wait("event", event=PRESENCE_JOIN)
+    ann.send({"cmd": "emit", "event": "unsubscribe", "data": {"rooms": ["lobby"]}, "ack": True})
+    ann.wait("ack", event="unsubscribe")
+    watcher.wait("event", event=PRESENCE_LEAVE)
+    bob = member(processes, a, "bob", ["lobby"], "bob")
+    watcher.wait("event", 2, event=PRESENCE_JOIN)
+    bob.close()
+    watcher.wait("event", 2, event=PRESENCE_LEAVE)
+    assert presence(watcher) == [
+        (PRESENCE_JOIN, {"room": "lobby", "user": "ann"}),
+        (PRESENCE_LEAVE, {"room": "lobby", "user": "ann"}),
+        (PRESENCE_JOIN, {"room": "lobby", "user": "bob"}),
+        (PRESENCE_LEAVE, {"room": "lobby", "user": "bob"}),
+    ], "the other room, the user room and the own socket are never announced"
+    assert all(e.get("offset") is None for e in watcher.of("event")), "live only: no offset, not in history"
+    assert presence(ann) == [], "a socket is not told about itself"
+    # a: w's and bob's joins, bob's leave; b: ann's joins of lobby and other, her leave.
+    assert (a.metric("PRESENCE_EVENTS", result="sent"), b.metric("PRESENCE_EVENTS", result="sent")) == (3, 3)
+
+
+def test_presence_events_are_rate_limited_per_room_and_off_by_default(processes, redis_server, start_node):
+    node = start_node(redis_server.url, JWT_SECRET=SECRET, PRESENCE_EVENTS="true", PRESENCE_EVENTS_PER_SECOND=2)
+    watcher = member(processes, node, "w", ["crowded"], "watcher")
+    crowd = NodeClients(processes, {"url": node.url, "transports": ["websocket"], "count": 10,
+                                    "auths": [{"token": token(f"c{k}")} for k in range(10)], "rooms": ["crowded"]},
+                        name="crowd")
+    crowd.wait_ready()
+    sent = node.metric("PRESENCE_EVENTS", result="sent")
+    dropped = node.metric("PRESENCE_EVENTS", result="dropped")
+    # The watcher's own join, then the crowd's 10 against a burst of 4 (2/s).
+    assert sent + dropped == 11 and dropped >= 5, (sent, dropped)
+    assert len(watcher.settle(PRESENCE_JOIN, int(sent) - 1)) == sent - 1, "every event sent arrives, no more"
+
+    quiet = start_node(redis_server.url, node_id="quiet", JWT_SECRET=SECRET)
+    listener = member(processes, quiet, "l", ["calm"], "listener")
+    member(processes, quiet, "x", ["calm"], "joiner").close()
+    assert quiet.metric("PRESENCE_EVENTS") == 0
+    assert listener.settle(PRESENCE_JOIN, 0) == [] and presence(listener) == []

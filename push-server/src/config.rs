@@ -209,6 +209,12 @@ pub struct Cli {
     /// Most backend requests this node has in flight.
     #[arg(long, env = env::BACKEND_MAX_IN_FLIGHT, default_value_t = defaults::BACKEND_MAX_IN_FLIGHT)]
     pub backend_max_in_flight: usize,
+    /// Tell a room's members when a user's socket joins or leaves it.
+    #[arg(long, env = env::PRESENCE_EVENTS, default_value_t = false, action = clap::ArgAction::Set)]
+    pub presence_events: bool,
+    /// Presence events one node sends per room per second at most.
+    #[arg(long, env = env::PRESENCE_EVENTS_PER_SECOND, default_value_t = defaults::PRESENCE_EVENTS_PER_SECOND)]
+    pub presence_events_per_second: u32,
     /// Official socket.io client bundle served to the demo page.
     #[arg(long, env = env::CLIENT_JS)]
     pub client_js: Option<PathBuf>,
@@ -285,6 +291,8 @@ pub struct Config {
     pub drain: Duration,
     /// Not ready and refusing new sessions for this long before the drain moves anyone.
     pub drain_settle: Duration,
+    /// Presence events per room per second (`None`: no presence events).
+    pub presence_events: Option<u32>,
     /// Client events handed to the application's backend; `None` = none.
     pub backend: Option<Backend>,
     pub client_js: Option<PathBuf>,
@@ -424,6 +432,12 @@ impl Config {
             cli.backend_timeout_ms,
             cli.backend_max_in_flight,
         )?;
+        if cli.presence_events && cli.presence_events_per_second == 0 {
+            return Err(ConfigError::Invalid {
+                var: env::PRESENCE_EVENTS_PER_SECOND,
+                reason: "must be at least 1".into(),
+            });
+        }
         if let Some(path) = &cli.client_js
             && !path.is_file()
         {
@@ -462,6 +476,9 @@ impl Config {
             max_payload_bytes: cli.max_payload_bytes,
             drain: Duration::from_secs(cli.drain_seconds),
             drain_settle: Duration::from_millis(cli.drain_settle_ms),
+            presence_events: cli
+                .presence_events
+                .then_some(cli.presence_events_per_second),
             backend,
             client_js: cli.client_js,
             demo_page: cli.demo_page,

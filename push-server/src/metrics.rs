@@ -95,6 +95,20 @@ pub enum BackendResult {
     busy,
 }
 
+/// What became of a presence event.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum PresenceResult {
+    sent,
+    /// Over the room's rate on this node.
+    dropped,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PresenceLabels {
+    result: PresenceResult,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BackendLabels {
     result: BackendResult,
@@ -148,6 +162,7 @@ pub struct Metrics {
     pub user_limit_refusals: Counter,
     backend_events: Family<BackendLabels, Counter>,
     pub backend_latency: Histogram,
+    presence_events: Family<PresenceLabels, Counter>,
     pub rebalancing: Gauge,
     recoveries: Family<RecoveryLabels, Counter>,
     pub messages_replayed: Counter,
@@ -252,6 +267,12 @@ impl Metrics {
             "Round trip of a client event to the backend (sent to answer read), seconds",
             backend_latency.clone(),
         );
+        let presence_events = Family::<PresenceLabels, Counter>::default();
+        registry.register(
+            counter_name(names::PRESENCE_EVENTS),
+            "Presence events (join/leave) sent to a room's members, or dropped over the room's rate",
+            presence_events.clone(),
+        );
         let rebalancing = Gauge::default();
         registry.register(
             names::REBALANCING,
@@ -352,6 +373,7 @@ impl Metrics {
             user_limit_refusals,
             backend_events,
             backend_latency,
+            presence_events,
             rebalancing,
             recoveries,
             messages_replayed,
@@ -396,6 +418,12 @@ impl Metrics {
     pub fn backend_event(&self, result: BackendResult) {
         self.backend_events
             .get_or_create(&BackendLabels { result })
+            .inc();
+    }
+
+    pub fn presence_event(&self, result: PresenceResult) {
+        self.presence_events
+            .get_or_create(&PresenceLabels { result })
             .inc();
     }
 

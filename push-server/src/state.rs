@@ -55,6 +55,8 @@ pub struct AppState {
     pub recoveries: Arc<tokio::sync::Semaphore>,
     /// The per-user connection limit's counts (`None`: no limit).
     pub user_slots: Option<crate::user_limit::UserSlots>,
+    /// Join/leave events to rooms' members, with their per-room rates (`None`: off).
+    pub presence_events: Option<crate::socket::PresenceEvents>,
     warned_open_rooms: AtomicBool,
 }
 
@@ -137,6 +139,9 @@ impl AppState {
         Arc::new(Self {
             keys,
             user_slots,
+            presence_events: config
+                .presence_events
+                .map(crate::socket::PresenceEvents::new),
             handshakes: config.handshakes_per_second.map(|rate| {
                 std::sync::Mutex::new(TokenBucket::new(rate, rate, std::time::Instant::now()))
             }),

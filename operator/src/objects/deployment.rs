@@ -333,6 +333,14 @@ pub fn push_server_env(vc: &ValidatedCluster) -> Vec<EnvVar> {
         env::WRITE_WINDOW_MS,
         delivery.write_window_ms.to_string(),
     ));
+    vars.push(value(
+        env::PRESENCE_EVENTS,
+        spec.presence.events.to_string(),
+    ));
+    vars.push(value(
+        env::PRESENCE_EVENTS_PER_SECOND,
+        spec.presence.events_per_second_per_room.to_string(),
+    ));
     if let Some(backend) = &spec.backend {
         let names = |idempotent_only: bool| {
             backend

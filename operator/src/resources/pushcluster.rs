@@ -207,6 +207,14 @@ pub struct PushClusterSpec {
     #[serde(default)]
     pub delivery: DeliverySpec,
 
+    /// Presence: `events: true` tells a room's members when a socket of a user joins or
+    /// leaves it (`presence_join` / `presence_leave` `{"room", "user"}`, live only: not in
+    /// history, one per socket), at most `eventsPerSecondPerRoom` per room per pod (bursts
+    /// of twice that; beyond, dropped and counted). Who is in a room is always answered by
+    /// the server API's `GET /api/v1/rooms/{room}/presence`.
+    #[serde(default)]
+    pub presence: PresenceSpec,
+
     /// Client events handed to the application's backend: for each event named in
     /// `events`, the pod POSTs `{user, sid, event, data, id}` to `url`, signed with
     /// HMAC-SHA256 (header `X-Pushcluster-Signature: t=<unix seconds>,v1=<hex of
@@ -454,6 +462,32 @@ pub struct ExternalCluster {
 
 fn default_replicas_to_acknowledge() -> u32 {
     1
+}
+
+/// Join/leave events to rooms' members.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PresenceSpec {
+    /// Send join/leave events (off by default).
+    #[serde(default)]
+    pub events: bool,
+    /// Presence events one pod sends per room per second at most.
+    #[serde(default = "default_presence_events_per_second")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub events_per_second_per_room: i32,
+}
+
+impl Default for PresenceSpec {
+    fn default() -> Self {
+        Self {
+            events: false,
+            events_per_second_per_room: default_presence_events_per_second(),
+        }
+    }
+}
+
+fn default_presence_events_per_second() -> i32 {
+    i32::try_from(push_contract::defaults::PRESENCE_EVENTS_PER_SECOND).unwrap_or(i32::MAX)
 }
 
 /// The application endpoint client events are handed to.

@@ -139,6 +139,12 @@ pub mod env {
     /// Most backend requests one node has in flight; beyond, an event gets an error ack
     /// at once (a slow backend cannot pile up work on the pods).
     pub const BACKEND_MAX_IN_FLIGHT: &str = "PUSH_BACKEND_MAX_IN_FLIGHT";
+    /// `true`: a room's members are told when a socket of a user joins or leaves it
+    /// (`socket::PRESENCE_JOIN` / `socket::PRESENCE_LEAVE`), live only.
+    pub const PRESENCE_EVENTS: &str = "PUSH_PRESENCE_EVENTS";
+    /// Presence events one node sends per room per second at most (bursts of twice that);
+    /// beyond, they are dropped and counted.
+    pub const PRESENCE_EVENTS_PER_SECOND: &str = "PUSH_PRESENCE_EVENTS_PER_SECOND";
     /// Path of the official socket.io client bundle served to the demo page.
     pub const CLIENT_JS: &str = "PUSH_CLIENT_JS";
     /// Log filter (tracing `EnvFilter` syntax).
@@ -186,6 +192,8 @@ pub mod env {
         BACKEND_IDEMPOTENT_EVENTS,
         BACKEND_TIMEOUT_MS,
         BACKEND_MAX_IN_FLIGHT,
+        PRESENCE_EVENTS,
+        PRESENCE_EVENTS_PER_SECOND,
         LOG_FORMAT,
     ];
 }
@@ -222,6 +230,8 @@ pub mod defaults {
     pub const BACKEND_TIMEOUT_MS: u64 = 5_000;
     /// Backend requests one node has in flight at most.
     pub const BACKEND_MAX_IN_FLIGHT: usize = 64;
+    /// Presence events per room per second one node sends at most.
+    pub const PRESENCE_EVENTS_PER_SECOND: u32 = 10;
     pub const SESSION_COOKIE: &str = "connect.sid";
     pub const SESSION_PREFIX: &str = "sess:";
     pub const SESSION_USER_PATH: &str = "passport.user";
@@ -289,6 +299,9 @@ pub mod metrics {
     /// the documented JSON), timed out, or not sent because the node had
     /// `PUSH_BACKEND_MAX_IN_FLIGHT` requests out already.
     pub const BACKEND_EVENTS: &str = "push_backend_events_total";
+    /// Counter, label `result` (`sent`, `dropped`): presence events (join/leave) this
+    /// node sent to a room's members, or dropped over the room's rate.
+    pub const PRESENCE_EVENTS: &str = "push_presence_events_total";
     /// Histogram: a backend event's round trip (sent → answer read), seconds.
     pub const BACKEND_LATENCY: &str = "push_backend_latency_seconds";
     /// Gauge: 1 while this node moves clients off for a rebalance.
@@ -337,6 +350,13 @@ pub mod socket {
     /// room like an API publish when the token's `publish` claim allows the room. Ack
     /// `{"offset"}` (`{"delivered"}` without Redis) or `{"error"}`.
     pub const PUBLISH: &str = "publish";
+    /// Sent to a room's members (with `PUSH_PRESENCE_EVENTS`) when a socket of a user
+    /// joins the room (subscribe, a backend's answer, a reconnect): `{"room", "user"}`.
+    /// Live only: not in history, not replayed; one per socket, not per user.
+    pub const PRESENCE_JOIN: &str = "presence_join";
+    /// Sent to a room's members when a socket of a user leaves it (unsubscribe, a token
+    /// refresh, a disconnect): `{"room", "user"}`.
+    pub const PRESENCE_LEAVE: &str = "presence_leave";
     /// A JWT's `sub` (or a session's user) puts the socket in `user:<sub>`.
     pub const USER_ROOM_PREFIX: &str = "user:";
     /// Rooms the server keeps for itself; a subscribe to one is refused.

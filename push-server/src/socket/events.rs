@@ -12,6 +12,7 @@ use socketioxide::{
 use super::{
     expiry,
     extensions::{self, identity_of, within_budget},
+    presence_events::{self, Change},
     rate, recover,
     rooms::{
         self, RoomsAck, RoomsRequest, malformed, plan_subscribe, plan_unsubscribe, recovering,
@@ -78,6 +79,7 @@ pub(super) async fn join<A: Adapter>(
         if !recover::joined(socket, state, joined).await {
             plan.unrecoverable = Some(joined.clone());
         }
+        presence_events::announce(socket, state, Change::Join, joined);
     }
     plan
 }
@@ -111,6 +113,7 @@ pub(super) async fn leave<A: Adapter>(
     if let Some(left) = &plan.left {
         state.room_sizes.leave(socket, left);
         recover::left(socket, state, left).await;
+        presence_events::announce(socket, state, Change::Leave, left);
     }
     plan
 }
@@ -121,6 +124,10 @@ async fn on_disconnect<A: Adapter>(
     State(state): State<SharedState>,
 ) {
     let live = !crate::adapter::recovering(&socket);
+    if live {
+        let rooms = presence_events::rooms_of(&socket);
+        presence_events::announce(&socket, &state, Change::Leave, &rooms);
+    }
     state.conns.forget(&socket.id.to_string());
     state.room_sizes.disconnected(&socket);
     expiry::cancel(&socket);

@@ -9,6 +9,7 @@ mod events;
 mod expiry;
 mod extensions;
 pub mod gate;
+mod presence_events;
 pub mod rate;
 pub mod recover;
 mod refresh;
@@ -20,6 +21,7 @@ use socketioxide::{
 };
 
 use self::connect::{authenticate, on_connect};
+pub use self::presence_events::PresenceEvents;
 pub use self::rooms::{MAX_ROOMS_PER_REQUEST, MAX_ROOMS_PER_SOCKET};
 use crate::{adapter::ServingAdapter, config, state::SharedState};
 

@@ -567,6 +567,12 @@ async fn apply<A: Adapter>(
         }
         state.room_sizes.join(socket, &pending.rooms);
         socket.leave(RECOVERING_ROOM);
+        super::presence_events::announce(
+            socket,
+            state,
+            super::presence_events::Change::Join,
+            &pending.rooms,
+        );
         break;
     }
     state.metrics.messages_replayed.inc_by(replayed);

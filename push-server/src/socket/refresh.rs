@@ -119,6 +119,12 @@ pub(super) async fn on_refresh<A: Adapter>(
     if !left.is_empty() {
         state.room_sizes.leave(&socket, &left);
         recover::left(&socket, &state, &left).await;
+        super::presence_events::announce(
+            &socket,
+            &state,
+            super::presence_events::Change::Leave,
+            &left,
+        );
         let _ = socket.emit(
             ROOMS_REVOKED,
             &serde_json::json!({ "rooms": left, "reason": "the refreshed token does not allow them" }),

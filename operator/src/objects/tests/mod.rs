@@ -519,6 +519,24 @@ fn env_per_spec_variant() {
         ),
         ("no backend by default", "{}", env::BACKEND_URL, None),
         (
+            "no presence events by default",
+            "{}",
+            env::PRESENCE_EVENTS,
+            Some("false"),
+        ),
+        (
+            "presence events on",
+            "{presence: {events: true}}",
+            env::PRESENCE_EVENTS,
+            Some("true"),
+        ),
+        (
+            "presence events' rate",
+            "{presence: {events: true, eventsPerSecondPerRoom: 3}}",
+            env::PRESENCE_EVENTS_PER_SECOND,
+            Some("3"),
+        ),
+        (
             "backend url",
             BACKEND,
             env::BACKEND_URL,
