@@ -141,22 +141,26 @@ def test_operator_image_exposes_the_contract_admin_port_and_runs_the_controller(
     assert json.loads(final.all("CMD")[0]) == ["run"]
 
 
-def test_push_server_image_serves_the_npm_client_bundle_at_the_contract_env(contract):
+def test_push_server_image_serves_the_npm_client_bundle_and_admin_ui_at_the_contract_env(contract):
     stages = parse_dockerfile(IMAGES["push-server"][0].read_text())
     client = next(s for s in stages if s.name == "client")
     for source in shlex.split(client.all("COPY")[0])[:-1]:
         assert (REPO / source).is_file(), f"the client stage copies {source}, which does not exist"
     assert "npm ci" in " ".join(client.all("RUN"))
     final = stages[-1]
-    bundle_copy = next(shlex.split(c) for c in final.all("COPY") if "--from=client" in c)
-    source, destination = bundle_copy[1], bundle_copy[2]
-    # The path inside the client stage is the one npm installs locally too.
-    assert source.startswith("/web/node_modules/")
-    assert (REPO / "push-server" / "web" / source.removeprefix("/web/")).is_file(), (
-        f"socket.io-client installs no {source}: run .ci/setup (npm install in push-server/web)"
+    from_client = {shlex.split(c)[1]: shlex.split(c)[2] for c in final.all("COPY") if "--from=client" in c}
+    # The paths inside the client stage are the ones npm installs locally too.
+    bundle = "/web/node_modules/socket.io-client/dist/socket.io.min.js"
+    admin_ui = "/web/node_modules/@socket.io/admin-ui/ui/dist"
+    assert set(from_client) == {bundle, admin_ui}, from_client
+    web = REPO / "push-server" / "web"
+    assert (web / bundle.removeprefix("/web/")).is_file(), (
+        f"socket.io-client installs no {bundle}: run .ci/setup (npm install in push-server/web)"
     )
+    assert (web / admin_ui.removeprefix("/web/") / "index.html").is_file(), f"@socket.io/admin-ui installs no {admin_ui}"
     env = dict(e.split("=", 1) for e in final.all("ENV"))
-    assert env == {contract["env"]["CLIENT_JS"]: destination}
+    assert env == {contract["env"]["CLIENT_JS"]: from_client[bundle],
+                   contract["env"]["ADMIN_UI_DIR"]: from_client[admin_ui]}
     ports = set(final.all("EXPOSE")[0].split())
     assert ports == {str(contract["defaults"]["PORT"]), str(contract["defaults"]["ADMIN_PORT"])}
 

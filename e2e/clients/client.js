@@ -26,7 +26,8 @@
 //         its emit was written)|emitted|upgrade|connect_error|disconnect|ready,
 //         i, t (wall clock, ms), us (wall clock, µs: latency against another process'
 //         clock), ...}; `ready` once every client has connected at least once.
-// stdin: JSON commands {cmd: "emit", i?, event, data, ack?: true}; {cmd: "disconnect", i?}
+// stdin: JSON commands {cmd: "emit", i?, event, data, ack?: true} (or args: [..], several
+//        arguments, no ack); {cmd: "disconnect", i?}
 //        and {cmd: "connect", i?} (the app's socket.disconnect() / socket.connect(): the
 //        client keeps its recovery pid and offset for the next connect, but a disconnect
 //        of its own ends its session on the server, as in socket.io); {cmd: "drop", i?}
@@ -127,6 +128,7 @@ rl.on("line", (line) => {
       const i = cmd.i === undefined ? n : cmd.i;
       const sentUs = nowUs();
       if (cmd.ack) s.emit(cmd.event, cmd.data, (ack) => out({ type: "ack", i, event: cmd.event, ack, sentUs }));
+      else if (cmd.args) s.emit(cmd.event, ...cmd.args);
       else s.emit(cmd.event, cmd.data);
     }
   } else if (cmd.cmd === "disconnect") {

@@ -72,6 +72,7 @@ INVALID_SPECS = [
      "spec.backend.url"),
     ("backend-without-a-signing-key", "spec: {backend: {url: 'http://b', events: [{name: a}]}}",
      "spec.backend.signingSecretRef"),
+    ("admin-ui-without-a-password", "spec: {adminUi: {username: admin}}", "spec.adminUi.passwordSecretRef"),
     ("presence-events-never", "spec: {presence: {events: true, eventsPerSecondPerRoom: 0}}",
      "spec.presence.eventsPerSecondPerRoom"),
     ("backend-timeout-over-a-minute", "spec: {backend: {url: 'http://b:8080/ev', signingSecretRef: {name: s, key: k}, events: [{name: a}], timeoutMs: 60001}}",

@@ -1,56 +1,10 @@
 """The demo page in real headless Chromium: it loads the official client bundle from
 the node (no CDN), connects, subscribes and shows a published message."""
 
-import itertools
-import json
-import re
-import shutil
-
-import pytest
 import requests
-import websocket
 
 from harness import contract, wait_until
 from harness.push_suite import API_TOKEN
-
-
-class Page:
-    """Runtime.evaluate over the Chrome DevTools Protocol."""
-
-    def __init__(self, ws_url: str):
-        self.ws = websocket.create_connection(ws_url, timeout=10, suppress_origin=True)
-        self.ids = itertools.count(1)
-
-    def eval(self, expression: str):
-        msg_id = next(self.ids)
-        self.ws.send(json.dumps({"id": msg_id, "method": "Runtime.evaluate",
-                                 "params": {"expression": expression, "returnByValue": True}}))
-        while True:
-            reply = json.loads(self.ws.recv())
-            if reply.get("id") == msg_id:
-                return reply["result"]["result"].get("value")
-
-
-@pytest.fixture
-def chromium(processes, tmp_path):
-    binary = shutil.which("chromium") or shutil.which("chromium-browser")
-    if binary is None:
-        pytest.skip("chromium not installed (apt-get install chromium; .ci/setup does it)")
-
-    def open_page(url: str) -> Page:
-        proc = processes.start([binary, "--headless", "--no-sandbox", "--disable-gpu",
-                                "--disable-background-networking", "--disable-component-update",
-                                "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-                                "--remote-debugging-port=0", url], name="chromium")
-        port = wait_until(lambda: (m := re.search(r"DevTools listening on ws://127\.0\.0\.1:(\d+)/",
-                                                  proc.log_path.read_text())) and m.group(1),
-                          30, "chromium DevTools endpoint")
-        targets = wait_until(lambda: [t for t in requests.get(f"http://127.0.0.1:{port}/json/list", timeout=5).json()
-                                      if t["type"] == "page" and t["url"].startswith(url.split("?")[0])],
-                             15, "the page target")
-        return Page(targets[0]["webSocketDebuggerUrl"])
-
-    return open_page
 
 
 def test_demo_page_connects_subscribes_and_shows_messages(start_node, chromium):

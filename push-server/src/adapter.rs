@@ -9,6 +9,8 @@ use socketioxide::{
 };
 use socketioxide_redis::CustomRedisAdapter;
 
+use push_contract::defaults;
+
 use crate::{history::RECOVERING_ROOM, redis_link::RedisLink};
 
 /// Whether a socket is still recovering (waiting outside its rooms to replay what it
@@ -94,6 +96,9 @@ pub trait NodeSockets: Send + Sync + 'static {
     /// This node's sockets in `room` (every namespace) and their users (one entry per
     /// socket that has one: repeats included).
     fn room_members(&self, room: &str) -> (usize, Vec<String>);
+    /// This node's client sockets as the socket.io Admin UI shows them (at most `limit`),
+    /// with how many there are in all.
+    fn admin_view(&self, limit: usize) -> (Vec<serde_json::Value>, usize);
 }
 
 impl<A: Adapter> NodeSockets for SocketIo<A> {
@@ -151,6 +156,42 @@ impl<A: Adapter> NodeSockets for SocketIo<A> {
             }
         }
         ended
+    }
+
+    fn admin_view(&self, limit: usize) -> (Vec<serde_json::Value>, usize) {
+        let sockets = self.sockets();
+        let total = sockets.len();
+        let shown = sockets
+            .iter()
+            .take(limit)
+            .map(|s| {
+                let transport = match s.transport_type() {
+                    TransportType::Websocket => "websocket",
+                    TransportType::Polling => "polling",
+                };
+                let user = s
+                    .extensions
+                    .get::<crate::auth::identity::Identity>()
+                    .and_then(|i| i.user);
+                let mut rooms: Vec<String> = s.rooms().iter().map(|r| r.to_string()).collect();
+                rooms.sort();
+                // The shape of `@socket.io/admin-ui`'s SerializedSocket; no headers, no
+                // address (tokens and cookies travel there).
+                serde_json::json!({
+                    "id": s.id.as_str(),
+                    "clientId": s.id.as_str(),
+                    "transport": transport,
+                    "nsp": defaults::NAMESPACE,
+                    "data": { "user": user },
+                    "handshake": {
+                        "address": "", "headers": {}, "query": {}, "issued": 0,
+                        "secure": false, "time": "", "url": "", "xdomain": false,
+                    },
+                    "rooms": rooms,
+                })
+            })
+            .collect();
+        (shown, total)
     }
 
     fn room_members(&self, room: &str) -> (usize, Vec<String>) {

@@ -11,6 +11,7 @@ use push_contract::{defaults, env};
 use redis::ConnectionInfo;
 
 use crate::{
+    admin_ui::AdminUi,
     auth::{jwt::JwtVerifier, session::SessionConfig},
     backend::Backend,
     error::ConfigError,
@@ -215,6 +216,17 @@ pub struct Cli {
     /// Presence events one node sends per room per second at most.
     #[arg(long, env = env::PRESENCE_EVENTS_PER_SECOND, default_value_t = defaults::PRESENCE_EVENTS_PER_SECOND)]
     pub presence_events_per_second: u32,
+    /// The socket.io Admin UI's password; set = `/admin` on (see `admin_ui`).
+    #[arg(long, env = env::ADMIN_UI_PASSWORD, hide_env_values = true)]
+    pub admin_ui_password: Option<String>,
+    #[arg(long, env = env::ADMIN_UI_USERNAME, default_value = "admin")]
+    pub admin_ui_username: String,
+    /// The Admin UI only looks (false: it may also disconnect sockets).
+    #[arg(long, env = env::ADMIN_UI_READONLY, default_value_t = true, action = clap::ArgAction::Set)]
+    pub admin_ui_readonly: bool,
+    /// The Admin UI's prebuilt web app (default: looked up like the client bundle).
+    #[arg(long, env = env::ADMIN_UI_DIR)]
+    pub admin_ui_dir: Option<PathBuf>,
     /// Official socket.io client bundle served to the demo page.
     #[arg(long, env = env::CLIENT_JS)]
     pub client_js: Option<PathBuf>,
@@ -293,6 +305,8 @@ pub struct Config {
     pub drain_settle: Duration,
     /// Presence events per room per second (`None`: no presence events).
     pub presence_events: Option<u32>,
+    /// The socket.io Admin UI (`None`: off).
+    pub admin_ui: Option<AdminUi>,
     /// Client events handed to the application's backend; `None` = none.
     pub backend: Option<Backend>,
     pub client_js: Option<PathBuf>,
@@ -432,6 +446,12 @@ impl Config {
             cli.backend_timeout_ms,
             cli.backend_max_in_flight,
         )?;
+        let admin_ui = AdminUi::from_settings(
+            cli.admin_ui_username,
+            cli.admin_ui_password,
+            cli.admin_ui_readonly,
+            cli.admin_ui_dir,
+        )?;
         if cli.presence_events && cli.presence_events_per_second == 0 {
             return Err(ConfigError::Invalid {
                 var: env::PRESENCE_EVENTS_PER_SECOND,
@@ -480,6 +500,7 @@ impl Config {
                 .presence_events
                 .then_some(cli.presence_events_per_second),
             backend,
+            admin_ui,
             client_js: cli.client_js,
             demo_page: cli.demo_page,
             fanout: cli.fanout,
@@ -568,6 +589,17 @@ impl fmt::Display for Config {
         }
         if self.redis.is_some() {
             writeln!(f, "fanout: {:?}", self.fanout)?;
+        }
+        match &self.admin_ui {
+            Some(a) => writeln!(
+                f,
+                "admin_ui: on readonly={} app={}",
+                a.readonly,
+                a.dir
+                    .as_ref()
+                    .map_or("not found".into(), |d| d.display().to_string())
+            )?,
+            None => writeln!(f, "admin_ui: off")?,
         }
         match &self.backend {
             Some(b) => writeln!(f, "backend: {b}")?,

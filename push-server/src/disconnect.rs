@@ -107,34 +107,19 @@ pub async fn disconnect(
         Ok(order) => order,
         Err(message) => return refuse(StatusCode::BAD_REQUEST, &message),
     };
-    let Some(started) = state.started.get() else {
-        return refuse(StatusCode::SERVICE_UNAVAILABLE, "starting");
-    };
-    let Some(link) = &started.link else {
-        let sockets = apply(&order, started.sockets.as_ref(), &state.metrics);
-        return (
-            StatusCode::ACCEPTED,
-            Json(serde_json::json!({ "accepted": true, "nodes": 1, "sockets": sockets })),
-        )
-            .into_response();
-    };
-    let payload = match serde_json::to_vec(&order) {
-        Ok(payload) => payload,
-        Err(e) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-    };
-    // PUBLISH answers how many subscribers got it: every node subscribes once.
-    let published: Result<i64, _> = redis::cmd("PUBLISH")
-        .arg(state.keys.disconnect_channel())
-        .arg(payload)
-        .query_async(&mut link.connection())
-        .await;
-    match published {
-        Ok(nodes) => (
+    match send(&state, &order).await {
+        Ok(Sent::Cluster { nodes }) => (
             StatusCode::ACCEPTED,
             Json(serde_json::json!({ "accepted": true, "nodes": nodes })),
         )
             .into_response(),
-        Err(e) => {
+        Ok(Sent::SingleNode { sockets }) => (
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({ "accepted": true, "nodes": 1, "sockets": sockets })),
+        )
+            .into_response(),
+        Err(SendError::Starting) => refuse(StatusCode::SERVICE_UNAVAILABLE, "starting"),
+        Err(SendError::Redis(e)) => {
             let mut response = refuse(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &format!("redis: {e}: the order reached no node; retry"),
@@ -145,6 +130,39 @@ pub async fn disconnect(
             response
         }
     }
+}
+
+/// Where an order went.
+pub enum Sent {
+    /// Published: this many nodes took it.
+    Cluster { nodes: i64 },
+    /// No Redis: applied here, to this many sockets.
+    SingleNode { sockets: usize },
+}
+
+pub enum SendError {
+    Starting,
+    Redis(String),
+}
+
+/// Gives the order to every node (the disconnect API, the Admin UI).
+pub async fn send(state: &SharedState, order: &Order) -> Result<Sent, SendError> {
+    let Some(started) = state.started.get() else {
+        return Err(SendError::Starting);
+    };
+    let Some(link) = &started.link else {
+        let sockets = apply(order, started.sockets.as_ref(), &state.metrics);
+        return Ok(Sent::SingleNode { sockets });
+    };
+    let payload = serde_json::to_vec(order).map_err(|e| SendError::Redis(e.to_string()))?;
+    // PUBLISH answers how many subscribers got it: every node subscribes once.
+    redis::cmd("PUBLISH")
+        .arg(state.keys.disconnect_channel())
+        .arg(payload)
+        .query_async(&mut link.connection())
+        .await
+        .map(|nodes| Sent::Cluster { nodes })
+        .map_err(|e| SendError::Redis(e.to_string()))
 }
 
 /// Ends this node's sockets the order names; returns how many.

@@ -6,9 +6,11 @@
 
 pub mod adapter;
 pub mod admin;
+pub mod admin_ui;
 pub mod api_token;
 pub mod auth;
 pub mod backend;
+pub mod cluster_ask;
 pub mod config;
 pub mod conn;
 pub mod disconnect;
@@ -78,11 +80,21 @@ impl Listeners {
 /// and its client bundle when configured, nothing else. The publish API is on the server
 /// port ([`admin::router`]), so a route exposing clients never exposes it.
 pub fn app(state: SharedState) -> Router {
+    let admin_ui = state
+        .config
+        .admin_ui
+        .as_ref()
+        .and_then(|a| a.dir.as_deref())
+        .map(admin_ui::routes);
+    let router = match admin_ui {
+        Some(admin_ui) => admin_ui,
+        None => Router::new(),
+    };
     if !state.config.demo_page {
-        return Router::new().with_state(state);
+        return router.with_state(state);
     }
     let bundle = web::load_bundle(state.config.client_js.as_deref()).map(Bytes::from);
-    Router::new()
+    router
         .route("/", get(web::page))
         .route(
             web::CLIENT_JS_PATH,
@@ -152,6 +164,9 @@ async fn serve_with<A: ServingAdapter>(
 ) -> Result<(), RunError> {
     let (layer, io) = socket::configure(builder, &state).build_layer();
     socket::register(&io).await.map_err(RunError::Adapter)?;
+    admin_ui::register(&io, &state)
+        .await
+        .map_err(RunError::Adapter)?;
     let sockets: Arc<dyn NodeSockets> = Arc::new(io.clone());
     let delivery: Arc<dyn NodeDelivery> = Arc::new(SocketDelivery {
         io,
@@ -272,6 +287,15 @@ async fn follow_redis(
         sockets.clone(),
         stop.clone(),
     ));
+    if state.config.admin_ui.is_some() {
+        tokio::spawn(admin_ui::listen(
+            link.clone(),
+            state.keys.admin_ui_channel(),
+            config.node_id.clone(),
+            sockets.clone(),
+            stop.clone(),
+        ));
+    }
     if let Some(history) = config.history {
         tokio::spawn(socket::recover::keep_sessions(
             link.clone(),

@@ -1,7 +1,7 @@
 //! Presence (server port, bearer token): who is in a room, cluster-wide —
 //! `GET /api/v1/rooms/{room}/presence` answers `{"sockets", "users", "next", "partial",
 //! "nodes", "asked"}`, and `GET /api/v1/users/{user}/presence` how many sockets a user
-//! has. With Redis the asking node subscribes to a reply channel of its own, publishes
+//! has. With Redis (`cluster_ask`) the asking node subscribes to a reply channel of its own, publishes
 //! the question on the cluster's `<prefix>:presence` channel (PUBLISH answers how many
 //! nodes listen: that many answers are awaited) and sums what comes back within
 //! [`DEADLINE`]. A node that does not answer in time (stopped, overloaded) makes the
@@ -14,7 +14,6 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::{
@@ -23,10 +22,8 @@ use axum::{
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
-use futures::StreamExt;
 use push_contract::socket::user_room;
 use serde::{Deserialize, Serialize};
-use socketioxide_redis::drivers::Driver;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -45,11 +42,8 @@ pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 1_000;
 /// Presence questions one node asks at once; more are refused (503), not queued.
 const MAX_IN_FLIGHT: usize = 32;
-/// Questions waiting on one answering node, and answers on one asking node.
-const CHANNEL_BUFFER: usize = 256;
 
 static IN_FLIGHT: Semaphore = Semaphore::const_new(MAX_IN_FLIGHT);
-static NEXT_REPLY: AtomicU64 = AtomicU64::new(0);
 
 /// The question every node answers (also the channel's payload).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -202,12 +196,8 @@ async fn ask(
             &format!("{MAX_IN_FLIGHT} presence questions in flight on this node; retry"),
         ));
     };
-    let reply = format!(
-        "{}:{}:{}",
-        state.keys.presence_channel(),
-        state.config.node_id,
-        NEXT_REPLY.fetch_add(1, Ordering::Relaxed)
-    );
+    let reply =
+        crate::cluster_ask::reply_channel(&state.keys.presence_channel(), &state.config.node_id);
     let question = Question {
         room,
         after,
@@ -224,39 +214,16 @@ async fn ask(
             &format!("redis: {e}: no node was asked; retry"),
         )
     };
-    let mut answers_in = link
-        .subscribe(question.reply.clone(), CHANNEL_BUFFER)
-        .await
-        .map_err(|e| unavailable(&e))?;
     let payload = serde_json::to_vec(&question).map_err(|e| unavailable(&e))?;
-    let published: Result<usize, _> = redis::cmd("PUBLISH")
-        .arg(state.keys.presence_channel())
-        .arg(payload)
-        .query_async(&mut link.connection())
-        .await;
-    let asked = match published {
-        Ok(asked) => asked,
-        Err(e) => {
-            let _ = link.unsubscribe(question.reply).await;
-            return Err(unavailable(&e));
-        }
-    };
-    let mut answers = Vec::with_capacity(asked);
-    let deadline = tokio::time::sleep(DEADLINE);
-    tokio::pin!(deadline);
-    while answers.len() < asked {
-        tokio::select! {
-            _ = &mut deadline => break,
-            item = answers_in.next() => {
-                let Some((_, payload)) = item else { break };
-                match serde_json::from_slice::<Answer>(&payload) {
-                    Ok(answer) => answers.push(answer),
-                    Err(e) => tracing::warn!(error = %e, "a presence answer this node cannot read: ignored"),
-                }
-            }
-        }
-    }
-    let _ = link.unsubscribe(question.reply).await;
+    let (answers, asked) = crate::cluster_ask::ask::<Answer>(
+        link,
+        &state.keys.presence_channel(),
+        &question.reply,
+        payload,
+        DEADLINE,
+    )
+    .await
+    .map_err(|e| unavailable(&e))?;
     Ok(merge(&answers, asked, limit))
 }
 
@@ -267,36 +234,19 @@ pub async fn listen(
     sockets: Arc<dyn NodeSockets>,
     stop: CancellationToken,
 ) {
-    let Some(mut questions) = link.subscribed_until(&channel, CHANNEL_BUFFER, &stop).await else {
-        return;
-    };
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            item = questions.next() => {
-                let Some((_, payload)) = item else { break };
-                let question = match serde_json::from_slice::<Question>(&payload) {
-                    Ok(q) if q.limit <= MAX_LIMIT => q,
-                    Ok(_) => continue,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "a presence question this node cannot read: ignored");
-                        continue;
-                    }
-                };
-                let answer = local_answer(sockets.as_ref(), &question);
-                let Ok(body) = serde_json::to_vec(&answer) else { continue };
-                let sent: Result<i64, _> = redis::cmd("PUBLISH")
-                    .arg(&question.reply)
-                    .arg(body)
-                    .query_async(&mut link.connection())
-                    .await;
-                if let Err(e) = sent {
-                    tracing::warn!(error = %e, "a presence answer was not sent");
-                }
+    crate::cluster_ask::answer_until(link, channel, stop, |payload| {
+        let question = match serde_json::from_slice::<Question>(payload) {
+            Ok(q) if q.limit <= MAX_LIMIT => q,
+            Ok(_) => return None,
+            Err(e) => {
+                tracing::warn!(error = %e, "a presence question this node cannot read: ignored");
+                return None;
             }
-        }
-    }
-    let _ = link.unsubscribe(channel).await;
+        };
+        let answer = local_answer(sockets.as_ref(), &question);
+        Some((question.reply, serde_json::to_vec(&answer).ok()?))
+    })
+    .await;
 }
 
 #[cfg(test)]

@@ -108,6 +108,12 @@ pub fn referenced_secret_keys(vc: &ValidatedCluster) -> Vec<SecretKeyRef> {
             .as_ref()
             .map(|b| b.signing_secret_ref.clone()),
     );
+    refs.extend(
+        vc.spec
+            .admin_ui
+            .as_ref()
+            .map(|a| a.password_secret_ref.clone()),
+    );
     refs
 }
 

@@ -333,6 +333,14 @@ pub fn push_server_env(vc: &ValidatedCluster) -> Vec<EnvVar> {
         env::WRITE_WINDOW_MS,
         delivery.write_window_ms.to_string(),
     ));
+    if let Some(admin_ui) = &spec.admin_ui {
+        vars.push(from_secret(
+            env::ADMIN_UI_PASSWORD,
+            &admin_ui.password_secret_ref,
+        ));
+        vars.push(value(env::ADMIN_UI_USERNAME, admin_ui.username.clone()));
+        vars.push(value(env::ADMIN_UI_READONLY, admin_ui.readonly.to_string()));
+    }
     vars.push(value(
         env::PRESENCE_EVENTS,
         spec.presence.events.to_string(),

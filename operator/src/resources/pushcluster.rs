@@ -215,6 +215,14 @@ pub struct PushClusterSpec {
     #[serde(default)]
     pub presence: PresenceSpec,
 
+    /// The official socket.io Admin UI (`@socket.io/admin-ui`) against the cluster: the
+    /// pods serve the namespace `/admin` (username and password checked at connect) and
+    /// the UI's web app at `/admin-ui/` on the client port; it lists every pod with its
+    /// sockets and rooms, refreshed every 2 s. Read-only unless `readonly: false`, which
+    /// lets it disconnect sockets. Unset: off (never open by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_ui: Option<AdminUiSpec>,
+
     /// Client events handed to the application's backend: for each event named in
     /// `events`, the pod POSTs `{user, sid, event, data, id}` to `url`, signed with
     /// HMAC-SHA256 (header `X-Pushcluster-Signature: t=<unix seconds>,v1=<hex of
@@ -462,6 +470,25 @@ pub struct ExternalCluster {
 
 fn default_replicas_to_acknowledge() -> u32 {
     1
+}
+
+/// The socket.io Admin UI's access.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AdminUiSpec {
+    /// The username the UI's login form takes.
+    #[serde(default = "default_admin_ui_username")]
+    #[schemars(length(min = 1, max = 200))]
+    pub username: String,
+    /// Secret key holding the password (at least 8 characters).
+    pub password_secret_ref: SecretKeyRef,
+    /// Only look (default); `false`: the UI may also disconnect sockets.
+    #[serde(default = "default_true")]
+    pub readonly: bool,
+}
+
+fn default_admin_ui_username() -> String {
+    "admin".to_owned()
 }
 
 /// Join/leave events to rooms' members.

@@ -145,6 +145,17 @@ pub mod env {
     /// Presence events one node sends per room per second at most (bursts of twice that);
     /// beyond, they are dropped and counted.
     pub const PRESENCE_EVENTS_PER_SECOND: &str = "PUSH_PRESENCE_EVENTS_PER_SECOND";
+    /// The socket.io Admin UI's password (set = the `/admin` namespace is on, for the
+    /// official `@socket.io/admin-ui` web app with this username and password).
+    pub const ADMIN_UI_PASSWORD: &str = "PUSH_ADMIN_UI_PASSWORD";
+    /// The Admin UI's username.
+    pub const ADMIN_UI_USERNAME: &str = "PUSH_ADMIN_UI_USERNAME";
+    /// `true` (the default): the Admin UI only looks; `false`: it may also disconnect
+    /// sockets.
+    pub const ADMIN_UI_READONLY: &str = "PUSH_ADMIN_UI_READONLY";
+    /// Directory of the Admin UI's prebuilt web app (`@socket.io/admin-ui`'s `ui/dist`),
+    /// served on the client port at `paths::ADMIN_UI`.
+    pub const ADMIN_UI_DIR: &str = "PUSH_ADMIN_UI_DIR";
     /// Path of the official socket.io client bundle served to the demo page.
     pub const CLIENT_JS: &str = "PUSH_CLIENT_JS";
     /// Log filter (tracing `EnvFilter` syntax).
@@ -194,6 +205,9 @@ pub mod env {
         BACKEND_MAX_IN_FLIGHT,
         PRESENCE_EVENTS,
         PRESENCE_EVENTS_PER_SECOND,
+        ADMIN_UI_PASSWORD,
+        ADMIN_UI_USERNAME,
+        ADMIN_UI_READONLY,
         LOG_FORMAT,
     ];
 }
@@ -249,6 +263,9 @@ pub mod defaults {
 pub mod paths {
     pub const SOCKET_IO: &str = "/socket.io/";
     pub const PUBLISH: &str = "/api/v1/publish";
+    /// The Admin UI web app on the client port (with `PUSH_ADMIN_UI_PASSWORD` and its
+    /// files found).
+    pub const ADMIN_UI: &str = "/admin-ui/";
     /// Server port, bearer token: move some of this node's clients to the others.
     pub const REBALANCE: &str = "/api/v1/rebalance";
     /// Server port, bearer token: end a user's sockets, or one socket, on every node.
@@ -357,6 +374,8 @@ pub mod socket {
     /// Sent to a room's members when a socket of a user leaves it (unsubscribe, a token
     /// refresh, a disconnect): `{"room", "user"}`.
     pub const PRESENCE_LEAVE: &str = "presence_leave";
+    /// The namespace the socket.io Admin UI connects to (with `PUSH_ADMIN_UI_PASSWORD`).
+    pub const ADMIN_NAMESPACE: &str = "/admin";
     /// A JWT's `sub` (or a session's user) puts the socket in `user:<sub>`.
     pub const USER_ROOM_PREFIX: &str = "user:";
     /// Rooms the server keeps for itself; a subscribe to one is refused.

@@ -167,6 +167,12 @@ impl Keys {
         format!("{}:presence", self.prefix)
     }
 
+    /// The pub/sub channel of the Admin UI's questions to every node (answers like
+    /// presence's).
+    pub fn admin_ui_channel(&self) -> String {
+        format!("{}:admin-ui", self.prefix)
+    }
+
     /// The pub/sub channel of the disconnect API's orders to every node.
     pub fn disconnect_channel(&self) -> String {
         format!("{}:disconnect", self.prefix)

@@ -518,6 +518,19 @@ fn env_per_spec_variant() {
             Some("0"),
         ),
         ("no backend by default", "{}", env::BACKEND_URL, None),
+        ("no admin UI by default", "{}", env::ADMIN_UI_USERNAME, None),
+        (
+            "admin UI read-only by default",
+            "{adminUi: {passwordSecretRef: {name: a, key: p}}}",
+            env::ADMIN_UI_READONLY,
+            Some("true"),
+        ),
+        (
+            "admin UI username",
+            "{adminUi: {username: ops, passwordSecretRef: {name: a, key: p}, readonly: false}}",
+            env::ADMIN_UI_USERNAME,
+            Some("ops"),
+        ),
         (
             "no presence events by default",
             "{}",
@@ -684,6 +697,12 @@ fn secrets_only_by_reference() {
             "{auth: {jwt: {secretRef: {name: j, key: s}}}}",
             env::JWT_SECRET,
             Some(("j", "s")),
+        ),
+        (
+            "admin UI password",
+            "{adminUi: {passwordSecretRef: {name: admin-ui, key: password}}}",
+            env::ADMIN_UI_PASSWORD,
+            Some(("admin-ui", "password")),
         ),
         (
             "backend signing key",

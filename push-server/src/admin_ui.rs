@@ -1,0 +1,460 @@
+//! The official socket.io Admin UI (`@socket.io/admin-ui`) against the whole cluster: with
+//! `PUSH_ADMIN_UI_PASSWORD` the client port has the namespace `/admin` (the UI's
+//! username and password checked at CONNECT, "invalid credentials" otherwise), and, when
+//! the UI's prebuilt files are found, the web app itself at `/admin-ui/`.
+//!
+//! An admin socket gets `config`, then every [`REFRESH`]: a `server_stats` per node and
+//! one `all_sockets` with every node's sockets (at most [`MAX_SOCKETS_PER_NODE`] each),
+//! gathered from the cluster like presence (`cluster_ask`, within [`DEADLINE`]). The UI
+//! replaces its list with each `all_sockets`, so it follows connects, joins and leaves on
+//! every pod without a per-event stream through Redis. Read-only by default: `config`
+//! offers no action; with `PUSH_ADMIN_UI_READONLY=false` it offers disconnecting a socket
+//! (the disconnect API's order, on whichever pod holds it). Joining and leaving rooms from
+//! the UI is not offered: membership follows the socket's token.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::{
+    Router,
+    extract::Path as UrlPath,
+    http::{StatusCode, header},
+    response::{Html, IntoResponse, Response},
+    routing::get,
+};
+use push_contract::{env, paths, socket::ADMIN_NAMESPACE};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use socketioxide::{
+    SocketIo,
+    adapter::Adapter,
+    extract::{SocketRef, State, TryData},
+    handler::ConnectHandler,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    adapter::{NodeSockets, ServingAdapter},
+    disconnect::{self, Order, Target},
+    error::ConfigError,
+    redis_link::RedisLink,
+    state::SharedState,
+};
+
+/// How often an admin socket gets the cluster's stats and sockets.
+pub const REFRESH: Duration = Duration::from_secs(2);
+/// How long the gathering waits for the other nodes.
+pub const DEADLINE: Duration = Duration::from_secs(1);
+/// Sockets one node shows at most (the UI is a browser page, not a bulk export).
+pub const MAX_SOCKETS_PER_NODE: usize = 500;
+/// Admin sockets one node serves at once.
+pub const MAX_ADMINS_PER_NODE: usize = 16;
+
+static ADMINS: AtomicUsize = AtomicUsize::new(0);
+
+/// The Admin UI's settings.
+#[derive(Clone)]
+pub struct AdminUi {
+    username: String,
+    password_digest: [u8; 32],
+    pub readonly: bool,
+    /// The prebuilt web app, when found.
+    pub dir: Option<PathBuf>,
+}
+
+impl AdminUi {
+    /// `None` without a password (the Admin UI is never open by default).
+    pub fn from_settings(
+        username: String,
+        password: Option<String>,
+        readonly: bool,
+        dir: Option<PathBuf>,
+    ) -> Result<Option<Self>, ConfigError> {
+        let Some(password) = password else {
+            return Ok(None);
+        };
+        if password.len() < 8 {
+            return Err(ConfigError::Invalid {
+                var: env::ADMIN_UI_PASSWORD,
+                reason: "at least 8 characters".into(),
+            });
+        }
+        if username.is_empty() {
+            return Err(ConfigError::Empty(env::ADMIN_UI_USERNAME));
+        }
+        if let Some(dir) = &dir
+            && !dir.join("index.html").is_file()
+        {
+            return Err(ConfigError::Invalid {
+                var: env::ADMIN_UI_DIR,
+                reason: format!("{} has no index.html", dir.display()),
+            });
+        }
+        Ok(Some(Self {
+            username,
+            password_digest: Sha256::digest(password.as_bytes()).into(),
+            readonly,
+            dir: dir.or_else(find_dir),
+        }))
+    }
+
+    fn admits(&self, auth: &AdminAuth) -> bool {
+        // Digests compared, so the time taken says nothing about the password.
+        let given: [u8; 32] = Sha256::digest(auth.password.as_bytes()).into();
+        auth.username == self.username && given == self.password_digest
+    }
+}
+
+/// The web app when `PUSH_ADMIN_UI_DIR` is unset: next to the binary in an image, or the
+/// repository's `push-server/web` install seen from the binary or the working directory.
+fn find_dir() -> Option<PathBuf> {
+    const INSTALLED: &str = "push-server/web/node_modules/@socket.io/admin-ui/ui/dist";
+    let mut candidates = Vec::new();
+    if let Some(exe) = std::env::current_exe()
+        .ok()
+        .as_deref()
+        .and_then(Path::parent)
+    {
+        candidates.push(exe.join("admin-ui"));
+        candidates.extend(exe.ancestors().skip(1).take(3).map(|up| up.join(INSTALLED)));
+    }
+    if let Ok(cwd) = std::env::current_dir() {
+        candidates.push(cwd.join(INSTALLED));
+    }
+    candidates
+        .into_iter()
+        .find(|dir| dir.join("index.html").is_file())
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct AdminAuth {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum AdminRefusal {
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    #[error("too many admin connections on this node")]
+    TooMany,
+}
+
+/// Registers `/admin` when the Admin UI is configured.
+pub async fn register<A: ServingAdapter>(
+    io: &SocketIo<A>,
+    state: &SharedState,
+) -> Result<(), String> {
+    if state.config.admin_ui.is_none() {
+        return Ok(());
+    }
+    A::add_namespace(io, ADMIN_NAMESPACE, on_connect::<A>.with(authenticate)).await
+}
+
+async fn authenticate(
+    State(state): State<SharedState>,
+    TryData(auth): TryData<AdminAuth>,
+) -> Result<(), AdminRefusal> {
+    let Some(admin) = &state.config.admin_ui else {
+        return Err(AdminRefusal::InvalidCredentials);
+    };
+    if !admin.admits(&auth.unwrap_or_default()) {
+        tracing::info!("admin UI: invalid credentials");
+        return Err(AdminRefusal::InvalidCredentials);
+    }
+    if ADMINS.load(Ordering::Acquire) >= MAX_ADMINS_PER_NODE {
+        return Err(AdminRefusal::TooMany);
+    }
+    Ok(())
+}
+
+/// What the UI is told it may do.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Config {
+    supported_features: Vec<&'static str>,
+}
+
+async fn on_connect<A: Adapter>(socket: SocketRef<A>, State(state): State<SharedState>) {
+    let readonly = state.config.admin_ui.as_ref().is_none_or(|a| a.readonly);
+    // No AGGREGATED_EVENTS: the UI then shows its sockets, rooms and clients pages.
+    let supported_features = if readonly { vec![] } else { vec!["DISCONNECT"] };
+    let _ = socket.emit("config", &Config { supported_features });
+    if !readonly {
+        socket.on("_disconnect", on_disconnect_request);
+    }
+    ADMINS.fetch_add(1, Ordering::AcqRel);
+    tracing::info!(sid = %socket.id, readonly, "admin UI connected");
+    tokio::spawn(feed(socket, state));
+}
+
+/// `_disconnect` `(nsp, close, id)`: the socket `id`, on whichever node holds it.
+async fn on_disconnect_request(
+    TryData(args): TryData<(String, bool, String)>,
+    State(state): State<SharedState>,
+) {
+    let Ok((_nsp, _close, sid)) = args else {
+        tracing::info!("admin UI: a disconnect request without (nsp, close, id): ignored");
+        return;
+    };
+    if sid.is_empty() || sid.len() > disconnect::MAX_ID_BYTES {
+        return;
+    }
+    let order = Order {
+        target: Target::Sid(sid),
+        reason: "disconnected by an administrator".into(),
+    };
+    if disconnect::send(&state, &order).await.is_err() {
+        tracing::warn!("admin UI: a disconnect order reached no node");
+    }
+}
+
+/// Stats and sockets of the whole cluster, every [`REFRESH`], until the admin leaves.
+async fn feed<A: Adapter>(socket: SocketRef<A>, state: SharedState) {
+    let mut tick = tokio::time::interval(REFRESH);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while socket.connected() {
+        tick.tick().await;
+        let views = gather(&state).await;
+        let mut sockets = Vec::new();
+        for view in views {
+            let _ = socket.emit("server_stats", &view.stats);
+            sockets.extend(view.sockets);
+        }
+        if socket.emit("all_sockets", &sockets).is_err() {
+            break;
+        }
+    }
+    ADMINS.fetch_sub(1, Ordering::AcqRel);
+}
+
+/// One node's view (also the cluster question's answer).
+#[derive(Debug, Serialize, Deserialize)]
+struct NodeView {
+    stats: ServerStats,
+    sockets: Vec<serde_json::Value>,
+}
+
+/// `@socket.io/admin-ui`'s ServerStats.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ServerStats {
+    server_id: String,
+    hostname: String,
+    pid: u32,
+    uptime: f64,
+    clients_count: usize,
+    polling_clients_count: usize,
+    namespaces: Vec<NamespaceDetails>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct NamespaceDetails {
+    name: String,
+    sockets_count: usize,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Question {
+    reply: String,
+}
+
+static STARTED: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
+fn local_view(node_id: &str, sockets: &dyn NodeSockets) -> NodeView {
+    let (shown, total) = sockets.admin_view(MAX_SOCKETS_PER_NODE);
+    let (websocket, polling) = sockets.count_by_transport(&|_| true);
+    NodeView {
+        stats: ServerStats {
+            server_id: node_id.to_owned(),
+            hostname: hostname::get()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_default(),
+            pid: std::process::id(),
+            uptime: STARTED.get_or_init(Instant::now).elapsed().as_secs_f64(),
+            clients_count: websocket + polling,
+            polling_clients_count: polling,
+            namespaces: vec![NamespaceDetails {
+                name: push_contract::defaults::NAMESPACE.to_owned(),
+                sockets_count: total,
+            }],
+        },
+        sockets: shown,
+    }
+}
+
+/// Every node's view that arrives within [`DEADLINE`] (this node's alone without Redis).
+async fn gather(state: &SharedState) -> Vec<NodeView> {
+    let Some(started) = state.started.get() else {
+        return Vec::new();
+    };
+    let Some(link) = &started.link else {
+        return vec![local_view(&state.config.node_id, started.sockets.as_ref())];
+    };
+    let channel = state.keys.admin_ui_channel();
+    let reply = crate::cluster_ask::reply_channel(&channel, &state.config.node_id);
+    let Ok(question) = serde_json::to_vec(&Question {
+        reply: reply.clone(),
+    }) else {
+        return Vec::new();
+    };
+    match crate::cluster_ask::ask::<NodeView>(link, &channel, &reply, question, DEADLINE).await {
+        Ok((mut views, _asked)) => {
+            views.sort_by(|a, b| a.stats.server_id.cmp(&b.stats.server_id));
+            views
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "admin UI: the cluster was not asked");
+            vec![local_view(&state.config.node_id, started.sockets.as_ref())]
+        }
+    }
+}
+
+/// Answers the Admin UI's questions until `stop` (every node of a cluster with it on).
+pub async fn listen(
+    link: RedisLink,
+    channel: String,
+    node_id: String,
+    sockets: std::sync::Arc<dyn NodeSockets>,
+    stop: CancellationToken,
+) {
+    STARTED.get_or_init(Instant::now);
+    crate::cluster_ask::answer_until(link, channel, stop, |payload| {
+        let question: Question = serde_json::from_slice(payload).ok()?;
+        let view = local_view(&node_id, sockets.as_ref());
+        Some((question.reply, serde_json::to_vec(&view).ok()?))
+    })
+    .await;
+}
+
+/// The web app's routes on the client port: `/admin-ui/` and its files.
+pub fn routes<S: Clone + Send + Sync + 'static>(dir: &Path) -> Router<S> {
+    // The app's page loads two stylesheets from public CDNs (fonts, icons): dropped, so
+    // the page loads nothing from outside the cluster.
+    let page = std::fs::read_to_string(dir.join("index.html"))
+        .unwrap_or_default()
+        .split("<link")
+        .enumerate()
+        .filter(|(i, part)| {
+            *i == 0
+                || !part
+                    .trim_start()
+                    .starts_with("rel=\"stylesheet\" href=\"https://")
+        })
+        .map(|(i, part)| {
+            if i == 0 {
+                part.to_owned()
+            } else {
+                format!("<link{part}")
+            }
+        })
+        .collect::<String>();
+    let dir = dir.to_owned();
+    Router::new()
+        .route(
+            paths::ADMIN_UI,
+            get(move || async move { Html(page).into_response() }),
+        )
+        .route(
+            &format!("{}{{*file}}", paths::ADMIN_UI),
+            get(move |UrlPath(file): UrlPath<String>| {
+                let dir = dir.clone();
+                async move { asset(&dir, &file).await }
+            }),
+        )
+}
+
+/// One of the app's files (`css/…`, `js/…`, `img/…`, `favicon.png`): nothing outside its
+/// directory, nothing but plain names.
+async fn asset(dir: &Path, file: &str) -> Response {
+    let plain = !file.is_empty()
+        && file.split('/').all(|part| {
+            !part.is_empty()
+                && part != ".."
+                && part != "."
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+        });
+    if !plain {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let content_type = match file.rsplit('.').next() {
+        Some("js") => "application/javascript; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("png") => "image/png",
+        Some("svg") => "image/svg+xml",
+        Some("map") | Some("json") => "application/json",
+        Some("woff2") => "font/woff2",
+        Some("woff") => "font/woff",
+        Some("ttf") => "font/ttf",
+        _ => "application/octet-stream",
+    };
+    match tokio::fs::read(dir.join(file)).await {
+        Ok(bytes) => ([(header::CONTENT_TYPE, content_type)], bytes).into_response(),
+        Err(_) => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn only_plain_names_inside_the_app_directory_are_served() {
+        let dir = std::env::temp_dir().join(format!("admin-ui-test-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("js")).expect("temp dir");
+        std::fs::write(dir.join("js/app.js"), "x").expect("write");
+        std::fs::write(dir.join("index.html"), "<html>").expect("write");
+        // The routes build (axum refuses conflicting ones by panicking).
+        let _ = routes::<()>(&dir);
+        assert_eq!(asset(&dir, "js/app.js").await.status(), StatusCode::OK);
+        for bad in [
+            "../secret",
+            "js/../../etc/passwd",
+            "",
+            "js//app.js",
+            "/etc/passwd",
+            "js/a b.js",
+            "js/missing.js",
+        ] {
+            assert_eq!(
+                asset(&dir, bad).await.status(),
+                StatusCode::NOT_FOUND,
+                "{bad:?}"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_ui_is_off_without_a_password_and_a_short_one_is_refused() {
+        assert!(matches!(
+            AdminUi::from_settings("admin".into(), None, true, None),
+            Ok(None)
+        ));
+        let short = AdminUi::from_settings("admin".into(), Some("short".into()), true, None);
+        assert!(
+            short
+                .err()
+                .is_some_and(|e| e.to_string().contains(env::ADMIN_UI_PASSWORD))
+        );
+        let ui = AdminUi::from_settings("admin".into(), Some("long-enough".into()), true, None)
+            .ok()
+            .flatten()
+            .expect("on");
+        let auth = |username: &str, password: &str| AdminAuth {
+            username: username.into(),
+            password: password.into(),
+        };
+        assert!(ui.admits(&auth("admin", "long-enough")));
+        assert!(!ui.admits(&auth("admin", "long-enough ")));
+        assert!(!ui.admits(&auth("root", "long-enough")));
+        assert!(!ui.admits(&AdminAuth::default()));
+    }
+}
