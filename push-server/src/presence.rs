@@ -150,7 +150,7 @@ pub async fn room_presence(
     }
     match ask(&state, room, params.after, limit).await {
         Ok(presence) => (StatusCode::OK, Json(presence)).into_response(),
-        Err(refused) => refused,
+        Err(unanswered) => refuse(StatusCode::SERVICE_UNAVAILABLE, &unanswered),
     }
 }
 
@@ -177,23 +177,24 @@ pub async fn user_presence(
             })),
         )
             .into_response(),
-        Err(refused) => refused,
+        Err(unanswered) => refuse(StatusCode::SERVICE_UNAVAILABLE, &unanswered),
     }
 }
 
-async fn ask(
+/// The cluster's answer for a room, or why there is none (the service is unavailable:
+/// starting, too many questions in flight, Redis unreachable).
+pub async fn ask(
     state: &SharedState,
     room: String,
     after: Option<String>,
     limit: usize,
-) -> Result<Presence, Response> {
+) -> Result<Presence, String> {
     let Some(started) = state.started.get() else {
-        return Err(refuse(StatusCode::SERVICE_UNAVAILABLE, "starting"));
+        return Err("starting".into());
     };
     let Ok(_permit) = IN_FLIGHT.try_acquire() else {
-        return Err(refuse(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &format!("{MAX_IN_FLIGHT} presence questions in flight on this node; retry"),
+        return Err(format!(
+            "{MAX_IN_FLIGHT} presence questions in flight on this node; retry"
         ));
     };
     let reply =
@@ -208,12 +209,7 @@ async fn ask(
         let answer = local_answer(started.sockets.as_ref(), &question);
         return Ok(merge(&[answer], 1, limit));
     };
-    let unavailable = |e: &dyn std::fmt::Display| {
-        refuse(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &format!("redis: {e}: no node was asked; retry"),
-        )
-    };
+    let unavailable = |e: &dyn std::fmt::Display| format!("redis: {e}: no node was asked; retry");
     let payload = serde_json::to_vec(&question).map_err(|e| unavailable(&e))?;
     let (answers, asked) = crate::cluster_ask::ask::<Answer>(
         link,

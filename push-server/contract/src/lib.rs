@@ -374,6 +374,10 @@ pub mod socket {
     /// Sent to a room's members when a socket of a user leaves it (unsubscribe, a token
     /// refresh, a disconnect): `{"room", "user"}`.
     pub const PRESENCE_LEAVE: &str = "presence_leave";
+    /// Emitted by a client with `{"room"}` and an ack, for a room it is in: who else is
+    /// there, cluster-wide, as the server API's room presence answers (first 100 users).
+    /// Ack `{"sockets", "users", "next", "partial", "nodes", "asked"}` or `{"error"}`.
+    pub const PRESENCE: &str = "presence";
     /// The namespace the socket.io Admin UI connects to (with `PUSH_ADMIN_UI_PASSWORD`).
     pub const ADMIN_NAMESPACE: &str = "/admin";
     /// A JWT's `sub` (or a session's user) puts the socket in `user:<sub>`.

@@ -2,7 +2,7 @@
 //! budget), refresh_token (`refresh`), publish (`client_publish`), the events handed
 //! to the backend (`backend_event`), disconnect.
 
-use push_contract::socket::{PUBLISH, REFRESH_TOKEN, SUBSCRIBE, UNSUBSCRIBE};
+use push_contract::socket::{PRESENCE, PUBLISH, REFRESH_TOKEN, SUBSCRIBE, UNSUBSCRIBE};
 use socketioxide::{
     adapter::Adapter,
     extract::{AckSender, SocketRef, State, TryData},
@@ -34,6 +34,7 @@ pub(super) fn register_handlers<A: Adapter>(socket: &SocketRef<A>, state: &Share
     socket.on(UNSUBSCRIBE, on_unsubscribe::<A>);
     socket.on(REFRESH_TOKEN, super::refresh::on_refresh::<A>);
     socket.on(PUBLISH, super::client_publish::on_publish::<A>);
+    socket.on(PRESENCE, on_presence::<A>);
     if let Some(backend) = &state.config.backend {
         extensions::give_backend_slots(socket);
         for event in backend.events() {
@@ -116,6 +117,42 @@ pub(super) async fn leave<A: Adapter>(
         presence_events::announce(socket, state, Change::Leave, left);
     }
     plan
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PresenceRequest {
+    room: String,
+}
+
+/// Who is in a room this socket is in, cluster-wide (the first page of users).
+async fn on_presence<A: Adapter>(
+    socket: SocketRef<A>,
+    TryData(request): TryData<PresenceRequest>,
+    ack: AckSender<A>,
+    State(state): State<SharedState>,
+) {
+    let refused = |reason: String| serde_json::json!({ "error": reason });
+    let Some(ack) = within_budget(&socket, ack, || {
+        refused("rate limited: too many requests; slow down".into())
+    }) else {
+        return;
+    };
+    let answer = match request {
+        Err(e) => refused(format!("expected {{\"room\"}}: {e}")),
+        Ok(PresenceRequest { room }) if !socket.rooms().iter().any(|r| r.as_ref() == room) => {
+            refused(format!(
+                "not in {room:?}: presence is told for the socket's own rooms"
+            ))
+        }
+        Ok(PresenceRequest { room }) => {
+            match crate::presence::ask(&state, room, None, crate::presence::DEFAULT_LIMIT).await {
+                Ok(presence) => serde_json::to_value(presence).unwrap_or_default(),
+                Err(e) => refused(e),
+            }
+        }
+    };
+    let _ = ack.send(&answer);
 }
 
 async fn on_disconnect<A: Adapter>(
