@@ -951,6 +951,102 @@ ROLL = "roll-apps"
 ROLL_DELAY_S = 4
 
 
+BOTH = "chat-both-ways"
+
+
+def test_both_directions_through_the_operator_on_the_real_control_plane(operator, processes):
+    """#28 through the operator: a PushCluster with JWT auth, a backend, presence events and
+    the Admin UI, every secret by reference, in a restricted namespace, two pods. Official
+    clients on both pods: the backend gets a signed event and its answer's publish reaches
+    the other pod; a client publish and the presence events cross pods; the room presence
+    API answers for both pods; the Admin UI's namespace lists both pods' sockets; a token
+    refresh keeps the connection; the disconnect API kicks a user on the other pod."""
+    import jwt
+
+    from harness.backend import SIGNING_KEY, Backend
+
+    jwt_secret, admin_password = "node-path-jwt-secret-32-bytes-long!", "node-path-admin"
+    backend = Backend()
+    backend.answers = {"order": lambda event, _: (200, {"result": {"ok": event["data"]}, "publish": [
+        {"room": "lobby", "event": "ordered", "data": event["data"]}]}, 0)}
+    try:
+        restricted_namespace(BOTH)
+        for name, key, value in [("jwt", "secret", jwt_secret), ("orders", "signing-key", SIGNING_KEY),
+                                 ("admin-ui", "password", admin_password)]:
+            kubectl("create", "secret", "generic", name, "-n", BOTH, f"--from-literal={key}={value}")
+        manifest = yaml.safe_load(EXAMPLE.read_text())
+        manifest["metadata"]["namespace"] = BOTH
+        manifest["spec"].update({
+            "replicas": 2, "drainSeconds": 2,
+            "auth": {"jwt": {"secretRef": {"name": "jwt", "key": "secret"}}},
+            # The pods are this machine's processes: the test's backend on loopback is theirs too.
+            "backend": {"url": backend.url, "signingSecretRef": {"name": "orders", "key": "signing-key"},
+                        "events": [{"name": "order"}]},
+            "presence": {"events": True},
+            "adminUi": {"passwordSecretRef": {"name": "admin-ui", "key": "password"}},
+        })
+        kubectl("apply", "-f", "-", stdin=yaml.safe_dump(manifest))
+        pc = wait_for("PushCluster both-ways Ready with 2 pods", lambda: (
+            pc := kubectl_json("get", "pushcluster", NAME, "-n", BOTH))
+            and (condition(pc, "Ready") or {}).get("status") == "True"
+            and pc["status"].get("readyReplicas") == 2 and pc, timeout=120, interval=0.3)
+        api_token = base64.b64decode(kubectl_json("get", "secret", f"{NAME}-api-token", "-n", BOTH)
+                                     ["data"]["token"]).decode()
+        push = sorted(pods(BOTH, pc["status"]["selector"]), key=lambda p: p["metadata"]["name"])
+        urls, apis = pod_urls(push, PORT), pod_urls(push, ADMIN_PORT)
+
+        def token(sub: str, ttl: int = 300) -> str:
+            now = int(time.time())
+            return jwt.encode({"sub": sub, "iat": now, "exp": now + ttl, "publish": ["lobby"]}, jwt_secret,
+                              algorithm="HS256")
+
+        bob = NodeClients(processes, {"url": urls[1], "transports": ["websocket"], "auth": {"token": token("bob")},
+                                      "rooms": ["lobby"]}, name="both-bob")
+        bob.wait_ready()
+        ann = NodeClients(processes, {"url": urls[0], "transports": ["polling"], "auth": {"token": token("ann", 60)},
+                                      "rooms": ["lobby"]}, name="both-ann")
+        ann.wait_ready()
+        join = CONTRACT["socket"]["PRESENCE_JOIN"]
+        assert bob.wait("event", event=join)[0]["data"] == {"room": "lobby", "user": "ann"}
+
+        ann.send({"cmd": "emit", "event": "order", "data": {"item": 7}, "ack": True})
+        assert ann.wait("ack", event="order", timeout=15)[0]["ack"]["result"] == {"ok": {"item": 7}}
+        [request] = backend.of("order")
+        assert request["signed"] and request["user"] == "ann"
+        assert [e["data"] for e in bob.settle("ordered", 1)] == [{"item": 7}]
+
+        ann.send({"cmd": "emit", "event": CONTRACT["socket"]["PUBLISH"], "ack": True,
+                  "data": {"room": "lobby", "event": "say", "data": {"text": "hi bob"}}})
+        assert "offset" in ann.wait("ack", event=CONTRACT["socket"]["PUBLISH"])[0]["ack"]
+        assert [e["data"] for e in bob.settle("say", 1)] == [{"text": "hi bob"}]
+
+        presence = requests.get(apis[1] + CONTRACT["paths"]["ROOM_PRESENCE"].replace("{room}", "lobby"),
+                                headers={"Authorization": f"Bearer {api_token}"}, timeout=10).json()
+        assert (presence["sockets"], presence["users"], presence["partial"]) == (2, ["ann", "bob"], False), presence
+
+        admin = NodeClients(processes, {"url": urls[0] + CONTRACT["socket"]["ADMIN_NAMESPACE"],
+                                        "transports": ["websocket"],
+                                        "auth": {"username": "admin", "password": admin_password}}, name="both-admin")
+        snapshot = admin.wait("event", event="all_sockets")[0]["data"]
+        assert sorted(s["data"]["user"] for s in snapshot) == ["ann", "bob"], snapshot
+
+        ann.send({"cmd": "emit", "event": CONTRACT["socket"]["REFRESH_TOKEN"], "ack": True,
+                  "data": {"token": token("ann", 600)}})
+        assert "exp" in ann.wait("ack", event=CONTRACT["socket"]["REFRESH_TOKEN"])[0]["ack"]
+
+        kicked = requests.post(apis[0] + CONTRACT["paths"]["DISCONNECT"], json={"user": "bob", "reason": "bye"},
+                               headers={"Authorization": f"Bearer {api_token}"}, timeout=10)
+        assert kicked.status_code == 202, kicked.text
+        assert bob.wait("event", event=CONTRACT["socket"]["DISCONNECT_REASON"])[0]["data"] == {"reason": "bye"}
+        assert bob.wait("disconnect")[0]["reason"] == "io server disconnect"
+        assert ann.of("disconnect") == [], "the refreshed connection stays"
+        # Gone before the operator-upgrade test counts the clusters that roll.
+        kubectl("delete", "pushcluster", NAME, "-n", BOTH, "--timeout=60s")
+        kubectl("delete", "namespace", BOTH, "--wait=false")
+    finally:
+        backend.stop()
+
+
 def push_deployment(namespace: str) -> dict:
     return kubectl_json("get", "deployment", NAME, "-n", namespace)
 
