@@ -39,18 +39,14 @@ const QUOTED_BODY_CHARS: usize = 200;
 /// Pause before the one retry of an idempotent event (a backend restarting, a 503).
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
-/// Event names the node handles itself, or socket.io reserves: never the backend's.
-const NOT_FOR_THE_BACKEND: &[&str] = &[
+/// Event names the node handles itself (socket.io's reserved ones aside): never the
+/// backend's.
+const HANDLED_BY_THE_NODE: &[&str] = &[
     push_contract::socket::SUBSCRIBE,
     push_contract::socket::UNSUBSCRIBE,
     push_contract::socket::PUBLISH,
     push_contract::socket::REFRESH_TOKEN,
-    "connect",
-    "connect_error",
-    "disconnect",
-    "disconnecting",
-    "newListener",
-    "removeListener",
+    push_contract::socket::PRESENCE,
 ];
 
 /// The backend a node hands client events to: where, how it signs, which events, and
@@ -117,7 +113,9 @@ impl Backend {
         }
         let mut seen = HashSet::new();
         for event in &events {
-            if NOT_FOR_THE_BACKEND.contains(&event.as_str()) {
+            if HANDLED_BY_THE_NODE.contains(&event.as_str())
+                || crate::publish::RESERVED_EVENTS.contains(&event.as_str())
+            {
                 return Err(invalid(
                     env::BACKEND_EVENTS,
                     format!("{event:?} is handled by the node itself or reserved by socket.io"),

@@ -558,7 +558,7 @@ fn default_backend_max_in_flight() -> i32 {
 
 /// One client event handed to the backend.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[x_kube(validation = Rule::new("!(self.name in ['subscribe', 'unsubscribe', 'publish', 'refresh_token', 'connect', 'connect_error', 'disconnect', 'disconnecting', 'newListener', 'removeListener'])").message("spec.backend.events[].name: this event is handled by the pods themselves or reserved by socket.io"))]
+#[x_kube(validation = Rule::new("!(self.name in ['subscribe', 'unsubscribe', 'publish', 'refresh_token', 'presence', 'connect', 'connect_error', 'disconnect', 'disconnecting', 'newListener', 'removeListener'])").message("spec.backend.events[].name: this event is handled by the pods themselves or reserved by socket.io"))]
 #[serde(rename_all = "camelCase")]
 pub struct BackendEvent {
     /// The socket.io event name the client emits (no commas, no surrounding spaces).

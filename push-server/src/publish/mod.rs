@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 /// Events the socket.io protocol reserves; publishing them would confuse clients.
-const RESERVED_EVENTS: &[&str] = &[
+pub(crate) const RESERVED_EVENTS: &[&str] = &[
     "connect",
     "connect_error",
     "disconnect",
