@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from harness import NodeClients, contract, wait_until
+from harness.push_suite import API_TOKEN
 
 SECRET = "e2e-jwt-secret-with-enough-bytes-32"
 PASSWORD = "e2e-admin-password"
@@ -107,15 +108,28 @@ def test_the_admin_ui_in_chromium_lists_every_node_s_sockets_and_rooms(processes
     print(f"\nadmin UI: {len(shown)} sockets on 3 nodes, rooms {sorted(rooms)}; screenshot {shot}")
 
 
-def test_with_actions_configured_the_admin_disconnects_a_socket_on_another_node(processes, redis_server,
-                                                                                start_node):
+def test_with_actions_configured_the_admin_moves_and_disconnects_a_socket_on_another_node(processes, redis_server,
+                                                                                          start_node):
     env = {"JWT_SECRET": SECRET, "ADMIN_UI_PASSWORD": PASSWORD, "ADMIN_UI_READONLY": "false"}
     a, b = (start_node(redis_server.url, node_id=n, **env) for n in "ab")
     victim = NodeClients(processes, {"url": b.url, "transports": ["websocket"], "auth": {"token": token("v")}},
                          name="victim")
     victim.wait_ready()
     watcher = admin(processes, a, PASSWORD, "admin-actions")
-    assert watcher.wait("event", event="config")[0]["data"] == {"supportedFeatures": ["DISCONNECT"]}
+    assert watcher.wait("event", event="config")[0]["data"] == {"supportedFeatures": ["DISCONNECT", "JOIN", "LEAVE"]}
     sid = victim.of("connected")[0]["id"]
+    # As the UI sends them: (nsp, room, id). The victim's pod makes it join, as a subscribe would.
+    watcher.send({"cmd": "emit", "event": "join", "args": ["/", "news", sid]})
+    wait_until(lambda: any(s["id"] == sid and "news" in s["rooms"]
+                           for e in watcher.of("event", event="all_sockets") for s in e["data"]), 10,
+               "the UI's view shows the socket in news")
+    assert a.publish({"room": "news", "event": "flash", "data": 1}, API_TOKEN).status_code == 202
+    assert [e["data"] for e in victim.settle("flash", 1)] == [1]
+    watcher.send({"cmd": "emit", "event": "leave", "args": ["/", "news", sid]})
+    wait_until(lambda: any(s["id"] == sid and "news" not in s["rooms"]
+                           for e in watcher.of("event", event="all_sockets")[-1:] for s in e["data"]), 10,
+               "the UI's view shows the socket out of news")
+    assert a.publish({"room": "news", "event": "flash", "data": 2}, API_TOKEN).status_code == 202
+    assert [e["data"] for e in victim.settle("flash", 1)] == [1], "out of news: the second flash is not its"
     watcher.send({"cmd": "emit", "event": "_disconnect", "args": ["/", False, sid]})  # as the UI sends it
     assert victim.wait("disconnect")[0]["reason"] == "io server disconnect"

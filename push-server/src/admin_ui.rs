@@ -9,8 +9,8 @@
 //! replaces its list with each `all_sockets`, so it follows connects, joins and leaves on
 //! every pod without a per-event stream through Redis. Read-only by default: `config`
 //! offers no action; with `PUSH_ADMIN_UI_READONLY=false` it offers disconnecting a socket
-//! (the disconnect API's order, on whichever pod holds it). Joining and leaving rooms from
-//! the UI is not offered: membership follows the socket's token.
+//! (the disconnect API's order) and making a socket join or leave a room (within its
+//! token's rooms, as its own `subscribe` would), on whichever pod holds it.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -181,10 +181,16 @@ struct Config {
 async fn on_connect<A: Adapter>(socket: SocketRef<A>, State(state): State<SharedState>) {
     let readonly = state.config.admin_ui.as_ref().is_none_or(|a| a.readonly);
     // No AGGREGATED_EVENTS: the UI then shows its sockets, rooms and clients pages.
-    let supported_features = if readonly { vec![] } else { vec!["DISCONNECT"] };
+    let supported_features = if readonly {
+        vec![]
+    } else {
+        vec!["DISCONNECT", "JOIN", "LEAVE"]
+    };
     let _ = socket.emit("config", &Config { supported_features });
     if !readonly {
         socket.on("_disconnect", on_disconnect_request);
+        socket.on("join", |args, state| on_room_request(args, state, true));
+        socket.on("leave", |args, state| on_room_request(args, state, false));
     }
     ADMINS.fetch_add(1, Ordering::AcqRel);
     tracing::info!(sid = %socket.id, readonly, "admin UI connected");
@@ -209,6 +215,45 @@ async fn on_disconnect_request(
     };
     if disconnect::send(&state, &order).await.is_err() {
         tracing::warn!("admin UI: a disconnect order reached no node");
+    }
+}
+
+/// `join` / `leave` `(nsp, room, id)`: the socket `id` joins or leaves `room` on whichever
+/// node holds it, within its token's rooms (as its own `subscribe` would).
+async fn on_room_request(
+    TryData(args): TryData<(String, String, String)>,
+    State(state): State<SharedState>,
+    join: bool,
+) {
+    let Ok((_nsp, room, sid)) = args else {
+        tracing::info!("admin UI: a room request without (nsp, room, id): ignored");
+        return;
+    };
+    if room.is_empty()
+        || room.len() > crate::auth::identity::MAX_ROOM_LEN
+        || sid.len() > disconnect::MAX_ID_BYTES
+    {
+        return;
+    }
+    let Some(started) = state.started.get() else {
+        return;
+    };
+    let Some(link) = &started.link else {
+        if let Some(change) = (started.room_change)(&sid, room, join) {
+            change.await;
+        }
+        return;
+    };
+    let Ok(order) = serde_json::to_vec(&Message::Room { sid, room, join }) else {
+        return;
+    };
+    let sent: Result<i64, _> = redis::cmd("PUBLISH")
+        .arg(state.keys.admin_ui_channel())
+        .arg(order)
+        .query_async(&mut link.connection())
+        .await;
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, "admin UI: a room order reached no node");
     }
 }
 
@@ -258,9 +303,18 @@ struct NamespaceDetails {
     sockets_count: usize,
 }
 
+/// What goes over the cluster's Admin UI channel.
 #[derive(Debug, Serialize, Deserialize)]
-struct Question {
-    reply: String,
+#[serde(tag = "kind", rename_all = "camelCase")]
+enum Message {
+    /// Every node answers its view on `reply`.
+    Snapshot { reply: String },
+    /// The node holding `sid` makes it join or leave `room`.
+    Room {
+        sid: String,
+        room: String,
+        join: bool,
+    },
 }
 
 static STARTED: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
@@ -298,7 +352,7 @@ async fn gather(state: &SharedState) -> Vec<NodeView> {
     };
     let channel = state.keys.admin_ui_channel();
     let reply = crate::cluster_ask::reply_channel(&channel, &state.config.node_id);
-    let Ok(question) = serde_json::to_vec(&Question {
+    let Ok(question) = serde_json::to_vec(&Message::Snapshot {
         reply: reply.clone(),
     }) else {
         return Vec::new();
@@ -321,13 +375,24 @@ pub async fn listen(
     channel: String,
     node_id: String,
     sockets: std::sync::Arc<dyn NodeSockets>,
+    room_change: crate::state::RoomChange,
     stop: CancellationToken,
 ) {
     STARTED.get_or_init(Instant::now);
     crate::cluster_ask::answer_until(link, channel, stop, |payload| {
-        let question: Question = serde_json::from_slice(payload).ok()?;
-        let view = local_view(&node_id, sockets.as_ref());
-        Some((question.reply, serde_json::to_vec(&view).ok()?))
+        match serde_json::from_slice(payload).ok()? {
+            Message::Snapshot { reply } => {
+                let view = local_view(&node_id, sockets.as_ref());
+                Some((reply, serde_json::to_vec(&view).ok()?))
+            }
+            Message::Room { sid, room, join } => {
+                // The node that holds the socket does it; the others have nothing to do.
+                if let Some(change) = room_change(&sid, room, join) {
+                    tokio::spawn(change);
+                }
+                None
+            }
+        }
     })
     .await;
 }

@@ -221,7 +221,7 @@ pub struct Cli {
     pub admin_ui_password: Option<String>,
     #[arg(long, env = env::ADMIN_UI_USERNAME, default_value = "admin")]
     pub admin_ui_username: String,
-    /// The Admin UI only looks (false: it may also disconnect sockets).
+    /// The Admin UI only looks (false: it may also disconnect and move sockets).
     #[arg(long, env = env::ADMIN_UI_READONLY, default_value_t = true, action = clap::ArgAction::Set)]
     pub admin_ui_readonly: bool,
     /// The Admin UI's prebuilt web app (default: looked up like the client bundle).

@@ -168,6 +168,12 @@ async fn serve_with<A: ServingAdapter>(
         .await
         .map_err(RunError::Adapter)?;
     let sockets: Arc<dyn NodeSockets> = Arc::new(io.clone());
+    let room_change: state::RoomChange = {
+        let (io, state) = (io.clone(), state.clone());
+        Arc::new(move |sid: &str, room: String, join: bool| {
+            socket::change_room(&io, &state, sid, room, join)
+        })
+    };
     let delivery: Arc<dyn NodeDelivery> = Arc::new(SocketDelivery {
         io,
         metrics: state.metrics.clone(),
@@ -182,6 +188,7 @@ async fn serve_with<A: ServingAdapter>(
                 &state,
                 delivery.clone(),
                 sockets.clone(),
+                room_change.clone(),
                 shutdown,
                 stop,
             )
@@ -196,6 +203,7 @@ async fn serve_with<A: ServingAdapter>(
         fanout,
         interest,
         sockets: sockets.clone(),
+        room_change: room_change.clone(),
     });
     let router = app(state.clone())
         .layer(layer)
@@ -216,6 +224,7 @@ async fn follow_redis(
     state: &SharedState,
     delivery: Arc<dyn NodeDelivery>,
     sockets: Arc<dyn NodeSockets>,
+    room_change: state::RoomChange,
     shutdown: &Shutdown,
     stop: &CancellationToken,
 ) -> (Arc<Fanout>, Option<Arc<Interest>>) {
@@ -293,6 +302,7 @@ async fn follow_redis(
             state.keys.admin_ui_channel(),
             config.node_id.clone(),
             sockets.clone(),
+            room_change,
             stop.clone(),
         ));
     }

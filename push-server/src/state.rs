@@ -27,7 +27,15 @@ pub struct Started {
     /// The rooms this node receives, with delivery by interest.
     pub interest: Option<Arc<Interest>>,
     pub sockets: Arc<dyn NodeSockets>,
+    /// Joins (`true`) or leaves a room for this node's socket `sid`, as its `subscribe` /
+    /// `unsubscribe` would; `None` when the node does not hold it (the Admin UI's actions).
+    pub room_change: RoomChange,
 }
+
+/// See [`Started::room_change`].
+pub type RoomChange = Arc<
+    dyn Fn(&str, String, bool) -> Option<futures::future::BoxFuture<'static, ()>> + Send + Sync,
+>;
 
 impl Started {
     /// The Redis link and the fan-out log's delivery, which a node has together or not

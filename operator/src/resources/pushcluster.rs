@@ -219,7 +219,8 @@ pub struct PushClusterSpec {
     /// pods serve the namespace `/admin` (username and password checked at connect) and
     /// the UI's web app at `/admin-ui/` on the client port; it lists every pod with its
     /// sockets and rooms, refreshed every 2 s. Read-only unless `readonly: false`, which
-    /// lets it disconnect sockets. Unset: off (never open by default).
+    /// lets it disconnect sockets and make them join or leave rooms (within their tokens'
+    /// rooms). Unset: off (never open by default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin_ui: Option<AdminUiSpec>,
 
@@ -482,7 +483,8 @@ pub struct AdminUiSpec {
     pub username: String,
     /// Secret key holding the password (at least 8 characters).
     pub password_secret_ref: SecretKeyRef,
-    /// Only look (default); `false`: the UI may also disconnect sockets.
+    /// Only look (default); `false`: the UI may also disconnect sockets and make them
+    /// join or leave rooms.
     #[serde(default = "default_true")]
     pub readonly: bool,
 }

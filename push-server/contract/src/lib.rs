@@ -151,7 +151,7 @@ pub mod env {
     /// The Admin UI's username.
     pub const ADMIN_UI_USERNAME: &str = "PUSH_ADMIN_UI_USERNAME";
     /// `true` (the default): the Admin UI only looks; `false`: it may also disconnect
-    /// sockets.
+    /// sockets and make them join or leave rooms.
     pub const ADMIN_UI_READONLY: &str = "PUSH_ADMIN_UI_READONLY";
     /// Directory of the Admin UI's prebuilt web app (`@socket.io/admin-ui`'s `ui/dist`),
     /// served on the client port at `paths::ADMIN_UI`.

@@ -60,6 +60,28 @@ async fn on_subscribe<A: Adapter>(
     let _ = ack.send(&plan);
 }
 
+/// Joins (`true`) or leaves `room` for the node's socket `sid` (the Admin UI's actions):
+/// within its token's rooms, as a `subscribe` would; `None` when this node has no such
+/// socket.
+pub fn change_room<A: Adapter>(
+    io: &socketioxide::SocketIo<A>,
+    state: &SharedState,
+    sid: &str,
+    room: String,
+    join_it: bool,
+) -> Option<futures::future::BoxFuture<'static, ()>> {
+    let socket = io.sockets().into_iter().find(|s| s.id.as_str() == sid)?;
+    let state = state.clone();
+    Some(Box::pin(async move {
+        let done = if join_it {
+            join(&socket, &state, vec![room]).await
+        } else {
+            leave(&socket, &state, vec![room]).await
+        };
+        tracing::info!(sid = %socket.id, join = join_it, ?done, "room changed by an administrator");
+    }))
+}
+
 /// Joins the rooms the socket's identity allows (a `subscribe`, or a backend's answer).
 pub(super) async fn join<A: Adapter>(
     socket: &SocketRef<A>,

@@ -21,6 +21,7 @@ use socketioxide::{
 };
 
 use self::connect::{authenticate, on_connect};
+pub use self::events::change_room;
 pub use self::presence_events::PresenceEvents;
 pub use self::rooms::{MAX_ROOMS_PER_REQUEST, MAX_ROOMS_PER_SOCKET};
 use crate::{adapter::ServingAdapter, config, state::SharedState};
