@@ -11,7 +11,7 @@ use push_contract::{defaults, env};
 use redis::ConnectionInfo;
 
 use crate::{
-    admin_ui::AdminUi,
+    admin_ui::settings::AdminUi,
     auth::{jwt::JwtVerifier, session::SessionConfig},
     backend::Backend,
     error::ConfigError,

@@ -64,7 +64,7 @@ pub struct AppState {
     /// The per-user connection limit's counts (`None`: no limit).
     pub user_slots: Option<crate::user_limit::UserSlots>,
     /// Join/leave events to rooms' members, with their per-room rates (`None`: off).
-    pub presence_events: Option<crate::socket::PresenceEvents>,
+    pub presence_events: Option<crate::socket::rate::RoomRates>,
     warned_open_rooms: AtomicBool,
 }
 
@@ -149,7 +149,7 @@ impl AppState {
             user_slots,
             presence_events: config
                 .presence_events
-                .map(crate::socket::PresenceEvents::new),
+                .map(crate::socket::rate::RoomRates::new),
             handshakes: config.handshakes_per_second.map(|rate| {
                 std::sync::Mutex::new(TokenBucket::new(rate, rate, std::time::Instant::now()))
             }),

@@ -12,8 +12,8 @@ use socketioxide::{
 
 use super::{
     client_publish::{PublishAck, hand_over, room_message},
-    events::{join, leave},
     extensions::{backend_slot, identity_of, within_budget},
+    membership::{join, leave},
     rooms::{Refused, RoomsAck},
 };
 use crate::{

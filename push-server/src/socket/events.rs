@@ -1,6 +1,6 @@
 //! The events of an admitted socket: subscribe, unsubscribe (within its event
-//! budget), refresh_token (`refresh`), publish (`client_publish`), the events handed
-//! to the backend (`backend_event`), disconnect.
+//! budget; made effective by `membership`), presence, refresh_token (`refresh`), publish
+//! (`client_publish`), the events handed to the backend (`backend_event`), disconnect.
 
 use push_contract::socket::{PRESENCE, PUBLISH, REFRESH_TOKEN, SUBSCRIBE, UNSUBSCRIBE};
 use socketioxide::{
@@ -11,12 +11,11 @@ use socketioxide::{
 
 use super::{
     expiry,
-    extensions::{self, identity_of, within_budget},
+    extensions::{self, within_budget},
+    membership::{join, leave},
     presence_events::{self, Change},
     rate, recover,
-    rooms::{
-        self, RoomsAck, RoomsRequest, malformed, plan_subscribe, plan_unsubscribe, recovering,
-    },
+    rooms::{self, RoomsRequest, malformed},
 };
 use crate::state::SharedState;
 
@@ -60,53 +59,6 @@ async fn on_subscribe<A: Adapter>(
     let _ = ack.send(&plan);
 }
 
-/// Joins (`true`) or leaves `room` for the node's socket `sid` (the Admin UI's actions):
-/// within its token's rooms, as a `subscribe` would; `None` when this node has no such
-/// socket.
-pub fn change_room<A: Adapter>(
-    io: &socketioxide::SocketIo<A>,
-    state: &SharedState,
-    sid: &str,
-    room: String,
-    join_it: bool,
-) -> Option<futures::future::BoxFuture<'static, ()>> {
-    let socket = io.sockets().into_iter().find(|s| s.id.as_str() == sid)?;
-    let state = state.clone();
-    Some(Box::pin(async move {
-        let done = if join_it {
-            join(&socket, &state, vec![room]).await
-        } else {
-            leave(&socket, &state, vec![room]).await
-        };
-        tracing::info!(sid = %socket.id, join = join_it, ?done, "room changed by an administrator");
-    }))
-}
-
-/// Joins the rooms the socket's identity allows (a `subscribe`, or a backend's answer).
-pub(super) async fn join<A: Adapter>(
-    socket: &SocketRef<A>,
-    state: &SharedState,
-    rooms: Vec<String>,
-) -> RoomsAck {
-    if !recover::settled(socket).await {
-        return recovering();
-    }
-    let mut plan = plan_subscribe(&identity_of(socket), socket.rooms().len(), rooms);
-    if let Some(joined) = &plan.joined
-        && !recover::receiving(state, joined).await
-    {
-        return rooms::not_receiving();
-    }
-    if let Some(joined) = &plan.joined {
-        state.room_sizes.join(socket, joined);
-        if !recover::joined(socket, state, joined).await {
-            plan.unrecoverable = Some(joined.clone());
-        }
-        presence_events::announce(socket, state, Change::Join, joined);
-    }
-    plan
-}
-
 async fn on_unsubscribe<A: Adapter>(
     socket: SocketRef<A>,
     TryData(request): TryData<RoomsRequest>,
@@ -121,24 +73,6 @@ async fn on_unsubscribe<A: Adapter>(
         Ok(req) => leave(&socket, &state, req.rooms).await,
     };
     let _ = ack.send(&plan);
-}
-
-/// Leaves rooms (an `unsubscribe`, or a backend's answer); never the own user room.
-pub(super) async fn leave<A: Adapter>(
-    socket: &SocketRef<A>,
-    state: &SharedState,
-    rooms: Vec<String>,
-) -> RoomsAck {
-    if !recover::settled(socket).await {
-        return recovering();
-    }
-    let plan = plan_unsubscribe(&identity_of(socket), rooms);
-    if let Some(left) = &plan.left {
-        state.room_sizes.leave(socket, left);
-        recover::left(socket, state, left).await;
-        presence_events::announce(socket, state, Change::Leave, left);
-    }
-    plan
 }
 
 #[derive(Debug, serde::Deserialize)]

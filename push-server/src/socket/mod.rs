@@ -9,6 +9,7 @@ mod events;
 mod expiry;
 mod extensions;
 pub mod gate;
+mod membership;
 mod presence_events;
 pub mod rate;
 pub mod recover;
@@ -21,8 +22,7 @@ use socketioxide::{
 };
 
 use self::connect::{authenticate, on_connect};
-pub use self::events::change_room;
-pub use self::presence_events::PresenceEvents;
+pub use self::membership::change_room;
 pub use self::rooms::{MAX_ROOMS_PER_REQUEST, MAX_ROOMS_PER_SOCKET};
 use crate::{adapter::ServingAdapter, config, state::SharedState};
 

@@ -1,9 +1,10 @@
 //! Token buckets: the inbound event budget per socket (one socket flooding `subscribe`,
 //! ~77k events/s, delayed every other client of its node by up to ~40 s; now excess
 //! events get an error ack at once, and a socket that keeps flooding is disconnected),
-//! and the node's handshake rate (`gate`).
+//! the node's handshake rate (`gate`), and the presence events' rate per room
+//! ([`RoomRates`]).
 
-use std::time::Instant;
+use std::{collections::HashMap, sync::Mutex, time::Instant};
 
 /// What to do with one inbound event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +89,46 @@ impl EventBudget {
     }
 }
 
+/// Rooms whose rate one node tracks at once; a room beyond (all tracked ones busy right
+/// now) gets nothing until one is idle again.
+pub const MAX_TRACKED_ROOMS: usize = 10_000;
+
+/// A [`TokenBucket`] per room (`per_second`, bursts of twice that), for at most
+/// [`MAX_TRACKED_ROOMS`] rooms.
+pub struct RoomRates {
+    per_second: u32,
+    rooms: Mutex<HashMap<String, TokenBucket>>,
+}
+
+impl RoomRates {
+    pub fn new(per_second: u32) -> Self {
+        Self {
+            per_second: per_second.max(1),
+            rooms: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes one token from the room's bucket.
+    pub fn take(&self, room: &str, now: Instant) -> bool {
+        let Ok(mut rooms) = self.rooms.lock() else {
+            return false;
+        };
+        if !rooms.contains_key(room) && rooms.len() >= MAX_TRACKED_ROOMS {
+            // Forget the rooms whose bucket has refilled: they are idle.
+            rooms.retain(|_, bucket| !bucket.is_full(now));
+            if rooms.len() >= MAX_TRACKED_ROOMS {
+                return false;
+            }
+        }
+        rooms
+            .entry(room.to_owned())
+            .or_insert_with(|| {
+                TokenBucket::new(self.per_second, self.per_second.saturating_mul(2), now)
+            })
+            .take(now)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,5 +164,30 @@ mod tests {
                 "event {i}"
             );
         }
+    }
+
+    #[test]
+    fn each_room_has_its_own_rate_and_the_tracked_rooms_are_bounded() {
+        let events = RoomRates::new(2);
+        let start = Instant::now();
+        let burst = (0..5).filter(|_| events.take("a", start)).count();
+        assert_eq!(burst, 4, "bursts of twice the rate");
+        assert!(events.take("b", start), "another room has its own");
+        assert!(
+            events.take("a", start + Duration::from_millis(500)),
+            "refilled"
+        );
+        let many = RoomRates::new(1);
+        for n in 0..MAX_TRACKED_ROOMS {
+            assert!(many.take(&format!("r{n}"), start));
+        }
+        assert!(
+            !many.take("one-more", start),
+            "every tracked room busy: no event"
+        );
+        assert!(
+            many.take("one-more", start + Duration::from_secs(5)),
+            "idle rooms are forgotten"
+        );
     }
 }

@@ -12,7 +12,7 @@
 //! (the disconnect API's order) and making a socket join or leave a room (within its
 //! token's rooms, as its own `subscribe` would), on whichever pod holds it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -23,9 +23,8 @@ use axum::{
     response::{Html, IntoResponse, Response},
     routing::get,
 };
-use push_contract::{env, paths, socket::ADMIN_NAMESPACE};
+use push_contract::{paths, socket::ADMIN_NAMESPACE};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use socketioxide::{
     SocketIo,
     adapter::Adapter,
@@ -34,10 +33,14 @@ use socketioxide::{
 };
 use tokio_util::sync::CancellationToken;
 
+pub mod settings;
+
+use settings::AdminAuth;
+pub use settings::AdminUi;
+
 use crate::{
     adapter::{NodeSockets, ServingAdapter},
     disconnect::{self, Order, Target},
-    error::ConfigError,
     redis_link::RedisLink,
     state::SharedState,
 };
@@ -52,88 +55,6 @@ pub const MAX_SOCKETS_PER_NODE: usize = 500;
 pub const MAX_ADMINS_PER_NODE: usize = 16;
 
 static ADMINS: AtomicUsize = AtomicUsize::new(0);
-
-/// The Admin UI's settings.
-#[derive(Clone)]
-pub struct AdminUi {
-    username: String,
-    password_digest: [u8; 32],
-    pub readonly: bool,
-    /// The prebuilt web app, when found.
-    pub dir: Option<PathBuf>,
-}
-
-impl AdminUi {
-    /// `None` without a password (the Admin UI is never open by default).
-    pub fn from_settings(
-        username: String,
-        password: Option<String>,
-        readonly: bool,
-        dir: Option<PathBuf>,
-    ) -> Result<Option<Self>, ConfigError> {
-        let Some(password) = password else {
-            return Ok(None);
-        };
-        if password.len() < 8 {
-            return Err(ConfigError::Invalid {
-                var: env::ADMIN_UI_PASSWORD,
-                reason: "at least 8 characters".into(),
-            });
-        }
-        if username.is_empty() {
-            return Err(ConfigError::Empty(env::ADMIN_UI_USERNAME));
-        }
-        if let Some(dir) = &dir
-            && !dir.join("index.html").is_file()
-        {
-            return Err(ConfigError::Invalid {
-                var: env::ADMIN_UI_DIR,
-                reason: format!("{} has no index.html", dir.display()),
-            });
-        }
-        Ok(Some(Self {
-            username,
-            password_digest: Sha256::digest(password.as_bytes()).into(),
-            readonly,
-            dir: dir.or_else(find_dir),
-        }))
-    }
-
-    fn admits(&self, auth: &AdminAuth) -> bool {
-        // Digests compared, so the time taken says nothing about the password.
-        let given: [u8; 32] = Sha256::digest(auth.password.as_bytes()).into();
-        auth.username == self.username && given == self.password_digest
-    }
-}
-
-/// The web app when `PUSH_ADMIN_UI_DIR` is unset: next to the binary in an image, or the
-/// repository's `push-server/web` install seen from the binary or the working directory.
-fn find_dir() -> Option<PathBuf> {
-    const INSTALLED: &str = "push-server/web/node_modules/@socket.io/admin-ui/ui/dist";
-    let mut candidates = Vec::new();
-    if let Some(exe) = std::env::current_exe()
-        .ok()
-        .as_deref()
-        .and_then(Path::parent)
-    {
-        candidates.push(exe.join("admin-ui"));
-        candidates.extend(exe.ancestors().skip(1).take(3).map(|up| up.join(INSTALLED)));
-    }
-    if let Ok(cwd) = std::env::current_dir() {
-        candidates.push(cwd.join(INSTALLED));
-    }
-    candidates
-        .into_iter()
-        .find(|dir| dir.join("index.html").is_file())
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct AdminAuth {
-    #[serde(default)]
-    username: String,
-    #[serde(default)]
-    password: String,
-}
 
 #[derive(Debug, thiserror::Error)]
 enum AdminRefusal {
@@ -495,31 +416,5 @@ mod tests {
             );
         }
         let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn the_ui_is_off_without_a_password_and_a_short_one_is_refused() {
-        assert!(matches!(
-            AdminUi::from_settings("admin".into(), None, true, None),
-            Ok(None)
-        ));
-        let short = AdminUi::from_settings("admin".into(), Some("short".into()), true, None);
-        assert!(
-            short
-                .err()
-                .is_some_and(|e| e.to_string().contains(env::ADMIN_UI_PASSWORD))
-        );
-        let ui = AdminUi::from_settings("admin".into(), Some("long-enough".into()), true, None)
-            .ok()
-            .flatten()
-            .expect("on");
-        let auth = |username: &str, password: &str| AdminAuth {
-            username: username.into(),
-            password: password.into(),
-        };
-        assert!(ui.admits(&auth("admin", "long-enough")));
-        assert!(!ui.admits(&auth("admin", "long-enough ")));
-        assert!(!ui.admits(&auth("root", "long-enough")));
-        assert!(!ui.admits(&AdminAuth::default()));
     }
 }
