@@ -27,7 +27,7 @@ import requests
 import yaml
 from harness import NodeClients, PyClient, parse_metrics
 from harness.continuity import ROOMS, RetryingPublisher, check_after_the_stream
-from harness.cluster import CHART, CONTRACT, EXAMPLE, condition, helm, kubectl, kubectl_json, restricted_namespace, wait_for
+from harness.cluster import CHART, CONTRACT, EXAMPLE, ConditionWatch, condition, helm, kubectl, kubectl_json, restricted_namespace, wait_for
 from harness.kube import ControlPlane, ControlPlaneError
 from harness.ports import reserve_port
 
@@ -770,52 +770,65 @@ def test_deleting_the_redis_primary_pod_mid_stream_loses_and_repeats_nothing(ha,
     both push pods, a publisher sending 50 numbered messages a second and retrying every 503
     with its Idempotency-Key; the Redis primary's pod is deleted mid-stream. Its preStop
     hook has the Sentinels promote a replica first; the pods follow; the deleted pod comes
-    back as a replica. Every message answered 202 reaches every client once, in order."""
+    back as a replica. Every message answered 202 reaches every client once, in order.
+    RedisReady, as every write of the status shows it (a watch, not a poll): True, then
+    False (FailingOver) while the pods still use the primary being deleted, then True
+    (Replicated) on the new primary."""
     apis, ws, polling = ha_clients(ha, processes, 3, "ha")
     try:
         ws.wait_ready()
         polling.wait_ready()
         old_primary = named_primary(ha)
         victim = next(p["metadata"]["name"] for p in ha_pods("redis") if p["status"]["podIP"] == old_primary)
-        with RetryingPublisher(apis, ha["token"], HA_RATE) as publisher:
-            wait_for("5 s of 202s", lambda: len(publisher.accepted) >= 5 * HA_RATE, timeout=30, interval=0.1)
-            deleted_at = time.monotonic()
-            kubectl("delete", "pod", victim, "-n", HA, "--wait=false")
-            new_primary = wait_for("the Sentinels naming another primary",
-                                   lambda: (p := named_primary(ha)) not in (None, old_primary) and p,
-                                   timeout=30, interval=0.1)
-            promoted_s = time.monotonic() - deleted_at
-            at = len(publisher.accepted)
-            wait_for("10 s of 202s on the new primary", lambda: len(publisher.accepted) >= at + 10 * HA_RATE,
-                     timeout=60, interval=0.2)
-            wait_for(f"{victim} back, ready, as a replica of {new_primary}", lambda: (
-                p := next((x for x in ha_pods("redis") if x["metadata"]["name"] == victim), None))
-                and ready(p) and replication_info(p["status"]["podIP"], ha["password"]).get("master_link_status") == "up"
-                and replication_info(p["status"]["podIP"], ha["password"]).get("master_host") == new_primary,
-                timeout=90, interval=0.5)
-            at = len(publisher.accepted)
-            wait_for("2 s more", lambda: len(publisher.accepted) >= at + 2 * HA_RATE, timeout=30, interval=0.1)
-        check_after_the_stream(publish_to(apis[0], ha["token"]), (ws, polling), publisher)
-        gap = publisher.longest_gap()
-        pc = kubectl_json("get", "pushcluster", NAME, "-n", HA)
-        print(f"\nRedis primary pod {victim} deleted: Sentinels named {new_primary} after {promoted_s:.1f} s; longest "
-              f"stretch without a 202 {gap:.1f} s; {len(publisher.accepted)} answered 202 ({publisher.retries} "
-              f"retries with the same key, {len(publisher.refused)} given up), each received once, in order, by "
-              f"6 clients; RedisReady {condition(pc, 'RedisReady')['reason']}")
-        assert publisher.refused == [], f"never answered 202: {publisher.refused[:20]}"
-        assert gap <= 5.0, f"no 202 for {gap:.1f} s"
+        wait_for("RedisReady True before the deletion", lambda: (condition(
+            kubectl_json("get", "pushcluster", NAME, "-n", HA), "RedisReady") or {}).get("status") == "True",
+            timeout=60, interval=0.3)
+        with ConditionWatch("pushcluster", NAME, HA, "RedisReady") as redis_ready:
+            with RetryingPublisher(apis, ha["token"], HA_RATE) as publisher:
+                wait_for("5 s of 202s", lambda: len(publisher.accepted) >= 5 * HA_RATE, timeout=30, interval=0.1)
+                deleted_at = time.monotonic()
+                kubectl("delete", "pod", victim, "-n", HA, "--wait=false")
+                new_primary = wait_for("the Sentinels naming another primary",
+                                       lambda: (p := named_primary(ha)) not in (None, old_primary) and p,
+                                       timeout=30, interval=0.1)
+                promoted_s = time.monotonic() - deleted_at
+                at = len(publisher.accepted)
+                wait_for("10 s of 202s on the new primary", lambda: len(publisher.accepted) >= at + 10 * HA_RATE,
+                         timeout=60, interval=0.2)
+                wait_for(f"{victim} back, ready, as a replica of {new_primary}", lambda: (
+                    p := next((x for x in ha_pods("redis") if x["metadata"]["name"] == victim), None))
+                    and ready(p) and replication_info(p["status"]["podIP"], ha["password"]).get("master_link_status") == "up"
+                    and replication_info(p["status"]["podIP"], ha["password"]).get("master_host") == new_primary,
+                    timeout=90, interval=0.5)
+                at = len(publisher.accepted)
+                wait_for("2 s more", lambda: len(publisher.accepted) >= at + 2 * HA_RATE, timeout=30, interval=0.1)
+            check_after_the_stream(publish_to(apis[0], ha["token"]), (ws, polling), publisher)
+            gap = publisher.longest_gap()
+            pc = kubectl_json("get", "pushcluster", NAME, "-n", HA)
+            print(f"\nRedis primary pod {victim} deleted: Sentinels named {new_primary} after {promoted_s:.1f} s; longest "
+                  f"stretch without a 202 {gap:.1f} s; {len(publisher.accepted)} answered 202 ({publisher.retries} "
+                  f"retries with the same key, {len(publisher.refused)} given up), each received once, in order, by "
+                  f"6 clients; RedisReady {condition(pc, 'RedisReady')['reason']}")
+            assert publisher.refused == [], f"never answered 202: {publisher.refused[:20]}"
+            assert gap <= 5.0, f"no 202 for {gap:.1f} s"
 
-        # The status names the new primary as the push pods report it (their metrics,
-        # read by the operator), and when they last followed a failover.
-        def topology() -> dict | None:
-            status = kubectl_json("get", "pushcluster", NAME, "-n", HA).get("status", {})
-            redis = status.get("redis", {})
-            return status if (redis.get("primary") == f"{new_primary}:{REDIS_PORT}"
-                              and redis.get("podsLinked") == redis.get("podsReporting") == len(apis)
-                              and redis.get("serversReady") == 3 and redis.get("sentinelsReady") == 3
-                              and redis.get("lastFailoverTime")) else None
-        status = wait_for("status.redis naming the new primary", topology, timeout=60, interval=1)
-        assert condition({"status": status}, "RedisReady")["status"] == "True", status["conditions"]
+            # The status names the new primary as the push pods report it (their metrics,
+            # read by the operator), and when they last followed a failover.
+            def topology() -> dict | None:
+                status = kubectl_json("get", "pushcluster", NAME, "-n", HA).get("status", {})
+                redis = status.get("redis", {})
+                return status if (redis.get("primary") == f"{new_primary}:{REDIS_PORT}"
+                                  and redis.get("podsLinked") == redis.get("podsReporting") == len(apis)
+                                  and redis.get("serversReady") == 3 and redis.get("sentinelsReady") == 3
+                                  and redis.get("lastFailoverTime")) else None
+            status = wait_for("status.redis naming the new primary", topology, timeout=60, interval=1)
+            assert condition({"status": status}, "RedisReady")["status"] == "True", status["conditions"]
+            said = redis_ready.seen
+            print(f"RedisReady through the deletion: {' -> '.join(f'{s} ({r})' for s, r in said)}")
+            assert said[0][0] == "True", said
+            failing = said.index(("False", "FailingOver")) if ("False", "FailingOver") in said else None
+            assert failing is not None, f"RedisReady never said the primary was going: {said}"
+            assert ("True", "Replicated") in said[failing:], f"RedisReady not True again after the failover: {said}"
     finally:
         ws.close()
         polling.close()

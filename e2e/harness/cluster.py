@@ -11,6 +11,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -134,5 +135,46 @@ class PortForward:
                 self.proc.wait()
 
 
-__all__ = ["CHART", "CONTRACT", "CRD_NAME", "EXAMPLE", "REPO", "PortForward", "condition", "helm", "kubectl",
+class ConditionWatch:
+    """Every value one condition of an object takes, in order, as `kubectl get --watch` streams
+    the object's writes (a poll could miss a state that lasted less than its interval).
+    `seen` holds (status, reason) pairs, a new entry only when one of them changes."""
+
+    def __init__(self, kind: str, name: str, namespace: str, condition_type: str):
+        # -o json: kubectl's watch applies a jsonpath filter to the first object only.
+        self.args = [tool("kubectl"), "get", kind, name, "-n", namespace, "--watch", "-o", "json"]
+        self.condition_type = condition_type
+        self.seen: list[tuple[str, str]] = []
+        self.proc: subprocess.Popen | None = None
+        self.reader: threading.Thread | None = None
+
+    def __enter__(self) -> ConditionWatch:
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                     start_new_session=True)
+
+        def read() -> None:
+            assert self.proc is not None and self.proc.stdout is not None
+            chunk: list[str] = []
+            for line in self.proc.stdout:
+                chunk.append(line)
+                if line != "}\n":  # each object is printed indented, closed at column 0
+                    continue
+                c = condition(json.loads("".join(chunk)), self.condition_type)
+                chunk = []
+                if c and (not self.seen or self.seen[-1] != (c["status"], c["reason"])):
+                    self.seen.append((c["status"], c["reason"]))
+        self.reader = threading.Thread(target=read, daemon=True)
+        self.reader.start()
+        wait_for("the watch's first state", lambda: self.seen, timeout=30, interval=0.1)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=10)
+        if self.reader:
+            self.reader.join(timeout=10)
+
+
+__all__ = ["CHART", "CONTRACT", "CRD_NAME", "EXAMPLE", "REPO", "ConditionWatch", "PortForward", "condition", "helm", "kubectl",
            "kubectl_json", "restricted_namespace", "temporary_namespace", "unreachable_reason", "wait_for"]

@@ -75,7 +75,7 @@ scale subresource, pod-deletion-cost). e2e/chart/test_chart_rbac.py checks these
   verbs: ["get", "create", "delete"]
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["list", "patch"]
+  verbs: ["list", "patch", "watch"]
 - apiGroups: [""]
   resources: ["pods/eviction"]
   verbs: ["create"]

@@ -22,6 +22,7 @@ pub mod plan;
 pub mod prune;
 pub mod rbac;
 pub mod reconcile;
+pub mod redis_pods;
 pub mod redis_volumes;
 pub mod rollout;
 pub mod status;

@@ -113,6 +113,9 @@ pub const PERMISSIONS: &[Permission] = &[
     p("apps", "deployments", "get", Autoscale),
     p("", "pods", "list", Autoscale),
     p("", "pods", "patch", Autoscale),
+    // A replicated Redis's pods: a primary's deletion is looked at at once
+    // (controller::redis_pods; its list: the `pods` `list` above).
+    p("", "pods", "watch", Watch),
     p("autoscaling", "horizontalpodautoscalers", "list", Autoscale),
     p("coordination.k8s.io", "leases", "get", LeaderElection),
     p("coordination.k8s.io", "leases", "create", LeaderElection),

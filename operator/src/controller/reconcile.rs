@@ -1,5 +1,6 @@
 //! The reconcile shell: the named steps in order, with the awaits between them
-//! and nothing else. dereference → validate → build + apply → prune → status;
+//! and nothing else. validate → Redis pods going away → dereference → build + apply →
+//! prune → status;
 //! the decisions are in [`super::plan`] and [`super::status`].
 
 use super::apply::apply_all;
@@ -8,6 +9,7 @@ use super::dereference::{Dereferenced, dereference};
 use super::error::ReconcileError;
 use super::plan::{self, Applied, Plan};
 use super::prune::prune;
+use super::redis_pods;
 use super::status::{self, Blocker, ExposureState, Observed};
 use crate::objects::labels::{Component, selector_string};
 use crate::resources::{PushCluster, PushClusterStatus};
@@ -38,6 +40,11 @@ pub async fn reconcile(pc: Arc<PushCluster>, ctx: Arc<Context>) -> Result<Action
         }
     };
     let selector = selector_string(&vc, Component::Server);
+    // A replicated Redis's primary being deleted is said at once (controller::redis_pods).
+    let terminating = redis_pods::terminating_of(&ctx.client, &vc).await;
+    if let Some(new) = status::failing_over(pc.status.as_ref(), &terminating, now()) {
+        write_status(&ctx.client, &pc, &new).await?;
+    }
     let digests = match dereference(&ctx, &pc, &vc).await {
         Ok(Dereferenced::Complete(digests)) => digests,
         Ok(Dereferenced::Missing(missing)) => {
@@ -51,6 +58,7 @@ pub async fn reconcile(pc: Arc<PushCluster>, ctx: Arc<Context>) -> Result<Action
         Err(e) => return failed(&ctx, &pc, e.into(), selector).await,
     };
     observed.selector = Some(selector.clone());
+    observed.redis_pods_terminating = terminating;
     match prune(&ctx.client, &vc).await {
         Ok(pruned) => {
             if let Some(event) = plan::pruned(&pruned) {

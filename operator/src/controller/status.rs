@@ -4,6 +4,7 @@
 //! `Degraded`, each with a reason and a message. A condition keeps its
 //! lastTransitionTime while its status does not change.
 
+use super::redis_pods::{self, TerminatingPod};
 use crate::autoscale::scrape::RedisLinks;
 use crate::events::EventReason;
 use crate::objects::sentinel::{QUORUM, SENTINELS};
@@ -22,7 +23,9 @@ pub const PROGRESSING: &str = "Progressing";
 pub const DEGRADED: &str = "Degraded";
 /// Present (True) only while the pause annotation is set.
 pub const PAUSED: &str = "Paused";
-/// RedisReady reason: `spec.redis.managed.replicas` > 1, which only local mode runs today.
+/// RedisReady reason: the primary's pod of a replicated Redis is being deleted and the
+/// push pods still use it (controller::redis_pods).
+pub const FAILING_OVER: &str = "FailingOver";
 /// Degraded reason: pods were all ready and some no longer are.
 pub const PODS_UNAVAILABLE: &str = EventReason::PodsUnavailable.as_str();
 
@@ -84,6 +87,8 @@ pub struct Observed {
     pub pods_rebalancing: i32,
     /// Redis pods still to be moved onto their volume claims (controller::redis_volumes).
     pub redis_pods_without_claims: Vec<String>,
+    /// Pods of a replicated Redis being deleted (controller::redis_pods).
+    pub redis_pods_terminating: Vec<TerminatingPod>,
 }
 
 fn condition(type_: &str, ok: bool, reason: &str, message: impl Into<String>) -> Condition {
@@ -149,7 +154,9 @@ pub fn compute(
 ) -> PushClusterStatus {
     let pods = Pods::of(observed, previous);
     let degraded = degraded(observed.blocker.as_ref(), &pods);
-    let redis = redis(observed);
+    let redis_topology = redis_status(observed, previous);
+    let primary = redis_topology.as_ref().and_then(|r| r.primary.as_deref());
+    let redis = redis(observed, primary);
     let exposure = exposure(observed.exposure.as_ref());
     let progressing = progressing(
         observed.blocker.is_some(),
@@ -191,7 +198,7 @@ pub fn compute(
         endpoint: observed.endpoint.clone(),
         connections: previous.and_then(|p| p.connections),
         autoscaler: previous.and_then(|p| p.autoscaler.clone()),
-        redis: redis_status(observed, previous),
+        redis: redis_topology,
         pod_template_hash: observed
             .pod_template_hash
             .clone()
@@ -288,7 +295,8 @@ fn degraded(blocker: Option<&Blocker>, pods: &Pods) -> Condition {
     }
 }
 
-fn redis(observed: &Observed) -> Condition {
+/// `primary`: the one the push pods use (status.redis.primary).
+fn redis(observed: &Observed, primary: Option<&str>) -> Condition {
     let requested = observed.redis_replicas_requested;
     let links = observed.redis_links.as_ref().filter(|l| l.pods > 0);
     // The pods' view first: whatever the servers look like, none of them reaches Redis.
@@ -334,7 +342,12 @@ fn redis(observed: &Observed) -> Condition {
             let message = format!(
                 "{servers}/{requested} Redis pods and {sentinels}/{SENTINELS} Sentinels ready"
             );
-            if servers >= 2 && sentinels >= QUORUM {
+            let going = primary.and_then(|p| {
+                redis_pods::serving(&observed.redis_pods_terminating, p).map(|pod| (p, pod))
+            });
+            if let Some((primary, pod)) = going {
+                failing_over_condition(primary, pod)
+            } else if servers >= 2 && sentinels >= QUORUM {
                 condition(REDIS_READY, true, "Replicated", message)
             } else {
                 condition(
@@ -355,6 +368,53 @@ fn redis(observed: &Observed) -> Condition {
             "managed Redis has no ready pod yet",
         ),
     }
+}
+
+fn failing_over_condition(primary: &str, pod: &TerminatingPod) -> Condition {
+    condition(
+        REDIS_READY,
+        false,
+        FAILING_OVER,
+        format!(
+            "the primary {primary} (pod {}) is being deleted: the Sentinels promote a replica and the push pods follow it; publishes wait or are answered 503 meanwhile",
+            pod.name
+        ),
+    )
+}
+
+/// The previous status with RedisReady False (FailingOver) and Ready False, when the
+/// primary it names is served by a terminating pod and it does not say so yet; `None`
+/// otherwise. Written before the apply (controller::redis_pods), the full status after.
+pub fn failing_over(
+    previous: Option<&PushClusterStatus>,
+    terminating: &[TerminatingPod],
+    now: Time,
+) -> Option<PushClusterStatus> {
+    let previous = previous?;
+    let primary = previous.redis.as_ref()?.primary.as_deref()?;
+    let pod = redis_pods::serving(terminating, primary)?;
+    let said = |c: &Condition| c.type_ == REDIS_READY && c.reason == FAILING_OVER;
+    if previous.conditions.iter().any(said) {
+        return None;
+    }
+    let redis = failing_over_condition(primary, pod);
+    let ready = condition(READY, false, "RedisNotReady", redis.message.clone());
+    let mut status = previous.clone();
+    for new in [redis, ready] {
+        if let Some(old) = status.conditions.iter_mut().find(|c| c.type_ == new.type_) {
+            let since = if old.status == new.status {
+                old.last_transition_time.clone()
+            } else {
+                now.clone()
+            };
+            *old = Condition {
+                observed_generation: old.observed_generation,
+                last_transition_time: since,
+                ..new
+            };
+        }
+    }
+    Some(status)
 }
 
 fn exposure(state: Option<&ExposureState>) -> Condition {
@@ -469,6 +529,7 @@ mod tests {
             rollout_retry: None,
             pods_rebalancing: 0,
             redis_pods_without_claims: Vec::new(),
+            redis_pods_terminating: Vec::new(),
             exposure: Some(ExposureState::Configured("ClientIP affinity".into())),
             blocker: None,
             redis_links: None,
@@ -619,6 +680,52 @@ mod tests {
                 &[
                     (REDIS_READY, "False", "Starting"),
                     (READY, "False", "RedisNotReady"),
+                ],
+            ),
+            (
+                "replicated redis: the primary's pod is being deleted, the pods still use it",
+                Observed {
+                    redis_replicas_requested: 3,
+                    redis_ready_replicas: Some(3),
+                    sentinels_ready: Some(3),
+                    redis_links: Some(RedisLinks {
+                        pods: 2,
+                        up: 2,
+                        primary: Some("10.0.0.5:6379".into()),
+                        last_failover: None,
+                    }),
+                    redis_pods_terminating: vec![TerminatingPod {
+                        name: "chat-redis-0".into(),
+                        ip: "10.0.0.5".into(),
+                    }],
+                    ..healthy()
+                },
+                &[
+                    (REDIS_READY, "False", FAILING_OVER),
+                    (READY, "False", "RedisNotReady"),
+                ],
+            ),
+            (
+                "replicated redis: a replica's pod is being deleted (or the old primary, once the pods follow another)",
+                Observed {
+                    redis_replicas_requested: 3,
+                    redis_ready_replicas: Some(2),
+                    sentinels_ready: Some(3),
+                    redis_links: Some(RedisLinks {
+                        pods: 2,
+                        up: 2,
+                        primary: Some("10.0.0.6:6379".into()),
+                        last_failover: None,
+                    }),
+                    redis_pods_terminating: vec![TerminatingPod {
+                        name: "chat-redis-0".into(),
+                        ip: "10.0.0.5".into(),
+                    }],
+                    ..healthy()
+                },
+                &[
+                    (REDIS_READY, "True", "Replicated"),
+                    (READY, "True", "AllReady"),
                 ],
             ),
             (
@@ -975,6 +1082,49 @@ mod tests {
         assert_eq!(redis_later.primary, redis.primary);
         assert_eq!(redis_later.last_failover_time, redis.last_failover_time);
         assert_eq!(compute(&Observed::default(), None, ts(1)).redis, None);
+    }
+
+    #[test]
+    fn the_primary_going_away_is_said_before_the_apply_once() {
+        let replicated = Observed {
+            redis_replicas_requested: 3,
+            redis_ready_replicas: Some(3),
+            sentinels_ready: Some(3),
+            redis_links: Some(RedisLinks {
+                pods: 2,
+                up: 2,
+                primary: Some("10.0.0.5:6379".into()),
+                last_failover: None,
+            }),
+            ..healthy()
+        };
+        let before = compute(&replicated, None, ts(100));
+        assert_eq!(get(&before, REDIS_READY).status, "True");
+        let primary_going = [TerminatingPod {
+            name: "chat-redis-0".into(),
+            ip: "10.0.0.5".into(),
+        }];
+        let said = failing_over(Some(&before), &primary_going, ts(200)).expect("said at once");
+        let redis = get(&said, REDIS_READY);
+        assert_eq!(
+            (redis.status.as_str(), redis.reason.as_str()),
+            ("False", FAILING_OVER)
+        );
+        assert!(redis.message.contains("chat-redis-0"), "{}", redis.message);
+        assert_eq!(redis.last_transition_time, ts(200));
+        assert_eq!(get(&said, READY).status, "False");
+        assert_eq!(said.redis, before.redis, "everything else as it was");
+        assert_eq!(
+            failing_over(Some(&said), &primary_going, ts(300)),
+            None,
+            "said once"
+        );
+        let replica_going = [TerminatingPod {
+            name: "chat-redis-1".into(),
+            ip: "10.0.0.6".into(),
+        }];
+        assert_eq!(failing_over(Some(&before), &replica_going, ts(200)), None);
+        assert_eq!(failing_over(None, &primary_going, ts(200)), None);
     }
 
     #[test]

@@ -12,10 +12,12 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::networking::v1::Ingress;
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
+use push_contract::kube as names;
 use push_contract::paths;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -170,6 +172,13 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
             }
         }
         let wc = watcher::Config::default();
+        let redis_pods = watcher::Config::default().labels(&format!(
+            "{}={},{}={}",
+            names::LABEL_COMPONENT,
+            names::COMPONENT_REDIS,
+            names::LABEL_MANAGED_BY,
+            names::MANAGED_BY
+        ));
         let controller = Controller::new(api::<PushCluster>(&client, &ns), wc.clone());
         // The clusters' conditions as gauges at every scrape (metrics::ClusterStates).
         clusters.watch(controller.store());
@@ -178,6 +187,11 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
             .owns(api::<StatefulSet>(&client, &ns), wc.clone())
             .owns(api::<Service>(&client, &ns), wc.clone())
             .owns(api::<Ingress>(&client, &ns), wc.clone())
+            // Redis pods: a primary being deleted is a failover (controller::redis_pods).
+            .watches(api::<Pod>(&client, &ns), redis_pods.clone(), |pod: Pod| {
+                let cluster = pod.labels().get(names::LABEL_INSTANCE)?.clone();
+                Some(ObjectRef::<PushCluster>::new(&cluster).within(&pod.namespace()?))
+            })
             .graceful_shutdown_on(shutdown_signal())
             .run(reconcile, error_policy, ctx.clone())
             .boxed()
