@@ -73,6 +73,34 @@ def test_the_admin_namespace_shows_every_node_and_refuses_wrong_credentials(proc
         assert s["handshake"]["headers"] == {}, "no headers: tokens and cookies travel there"
 
 
+def test_a_node_serves_at_most_its_cap_of_admin_sockets_even_when_they_arrive_at_once(processes, nodes):
+    """MAX_ADMINS_PER_NODE + 4 admin sockets connecting to one node at the same moment:
+    the cap holds exactly (the slot is taken atomically on connect, so admins passing the
+    credential check together cannot all get in); the others are refused, by the
+    middleware or, when they raced it, disconnected at once; a slot freed is taken again."""
+    cap = contract()["socket"]["MAX_ADMINS_PER_NODE"]
+    extra = 4
+    crowd = NodeClients(processes, {"url": nodes[0].url + ADMIN, "transports": ["websocket"], "count": cap + extra,
+                                    "auth": {"username": "admin", "password": PASSWORD}}, name="admin-crowd")
+
+    def settled():
+        connected = {line["i"] for line in crowd.of("connected")}
+        ended = {line["i"] for line in crowd.of("disconnect")}
+        refused = {line["i"] for line in crowd.of("connect_error")}
+        return len(connected | refused) == cap + extra and (connected - ended, ended, refused)
+    live, ended, refused = wait_until(settled, 20, "every admin socket connected or refused")
+    assert len(live) == cap, f"{len(live)} admin sockets live at once (cap {cap}); refused {refused}, ended {ended}"
+    for line in crowd.of("connect_error"):
+        assert line["message"] == "too many admin connections on this node", line
+    for line in crowd.of("disconnect"):
+        assert line["reason"] == "io server disconnect", line
+    gone = min(live)
+    crowd.send({"cmd": "disconnect", "i": gone})
+    newcomer = admin(processes, nodes[0], PASSWORD, "admin-newcomer")
+    newcomer.wait("connected")
+    newcomer.wait("event", event="config")
+
+
 def test_the_admin_ui_in_chromium_lists_every_node_s_sockets_and_rooms(processes, nodes, clients, chromium,
                                                                        tmp_path):
     assert requests.get(nodes[1].url + UI, timeout=5).status_code == 200

@@ -380,6 +380,9 @@ pub mod socket {
     pub const PRESENCE: &str = "presence";
     /// The namespace the socket.io Admin UI connects to (with `PUSH_ADMIN_UI_PASSWORD`).
     pub const ADMIN_NAMESPACE: &str = "/admin";
+    /// Admin UI sockets one node serves at once; more are refused ("too many admin
+    /// connections on this node").
+    pub const MAX_ADMINS_PER_NODE: usize = 16;
     /// A JWT's `sub` (or a session's user) puts the socket in `user:<sub>`.
     pub const USER_ROOM_PREFIX: &str = "user:";
     /// Rooms the server keeps for itself; a subscribe to one is refused.

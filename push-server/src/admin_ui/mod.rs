@@ -23,7 +23,8 @@ use axum::{
     response::{Html, IntoResponse, Response},
     routing::get,
 };
-use push_contract::{paths, socket::ADMIN_NAMESPACE};
+use push_contract::paths;
+use push_contract::socket::{ADMIN_NAMESPACE, MAX_ADMINS_PER_NODE};
 use serde::{Deserialize, Serialize};
 use socketioxide::{
     SocketIo,
@@ -51,8 +52,6 @@ pub const REFRESH: Duration = Duration::from_secs(2);
 pub const DEADLINE: Duration = Duration::from_secs(1);
 /// Sockets one node shows at most (the UI is a browser page, not a bulk export).
 pub const MAX_SOCKETS_PER_NODE: usize = 500;
-/// Admin sockets one node serves at once.
-pub const MAX_ADMINS_PER_NODE: usize = 16;
 
 static ADMINS: AtomicUsize = AtomicUsize::new(0);
 
@@ -100,6 +99,16 @@ struct Config {
 }
 
 async fn on_connect<A: Adapter>(socket: SocketRef<A>, State(state): State<SharedState>) {
+    // The middleware's look refuses most; taking the slot here closes the race of
+    // admins authenticating at once (then the connection ends at once).
+    let took = ADMINS.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+        (n < MAX_ADMINS_PER_NODE).then_some(n + 1)
+    });
+    if took.is_err() {
+        tracing::info!(sid = %socket.id, "admin UI: too many admin connections on this node");
+        let _ = socket.disconnect();
+        return;
+    }
     let readonly = state.config.admin_ui.as_ref().is_none_or(|a| a.readonly);
     // No AGGREGATED_EVENTS: the UI then shows its sockets, rooms and clients pages.
     let supported_features = if readonly {
@@ -113,7 +122,10 @@ async fn on_connect<A: Adapter>(socket: SocketRef<A>, State(state): State<Shared
         socket.on("join", |args, state| on_room_request(args, state, true));
         socket.on("leave", |args, state| on_room_request(args, state, false));
     }
-    ADMINS.fetch_add(1, Ordering::AcqRel);
+    // Given back on disconnect, not when the feed next notices: a slot freed is free now.
+    socket.on_disconnect(|| async {
+        ADMINS.fetch_sub(1, Ordering::AcqRel);
+    });
     tracing::info!(sid = %socket.id, readonly, "admin UI connected");
     tokio::spawn(feed(socket, state));
 }
@@ -194,7 +206,6 @@ async fn feed<A: Adapter>(socket: SocketRef<A>, state: SharedState) {
             break;
         }
     }
-    ADMINS.fetch_sub(1, Ordering::AcqRel);
 }
 
 /// One node's view (also the cluster question's answer).
