@@ -538,6 +538,29 @@ mod tests {
         }
     }
 
+    /// A replicated Redis, all ready, whose push pods use `primary`.
+    fn replicated(primary: &str) -> Observed {
+        Observed {
+            redis_replicas_requested: 3,
+            redis_ready_replicas: Some(3),
+            sentinels_ready: Some(3),
+            redis_links: Some(RedisLinks {
+                pods: 2,
+                up: 2,
+                primary: Some(primary.into()),
+                last_failover: None,
+            }),
+            ..healthy()
+        }
+    }
+
+    fn going(name: &str, ip: &str) -> Vec<TerminatingPod> {
+        vec![TerminatingPod {
+            name: name.into(),
+            ip: ip.into(),
+        }]
+    }
+
     fn get<'a>(s: &'a PushClusterStatus, t: &str) -> &'a Condition {
         s.conditions
             .iter()
@@ -685,20 +708,8 @@ mod tests {
             (
                 "replicated redis: the primary's pod is being deleted, the pods still use it",
                 Observed {
-                    redis_replicas_requested: 3,
-                    redis_ready_replicas: Some(3),
-                    sentinels_ready: Some(3),
-                    redis_links: Some(RedisLinks {
-                        pods: 2,
-                        up: 2,
-                        primary: Some("10.0.0.5:6379".into()),
-                        last_failover: None,
-                    }),
-                    redis_pods_terminating: vec![TerminatingPod {
-                        name: "chat-redis-0".into(),
-                        ip: "10.0.0.5".into(),
-                    }],
-                    ..healthy()
+                    redis_pods_terminating: going("chat-redis-0", "10.0.0.5"),
+                    ..replicated("10.0.0.5:6379")
                 },
                 &[
                     (REDIS_READY, "False", FAILING_OVER),
@@ -708,20 +719,8 @@ mod tests {
             (
                 "replicated redis: a replica's pod is being deleted (or the old primary, once the pods follow another)",
                 Observed {
-                    redis_replicas_requested: 3,
-                    redis_ready_replicas: Some(2),
-                    sentinels_ready: Some(3),
-                    redis_links: Some(RedisLinks {
-                        pods: 2,
-                        up: 2,
-                        primary: Some("10.0.0.6:6379".into()),
-                        last_failover: None,
-                    }),
-                    redis_pods_terminating: vec![TerminatingPod {
-                        name: "chat-redis-0".into(),
-                        ip: "10.0.0.5".into(),
-                    }],
-                    ..healthy()
+                    redis_pods_terminating: going("chat-redis-0", "10.0.0.5"),
+                    ..replicated("10.0.0.6:6379")
                 },
                 &[
                     (REDIS_READY, "True", "Replicated"),
@@ -1039,18 +1038,10 @@ mod tests {
 
     #[test]
     fn the_redis_topology_keeps_what_the_pods_said_last() {
-        let asked = Observed {
-            redis_replicas_requested: 3,
-            redis_ready_replicas: Some(3),
-            sentinels_ready: Some(3),
-            redis_links: Some(RedisLinks {
-                pods: 2,
-                up: 2,
-                primary: Some("10.0.0.7:6379".into()),
-                last_failover: Some(1_796_570_000),
-            }),
-            ..healthy()
-        };
+        let mut asked = replicated("10.0.0.7:6379");
+        if let Some(links) = asked.redis_links.as_mut() {
+            links.last_failover = Some(1_796_570_000);
+        }
         let first = compute(&asked, None, ts(100));
         let redis = first.redis.clone().expect("status.redis");
         assert_eq!(
@@ -1086,24 +1077,9 @@ mod tests {
 
     #[test]
     fn the_primary_going_away_is_said_before_the_apply_once() {
-        let replicated = Observed {
-            redis_replicas_requested: 3,
-            redis_ready_replicas: Some(3),
-            sentinels_ready: Some(3),
-            redis_links: Some(RedisLinks {
-                pods: 2,
-                up: 2,
-                primary: Some("10.0.0.5:6379".into()),
-                last_failover: None,
-            }),
-            ..healthy()
-        };
-        let before = compute(&replicated, None, ts(100));
+        let before = compute(&replicated("10.0.0.5:6379"), None, ts(100));
         assert_eq!(get(&before, REDIS_READY).status, "True");
-        let primary_going = [TerminatingPod {
-            name: "chat-redis-0".into(),
-            ip: "10.0.0.5".into(),
-        }];
+        let primary_going = going("chat-redis-0", "10.0.0.5");
         let said = failing_over(Some(&before), &primary_going, ts(200)).expect("said at once");
         let redis = get(&said, REDIS_READY);
         assert_eq!(
@@ -1119,10 +1095,7 @@ mod tests {
             None,
             "said once"
         );
-        let replica_going = [TerminatingPod {
-            name: "chat-redis-1".into(),
-            ip: "10.0.0.6".into(),
-        }];
+        let replica_going = going("chat-redis-1", "10.0.0.6");
         assert_eq!(failing_over(Some(&before), &replica_going, ts(200)), None);
         assert_eq!(failing_over(None, &primary_going, ts(200)), None);
     }
