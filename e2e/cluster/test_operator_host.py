@@ -14,7 +14,7 @@ import time
 
 import pytest
 import yaml
-from harness import Processes
+from harness import Processes, gateway_api
 from harness.cluster import CONTRACT, EXAMPLE, condition, kubectl, kubectl_json, restricted_namespace, wait_for
 from harness.host_operator import HostOperator, service_account_kubeconfig
 
@@ -176,6 +176,76 @@ def test_exposure_switch_adds_the_ingress_and_prunes_it_again(chat):
     wait_for("the operator to prune the Ingress", lambda: not owned_of_kind(chat, "Ingress"), timeout=60, interval=0.3)
     client = next(s for s in owned_of_kind(chat, "Service") if s["metadata"]["name"] == NAME)
     assert client["spec"]["sessionAffinity"] == "ClientIP"
+
+
+def exposure_ready(ns: str) -> dict:
+    return condition(push_cluster(ns), "ExposureReady") or {}
+
+
+def test_exposure_ready_says_whether_a_controller_routes_with_session_persistence(chat):
+    """#26: ExposureReady reads back what the API server and the controllers wrote. An
+    Ingress no controller has admitted: False (AwaitingController, naming its class); its
+    controller writes an address into its status: True with that address. An HTTPRoute on
+    the Gateway API's standard-channel CRDs (the real ones, v1.6.3), which have no
+    sessionPersistence: server-side apply refuses it, so no route and False
+    (SessionPersistenceUnsupported) with a Warning Event, not a failed apply; the experimental-channel CRDs installed: the route keeps it, False
+    (RouteNotAccepted) until the Gateway's controller accepts it with its references
+    resolved; then True, naming the controller."""
+    ns = chat["namespace"]
+    to_ingress = {"spec": {"exposure": {"service": None, "host": "chat.e2e.test",
+                                        "ingress": {"className": "e2e-class", "controller": "nginx"}}}}
+    kubectl("patch", "pushcluster", NAME, "-n", ns, "--type=merge", "-p", json.dumps(to_ingress))
+    waiting = wait_for("ExposureReady False: no controller admitted the Ingress",
+                       lambda: (c := exposure_ready(ns)).get("reason") == "AwaitingController" and c,
+                       timeout=60, interval=0.3)
+    assert waiting["status"] == "False" and "e2e-class" in waiting["message"], waiting
+    kubectl("patch", "ingress", NAME, "-n", ns, "--subresource=status", "--type=merge",
+            "-p", json.dumps({"status": {"loadBalancer": {"ingress": [{"ip": "127.0.0.1"}]}}}))
+    admitted = wait_for("ExposureReady True once the controller wrote its address (the Ingress is watched)",
+                        lambda: (c := exposure_ready(ns)).get("status") == "True" and c, timeout=30, interval=0.3)
+    assert "127.0.0.1" in admitted["message"], admitted
+
+    route_crd = "httproutes.gateway.networking.k8s.io"
+    try:
+        kubectl("apply", "--server-side", "-f", str(gateway_api.crd("standard")))
+        kubectl("wait", "--for=condition=Established", f"crd/{route_crd}", "--timeout=60s")
+        to_gateway = {"spec": {"exposure": {"ingress": None, "gateway": {"parentRef": {"name": "gw"}}}}}
+        kubectl("patch", "pushcluster", NAME, "-n", ns, "--type=merge", "-p", json.dumps(to_gateway))
+        dropped = wait_for("ExposureReady False: session persistence refused by the standard-channel CRD",
+                           lambda: (c := exposure_ready(ns)).get("reason") == "SessionPersistenceUnsupported" and c,
+                           timeout=90, interval=0.5)
+        assert dropped["status"] == "False" and "sessionPersistence" in dropped["message"], dropped
+        # Server-side apply refuses the field ("field not declared in schema"): no route, and
+        # no failed apply either (Degraded stays False).
+        assert kubectl("get", "httproute", NAME, "-n", ns, check=False).returncode != 0, "a route without stickiness"
+        assert condition(push_cluster(ns), "Degraded")["status"] == "False", push_cluster(ns)["status"]
+        events = kubectl_json("get", "events.events.k8s.io", "-n", ns)["items"]
+        assert any(e.get("reason") == "SessionPersistenceUnsupported" and e.get("type") == "Warning"
+                   for e in events), [e.get("reason") for e in events]
+
+        kubectl("apply", "--server-side", "--force-conflicts", "-f", str(gateway_api.crd("experimental")))
+        pending = wait_for("ExposureReady False: the experimental CRD keeps it, no Gateway accepted the route yet",
+                           lambda: (c := exposure_ready(ns)).get("reason") == "RouteNotAccepted" and c,
+                           timeout=60, interval=0.5)
+        assert f"Gateway {ns}/gw" in pending["message"], pending
+        stored = kubectl_json("get", "httproute", NAME, "-n", ns)
+        assert stored["spec"]["rules"][0]["sessionPersistence"]["type"] == "Cookie", stored["spec"]
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        conditions = [{"type": t, "status": "True", "reason": t, "message": "", "lastTransitionTime": now,
+                       "observedGeneration": stored["metadata"]["generation"]} for t in ("Accepted", "ResolvedRefs")]
+        parent = {"parentRef": {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw"},
+                  "controllerName": "example.net/e2e-gateway", "conditions": conditions}
+        kubectl("patch", "httproute", NAME, "-n", ns, "--subresource=status", "--type=merge",
+                "-p", json.dumps({"status": {"parents": [parent]}}))
+        accepted = wait_for("ExposureReady True once the Gateway's controller accepted the route",
+                            lambda: (c := exposure_ready(ns)).get("status") == "True" and c, timeout=30, interval=0.5)
+        assert "example.net/e2e-gateway" in accepted["message"], accepted
+    finally:
+        to_service = {"spec": {"exposure": {"gateway": None, "ingress": None, "host": None, "service": {}}}}
+        kubectl("patch", "pushcluster", NAME, "-n", ns, "--type=merge", "-p", json.dumps(to_service))
+        wait_for("ExposureReady True for the Service again",
+                 lambda: exposure_ready(ns).get("status") == "True", timeout=60, interval=0.3)
+        kubectl("delete", "crd", route_crd, "--ignore-not-found")
 
 
 def test_redis_switch_prunes_the_managed_redis_and_brings_it_back(chat):

@@ -50,6 +50,8 @@ pub enum EventReason {
     Rebalanced,
     /// A Redis pod without its volume claim was evicted so it comes back with it.
     Evicted,
+    /// The HTTPRoute CRD has no sessionPersistence (standard channel): no route applied.
+    SessionPersistenceUnsupported,
 }
 
 impl EventReason {
@@ -76,6 +78,7 @@ impl EventReason {
             Self::Resumed => "Resumed",
             Self::Rebalanced => "Rebalanced",
             Self::Evicted => "Evicted",
+            Self::SessionPersistenceUnsupported => "SessionPersistenceUnsupported",
         }
     }
 
@@ -91,6 +94,7 @@ impl EventReason {
                 | Self::ScaleInDeferred
                 | Self::MetricsUnavailable
                 | Self::ExternalScalerConflict
+                | Self::SessionPersistenceUnsupported
         )
     }
 

@@ -82,6 +82,9 @@ pub struct Call {
     pub status: u16,
     /// Response body; `None` echoes the request body back.
     pub response: Option<Value>,
+    /// The response computed from the request body (wins over `response`): what the API
+    /// server returns for an apply, plus what others wrote (e.g. a status).
+    pub respond: Option<fn(&Value) -> Value>,
     /// A plain-text body instead (wins over `response`): what the real API server
     /// answers for an API group it does not serve, `404 page not found`.
     pub text: Option<&'static str>,
@@ -175,8 +178,13 @@ impl ApiServerVerifier {
             (call.check)(&value);
             let body = match call.text {
                 Some(text) => text.as_bytes().to_vec(),
-                None => serde_json::to_vec(&call.response.unwrap_or_else(|| value.clone()))
-                    .expect("response serializes"),
+                None => {
+                    let response = match call.respond {
+                        Some(respond) => respond(&value),
+                        None => call.response.unwrap_or_else(|| value.clone()),
+                    };
+                    serde_json::to_vec(&response).expect("response serializes")
+                }
             };
             seen.push(Seen {
                 method: parts.method,
@@ -224,6 +232,7 @@ pub fn call(method: Method, path: &str) -> Call {
         check: Box::new(|_| {}),
         status: 200,
         response: Some(json!({})),
+        respond: None,
         text: None,
         content_type: None,
     }
@@ -274,6 +283,13 @@ impl Call {
     pub fn echo(mut self, status: u16) -> Self {
         self.status = status;
         self.response = None;
+        self
+    }
+
+    /// Answers `respond(request body)`.
+    pub fn respond(mut self, status: u16, respond: fn(&Value) -> Value) -> Self {
+        self.status = status;
+        self.respond = Some(respond);
         self
     }
 }

@@ -4,6 +4,7 @@
 //! pods are marked to go first (see [`scale_in_hook`]).
 
 use super::context::{Context, key};
+use super::exposure_check;
 use super::plan;
 use super::redis_volumes;
 use super::rollout::Admission;
@@ -96,6 +97,17 @@ pub async fn apply_all(
         }
         let applied = match apply_or_recreate(ctx, pc, &vc.namespace, &object, hold).await {
             Ok(applied) => applied,
+            // Standard-channel CRDs: never a route without stickiness; said by ExposureReady
+            // (and its Event), not as a failed apply on every reconcile.
+            Err(ApplyError::Apply {
+                source: kube::Error::Api(refusal),
+                ..
+            }) if object.kind() == ObjectKind::HttpRoute
+                && exposure_check::refuses_session_persistence(&refusal.message) =>
+            {
+                observed.exposure = Some(ExposureState::SessionPersistenceDropped);
+                continue;
+            }
             Err(e) => {
                 ctx.publish(
                     pc,
@@ -124,6 +136,25 @@ pub async fn apply_all(
                 } else {
                     observed.redis_ready_replicas = Some(ready);
                     move_redis_onto_claims(ctx, pc, vc, &applied, &mut observed).await?;
+                }
+            }
+            ObjectKind::Ingress => {
+                if let Some(ingress) = &vc.spec.exposure.ingress {
+                    observed.exposure = Some(exposure_check::ingress(
+                        plan::exposure_summary(vc),
+                        &ingress.class_name,
+                        &applied.data,
+                    ));
+                }
+            }
+            ObjectKind::HttpRoute => {
+                if let Some(gateway) = &vc.spec.exposure.gateway {
+                    observed.exposure = Some(exposure_check::route(
+                        plan::exposure_summary(vc),
+                        &gateway.parent_ref,
+                        &vc.namespace,
+                        &applied.data,
+                    ));
                 }
             }
             _ => {}

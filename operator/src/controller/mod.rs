@@ -18,6 +18,7 @@ pub mod apply;
 pub mod context;
 pub mod dereference;
 pub mod error;
+pub mod exposure_check;
 pub mod plan;
 pub mod prune;
 pub mod rbac;

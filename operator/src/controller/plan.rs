@@ -21,6 +21,9 @@ pub const REDIS_DOWN_RESYNC: Duration = Duration::from_secs(5);
 /// Re-check while Redis pods wait to be moved onto their volume claims
 /// (controller::redis_volumes): the next one goes once the last is back and ready.
 pub const REDIS_VOLUME_RESYNC: Duration = Duration::from_secs(5);
+/// Re-read the exposure object while ExposureReady is False for want of a controller or
+/// of session persistence: an HTTPRoute's status and the CRDs are not watched.
+pub const EXPOSURE_PENDING_RESYNC: Duration = Duration::from_secs(10);
 
 /// Requeue delay after `failures` consecutive failures: 5 s doubling, capped at 5 min.
 pub fn backoff(failures: u32) -> Duration {
@@ -268,6 +271,33 @@ pub fn applied(a: Applied<'_>) -> Plan {
     }
     if a.gateway_api_missing {
         requeue = requeue.min(MISSING_DEPENDENCY_RETRY);
+    }
+    let exposure = |s: &PushClusterStatus| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == status::EXPOSURE_READY)
+            .cloned()
+    };
+    if let Some(now) = exposure(a.new).filter(|c| c.status == "False") {
+        // A controller admitting the object, or the CRDs upgraded to the experimental
+        // channel, is seen within seconds (missing CRDs have their own retry).
+        let pending = [
+            "AwaitingController",
+            "RouteNotAccepted",
+            status::SESSION_PERSISTENCE_UNSUPPORTED,
+        ];
+        if pending.contains(&now.reason.as_str()) {
+            requeue = requeue.min(EXPOSURE_PENDING_RESYNC);
+        }
+        let before = a.previous.and_then(exposure).map(|c| c.reason);
+        if now.reason == status::SESSION_PERSISTENCE_UNSUPPORTED
+            && before.as_deref() != Some(now.reason.as_str())
+        {
+            events.push(PendingEvent::new(
+                EventReason::SessionPersistenceUnsupported,
+                now.message,
+            ));
+        }
     }
     if a.redis_pods_moving {
         requeue = requeue.min(REDIS_VOLUME_RESYNC);

@@ -19,6 +19,9 @@ pub const ROLLOUT_QUEUED: &str = "RolloutQueued";
 /// Progressing's reason while the pods roll to a new template.
 pub const ROLLING_OUT: &str = "RollingOut";
 pub const EXPOSURE_READY: &str = "ExposureReady";
+/// ExposureReady reason: the HTTPRoute's session persistence was pruned by the API server.
+pub const SESSION_PERSISTENCE_UNSUPPORTED: &str =
+    EventReason::SessionPersistenceUnsupported.as_str();
 pub const PROGRESSING: &str = "Progressing";
 pub const DEGRADED: &str = "Degraded";
 /// Present (True) only while the pause annotation is set.
@@ -49,8 +52,16 @@ pub enum Blocker {
 /// State of the exposure object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExposureState {
-    /// Applied (or nothing to apply: service mode).
+    /// Applied and routing (service mode; an Ingress a controller admitted; an HTTPRoute
+    /// its Gateway accepted with session persistence kept).
     Configured(String),
+    /// An Ingress no controller of its class has admitted yet (controller::exposure_check).
+    AwaitingController(String),
+    /// An HTTPRoute whose Gateway has not accepted it (or its references not resolved).
+    RouteNotAccepted(String),
+    /// The HTTPRoute CRD has no `sessionPersistence` (standard channel): the API server
+    /// refused the route or pruned the field.
+    SessionPersistenceDropped,
     /// Gateway mode but the HTTPRoute API is not served by this cluster.
     GatewayApiMissing,
 }
@@ -422,6 +433,18 @@ fn exposure(state: Option<&ExposureState>) -> Condition {
         Some(ExposureState::Configured(what)) => {
             condition(EXPOSURE_READY, true, "Configured", what.clone())
         }
+        Some(ExposureState::AwaitingController(what)) => {
+            condition(EXPOSURE_READY, false, "AwaitingController", what.clone())
+        }
+        Some(ExposureState::RouteNotAccepted(what)) => {
+            condition(EXPOSURE_READY, false, "RouteNotAccepted", what.clone())
+        }
+        Some(ExposureState::SessionPersistenceDropped) => condition(
+            EXPOSURE_READY,
+            false,
+            SESSION_PERSISTENCE_UNSUPPORTED,
+            "the installed HTTPRoute CRD has no spec.rules[].sessionPersistence (the Gateway API's standard channel; session persistence, GEP-1619, is experimental): the API server refuses or drops it, and a route without it would not be sticky (long-polling clients would fail), so none is applied; install the experimental-channel CRDs and a Gateway controller that implements session persistence, or use exposure.ingress or exposure.service",
+        ),
         Some(ExposureState::GatewayApiMissing) => condition(
             EXPOSURE_READY,
             false,

@@ -3,7 +3,9 @@
 
 use crate::controller::*;
 // What every controller test file needs, in one place (they glob this module).
-pub(in crate::controller) use crate::controller::plan::{MISSING_DEPENDENCY_RETRY, RESYNC};
+pub(in crate::controller) use crate::controller::plan::{
+    EXPOSURE_PENDING_RESYNC, MISSING_DEPENDENCY_RETRY, RESYNC,
+};
 pub(in crate::controller) use crate::controller::status::Blocker;
 use crate::fixtures::*;
 pub(in crate::controller) use crate::metrics::Metrics;

@@ -739,32 +739,74 @@ pub(super) fn discovery_with_httproutes() -> Call {
     )
 }
 
-/// Scenario: gateway mode with the Gateway API installed.
-pub(super) fn gateway_applied(route_exists: bool) -> Scenario {
+/// The HTTPRoute as the API server returns it once `infra/gw`'s controller accepted it.
+fn accepted_route(body: &serde_json::Value) -> serde_json::Value {
+    let mut route = body.clone();
+    route["status"] = json!({"parents": [{
+        "parentRef": {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "gw", "namespace": "infra"},
+        "controllerName": "example.net/gateway-controller",
+        "conditions": [
+            {"type": "Accepted", "status": "True", "reason": "Accepted", "message": "",
+             "lastTransitionTime": "2026-12-07T10:00:00Z", "observedGeneration": 1},
+            {"type": "ResolvedRefs", "status": "True", "reason": "ResolvedRefs", "message": "",
+             "lastTransitionTime": "2026-12-07T10:00:00Z", "observedGeneration": 1}]}]});
+    route
+}
+
+/// Scenario: gateway mode with the Gateway API installed; the route accepted by its
+/// Gateway's controller (ExposureReady True) or not yet (False, looked at again soon).
+pub(super) fn gateway_applied(route_exists: bool, accepted: bool) -> Scenario {
+    let route = ssa(GATEWAY, "httproutes", "chat", "HTTPRoute", !route_exists).check(|body| {
+        assert_eq!(body["apiVersion"], "gateway.networking.k8s.io/v1");
+        assert_eq!(body["spec"]["parentRefs"][0]["namespace"], "infra");
+        assert_eq!(
+            body["spec"]["rules"][0]["sessionPersistence"]["type"],
+            "Cookie"
+        );
+        assert_eq!(body["spec"]["hostnames"][0], "a.b");
+    });
+    let route = if accepted {
+        route.respond(200, accepted_route)
+    } else {
+        route
+    };
     scenario(vec![
         vec![
             secret_present("chat-api-token", "token"),
             discovery_with_httproutes(),
         ],
         services_reapplied(),
-        vec![
-            ssa_deployment(false, |_| {}),
-            ssa_pdb(false),
-            ssa(GATEWAY, "httproutes", "chat", "HTTPRoute", !route_exists).check(|body| {
-                assert_eq!(body["apiVersion"], "gateway.networking.k8s.io/v1");
-                assert_eq!(body["spec"]["parentRefs"][0]["namespace"], "infra");
-                assert_eq!(
-                    body["spec"]["rules"][0]["sessionPersistence"]["type"],
-                    "Cookie"
-                );
-                assert_eq!(body["spec"]["hostnames"][0], "a.b");
-            }),
-        ],
+        vec![ssa_deployment(false, |_| {}), ssa_pdb(false), route],
         no_managed_redis_left(),
         vec![
             absent(NET, "ingresses", "chat"),
-            status_patch(|body| {
-                assert_eq!(condition(body, "ExposureReady")["status"], "True");
+            status_patch(move |body| {
+                let exposure = condition(body, "ExposureReady");
+                if accepted {
+                    assert_eq!(exposure["status"], "True", "{exposure}");
+                    assert!(
+                        exposure["message"]
+                            .as_str()
+                            .is_some_and(|m| m.contains("example.net/gateway-controller")),
+                        "{exposure}"
+                    );
+                } else {
+                    assert_eq!(
+                        (&exposure["status"], &exposure["reason"]),
+                        (&json!("False"), &json!("RouteNotAccepted"))
+                    );
+                    assert!(
+                        exposure["message"]
+                            .as_str()
+                            .is_some_and(|m| m.contains("Gateway infra/gw")),
+                        "{exposure}"
+                    );
+                    assert_eq!(
+                        condition(body, "Ready")["status"],
+                        "False",
+                        "not ready while nothing routes"
+                    );
+                }
                 assert_eq!(body["status"]["endpoint"], "http://a.b");
             }),
             event("Updated", "Normal"),
@@ -773,11 +815,22 @@ pub(super) fn gateway_applied(route_exists: bool) -> Scenario {
 }
 
 #[tokio::test]
-async fn gateway_mode_applies_the_httproute() {
-    for exists in [false, true] {
+async fn gateway_mode_applies_the_httproute_and_is_ready_once_its_gateway_accepted_it() {
+    for (exists, accepted) in [(false, false), (true, false), (true, true)] {
         let (ctx, handle) = context();
-        let (result, _) = run(ctx, handle, gateway_cluster(), gateway_applied(exists)).await;
-        assert_eq!(result.expect("reconciled"), Action::requeue(RESYNC));
+        let (result, _) = run(
+            ctx,
+            handle,
+            gateway_cluster(),
+            gateway_applied(exists, accepted),
+        )
+        .await;
+        let requeue = if accepted {
+            RESYNC
+        } else {
+            EXPOSURE_PENDING_RESYNC
+        };
+        assert_eq!(result.expect("reconciled"), Action::requeue(requeue));
     }
 }
 

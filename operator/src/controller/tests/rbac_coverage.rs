@@ -54,8 +54,8 @@ async fn rbac_table_covers_every_request_and_every_reconcile_entry_is_used() {
             exposure_and_redis_switch(false),
         ),
         (switched_cluster(), exposure_and_redis_switch(true)),
-        (gateway_cluster(), gateway_applied(false)),
-        (gateway_cluster(), gateway_applied(true)),
+        (gateway_cluster(), gateway_applied(false, false)),
+        (gateway_cluster(), gateway_applied(true, true)),
         (cluster("{auth: {jwt: {secretRef: {name: jwt-key, key: secret}}}}"), missing_secret()),
         (
             cluster("{redis: {external: {url: 'redis://r'}}, exposure: {host: a.b, gateway: {parentRef: {name: gw}}}}").observed(1),
