@@ -62,12 +62,16 @@ pub(super) fn plan(
         .as_ref()
         .is_some_and(|rooms| rooms.decide(&request.room, true).is_ok());
     if !allowed {
+        // An anonymous connection (the cluster runs without JWT) has no claim to name it:
+        // say so, rather than speak of a token it never had.
+        let why = if identity.user.is_none() {
+            "publishing needs a token whose `publish` claim names the room, and this connection has none"
+        } else {
+            "the token's `publish` claim does not name it"
+        };
         return Err((
             Outcome::forbidden,
-            format!(
-                "not allowed to publish to {:?}: the token's `publish` claim does not name it",
-                request.room
-            ),
+            format!("not allowed to publish to {:?}: {why}", request.room),
         ));
     }
     room_message(
@@ -245,6 +249,17 @@ mod tests {
                 .map_err(|(o, _)| o);
             assert_eq!(got, Err(outcome), "{case}");
         }
+        let anonymous = plan(
+            &Identity::anonymous(),
+            request("chat.lobby", "say"),
+            "/",
+            1000,
+        );
+        assert!(
+            matches!(&anonymous, Err((Outcome::forbidden, m)) if m.contains("this connection has none")),
+            "{:?}",
+            anonymous.map(|_| ())
+        );
         let big = ClientPublish {
             data: serde_json::json!("x".repeat(2000)),
             ..request("chat.lobby", "say")
