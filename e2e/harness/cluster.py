@@ -8,7 +8,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import threading
@@ -21,6 +20,7 @@ import pytest
 from .core import REPO, contract, wait_until
 from .kube import bin_dir
 from .ports import reserve_port
+from .procs import Processes
 
 T = TypeVar("T")
 CONTRACT = contract()
@@ -126,13 +126,8 @@ class PortForward:
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        if self.proc:
+            Processes.stop(self.proc, grace=10)
 
 
 class ConditionWatch:
@@ -169,9 +164,8 @@ class ConditionWatch:
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=10)
+        if self.proc:
+            Processes.stop(self.proc, grace=10)
         if self.reader:
             self.reader.join(timeout=10)
 

@@ -4,6 +4,7 @@ cluster admin installs, judged by the real API server."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -13,6 +14,7 @@ VERSION = "v1.6.3"
 MODULE = f"sigs.k8s.io/gateway-api@{VERSION}"
 
 
+@functools.cache
 def module_dir() -> Path:
     cache = Path(os.environ.get("PUSHCLUSTER_CACHE", "/var/cache/pushcluster"))
     env = {**os.environ, "GOMODCACHE": str(cache / "go-mod"), "GOFLAGS": "-modcacherw", "GOTOOLCHAIN": "local"}

@@ -179,13 +179,7 @@ class LocalCluster:
         if not self.proc:
             return
         self.state()
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        Processes.stop(self.proc, grace=30)
         self.proc = None
         self.log.close()
         # Every child leads its own process group (nginx workers are in the master's).

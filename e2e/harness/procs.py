@@ -38,6 +38,18 @@ class Processes:
         except ProcessLookupError:
             pass
 
+    @staticmethod
+    def stop(proc: subprocess.Popen, grace: float) -> None:
+        """SIGTERM to the process group, SIGKILL after `grace` seconds; waits for the leader."""
+        if proc.poll() is not None:
+            return
+        Processes.signal(proc, signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            Processes.signal(proc, signal.SIGKILL)
+            proc.wait()
+
     def kill_all(self) -> None:
         for proc in self.procs:
             if proc.poll() is None:

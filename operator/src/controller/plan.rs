@@ -282,8 +282,8 @@ pub fn applied(a: Applied<'_>) -> Plan {
         // A controller admitting the object, or the CRDs upgraded to the experimental
         // channel, is seen within seconds (missing CRDs have their own retry).
         let pending = [
-            "AwaitingController",
-            "RouteNotAccepted",
+            status::AWAITING_CONTROLLER,
+            status::ROUTE_NOT_ACCEPTED,
             status::SESSION_PERSISTENCE_UNSUPPORTED,
         ];
         if pending.contains(&now.reason.as_str()) {

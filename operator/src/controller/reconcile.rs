@@ -42,9 +42,12 @@ pub async fn reconcile(pc: Arc<PushCluster>, ctx: Arc<Context>) -> Result<Action
     let selector = selector_string(&vc, Component::Server);
     // A replicated Redis's primary being deleted is said at once (controller::redis_pods).
     let terminating = redis_pods::terminating_of(&ctx.client, &vc).await;
-    if let Some(new) = status::failing_over(pc.status.as_ref(), &terminating, now()) {
-        write_status(&ctx.client, &pc, &new).await?;
+    let said_early = status::failing_over(pc.status.as_ref(), &terminating, now());
+    if let Some(early) = &said_early {
+        write_status(&ctx.client, &pc, early).await?;
     }
+    // The status as last written: the early one keeps its conditions' transition times.
+    let previous = said_early.as_ref().or(pc.status.as_ref());
     let digests = match dereference(&ctx, &pc, &vc).await {
         Ok(Dereferenced::Complete(digests)) => digests,
         Ok(Dereferenced::Missing(missing)) => {
@@ -71,7 +74,7 @@ pub async fn reconcile(pc: Arc<PushCluster>, ctx: Arc<Context>) -> Result<Action
     let step = autoscale_step(&ctx, &pc, &selector).await;
     observed.redis_links = step.as_ref().map(|report| report.redis_links.clone());
     observed.pods_rebalancing = step.as_ref().map_or(0, |report| report.pods_rebalancing);
-    let mut new = status::compute(&observed, pc.status.as_ref(), now());
+    let mut new = status::compute(&observed, previous, now());
     if let Some(report) = step {
         new.connections = report.connections;
         new.autoscaler = Some(report.status);
@@ -92,7 +95,7 @@ pub async fn reconcile(pc: Arc<PushCluster>, ctx: Arc<Context>) -> Result<Action
         gate.observe(&key(&pc), rolling, std::time::Instant::now());
     }
     let plan = plan::applied(Applied {
-        previous: pc.status.as_ref(),
+        previous,
         generation: pc.metadata.generation,
         new: &new,
         gateway_api_missing: observed.exposure == Some(ExposureState::GatewayApiMissing),

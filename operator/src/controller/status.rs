@@ -19,7 +19,11 @@ pub const ROLLOUT_QUEUED: &str = "RolloutQueued";
 /// Progressing's reason while the pods roll to a new template.
 pub const ROLLING_OUT: &str = "RollingOut";
 pub const EXPOSURE_READY: &str = "ExposureReady";
-/// ExposureReady reason: the HTTPRoute's session persistence was pruned by the API server.
+/// ExposureReady reason: an Ingress no controller of its class has admitted yet.
+pub const AWAITING_CONTROLLER: &str = "AwaitingController";
+/// ExposureReady reason: an HTTPRoute its Gateway's controller has not accepted yet.
+pub const ROUTE_NOT_ACCEPTED: &str = "RouteNotAccepted";
+/// ExposureReady reason: the HTTPRoute CRD has no session persistence (standard channel).
 pub const SESSION_PERSISTENCE_UNSUPPORTED: &str =
     EventReason::SessionPersistenceUnsupported.as_str();
 pub const PROGRESSING: &str = "Progressing";
@@ -29,6 +33,8 @@ pub const PAUSED: &str = "Paused";
 /// RedisReady reason: the primary's pod of a replicated Redis is being deleted and the
 /// push pods still use it (controller::redis_pods).
 pub const FAILING_OVER: &str = "FailingOver";
+/// Ready's reason while RedisReady is not True.
+const REDIS_NOT_READY: &str = "RedisNotReady";
 /// Degraded reason: pods were all ready and some no longer are.
 pub const PODS_UNAVAILABLE: &str = EventReason::PodsUnavailable.as_str();
 
@@ -100,6 +106,17 @@ pub struct Observed {
     pub redis_pods_without_claims: Vec<String>,
     /// Pods of a replicated Redis being deleted (controller::redis_pods).
     pub redis_pods_terminating: Vec<TerminatingPod>,
+}
+
+/// A condition keeps its lastTransitionTime while its status does not change.
+fn since(previous: Option<&PushClusterStatus>, c: &Condition, now: &Time) -> Time {
+    previous
+        .and_then(|p| {
+            p.conditions
+                .iter()
+                .find(|old| old.type_ == c.type_ && old.status == c.status)
+        })
+        .map_or_else(|| now.clone(), |old| old.last_transition_time.clone())
 }
 
 fn condition(type_: &str, ok: bool, reason: &str, message: impl Into<String>) -> Condition {
@@ -179,14 +196,7 @@ pub fn compute(
     let mut conditions = vec![ready, redis, exposure, progressing, degraded];
     for c in &mut conditions {
         c.observed_generation = observed.generation;
-        c.last_transition_time = previous
-            .and_then(|p| {
-                p.conditions
-                    .iter()
-                    .find(|old| old.type_ == c.type_ && old.status == c.status)
-            })
-            .map(|old| old.last_transition_time.clone())
-            .unwrap_or_else(|| now.clone());
+        c.last_transition_time = since(previous, c, &now);
     }
     // A blocked reconcile did not read the Deployment: its pods (of the last applied
     // spec) are as the previous status counted them, not gone.
@@ -409,18 +419,14 @@ pub fn failing_over(
         return None;
     }
     let redis = failing_over_condition(primary, pod);
-    let ready = condition(READY, false, "RedisNotReady", redis.message.clone());
+    let ready = condition(READY, false, REDIS_NOT_READY, redis.message.clone());
     let mut status = previous.clone();
     for new in [redis, ready] {
+        let last_transition_time = since(Some(previous), &new, &now);
         if let Some(old) = status.conditions.iter_mut().find(|c| c.type_ == new.type_) {
-            let since = if old.status == new.status {
-                old.last_transition_time.clone()
-            } else {
-                now.clone()
-            };
             *old = Condition {
                 observed_generation: old.observed_generation,
-                last_transition_time: since,
+                last_transition_time,
                 ..new
             };
         }
@@ -434,10 +440,10 @@ fn exposure(state: Option<&ExposureState>) -> Condition {
             condition(EXPOSURE_READY, true, "Configured", what.clone())
         }
         Some(ExposureState::AwaitingController(what)) => {
-            condition(EXPOSURE_READY, false, "AwaitingController", what.clone())
+            condition(EXPOSURE_READY, false, AWAITING_CONTROLLER, what.clone())
         }
         Some(ExposureState::RouteNotAccepted(what)) => {
-            condition(EXPOSURE_READY, false, "RouteNotAccepted", what.clone())
+            condition(EXPOSURE_READY, false, ROUTE_NOT_ACCEPTED, what.clone())
         }
         Some(ExposureState::SessionPersistenceDropped) => condition(
             EXPOSURE_READY,
@@ -513,7 +519,7 @@ fn ready(pods: &Pods, degraded: &Condition, redis: &Condition, exposure: &Condit
     if degraded.status == "True" {
         condition(READY, false, &degraded.reason, degraded.message.clone())
     } else if redis.status != "True" {
-        condition(READY, false, "RedisNotReady", redis.message.clone())
+        condition(READY, false, REDIS_NOT_READY, redis.message.clone())
     } else if exposure.status != "True" {
         condition(READY, false, "ExposureNotReady", exposure.message.clone())
     } else if pods.ready < pods.desired {

@@ -188,7 +188,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
             .owns(api::<Service>(&client, &ns), wc.clone())
             .owns(api::<Ingress>(&client, &ns), wc.clone())
             // Redis pods: a primary being deleted is a failover (controller::redis_pods).
-            .watches(api::<Pod>(&client, &ns), redis_pods.clone(), |pod: Pod| {
+            .watches(api::<Pod>(&client, &ns), redis_pods, |pod: Pod| {
                 let cluster = pod.labels().get(names::LABEL_INSTANCE)?.clone();
                 Some(ObjectRef::<PushCluster>::new(&cluster).within(&pod.namespace()?))
             })
