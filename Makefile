@@ -20,13 +20,17 @@ test: setup
 
 # A real Kubernetes control plane on 127.0.0.1 (etcd, kube-apiserver, controller-manager,
 # scheduler; built from Go modules and cached outside the clone by e2e/kube/build) and a
-# node agent that runs its pods as local processes (e2e/harness/node_agent.py).
+# node: NODE=agent (default) runs pods as local processes (e2e/harness/node_agent.py),
+# NODE=real a real kubelet, containerd and kube-proxy with this checkout's images
+# (e2e/harness/real_node.py; e2e/node/build).
 # The last line printed is `export KUBECONFIG=...`: eval "$$(make -s kube-up | tail -1)".
 # State and logs: $$PUSHCLUSTER_KUBE_STATE (default /tmp/pushcluster-kube).
+NODE ?= agent
 kube-up:
 	@e2e/kube/build >/dev/null
+	@if [ "$(NODE)" = real ]; then e2e/node/build >/dev/null; fi
 	@cargo build -q -p push-server -p push-operator
-	@cd e2e && python3 -m harness.kube up
+	@cd e2e && python3 -m harness.kube up --node $(NODE)
 
 # Stops exactly what kube-up started (by PID) and removes its state.
 kube-down:

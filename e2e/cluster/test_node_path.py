@@ -43,7 +43,7 @@ def node_cluster(tmp_path_factory) -> ControlPlane:
     """A control plane with the node agent, KUBECONFIG pointing at it for this module."""
     plane = ControlPlane(tmp_path_factory.mktemp("kube-node") / "state")
     try:
-        kubeconfig = plane.up(node=True)
+        kubeconfig = plane.up(node="agent")
     except ControlPlaneError as e:
         pytest.fail(f"the control plane with a node did not start: {e}")
     previous = os.environ.get("KUBECONFIG")

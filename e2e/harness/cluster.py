@@ -99,10 +99,12 @@ def condition(obj: dict, kind: str) -> dict | None:
 
 
 class PortForward:
-    """`kubectl port-forward` to a Service, in its own process group, killed on exit."""
+    """`kubectl port-forward` to a Service (or, with kind="pod", a pod), in its own process
+    group, killed on exit."""
 
-    def __init__(self, namespace: str, service: str, remote_port: int):
+    def __init__(self, namespace: str, service: str, remote_port: int, kind: str = "svc"):
         self.namespace, self.service, self.remote_port = namespace, service, remote_port
+        self.target = f"{kind}/{service}"
         self.local_port = reserve_port()
         self.proc: subprocess.Popen | None = None
 
@@ -112,7 +114,7 @@ class PortForward:
 
     def __enter__(self) -> PortForward:
         self.proc = subprocess.Popen(
-            [tool("kubectl"), "port-forward", "-n", self.namespace, f"svc/{self.service}",
+            [tool("kubectl"), "port-forward", "-n", self.namespace, self.target,
              f"{self.local_port}:{self.remote_port}", "--address", "127.0.0.1"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
         )
@@ -122,7 +124,7 @@ class PortForward:
             with socket.create_connection(("127.0.0.1", self.local_port), timeout=2):
                 return True
 
-        wait_for(f"port-forward to svc/{self.service}", listening, timeout=60, interval=0.5)
+        wait_for(f"port-forward to {self.target}", listening, timeout=60, interval=0.5)
         return self
 
     def __exit__(self, *exc) -> None:

@@ -28,6 +28,8 @@ import urllib3
 
 from .core import REPO, find_binary, log_tail
 from .ports import reserve_port
+from .images import ImageBuildError
+from .real_node import NODE_API_PORT, NODE_IP, NodeError, RealNode
 
 DEFAULT_STATE = Path(os.environ.get("PUSHCLUSTER_KUBE_STATE", "/tmp/pushcluster-kube"))
 SERVICE_CIDR = "10.96.0.0/16"
@@ -122,9 +124,11 @@ class ControlPlane:
         return [e for e in entries if _alive(e)]
 
     # --- up ------------------------------------------------------------------
-    def up(self, timeout: float = 180, say=print, node: bool = False) -> Path:
+    def up(self, timeout: float = 180, say=print, node: str | None = None) -> Path:
         """Starts everything and waits until it serves; returns the admin kubeconfig.
-        With `node`, also the node agent (harness/node_agent.py), so pods really run."""
+        With `node`, pods really run: "agent" starts the node agent (harness/node_agent.py,
+        pods as local processes), "real" a real kubelet, containerd and kube-proxy
+        (harness/real_node.py)."""
         if self.running():
             raise ControlPlaneError(
                 f"a control plane from {self.state} is already running (pids "
@@ -139,6 +143,7 @@ class ControlPlane:
         started = time.monotonic()
         self.ports = Ports.reserve()
         self._entries: list[dict] = []
+        self.real_node = RealNode(self.state / "node", self.pki) if node == "real" else None
         try:
             self._make_pki()
             self._write_kubeconfig()
@@ -148,18 +153,23 @@ class ControlPlane:
             say(f"kube-apiserver ready on https://127.0.0.1:{self.ports.apiserver}")
             self._start_controllers(deadline=time.monotonic() + timeout)
             say("kube-controller-manager and kube-scheduler ready")
-            if node:
+            if node == "agent":
                 self._start_node_agent(deadline=time.monotonic() + timeout)
                 say(f"node agent ready: pods run as local processes, logs under {self.state / 'node' / 'pods'}")
+            elif node == "real":
+                self._start_real_node(deadline=time.monotonic() + timeout)
+                say(f"node {NODE} Ready (kubelet, containerd, kube-proxy in network namespace "
+                    f"{self.real_node.netns}); logs under {self.state / 'node' / 'logs'}")
         except BaseException:
             self.down(keep_state=True)
             raise
         say(f"control plane up in {time.monotonic() - started:.1f} s; logs in {self.logs}")
         return self.kubeconfig
 
-    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
+    def _spawn(self, name: str, args: list[str], program: str | None = None) -> subprocess.Popen:
+        """Starts `program` (default: the control plane's binary `name`), recorded for `down`."""
         log = open(self.logs / f"{name}.log", "w")
-        proc = subprocess.Popen([str(self.bin / name), *args], stdin=subprocess.DEVNULL, stdout=log,
+        proc = subprocess.Popen([program or str(self.bin / name), *args], stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True, cwd=self.state)
         proc.log_path = self.logs / f"{name}.log"  # type: ignore[attr-defined]
         self._entries.append({"name": name, "pid": proc.pid, "start": _start_time(proc.pid)})
@@ -201,6 +211,8 @@ class ControlPlane:
               "-subj", subject)
             o("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
               "-out", f"{name}.crt", "-days", "30", "-extfile", ext)
+        if self.real_node is not None:
+            self.real_node.make_pki(o)
         o("genrsa", "-out", "sa.key", "2048")
         o("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub")
 
@@ -245,7 +257,7 @@ class ControlPlane:
             f"--cert-dir={self.state / 'apiserver'}",
             f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
             f"--client-ca-file={pki / 'ca.crt'}",
-            "--authorization-mode=RBAC",
+            *(self.real_node.apiserver_flags() if self.real_node else ["--authorization-mode=RBAC"]),
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={pki / 'sa.pub'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",
@@ -316,6 +328,27 @@ class ControlPlane:
 
         self._wait(proc, "the node agent's Node to be Ready", node_ready, deadline)
 
+    def _start_real_node(self, deadline: float) -> None:
+        # The `kubernetes` Service's endpoint (this API server writes none:
+        # --endpoint-reconciler-type=none): the node's relay to it.
+        slice_ = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                  "metadata": {"name": "kubernetes", "namespace": "default", "labels": {
+                      "kubernetes.io/service-name": "kubernetes",
+                      "endpointslice.kubernetes.io/managed-by": "pushcluster-e2e"}},
+                  "addressType": "IPv4", "endpoints": [{"addresses": [NODE_IP], "conditions": {"ready": True}}],
+                  "ports": [{"name": "https", "port": NODE_API_PORT, "protocol": "TCP"}]}
+        r = requests.post(f"{self.server}/apis/discovery.k8s.io/v1/namespaces/default/endpointslices", json=slice_,
+                          cert=(self.pki / "admin.crt", self.pki / "admin.key"), verify=self.pki / "ca.crt", timeout=5)
+        if r.status_code != 201:
+            raise ControlPlaneError(f"the kubernetes Service's EndpointSlice: {r.status_code} {r.text}")
+        try:
+            self.images = self.real_node.up(
+                self.ports.apiserver,
+                spawn=lambda name, argv: self._spawn(name, argv[1:], program=argv[0]),
+                admin_get=lambda path: self._admin_get(f"{self.server}{path}"), deadline=deadline)
+        except (NodeError, ImageBuildError) as e:
+            raise ControlPlaneError(str(e)) from e
+
     def _stop_pods(self) -> list[str]:
         """The pods' processes, by the node agent's record: also after the agent crashed."""
         try:
@@ -363,6 +396,9 @@ class ControlPlane:
             stopped.append(f"{entry['name']} ({entry['pid']})")
         # After the agent (which stops its pods itself): whatever it left, crashed or not.
         stopped += self._stop_pods()
+        # The real node's containers, shims and namespace (whether or not it came up).
+        if (self.state / "node" / "node.sh").is_file():
+            stopped += RealNode(self.state / "node", self.pki).down()
         # Reap our own children (a fixture's Popen) so none stays a zombie.
         for entry in entries:
             try:
@@ -381,7 +417,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m harness.kube", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=["up", "down", "status", "urls"])
     parser.add_argument("--state", type=Path, default=DEFAULT_STATE, help=f"state directory (default {DEFAULT_STATE})")
-    parser.add_argument("--no-node", action="store_true", help="no node agent: the API server and controllers only")
+    parser.add_argument("--node", choices=["agent", "real", "none"], default="agent",
+                        help="what runs the pods: the node agent (default), a real kubelet and containerd, "
+                             "or nothing (the API server and controllers only)")
     args = parser.parse_args(argv)
     plane = ControlPlane(args.state)
     if args.command == "urls":
@@ -408,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"export KUBECONFIG={plane.kubeconfig}")
         return 0
     try:
-        kubeconfig = plane.up(say=lambda line: print(line, flush=True), node=not args.no_node)
+        kubeconfig = plane.up(say=lambda line: print(line, flush=True), node=None if args.node == "none" else args.node)
     except ControlPlaneError as e:
         print(f"kube-up failed: {e}", file=sys.stderr)
         return 1

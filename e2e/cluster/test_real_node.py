@@ -1,0 +1,163 @@
+"""The real node (#27): a real kubelet v1.36.3, containerd and runc, the CNI bridge and
+kube-proxy (harness/real_node.py) run the images built in this run from the repository's
+Dockerfiles (harness/images.py) under the restricted Pod Security profile, judged and
+enforced by the real components.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+import requests
+
+from harness.cluster import CONTRACT, PortForward, condition, kubectl, kubectl_json, restricted_namespace, wait_for
+from harness.core import missing_build, require_binary
+from harness.images import DISTROLESS_PASSWD, SHELLS
+from harness.kube import ControlPlane, ControlPlaneError
+from harness.real_node import NODE, missing_tools
+
+NAMESPACE = "real-node"
+PORT = CONTRACT["defaults"]["PORT"]
+ADMIN_PORT = CONTRACT["defaults"]["ADMIN_PORT"]
+PATHS = CONTRACT["paths"]
+RESTRICTED = {"runAsNonRoot": True, "readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False,
+              "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+@pytest.fixture(scope="module")
+def real_node(tmp_path_factory):
+    """A control plane with the real node and this run's images in its containerd,
+    KUBECONFIG pointing at it for this module."""
+    missing = missing_tools()
+    if missing:
+        missing_build(f"the real node needs {', '.join(missing)}")
+    for name in ("push-server", "push-operator"):
+        require_binary(name, f"{name.upper().replace('-', '_')}_BIN")
+    plane = ControlPlane(tmp_path_factory.mktemp("real-node") / "state")
+    try:
+        kubeconfig = plane.up(node="real")
+    except ControlPlaneError as e:
+        pytest.fail(f"the control plane with a real node did not start: {e}")
+    previous = os.environ.get("KUBECONFIG")
+    os.environ["KUBECONFIG"] = str(kubeconfig)
+    try:
+        yield {"plane": plane, "images": plane.images}
+    finally:
+        if previous is None:
+            del os.environ["KUBECONFIG"]
+        else:
+            os.environ["KUBECONFIG"] = previous
+        plane.down(keep_state=True)
+
+
+def test_the_node_is_a_real_kubelet_with_containerd(real_node):
+    info = kubectl_json("get", "node", NODE)["status"]["nodeInfo"]
+    assert info["kubeletVersion"] == "v1.36.3", info
+    assert info["kubeProxyVersion"] in ("", "v1.36.3"), info
+    assert info["containerRuntimeVersion"].startswith("containerd://2.4.2"), info
+
+
+def test_the_stand_in_base_offers_no_more_than_distroless(real_node):
+    """The push-server image's layer holds no shell and only distroless's users."""
+    with tarfile.open(real_node["images"]["push-server"].archive) as outer:
+        names = outer.getnames()
+        index = json.load(outer.extractfile("index.json"))
+        manifest = json.load(outer.extractfile(f"blobs/sha256/{index['manifests'][0]['digest'].split(':')[1]}"))
+        (layer,) = manifest["layers"]
+        blob = outer.extractfile(f"blobs/sha256/{layer['digest'].split(':')[1]}")
+        with tarfile.open(fileobj=blob, mode="r:*") as rootfs:
+            files = {n.lstrip("./") for n in rootfs.getnames()}
+            passwd = rootfs.extractfile(next(m for m in rootfs.getmembers() if m.name.lstrip("./") == "etc/passwd")).read()
+    assert names, "empty archive"
+    assert not files & set(SHELLS), f"a shell in the image: {files & set(SHELLS)}"
+    assert "usr/local/bin/push-server" in files
+    assert passwd.decode() == DISTROLESS_PASSWD
+
+
+@pytest.fixture(scope="module")
+def push_pod(real_node):
+    """Redis and one push-server pod from this run's images, in a namespace that enforces
+    the restricted Pod Security profile."""
+    restricted_namespace(NAMESPACE)
+    redis_pod = {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "redis", "namespace": NAMESPACE, "labels": {"app": "redis"}},
+        "spec": {"securityContext": {"runAsUser": 999, "runAsGroup": 1000, "fsGroup": 1000},
+                 "containers": [{
+                     "name": "redis", "image": real_node["images"]["redis"].name, "imagePullPolicy": "Never",
+                     "args": ["--save", "", "--appendonly", "no", "--protected-mode", "no"],
+                     "ports": [{"containerPort": 6379}], "securityContext": RESTRICTED,
+                     "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
+                 "volumes": [{"name": "data", "emptyDir": {}}]}}
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "redis", "namespace": NAMESPACE},
+               "spec": {"selector": {"app": "redis"}, "ports": [{"port": 6379}]}}
+    kubectl("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": [redis_pod, service]}))
+    cluster_ip = kubectl_json("get", "service", "redis", "-n", NAMESPACE)["spec"]["clusterIP"]
+    push = {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "push", "namespace": NAMESPACE, "labels": {"app": "push"}},
+        "spec": {"containers": [{
+            "name": "push-server", "image": real_node["images"]["push-server"].name, "imagePullPolicy": "Never",
+            "env": [{"name": CONTRACT["env"]["REDIS_URL"], "value": f"redis://{cluster_ip}:6379"}],
+            "ports": [{"containerPort": PORT}, {"containerPort": ADMIN_PORT}],
+            "readinessProbe": {"httpGet": {"path": PATHS["READYZ"], "port": ADMIN_PORT}, "periodSeconds": 1},
+            "securityContext": RESTRICTED}]}}
+    kubectl("apply", "-f", "-", stdin=json.dumps(push))
+
+    def ready(name: str) -> dict | None:
+        pod = kubectl_json("get", "pod", name, "-n", NAMESPACE)
+        return pod if (condition(pod, "Ready") or {}).get("status") == "True" else None
+
+    wait_for("the redis pod Ready", lambda: ready("redis"), timeout=60, interval=0.5)
+    return wait_for("the push-server pod Ready (its readiness probe, run by the kubelet)",
+                    lambda: ready("push"), timeout=60, interval=0.5)
+
+
+def test_pods_run_the_images_built_in_this_run(real_node, push_pod):
+    (status,) = push_pod["status"]["containerStatuses"]
+    built = real_node["images"]["push-server"]
+    assert status["image"] == built.name
+    assert built.config_digest in status["imageID"] or built.digest in status["imageID"], (status, built)
+
+
+def test_kubectl_logs_exec_and_port_forward_reach_the_pod(real_node, push_pod):
+    logs = kubectl("logs", "push", "-n", NAMESPACE).stdout
+    assert "listening" in logs, logs
+    version = kubectl("exec", "push", "-n", NAMESPACE, "--", "/usr/local/bin/push-server", "--version").stdout
+    assert version.startswith("push-server "), version
+    with PortForward(NAMESPACE, "push", ADMIN_PORT, kind="pod") as forward:
+        r = requests.get(f"{forward.url}{PATHS['HEALTHZ']}", timeout=5)
+    assert r.status_code == 200, r.text
+
+
+def _container_pid(real_node, executable: str) -> int:
+    """The pid of the container process running `executable`, found through the node's
+    pod cgroups."""
+    netns = real_node["plane"].real_node.netns
+    for procs in Path("/sys/fs/cgroup/pids", netns).rglob("cgroup.procs"):
+        for pid in procs.read_text().split():
+            try:
+                if os.readlink(f"/proc/{pid}/exe").endswith(executable):
+                    return int(pid)
+            except OSError:
+                continue
+    raise AssertionError(f"no process of {executable} in the node's pod cgroups")
+
+
+def test_the_container_is_isolated_non_root_with_a_read_only_root(real_node, push_pod):
+    pid = _container_pid(real_node, "/push-server")
+    status = Path(f"/proc/{pid}/status").read_text()
+    uids = next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1:]
+    assert set(uids) == {"65532"}, status
+    cap_eff = next(line for line in status.splitlines() if line.startswith("CapEff:")).split()[1]
+    assert int(cap_eff, 16) == 0, f"effective capabilities {cap_eff}"
+    for ns in ("pid", "mnt", "net"):
+        assert os.readlink(f"/proc/{pid}/ns/{ns}") != os.readlink(f"/proc/self/ns/{ns}"), f"shares the host's {ns} namespace"
+    with pytest.raises(OSError) as refused:
+        Path(f"/proc/{pid}/root/probe").write_text("x")
+    assert refused.value.errno == 30, refused.value  # EROFS
+    assert not Path(f"/proc/{pid}/root/probe").exists()
