@@ -96,29 +96,31 @@ def push_pod(real_node):
     service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "redis", "namespace": NAMESPACE},
                "spec": {"selector": {"app": "redis"}, "ports": [{"port": 6379}]}}
     kubectl("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": [redis_pod, service]}))
-    cluster_ip = kubectl_json("get", "service", "redis", "-n", NAMESPACE)["spec"]["clusterIP"]
     push = {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "push", "namespace": NAMESPACE, "labels": {"app": "push"}},
         "spec": {"containers": [{
             "name": "push-server", "image": real_node["images"]["push-server"].name, "imagePullPolicy": "Never",
-            "env": [{"name": CONTRACT["env"]["REDIS_URL"], "value": f"redis://{cluster_ip}:6379"}],
+            # By the Service's DNS name: CoreDNS on the node answers it.
+            "env": [{"name": CONTRACT["env"]["REDIS_URL"], "value": f"redis://redis.{NAMESPACE}.svc:6379"}],
             "ports": [{"containerPort": PORT}, {"containerPort": ADMIN_PORT}],
             "readinessProbe": {"httpGet": {"path": PATHS["READYZ"], "port": ADMIN_PORT}, "periodSeconds": 1},
             "securityContext": RESTRICTED}]}}
     kubectl("apply", "-f", "-", stdin=json.dumps(push))
 
-    def ready(name: str) -> dict | None:
-        pod = kubectl_json("get", "pod", name, "-n", NAMESPACE)
-        return pod if (condition(pod, "Ready") or {}).get("status") == "True" else None
-
     wait_for("the redis pod Ready", lambda: ready("redis"), timeout=60, interval=0.5)
-    return wait_for("the push-server pod Ready (its readiness probe, run by the kubelet)",
-                    lambda: ready("push"), timeout=60, interval=0.5)
+    pod = wait_for("the push-server pod Ready (its readiness probe, run by the kubelet)",
+                   lambda: ready("push"), timeout=60, interval=0.5)
+    return {"push": pod, "redis_pod": redis_pod}
+
+
+def ready(name: str) -> dict | None:
+    pod = kubectl_json("get", "pod", name, "-n", NAMESPACE)
+    return pod if (condition(pod, "Ready") or {}).get("status") == "True" else None
 
 
 def test_pods_run_the_images_built_in_this_run(real_node, push_pod):
-    (status,) = push_pod["status"]["containerStatuses"]
+    (status,) = push_pod["push"]["status"]["containerStatuses"]
     built = real_node["images"]["push-server"]
     assert status["image"] == built.name
     assert built.config_digest in status["imageID"] or built.digest in status["imageID"], (status, built)
@@ -161,3 +163,24 @@ def test_the_container_is_isolated_non_root_with_a_read_only_root(real_node, pus
         Path(f"/proc/{pid}/root/probe").write_text("x")
     assert refused.value.errno == 30, refused.value  # EROFS
     assert not Path(f"/proc/{pid}/root/probe").exists()
+
+
+def test_redis_by_its_service_name_survives_a_new_redis_pod(real_node, push_pod):
+    """The push pod reaches Redis by `redis.<namespace>.svc` (cluster DNS); a new Redis pod
+    at a new address is reached again without restarting the push pod."""
+    def push_connected() -> bool:
+        """A client other than this redis-cli (127.0.0.1): the push pod, through the Service
+        (kube-proxy masquerades it to the bridge's address)."""
+        clients = kubectl("exec", "redis", "-n", NAMESPACE, "--", "redis-cli", "CLIENT", "LIST").stdout
+        return any("addr=" in line and "addr=127.0.0.1:" not in line for line in clients.splitlines())
+
+    wait_for("the push pod connected to Redis", push_connected, timeout=30, interval=0.5)
+    before = kubectl_json("get", "pod", "redis", "-n", NAMESPACE)["status"]["podIP"]
+    kubectl("delete", "pod", "redis", "-n", NAMESPACE, "--wait=true")
+    kubectl("apply", "-f", "-", stdin=json.dumps(push_pod["redis_pod"]))
+    after = wait_for("the new redis pod Ready", lambda: ready("redis"), timeout=60, interval=0.5)["status"]["podIP"]
+    assert after != before, "the new Redis pod should have a new address"
+    wait_for("the push pod connected to the new Redis", push_connected, timeout=60, interval=0.5)
+    pod = wait_for("the push pod Ready", lambda: ready("push"), timeout=60, interval=0.5)
+    (status,) = pod["status"]["containerStatuses"]
+    assert status["restartCount"] == 0, status

@@ -29,7 +29,7 @@ import urllib3
 from .core import REPO, find_binary, log_tail
 from .ports import reserve_port
 from .images import ImageBuildError
-from .real_node import NODE_API_PORT, NODE_IP, NodeError, RealNode
+from .real_node import NodeError, RealNode
 
 DEFAULT_STATE = Path(os.environ.get("PUSHCLUSTER_KUBE_STATE", "/tmp/pushcluster-kube"))
 SERVICE_CIDR = "10.96.0.0/16"
@@ -158,7 +158,7 @@ class ControlPlane:
                 say(f"node agent ready: pods run as local processes, logs under {self.state / 'node' / 'pods'}")
             elif node == "real":
                 self._start_real_node(deadline=time.monotonic() + timeout)
-                say(f"node {NODE} Ready (kubelet, containerd, kube-proxy in network namespace "
+                say(f"node {NODE} Ready (kubelet, containerd, kube-proxy, CoreDNS in network namespace "
                     f"{self.real_node.netns}); logs under {self.state / 'node' / 'logs'}")
         except BaseException:
             self.down(keep_state=True)
@@ -329,23 +329,18 @@ class ControlPlane:
         self._wait(proc, "the node agent's Node to be Ready", node_ready, deadline)
 
     def _start_real_node(self, deadline: float) -> None:
-        # The `kubernetes` Service's endpoint (this API server writes none:
-        # --endpoint-reconciler-type=none): the node's relay to it.
-        slice_ = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-                  "metadata": {"name": "kubernetes", "namespace": "default", "labels": {
-                      "kubernetes.io/service-name": "kubernetes",
-                      "endpointslice.kubernetes.io/managed-by": "pushcluster-e2e"}},
-                  "addressType": "IPv4", "endpoints": [{"addresses": [NODE_IP], "conditions": {"ready": True}}],
-                  "ports": [{"name": "https", "port": NODE_API_PORT, "protocol": "TCP"}]}
-        r = requests.post(f"{self.server}/apis/discovery.k8s.io/v1/namespaces/default/endpointslices", json=slice_,
-                          cert=(self.pki / "admin.crt", self.pki / "admin.key"), verify=self.pki / "ca.crt", timeout=5)
-        if r.status_code != 201:
-            raise ControlPlaneError(f"the kubernetes Service's EndpointSlice: {r.status_code} {r.text}")
+        def admin_post(path: str, obj: dict) -> None:
+            r = requests.post(f"{self.server}{path}", json=obj, cert=(self.pki / "admin.crt", self.pki / "admin.key"),
+                              verify=self.pki / "ca.crt", timeout=5)
+            if r.status_code != 201:
+                raise ControlPlaneError(f"POST {path}: {r.status_code} {r.text}")
+
         try:
             self.images = self.real_node.up(
                 self.ports.apiserver,
                 spawn=lambda name, argv: self._spawn(name, argv[1:], program=argv[0]),
-                admin_get=lambda path: self._admin_get(f"{self.server}{path}"), deadline=deadline)
+                admin_get=lambda path: self._admin_get(f"{self.server}{path}"), admin_post=admin_post,
+                deadline=deadline)
         except (NodeError, ImageBuildError) as e:
             raise ControlPlaneError(str(e)) from e
 

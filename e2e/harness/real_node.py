@@ -5,7 +5,8 @@ Layout (the network rule: loopback or namespaces the run creates, nothing else):
 - One network namespace created here holds the node: its address 10.99.0.2 on its `lo`,
   the pods' bridge `cni0` (10.88.0.0/24, created by the CNI plugin inside it), and every
   daemon: containerd, the kubelet, kube-proxy (iptables rules in that namespace only).
-  The daemons share one mount namespace of their own (host mounts propagate in, theirs
+  CoreDNS serves cluster.local there (the `kube-dns` Service, 10.96.0.10) and answers
+  every other name NXDOMAIN. The daemons share one mount namespace of their own (host mounts propagate in, theirs
   do not propagate out), in which
   three host sysctls the kubelet insists on writing are covered by files of the state
   directory: the host's are left as they were.
@@ -48,6 +49,7 @@ KUBELET_PORT = 10250
 # The host sysctls the kubelet writes at start (no option skips it), with the values it
 # wants: inside the node's mount namespace these paths are covered by plain files.
 KUBELET_SYSCTLS = {"vm/overcommit_memory": "1", "kernel/panic": "10", "kernel/panic_on_oops": "1"}
+COREDNS_USER = "system:coredns"
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CONTAINER_LOG_LINKS = Path("/var/log/containers")
 # Paths upstream daemons write whatever their configuration says: containerd's shim
@@ -77,7 +79,7 @@ def missing_tools() -> list[str]:
     Debian packages installed by .ci/setup)."""
     missing = [f"{b} (e2e/node/build)" for b in ("kubelet", "kube-proxy", "containerd", "ctr",
                                                   "containerd-shim-runc-v2", "bridge", "host-local",
-                                                  "loopback", "portmap") if not (bin_dir() / b).is_file()]
+                                                  "loopback", "portmap", "coredns") if not (bin_dir() / b).is_file()]
     missing += [tool for tool in ("runc", "socat", "conntrack", "iptables", "umoci", "ip") if shutil.which(tool) is None]
     return missing
 
@@ -108,6 +110,7 @@ class RealNode:
                 ("kubelet", f"/O=system:nodes/CN=system:node:{NODE}", "client.ext"),
                 ("kubelet-serving", f"/CN={NODE}", "kubelet-serving.ext"),
                 ("kube-proxy", "/CN=system:kube-proxy", "client.ext"),
+                ("coredns", f"/CN={COREDNS_USER}", "client.ext"),
                 ("apiserver-kubelet-client", "/O=system:masters/CN=kube-apiserver-kubelet-client", "client.ext")):
             openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
                     "-subj", subject)
@@ -223,6 +226,26 @@ imports = []
             "iptables": {"masqueradeAll": True},
         }, indent=1))
         self._kubeconfig("kubelet", "kubelet")
+        (s / "Corefile").write_text(f"""cluster.local:53 in-addr.arpa:53 ip6.arpa:53 {{
+    bind {NODE_IP}
+    errors
+    ready 127.0.0.1:8181
+    health 127.0.0.1:8080
+    kubernetes cluster.local in-addr.arpa ip6.arpa {{
+        kubeconfig {self._kubeconfig("coredns", "coredns")} node
+        ttl 5
+    }}
+    cache 5
+}}
+# Every other name: NXDOMAIN (nothing leaves the node's namespace).
+.:53 {{
+    bind {NODE_IP}
+    errors
+    template ANY ANY {{
+        rcode NXDOMAIN
+    }}
+}}
+""")
         script = s / "node.sh"
         mounts = "\n".join(f'mount --bind "{s}/sysctl/{name}" /proc/sys/{name}' for name in KUBELET_SYSCTLS)
         script.write_text(f"""#!/bin/sh
@@ -241,6 +264,7 @@ while [ ! -S "{s}/containerd/containerd.sock" ]; do sleep 0.1; done
 kubelet --config "{s}/kubelet-config.yaml" --kubeconfig "{s}/kubelet.kubeconfig" --node-ip={NODE_IP} \\
   --hostname-override={NODE} --root-dir="{s}/kubelet" --cert-dir="{s}/kubelet/pki" --v=1 >>"$L/kubelet.log" 2>&1 &
 kube-proxy --config "{s}/kube-proxy-config.yaml" --v=1 >>"$L/kube-proxy.log" 2>&1 &
+coredns -conf "{s}/Corefile" >>"$L/coredns.log" 2>&1 &
 wait
 """)
         return script
@@ -261,11 +285,47 @@ wait
         images["push-server"], images["push-operator"] = repository_images(builder, binaries, chart["appVersion"])
         return images
 
-    def up(self, api_port: int, spawn, admin_get, deadline: float) -> dict[str, Built]:
+    def _cluster_objects(self) -> list[tuple[str, dict]]:
+        """What the node's services need in the API: the `kubernetes` Service's endpoint
+        (this API server writes none: --endpoint-reconciler-type=none) at the node's relay,
+        the `kube-dns` Service at CoreDNS on the node's address, and CoreDNS's read access
+        (kubeadm's ClusterRole for it)."""
+        def endpoint_slice(namespace: str, service: str, ports: list[dict]) -> tuple[str, dict]:
+            return (f"/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices", {
+                "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                "metadata": {"name": service, "namespace": namespace, "labels": {
+                    "kubernetes.io/service-name": service, "endpointslice.kubernetes.io/managed-by": "pushcluster-e2e"}},
+                "addressType": "IPv4", "endpoints": [{"addresses": [NODE_IP], "conditions": {"ready": True}}],
+                "ports": ports})
+
+        dns_ports = [{"name": "dns", "port": 53, "protocol": "UDP"}, {"name": "dns-tcp", "port": 53, "protocol": "TCP"}]
+        rbac = "/apis/rbac.authorization.k8s.io/v1"
+        return [
+            endpoint_slice("default", "kubernetes", [{"name": "https", "port": NODE_API_PORT, "protocol": "TCP"}]),
+            ("/api/v1/namespaces/kube-system/services", {
+                "apiVersion": "v1", "kind": "Service", "metadata": {"name": "kube-dns", "namespace": "kube-system"},
+                "spec": {"clusterIP": CLUSTER_DNS, "ports": [
+                    {"name": p["name"], "port": 53, "targetPort": 53, "protocol": p["protocol"]} for p in dns_ports]}}),
+            endpoint_slice("kube-system", "kube-dns", dns_ports),
+            (f"{rbac}/clusterroles", {
+                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": COREDNS_USER},
+                "rules": [{"apiGroups": [""], "resources": ["endpoints", "services", "pods", "namespaces"],
+                           "verbs": ["list", "watch"]},
+                          {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]}]}),
+            (f"{rbac}/clusterrolebindings", {
+                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                "metadata": {"name": COREDNS_USER},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": COREDNS_USER},
+                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": COREDNS_USER}]}),
+        ]
+
+    def up(self, api_port: int, spawn, admin_get, admin_post, deadline: float) -> dict[str, Built]:
         """Builds the images, starts the node (the control plane is up; `spawn(name, argv)`
         records a process for `down`), imports the images and waits until the Node is
         Ready. Returns the images by role."""
         images = self.build_images()
+        for path, obj in self._cluster_objects():
+            admin_post(path, obj)
         if subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split().count(self.netns):
             raise NodeError(f"network namespace {self.netns} exists: a node of {self.state} is still up")
         script = self._write_configs()
