@@ -6,6 +6,7 @@ enforced by the real components.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import tarfile
@@ -13,8 +14,11 @@ from pathlib import Path
 
 import pytest
 import requests
+import yaml
 
-from harness.cluster import CONTRACT, PortForward, condition, kubectl, kubectl_json, restricted_namespace, wait_for
+from harness import PyClient
+from harness.cluster import (CHART, CONTRACT, EXAMPLE, PortForward, condition, helm, kubectl, kubectl_json,
+                             restricted_namespace, wait_for)
 from harness.core import missing_build, require_binary
 from harness.images import DISTROLESS_PASSWD, SHELLS
 from harness.kube import ControlPlane, ControlPlaneError
@@ -184,3 +188,48 @@ def test_redis_by_its_service_name_survives_a_new_redis_pod(real_node, push_pod)
     pod = wait_for("the push pod Ready", lambda: ready("push"), timeout=60, interval=0.5)
     (status,) = pod["status"]["containerStatuses"]
     assert status["restartCount"] == 0, status
+
+
+def test_the_chart_and_the_chat_example_run_on_the_real_node(real_node):
+    """The user's path with this run's images: the chart's operator pods in a restricted
+    namespace reach the API server in-cluster, the chat example's Redis and three push pods
+    become Ready under the restricted profile (the operator's securityContext, enforced),
+    and a publish made through one pod reaches a client on another through that Redis."""
+    system, apps = "pushcluster-system", "chat-apps"
+    restricted_namespace(system)
+    restricted_namespace(apps)
+    helm("install", "pushcluster-operator", str(CHART), "--namespace", system)
+    manifest = yaml.safe_load(EXAMPLE.read_text())
+    manifest["metadata"]["namespace"] = apps
+    kubectl("apply", "-f", "-", stdin=yaml.safe_dump(manifest))
+    name = manifest["metadata"]["name"]
+    pc = wait_for(f"PushCluster {name} Ready", lambda: (pc := kubectl_json("get", "pushcluster", name, "-n", apps))
+                  and (condition(pc, "Ready") or {}).get("status") == "True" and pc, timeout=180, interval=0.5)
+    images = real_node["images"]
+    built = {images[role].name: images[role] for role in ("push-server", "push-operator", "redis")}
+    statuses = [status for ns in (system, apps) for pod in kubectl_json("get", "pods", "-n", ns)["items"]
+                for status in pod["status"]["containerStatuses"]]
+    assert len(statuses) == 2 + 1 + manifest["spec"]["replicas"], statuses
+    for status in statuses:
+        assert status["image"] in built, status
+        assert built[status["image"]].config_digest in status["imageID"], status
+        assert status["ready"] and status["restartCount"] == 0, status
+
+    token = base64.b64decode(kubectl_json("get", "secret", f"{name}-api-token", "-n", apps)["data"]["token"]).decode()
+    client = PyClient()
+    try:
+        first, second = sorted(p["metadata"]["name"] for p in kubectl_json(
+            "get", "pods", "-n", apps, "-l", pc["status"]["selector"])["items"])[:2]
+        with PortForward(apps, first, PORT, kind="pod") as socket_io, \
+                PortForward(apps, second, ADMIN_PORT, kind="pod") as api:
+            assert client.connect(socket_io.url), client.error_message()
+            assert client.subscribe("real-node")["joined"] == ["real-node"]
+            for n in range(3):
+                r = requests.post(f"{api.url}{PATHS['PUBLISH']}", headers={"Authorization": f"Bearer {token}"},
+                                  json={"room": "real-node", "event": "news", "data": {"n": n}}, timeout=10)
+                assert r.status_code == 202, r.text
+            wait_for("3 publishes on the client", lambda: len(client.received("news")) >= 3, timeout=15, interval=0.1)
+            assert client.received("news") == [{"n": 0}, {"n": 1}, {"n": 2}]
+    finally:
+        client.close()
+    assert pc["status"]["readyReplicas"] == manifest["spec"]["replicas"]
