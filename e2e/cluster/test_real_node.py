@@ -16,13 +16,13 @@ import pytest
 import requests
 import yaml
 
-from harness import PyClient
+from harness import NodeClients, PyClient, parse_metrics
 from harness.cluster import (CHART, CONTRACT, EXAMPLE, PortForward, condition, helm, kubectl, kubectl_json,
                              restricted_namespace, wait_for)
 from harness.core import missing_build, require_binary
 from harness.images import DISTROLESS_PASSWD, SHELLS
 from harness.kube import ControlPlane, ControlPlaneError
-from harness.real_node import NODE, missing_tools
+from harness.real_node import CLIENT_SOURCES, NODE, missing_tools
 
 NAMESPACE = "real-node"
 PORT = CONTRACT["defaults"]["PORT"]
@@ -190,11 +190,9 @@ def test_redis_by_its_service_name_survives_a_new_redis_pod(real_node, push_pod)
     assert status["restartCount"] == 0, status
 
 
-def test_the_chart_and_the_chat_example_run_on_the_real_node(real_node):
-    """The user's path with this run's images: the chart's operator pods in a restricted
-    namespace reach the API server in-cluster, the chat example's Redis and three push pods
-    become Ready under the restricted profile (the operator's securityContext, enforced),
-    and a publish made through one pod reaches a client on another through that Redis."""
+@pytest.fixture(scope="module")
+def chat(real_node) -> dict:
+    """The user's path: the chart, then the chat example, in restricted namespaces."""
     system, apps = "pushcluster-system", "chat-apps"
     restricted_namespace(system)
     restricted_namespace(apps)
@@ -205,31 +203,71 @@ def test_the_chart_and_the_chat_example_run_on_the_real_node(real_node):
     name = manifest["metadata"]["name"]
     pc = wait_for(f"PushCluster {name} Ready", lambda: (pc := kubectl_json("get", "pushcluster", name, "-n", apps))
                   and (condition(pc, "Ready") or {}).get("status") == "True" and pc, timeout=180, interval=0.5)
+    token = base64.b64decode(kubectl_json("get", "secret", f"{name}-api-token", "-n", apps)["data"]["token"]).decode()
+    pods = sorted(kubectl_json("get", "pods", "-n", apps, "-l", pc["status"]["selector"])["items"],
+                  key=lambda p: p["metadata"]["name"])
+    return {"system": system, "apps": apps, "name": name, "manifest": manifest, "pc": pc, "token": token,
+            "pods": pods}
+
+
+def test_the_chart_and_the_chat_example_run_on_the_real_node(real_node, chat):
+    """The chart's operator pods in a restricted namespace reach the API server in-cluster;
+    the chat example's Redis and three push pods become Ready under the restricted profile
+    (the operator's securityContext, enforced), all from this run's images; a publish made
+    through one pod's API (over kubectl port-forward) reaches a client on another pod."""
     images = real_node["images"]
     built = {images[role].name: images[role] for role in ("push-server", "push-operator", "redis")}
-    statuses = [status for ns in (system, apps) for pod in kubectl_json("get", "pods", "-n", ns)["items"]
+    statuses = [status for ns in (chat["system"], chat["apps"]) for pod in kubectl_json("get", "pods", "-n", ns)["items"]
                 for status in pod["status"]["containerStatuses"]]
-    assert len(statuses) == 2 + 1 + manifest["spec"]["replicas"], statuses
+    assert len(statuses) == 2 + 1 + chat["manifest"]["spec"]["replicas"], statuses
     for status in statuses:
         assert status["image"] in built, status
         assert built[status["image"]].config_digest in status["imageID"], status
         assert status["ready"] and status["restartCount"] == 0, status
 
-    token = base64.b64decode(kubectl_json("get", "secret", f"{name}-api-token", "-n", apps)["data"]["token"]).decode()
     client = PyClient()
+    first, second = (p["metadata"]["name"] for p in chat["pods"][:2])
     try:
-        first, second = sorted(p["metadata"]["name"] for p in kubectl_json(
-            "get", "pods", "-n", apps, "-l", pc["status"]["selector"])["items"])[:2]
-        with PortForward(apps, first, PORT, kind="pod") as socket_io, \
-                PortForward(apps, second, ADMIN_PORT, kind="pod") as api:
+        with PortForward(chat["apps"], first, PORT, kind="pod") as socket_io, \
+                PortForward(chat["apps"], second, ADMIN_PORT, kind="pod") as api:
             assert client.connect(socket_io.url), client.error_message()
             assert client.subscribe("real-node")["joined"] == ["real-node"]
             for n in range(3):
-                r = requests.post(f"{api.url}{PATHS['PUBLISH']}", headers={"Authorization": f"Bearer {token}"},
+                r = requests.post(f"{api.url}{PATHS['PUBLISH']}", headers={"Authorization": f"Bearer {chat['token']}"},
                                   json={"room": "real-node", "event": "news", "data": {"n": n}}, timeout=10)
                 assert r.status_code == 202, r.text
             wait_for("3 publishes on the client", lambda: len(client.received("news")) >= 3, timeout=15, interval=0.1)
             assert client.received("news") == [{"n": 0}, {"n": 1}, {"n": 2}]
     finally:
         client.close()
-    assert pc["status"]["readyReplicas"] == manifest["spec"]["replicas"]
+
+
+def test_kube_proxy_client_ip_affinity_keeps_long_polling_clients_on_their_pod(chat, processes):
+    """The `service` exposure mode's promise, kept by the real kube-proxy (iptables,
+    sessionAffinity ClientIP): official JS clients on long-polling only, from ten source
+    addresses, through the Service's ClusterIP, land on more than one pod, never lose
+    their session (a poll reaching another pod would be "Session ID unknown"), and each
+    gets every room publish exactly once."""
+    service = kubectl_json("get", "service", chat["name"], "-n", chat["apps"])
+    assert service["spec"]["sessionAffinity"] == "ClientIP"
+    url = f"http://{service['spec']['clusterIP']}:{PORT}"
+    clients = [NodeClients(processes, {"url": url, "transports": ["polling"], "rooms": ["affinity"],
+                                       "sourceAddress": source}, name=f"js-polling-{n}")
+               for n, source in enumerate(CLIENT_SOURCES[:10])]
+    for client in clients:
+        client.wait_ready(timeout=20)
+    serving = []
+    for pod in chat["pods"]:
+        text = requests.get(f"http://{pod['status']['podIP']}:{ADMIN_PORT}{PATHS['METRICS']}", timeout=5).text
+        if any(n == CONTRACT["metrics"]["CONNECTIONS"] and v > 0 for n, _, v in parse_metrics(text)):
+            serving.append(pod["metadata"]["name"])
+    assert len(serving) >= 2, f"all clients on one pod: {serving}"
+    api = f"http://{kubectl_json('get', 'service', chat['name'] + '-api', '-n', chat['apps'])['spec']['clusterIP']}:{ADMIN_PORT}"
+    for n in range(3):
+        r = requests.post(api + PATHS["PUBLISH"], headers={"Authorization": f"Bearer {chat['token']}"},
+                          json={"event": "news", "room": "affinity", "data": {"n": n}}, timeout=10)
+        assert r.status_code == 202, r.text
+    for client in clients:
+        got = client.settle("news", 3, timeout=15)
+        assert [e["data"] for e in got] == [{"n": 0}, {"n": 1}, {"n": 2}], got
+        assert not client.of("connect_error") and not client.of("disconnect")

@@ -10,11 +10,15 @@ Layout (the network rule: loopback or namespaces the run creates, nothing else):
   do not propagate out), in which
   three host sysctls the kubelet insists on writing are covered by files of the state
   directory: the host's are left as they were.
-- Nothing is added to the host's namespaces. The two sides meet through unix sockets:
-  the kubelet, kube-proxy and the pods reach the API server through a relay listening on
-  the node's port 6443 (`kubernetes` Service → 10.99.0.2:6443), the API server reaches
-  the kubelet, pods and Services through an HTTP CONNECT proxy inside the node
-  (harness/egress_proxy.py, the API server's `cluster` egress selector).
+- The control plane stays on the host's 127.0.0.1, and the two sides meet through unix
+  sockets: the kubelet, kube-proxy and the pods reach the API server through a relay
+  listening on the node's port 6443 (`kubernetes` Service → 10.99.0.2:6443), the API
+  server reaches the kubelet, pods and Services through an HTTP CONNECT proxy inside the
+  node (harness/egress_proxy.py, the API server's `cluster` egress selector).
+- Tests on the host reach pods and Services as a node's host does: one veth pair into
+  the node's namespace (host end 10.99.255.1 plus client source addresses) and two host
+  routes through it, 10.88.0.0/24 and 10.96.0.0/16. That is all the run adds to the
+  host's namespace; deleting the node's namespace deletes both.
 - Identity: the kubelet and kube-proxy have client certificates of their own
   (system:node:pushcluster-node in system:nodes, system:kube-proxy), the API server runs
   the Node authorizer and NodeRestriction, and the kubelet serves with webhook
@@ -44,6 +48,13 @@ NODE = "pushcluster-node"
 NODE_IP = "10.99.0.2"
 POD_SUBNET = "10.88.0.0/24"
 CLUSTER_DNS = "10.96.0.10"
+SERVICE_CIDR = "10.96.0.0/16"
+# The host's way to pods and Services, as a node's host has one: a veth pair into the
+# node's namespace. The host end's first address, then addresses tests bind clients to
+# (distinct sources for ClientIP affinity).
+HOST_LINK_NET = "10.99.255"
+HOST_LINK_HOST, HOST_LINK_NODE = f"{HOST_LINK_NET}.1", f"{HOST_LINK_NET}.2"
+CLIENT_SOURCES = tuple(f"{HOST_LINK_NET}.{n}" for n in range(10, 30))
 NODE_API_PORT = 6443
 KUBELET_PORT = 10250
 # The host sysctls the kubelet writes at start (no option skips it), with the values it
@@ -332,6 +343,7 @@ wait
         (self.state / "created-paths.json").write_text(json.dumps([str(p) for p in FIXED_PATHS if not p.exists()]))
         self._make_cgroup_root()
         subprocess.run(["ip", "netns", "add", self.netns], check=True, capture_output=True)
+        self._link_host()
         spawn("node-api-relay", ["socat", f"UNIX-LISTEN:{self.api_socket},fork,mode=600",
                                  f"TCP:127.0.0.1:{api_port}"])
         # Not `ip netns exec`: it mounts a new /sys, hiding the cgroup hierarchies.
@@ -361,6 +373,28 @@ wait
                               capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
             raise NodeError(f"ctr images import {archive}: {done.stderr.strip()}")
+
+    @property
+    def host_link(self) -> str:
+        return self.netns.replace("pcnode-", "pcn-")  # an interface name has 15 bytes at most
+
+    def _link_host(self) -> None:
+        """The veth pair: host end with HOST_LINK_HOST and CLIENT_SOURCES, node end
+        HOST_LINK_NODE, host routes to the pod subnet and the Service range through it.
+        Deleting the namespace deletes the pair and, with it, the routes."""
+        link, ns = self.host_link, self.netns
+        commands = [["ip", "link", "add", link, "type", "veth", "peer", "name", "host0", "netns", ns],
+                    ["ip", "addr", "add", f"{HOST_LINK_HOST}/24", "dev", link],
+                    *(["ip", "addr", "add", f"{a}/24", "dev", link] for a in CLIENT_SOURCES),
+                    ["ip", "link", "set", link, "up"],
+                    ["ip", "-n", ns, "addr", "add", f"{HOST_LINK_NODE}/24", "dev", "host0"],
+                    ["ip", "-n", ns, "link", "set", "host0", "up"],
+                    ["ip", "route", "add", POD_SUBNET, "via", HOST_LINK_NODE, "dev", link],
+                    ["ip", "route", "add", SERVICE_CIDR, "via", HOST_LINK_NODE, "dev", link]]
+        for command in commands:
+            done = subprocess.run(command, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise NodeError(f"{' '.join(command)}: {done.stderr.strip()}")
 
     def _make_cgroup_root(self) -> None:
         """The kubelet's cgroupRoot, in every hierarchy (it must exist); cpuset's with the
@@ -418,6 +452,7 @@ wait
                 d.rmdir()
             except OSError:
                 pass
+        subprocess.run(["ip", "link", "delete", self.host_link], capture_output=True)
         subprocess.run(["ip", "netns", "delete", self.netns], capture_output=True)
         if CONTAINER_LOG_LINKS.is_dir():
             for link in CONTAINER_LOG_LINKS.iterdir():
