@@ -274,49 +274,51 @@ def test_kube_proxy_client_ip_affinity_keeps_long_polling_clients_on_their_pod(c
 
 
 def test_a_memory_limited_push_pod_refuses_connections_at_its_cap_and_stays_up(chat, processes):
-    """`spec.resources` sets a small memory limit, enforced by the kernel through the
-    kubelet's cgroup; `spec.admission.maxConnectionsPerPod` caps what the pod admits. A
-    flood of idle WebSocket connections past the cap: the pod holds the cap, refuses the
-    rest at accept, reports not-ready (the Service sends new clients elsewhere) and is
-    neither OOM-killed nor restarted."""
-    cap, flood, limit = 1500, 1800, "48Mi"
+    """`spec.resources` sets a small memory limit, which the kernel enforces through the
+    kubelet's cgroup; with `spec.admission` left at its defaults, push-server derives its
+    connection cap from that limit. A flood of idle WebSocket connections past the cap:
+    the pod holds the cap, refuses the rest at accept, reports not-ready while full (the
+    Service sends new clients elsewhere) and is neither OOM-killed nor restarted."""
+    limit_mib, flood = 48, 1300
+    defaults = CONTRACT["defaults"]
+    cap = (limit_mib * 2**20 - defaults["MEMORY_RESERVE_BYTES"]) // defaults["MEMORY_PER_CONNECTION_BYTES"]
     manifest = json.loads(json.dumps(chat["manifest"]))
     manifest["metadata"]["name"] = "tight"
-    manifest["spec"].update({"replicas": 1, "resources": {"requests": {"cpu": "50m", "memory": limit},
-                                                          "limits": {"memory": limit}},
-                             "admission": {"maxConnectionsPerPod": cap}})
+    manifest["spec"].update({"replicas": 1, "resources": {"requests": {"cpu": "50m", "memory": f"{limit_mib}Mi"},
+                                                          "limits": {"memory": f"{limit_mib}Mi"}}})
     manifest["spec"].pop("autoscaling", None)
     kubectl("apply", "-f", "-", stdin=yaml.safe_dump(manifest))
     pc = wait_for("PushCluster tight Ready", lambda: (pc := kubectl_json("get", "pushcluster", "tight", "-n", chat["apps"]))
                   and (condition(pc, "Ready") or {}).get("status") == "True" and pc, timeout=120, interval=0.5)
     (pod,) = kubectl_json("get", "pods", "-n", chat["apps"], "-l", pc["status"]["selector"])["items"]
-    (container,) = pod["spec"]["containers"]
-    assert container["resources"]["limits"]["memory"] == limit
     cgroup = _memory_cgroup(pod["metadata"]["uid"])
-    assert int((cgroup / "memory.limit_in_bytes").read_text()) == 48 * 2**20, "the limit is not the kernel's"
+    assert int((cgroup / "memory.limit_in_bytes").read_text()) == limit_mib * 2**20, "the limit is not the kernel's"
+    admin = f"http://{pod['status']['podIP']}:{ADMIN_PORT}"
 
-    url = f"http://{pod['status']['podIP']}:{PORT}"
-    clients = NodeClients(processes, {"url": url, "transports": ["websocket"], "count": flood}, name="flood")
+    def gauge(name: str) -> float:
+        text = requests.get(admin + PATHS["METRICS"], timeout=5).text
+        return sum(v for n, _, v in parse_metrics(text) if n == CONTRACT["metrics"][name])
 
-    def connections() -> float:
-        text = requests.get(f"http://{pod['status']['podIP']}:{ADMIN_PORT}{PATHS['METRICS']}", timeout=5).text
-        return sum(v for n, _, v in parse_metrics(text) if n == CONTRACT["metrics"]["CONNECTIONS"])
+    assert gauge("CONNECTION_LIMIT") == cap, "the cap is not derived from the memory limit"
+    clients = NodeClients(processes, {"url": f"http://{pod['status']['podIP']}:{PORT}", "transports": ["websocket"],
+                                      "count": flood}, name="flood")
 
     def settled() -> bool:
         refused = {line["i"] for line in clients.of("connect_error")}
         return len(refused) >= flood - cap and len(clients.of("connected")) >= cap
 
     wait_for(f"{cap} clients connected and {flood - cap} refused", settled, timeout=120, interval=0.5)
-    assert connections() == cap
+    assert gauge("CONNECTIONS") == cap
     assert len(clients.of("connected")) == cap
-    not_ready = wait_for("the full pod not ready", lambda: (p := kubectl_json("get", "pod", pod["metadata"]["name"], "-n",
-                                                                              chat["apps"]))
-                         and (condition(p, "Ready") or {}).get("status") == "False" and p, timeout=30, interval=0.5)
-    (status,) = not_ready["status"]["containerStatuses"]
+    full = wait_for("the full pod not ready", lambda: (p := kubectl_json("get", "pod", pod["metadata"]["name"], "-n",
+                                                                         chat["apps"]))
+                    and (condition(p, "Ready") or {}).get("status") == "False" and p, timeout=30, interval=0.5)
+    (status,) = full["status"]["containerStatuses"]
     assert status["restartCount"] == 0 and not status.get("lastState"), status
-    usage = int((cgroup / "memory.max_usage_in_bytes").read_text())
-    print(f"\n{cap} idle connections held under a {limit} limit: peak cgroup memory {usage / 2**20:.1f} MiB")
-    assert usage < 48 * 2**20
+    peak = int((cgroup / "memory.max_usage_in_bytes").read_text())
+    print(f"\n{cap} idle connections (the cap derived from a {limit_mib}Mi limit), {flood - cap} refused: "
+          f"peak cgroup memory {peak / 2**20:.1f} MiB")
+    assert peak < limit_mib * 2**20
     clients.close()
 
 

@@ -52,14 +52,45 @@ fn node_id(configured: Option<String>) -> Result<String, ConfigError> {
     }
 }
 
-/// 0 = the open-file limit minus what the admin port, Redis and logs need.
+/// 0 = what the process can hold: the open-file limit minus what the admin port, Redis
+/// and logs need, and under a container memory limit no more than fits in it (a flood of
+/// idle connections must be refused at accept, not end in an OOM kill).
 fn max_connections(configured: usize) -> usize {
     match configured {
-        0 => open_file_limit().map_or(10_000, |limit| {
-            limit.saturating_sub(defaults::FD_RESERVE).max(1)
-        }),
+        0 => {
+            let by_files = open_file_limit().map_or(10_000, |limit| {
+                limit.saturating_sub(defaults::FD_RESERVE).max(1)
+            });
+            memory_limit().map_or(by_files, |limit| {
+                by_files.min(connections_within(limit))
+            })
+        }
         n => n,
     }
+}
+
+/// Connections that fit in `limit` bytes of memory, the reserve set aside.
+fn connections_within(limit: u64) -> usize {
+    let usable = limit.saturating_sub(defaults::MEMORY_RESERVE_BYTES);
+    usize::try_from(usable / defaults::MEMORY_PER_CONNECTION_BYTES)
+        .unwrap_or(usize::MAX)
+        .max(1)
+}
+
+/// The memory limit of this process's container: cgroup v2's `memory.max`, else v1's
+/// `memory.limit_in_bytes` (a container sees its own cgroup at the mount's root). None
+/// when unlimited ("max", or v1's near-2^63 value) or unreadable (not in a container).
+fn memory_limit() -> Option<u64> {
+    let read = |path: &str| std::fs::read_to_string(path).ok();
+    let text = read("/sys/fs/cgroup/memory.max")
+        .or_else(|| read("/sys/fs/cgroup/memory/memory.limit_in_bytes"))?;
+    parse_memory_limit(&text)
+}
+
+fn parse_memory_limit(text: &str) -> Option<u64> {
+    let limit: u64 = text.trim().parse().ok()?;
+    // v1 writes "unlimited" as the largest page-aligned i64.
+    (limit < 1 << 62).then_some(limit)
 }
 
 /// This process's soft limit of open files (Linux: /proc/self/limits).
@@ -112,7 +143,7 @@ pub struct Cli {
     /// Redis pub/sub channel other systems publish to.
     #[arg(long, env = env::REDIS_CHANNEL, default_value = defaults::REDIS_CHANNEL)]
     pub redis_channel: String,
-    /// Most client-port connections (0 = open-file limit minus a reserve).
+    /// Most client-port connections (0 = what the open-file and memory limits allow).
     #[arg(long, env = env::MAX_CONNECTIONS, default_value_t = 0)]
     pub max_connections: usize,
     /// Most sockets one user has across the cluster (0 = no limit).
@@ -643,6 +674,23 @@ mod tests {
         let mut argv = vec!["push-server"];
         argv.extend_from_slice(args);
         Cli::try_parse_from(argv).expect("flags parse")
+    }
+
+    #[test]
+    fn a_memory_limit_caps_the_default_connection_count() {
+        // cgroup v1's "unlimited", v2's "max", garbage: no memory cap.
+        assert_eq!(parse_memory_limit("9223372036854771712\n"), None);
+        assert_eq!(parse_memory_limit("max\n"), None);
+        assert_eq!(parse_memory_limit(""), None);
+        assert_eq!(parse_memory_limit("50331648\n"), Some(48 << 20));
+        // 48 MiB: (48 - 32) MiB at 16 KiB each.
+        assert_eq!(connections_within(48 << 20), 1024);
+        // The default 1 GiB limit.
+        assert_eq!(connections_within(1 << 30), 63_488);
+        // Below the reserve: one, never zero (zero would mean "derive it").
+        assert_eq!(connections_within(16 << 20), 1);
+        // An explicit setting is taken as given.
+        assert_eq!(max_connections(7), 7);
     }
 
     #[test]

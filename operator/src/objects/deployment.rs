@@ -309,7 +309,7 @@ pub fn push_server_env(vc: &ValidatedCluster) -> Vec<EnvVar> {
         env::HISTORY_TTL_SECONDS,
         history.ttl_seconds.to_string(),
     ));
-    // 0 connections is push-server's "the open-file limit minus the reserve".
+    // 0 connections is push-server's "what the open-file and memory limits allow".
     let admission = &spec.admission;
     vars.push(value(
         env::MAX_CONNECTIONS,

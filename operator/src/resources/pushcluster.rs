@@ -131,7 +131,8 @@ pub struct PushClusterSpec {
 
     /// CPU/memory requests and limits of the push-server container. Default: requests
     /// 100m CPU and 128Mi, a 1Gi memory limit, no CPU limit (an idle connection costs about
-    /// 6.5 KiB; raise the limit with `admission.maxConnectionsPerPod`).
+    /// 6.5 KiB; unless `admission.maxConnectionsPerPod` is set, a pod admits
+    /// (memory limit - 32 MiB) / 16 KiB connections).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
 
@@ -901,7 +902,9 @@ pub struct AdmissionSpec {
     /// Most client connections one pod holds; beyond, new TCP connections are closed at
     /// accept. From 90% of it the pod reports not-ready, so the Service sends new clients
     /// to other pods. 0 (the default): the pod's open-file limit minus a reserve of file
-    /// descriptors that keeps health checks, metrics, Redis and the publish API answering.
+    /// descriptors that keeps health checks, metrics, Redis and the publish API answering,
+    /// and no more than fits in the memory limit: (limit - 32 MiB) / 16 KiB (63,488 under
+    /// the default 1Gi), so a flood of idle connections is refused, not OOM-killed.
     #[serde(default)]
     #[schemars(range(min = 0, max = 1000000))]
     pub max_connections_per_pod: i32,

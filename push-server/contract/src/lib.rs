@@ -78,7 +78,8 @@ pub mod env {
     /// How many room requests one socket may send at once before the rate applies.
     pub const EVENT_BURST: &str = "PUSH_EVENT_BURST";
     /// Most client-port TCP connections this node holds (0 = its open-file limit minus a
-    /// reserve kept for the admin port, Redis and the publish API).
+    /// reserve kept for the admin port, Redis and the publish API, and under a container
+    /// memory limit no more than `(limit - MEMORY_RESERVE_BYTES) / MEMORY_PER_CONNECTION_BYTES`).
     pub const MAX_CONNECTIONS: &str = "PUSH_MAX_CONNECTIONS";
     /// Most sockets one user (JWT `sub` or session user) has across the cluster; 0 = no
     /// limit.
@@ -236,6 +237,12 @@ pub mod defaults {
     pub const PING_TIMEOUT_MS: u64 = 20_000;
     /// File descriptors kept out of the client port's reach (admin port, Redis, logs).
     pub const FD_RESERVE: usize = 256;
+    /// Memory kept out of the connections' reach under a container memory limit: the
+    /// process itself, Redis buffers, history reads.
+    pub const MEMORY_RESERVE_BYTES: u64 = 32 * 1024 * 1024;
+    /// What one connection may take under a memory limit: an idle one costs about
+    /// 6.5 KiB (release build), the rest is room for queued frames.
+    pub const MEMORY_PER_CONNECTION_BYTES: u64 = 16 * 1024;
     pub const EVENTS_PER_SECOND: u32 = 20;
     pub const EVENT_BURST: u32 = 40;
     /// A publish answers 503 after this long without Redis (hundreds of ms, not seconds).
@@ -286,8 +293,8 @@ pub mod metrics {
     /// Gauge, label [`TRANSPORT`]: live socket.io connections on this node.
     /// The autoscaler sums it over transports.
     pub const CONNECTIONS: &str = "push_connections";
-    /// Gauge: the connections this node admits at once (`PUSH_MAX_CONNECTIONS`, or the
-    /// open-file limit minus the reserve); it reports not-ready at 90 % of it.
+    /// Gauge: the connections this node admits at once (`PUSH_MAX_CONNECTIONS`, or what
+    /// its open-file and memory limits allow); it reports not-ready at 90 % of it.
     pub const CONNECTION_LIMIT: &str = "push_connection_limit";
     /// Label of [`CONNECTIONS`]: `websocket` or `polling`.
     pub const TRANSPORT: &str = "transport";
