@@ -61,9 +61,7 @@ fn max_connections(configured: usize) -> usize {
             let by_files = open_file_limit().map_or(10_000, |limit| {
                 limit.saturating_sub(defaults::FD_RESERVE).max(1)
             });
-            memory_limit().map_or(by_files, |limit| {
-                by_files.min(connections_within(limit))
-            })
+            memory_limit().map_or(by_files, |limit| by_files.min(connections_within(limit)))
         }
         n => n,
     }
