@@ -5,12 +5,17 @@ cluster of yours); otherwise this suite starts the real control plane of e2e/har
 (etcd, kube-apiserver, kube-controller-manager, kube-scheduler built from Go modules) for
 the session and always stops it. Nothing here skips: no control plane is a failure.
 
-Tests marked `pods` need pods that really run (a kubelet); the embedded control plane has
-no node yet, so .ci/test deselects them (`-m "not pods"`).
+Tests marked `pods` need pods that really run (a kubelet): .ci/test runs them in a pass of
+their own with PUSHCLUSTER_E2E_NODE=real (the embedded control plane with the real node of
+harness/real_node.py) and deselects them from the main pass (`-m "not pods"`), whose
+embedded control plane has no node.
 
 Environment:
   PUSH_OPERATOR_IMAGE   operator image (default ghcr.io/pushcluster/push-operator:<appVersion>)
   PUSH_SERVER_IMAGE     push-server image (default ghcr.io/pushcluster/push-server:<appVersion>)
+  PUSHCLUSTER_E2E_NODE  what runs the embedded control plane's pods: "real" (a kubelet,
+                        containerd, kube-proxy, CoreDNS and this run's images) or unset
+                        (none)
   PUSHCLUSTER_E2E_WATCH "namespace" (default: the chart's operator watches only the test
                         namespace, safe on a shared cluster) or "all" (the chart's
                         default ClusterRole install; the kind workflow uses it)
@@ -52,7 +57,7 @@ def cluster(tmp_path_factory) -> dict:
         return
     plane = ControlPlane(tmp_path_factory.mktemp("kube") / "state")
     try:
-        kubeconfig = plane.up()
+        kubeconfig = plane.up(node=os.environ.get("PUSHCLUSTER_E2E_NODE") or None)
     except ControlPlaneError as e:
         pytest.fail(f"the embedded control plane did not start: {e}")
     os.environ["KUBECONFIG"] = str(kubeconfig)

@@ -4,8 +4,8 @@ connect through a port-forward and receive what the publish API sends, the
 cluster scales through the scale subresource, switches exposure mode, and on
 deletion everything it owned goes away.
 
-Needs pods that really run (marker `pods`): kind in the hosted workflow; on the embedded
-control plane once it has a node agent."""
+Needs pods that really run (marker `pods`): .ci/test runs it on the embedded control
+plane's real node (PUSHCLUSTER_E2E_NODE=real), the hosted workflow on kind."""
 
 from __future__ import annotations
 
@@ -55,6 +55,8 @@ def client_service(namespace: str, uid: str) -> dict:
         if any(r["uid"] == uid for r in s["metadata"].get("ownerReferences", []))
         and s["spec"].get("clusterIP") != "None"
         and s["metadata"]["labels"].get(CONTRACT["kube"]["LABEL_COMPONENT"]) == CONTRACT["kube"]["COMPONENT_SERVER"]
+        # The client port: the server API Service (`<name>-api`) has only the admin port.
+        and any(p["port"] == PORT for p in s["spec"]["ports"])
     ]
     assert len(services) == 1, f"expected one client Service, found {[s['metadata']['name'] for s in services]}"
     return services[0]
