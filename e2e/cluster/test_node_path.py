@@ -27,8 +27,10 @@ import requests
 import yaml
 from harness import NodeClients, PyClient, parse_metrics
 from harness.continuity import ROOMS, RetryingPublisher, check_after_the_stream
-from harness.cluster import CHART, CONTRACT, EXAMPLE, ConditionWatch, condition, helm, kubectl, kubectl_json, restricted_namespace, wait_for
-from harness.kube import ControlPlane, ControlPlaneError
+from harness.cluster import (CHART, CONTRACT, EXAMPLE, ConditionWatch, condition, helm, kubectl, kubectl_json,
+                             module_control_plane, pods_with_connections, publish_and_check_once_each,
+                             restricted_namespace, wait_for)
+from harness.kube import ControlPlane
 from harness.ports import reserve_port
 
 NAME = "chat"
@@ -41,21 +43,8 @@ ADMIN_PORT = CONTRACT["defaults"]["ADMIN_PORT"]
 @pytest.fixture(scope="module")
 def node_cluster(tmp_path_factory) -> ControlPlane:
     """A control plane with the node agent, KUBECONFIG pointing at it for this module."""
-    plane = ControlPlane(tmp_path_factory.mktemp("kube-node") / "state")
-    try:
-        kubeconfig = plane.up(node="agent")
-    except ControlPlaneError as e:
-        pytest.fail(f"the control plane with a node did not start: {e}")
-    previous = os.environ.get("KUBECONFIG")
-    os.environ["KUBECONFIG"] = str(kubeconfig)
-    try:
+    with module_control_plane(tmp_path_factory.mktemp("kube-node") / "state", "agent", "a node agent") as plane:
         yield plane
-    finally:
-        if previous is None:
-            del os.environ["KUBECONFIG"]
-        else:
-            os.environ["KUBECONFIG"] = previous
-        plane.down(keep_state=True)  # logs stay for a post-mortem; pytest prunes old tmp dirs
 
 
 def pods(namespace: str, selector: str) -> list[dict]:
@@ -178,11 +167,7 @@ def test_official_js_clients_stick_to_their_pods_through_the_service(chat, node_
     for client in clients:
         client.wait_ready(timeout=20)
     clients[-1].wait("upgrade", timeout=20)
-    per_pod = {p["metadata"]["name"]: requests.get(f"http://{p['status']['podIP']}:{ADMIN_PORT}"
-                                                   f"{CONTRACT['paths']['METRICS']}", timeout=5).text
-               for p in push_pods(chat)}
-    serving = [name for name, text in per_pod.items()
-               if any(n == CONTRACT["metrics"]["CONNECTIONS"] and v > 0 for n, _, v in parse_metrics(text))]
+    serving = pods_with_connections(push_pods(chat))
     assert len(serving) >= 2, f"all clients on one pod: {serving}"
     headers = {"Authorization": f"Bearer {chat['token']}"}
     # The Service clients reach (what an Ingress or Gateway routes to) has no publish API,
@@ -191,15 +176,7 @@ def test_official_js_clients_stick_to_their_pods_through_the_service(chat, node_
                             json={"event": "news", "room": "js", "data": {"n": -1}}, timeout=10)
     assert exposed.status_code == 404, f"publish through the client Service: {exposed.status_code} {exposed.text}"
     assert requests.get(url + "/", timeout=10).status_code == 404, "demo page served with demoPage off"
-    api = api_url(node_cluster, NAME)
-    for n in range(3):
-        r = requests.post(api + CONTRACT["paths"]["PUBLISH"], headers=headers,
-                          json={"event": "news", "room": "js", "data": {"n": n}}, timeout=10)
-        assert r.status_code == 202, r.text
-    for client in clients:
-        got = client.settle("news", 3, timeout=15)
-        assert [e["data"] for e in got] == [{"n": 0}, {"n": 1}, {"n": 2}], got
-        assert not client.of("connect_error") and not client.of("disconnect")
+    publish_and_check_once_each(api_url(node_cluster, NAME), chat["token"], "js", clients)
 
 
 def test_a_killed_push_server_is_restarted_and_the_cluster_is_ready_again(chat, node_cluster):

@@ -18,10 +18,10 @@ import yaml
 
 from harness import NodeClients, PyClient, parse_metrics
 from harness.cluster import (CHART, CONTRACT, EXAMPLE, PortForward, condition, helm, kubectl, kubectl_json,
+                             module_control_plane, pods_with_connections, publish_and_check_once_each,
                              restricted_namespace, wait_for)
 from harness.core import missing_build, require_binary
 from harness.images import DISTROLESS_PASSWD, SHELLS
-from harness.kube import ControlPlane, ControlPlaneError
 from harness.real_node import CLIENT_SOURCES, NODE, missing_tools
 
 NAMESPACE = "real-node"
@@ -41,21 +41,8 @@ def real_node(tmp_path_factory):
         missing_build(f"the real node needs {', '.join(missing)}")
     for name in ("push-server", "push-operator"):
         require_binary(name, f"{name.upper().replace('-', '_')}_BIN")
-    plane = ControlPlane(tmp_path_factory.mktemp("real-node") / "state")
-    try:
-        kubeconfig = plane.up(node="real")
-    except ControlPlaneError as e:
-        pytest.fail(f"the control plane with a real node did not start: {e}")
-    previous = os.environ.get("KUBECONFIG")
-    os.environ["KUBECONFIG"] = str(kubeconfig)
-    try:
+    with module_control_plane(tmp_path_factory.mktemp("real-node") / "state", "real", "a real node") as plane:
         yield {"plane": plane, "images": plane.images}
-    finally:
-        if previous is None:
-            del os.environ["KUBECONFIG"]
-        else:
-            os.environ["KUBECONFIG"] = previous
-        plane.down(keep_state=True)
 
 
 def test_the_node_is_a_real_kubelet_with_containerd(real_node):
@@ -256,21 +243,10 @@ def test_kube_proxy_client_ip_affinity_keeps_long_polling_clients_on_their_pod(c
                for n, source in enumerate(CLIENT_SOURCES[:10])]
     for client in clients:
         client.wait_ready(timeout=20)
-    serving = []
-    for pod in chat["pods"]:
-        text = requests.get(f"http://{pod['status']['podIP']}:{ADMIN_PORT}{PATHS['METRICS']}", timeout=5).text
-        if any(n == CONTRACT["metrics"]["CONNECTIONS"] and v > 0 for n, _, v in parse_metrics(text)):
-            serving.append(pod["metadata"]["name"])
+    serving = pods_with_connections(chat["pods"])
     assert len(serving) >= 2, f"all clients on one pod: {serving}"
-    api = f"http://{kubectl_json('get', 'service', chat['name'] + '-api', '-n', chat['apps'])['spec']['clusterIP']}:{ADMIN_PORT}"
-    for n in range(3):
-        r = requests.post(api + PATHS["PUBLISH"], headers={"Authorization": f"Bearer {chat['token']}"},
-                          json={"event": "news", "room": "affinity", "data": {"n": n}}, timeout=10)
-        assert r.status_code == 202, r.text
-    for client in clients:
-        got = client.settle("news", 3, timeout=15)
-        assert [e["data"] for e in got] == [{"n": 0}, {"n": 1}, {"n": 2}], got
-        assert not client.of("connect_error") and not client.of("disconnect")
+    api_ip = kubectl_json("get", "service", f"{chat['name']}-api", "-n", chat["apps"])["spec"]["clusterIP"]
+    publish_and_check_once_each(f"http://{api_ip}:{ADMIN_PORT}", chat["token"], "affinity", clients)
 
 
 def test_a_memory_limited_push_pod_refuses_connections_at_its_cap_and_stays_up(chat, processes):

@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+import requests
 
 from .core import REPO, contract, wait_until
-from .kube import bin_dir
+from .kube import ControlPlane, ControlPlaneError, bin_dir
 from .ports import reserve_port
 from .procs import Processes
+from .push_server import parse_metrics
 
 T = TypeVar("T")
 CONTRACT = contract()
@@ -85,6 +87,52 @@ def temporary_namespace(name: str):
         yield name
     finally:
         kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
+
+
+@contextlib.contextmanager
+def module_control_plane(state: Path, node: str, what: str):
+    """A control plane of a test module's own (`node`: "agent" or "real"), KUBECONFIG
+    pointing at it until the module ends; stopped then, its logs kept for a post-mortem
+    (pytest prunes old tmp dirs)."""
+    plane = ControlPlane(state)
+    try:
+        kubeconfig = plane.up(node=node)
+    except ControlPlaneError as e:
+        pytest.fail(f"the control plane with {what} did not start: {e}")
+    previous = os.environ.get("KUBECONFIG")
+    os.environ["KUBECONFIG"] = str(kubeconfig)
+    try:
+        yield plane
+    finally:
+        if previous is None:
+            del os.environ["KUBECONFIG"]
+        else:
+            os.environ["KUBECONFIG"] = previous
+        plane.down(keep_state=True)
+
+
+def pods_with_connections(pods: list[dict]) -> list[str]:
+    """The push pods (reachable at their pod IPs) whose metrics count a client connection."""
+    serving = []
+    for pod in pods:
+        text = requests.get(f"http://{pod['status']['podIP']}:{CONTRACT['defaults']['ADMIN_PORT']}"
+                            f"{CONTRACT['paths']['METRICS']}", timeout=5).text
+        if any(n == CONTRACT["metrics"]["CONNECTIONS"] and v > 0 for n, _, v in parse_metrics(text)):
+            serving.append(pod["metadata"]["name"])
+    return serving
+
+
+def publish_and_check_once_each(api: str, token: str, room: str, clients: list) -> None:
+    """Three room publishes through the publish API at `api`; every client (NodeClients)
+    gets them once each, in order, without a connect error or a disconnect."""
+    for n in range(3):
+        r = requests.post(api + CONTRACT["paths"]["PUBLISH"], headers={"Authorization": f"Bearer {token}"},
+                          json={"event": "news", "room": room, "data": {"n": n}}, timeout=10)
+        assert r.status_code == 202, r.text
+    for client in clients:
+        got = client.settle("news", 3, timeout=15)
+        assert [e["data"] for e in got] == [{"n": 0}, {"n": 1}, {"n": 2}], got
+        assert not client.of("connect_error") and not client.of("disconnect")
 
 
 def restricted_namespace(name: str) -> None:
