@@ -29,9 +29,8 @@ import secrets
 import pytest
 import yaml
 
-from harness.cluster import (CHART, CRD_NAME, helm, kubectl, restricted_namespace, temporary_namespace,
-                             unreachable_reason, wait_for)
-from harness.kube import ControlPlane, ControlPlaneError
+from harness.cluster import (CHART, CRD_NAME, embedded_control_plane, helm, kubectl, restricted_namespace,
+                             temporary_namespace, unreachable_reason, wait_for)
 
 
 def app_version() -> str:
@@ -55,17 +54,10 @@ def cluster(tmp_path_factory) -> dict:
             pytest.fail(f"KUBECONFIG is set but its cluster cannot be used: {reason}")
         yield {"embedded": False, "kubeconfig": os.environ["KUBECONFIG"]}
         return
-    plane = ControlPlane(tmp_path_factory.mktemp("kube") / "state")
-    try:
-        kubeconfig = plane.up(node=os.environ.get("PUSHCLUSTER_E2E_NODE") or None)
-    except ControlPlaneError as e:
-        pytest.fail(f"the embedded control plane did not start: {e}")
-    os.environ["KUBECONFIG"] = str(kubeconfig)
-    try:
-        yield {"embedded": True, "kubeconfig": str(kubeconfig), "plane": plane}
-    finally:
-        del os.environ["KUBECONFIG"]
-        plane.down(keep_state=True)  # logs stay for a post-mortem; pytest prunes old tmp dirs
+    node = os.environ.get("PUSHCLUSTER_E2E_NODE") or None
+    what = {None: "no node", "agent": "a node agent", "real": "a real node"}.get(node, node)
+    with embedded_control_plane(tmp_path_factory.mktemp("kube") / "state", node, what) as plane:
+        yield {"embedded": True, "kubeconfig": str(plane.kubeconfig), "plane": plane}
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,7 @@ import yaml
 from harness import NodeClients, PyClient, parse_metrics
 from harness.continuity import ROOMS, RetryingPublisher, check_after_the_stream
 from harness.cluster import (CHART, CONTRACT, EXAMPLE, ConditionWatch, condition, helm, kubectl, kubectl_json,
-                             module_control_plane, pods_with_connections, publish_and_check_once_each,
+                             embedded_control_plane, pods_with_connections, publish_and_check_once_each,
                              restricted_namespace, wait_for)
 from harness.kube import ControlPlane
 from harness.ports import reserve_port
@@ -43,7 +43,7 @@ ADMIN_PORT = CONTRACT["defaults"]["ADMIN_PORT"]
 @pytest.fixture(scope="module")
 def node_cluster(tmp_path_factory) -> ControlPlane:
     """A control plane with the node agent, KUBECONFIG pointing at it for this module."""
-    with module_control_plane(tmp_path_factory.mktemp("kube-node") / "state", "agent", "a node agent") as plane:
+    with embedded_control_plane(tmp_path_factory.mktemp("kube-node") / "state", "agent", "a node agent") as plane:
         yield plane
 
 

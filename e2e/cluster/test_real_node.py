@@ -17,9 +17,9 @@ import requests
 import yaml
 
 from harness import NodeClients, PyClient, parse_metrics
-from harness.cluster import (CHART, CONTRACT, EXAMPLE, PortForward, condition, helm, kubectl, kubectl_json,
-                             module_control_plane, pods_with_connections, publish_and_check_once_each,
-                             restricted_namespace, wait_for)
+from harness.cluster import (CHART, CONTRACT, EXAMPLE, PortForward, helm, kubectl, kubectl_json,
+                             embedded_control_plane, pods_with_connections, publish_and_check_once_each,
+                             restricted_namespace, wait_condition, wait_for)
 from harness.core import missing_build, require_binary
 from harness.images import DISTROLESS_PASSWD, SHELLS
 from harness.real_node import CLIENT_SOURCES, NODE, missing_tools
@@ -40,8 +40,8 @@ def real_node(tmp_path_factory):
     if missing:
         missing_build(f"the real node needs {', '.join(missing)}")
     for name in ("push-server", "push-operator"):
-        require_binary(name, f"{name.upper().replace('-', '_')}_BIN")
-    with module_control_plane(tmp_path_factory.mktemp("real-node") / "state", "real", "a real node") as plane:
+        require_binary(name)
+    with embedded_control_plane(tmp_path_factory.mktemp("real-node") / "state", "real", "a real node") as plane:
         yield {"plane": plane, "images": plane.images}
 
 
@@ -99,15 +99,9 @@ def push_pod(real_node):
             "securityContext": RESTRICTED}]}}
     kubectl("apply", "-f", "-", stdin=json.dumps(push))
 
-    wait_for("the redis pod Ready", lambda: ready("redis"), timeout=60, interval=0.5)
-    pod = wait_for("the push-server pod Ready (its readiness probe, run by the kubelet)",
-                   lambda: ready("push"), timeout=60, interval=0.5)
+    wait_condition("pod", "redis", NAMESPACE)
+    pod = wait_condition("pod", "push", NAMESPACE)  # its readiness probe, run by the kubelet
     return {"push": pod, "redis_pod": redis_pod}
-
-
-def ready(name: str) -> dict | None:
-    pod = kubectl_json("get", "pod", name, "-n", NAMESPACE)
-    return pod if (condition(pod, "Ready") or {}).get("status") == "True" else None
 
 
 def test_pods_run_the_images_built_in_this_run(real_node, push_pod):
@@ -169,10 +163,10 @@ def test_redis_by_its_service_name_survives_a_new_redis_pod(real_node, push_pod)
     before = kubectl_json("get", "pod", "redis", "-n", NAMESPACE)["status"]["podIP"]
     kubectl("delete", "pod", "redis", "-n", NAMESPACE, "--wait=true")
     kubectl("apply", "-f", "-", stdin=json.dumps(push_pod["redis_pod"]))
-    after = wait_for("the new redis pod Ready", lambda: ready("redis"), timeout=60, interval=0.5)["status"]["podIP"]
+    after = wait_condition("pod", "redis", NAMESPACE)["status"]["podIP"]
     assert after != before, "the new Redis pod should have a new address"
     wait_for("the push pod connected to the new Redis", push_connected, timeout=60, interval=0.5)
-    pod = wait_for("the push pod Ready", lambda: ready("push"), timeout=60, interval=0.5)
+    pod = wait_condition("pod", "push", NAMESPACE)
     (status,) = pod["status"]["containerStatuses"]
     assert status["restartCount"] == 0, status
 
@@ -188,8 +182,7 @@ def chat(real_node) -> dict:
     manifest["metadata"]["namespace"] = apps
     kubectl("apply", "-f", "-", stdin=yaml.safe_dump(manifest))
     name = manifest["metadata"]["name"]
-    pc = wait_for(f"PushCluster {name} Ready", lambda: (pc := kubectl_json("get", "pushcluster", name, "-n", apps))
-                  and (condition(pc, "Ready") or {}).get("status") == "True" and pc, timeout=180, interval=0.5)
+    pc = wait_condition("pushcluster", name, apps, timeout=180)
     token = base64.b64decode(kubectl_json("get", "secret", f"{name}-api-token", "-n", apps)["data"]["token"]).decode()
     pods = sorted(kubectl_json("get", "pods", "-n", apps, "-l", pc["status"]["selector"])["items"],
                   key=lambda p: p["metadata"]["name"])
@@ -264,8 +257,7 @@ def test_a_memory_limited_push_pod_refuses_connections_at_its_cap_and_stays_up(c
                                                           "limits": {"memory": f"{limit_mib}Mi"}}})
     manifest["spec"].pop("autoscaling", None)
     kubectl("apply", "-f", "-", stdin=yaml.safe_dump(manifest))
-    pc = wait_for("PushCluster tight Ready", lambda: (pc := kubectl_json("get", "pushcluster", "tight", "-n", chat["apps"]))
-                  and (condition(pc, "Ready") or {}).get("status") == "True" and pc, timeout=120, interval=0.5)
+    pc = wait_condition("pushcluster", "tight", chat["apps"], timeout=120)
     (pod,) = kubectl_json("get", "pods", "-n", chat["apps"], "-l", pc["status"]["selector"])["items"]
     cgroup = _memory_cgroup(pod["metadata"]["uid"])
     assert int((cgroup / "memory.limit_in_bytes").read_text()) == limit_mib * 2**20, "the limit is not the kernel's"
@@ -286,9 +278,7 @@ def test_a_memory_limited_push_pod_refuses_connections_at_its_cap_and_stays_up(c
     wait_for(f"{cap} clients connected and {flood - cap} refused", settled, timeout=120, interval=0.5)
     assert gauge("CONNECTIONS") == cap
     assert len(clients.of("connected")) == cap
-    full = wait_for("the full pod not ready", lambda: (p := kubectl_json("get", "pod", pod["metadata"]["name"], "-n",
-                                                                         chat["apps"]))
-                    and (condition(p, "Ready") or {}).get("status") == "False" and p, timeout=30, interval=0.5)
+    full = wait_condition("pod", pod["metadata"]["name"], chat["apps"], status="False", timeout=30)
     (status,) = full["status"]["containerStatuses"]
     assert status["restartCount"] == 0 and not status.get("lastState"), status
     peak = int((cgroup / "memory.max_usage_in_bytes").read_text())

@@ -2,7 +2,7 @@
 
 - `REPO`, `contract()`: names from e2e/contract.json (rendered from the Rust contract
   crate; never copy strings).
-- `find_binary(name, env_var)`: $ENV_VAR, else $CARGO_TARGET_DIR/debug/<name>, else
+- `find_binary(name, env_var=None)`: $ENV_VAR (default: the name in capitals, `-` as `_`, then `_BIN`: PUSH_SERVER_BIN), else $CARGO_TARGET_DIR/debug/<name>, else
   <repo>/target/debug/<name>; `require_binary` skips the test with a clear message.
 - `reserve_port()`: a port below the ephemeral range, claimed (harness/ports.py says why);
   `wait_until(predicate, timeout, what, process=p)`: readiness by polling, failing at once

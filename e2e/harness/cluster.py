@@ -90,10 +90,10 @@ def temporary_namespace(name: str):
 
 
 @contextlib.contextmanager
-def module_control_plane(state: Path, node: str, what: str):
-    """A control plane of a test module's own (`node`: "agent" or "real"), KUBECONFIG
-    pointing at it until the module ends; stopped then, its logs kept for a post-mortem
-    (pytest prunes old tmp dirs)."""
+def embedded_control_plane(state: Path, node: str | None, what: str):
+    """The embedded control plane (`node`: None, "agent" or "real"), KUBECONFIG pointing
+    at it until the block ends; stopped then, its logs kept for a post-mortem (pytest
+    prunes old tmp dirs)."""
     plane = ControlPlane(state)
     try:
         kubeconfig = plane.up(node=node)
@@ -109,6 +109,16 @@ def module_control_plane(state: Path, node: str, what: str):
         else:
             os.environ["KUBECONFIG"] = previous
         plane.down(keep_state=True)
+
+
+def wait_condition(kind: str, name: str, namespace: str, status: str = "True", type_: str = "Ready",
+                   timeout: float = 60) -> dict:
+    """Polls the object until its condition `type_` has `status`; returns the object."""
+    def reached() -> dict | None:
+        obj = kubectl_json("get", kind, name, "-n", namespace)
+        return obj if (condition(obj, type_) or {}).get("status") == status else None
+
+    return wait_for(f"{kind} {namespace}/{name}: {type_} {status}", reached, timeout=timeout, interval=0.5)
 
 
 def pods_with_connections(pods: list[dict]) -> list[str]:

@@ -20,8 +20,15 @@ def contract() -> dict:
     return json.loads((REPO / "e2e" / "contract.json").read_text())
 
 
-def find_binary(name: str, env_var: str) -> Path | None:
-    candidates = [os.environ.get(env_var)]
+def binary_env_var(name: str) -> str:
+    """The variable naming a binary's path: push-server → PUSH_SERVER_BIN."""
+    return f"{name.upper().replace('-', '_')}_BIN"
+
+
+def find_binary(name: str, env_var: str | None = None) -> Path | None:
+    """$ENV_VAR (default: binary_env_var(name)), else $CARGO_TARGET_DIR/debug/<name>, else
+    <repo>/target/debug/<name>."""
+    candidates = [os.environ.get(env_var or binary_env_var(name))]
     if os.environ.get("CARGO_TARGET_DIR"):
         candidates.append(str(Path(os.environ["CARGO_TARGET_DIR"]) / "debug" / name))
     candidates.append(str(REPO / "target" / "debug" / name))
@@ -39,10 +46,10 @@ def missing_build(message: str) -> NoReturn:
     pytest.skip(message)
 
 
-def require_binary(name: str, env_var: str) -> Path:
+def require_binary(name: str, env_var: str | None = None) -> Path:
     path = find_binary(name, env_var)
     if path is None:
-        missing_build(f"{name} not built: run `cargo build -p {name}` or set {env_var}")
+        missing_build(f"{name} not built: run `cargo build -p {name}` or set {env_var or binary_env_var(name)}")
     return path
 
 

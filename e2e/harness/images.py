@@ -67,8 +67,8 @@ class ImageBuildError(RuntimeError):
     pass
 
 
-def _run(*cmd, cwd: Path | None = None) -> str:
-    done = subprocess.run([str(c) for c in cmd], cwd=cwd, capture_output=True, text=True, timeout=300)
+def _run(*cmd) -> str:
+    done = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=300)
     if done.returncode != 0:
         raise ImageBuildError(f"{' '.join(map(str, cmd))}: exit {done.returncode}: {done.stderr.strip()[-2000:]}")
     return done.stdout
@@ -191,9 +191,7 @@ class FinalStage:
         logical, current = [], ""
         for raw in dockerfile.read_text().splitlines():
             line = raw.strip()
-            if not current and (not line or line.startswith("#")):
-                continue
-            if line.startswith("#"):
+            if line.startswith("#") or not (line or current):
                 continue
             if line.endswith("\\"):
                 current += line[:-1] + " "

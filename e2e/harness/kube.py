@@ -29,14 +29,13 @@ import urllib3
 from .core import REPO, find_binary, log_tail
 from .ports import reserve_port
 from .images import ImageBuildError
-from .real_node import NodeError, RealNode
+from .real_node import NODE, NodeError, RealNode
 
 DEFAULT_STATE = Path(os.environ.get("PUSHCLUSTER_KUBE_STATE", "/tmp/pushcluster-kube"))
 SERVICE_CIDR = "10.96.0.0/16"
 FIRST_SERVICE_IP = "10.96.0.1"
 # The order they start in; `down` stops them in reverse.
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
-NODE = "pushcluster-node"
 
 
 class ControlPlaneError(RuntimeError):
@@ -232,8 +231,12 @@ class ControlPlane:
         self.kubeconfig.chmod(0o600)
 
     def _admin_get(self, url: str) -> requests.Response:
-        return requests.get(url, cert=(self.pki / "admin.crt", self.pki / "admin.key"),
-                            verify=self.pki / "ca.crt", timeout=5)
+        return self._admin("GET", url)
+
+    def _admin(self, method: str, url: str, **kwargs) -> requests.Response:
+        """A request to the API server as the admin (system:masters)."""
+        return requests.request(method, url, cert=(self.pki / "admin.crt", self.pki / "admin.key"),
+                                verify=self.pki / "ca.crt", timeout=5, **kwargs)
 
     def _start_etcd(self, deadline: float) -> None:
         p = self.ports
@@ -302,8 +305,7 @@ class ControlPlane:
                    .status_code == 200, deadline)
 
     def _start_node_agent(self, deadline: float) -> None:
-        binaries = {name: find_binary(name, f"{name.upper().replace('-', '_')}_BIN")
-                    for name in ("push-server", "push-operator")}
+        binaries = {name: find_binary(name) for name in ("push-server", "push-operator")}
         missing = [name for name, path in binaries.items() if path is None]
         if missing:
             raise ControlPlaneError(f"the node agent runs {', '.join(missing)}: build it first "
@@ -330,8 +332,7 @@ class ControlPlane:
 
     def _start_real_node(self, deadline: float) -> None:
         def admin_post(path: str, obj: dict) -> None:
-            r = requests.post(f"{self.server}{path}", json=obj, cert=(self.pki / "admin.crt", self.pki / "admin.key"),
-                              verify=self.pki / "ca.crt", timeout=5)
+            r = self._admin("POST", f"{self.server}{path}", json=obj)
             if r.status_code != 201:
                 raise ControlPlaneError(f"POST {path}: {r.status_code} {r.text}")
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import requests
 import yaml
 
-from .core import REPO, contract, find_binary
+from .core import REPO, binary_env_var, contract, find_binary
 from .node_clients import NodeClients
 from .procs import Processes
 from .push_server import fanout_override
@@ -35,9 +35,9 @@ RECONNECTING = {"reconnection": True, "reconnectionDelay": 100, "reconnectionDel
 
 def binary(name: str) -> str:
     """PUSH_<NAME>_BIN, else $CARGO_TARGET_DIR/debug/<name>, else <repo>/target/debug/<name>."""
-    path = find_binary(name, f"{name.upper().replace('-', '_')}_BIN")
+    path = find_binary(name)
     if path is None:
-        raise AssertionError(f"{name} not built: run cargo build --workspace --bins (or set {name.upper().replace('-', '_')}_BIN)")
+        raise AssertionError(f"{name} not built: run cargo build --workspace --bins (or set {binary_env_var(name)})")
     return str(path)
 
 

@@ -6,10 +6,10 @@ Layout (the network rule: loopback or namespaces the run creates, nothing else):
   the pods' bridge `cni0` (10.88.0.0/24, created by the CNI plugin inside it), and every
   daemon: containerd, the kubelet, kube-proxy (iptables rules in that namespace only).
   CoreDNS serves cluster.local there (the `kube-dns` Service, 10.96.0.10) and answers
-  every other name NXDOMAIN. The daemons share one mount namespace of their own (host mounts propagate in, theirs
-  do not propagate out), in which
-  three host sysctls the kubelet insists on writing are covered by files of the state
-  directory: the host's are left as they were.
+  every other name NXDOMAIN. The daemons share one mount namespace of their own (host
+  mounts propagate in, theirs do not propagate out), in which three host sysctls the
+  kubelet insists on writing are covered by files of the state directory: the host's
+  are left as they were.
 - The control plane stays on the host's 127.0.0.1, and the two sides meet through unix
   sockets: the kubelet, kube-proxy and the pods reach the API server through a relay
   listening on the node's port 6443 (`kubernetes` Service → 10.99.0.2:6443), the API
@@ -19,8 +19,9 @@ Layout (the network rule: loopback or namespaces the run creates, nothing else):
   the node's namespace (host end 10.99.255.1 plus client source addresses) and two host
   routes through it, 10.88.0.0/24 and 10.96.0.0/16. That is all the run adds to the
   host's namespace; deleting the node's namespace deletes both.
-- Identity: the kubelet and kube-proxy have client certificates of their own
-  (system:node:pushcluster-node in system:nodes, system:kube-proxy), the API server runs
+- Identity: the kubelet, kube-proxy and CoreDNS have client certificates of their own
+  (system:node:pushcluster-node in system:nodes, system:kube-proxy, system:coredns with
+  kubeadm's read-only ClusterRole), the API server runs
   the Node authorizer and NodeRestriction, and the kubelet serves with webhook
   authentication and authorization: the API server calls it with its own client cert.
 - Pod cgroups sit under /<netns name>/ in every hierarchy; `down` kills what is in them,
@@ -88,9 +89,10 @@ def bin_dir() -> Path:
 def missing_tools() -> list[str]:
     """What the real node needs that this machine lacks (binaries built by e2e/node/build,
     Debian packages installed by .ci/setup)."""
+    built = bin_dir()
     missing = [f"{b} (e2e/node/build)" for b in ("kubelet", "kube-proxy", "containerd", "ctr",
                                                   "containerd-shim-runc-v2", "bridge", "host-local",
-                                                  "loopback", "portmap", "coredns") if not (bin_dir() / b).is_file()]
+                                                  "loopback", "portmap", "coredns") if not (built / b).is_file()]
     missing += [tool for tool in ("runc", "socat", "conntrack", "iptables", "umoci", "ip") if shutil.which(tool) is None]
     return missing
 
@@ -284,8 +286,7 @@ wait
         """The pod sandbox, Redis, push-server and push-operator images (harness/images.py),
         the last two tagged with the chart's appVersion, so that the chart's defaults run
         them."""
-        binaries = {name: find_binary(name, f"{name.upper().replace('-', '_')}_BIN")
-                    for name in ("push-server", "push-operator")}
+        binaries = {name: find_binary(name) for name in ("push-server", "push-operator")}
         missing = [name for name, path in binaries.items() if path is None]
         if missing:
             raise NodeError(f"the images hold {', '.join(missing)}: build it first "
@@ -435,7 +436,7 @@ wait
     def down(self) -> list[str]:
         """Kills the containers and every process of the node's namespace, then removes
         the cgroups, the namespace and what upstream daemons wrote outside the state."""
-        stopped = []
+        killed: set[int] = set()
         for _ in range(50):
             pids = self._processes()
             if not pids:
@@ -445,7 +446,7 @@ wait
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-            stopped.append(f"{len(pids)} node processes")
+            killed |= pids
             time.sleep(0.1)
         for d in self._cgroup_dirs():
             try:
@@ -471,4 +472,4 @@ wait
         left = [str(d) for d in self._cgroup_dirs()]
         if left:
             raise NodeError(f"cgroups left after the node's teardown: {left}")
-        return stopped[:1]
+        return [f"{len(killed)} node processes"] if killed else []
