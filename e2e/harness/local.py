@@ -19,6 +19,7 @@ import yaml
 
 from .core import REPO, binary_env_var, contract, find_binary
 from .node_clients import NodeClients
+from .ports import reserve_port
 from .procs import Processes
 from .push_server import fanout_override
 
@@ -85,7 +86,10 @@ class LocalCluster:
         env = dict(os.environ, PUSH_SERVER_BIN=binary("push-server"), PUSH_OPERATOR_LOG="info", **self.extra_env)
         self.log = open(self.workdir / "operator.log", "w")
         self.proc = subprocess.Popen(
-            [binary("push-operator"), "local", "-f", str(self.manifest_path), "--port", "0",
+            # Not `--port 0`: a port from the ephemeral range, probed and released, can be
+            # any outgoing connection's source port before nginx binds it (CI saw nginx
+            # fail to bind for 90 s). Two ports: the front door, then the API front door.
+            [binary("push-operator"), "local", "-f", str(self.manifest_path), "--port", str(reserve_port(count=2)),
              "--state-file", str(self.state_path), "--secrets-dir", str(self.workdir / "secrets"), *self.extra_args],
             stdout=subprocess.PIPE, stderr=self.log, text=True, env=env, start_new_session=True,
             cwd=REPO,  # as `make run`: push-server finds the demo page's client bundle from here

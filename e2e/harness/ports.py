@@ -39,25 +39,31 @@ def _bindable(port: int, host: str) -> bool:
             return False
 
 
-def reserve_port(host: str = "127.0.0.1") -> int:
-    """A port nothing listens on, outside the ephemeral range, claimed for this process."""
-    highest = _ephemeral_low() - 1
+def reserve_port(host: str = "127.0.0.1", count: int = 1) -> int:
+    """A port nothing listens on, outside the ephemeral range, claimed for this process;
+    with `count`, the first of that many consecutive ports, all claimed."""
+    highest = _ephemeral_low() - count
     if highest <= LOWEST:
         raise RuntimeError(f"no port range below the ephemeral range (starts at {highest + 1})")
     LOCK_DIR.mkdir(mode=0o777, exist_ok=True)
     rng = random.Random(os.getpid() ^ int.from_bytes(os.urandom(4), "big"))
     for _ in range(5000):
         port = rng.randrange(LOWEST, highest)
-        if port in _claimed:
+        ports = range(port, port + count)
+        if any(p in _claimed for p in ports):
             continue
-        lock = open(LOCK_DIR / str(port), "a")
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            lock.close()
-            continue
-        if _bindable(port, host):
-            _claimed[port] = lock
+        locks = []
+        for p in ports:
+            lock = open(LOCK_DIR / str(p), "a")
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                lock.close()
+                break
+            locks.append(lock)
+        if len(locks) == count and all(_bindable(p, host) for p in ports):
+            _claimed.update(zip(ports, locks))
             return port
-        lock.close()
+        for lock in locks:
+            lock.close()
     raise RuntimeError(f"no free port found in {LOWEST}..{highest}")
